@@ -1,0 +1,179 @@
+//! Back up a target now: a consistent copy streamed through hashing and multi-threaded
+//! zstd into the store, the manifest published last.
+
+use std::io::Write;
+use std::time::Instant;
+
+use chrono::Utc;
+
+use crate::actions::artifact_ext;
+use crate::app::App;
+use crate::config::TargetKind;
+use crate::error::{Error, Result};
+use crate::executor::JobOutput;
+use crate::pipe::{HashWriter, ProgressReader, zstd_encoder};
+use crate::progress::JobContext;
+use crate::sources::{directory, sqlite};
+use crate::stores::manifest::{FORMAT_VERSION, Manifest, list_backups, orphan_artifacts};
+use crate::stores::{ObjectWriter, Store};
+
+impl JobOutput for Manifest {
+    fn backup_id(&self) -> Option<String> {
+        Some(self.id.clone())
+    }
+    fn summary(&self) -> String {
+        format!(
+            "backup {} of {}: {} stored ({} before compression)",
+            self.id,
+            self.target,
+            human_bytes(self.size_bytes),
+            human_bytes(self.content_bytes)
+        )
+    }
+}
+
+/// Back up `target` as a job of `actor`.
+pub fn run(app: &App, target: &str, actor: &str, ctx: &JobContext) -> Result<Manifest> {
+    app.target(target)?;
+    let done = app.executor.run("backup", target, actor, ctx, |_, ctx| {
+        backup_locked(app, target, ctx)
+    })?;
+    Ok(done.value)
+}
+
+/// The backup itself; the caller holds the target's lock.
+fn backup_locked(app: &App, target: &str, ctx: &JobContext) -> Result<Manifest> {
+    let cfg = app.target(target)?.clone();
+    let (store_name, store) = app.store_for(target)?;
+    if !matches!(cfg.kind, TargetKind::Sqlite | TargetKind::Directory) {
+        return Err(Error::Usage(format!(
+            "backups of {} targets are not available in this build of lifeboat",
+            cfg.kind.as_str()
+        )));
+    }
+    if cfg.host.is_some() {
+        return Err(Error::Usage(format!(
+            "{target} is on another host; remote targets are not available in this build of lifeboat"
+        )));
+    }
+    clean_leftovers(store.as_ref(), target)?;
+    let started = Utc::now();
+    let clock = Instant::now();
+    let id = new_id(store.as_ref(), target, started)?;
+    let artifact = format!("{target}/{id}.{}.zst", artifact_ext(cfg.kind));
+    let path = cfg
+        .path
+        .clone()
+        .expect("validated: path-based kind has a path");
+
+    let writer = store.create(&artifact)?;
+    let mut content = HashWriter::new(
+        zstd_encoder(HashWriter::new(writer)).map_err(|e| Error::io("starting compression", e))?,
+    );
+    let write_err = |e| Error::io(format!("writing {artifact} to {}", store.describe()), e);
+    let (sqlite_facts, directory_facts) = match cfg.kind {
+        TargetKind::Sqlite => {
+            let scratch = app.scratch()?;
+            let copy = scratch.path().join("copy.sqlite");
+            let facts = sqlite::snapshot(&path, &copy, ctx)?;
+            let file = std::fs::File::open(&copy).map_err(|e| Error::io("reading the copy", e))?;
+            ctx.progress.phase("compressing and storing");
+            ctx.progress.total(file.metadata().ok().map(|m| m.len()));
+            let mut reader = ProgressReader::new(file, ctx.progress.clone(), ctx.cancel.clone());
+            crate::pipe::copy(&mut reader, &mut content).map_err(write_err)?;
+            (Some(facts), None)
+        }
+        TargetKind::Directory => {
+            let filter = directory::Filter::new(&cfg.include, &cfg.exclude)?;
+            let facts = directory::write_tar(&path, &filter, &mut content, ctx)?;
+            (None, Some(facts))
+        }
+        _ => unreachable!("checked above"),
+    };
+    let (encoder, content_bytes, content_sha256) = content.finish();
+    let stored = encoder.finish().map_err(write_err)?;
+    let (mut writer, size_bytes, sha256) = stored.finish();
+    writer.flush().map_err(write_err)?;
+    ctx.cancel.check().map_err(|e| Error::io("storing", e))?;
+    ctx.progress.phase("publishing");
+    ObjectWriter::commit(writer)?;
+
+    let finished = Utc::now();
+    let manifest = Manifest {
+        format: FORMAT_VERSION,
+        id: id.clone(),
+        target: target.to_string(),
+        kind: cfg.kind.as_str().to_string(),
+        store: store_name,
+        created_at: crate::db::time_text(started),
+        finished_at: crate::db::time_text(finished),
+        duration_seconds: clock.elapsed().as_secs_f64(),
+        status: "complete".into(),
+        artifact: artifact.clone(),
+        compression: "zstd".into(),
+        size_bytes,
+        sha256,
+        content_bytes,
+        content_sha256,
+        lifeboat_version: env!("CARGO_PKG_VERSION").into(),
+        sqlite: sqlite_facts,
+        directory: directory_facts,
+    };
+    let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+    if let Err(e) = store.put_bytes(&Manifest::key(target, &id), &json) {
+        // Without its manifest the artifact is not a backup: do not leave it behind.
+        let _ = store.delete(&artifact);
+        return Err(e.into());
+    }
+    app.db.catalog_put(&manifest)?;
+    Ok(manifest)
+}
+
+/// Remove what interrupted backups and prunes left: partial writes and artifacts without
+/// a manifest. Safe only under the target's lock.
+fn clean_leftovers(store: &dyn Store, target: &str) -> Result<()> {
+    let partial = store.sweep_incomplete(&format!("{target}/"))?;
+    let orphans = orphan_artifacts(store, target)?;
+    for key in &orphans {
+        store.delete(key)?;
+    }
+    if partial + orphans.len() > 0 {
+        tracing::info!(
+            target = target,
+            partial,
+            orphans = orphans.len(),
+            "removed leftovers of interrupted jobs"
+        );
+    }
+    Ok(())
+}
+
+/// Backup ids are the UTC start time, sortable and readable: `20261122T083000Z`, with a
+/// `-2`, `-3`... suffix in the rare case two start within one second.
+fn new_id(store: &dyn Store, target: &str, at: chrono::DateTime<Utc>) -> Result<String> {
+    let base = at.format("%Y%m%dT%H%M%SZ").to_string();
+    let (existing, _) = list_backups(store, target)?;
+    let taken = |id: &str| existing.iter().any(|m| m.id == id);
+    if !taken(&base) {
+        return Ok(base);
+    }
+    Ok((2..)
+        .map(|n| format!("{base}-{n}"))
+        .find(|id| !taken(id))
+        .expect("some suffix is free"))
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}

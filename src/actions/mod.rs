@@ -1,0 +1,19 @@
+//! What lifeboat does to targets: back up, list, verify, restore (plan, then apply),
+//! prune by retention, and report status. Every action takes the App and a JobContext.
+
+pub mod backup;
+pub mod catalog;
+pub mod prune;
+pub mod restore;
+pub mod retention;
+pub mod status;
+pub mod verify;
+
+/// The file extension of a target kind's artifact (before `.zst`).
+pub fn artifact_ext(kind: crate::config::TargetKind) -> &'static str {
+    match kind {
+        crate::config::TargetKind::Sqlite => "sqlite",
+        crate::config::TargetKind::Directory => "tar",
+        _ => "bin",
+    }
+}

@@ -1,0 +1,105 @@
+//! Apply a target's retention rules: a plan of what stays (and which rule keeps it) and
+//! what goes, which dry-run prints and apply executes. The newest backup always stays.
+
+use serde::Serialize;
+
+use crate::actions::catalog::backups;
+use crate::actions::retention;
+use crate::app::App;
+use crate::error::Result;
+use crate::executor::JobOutput;
+use crate::progress::JobContext;
+use crate::stores::manifest::Manifest;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Kept {
+    pub id: String,
+    pub created_at: String,
+    pub reasons: Vec<&'static str>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PrunePlan {
+    pub target: String,
+    pub keep: Vec<Kept>,
+    pub remove: Vec<Manifest>,
+}
+
+impl JobOutput for PrunePlan {
+    fn summary(&self) -> String {
+        format!(
+            "pruned {} backups of {}, kept {}",
+            self.remove.len(),
+            self.target,
+            self.keep.len()
+        )
+    }
+}
+
+impl PrunePlan {
+    pub fn describe(&self) -> String {
+        let mut out = format!(
+            "{}: keep {}, remove {}\n",
+            self.target,
+            self.keep.len(),
+            self.remove.len()
+        );
+        for k in &self.keep {
+            out.push_str(&format!("  keep    {}  ({})\n", k.id, k.reasons.join(", ")));
+        }
+        for m in &self.remove {
+            out.push_str(&format!("  remove  {}\n", m.id));
+        }
+        out
+    }
+}
+
+pub fn plan(app: &App, target: &str) -> Result<PrunePlan> {
+    let cfg = app.target(target)?;
+    let all = backups(app, target)?;
+    let times: Vec<_> = all.iter().map(Manifest::created).collect();
+    let mut reasons = match cfg.timezone {
+        Some(tz) => retention::apply(&cfg.retention, &times, &tz.0),
+        None => retention::apply(&cfg.retention, &times, &chrono::Utc),
+    };
+    if let Some(newest) = reasons.first_mut()
+        && newest.is_empty()
+    {
+        newest.push("newest");
+    }
+    let mut plan = PrunePlan {
+        target: target.to_string(),
+        keep: Vec::new(),
+        remove: Vec::new(),
+    };
+    for (m, why) in all.into_iter().zip(reasons) {
+        if why.is_empty() {
+            plan.remove.push(m.summary());
+        } else {
+            plan.keep.push(Kept {
+                id: m.id,
+                created_at: m.created_at,
+                reasons: why,
+            });
+        }
+    }
+    Ok(plan)
+}
+
+/// Prune as a job. The manifest goes first, so an interrupted prune never leaves a listed
+/// backup without its artifact; a leftover artifact is removed by the next backup.
+pub fn run(app: &App, target: &str, actor: &str, ctx: &JobContext) -> Result<PrunePlan> {
+    let done = app.executor.run("prune", target, actor, ctx, |_, ctx| {
+        let plan = plan(app, target)?;
+        let (_, store) = app.store_for(target)?;
+        ctx.progress.phase("pruning");
+        for m in &plan.remove {
+            store.delete(&Manifest::key(target, &m.id))?;
+            store.delete(&m.artifact)?;
+            app.db.catalog_remove(target, &m.id)?;
+            tracing::info!(target = target, backup = %m.id, "pruned");
+        }
+        Ok(plan)
+    })?;
+    Ok(done.value)
+}

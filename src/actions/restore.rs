@@ -1,0 +1,376 @@
+//! Restore: build a plan (which backup, where, what is moved aside) that dry-run prints,
+//! approvals bind to, and `apply` executes: stage next to the destination, check, move the
+//! current data aside, rename the restored copy in. Current data is never deleted.
+
+use std::path::{Component, Path, PathBuf};
+
+use chrono::Utc;
+use serde::Serialize;
+
+use crate::actions::catalog::{Selector, find};
+use crate::app::App;
+use crate::config::{TargetConfig, TargetKind};
+use crate::error::{Error, Result};
+use crate::executor::JobOutput;
+use crate::pipe::{HashReader, ProgressReader};
+use crate::progress::JobContext;
+use crate::sources::{directory, sqlite};
+use crate::stores::manifest::Manifest;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Move {
+    pub from: PathBuf,
+    pub to: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RestorePlan {
+    pub target: String,
+    pub backup: Manifest,
+    pub backup_age_seconds: i64,
+    pub destination: PathBuf,
+    pub in_place: bool,
+    /// Current data moved aside before the restored copy is renamed in.
+    pub move_aside: Vec<Move>,
+    /// Where the restored copy is assembled before it is renamed into place.
+    pub staging: PathBuf,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreOutcome {
+    #[serde(flatten)]
+    pub plan: RestorePlan,
+    pub ok: bool,
+    pub duration_seconds: f64,
+}
+
+impl JobOutput for RestoreOutcome {
+    fn backup_id(&self) -> Option<String> {
+        Some(self.plan.backup.id.clone())
+    }
+    fn summary(&self) -> String {
+        format!(
+            "restored backup {} of {} to {}",
+            self.plan.backup.id,
+            self.plan.target,
+            self.plan.destination.display()
+        )
+    }
+}
+
+impl RestorePlan {
+    /// The plan in words, as dry-run, the CLI and the approval message show it.
+    pub fn describe(&self) -> String {
+        let b = &self.backup;
+        let mut out = format!(
+            "Restore plan for {}\n  backup:      {} (taken {}, {} old, {})\n  destination: {}{}\n",
+            self.target,
+            b.id,
+            b.created_at,
+            human_age(self.backup_age_seconds),
+            crate::actions::backup::human_bytes(b.content_bytes),
+            self.destination.display(),
+            if self.in_place {
+                " (in place)"
+            } else {
+                " (new copy)"
+            },
+        );
+        if self.move_aside.is_empty() {
+            out.push_str("  move aside:  nothing (no current data at the destination)\n");
+        }
+        for m in &self.move_aside {
+            out.push_str(&format!(
+                "  move aside:  {} -> {}\n",
+                m.from.display(),
+                m.to.display()
+            ));
+        }
+        out.push_str(&format!(
+            "  steps:       download and check into {}, then rename it to {}\n",
+            self.staging.display(),
+            self.destination.display()
+        ));
+        for n in &self.notes {
+            out.push_str(&format!("  note:        {n}\n"));
+        }
+        out
+    }
+}
+
+pub fn human_age(seconds: i64) -> String {
+    let s = seconds.max(0) as u64;
+    // Minutes are precise enough once past a minute.
+    let shown = if s < 60 { s } else { s - s % 60 };
+    humantime::format_duration(std::time::Duration::from_secs(shown))
+        .to_string()
+        .replace(' ', "")
+}
+
+/// Build the restore plan. Nothing is written.
+pub fn plan(
+    app: &App,
+    target: &str,
+    selector: &Selector,
+    to: Option<&Path>,
+) -> Result<RestorePlan> {
+    let cfg = app.target(target)?;
+    if !matches!(cfg.kind, TargetKind::Sqlite | TargetKind::Directory) || cfg.host.is_some() {
+        return Err(Error::Usage(format!(
+            "restores of {target} ({}{}) are not available in this build of lifeboat",
+            cfg.kind.as_str(),
+            if cfg.host.is_some() { ", remote" } else { "" }
+        )));
+    }
+    let backup = find(app, target, selector)?;
+    let live = cfg
+        .path
+        .clone()
+        .expect("validated: path-based kind has a path");
+    let (destination, in_place) = match to {
+        Some(to) => (check_destination(cfg, &live, to)?, false),
+        None => (live.clone(), true),
+    };
+    let stamp = Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let mut move_aside = Vec::new();
+    let mut notes = Vec::new();
+    if in_place {
+        let aside = sibling(&destination, &format!(".pre-restore-{stamp}"));
+        if destination.symlink_metadata().is_ok() {
+            move_aside.push(Move {
+                from: destination.clone(),
+                to: aside.clone(),
+            });
+        }
+        if cfg.kind == TargetKind::Sqlite {
+            // The journal files belong to the current database: they go aside with it.
+            for suffix in ["-wal", "-shm", "-journal"] {
+                let from = sibling(&destination, suffix);
+                if from.symlink_metadata().is_ok() {
+                    let to = sibling(&aside, suffix);
+                    move_aside.push(Move { from, to });
+                }
+            }
+            notes.push("stop the application using this database first; it would keep writing to the moved-aside file".into());
+        }
+    }
+    let name = destination
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let staging = destination.with_file_name(format!(".{name}.lifeboat-restore-{}", backup.id));
+    Ok(RestorePlan {
+        target: target.to_string(),
+        backup_age_seconds: (Utc::now() - backup.created()).num_seconds(),
+        backup: backup.summary(),
+        destination,
+        in_place,
+        move_aside,
+        staging,
+        notes,
+    })
+}
+
+/// `path` with `suffix` appended to its file name.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// `--to` must be a new path under the target's own location or one of its restore roots.
+fn check_destination(cfg: &TargetConfig, live: &Path, to: &Path) -> Result<PathBuf> {
+    if to.components().any(|c| c == Component::ParentDir) {
+        return Err(Error::Usage(format!(
+            "--to {}: `..` is not allowed in a destination",
+            to.display()
+        )));
+    }
+    let to = if to.is_absolute() {
+        to.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| Error::io("reading the current directory", e))?
+            .join(to)
+    };
+    if to.symlink_metadata().is_ok() {
+        return Err(Error::Usage(format!(
+            "--to {}: it already exists; choose a path that does not exist yet",
+            to.display()
+        )));
+    }
+    let own_root = match cfg.kind {
+        TargetKind::Sqlite => live.parent().map(Path::to_path_buf),
+        _ => Some(live.to_path_buf()),
+    };
+    let roots: Vec<PathBuf> = own_root
+        .into_iter()
+        .chain(cfg.restore_roots.iter().cloned())
+        .collect();
+    let parent = to
+        .parent()
+        .ok_or_else(|| Error::Usage("--to: not a usable path".into()))?;
+    let real_parent = std::fs::canonicalize(parent).map_err(|_| {
+        Error::Usage(format!(
+            "--to {}: the directory {} does not exist",
+            to.display(),
+            parent.display()
+        ))
+    })?;
+    let allowed = roots
+        .iter()
+        .filter_map(|r| std::fs::canonicalize(r).ok())
+        .any(|root| real_parent.starts_with(&root));
+    if !allowed {
+        let shown: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+        return Err(Error::Usage(format!(
+            "--to {}: restores of this target may only write under {}",
+            to.display(),
+            shown.join(" or ")
+        )));
+    }
+    Ok(real_parent.join(to.file_name().expect("has a file name")))
+}
+
+/// Run a plan as a job.
+pub fn apply(
+    app: &App,
+    plan: &RestorePlan,
+    actor: &str,
+    ctx: &JobContext,
+) -> Result<RestoreOutcome> {
+    let done = app
+        .executor
+        .run("restore", &plan.target, actor, ctx, |_, ctx| {
+            apply_locked(app, plan, ctx)
+        })?;
+    Ok(done.value)
+}
+
+fn apply_locked(app: &App, plan: &RestorePlan, ctx: &JobContext) -> Result<RestoreOutcome> {
+    let clock = std::time::Instant::now();
+    for m in &plan.move_aside {
+        if m.to.symlink_metadata().is_ok() {
+            return Err(Error::Failed(format!(
+                "{} already exists; make a new plan",
+                m.to.display()
+            )));
+        }
+    }
+    if !plan.in_place && plan.destination.symlink_metadata().is_ok() {
+        return Err(Error::Failed(format!(
+            "{} appeared since the plan was made; make a new plan",
+            plan.destination.display()
+        )));
+    }
+    if let Some(parent) = plan.destination.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+    }
+    remove_staging(&plan.staging)?;
+    let staged = stage(app, plan, ctx);
+    if let Err(e) = staged {
+        let _ = remove_staging(&plan.staging);
+        return Err(e);
+    }
+    ctx.progress.phase("moving into place");
+    for m in &plan.move_aside {
+        std::fs::rename(&m.from, &m.to).map_err(|e| {
+            Error::io(
+                format!("moving {} aside to {}", m.from.display(), m.to.display()),
+                e,
+            )
+        })?;
+    }
+    std::fs::rename(&plan.staging, &plan.destination).map_err(|e| {
+        Error::io(
+            format!(
+                "renaming the restored copy to {}",
+                plan.destination.display()
+            ),
+            e,
+        )
+    })?;
+    if let Some(parent) = plan.destination.parent()
+        && let Ok(dir) = std::fs::File::open(parent)
+    {
+        let _ = dir.sync_all();
+    }
+    Ok(RestoreOutcome {
+        plan: plan.clone(),
+        ok: true,
+        duration_seconds: clock.elapsed().as_secs_f64(),
+    })
+}
+
+/// Our own staging leftovers from an interrupted restore are safe to remove.
+fn remove_staging(staging: &Path) -> Result<()> {
+    let r = match staging.symlink_metadata() {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(staging),
+        Ok(_) => std::fs::remove_file(staging),
+        Err(_) => return Ok(()),
+    };
+    r.map_err(|e| Error::io(format!("removing the leftover {}", staging.display()), e))
+}
+
+/// Download, decompress and check the backup into the staging path.
+fn stage(app: &App, plan: &RestorePlan, ctx: &JobContext) -> Result<()> {
+    let (_, store) = app.store_for(&plan.target)?;
+    let m = &plan.backup;
+    ctx.progress.phase("downloading and checking");
+    ctx.progress.total(Some(m.size_bytes));
+    let raw = store.open(&m.artifact)?;
+    let stored = HashReader::new(ProgressReader::new(
+        raw,
+        ctx.progress.clone(),
+        ctx.cancel.clone(),
+    ));
+    let mut decoder = zstd::stream::read::Decoder::new(stored)
+        .map_err(|e| Error::io("starting decompression", e))?;
+    let mut content = HashReader::new(&mut decoder);
+    let read_err = |e| Error::io(format!("reading backup {}", m.id), e);
+    match m.kind.as_str() {
+        "sqlite" => {
+            let mut file = std::fs::File::create_new(&plan.staging)
+                .map_err(|e| Error::io(format!("creating {}", plan.staging.display()), e))?;
+            crate::pipe::copy(&mut content, &mut file).map_err(read_err)?;
+            file.sync_all()
+                .map_err(|e| Error::io("syncing the restored copy", e))?;
+        }
+        "directory" => {
+            std::fs::create_dir(&plan.staging)
+                .map_err(|e| Error::io(format!("creating {}", plan.staging.display()), e))?;
+            directory::extract_tar(&mut content, &plan.staging, ctx)?;
+            std::io::copy(&mut content, &mut std::io::sink()).map_err(read_err)?;
+        }
+        other => {
+            return Err(Error::Failed(format!(
+                "cannot restore backups of kind {other}"
+            )));
+        }
+    }
+    let (bytes, sha) = content.finish();
+    if bytes != m.content_bytes || sha != m.content_sha256 {
+        return Err(Error::Failed(format!(
+            "backup {} is damaged: its content does not match the manifest's checksum; nothing was changed",
+            m.id
+        )));
+    }
+    if let Some(facts) = &m.sqlite {
+        ctx.progress.phase("checking the restored database");
+        let problems = sqlite::check_copy(&plan.staging, facts, false)?;
+        // Opening the copy may leave journal files next to it; they are not part of it.
+        for suffix in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(sibling(&plan.staging, suffix));
+        }
+        if !problems.is_empty() {
+            return Err(Error::Failed(format!(
+                "the restored copy of backup {} failed its checks ({}); nothing was changed",
+                m.id,
+                problems.join("; ")
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! Status of every target: newest backup and its age, when the next one is due, whether
+//! it is overdue, the last verify and drill, and any running job.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::actions::catalog::backups;
+use crate::app::App;
+use crate::config::TargetConfig;
+use crate::error::Result;
+
+/// Grace before a scheduled backup counts as missed, when the target sets none.
+pub const DEFAULT_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetStatus {
+    pub target: String,
+    pub kind: String,
+    pub store: Option<String>,
+    pub last_backup: Option<String>,
+    pub last_backup_at: Option<String>,
+    pub last_backup_age_seconds: Option<i64>,
+    pub last_backup_size_bytes: Option<u64>,
+    pub backups: usize,
+    pub next_due: Option<String>,
+    pub overdue: bool,
+    pub overdue_since: Option<String>,
+    pub last_job: Option<String>,
+    pub last_verify: Option<String>,
+    pub last_drill: Option<String>,
+    pub running: Option<String>,
+    /// Set when the store could not be read.
+    pub error: Option<String>,
+}
+
+pub fn all(app: &App, now: DateTime<Utc>) -> Result<Vec<TargetStatus>> {
+    app.config
+        .targets
+        .iter()
+        .map(|(name, cfg)| one(app, name, cfg, now))
+        .collect()
+}
+
+fn one(app: &App, name: &str, cfg: &TargetConfig, now: DateTime<Utc>) -> Result<TargetStatus> {
+    let (list, error) = if cfg.store.is_some() {
+        match backups(app, name) {
+            Ok(l) => (l, None),
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        }
+    } else {
+        (Vec::new(), None)
+    };
+    let newest = list.first();
+    let (next_due, missed_since) = due(cfg, newest.map(|m| m.created()), now);
+    let describe_job = |j: crate::db::jobs::JobRecord| {
+        format!(
+            "{} {} at {}",
+            j.kind,
+            j.state,
+            j.finished_at.unwrap_or(j.started_at)
+        )
+    };
+    let last_job = app.db.job_last(name, "backup", false)?.map(|j| {
+        format!(
+            "{} ({})",
+            describe_job(j.clone()),
+            j.message.unwrap_or_default()
+        )
+    });
+    Ok(TargetStatus {
+        target: name.to_string(),
+        kind: cfg.kind.as_str().to_string(),
+        store: cfg.store.clone(),
+        last_backup: newest.map(|m| m.id.clone()),
+        last_backup_at: newest.map(|m| m.created_at.clone()),
+        last_backup_age_seconds: newest.map(|m| (now - m.created()).num_seconds()),
+        last_backup_size_bytes: newest.map(|m| m.size_bytes),
+        backups: list.len(),
+        next_due: next_due.map(crate::db::time_text),
+        overdue: missed_since.is_some(),
+        overdue_since: missed_since.map(crate::db::time_text),
+        last_job,
+        last_verify: app.db.job_last(name, "verify", false)?.map(describe_job),
+        last_drill: app.db.job_last(name, "drill", false)?.map(describe_job),
+        running: app.db.jobs_running(Some(name))?.first().map(|j| {
+            format!(
+                "job {}: {} by {} since {}",
+                j.id, j.kind, j.actor, j.started_at
+            )
+        }),
+        error,
+    })
+}
+
+/// The next due time, and the due time that was missed (if the newest backup is older
+/// than the latest due time and the grace has passed).
+pub fn due(
+    cfg: &TargetConfig,
+    newest: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    let Some(schedule) = &cfg.schedule else {
+        return (None, None);
+    };
+    let grace =
+        chrono::Duration::from_std(cfg.grace.map_or(DEFAULT_GRACE, |g| g.0)).unwrap_or_default();
+    let (next, prev) = match cfg.timezone {
+        Some(tz) => {
+            let local = now.with_timezone(&tz.0);
+            (
+                schedule
+                    .0
+                    .after(&local)
+                    .next()
+                    .map(|t| t.with_timezone(&Utc)),
+                schedule
+                    .0
+                    .after(&local)
+                    .next_back()
+                    .map(|t| t.with_timezone(&Utc)),
+            )
+        }
+        None => (
+            schedule.0.after(&now).next(),
+            schedule.0.after(&now).next_back(),
+        ),
+    };
+    let missed = prev.filter(|p| now > *p + grace && newest.is_none_or(|n| n < *p));
+    (next, missed)
+}

@@ -1,0 +1,107 @@
+//! App: the one shared context every front-end and action is handed: config, state
+//! database, executor, and the stores built from the config.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::config::{Config, TargetConfig};
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::executor::Executor;
+use crate::stores::{self, Store};
+
+#[derive(Clone)]
+pub struct App {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub executor: Executor,
+    stores: Arc<BTreeMap<String, Arc<dyn Store>>>,
+}
+
+impl App {
+    /// Open the state database and build the stores. Jobs a crashed process left running
+    /// are marked interrupted and returned so the caller can report them.
+    pub fn open(config: Config) -> Result<(App, Vec<crate::db::jobs::JobRecord>)> {
+        let db = Db::open(&config.server.state)?;
+        let state_dir = config
+            .server
+            .state
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let executor = Executor::new(db.clone(), state_dir.join("locks"));
+        let mut built = BTreeMap::new();
+        for (name, cfg) in &config.stores {
+            built.insert(name.clone(), stores::open_store(name, cfg)?);
+        }
+        let app = App {
+            config: Arc::new(config),
+            db,
+            executor,
+            stores: Arc::new(built),
+        };
+        let swept = app.executor.sweep_interrupted()?;
+        Ok((app, swept))
+    }
+
+    /// An app over an in-memory database and the given stores, for tests.
+    pub fn for_tests(
+        config: Config,
+        stores: BTreeMap<String, Arc<dyn Store>>,
+        locks: PathBuf,
+    ) -> App {
+        let db = Db::in_memory();
+        App {
+            executor: Executor::new(db.clone(), locks),
+            config: Arc::new(config),
+            db,
+            stores: Arc::new(stores),
+        }
+    }
+
+    /// A target by name, or a usage error listing the ones that exist.
+    pub fn target(&self, name: &str) -> Result<&TargetConfig> {
+        self.config.targets.get(name).ok_or_else(|| {
+            Error::Usage(format!(
+                "unknown target {name:?}; targets: {}",
+                self.config.target_names()
+            ))
+        })
+    }
+
+    pub fn store(&self, name: &str) -> Result<Arc<dyn Store>> {
+        self.stores
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::Usage(format!("unknown store {name:?}")))
+    }
+
+    /// The store a target backs up into.
+    pub fn store_for(&self, target: &str) -> Result<(String, Arc<dyn Store>)> {
+        let t = self.target(target)?;
+        let name = t.store.clone().ok_or_else(|| {
+            Error::Usage(format!(
+                "target {target} ({}) keeps no backups in a store",
+                t.kind.as_str()
+            ))
+        })?;
+        Ok((name.clone(), self.store(&name)?))
+    }
+
+    /// A fresh private scratch directory, removed when dropped.
+    pub fn scratch(&self) -> Result<tempfile::TempDir> {
+        let dir = self.config.scratch_dir();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        tempfile::Builder::new()
+            .prefix("job-")
+            .tempdir_in(&dir)
+            .map_err(|e| {
+                Error::io(
+                    format!("creating a scratch directory in {}", dir.display()),
+                    e,
+                )
+            })
+    }
+}

@@ -1,0 +1,536 @@
+//! The command line: clap definitions, running each command as the local operator
+//! (`cli:<unix user>`), and rendering results as text, `--json`, and terminal progress.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+use crate::actions::catalog::Selector;
+use crate::actions::{self, backup::human_bytes};
+use crate::app::App;
+use crate::config::{Config, DEFAULT_PATH};
+use crate::error::Error;
+use crate::progress::{Cancel, JobContext, Progress, Silent};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "lifeboat",
+    version,
+    about = "Disaster-recovery bot: back up, verify, restore and drill from chat or the command line"
+)]
+pub struct Cli {
+    /// Config file [default: config/lifeboat.toml, or the built-in default when absent]
+    #[arg(long, global = true, env = "LIFEBOAT_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the HTTP endpoints until SIGTERM or SIGINT
+    Serve,
+    /// Back up a target now
+    Backup {
+        target: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List backups, newest first
+    List {
+        target: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every target: last backup and its age, next due, overdue, last verify
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify a backup (default: latest)
+    Verify {
+        target: String,
+        backup: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a restore plan; with --yes, carry it out
+    Restore {
+        target: String,
+        backup: Option<String>,
+        /// Newest backup at or before this time (RFC 3339 or "YYYY-MM-DD HH:MM", UTC)
+        #[arg(long)]
+        at: Option<String>,
+        /// Restore to this new path instead of in place
+        #[arg(long)]
+        to: Option<PathBuf>,
+        /// Only print the plan
+        #[arg(long)]
+        dry_run: bool,
+        /// Carry out the plan
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply retention rules
+    Prune {
+        target: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Configuration
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Validate the config: syntax, keys, cron, durations, references, paths
+    Check,
+}
+
+/// Parse arguments, run, and return the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    init_logging(matches!(cli.command, Command::Serve));
+    let explicit = cli.config.is_some();
+    let path = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH));
+    let config = match Config::load(&path, explicit) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("lifeboat: {e}");
+            return 2;
+        }
+    };
+    if let Command::Config {
+        command: ConfigCommand::Check,
+    } = cli.command
+    {
+        return config_check(&config);
+    }
+    let (app, swept) = match App::open(config) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("lifeboat: {e}");
+            return 1;
+        }
+    };
+    for job in swept {
+        eprintln!(
+            "lifeboat: note: job {} ({} of {}, started {} by {}) was interrupted before it finished",
+            job.id, job.kind, job.target, job.started_at, job.actor
+        );
+    }
+    match run(&app, cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("lifeboat: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn init_logging(serving: bool) {
+    let default = if serving { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LIFEBOAT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The identity the CLI acts as: `cli:<unix user>`.
+pub fn actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| format!("uid{}", unsafe { libc::geteuid() }));
+    format!("cli:{user}")
+}
+
+fn config_check(config: &Config) -> i32 {
+    let problems = config.check_reachable();
+    if problems.is_empty() {
+        println!(
+            "{}: ok ({} stores, {} targets)",
+            config.source,
+            config.stores.len(),
+            config.targets.len()
+        );
+        0
+    } else {
+        for p in problems {
+            eprintln!("lifeboat: {}: {p}", config.source);
+        }
+        2
+    }
+}
+
+fn run(app: &App, command: Command) -> Result<i32, Error> {
+    let actor = actor();
+    match command {
+        Command::Serve => serve(app.clone()),
+        Command::Backup { target, json } => {
+            let ctx = job_context(json);
+            let m = actions::backup::run(app, &target, &actor, &ctx)?;
+            finish_progress(&ctx);
+            if json {
+                print_json(&m.summary());
+            } else {
+                println!(
+                    "backup {} of {} complete: {} stored ({} before compression) in {:.1}s",
+                    m.id,
+                    m.target,
+                    human_bytes(m.size_bytes),
+                    human_bytes(m.content_bytes),
+                    m.duration_seconds
+                );
+            }
+            Ok(0)
+        }
+        Command::List { target, json } => list(app, target.as_deref(), json),
+        Command::Status { json } => {
+            let all = actions::status::all(app, chrono::Utc::now())?;
+            if json {
+                print_json(&all);
+            } else {
+                print_status(&all);
+            }
+            Ok(0)
+        }
+        Command::Verify {
+            target,
+            backup,
+            json,
+        } => {
+            let selector = Selector::from_args(backup.as_deref(), None)?;
+            let ctx = job_context(json);
+            let report = actions::verify::run(app, &target, &selector, &actor, &ctx)?;
+            finish_progress(&ctx);
+            if json {
+                print_json(&report);
+            } else if report.ok {
+                println!(
+                    "backup {} of {} verified: all checks passed",
+                    report.backup.id, target
+                );
+            } else {
+                println!(
+                    "backup {} of {} FAILED verification:",
+                    report.backup.id, target
+                );
+                for p in &report.problems {
+                    println!("  - {p}");
+                }
+            }
+            Ok(if report.ok { 0 } else { 1 })
+        }
+        Command::Restore {
+            target,
+            backup,
+            at,
+            to,
+            dry_run,
+            yes,
+            json,
+        } => {
+            let selector = Selector::from_args(backup.as_deref(), at.as_deref())?;
+            let plan = actions::restore::plan(app, &target, &selector, to.as_deref())?;
+            if dry_run || !yes {
+                if json {
+                    print_json(&plan);
+                } else {
+                    print!("{}", plan.describe());
+                    if !dry_run {
+                        println!(
+                            "Nothing was changed. Run again with --yes to carry out this plan."
+                        );
+                    }
+                }
+                return Ok(0);
+            }
+            if !json {
+                eprint!("{}", plan.describe());
+            }
+            let ctx = job_context(json);
+            let outcome = actions::restore::apply(app, &plan, &actor, &ctx)?;
+            finish_progress(&ctx);
+            if json {
+                print_json(&outcome);
+            } else {
+                println!(
+                    "restored backup {} of {} to {} in {:.1}s",
+                    plan.backup.id,
+                    target,
+                    plan.destination.display(),
+                    outcome.duration_seconds
+                );
+                for m in &plan.move_aside {
+                    println!("previous data kept at {}", m.to.display());
+                }
+            }
+            Ok(0)
+        }
+        Command::Prune { target, dry_run } => prune(app, target.as_deref(), dry_run, &actor),
+        Command::Config { .. } => unreachable!("handled before the state is opened"),
+    }
+}
+
+fn list(app: &App, target: Option<&str>, json: bool) -> Result<i32, Error> {
+    let targets: Vec<String> = match target {
+        Some(t) => {
+            app.target(t)?;
+            vec![t.to_string()]
+        }
+        None => app
+            .config
+            .targets
+            .iter()
+            .filter(|(_, c)| c.store.is_some())
+            .map(|(n, _)| n.clone())
+            .collect(),
+    };
+    let mut all = Vec::new();
+    for t in &targets {
+        all.extend(
+            actions::catalog::backups(app, t)?
+                .into_iter()
+                .map(|m| m.summary()),
+        );
+    }
+    all.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    if json {
+        print_json(&all);
+    } else if all.is_empty() {
+        println!("no backups yet");
+    } else {
+        println!(
+            "{:<20} {:<24} {:<10} {:>10}  {:<24}",
+            "TARGET", "ID", "KIND", "SIZE", "CREATED (UTC)"
+        );
+        for m in &all {
+            println!(
+                "{:<20} {:<24} {:<10} {:>10}  {:<24}",
+                m.target,
+                m.id,
+                m.kind,
+                human_bytes(m.size_bytes),
+                m.created_at
+            );
+        }
+    }
+    Ok(0)
+}
+
+fn prune(app: &App, target: Option<&str>, dry_run: bool, actor: &str) -> Result<i32, Error> {
+    let targets: Vec<String> = match target {
+        Some(t) => vec![app.target(t).map(|_| t.to_string())?],
+        None => app
+            .config
+            .targets
+            .iter()
+            .filter(|(_, c)| c.store.is_some())
+            .map(|(n, _)| n.clone())
+            .collect(),
+    };
+    for t in targets {
+        let plan = if dry_run {
+            actions::prune::plan(app, &t)?
+        } else {
+            actions::prune::run(app, &t, actor, &JobContext::silent())?
+        };
+        print!("{}", plan.describe());
+        if dry_run && !plan.remove.is_empty() {
+            println!("  (dry run: nothing was removed)");
+        }
+    }
+    Ok(0)
+}
+
+fn print_status(all: &[actions::status::TargetStatus]) {
+    let now = chrono::Utc::now();
+    for s in all {
+        let last = match (&s.last_backup, s.last_backup_age_seconds) {
+            (Some(id), Some(age)) => format!("{id} ({} ago)", actions::restore::human_age(age)),
+            _ => "never".into(),
+        };
+        let flag = if s.overdue { "  OVERDUE" } else { "" };
+        println!("{} ({}){flag}", s.target, s.kind);
+        println!("  last backup: {last}, {} kept", s.backups);
+        if let Some(next) = &s.next_due {
+            let when = crate::db::parse_time(next)
+                .map(|t| (t - now).num_seconds())
+                .unwrap_or(0);
+            println!(
+                "  next due:    {next} (in {})",
+                actions::restore::human_age(when)
+            );
+        }
+        if let Some(since) = &s.overdue_since {
+            println!("  overdue:     a backup was due at {since}");
+        }
+        if let Some(j) = &s.last_job {
+            println!("  last job:    {j}");
+        }
+        if let Some(v) = &s.last_verify {
+            println!("  last verify: {v}");
+        }
+        if let Some(r) = &s.running {
+            println!("  running:     {r}");
+        }
+        if let Some(e) = &s.error {
+            println!("  error:       {e}");
+        }
+    }
+}
+
+fn print_json<T: Serialize>(value: &T) {
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer_pretty(&mut out, value);
+    let _ = writeln!(out);
+}
+
+/// A job context for the CLI: progress on a terminal only, and Ctrl-C cancels cleanly
+/// (a second Ctrl-C exits at once).
+fn job_context(json: bool) -> JobContext {
+    let cancel = Cancel::new();
+    let flag = cancel.flag();
+    let _ = signal_hook::flag::register_conditional_shutdown(
+        signal_hook::consts::SIGINT,
+        130,
+        flag.clone(),
+    );
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, flag.clone());
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, flag);
+    let progress: Arc<dyn Progress> = if !json && std::io::stdout().is_terminal() {
+        Arc::new(TerminalProgress::default())
+    } else {
+        Arc::new(Silent)
+    };
+    JobContext { progress, cancel }
+}
+
+fn finish_progress(_ctx: &JobContext) {
+    if std::io::stdout().is_terminal() {
+        eprint!("\r\x1b[2K");
+    }
+}
+
+/// Phase, bytes, rate and ETA on one line of stderr, redrawn at most ten times a second.
+#[derive(Default)]
+struct TerminalProgress {
+    state: std::sync::Mutex<TermState>,
+}
+
+#[derive(Default)]
+struct TermState {
+    phase: String,
+    total: Option<u64>,
+    done: u64,
+    started: Option<std::time::Instant>,
+    drawn: Option<std::time::Instant>,
+}
+
+impl Progress for TerminalProgress {
+    fn phase(&self, name: &str) {
+        let mut s = self.state.lock().unwrap();
+        *s = TermState {
+            phase: name.to_string(),
+            started: Some(std::time::Instant::now()),
+            ..TermState::default()
+        };
+        draw(&mut s, true);
+    }
+    fn total(&self, bytes: Option<u64>) {
+        self.state.lock().unwrap().total = bytes;
+    }
+    fn advance(&self, bytes: u64) {
+        let mut s = self.state.lock().unwrap();
+        s.done += bytes;
+        draw(&mut s, false);
+    }
+}
+
+fn draw(s: &mut TermState, force: bool) {
+    let now = std::time::Instant::now();
+    if !force
+        && s.drawn
+            .is_some_and(|d| now - d < std::time::Duration::from_millis(100))
+    {
+        return;
+    }
+    s.drawn = Some(now);
+    let secs = s
+        .started
+        .map_or(0.0, |t| (now - t).as_secs_f64())
+        .max(0.001);
+    let rate = s.done as f64 / secs;
+    let mut line = format!("{}: {}", s.phase, human_bytes(s.done));
+    if let Some(total) = s.total.filter(|t| *t > 0) {
+        let pct = (s.done as f64 / total as f64 * 100.0).min(100.0);
+        line.push_str(&format!(" of {} ({pct:.0}%)", human_bytes(total)));
+        if rate > 0.0 && s.done < total {
+            line.push_str(&format!(", ETA {:.0}s", (total - s.done) as f64 / rate));
+        }
+    }
+    line.push_str(&format!(", {}/s", human_bytes(rate as u64)));
+    eprint!("\r\x1b[2K{line}");
+}
+
+fn serve(app: App) -> Result<i32, Error> {
+    let runtime =
+        tokio::runtime::Runtime::new().map_err(|e| Error::io("starting the runtime", e))?;
+    runtime.block_on(async move {
+        let listen = app.config.server.listen.clone();
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .map_err(|e| Error::Failed(format!("cannot listen on {listen}: {e}")))?;
+        tracing::info!(
+            "lifeboat {} listening on http://{} (config {})",
+            env!("CARGO_PKG_VERSION"),
+            listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or(listen),
+            app.config.source
+        );
+        let executor = app.executor.clone();
+        crate::front::http::serve(app, listener, async move {
+            shutdown_signal().await;
+            tracing::info!(
+                "shutting down: cancelling {} running jobs",
+                executor.running_count()
+            );
+            executor.cancel_all();
+        })
+        .await
+        .map_err(|e| Error::io("serving HTTP", e))?;
+        tracing::info!("stopped");
+        Ok(0)
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,129 @@
+//! Job records: one row per backup, verify, restore, drill or prune, from start to end.
+
+use rusqlite::{OptionalExtension, Row, params};
+use serde::Serialize;
+
+use super::{Db, DbError, now_text};
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct JobRecord {
+    pub id: i64,
+    pub kind: String,
+    pub target: String,
+    pub actor: String,
+    /// running | succeeded | failed | cancelled | interrupted
+    pub state: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub backup_id: Option<String>,
+    pub message: Option<String>,
+    pub pid: i64,
+}
+
+const COLUMNS: &str =
+    "id, kind, target, actor, state, started_at, finished_at, backup_id, message, pid";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
+    Ok(JobRecord {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        target: r.get(2)?,
+        actor: r.get(3)?,
+        state: r.get(4)?,
+        started_at: r.get(5)?,
+        finished_at: r.get(6)?,
+        backup_id: r.get(7)?,
+        message: r.get(8)?,
+        pid: r.get(9)?,
+    })
+}
+
+impl Db {
+    pub fn job_insert(&self, kind: &str, target: &str, actor: &str) -> Result<JobRecord, DbError> {
+        let conn = self.lock();
+        let started = now_text();
+        conn.execute(
+            "INSERT INTO jobs (kind, target, actor, state, started_at, pid) VALUES (?1, ?2, ?3, 'running', ?4, ?5)",
+            params![kind, target, actor, started, std::process::id()],
+        )?;
+        let id = conn.last_insert_rowid();
+        Ok(JobRecord {
+            id,
+            kind: kind.into(),
+            target: target.into(),
+            actor: actor.into(),
+            state: "running".into(),
+            started_at: started,
+            finished_at: None,
+            backup_id: None,
+            message: None,
+            pid: std::process::id() as i64,
+        })
+    }
+
+    pub fn job_finish(
+        &self,
+        id: i64,
+        state: &str,
+        backup_id: Option<&str>,
+        message: Option<&str>,
+        detail: Option<&str>,
+    ) -> Result<(), DbError> {
+        self.lock().execute(
+            "UPDATE jobs SET state = ?2, finished_at = ?3, backup_id = coalesce(?4, backup_id), message = ?5, detail = ?6 WHERE id = ?1",
+            params![id, state, now_text(), backup_id, message, detail],
+        )?;
+        Ok(())
+    }
+
+    pub fn job_get(&self, id: i64) -> Result<Option<JobRecord>, DbError> {
+        let conn = self.lock();
+        Ok(conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"),
+                [id],
+                from_row,
+            )
+            .optional()?)
+    }
+
+    /// Jobs recorded as running, for a target or all.
+    pub fn jobs_running(&self, target: Option<&str>) -> Result<Vec<JobRecord>, DbError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM jobs WHERE state = 'running' AND (?1 IS NULL OR target = ?1) ORDER BY id"
+        ))?;
+        let rows = stmt.query_map([target], from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The newest finished job of a kind for a target, optionally only successful ones.
+    pub fn job_last(
+        &self,
+        target: &str,
+        kind: &str,
+        only_ok: bool,
+    ) -> Result<Option<JobRecord>, DbError> {
+        let conn = self.lock();
+        Ok(conn
+            .query_row(
+                &format!(
+                    "SELECT {COLUMNS} FROM jobs WHERE target = ?1 AND kind = ?2 AND state != 'running'
+                     AND (?3 = 0 OR state = 'succeeded') ORDER BY id DESC LIMIT 1"
+                ),
+                params![target, kind, only_ok],
+                from_row,
+            )
+            .optional()?)
+    }
+
+    /// Jobs marked interrupted that nobody has been told about yet; marks them told.
+    pub fn jobs_take_unreported_interrupted(&self) -> Result<Vec<JobRecord>, DbError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(&format!(
+            "UPDATE jobs SET detail = 'reported' WHERE state = 'interrupted' AND detail IS NULL RETURNING {COLUMNS}"
+        ))?;
+        let rows = stmt.query_map([], from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}

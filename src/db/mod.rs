@@ -1,0 +1,150 @@
+//! The bot's own state in SQLite: opening (WAL, busy timeout), ordered migrations, and
+//! one submodule per table group.
+
+pub mod audit;
+pub mod catalog;
+pub mod jobs;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+/// Schema changes, applied in order; `PRAGMA user_version` counts how many have run.
+/// Never edit a released entry: append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: jobs, backup catalog, audit log
+    "CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        state TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        backup_id TEXT,
+        message TEXT,
+        detail TEXT,
+        pid INTEGER NOT NULL
+     );
+     CREATE INDEX jobs_target ON jobs(target, started_at);
+     CREATE INDEX jobs_state ON jobs(state);
+     CREATE TABLE catalog (
+        target TEXT NOT NULL,
+        id TEXT NOT NULL,
+        store TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        size_bytes INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        manifest TEXT NOT NULL,
+        PRIMARY KEY (target, id)
+     );
+     CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT,
+        outcome TEXT NOT NULL,
+        detail TEXT
+     );",
+];
+
+/// A shared handle on the state database. Cheap to clone; one connection per process,
+/// serialized by a mutex (statements are short; data paths never hold it).
+#[derive(Clone)]
+pub struct Db {
+    conn: Arc<Mutex<Connection>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("state database {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("state database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("state database {path}: {message}")]
+    Io { path: String, message: String },
+}
+
+impl Db {
+    /// Open (creating if needed) the state database and bring its schema up to date.
+    pub fn open(path: &Path) -> Result<Db, DbError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| DbError::Io {
+                path: path.display().to_string(),
+                message: format!("cannot create {}: {e}", dir.display()),
+            })?;
+        }
+        let open_err = |source| DbError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+        let db = Db {
+            conn: Arc::new(Mutex::new(conn)),
+        };
+        db.migrate().map_err(open_err)?;
+        Ok(db)
+    }
+
+    /// A private in-memory database, for unit tests.
+    pub fn in_memory() -> Db {
+        let conn = Connection::open_in_memory().expect("in-memory sqlite");
+        let db = Db {
+            conn: Arc::new(Mutex::new(conn)),
+        };
+        db.migrate().expect("migrations apply");
+        db
+    }
+
+    fn migrate(&self) -> rusqlite::Result<()> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let done: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        }
+        tx.commit()
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves the connection usable: SQLite rolls
+        // back any open statement, so poisoning carries no meaning here.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A cheap query that proves the database answers (for `/healthz`).
+    pub fn ping(&self) -> Result<(), DbError> {
+        self.lock()
+            .query_row("SELECT count(*) FROM jobs", [], |r| r.get::<_, i64>(0))?;
+        Ok(())
+    }
+}
+
+/// Current UTC time as RFC 3339 with second precision, the format of every stored time.
+pub fn now_text() -> String {
+    time_text(chrono::Utc::now())
+}
+
+pub fn time_text(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+pub fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}

@@ -1,0 +1,221 @@
+//! Runs jobs: a job record from start to end, one job per target at a time (a lock file
+//! the OS releases if the process dies), cancellation, and the sweep that marks jobs left
+//! running by a crashed process as interrupted.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use crate::db::Db;
+use crate::db::jobs::JobRecord;
+use crate::error::{Error, Result};
+use crate::progress::{Cancel, JobContext};
+
+#[derive(Clone)]
+pub struct Executor {
+    db: Db,
+    locks_dir: PathBuf,
+    running: Arc<Mutex<HashMap<i64, Cancel>>>,
+}
+
+/// How a finished job went, as recorded.
+pub struct Finished<T> {
+    pub job: JobRecord,
+    pub value: T,
+}
+
+/// What a job returns to be recorded beside its state.
+pub trait JobOutput {
+    /// The backup the job produced or used, if any.
+    fn backup_id(&self) -> Option<String> {
+        None
+    }
+    /// A one-line summary for the job record.
+    fn summary(&self) -> String;
+    /// Whether the job's result counts as success (a verify that found problems does not).
+    fn ok(&self) -> bool {
+        true
+    }
+}
+
+impl Executor {
+    pub fn new(db: Db, locks_dir: PathBuf) -> Executor {
+        Executor {
+            db,
+            locks_dir,
+            running: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn lock_path(&self, target: &str) -> PathBuf {
+        self.locks_dir.join(format!("{target}.lock"))
+    }
+
+    fn try_lock(&self, target: &str) -> Result<Option<File>> {
+        std::fs::create_dir_all(&self.locks_dir)
+            .map_err(|e| Error::io(format!("creating {}", self.locks_dir.display()), e))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.lock_path(target))
+            .map_err(|e| Error::io("opening the target lock", e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io("locking the target", e)),
+        }
+    }
+
+    /// Mark jobs recorded as running whose target lock nobody holds as interrupted
+    /// (their process died). Returns them.
+    pub fn sweep_interrupted(&self) -> Result<Vec<JobRecord>> {
+        let mut swept = Vec::new();
+        for job in self.db.jobs_running(None)? {
+            if let Some(lock) = self.try_lock(&job.target)? {
+                self.db.job_finish(
+                    job.id,
+                    "interrupted",
+                    None,
+                    Some("the process running this job stopped before it finished"),
+                    None,
+                )?;
+                self.db.audit(
+                    "lifeboat",
+                    &format!("{} interrupted", job.kind),
+                    Some(&job.target),
+                    "interrupted",
+                    Some(&format!(
+                        "job {} started {} by {}",
+                        job.id, job.started_at, job.actor
+                    )),
+                )?;
+                drop(lock);
+                swept.push(job);
+            }
+        }
+        Ok(swept)
+    }
+
+    /// Run `work` as a job of `kind` on `target`, refusing at once if another job holds
+    /// the target. The job is recorded before it starts and when it ends, whatever happens.
+    pub fn run<T: JobOutput>(
+        &self,
+        kind: &str,
+        target: &str,
+        actor: &str,
+        ctx: &JobContext,
+        work: impl FnOnce(&JobRecord, &JobContext) -> Result<T>,
+    ) -> Result<Finished<T>> {
+        let Some(lock) = self.try_lock(target)? else {
+            return Err(Error::Busy(self.busy_message(target)?));
+        };
+        let job = self.db.job_insert(kind, target, actor)?;
+        self.running
+            .lock()
+            .unwrap()
+            .insert(job.id, ctx.cancel.clone());
+        self.db.audit(
+            actor,
+            &format!("{kind} started"),
+            Some(target),
+            "started",
+            Some(&format!("job {}", job.id)),
+        )?;
+        let result = work(&job, ctx);
+        self.running.lock().unwrap().remove(&job.id);
+        let (state, backup_id, message) = match &result {
+            Ok(v) if v.ok() => ("succeeded", v.backup_id(), v.summary()),
+            Ok(v) => ("failed", v.backup_id(), v.summary()),
+            Err(Error::Cancelled) => ("cancelled", None, "cancelled".to_string()),
+            Err(e) => ("failed", None, e.to_string()),
+        };
+        self.db
+            .job_finish(job.id, state, backup_id.as_deref(), Some(&message), None)?;
+        self.db.audit(
+            actor,
+            &format!("{kind} finished"),
+            Some(target),
+            state,
+            Some(&format!("job {}: {message}", job.id)),
+        )?;
+        drop(lock);
+        let job = self.db.job_get(job.id)?.unwrap_or(job);
+        result.map(|value| Finished { job, value })
+    }
+
+    fn busy_message(&self, target: &str) -> Result<String> {
+        let running = self.db.jobs_running(Some(target))?;
+        Ok(match running.last() {
+            Some(j) => format!(
+                "{target} is busy: job {} ({} by {}, started {}) is still running; try again when it ends",
+                j.id, j.kind, j.actor, j.started_at
+            ),
+            None => format!("{target} is busy: another job holds it; try again when it ends"),
+        })
+    }
+
+    /// Ask every running job of this process to stop.
+    pub fn cancel_all(&self) {
+        for c in self.running.lock().unwrap().values() {
+            c.cancel();
+        }
+    }
+
+    pub fn running_count(&self) -> usize {
+        self.running.lock().unwrap().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Out;
+    impl JobOutput for Out {
+        fn summary(&self) -> String {
+            "done".into()
+        }
+    }
+
+    #[test]
+    fn second_job_on_a_target_is_refused_naming_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let ex = Executor::new(Db::in_memory(), dir.path().to_path_buf());
+        let ctx = JobContext::silent();
+        let inner = ex.clone();
+        let r = ex
+            .run("backup", "t1", "cli:alice", &ctx, |job, ctx| {
+                let second = inner.run("backup", "t1", "cli:bob", ctx, |_, _| Ok(Out));
+                match second {
+                    Err(Error::Busy(msg)) => {
+                        assert!(msg.contains(&format!("job {}", job.id)), "{msg}");
+                        assert!(msg.contains("cli:alice"), "{msg}");
+                    }
+                    _ => panic!("second job was not refused"),
+                }
+                // Another target is independent.
+                assert!(
+                    inner
+                        .run("backup", "t2", "cli:bob", ctx, |_, _| Ok(Out))
+                        .is_ok()
+                );
+                Ok(Out)
+            })
+            .unwrap();
+        assert_eq!(r.job.state, "succeeded");
+    }
+
+    #[test]
+    fn jobs_left_running_are_swept_as_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::in_memory();
+        let ex = Executor::new(db.clone(), dir.path().to_path_buf());
+        let job = db.job_insert("backup", "t1", "cli:alice").unwrap(); // as if a process died
+        let swept = ex.sweep_interrupted().unwrap();
+        assert_eq!(swept.len(), 1);
+        assert_eq!(db.job_get(job.id).unwrap().unwrap().state, "interrupted");
+        assert!(ex.sweep_interrupted().unwrap().is_empty());
+    }
+}

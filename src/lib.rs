@@ -1,0 +1,15 @@
+//! lifeboat: a disaster-recovery bot. Module map (data flows top to bottom):
+//! front-ends (`cli`, `front`) → actions → sources/stores → state (`db`).
+
+pub mod actions; // backup, verify, restore, prune, status: what lifeboat does to targets
+pub mod app; // the shared context: config, db, executor, stores
+pub mod cli; // the command line: clap definitions and rendering
+pub mod config; // TOML config, ${ENV} interpolation, validation
+pub mod db; // the bot's own SQLite state: jobs, catalog, audit
+pub mod error; // the domain error type
+pub mod executor; // jobs: records, per-target locks, cancellation, crash sweep
+pub mod front; // HTTP front-end
+pub mod pipe; // streaming hash/progress/compression building blocks
+pub mod progress; // progress reporting and cancellation
+pub mod sources; // how each target kind is copied and put back
+pub mod stores; // where backups are kept: local directory, memory (tests)

@@ -1,0 +1,121 @@
+//! Where backups are kept: a narrow object-store trait, one implementation per file, and
+//! the chooser that builds a store from its config section.
+//!
+//! Writes are write-then-publish: `create` hands out a writer whose bytes are invisible
+//! until `commit`; dropping it without committing discards them.
+
+pub mod local;
+pub mod manifest;
+pub mod memory;
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use crate::config::{StoreConfig, StoreKind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{store}: no object {key}")]
+    NotFound { store: String, key: String },
+    #[error("{store}: {action} {key}: {source}")]
+    Io {
+        store: String,
+        action: &'static str,
+        key: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl StoreError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StoreError::NotFound { .. })
+    }
+}
+
+/// One stored object as `list` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+}
+
+/// A pending object: write the bytes, then `commit` to publish them under the key.
+pub trait ObjectWriter: Write + Send {
+    /// Make the object durable and visible under its key, atomically.
+    fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+pub trait Store: Send + Sync {
+    /// A short description for messages, e.g. `local store "local" (/var/backups)`.
+    fn describe(&self) -> String;
+    /// Start writing an object; nothing is visible under `key` until commit.
+    fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>, StoreError>;
+    /// Read a published object.
+    fn open(&self, key: &str) -> Result<Box<dyn Read + Send>, StoreError>;
+    /// Published objects whose key starts with `prefix`, sorted by key.
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError>;
+    /// Remove a published object; removing a missing one is not an error.
+    fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Remove what interrupted writes left under `prefix`; returns how many were removed.
+    /// Call it only while no write under that prefix can be running.
+    fn sweep_incomplete(&self, prefix: &str) -> Result<usize, StoreError>;
+
+    /// Write a small object in one go.
+    fn put_bytes(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let mut w = self.create(key)?;
+        w.write_all(bytes).map_err(|source| StoreError::Io {
+            store: self.describe(),
+            action: "writing",
+            key: key.into(),
+            source,
+        })?;
+        w.commit()
+    }
+
+    /// Read a small object whole.
+    fn get_bytes(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+        let mut out = Vec::new();
+        self.open(key)?
+            .read_to_end(&mut out)
+            .map_err(|source| StoreError::Io {
+                store: self.describe(),
+                action: "reading",
+                key: key.into(),
+                source,
+            })?;
+        Ok(out)
+    }
+}
+
+/// Build the store a config section describes.
+pub fn open_store(name: &str, cfg: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
+    match cfg.kind {
+        StoreKind::Local => {
+            let path = cfg
+                .path
+                .clone()
+                .ok_or_else(|| StoreError::Other(format!("stores.{name}: no path")))?;
+            Ok(Arc::new(local::LocalStore::new(name, path)))
+        }
+        StoreKind::S3 => Err(StoreError::Other(format!(
+            "stores.{name}: S3 stores are not available in this build of lifeboat"
+        ))),
+    }
+}
+
+/// Keys are built from validated names; refuse anything that could leave the store.
+pub(crate) fn check_key(key: &str) -> Result<(), StoreError> {
+    let bad = key.is_empty()
+        || key.starts_with('/')
+        || key.contains('\\')
+        || key
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..");
+    if bad {
+        Err(StoreError::Other(format!("invalid object key {key:?}")))
+    } else {
+        Ok(())
+    }
+}
