@@ -272,7 +272,10 @@ fn apply_locked(app: &App, plan: &RestorePlan, ctx: &JobContext) -> Result<Resto
     let staged = stage(app, plan, ctx);
     if let Err(e) = staged {
         let _ = remove_staging(&plan.staging);
-        return Err(e);
+        return Err(match e {
+            Error::Cancelled => Error::Cancelled,
+            other => Error::Failed(format!("{other}; nothing was changed")),
+        });
     }
     ctx.progress.phase("moving into place");
     for m in &plan.move_aside {
@@ -329,7 +332,7 @@ fn stage(app: &App, plan: &RestorePlan, ctx: &JobContext) -> Result<()> {
     let mut decoder = zstd::stream::read::Decoder::new(stored)
         .map_err(|e| Error::io("starting decompression", e))?;
     let mut content = HashReader::new(&mut decoder);
-    let read_err = |e| Error::io(format!("reading backup {}", m.id), e);
+    let read_err = |e| Error::io(format!("backup {} is damaged or unreadable", m.id), e);
     match m.kind.as_str() {
         "sqlite" => {
             let mut file = std::fs::File::create_new(&plan.staging)
@@ -353,7 +356,7 @@ fn stage(app: &App, plan: &RestorePlan, ctx: &JobContext) -> Result<()> {
     let (bytes, sha) = content.finish();
     if bytes != m.content_bytes || sha != m.content_sha256 {
         return Err(Error::Failed(format!(
-            "backup {} is damaged: its content does not match the manifest's checksum; nothing was changed",
+            "backup {} is damaged: its content does not match the manifest's checksum",
             m.id
         )));
     }
@@ -366,7 +369,7 @@ fn stage(app: &App, plan: &RestorePlan, ctx: &JobContext) -> Result<()> {
         }
         if !problems.is_empty() {
             return Err(Error::Failed(format!(
-                "the restored copy of backup {} failed its checks ({}); nothing was changed",
+                "the restored copy of backup {} failed its checks ({})",
                 m.id,
                 problems.join("; ")
             )));

@@ -1,0 +1,162 @@
+//! Shared helpers for the integration tests: a temporary lifeboat home with a config,
+//! running the real binary, and real SQLite databases with real data.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use rusqlite::Connection;
+
+/// A temporary directory laid out like a lifeboat installation.
+pub struct Home {
+    pub dir: tempfile::TempDir,
+}
+
+impl Home {
+    pub fn new() -> Home {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for sub in ["config", "data", "restores", "backups"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        Home { dir }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path("config/lifeboat.toml")
+    }
+
+    /// Write a config with a local store `local` (under backups/) plus `targets` TOML.
+    pub fn write_config(&self, targets: &str) {
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nstate = \"../var/lifeboat.db\"\n\n\
+             [stores.local]\nkind = \"local\"\npath = \"../backups\"\n\n{targets}"
+        );
+        std::fs::write(self.config_path(), text).unwrap();
+    }
+
+    /// Run the lifeboat binary with this home's config.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run lifeboat")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
+        cmd.arg("--config").arg(self.config_path()).args(args);
+        cmd.env_remove("LIFEBOAT_CONFIG");
+        cmd
+    }
+
+    /// Run and expect success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "lifeboat {args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Run with --json and parse stdout.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all: Vec<&str> = args.to_vec();
+        all.push("--json");
+        let text = self.ok(&all);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    }
+
+    /// Files in the store directory for a target, including temporary ones.
+    pub fn store_files(&self, target: &str) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.path("backups").join(target))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// An application-like database: WAL mode, two tables, `rows` rows of mixed data.
+pub fn make_app_db(path: &Path, rows: usize) -> Connection {
+    let conn = Connection::open(path).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS repository (id INTEGER PRIMARY KEY, name TEXT NOT NULL, body BLOB);
+         CREATE TABLE IF NOT EXISTS issue (id INTEGER PRIMARY KEY, repo_id INTEGER, title TEXT);
+         CREATE INDEX IF NOT EXISTS issue_repo ON issue(repo_id);",
+    )
+    .unwrap();
+    insert_rows(&conn, rows);
+    conn
+}
+
+pub fn insert_rows(conn: &Connection, rows: usize) {
+    conn.execute_batch("BEGIN").unwrap();
+    {
+        let mut repo = conn
+            .prepare(
+                "INSERT INTO repository (name, body) VALUES (?1, randomblob(200) || zeroblob(300))",
+            )
+            .unwrap();
+        let mut issue = conn
+            .prepare("INSERT INTO issue (repo_id, title) VALUES (?1, ?2)")
+            .unwrap();
+        for i in 0..rows {
+            repo.execute([format!("repo-{i}")]).unwrap();
+            issue
+                .execute(rusqlite::params![
+                    i as i64,
+                    format!("issue number {i} needs triage")
+                ])
+                .unwrap();
+        }
+    }
+    conn.execute_batch("COMMIT").unwrap();
+}
+
+pub fn count(conn: &Connection, table: &str) -> i64 {
+    conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+/// A database with incompressible content of about `mb` MiB (for slow or large backups).
+pub fn make_big_db(path: &Path, mb: usize) {
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch("CREATE TABLE blobs (id INTEGER PRIMARY KEY, data BLOB);")
+        .unwrap();
+    conn.execute_batch("BEGIN").unwrap();
+    for _ in 0..mb * 16 {
+        conn.execute("INSERT INTO blobs (data) VALUES (randomblob(65536))", [])
+            .unwrap();
+    }
+    conn.execute_batch("COMMIT").unwrap();
+}
+
+/// Wait until `cond` holds, polling; panics after `secs` seconds.
+pub fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
