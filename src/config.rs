@@ -703,6 +703,26 @@ mod tests {
     }
 
     #[test]
+    fn every_shipped_config_file_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let any_var = |name: &str| Some(format!("value-of-{name}"));
+                Config::parse(&text, &path.display().to_string(), &dir, &any_var)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                seen += 1;
+            }
+        }
+        assert!(
+            seen >= 3,
+            "config/lifeboat.toml, example.toml and docker.toml"
+        );
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let e = parse("[server]\nlisten = \"x\"\nlistne = 1\n").unwrap_err();
         assert!(e.to_string().contains("listne"), "{e}");
