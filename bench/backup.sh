@@ -1,0 +1,420 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): lifeboat backup/restore of a ~1 GiB SQLite database and a
+# ~1 GiB directory tree, against the seeds' shell pipeline (sqlite3 .backup | zstd |
+# sha256sum, tar | zstd) and restic, all measured in the same run on the same data.
+#
+# Usage: bench/backup.sh
+#   BENCH_SIZE_MB  size of each data set in MiB (default 1024)
+#   BENCH_DIR      work dir (default /tmp/lifeboat-bench); generated data under src/ is
+#                  kept and reused when its size matches, everything under out/ is
+#                  rebuilt on every run
+#   CARGO_TARGET_DIR  honoured when building and locating the lifeboat binary
+#
+# Each measured command runs once, after `sync` (and, as root, a best-effort page-cache
+# drop, applied identically before every command); wall time and peak RSS come from GNU
+# time. Ratios compare with lifeboat's time for the same operation (lifeboat = 1.00):
+# below 1.00 the peer is faster. Compare ratios, not absolute times, on noisy machines.
+set -euo pipefail
+
+SIZE_MB=${BENCH_SIZE_MB:-1024}
+WORK=${BENCH_DIR:-/tmp/lifeboat-bench}
+REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+GEN_VERSION=1 # bump when the generators change, to force regeneration
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
+
+[[ $SIZE_MB =~ ^[0-9]+$ ]] && ((SIZE_MB >= 16)) || die "BENCH_SIZE_MB must be an integer >= 16 (got '$SIZE_MB')"
+START_SECONDS=$SECONDS
+
+# --- 1. tools -------------------------------------------------------------------------
+need_pkgs=()
+command -v sqlite3 >/dev/null || need_pkgs+=(sqlite3)
+command -v zstd >/dev/null || need_pkgs+=(zstd)
+command -v restic >/dev/null || need_pkgs+=(restic)
+[[ -x /usr/bin/time ]] || need_pkgs+=(time)
+if ((${#need_pkgs[@]})); then
+    log "installing missing tools: ${need_pkgs[*]}"
+    SUDO=()
+    if ((EUID != 0)); then
+        command -v sudo >/dev/null || die "need root or sudo to install: ${need_pkgs[*]}"
+        SUDO=(sudo)
+    fi
+    "${SUDO[@]}" apt-get update -qq || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${need_pkgs[@]}" >/dev/null ||
+        die "apt-get install ${need_pkgs[*]} failed"
+fi
+command -v python3 >/dev/null || die "python3 is required to generate the data"
+python3 -c 'import sqlite3' 2>/dev/null || die "python3 lacks the sqlite3 module"
+command -v cargo >/dev/null || die "cargo is required to build lifeboat"
+
+# --- 2. build -------------------------------------------------------------------------
+log "building lifeboat (release)"
+(cd "$REPO_DIR" && cargo build --release --quiet) || die "cargo build --release failed"
+TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_DIR/target}
+[[ $TARGET_DIR = /* ]] || TARGET_DIR=$REPO_DIR/$TARGET_DIR
+LB=$TARGET_DIR/release/lifeboat
+[[ -x $LB ]] || die "built binary not found at $LB"
+
+# --- 3. data --------------------------------------------------------------------------
+SRC=$WORK/src
+DB=$SRC/bench.db
+TREE=$SRC/tree
+mkdir -p "$SRC"
+STAMP="v$GEN_VERSION size_mb=$SIZE_MB"
+
+if [[ -f $DB && "$(cat "$SRC/.db.stamp" 2>/dev/null)" == "$STAMP" ]]; then
+    log "reusing database $DB"
+else
+    log "generating a ${SIZE_MB} MiB SQLite database (WAL mode) at $DB"
+    rm -f "$DB" "$DB-wal" "$DB-shm" "$SRC/.db.stamp" "$SRC/gen.db" "$SRC/gen.db-wal" "$SRC/gen.db-shm"
+    t0=$SECONDS
+    python3 - "$SRC/gen.db" "$SIZE_MB" <<'PY'
+import random, re, sqlite3, sys
+path, size_mb = sys.argv[1], int(sys.argv[2])
+rng = random.Random(0x11FEB0A7)  # fixed seed: the same bytes every time
+letters = "abcdefghijklmnopqrstuvwxyz"
+vocab = ["".join(rng.choice(letters) for _ in range(rng.randint(2, 10))) for _ in range(400)]
+templates = [
+    "request {w} for /api/v1/{w}/{n} completed with status {c} in {n} ms",
+    "user {n} signed in from {w} using {w} client version 4.{n}",
+    "cache miss for key {w}:{n}, fetching from upstream {w}",
+    "payment {n} authorised for customer {n} amount {n}.{n} EUR",
+    "slow query on table {w} took {n} ms, rows examined {n}",
+    "retrying delivery of message {n} to queue {w} (attempt {c})",
+    "session {n} expired after {n} seconds of inactivity",
+    "scheduled job {w} finished, {n} items processed, {c} skipped",
+]
+parts, total = [], 0
+while total < 4_000_000:  # ~4 MB of log-like text, sliced into rows
+    t = rng.choice(templates)
+    t = re.sub(r"\{w\}", lambda m: rng.choice(vocab), t)
+    t = re.sub(r"\{n\}", lambda m: str(rng.randint(1, 99999)), t)
+    t = re.sub(r"\{c\}", lambda m: str(rng.choice([200, 201, 204, 301, 404, 500])), t)
+    parts.append(t + ". ")
+    total += len(parts[-1])
+pool = "".join(parts)
+plen = len(pool)
+kinds = ["login", "logout", "purchase", "refund", "view", "search", "error", "signup"]
+hosts = [f"web-{i:02d}.eu-west.example.net" for i in range(24)]
+con = sqlite3.connect(path, isolation_level=None)
+con.execute("PRAGMA journal_mode=WAL")
+con.execute("PRAGMA synchronous=OFF")
+con.execute("PRAGMA cache_size=-65536")
+con.execute("""CREATE TABLE events(id INTEGER PRIMARY KEY, ts INTEGER NOT NULL,
+    kind TEXT NOT NULL, host TEXT NOT NULL, user_id INTEGER NOT NULL, token TEXT NOT NULL,
+    message TEXT NOT NULL, payload TEXT NOT NULL)""")
+con.execute("CREATE INDEX events_kind_ts ON events(kind, ts)")
+con.execute("CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, created INTEGER NOT NULL)")
+con.execute("BEGIN")
+con.executemany("INSERT INTO users VALUES (?,?,?,?)",
+                ((i, f"user {i}", f"user{i}@example.com", 1600000000 + i * 37) for i in range(1, 50001)))
+con.execute("COMMIT")
+page_size = con.execute("PRAGMA page_size").fetchone()[0]
+target = size_mb * 1024 * 1024
+ts, rid = 1700000000, 0
+while True:
+    rows = []
+    for _ in range(5000):
+        rid += 1
+        ts += rng.randint(0, 3)
+        off = rng.randrange(plen - 1024)
+        rows.append((rid, ts, rng.choice(kinds), rng.choice(hosts), rng.randint(1, 50000),
+                     rng.randbytes(16).hex(), pool[off:off + rng.randint(200, 600)],
+                     '{"v":2,"trace":"' + rng.randbytes(rng.randint(50, 180)).hex() + '"}'))
+    con.execute("BEGIN")
+    con.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?)", rows)
+    con.execute("COMMIT")
+    if con.execute("PRAGMA page_count").fetchone()[0] * page_size >= target:
+        break
+con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+con.close()
+print(f"{rid} event rows", file=sys.stderr)
+PY
+    [[ "$(sqlite3 "$SRC/gen.db" 'PRAGMA journal_mode')" == wal ]] || die "generated database is not in WAL mode"
+    rm -f "$SRC/gen.db-wal" "$SRC/gen.db-shm"
+    mv "$SRC/gen.db" "$DB"
+    echo "$STAMP" >"$SRC/.db.stamp"
+    log "database generated in $((SECONDS - t0)) s"
+fi
+
+if [[ -d $TREE && "$(cat "$SRC/.tree.stamp" 2>/dev/null)" == "$STAMP" ]]; then
+    log "reusing directory tree $TREE"
+else
+    log "generating a ${SIZE_MB} MiB directory tree at $TREE"
+    rm -rf "$TREE" "$SRC/gen.tree" "$SRC/.tree.stamp"
+    t0=$SECONDS
+    python3 - "$SRC/gen.tree" "$SIZE_MB" <<'PY'
+import os, random, sys
+root, size_mb = sys.argv[1], int(sys.argv[2])
+rng = random.Random(0xD1EC7081)  # fixed seed: the same tree every time
+total = size_mb * 1024 * 1024
+letters = "abcdefghijklmnopqrstuvwxyz"
+vocab = ["".join(rng.choice(letters) for _ in range(rng.randint(2, 9))) for _ in range(600)]
+lines = []
+for i in range(40000):  # ~3 MB of source-code / log-like lines
+    w = rng.choices(vocab, k=rng.randint(3, 12))
+    lines.append(f"{'    ' * rng.randint(0, 3)}{w[0]} = {w[1]}({', '.join(w[2:])})  # {i}\n")
+pool = "".join(lines).encode()
+plen = len(pool)
+MTIME = 1_700_000_000
+
+def text(n):
+    out, have = [], 0
+    while have < n:
+        off = rng.randrange(plen - 65536)
+        chunk = pool[off:off + min(65536, n - have)]
+        out.append(chunk)
+        have += len(chunk)
+    return b"".join(out)
+
+def write(path, n, random_bytes, chunk=1 << 20):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        left = n
+        while left > 0:
+            k = min(chunk, left)
+            f.write(rng.randbytes(k) if random_bytes else text(k))
+            left -= k
+    os.utime(path, (MTIME, MTIME + rng.randint(0, 10_000_000)))
+
+written = 0
+# ~8%: many small files (0.5-8 KiB), 90% text, 50 to a directory, two levels deep
+budget, i = total * 8 // 100, 0
+while written < budget:
+    n = rng.randint(512, 8192)
+    rnd = rng.random() < 0.1
+    d = f"small/d{i // 2500:02d}/e{(i // 50) % 50:02d}"
+    write(os.path.join(root, d, f"f{i:06d}.{'bin' if rnd else 'txt'}"), n, rnd)
+    written += n
+    i += 1
+small_files = i
+# ~30%: medium files (64 KiB - 4 MiB), half random
+budget += total * 30 // 100
+j = 0
+while written < budget:
+    n = rng.randint(64 << 10, 4 << 20)
+    rnd = j % 2 == 1
+    write(os.path.join(root, f"medium/m{j % 8}", f"part{j:04d}.{'dat' if rnd else 'log'}"), n, rnd)
+    written += n
+    j += 1
+# the rest: four large files, two compressible, two random
+rest = max(total - written, 4)
+for k, (name, rnd) in enumerate([("dump.sql", False), ("media.bin", True), ("app.log", False), ("blobs.pack", True)]):
+    write(os.path.join(root, "large", name), rest // 4, rnd)
+# links (relative, inside the tree; one dangling) and empty directories
+os.makedirs(os.path.join(root, "links"), exist_ok=True)
+os.symlink("../small/d00/e00/f000000.txt", os.path.join(root, "links", "first.txt"))
+os.symlink("../large", os.path.join(root, "links", "large-dir"))
+os.symlink("../medium/m0/part0000.log", os.path.join(root, "links", "medium.log"))
+os.symlink("no-such-file", os.path.join(root, "links", "dangling"))
+for d in ("empty/a", "empty/b/c", "medium/m0/empty"):
+    os.makedirs(os.path.join(root, d), exist_ok=True)
+print(f"{small_files} small files, {j} medium files, 4 large files", file=sys.stderr)
+PY
+    mv "$SRC/gen.tree" "$TREE"
+    echo "$STAMP" >"$SRC/.tree.stamp"
+    log "tree generated in $((SECONDS - t0)) s"
+fi
+
+# --- 4. config and fresh output area ---------------------------------------------------
+OUT=$WORK/out
+log "removing outputs of earlier runs ($OUT)"
+rm -rf "$OUT"
+mkdir -p "$OUT/state" "$OUT/store" "$OUT/restore" "$OUT/seeds" "$OUT/logs"
+CFG=$OUT/lifeboat.toml
+cat >"$CFG" <<EOF
+# Written by bench/backup.sh; rewritten on every run.
+[server]
+state = "$OUT/state/lifeboat.db"
+scratch = "$OUT/state/scratch"
+
+[stores.bench]
+kind = "local"
+path = "$OUT/store"
+
+[targets.bench-db]
+kind = "sqlite"
+path = "$DB"
+store = "bench"
+restore_roots = ["$OUT/restore"]
+
+[targets.bench-dir]
+kind = "directory"
+path = "$TREE"
+store = "bench"
+restore_roots = ["$OUT/restore"]
+EOF
+"$LB" --config "$CFG" config check >"$OUT/logs/config-check.log" 2>&1 ||
+    { cat "$OUT/logs/config-check.log" >&2; die "lifeboat config check failed"; }
+
+export RESTIC_REPOSITORY=$OUT/restic RESTIC_PASSWORD=lifeboat-bench RESTIC_CACHE_DIR=$OUT/restic-cache
+restic init --repository-version 2 -q >"$OUT/logs/restic-init.log" 2>&1 ||
+    { cat "$OUT/logs/restic-init.log" >&2; die "restic init failed"; }
+
+# --- 5. measurements --------------------------------------------------------------------
+CACHE_DROP=no
+if ((EUID == 0)) && { sync; echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null; then
+    CACHE_DROP=yes
+fi
+if [[ $CACHE_DROP == no ]]; then
+    # Cannot drop the page cache: warm it instead, so every command reads warm sources.
+    log "page cache cannot be dropped; warming the sources instead"
+    cat "$DB" >/dev/null
+    tar -cf - -C "$TREE" . >/dev/null
+fi
+
+prepare() {
+    sync
+    if [[ $CACHE_DROP == yes ]]; then
+        { echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null || true
+    fi
+}
+
+ROWS=()
+FAILED=0
+N=0
+# measure OP TOOL OUTPUT_PATH -- COMMAND...  (OUTPUT_PATH: what the command writes, or -)
+measure() {
+    local op=$1 tool=$2 output=$3
+    shift 4
+    N=$((N + 1))
+    local tf=$OUT/logs/$N.time lf=$OUT/logs/$N.log status=ok secs kb s0 s1 size=-
+    log "[$N] $op: $tool"
+    prepare
+    if ! /usr/bin/time -f '%e %M' -o "$tf" "$@" >"$lf" 2>&1; then
+        status=FAILED
+        FAILED=$((FAILED + 1))
+        printf 'bench: %s (%s) failed; its output (%s):\n' "$tool" "$op" "$lf" >&2
+        tail -n 20 "$lf" | sed 's/^/    /' >&2
+    fi
+    read -r secs kb < <(tail -n 1 "$tf" 2>/dev/null) || true
+    s0=$(date +%s.%N)
+    sync
+    s1=$(date +%s.%N)
+    if [[ $output != - && -e $output ]]; then
+        size=$(du -sb "$output" | cut -f1)
+    fi
+    ROWS+=("$op|$tool|$secs|$kb|$(awk -v a="$s0" -v b="$s1" 'BEGIN{printf "%.2f", b-a}')|$size|$status")
+}
+
+LB_DB_RESTORE=$OUT/restore/lifeboat-db.sqlite
+LB_DIR_RESTORE=$OUT/restore/lifeboat-dir
+SEED_COPY=$OUT/seeds/copy.db
+
+measure "DB backup" "lifeboat backup" "$OUT/store/bench-db" -- \
+    "$LB" --config "$CFG" backup bench-db
+measure "DB backup" "sqlite3 .backup | zstd -3 -T0 | sha256sum" "$SEED_COPY.zst" -- \
+    bash -c 'set -euo pipefail; sqlite3 "$1" ".backup \"$2\""; zstd -3 -T0 -q "$2"; sha256sum "$2.zst" >"$2.zst.sha256"' _ "$DB" "$SEED_COPY"
+measure "DB backup" "restic backup" "$RESTIC_REPOSITORY" -- \
+    restic backup -q "$DB"
+RESTIC_AFTER_DB=$(du -sb "$RESTIC_REPOSITORY" | cut -f1)
+
+measure "DB restore" "lifeboat restore" - -- \
+    "$LB" --config "$CFG" restore bench-db --to "$LB_DB_RESTORE" --yes
+measure "DB restore" "zstd -d (seeds' reverse)" - -- \
+    zstd -d -q "$SEED_COPY.zst" -o "$OUT/restore/seeds-db.sqlite"
+measure "DB restore" "restic restore" - -- \
+    restic restore latest --path "$DB" --target "$OUT/restore/restic-db" -q
+
+measure "dir backup" "lifeboat backup" "$OUT/store/bench-dir" -- \
+    "$LB" --config "$CFG" backup bench-dir
+measure "dir backup" "tar | zstd -3 -T0" "$OUT/seeds/dir.tar.zst" -- \
+    bash -c 'set -euo pipefail; tar -cf - -C "$1" . | zstd -3 -T0 -q >"$2"' _ "$TREE" "$OUT/seeds/dir.tar.zst"
+measure "dir backup" "restic backup" - -- \
+    restic backup -q "$TREE"
+RESTIC_AFTER_DIR=$(du -sb "$RESTIC_REPOSITORY" | cut -f1)
+
+measure "dir restore" "lifeboat restore" - -- \
+    "$LB" --config "$CFG" restore bench-dir --to "$LB_DIR_RESTORE" --yes
+measure "dir restore" "zstd -d | tar -x" - -- \
+    bash -c 'set -euo pipefail; mkdir "$2"; zstd -d -q -c "$1" | tar -xf - -C "$2"' _ "$OUT/seeds/dir.tar.zst" "$OUT/restore/seeds-dir"
+measure "dir restore" "restic restore" - -- \
+    restic restore latest --path "$TREE" --target "$OUT/restore/restic-dir" -q
+
+# Sizes stored by restic, per data set (repo growth).
+for i in "${!ROWS[@]}"; do
+    IFS='|' read -r op tool secs kb syncs size status <<<"${ROWS[$i]}"
+    if [[ $tool == "restic backup" && $op == "DB backup" ]]; then size=$RESTIC_AFTER_DB; fi
+    if [[ $tool == "restic backup" && $op == "dir backup" ]]; then size=$((RESTIC_AFTER_DIR - RESTIC_AFTER_DB)); fi
+    ROWS[$i]="$op|$tool|$secs|$kb|$syncs|$size|$status"
+done
+
+# Sanity checks on the restored copies (not timed).
+CHECKS=()
+check_same_tree() { # name path: same file count and byte total as the source tree
+    local a b
+    a=$(cd "$TREE" && find . -type f -printf '%s\n' | awk '{n++; s+=$1} END {print n, s}')
+    if [[ -d $2 ]]; then
+        b=$(cd "$2" && find . -type f -printf '%s\n' | awk '{n++; s+=$1} END {print n, s}')
+    else
+        b=missing
+    fi
+    [[ $a == "$b" ]] && CHECKS+=("$1: ok ($a files/bytes)") || CHECKS+=("$1: MISMATCH (source $a, restored $b)")
+}
+check_db() {
+    local r
+    if [[ -f $2 ]] && r=$(sqlite3 "$2" 'PRAGMA quick_check; SELECT count(*) FROM events;' 2>&1 | tr '\n' ' '); then
+        CHECKS+=("$1: $r")
+    else
+        CHECKS+=("$1: FAILED (${r:-missing})")
+    fi
+}
+check_db "lifeboat DB restore" "$LB_DB_RESTORE"
+check_db "restic DB restore" "$OUT/restore/restic-db$DB"
+check_same_tree "lifeboat dir restore" "$LB_DIR_RESTORE"
+check_same_tree "tar dir restore" "$OUT/restore/seeds-dir"
+check_same_tree "restic dir restore" "$OUT/restore/restic-dir$TREE"
+
+# --- 6. report ---------------------------------------------------------------------------
+mib() { awk -v b="$1" 'BEGIN{ if (b == "-" || b == "") print "-"; else printf "%.1f", b / 1048576 }'; }
+DB_BYTES=$(stat -c %s "$DB")
+TREE_BYTES=$(du -sb "$TREE" | cut -f1)
+TREE_FILES=$(find "$TREE" -type f | wc -l)
+TREE_LINKS=$(find "$TREE" -type l | wc -l)
+TREE_DIRS=$(find "$TREE" -type d | wc -l)
+DB_ROWS=$(sqlite3 "$DB" 'SELECT count(*) FROM events')
+
+echo
+echo "## lifeboat backup benchmark"
+echo
+echo "- machine: $(nproc) cores, $(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/{printf "%.1f GiB RAM", $2/1048576}' /proc/meminfo), kernel $(uname -r)"
+echo "- tools: lifeboat $("$LB" --version | awk '{print $2}') (release, $LB), $(sqlite3 --version | awk '{print "sqlite3 " $1}'), $(zstd --version | grep -o 'v[0-9.]*' | head -1 | sed 's/^/zstd /'), $(restic version | awk '{print $1, $2}')"
+echo "- database: $(mib "$DB_BYTES") MiB, WAL mode, $DB_ROWS event rows ($DB)"
+echo "- directory: $(mib "$TREE_BYTES") MiB, $TREE_FILES files, $TREE_DIRS directories, $TREE_LINKS symlinks ($TREE)"
+echo "- page cache dropped before each command: $CACHE_DROP$([[ $CACHE_DROP == no ]] && echo ' (sources warmed in cache instead)')"
+echo "- sync after each command is not in 'seconds'; it is shown separately ('sync s')"
+echo
+echo "| operation | tool | seconds | ratio | peak RSS (MiB) | sync s | output MiB | status |"
+echo "|---|---|---:|---:|---:|---:|---:|---|"
+declare -A BASE
+for row in "${ROWS[@]}"; do
+    IFS='|' read -r op tool secs kb syncs size status <<<"$row"
+    [[ $tool == lifeboat* && $status == ok ]] && BASE[$op]=$secs
+done
+for row in "${ROWS[@]}"; do
+    IFS='|' read -r op tool secs kb syncs size status <<<"$row"
+    base=${BASE[$op]:-}
+    if [[ -n $base && $status == ok ]]; then
+        ratio=$(awk -v t="$secs" -v b="$base" 'BEGIN{ if (b > 0) printf "%.2f", t / b; else print "-" }')
+    else
+        ratio=-
+    fi
+    mem=$(awk -v k="$kb" 'BEGIN{printf "%.0f", k / 1024}')
+    [[ $tool == lifeboat* ]] && mem="**$mem**"
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$op" "$tool" "$secs" "$ratio" "$mem" "$syncs" "$(mib "$size")" "$status"
+done
+echo
+echo "ratio = seconds / lifeboat's seconds for the same operation (lifeboat = 1.00; < 1 means faster than lifeboat)."
+echo "Peak RSS is GNU time's %M: for shell pipelines it is the largest single process, not the sum."
+echo
+echo "Restore checks (not timed):"
+for c in "${CHECKS[@]}"; do echo "- $c"; done
+echo
+echo "Total script time: $((SECONDS - START_SECONDS)) s. Logs: $OUT/logs"
+
+if ((FAILED)); then
+    echo "bench: $FAILED measured command(s) failed; see above" >&2
+    exit 1
+fi
+exit 0
