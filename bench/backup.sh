@@ -271,7 +271,8 @@ prepare() {
     fi
 }
 
-ROWS=()
+ROWS=() # fields separated by SEP (tool names contain '|')
+SEP=$'\x1f'
 FAILED=0
 N=0
 # measure OP TOOL OUTPUT_PATH -- COMMAND...  (OUTPUT_PATH: what the command writes, or -)
@@ -295,7 +296,7 @@ measure() {
     if [[ $output != - && -e $output ]]; then
         size=$(du -sb "$output" | cut -f1)
     fi
-    ROWS+=("$op|$tool|$secs|$kb|$(awk -v a="$s0" -v b="$s1" 'BEGIN{printf "%.2f", b-a}')|$size|$status")
+    ROWS+=("$op$SEP$tool$SEP$secs$SEP$kb$SEP$(awk -v a="$s0" -v b="$s1" 'BEGIN{printf "%.2f", b-a}')$SEP$size$SEP$status")
 }
 
 LB_DB_RESTORE=$OUT/restore/lifeboat-db.sqlite
@@ -334,10 +335,10 @@ measure "dir restore" "restic restore" - -- \
 
 # Sizes stored by restic, per data set (repo growth).
 for i in "${!ROWS[@]}"; do
-    IFS='|' read -r op tool secs kb syncs size status <<<"${ROWS[$i]}"
+    IFS=$SEP read -r op tool secs kb syncs size status <<<"${ROWS[$i]}"
     if [[ $tool == "restic backup" && $op == "DB backup" ]]; then size=$RESTIC_AFTER_DB; fi
     if [[ $tool == "restic backup" && $op == "dir backup" ]]; then size=$((RESTIC_AFTER_DIR - RESTIC_AFTER_DB)); fi
-    ROWS[$i]="$op|$tool|$secs|$kb|$syncs|$size|$status"
+    ROWS[$i]="$op$SEP$tool$SEP$secs$SEP$kb$SEP$syncs$SEP$size$SEP$status"
 done
 
 # Sanity checks on the restored copies (not timed).
@@ -389,11 +390,11 @@ echo "| operation | tool | seconds | ratio | peak RSS (MiB) | sync s | output Mi
 echo "|---|---|---:|---:|---:|---:|---:|---|"
 declare -A BASE
 for row in "${ROWS[@]}"; do
-    IFS='|' read -r op tool secs kb syncs size status <<<"$row"
+    IFS=$SEP read -r op tool secs kb syncs size status <<<"$row"
     [[ $tool == lifeboat* && $status == ok ]] && BASE[$op]=$secs
 done
 for row in "${ROWS[@]}"; do
-    IFS='|' read -r op tool secs kb syncs size status <<<"$row"
+    IFS=$SEP read -r op tool secs kb syncs size status <<<"$row"
     base=${BASE[$op]:-}
     if [[ -n $base && $status == ok ]]; then
         ratio=$(awk -v t="$secs" -v b="$base" 'BEGIN{ if (b > 0) printf "%.2f", t / b; else print "-" }')
@@ -402,7 +403,7 @@ for row in "${ROWS[@]}"; do
     fi
     mem=$(awk -v k="$kb" 'BEGIN{printf "%.0f", k / 1024}')
     [[ $tool == lifeboat* ]] && mem="**$mem**"
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$op" "$tool" "$secs" "$ratio" "$mem" "$syncs" "$(mib "$size")" "$status"
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$op" "${tool//|/\\|}" "$secs" "$ratio" "$mem" "$syncs" "$(mib "$size")" "$status"
 done
 echo
 echo "ratio = seconds / lifeboat's seconds for the same operation (lifeboat = 1.00; < 1 means faster than lifeboat)."

@@ -32,6 +32,8 @@ pub struct RestorePlan {
     pub in_place: bool,
     /// Current data moved aside before the restored copy is renamed in.
     pub move_aside: Vec<Move>,
+    /// In place: where the current data goes (journal files get the same name + suffix).
+    pub aside: Option<PathBuf>,
     /// Where the restored copy is assembled before it is renamed into place.
     pub staging: PathBuf,
     pub notes: Vec<String>,
@@ -133,27 +135,11 @@ pub fn plan(
         None => (live.clone(), true),
     };
     let stamp = Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
-    let mut move_aside = Vec::new();
     let mut notes = Vec::new();
-    if in_place {
-        let aside = sibling(&destination, &format!(".pre-restore-{stamp}"));
-        if destination.symlink_metadata().is_ok() {
-            move_aside.push(Move {
-                from: destination.clone(),
-                to: aside.clone(),
-            });
-        }
-        if cfg.kind == TargetKind::Sqlite {
-            // The journal files belong to the current database: they go aside with it.
-            for suffix in ["-wal", "-shm", "-journal"] {
-                let from = sibling(&destination, suffix);
-                if from.symlink_metadata().is_ok() {
-                    let to = sibling(&aside, suffix);
-                    move_aside.push(Move { from, to });
-                }
-            }
-            notes.push("stop the application using this database first; it would keep writing to the moved-aside file".into());
-        }
+    let aside = in_place.then(|| sibling(&destination, &format!(".pre-restore-{stamp}")));
+    let move_aside = aside.as_deref().map(|a| moves_for(&destination, a)).unwrap_or_default();
+    if in_place && cfg.kind == TargetKind::Sqlite {
+        notes.push("stop the application using this database first; it would keep writing to the moved-aside file".into());
     }
     let name = destination
         .file_name()
@@ -167,9 +153,31 @@ pub fn plan(
         destination,
         in_place,
         move_aside,
+        aside,
         staging,
         notes,
     })
+}
+
+/// What moving `destination` aside to `aside` involves right now: the data itself and
+/// its journal files (`-wal`, `-shm`, `-journal`), which belong to a database and must
+/// travel with it.
+fn moves_for(destination: &Path, aside: &Path) -> Vec<Move> {
+    let mut moves = Vec::new();
+    if destination.symlink_metadata().is_ok() {
+        moves.push(Move {
+            from: destination.to_path_buf(),
+            to: aside.to_path_buf(),
+        });
+    }
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let from = sibling(destination, suffix);
+        if from.symlink_metadata().is_ok() {
+            let to = sibling(aside, suffix);
+            moves.push(Move { from, to });
+        }
+    }
+    moves
 }
 
 /// `path` with `suffix` appended to its file name.
@@ -250,7 +258,8 @@ pub fn apply(
 
 fn apply_locked(app: &App, plan: &RestorePlan, ctx: &JobContext) -> Result<RestoreOutcome> {
     let clock = std::time::Instant::now();
-    for m in &plan.move_aside {
+    let planned_aside = plan.aside.as_deref().map(|a| moves_for(&plan.destination, a));
+    for m in planned_aside.iter().flatten() {
         if m.to.symlink_metadata().is_ok() {
             return Err(Error::Failed(format!(
                 "{} already exists; make a new plan",
@@ -278,7 +287,13 @@ fn apply_locked(app: &App, plan: &RestorePlan, ctx: &JobContext) -> Result<Resto
         });
     }
     ctx.progress.phase("moving into place");
-    for m in &plan.move_aside {
+    // Journal files may have come or gone since the plan was made: move what is there now.
+    let moves = plan
+        .aside
+        .as_deref()
+        .map(|a| moves_for(&plan.destination, a))
+        .unwrap_or_default();
+    for m in &moves {
         std::fs::rename(&m.from, &m.to).map_err(|e| {
             Error::io(
                 format!("moving {} aside to {}", m.from.display(), m.to.display()),
@@ -300,8 +315,10 @@ fn apply_locked(app: &App, plan: &RestorePlan, ctx: &JobContext) -> Result<Resto
     {
         let _ = dir.sync_all();
     }
+    let mut done = plan.clone();
+    done.move_aside = moves;
     Ok(RestoreOutcome {
-        plan: plan.clone(),
+        plan: done,
         ok: true,
         duration_seconds: clock.elapsed().as_secs_f64(),
     })
