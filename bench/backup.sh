@@ -50,7 +50,8 @@ command -v cargo >/dev/null || die "cargo is required to build lifeboat"
 
 # --- 2. build -------------------------------------------------------------------------
 log "building lifeboat (release)"
-(cd "$REPO_DIR" && cargo build --release --quiet) || die "cargo build --release failed"
+(cd "$REPO_DIR" && cargo build --release --quiet) || die "cargo build --release failed in $REPO_DIR (see the compiler output above)"
+REVISION=$(git -C "$REPO_DIR" describe --always --dirty 2>/dev/null || echo unknown)
 TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_DIR/target}
 [[ $TARGET_DIR = /* ]] || TARGET_DIR=$REPO_DIR/$TARGET_DIR
 LB=$TARGET_DIR/release/lifeboat
@@ -264,6 +265,11 @@ if [[ $CACHE_DROP == no ]]; then
     tar -cf - -C "$TREE" . >/dev/null
 fi
 
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+if awk -v l="${LOAD_BEFORE%% *}" -v n="$(nproc)" 'BEGIN{exit !(l > n / 2)}'; then
+    log "warning: load average is $LOAD_BEFORE on $(nproc) cores; other work will skew the timings"
+fi
+
 prepare() {
     sync
     if [[ $CACHE_DROP == yes ]]; then
@@ -367,6 +373,8 @@ check_same_tree "lifeboat dir restore" "$LB_DIR_RESTORE"
 check_same_tree "tar dir restore" "$OUT/restore/seeds-dir"
 check_same_tree "restic dir restore" "$OUT/restore/restic-dir$TREE"
 
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
 # --- 6. report ---------------------------------------------------------------------------
 mib() { awk -v b="$1" 'BEGIN{ if (b == "-" || b == "") print "-"; else printf "%.1f", b / 1048576 }'; }
 DB_BYTES=$(stat -c %s "$DB")
@@ -380,7 +388,8 @@ echo
 echo "## lifeboat backup benchmark"
 echo
 echo "- machine: $(nproc) cores, $(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/{printf "%.1f GiB RAM", $2/1048576}' /proc/meminfo), kernel $(uname -r)"
-echo "- tools: lifeboat $("$LB" --version | awk '{print $2}') (release, $LB), $(sqlite3 --version | awk '{print "sqlite3 " $1}'), $(zstd --version | grep -o 'v[0-9.]*' | head -1 | sed 's/^/zstd /'), $(restic version | awk '{print $1, $2}')"
+echo "- load average (1/5/15 min) before measuring: $LOAD_BEFORE; after: $LOAD_AFTER"
+echo "- tools: lifeboat $("$LB" --version | awk '{print $2}') (release build of $REVISION, $LB), $(sqlite3 --version | awk '{print "sqlite3 " $1}'), $(zstd --version | grep -o 'v[0-9.]*' | head -1 | sed 's/^/zstd /'), $(restic version | awk '{print $1, $2}')"
 echo "- database: $(mib "$DB_BYTES") MiB, WAL mode, $DB_ROWS event rows ($DB)"
 echo "- directory: $(mib "$TREE_BYTES") MiB, $TREE_FILES files, $TREE_DIRS directories, $TREE_LINKS symlinks ($TREE)"
 echo "- page cache dropped before each command: $CACHE_DROP$([[ $CACHE_DROP == no ]] && echo ' (sources warmed in cache instead)')"

@@ -87,6 +87,21 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Chat platform registration files
+    Commands {
+        #[command(subcommand)]
+        command: CommandsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CommandsCommand {
+    /// Write the Slack app manifest and Discord commands into commands/
+    Export {
+        /// Directory to write into
+        #[arg(long, default_value = "commands")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -117,11 +132,27 @@ pub fn main() -> i32 {
             return 2;
         }
     };
-    if let Command::Config {
-        command: ConfigCommand::Check,
-    } = cli.command
-    {
-        return config_check(&config);
+    match &cli.command {
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => return config_check(&config),
+        Command::Commands {
+            command: CommandsCommand::Export { dir },
+        } => {
+            return match crate::front::registration::export(&config, dir) {
+                Ok(paths) => {
+                    for p in paths {
+                        println!("wrote {}", p.display());
+                    }
+                    0
+                }
+                Err(e) => {
+                    eprintln!("lifeboat: writing {}: {e}", dir.display());
+                    1
+                }
+            };
+        }
+        _ => {}
     }
     let (app, swept) = match App::open(config) {
         Ok(a) => a,
@@ -287,7 +318,9 @@ fn run(app: &App, command: Command) -> Result<i32, Error> {
             Ok(0)
         }
         Command::Prune { target, dry_run } => prune(app, target.as_deref(), dry_run, &actor),
-        Command::Config { .. } => unreachable!("handled before the state is opened"),
+        Command::Config { .. } | Command::Commands { .. } => {
+            unreachable!("handled before the state is opened")
+        }
     }
 }
 

@@ -3,13 +3,18 @@
 
 pub mod actions; // backup, verify, restore, prune, status: what lifeboat does to targets
 pub mod app; // the shared context: config, db, executor, stores
+pub mod approvals;
+pub mod auth; // roles and channel allow-list
 pub mod cli; // the command line: clap definitions and rendering
+pub mod command; // the chat grammar: Command, parse, roles, usage
 pub mod config; // TOML config, ${ENV} interpolation, validation
 pub mod db; // the bot's own SQLite state: jobs, catalog, audit
+pub mod dispatch; // Invocation → authorize → Reply, with audit
 pub mod error; // the domain error type
 pub mod executor; // jobs: records, per-target locks, cancellation, crash sweep
 pub mod front; // HTTP front-end
+pub mod notify; // chat-neutral messaging: Notifier trait, retries, coalesced updates
 pub mod pipe; // streaming hash/progress/compression building blocks
 pub mod progress; // progress reporting and cancellation
 pub mod sources; // how each target kind is copied and put back
-pub mod stores; // where backups are kept: local directory, memory (tests)
+pub mod stores; // where backups are kept: local directory, memory (tests) // restore approvals: clicks, quorum, expiry, the request's message

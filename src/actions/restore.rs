@@ -5,7 +5,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use chrono::Utc;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::actions::catalog::{Selector, find};
 use crate::app::App;
@@ -17,13 +17,13 @@ use crate::progress::JobContext;
 use crate::sources::{directory, sqlite};
 use crate::stores::manifest::Manifest;
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Move {
     pub from: PathBuf,
     pub to: PathBuf,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RestorePlan {
     pub target: String,
     pub backup: Manifest,
@@ -137,7 +137,10 @@ pub fn plan(
     let stamp = Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     let mut notes = Vec::new();
     let aside = in_place.then(|| sibling(&destination, &format!(".pre-restore-{stamp}")));
-    let move_aside = aside.as_deref().map(|a| moves_for(&destination, a)).unwrap_or_default();
+    let move_aside = aside
+        .as_deref()
+        .map(|a| moves_for(&destination, a))
+        .unwrap_or_default();
     if in_place && cfg.kind == TargetKind::Sqlite {
         notes.push("stop the application using this database first; it would keep writing to the moved-aside file".into());
     }
@@ -258,7 +261,10 @@ pub fn apply(
 
 fn apply_locked(app: &App, plan: &RestorePlan, ctx: &JobContext) -> Result<RestoreOutcome> {
     let clock = std::time::Instant::now();
-    let planned_aside = plan.aside.as_deref().map(|a| moves_for(&plan.destination, a));
+    let planned_aside = plan
+        .aside
+        .as_deref()
+        .map(|a| moves_for(&plan.destination, a));
     for m in planned_aside.iter().flatten() {
         if m.to.symlink_metadata().is_ok() {
             return Err(Error::Failed(format!(

@@ -1,6 +1,7 @@
 //! The bot's own state in SQLite: opening (WAL, busy timeout), ordered migrations, and
 //! one submodule per table group.
 
+pub mod approvals;
 pub mod audit;
 pub mod catalog;
 pub mod jobs;
@@ -49,6 +50,28 @@ const MIGRATIONS: &[&str] = &[
         target TEXT,
         outcome TEXT NOT NULL,
         detail TEXT
+     );",
+    // 2: restore approvals, and Slack events already handled
+    "CREATE TABLE approvals (
+        id TEXT PRIMARY KEY,
+        target TEXT NOT NULL,
+        platform TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        message_ref TEXT,
+        requester TEXT NOT NULL,
+        required INTEGER NOT NULL,
+        plan TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        decided_at TEXT,
+        approvers TEXT NOT NULL DEFAULT '[]',
+        denied_by TEXT
+     );
+     CREATE INDEX approvals_status ON approvals(status, expires_at);
+     CREATE TABLE chat_events (
+        event_id TEXT PRIMARY KEY,
+        received_at TEXT NOT NULL
      );",
 ];
 

@@ -1,3 +1,7 @@
-//! Front-ends over the same actions: HTTP (health now; chat and hooks later).
+//! Front-ends over the same dispatch: HTTP (health, chat routes), Slack and Discord.
 
+pub mod chat;
+pub mod discord;
 pub mod http;
+pub mod registration;
+pub mod slack;

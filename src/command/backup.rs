@@ -1,0 +1,71 @@
+//! `/backup now <target>` · `/backup list [<target>]` · `/backup status`.
+
+use super::{Command, ParseError};
+
+pub const USAGE: &[&str] = &[
+    "/backup now <target>",
+    "/backup list [<target>]",
+    "/backup status",
+];
+
+pub fn parse(words: &[&str]) -> Result<Command, ParseError> {
+    let err = |problem: String, usage| Err(ParseError { problem, usage });
+    match words {
+        ["now", target] => Ok(Command::BackupNow {
+            target: target.to_string(),
+        }),
+        ["now"] => err("name the target to back up".into(), USAGE[0]),
+        ["now", ..] => err("give exactly one target".into(), USAGE[0]),
+        ["list"] => Ok(Command::BackupList { target: None }),
+        ["list", target] => Ok(Command::BackupList {
+            target: Some(target.to_string()),
+        }),
+        ["list", ..] => err("give at most one target".into(), USAGE[1]),
+        ["status"] => Ok(Command::BackupStatus),
+        ["status", ..] => err("status takes no arguments".into(), USAGE[2]),
+        [] => err(
+            "say what to do: now, list or status".into(),
+            "/backup now <target> | list [<target>] | status",
+        ),
+        [other, ..] => err(
+            format!("unknown subcommand {other:?}"),
+            "/backup now <target> | list [<target>] | status",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_form() {
+        assert_eq!(
+            parse(&["now", "gitea-db"]),
+            Ok(Command::BackupNow {
+                target: "gitea-db".into()
+            })
+        );
+        assert_eq!(parse(&["list"]), Ok(Command::BackupList { target: None }));
+        assert_eq!(
+            parse(&["list", "x"]),
+            Ok(Command::BackupList {
+                target: Some("x".into())
+            })
+        );
+        assert_eq!(parse(&["status"]), Ok(Command::BackupStatus));
+    }
+
+    #[test]
+    fn malformed_text_gets_the_usage() {
+        assert_eq!(parse(&["now"]).unwrap_err().usage, USAGE[0]);
+        assert_eq!(parse(&["now", "a", "b"]).unwrap_err().usage, USAGE[0]);
+        assert!(
+            parse(&[])
+                .unwrap_err()
+                .problem
+                .contains("now, list or status")
+        );
+        assert!(parse(&["nwo", "x"]).unwrap_err().problem.contains("nwo"));
+    }
+}

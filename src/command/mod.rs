@@ -1,0 +1,186 @@
+//! The chat grammar: one `Command` enum for every front-end, parsed from a slash command's
+//! text (Discord options are turned into the same text first), with the role each needs
+//! and a usage line for each. One file per command family.
+
+pub mod backup;
+pub mod restore;
+pub mod verify;
+
+use crate::auth::Role;
+
+/// Every chat command lifeboat understands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    BackupNow {
+        target: String,
+    },
+    BackupList {
+        target: Option<String>,
+    },
+    BackupStatus,
+    Verify {
+        target: String,
+        backup: Option<String>,
+    },
+    Restore(restore::RestoreArgs),
+    Help,
+}
+
+/// A command that could not be parsed: what was wrong and the usage that would work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub problem: String,
+    pub usage: &'static str,
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}. Usage: {}", self.problem, self.usage)
+    }
+}
+
+/// The slash commands, for help and registration: name, description, usage lines.
+pub const SLASH_COMMANDS: &[(&str, &str, &[&str])] = &[
+    (
+        "backup",
+        "Back up a target now, list backups, or show status",
+        backup::USAGE,
+    ),
+    (
+        "restore",
+        "Restore a target from a backup, after admin approval",
+        &[restore::USAGE],
+    ),
+    (
+        "verify",
+        "Verify a backup's checksums and contents",
+        &[verify::USAGE],
+    ),
+    (
+        "lifeboat",
+        "Help on lifeboat's commands",
+        &["/lifeboat help"],
+    ),
+];
+
+impl Command {
+    /// Parse a slash command (`/backup`, or `backup`) and its text.
+    pub fn parse(slash: &str, text: &str) -> Result<Command, ParseError> {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        match slash.trim_start_matches('/') {
+            "backup" => backup::parse(&words),
+            "restore" => restore::parse(&words).map(Command::Restore),
+            "verify" => verify::parse(&words),
+            "lifeboat" => match words.as_slice() {
+                [] | ["help"] => Ok(Command::Help),
+                _ => Err(ParseError {
+                    problem: format!("unknown request {:?}", text.trim()),
+                    usage: "/lifeboat help",
+                }),
+            },
+            other => Err(ParseError {
+                problem: format!("unknown command /{other}"),
+                usage: "/lifeboat help",
+            }),
+        }
+    }
+
+    /// The least role allowed to run this command.
+    pub fn required_role(&self) -> Role {
+        match self {
+            Command::BackupNow { .. } | Command::Verify { .. } => Role::Operator,
+            Command::Restore(_) => Role::Admin,
+            Command::BackupList { .. } | Command::BackupStatus | Command::Help => Role::Viewer,
+        }
+    }
+
+    /// The target the command acts on, if any.
+    pub fn target(&self) -> Option<&str> {
+        match self {
+            Command::BackupNow { target } | Command::Verify { target, .. } => Some(target),
+            Command::Restore(a) => Some(&a.target),
+            Command::BackupList { target } => target.as_deref(),
+            Command::BackupStatus | Command::Help => None,
+        }
+    }
+
+    /// The usage line of this command's family.
+    pub fn usage(&self) -> &'static str {
+        match self {
+            Command::BackupNow { .. } => backup::USAGE[0],
+            Command::BackupList { .. } => backup::USAGE[1],
+            Command::BackupStatus => backup::USAGE[2],
+            Command::Verify { .. } => verify::USAGE,
+            Command::Restore(_) => restore::USAGE,
+            Command::Help => "/lifeboat help",
+        }
+    }
+}
+
+/// The help text: every command with its usage and the role it needs.
+pub fn help_text() -> String {
+    let mut out = String::from("lifeboat commands:\n");
+    let lines = [
+        (backup::USAGE[0], Role::Operator),
+        (backup::USAGE[1], Role::Viewer),
+        (backup::USAGE[2], Role::Viewer),
+        (verify::USAGE, Role::Operator),
+        (restore::USAGE, Role::Admin),
+        ("/lifeboat help", Role::Viewer),
+    ];
+    for (usage, role) in lines {
+        out.push_str(&format!("• `{usage}` ({})\n", role.as_str()));
+    }
+    out.push_str("Restores wait for approval by other admins; `dry-run` only shows the plan.");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_follow_the_contract() {
+        assert_eq!(
+            Command::parse("/backup", "now db").unwrap().required_role(),
+            Role::Operator
+        );
+        assert_eq!(
+            Command::parse("/backup", "list").unwrap().required_role(),
+            Role::Viewer
+        );
+        assert_eq!(
+            Command::parse("/backup", "status").unwrap().required_role(),
+            Role::Viewer
+        );
+        assert_eq!(
+            Command::parse("/verify", "db").unwrap().required_role(),
+            Role::Operator
+        );
+        assert_eq!(
+            Command::parse("/restore", "db").unwrap().required_role(),
+            Role::Admin
+        );
+        assert_eq!(
+            Command::parse("/lifeboat", "help").unwrap().required_role(),
+            Role::Viewer
+        );
+    }
+
+    #[test]
+    fn unknown_commands_point_to_help() {
+        let e = Command::parse("/launch", "missiles").unwrap_err();
+        assert_eq!(e.usage, "/lifeboat help");
+        assert!(Command::parse("/lifeboat", "dance").is_err());
+    }
+
+    #[test]
+    fn help_lists_every_usage() {
+        let h = help_text();
+        for (_, _, usages) in SLASH_COMMANDS {
+            for u in *usages {
+                assert!(h.contains(u), "{u}");
+            }
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! One entry point for every chat front-end: an Invocation (who, where, what) is checked
+//! against the channel allow-list and roles, parsed into a `Command`, and answered with a
+//! `Reply`: a private answer, a job to start, or a restore plan awaiting approval.
+//! Every accepted and refused command is written to the audit log.
+
+use chrono::Utc;
+
+use crate::actions::catalog::Selector;
+use crate::actions::restore::RestorePlan;
+use crate::actions::{self, backup::human_bytes};
+use crate::app::App;
+use crate::auth::{self, Role};
+use crate::command::{Command, help_text};
+use crate::db::approvals::ApprovalRecord;
+use crate::error::Error;
+
+/// How long a restore request waits for its approvals.
+pub const APPROVAL_TTL: chrono::Duration = chrono::Duration::minutes(30);
+
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// `slack:U…` / `discord:…`
+    pub actor: String,
+    /// `slack:C…` / `discord:…`
+    pub channel: String,
+    /// The slash command, e.g. `/backup`.
+    pub slash: String,
+    pub text: String,
+}
+
+/// Work a reply starts in the background; it reports in the channel.
+#[derive(Debug, Clone)]
+pub enum ChatJob {
+    Backup {
+        target: String,
+    },
+    Verify {
+        target: String,
+        selector: Selector,
+    },
+    Restore {
+        approval_id: Option<String>,
+        plan: Box<RestorePlan>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// Only the requester sees it: answers, refusals, usage.
+    Private(String),
+    /// Acknowledge privately, then run the job, posting and updating one channel message.
+    Job { ack: String, job: ChatJob },
+    /// Post the plan with Approve/Deny buttons and wait.
+    Approval {
+        ack: String,
+        approval: Box<ApprovalRecord>,
+        plan: Box<RestorePlan>,
+    },
+}
+
+impl Reply {
+    pub fn text(&self) -> &str {
+        match self {
+            Reply::Private(t) => t,
+            Reply::Job { ack, .. } | Reply::Approval { ack, .. } => ack,
+        }
+    }
+}
+
+/// Authorize and answer one command. Never fails: every problem becomes a private reply.
+pub fn dispatch(app: &App, inv: &Invocation) -> Reply {
+    let (reply, outcome) = decide(app, inv);
+    let detail = format!(
+        "{} {} in {}: {}",
+        inv.slash,
+        inv.text.trim(),
+        inv.channel,
+        first_line(reply.text())
+    );
+    if let Err(e) = app
+        .db
+        .audit(&inv.actor, "command", None, outcome, Some(&detail))
+    {
+        tracing::error!("audit log: {e}");
+    }
+    reply
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or_default()
+}
+
+fn decide(app: &App, inv: &Invocation) -> (Reply, &'static str) {
+    let access = &app.config.access;
+    if !auth::channel_allowed(access, &inv.channel) {
+        return refuse(
+            "lifeboat does not take commands in this channel; use one of the team's operations channels.",
+        );
+    }
+    let command = match Command::parse(&inv.slash, &inv.text) {
+        Ok(c) => c,
+        Err(e) => return refuse(format!("{}.\nUsage: `{}`", e.problem, e.usage)),
+    };
+    let Some(role) = auth::role_of(access, &inv.actor) else {
+        return refuse(format!(
+            "you are not on lifeboat's access list ({}); ask an admin to add you.",
+            inv.actor
+        ));
+    };
+    let needed = command.required_role();
+    if role < needed {
+        return refuse(format!(
+            "`{}` needs the {} role; you are a {}.",
+            command.usage(),
+            needed.as_str(),
+            role.as_str()
+        ));
+    }
+    if let Some(target) = command.target()
+        && !app.config.targets.contains_key(target)
+    {
+        return refuse(format!(
+            "unknown target `{target}`; targets: {}.\nUsage: `{}`",
+            app.config.target_names(),
+            command.usage()
+        ));
+    }
+    match run(app, inv, command, role) {
+        Ok(reply) => (reply, "accepted"),
+        Err(Error::Usage(msg)) | Err(Error::Busy(msg)) => refuse(msg),
+        Err(e) => {
+            tracing::error!("command {} {} from {}: {e}", inv.slash, inv.text, inv.actor);
+            refuse(format!("that did not work: {e}"))
+        }
+    }
+}
+
+fn refuse(text: impl Into<String>) -> (Reply, &'static str) {
+    (Reply::Private(text.into()), "refused")
+}
+
+fn run(app: &App, inv: &Invocation, command: Command, _role: Role) -> Result<Reply, Error> {
+    match command {
+        Command::Help => Ok(Reply::Private(help_text())),
+        Command::BackupStatus => Ok(Reply::Private(status_text(app)?)),
+        Command::BackupList { target } => Ok(Reply::Private(list_text(app, target.as_deref())?)),
+        Command::BackupNow { target } => {
+            refuse_if_busy(app, &target)?;
+            Ok(Reply::Job {
+                ack: format!("Starting a backup of {target}; progress follows in the channel."),
+                job: ChatJob::Backup { target },
+            })
+        }
+        Command::Verify { target, backup } => {
+            refuse_if_busy(app, &target)?;
+            let selector = Selector::from_args(backup.as_deref(), None)?;
+            actions::catalog::find(app, &target, &selector)?;
+            Ok(Reply::Job {
+                ack: format!("Verifying {target}; the result follows in the channel."),
+                job: ChatJob::Verify { target, selector },
+            })
+        }
+        Command::Restore(args) => {
+            let selector = Selector::from_args(args.backup.as_deref(), args.at.as_deref())?;
+            if args.to.as_deref().is_some_and(|p| !p.starts_with('/')) {
+                return Err(Error::Usage("`to` needs an absolute path".into()));
+            }
+            let to = args.to.as_deref().map(std::path::Path::new);
+            let plan = actions::restore::plan(app, &args.target, &selector, to)?;
+            if args.dry_run {
+                return Ok(Reply::Private(format!(
+                    "Dry run, nothing will change:\n{}",
+                    plan.describe()
+                )));
+            }
+            refuse_if_busy(app, &args.target)?;
+            let required = app.target(&args.target)?.restore_approvals;
+            if required == 0 {
+                return Ok(Reply::Job {
+                    ack: format!(
+                        "Restoring {} (no approval required by the config).",
+                        args.target
+                    ),
+                    job: ChatJob::Restore {
+                        approval_id: None,
+                        plan: Box::new(plan),
+                    },
+                });
+            }
+            let approval = new_approval(inv, &plan, required);
+            app.db.approval_insert(&approval)?;
+            app.db.audit(
+                &inv.actor,
+                "restore requested",
+                Some(&args.target),
+                "pending",
+                Some(&format!("approval {}", approval.id)),
+            )?;
+            Ok(Reply::Approval {
+                ack: format!(
+                    "Restore plan for {} posted; it needs {required} other admin(s) to approve.",
+                    args.target
+                ),
+                approval: Box::new(approval),
+                plan: Box::new(plan),
+            })
+        }
+    }
+}
+
+fn refuse_if_busy(app: &App, target: &str) -> Result<(), Error> {
+    if let Some(job) = app.db.jobs_running(Some(target))?.first() {
+        return Err(Error::Busy(format!(
+            "{target} is busy: job {} ({} by {}, started {}) is still running.",
+            job.id, job.kind, job.actor, job.started_at
+        )));
+    }
+    Ok(())
+}
+
+fn new_approval(inv: &Invocation, plan: &RestorePlan, required: u32) -> ApprovalRecord {
+    let now = Utc::now();
+    let (platform, channel) = inv.channel.split_once(':').unwrap_or(("", &inv.channel));
+    ApprovalRecord {
+        id: random_id(),
+        target: plan.target.clone(),
+        platform: platform.to_string(),
+        channel: channel.to_string(),
+        message_ref: None,
+        requester: inv.actor.clone(),
+        required,
+        plan: serde_json::to_string(plan).expect("plan serializes"),
+        status: "pending".into(),
+        created_at: crate::db::time_text(now),
+        expires_at: crate::db::time_text(now + APPROVAL_TTL),
+        decided_at: None,
+        approvers: Vec::new(),
+        denied_by: None,
+    }
+}
+
+/// An unguessable id for approval buttons: 128 bits from the OS.
+fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut bytes);
+    }
+    hex::encode(bytes)
+}
+
+fn status_text(app: &App) -> Result<String, Error> {
+    let all = actions::status::all(app, Utc::now())?;
+    let mut out = String::new();
+    for s in all {
+        let last = match (&s.last_backup, s.last_backup_age_seconds) {
+            (Some(id), Some(age)) => format!("{id}, {} ago", actions::restore::human_age(age)),
+            _ => "no backup yet".into(),
+        };
+        let flag = if s.overdue { " — OVERDUE" } else { "" };
+        out.push_str(&format!("• *{}* ({}): {last}{flag}", s.target, s.kind));
+        if let Some(r) = &s.running {
+            out.push_str(&format!("; running {r}"));
+        }
+        out.push('\n');
+    }
+    if out.is_empty() {
+        out.push_str("no targets are configured");
+    }
+    Ok(out)
+}
+
+fn list_text(app: &App, target: Option<&str>) -> Result<String, Error> {
+    let names: Vec<String> = match target {
+        Some(t) => vec![t.to_string()],
+        None => app
+            .config
+            .targets
+            .iter()
+            .filter(|(_, c)| c.store.is_some())
+            .map(|(n, _)| n.clone())
+            .collect(),
+    };
+    let mut out = String::new();
+    for name in names {
+        let backups = actions::catalog::backups(app, &name)?;
+        out.push_str(&format!("*{name}*: {} backups\n", backups.len()));
+        for m in backups.iter().take(10) {
+            out.push_str(&format!(
+                "  `{}`  {}  {}\n",
+                m.id,
+                m.created_at,
+                human_bytes(m.size_bytes)
+            ));
+        }
+        if backups.len() > 10 {
+            out.push_str(&format!("  … and {} older\n", backups.len() - 10));
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,374 @@
+//! What Slack and Discord share once a request is trusted: running dispatch off the async
+//! threads with a deadline (the platforms want an answer within 3 seconds), starting
+//! chat jobs that post and update one message, and acting on approval clicks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+
+use crate::actions;
+use crate::app::App;
+use crate::approvals::{self, Decision, Outcome};
+use crate::dispatch::{ChatJob, Invocation, Reply};
+use crate::notify::{ChatMessage, ChatProgress, Notifier, Updater, with_retries};
+use crate::progress::{Cancel, JobContext};
+
+/// The part of the 3-second budget dispatch may use before we answer "working on it".
+pub const DISPATCH_BUDGET: Duration = Duration::from_millis(2000);
+
+/// Shared state of the chat front-ends.
+#[derive(Clone)]
+pub struct Chat {
+    pub app: App,
+    pub slack: Option<Arc<dyn Notifier>>,
+    pub discord: Option<Arc<dyn Notifier>>,
+    slots: Arc<Semaphore>,
+    tasks: TaskTracker,
+}
+
+impl Chat {
+    pub fn new(
+        app: App,
+        slack: Option<Arc<dyn Notifier>>,
+        discord: Option<Arc<dyn Notifier>>,
+    ) -> Chat {
+        let slots = Arc::new(Semaphore::new(app.config.server.max_jobs));
+        Chat {
+            app,
+            slack,
+            discord,
+            slots,
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    pub fn notifier(&self, platform: &str) -> Option<Arc<dyn Notifier>> {
+        match platform {
+            "slack" => self.slack.clone(),
+            "discord" => self.discord.clone(),
+            _ => None,
+        }
+    }
+
+    /// Background work started from chat; `serve` waits for it on shutdown.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.tasks
+    }
+
+    /// Dispatch within the budget. If it takes longer, answer now and deliver the reply
+    /// later through `late` (e.g. an ephemeral message).
+    pub async fn dispatch(
+        &self,
+        inv: Invocation,
+        late: impl FnOnce(Reply) + Send + 'static,
+    ) -> Option<Reply> {
+        let app = self.app.clone();
+        let mut work = tokio::task::spawn_blocking(move || crate::dispatch::dispatch(&app, &inv));
+        match tokio::time::timeout(DISPATCH_BUDGET, &mut work).await {
+            Ok(Ok(reply)) => Some(reply),
+            Ok(Err(e)) => Some(Reply::Private(format!(
+                "that did not work: internal error ({e})"
+            ))),
+            Err(_) => {
+                self.tasks.spawn(async move {
+                    if let Ok(reply) = work.await {
+                        late(reply);
+                    }
+                });
+                None
+            }
+        }
+    }
+
+    /// Post the approval request message and remember where it is.
+    pub fn post_approval(
+        &self,
+        platform: &'static str,
+        mut approval: crate::db::approvals::ApprovalRecord,
+        plan: actions::restore::RestorePlan,
+    ) {
+        let Some(notifier) = self.notifier(platform) else {
+            return;
+        };
+        let app = self.app.clone();
+        self.tasks.spawn(async move {
+            let msg = approvals::message(&approval, &plan);
+            match with_retries("posting a restore request", || {
+                notifier.post(&approval.channel, &msg)
+            })
+            .await
+            {
+                Ok(message_ref) => {
+                    approval.message_ref = Some(message_ref);
+                    let db = app.db.clone();
+                    let saved =
+                        tokio::task::spawn_blocking(move || db.approval_update(&approval)).await;
+                    if let Ok(Err(e)) = saved {
+                        tracing::error!("saving the approval message reference: {e}");
+                    }
+                }
+                Err(e) => tracing::error!("could not post the restore request: {e}"),
+            }
+        });
+    }
+
+    /// Start a job that reports in `channel` (the platform's own id). With `message`, the
+    /// job updates that message instead of posting a new one.
+    pub fn start_job(
+        &self,
+        platform: &'static str,
+        channel: String,
+        actor: String,
+        job: ChatJob,
+        message: Option<String>,
+    ) {
+        let Some(notifier) = self.notifier(platform) else {
+            return;
+        };
+        let chat = self.clone();
+        self.tasks
+            .spawn(async move { chat.run_job(notifier, channel, actor, job, message).await });
+    }
+
+    async fn run_job(
+        &self,
+        notifier: Arc<dyn Notifier>,
+        channel: String,
+        actor: String,
+        job: ChatJob,
+        message: Option<String>,
+    ) {
+        let what = describe(&job);
+        let headline = format!("⏳ {what}, requested by {actor}");
+        let first = ChatMessage::text(&headline);
+        let message = match message {
+            Some(m) => Some(m),
+            None => with_retries("posting a job message", || notifier.post(&channel, &first))
+                .await
+                .map_err(|e| tracing::error!("could not post the job message for {what}: {e}"))
+                .ok(),
+        };
+        let updater =
+            message.map(|m| Arc::new(Updater::spawn(notifier.clone(), channel.clone(), m)));
+        let permit = match self.slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                if let Some(u) = &updater {
+                    u.set(ChatMessage::text(format!(
+                        "{headline}\nqueued: waiting for a free job slot"
+                    )));
+                }
+                match self.slots.clone().acquire_owned().await {
+                    Ok(p) => p,
+                    Err(_) => return,
+                }
+            }
+        };
+        let progress: Arc<dyn crate::progress::Progress> = match &updater {
+            Some(u) => Arc::new(ChatProgress::new(headline.clone(), u.clone())),
+            None => Arc::new(crate::progress::Silent),
+        };
+        let ctx = JobContext {
+            progress,
+            cancel: Cancel::new(),
+        };
+        let app = self.app.clone();
+        let started = std::time::Instant::now();
+        let result =
+            tokio::task::spawn_blocking(move || run_action(&app, &job, &actor, &ctx)).await;
+        drop(permit);
+        let text = match result {
+            Ok(text) => text,
+            Err(e) => format!("❌ {what} failed: internal error ({e})"),
+        };
+        tracing::info!(
+            "{what}: {} ({:.1}s)",
+            text.lines().next().unwrap_or_default(),
+            started.elapsed().as_secs_f64()
+        );
+        if let Some(u) = updater {
+            match Arc::try_unwrap(u) {
+                Ok(u) => u.finish(ChatMessage::text(text)).await,
+                Err(u) => u.set(ChatMessage::text(text)),
+            }
+        }
+    }
+
+    /// Act on an Approve/Deny click. Returns the text to show only the clicker, if any;
+    /// the request's message is updated in every other case.
+    pub async fn click(
+        &self,
+        platform: &'static str,
+        approval_id: String,
+        actor: String,
+        channel: String,
+        action: &str,
+    ) -> Option<String> {
+        let Some(decision) = Decision::from_action(action) else {
+            return Some("unknown button".into());
+        };
+        let app = self.app.clone();
+        let qualified = format!("{platform}:{channel}");
+        let (id, who) = (approval_id.clone(), actor.clone());
+        let outcome = tokio::task::spawn_blocking(move || {
+            approvals::click(&app, &id, &who, &qualified, decision, chrono::Utc::now())
+        })
+        .await;
+        let outcome = match outcome {
+            Ok(Ok(o)) => o,
+            Ok(Err(e)) => return Some(format!("that did not work: {e}")),
+            Err(e) => return Some(format!("that did not work: internal error ({e})")),
+        };
+        let (req, run) = match outcome {
+            Outcome::Refused(why) => return Some(why),
+            Outcome::Pending(req) | Outcome::Denied(req) | Outcome::Expired(req) => (req, None),
+            Outcome::Approved(req, plan) => (req, Some(plan)),
+        };
+        let Ok(plan) = serde_json::from_str::<actions::restore::RestorePlan>(&req.plan) else {
+            return Some("the stored plan is unreadable".into());
+        };
+        let expired = req.status == "expired";
+        self.update_request(platform, &req, &plan).await;
+        if let Some(plan) = run {
+            let job = ChatJob::Restore {
+                approval_id: Some(req.id.clone()),
+                plan,
+            };
+            self.start_job(
+                platform,
+                req.channel.clone(),
+                req.requester.clone(),
+                job,
+                req.message_ref.clone(),
+            );
+        }
+        expired.then(|| "this restore request has expired; nothing was changed.".to_string())
+    }
+
+    async fn update_request(
+        &self,
+        platform: &'static str,
+        req: &crate::db::approvals::ApprovalRecord,
+        plan: &actions::restore::RestorePlan,
+    ) {
+        let (Some(notifier), Some(message)) = (self.notifier(platform), req.message_ref.clone())
+        else {
+            return;
+        };
+        let msg = approvals::message(req, plan);
+        if let Err(e) = with_retries("updating a restore request", || {
+            notifier.update(&req.channel, &message, &msg)
+        })
+        .await
+        {
+            tracing::error!("could not update restore request {}: {e}", req.id);
+        }
+    }
+
+    /// Expire pending requests whose 30 minutes are up, and say so on their messages.
+    pub async fn expire_requests(&self) {
+        let db = self.app.db.clone();
+        let now = crate::db::now_text();
+        let expired = tokio::task::spawn_blocking(move || {
+            let found = db.approvals_expired(&now)?;
+            for mut req in found.clone() {
+                req.status = "expired".into();
+                req.decided_at = Some(now.clone());
+                db.approval_update(&req)?;
+                db.audit(
+                    "lifeboat",
+                    "restore request expired",
+                    Some(&req.target),
+                    "expired",
+                    Some(&format!("request {}", req.id)),
+                )?;
+            }
+            Ok::<_, crate::db::DbError>(found)
+        })
+        .await;
+        let Ok(Ok(found)) = expired else { return };
+        for mut req in found {
+            req.status = "expired".into();
+            if let Ok(plan) = serde_json::from_str(&req.plan) {
+                let platform = if req.platform == "discord" {
+                    "discord"
+                } else {
+                    "slack"
+                };
+                self.update_request(platform, &req, &plan).await;
+            }
+        }
+    }
+}
+
+fn describe(job: &ChatJob) -> String {
+    match job {
+        ChatJob::Backup { target } => format!("backup of {target}"),
+        ChatJob::Verify { target, .. } => format!("verify of {target}"),
+        ChatJob::Restore { plan, .. } => {
+            format!("restore of {} from backup {}", plan.target, plan.backup.id)
+        }
+    }
+}
+
+/// Run the action on a blocking thread; the result as the message's final text.
+fn run_action(app: &App, job: &ChatJob, actor: &str, ctx: &JobContext) -> String {
+    use crate::actions::backup::human_bytes;
+    match job {
+        ChatJob::Backup { target } => match actions::backup::run(app, target, actor, ctx) {
+            Ok(m) => format!(
+                "✅ backup `{}` of {target} complete: {} stored ({} before compression) in {:.1}s",
+                m.id,
+                human_bytes(m.size_bytes),
+                human_bytes(m.content_bytes),
+                m.duration_seconds
+            ),
+            Err(e) => format!("❌ backup of {target} failed: {e}"),
+        },
+        ChatJob::Verify { target, selector } => {
+            match actions::verify::run(app, target, selector, actor, ctx) {
+                Ok(r) if r.ok => format!(
+                    "✅ backup `{}` of {target} verified: all checks passed",
+                    r.backup.id
+                ),
+                Ok(r) => format!(
+                    "❌ backup `{}` of {target} FAILED verification:\n• {}",
+                    r.backup.id,
+                    r.problems.join("\n• ")
+                ),
+                Err(e) => format!("❌ verify of {target} failed: {e}"),
+            }
+        }
+        ChatJob::Restore { plan, approval_id } => {
+            let mut text = String::new();
+            if let Some(req) = approval_id
+                .as_deref()
+                .and_then(|id| app.db.approval_get(id).ok().flatten())
+            {
+                text.push_str(&format!("Restore requested by {}", req.requester));
+                for a in &req.approvers {
+                    text.push_str(&format!("\n✅ approved by {} at {}", a.actor, a.at));
+                }
+                text.push('\n');
+            }
+            match actions::restore::apply(app, plan, actor, ctx) {
+                Ok(o) => {
+                    text.push_str(&format!(
+                        "✅ restored backup `{}` of {} to {} in {:.1}s",
+                        plan.backup.id,
+                        plan.target,
+                        plan.destination.display(),
+                        o.duration_seconds
+                    ));
+                    for m in &o.plan.move_aside {
+                        text.push_str(&format!("\nprevious data kept at {}", m.to.display()));
+                    }
+                }
+                Err(e) => text.push_str(&format!("❌ restore of {} failed: {e}", plan.target)),
+            }
+            text
+        }
+    }
+}

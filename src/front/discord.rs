@@ -1,0 +1,357 @@
+//! Discord: interaction signatures (Ed25519 over `<timestamp><body>`, 5-minute window)
+//! checked in a layer, PING → PONG, application commands turned into the same command
+//! text Slack sends, message-component buttons, and serenity's HTTP client for messages.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::json;
+use serenity::all::{
+    ButtonStyle, ChannelId, CommandDataOption, CommandDataOptionValue, CreateActionRow,
+    CreateButton, CreateMessage, EditMessage, Interaction, MessageId,
+};
+use serenity::interactions_endpoint::Verifier;
+
+use crate::config::DiscordConfig;
+use crate::dispatch::{Invocation, Reply};
+use crate::front::chat::Chat;
+use crate::notify::{ChatMessage, Notifier, NotifyError};
+
+/// Discord's message content limit.
+const MAX_CONTENT: usize = 2000;
+/// Interaction response flag: only the invoking user sees the message.
+const EPHEMERAL: u64 = 1 << 6;
+
+/// Parse the application's public key (64 hex digits) into a verifier.
+pub fn verifier(public_key: &str) -> Result<Verifier, String> {
+    let bytes =
+        hex::decode(public_key.trim()).map_err(|_| "discord.public_key: not hex".to_string())?;
+    let key: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| "discord.public_key: must be 32 bytes (64 hex digits)".to_string())?;
+    Verifier::try_new(key).map_err(|_| "discord.public_key: not a valid Ed25519 key".to_string())
+}
+
+pub fn routes(chat: Chat, verifier: Verifier) -> Router {
+    Router::new()
+        .route("/discord/interactions", post(interactions))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(verifier),
+            check_signature,
+        ))
+        .with_state(chat)
+}
+
+async fn check_signature(
+    State(verifier): State<Arc<Verifier>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, crate::front::http::MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+    };
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (signature, timestamp) = (
+        header("x-signature-ed25519"),
+        header("x-signature-timestamp"),
+    );
+    let fresh = timestamp.parse::<i64>().is_ok_and(|ts| {
+        (chrono::Utc::now().timestamp() - ts).abs() <= crate::front::slack::MAX_SKEW_SECONDS
+    });
+    if !fresh || verifier.verify(&signature, &timestamp, &bytes).is_err() {
+        tracing::warn!(path = %parts.uri.path(), fresh, "refused a Discord request: bad or stale signature");
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
+}
+
+fn message_response(text: &str) -> Response {
+    let content: String = text.chars().take(MAX_CONTENT).collect();
+    Json(json!({"type": 4, "data": {"content": content, "flags": EPHEMERAL}})).into_response()
+}
+
+async fn interactions(State(chat): State<Chat>, body: Bytes) -> Response {
+    let interaction = match serde_json::from_slice::<Interaction>(&body) {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::warn!("unreadable Discord interaction: {e}");
+            return (StatusCode::BAD_REQUEST, "unreadable interaction").into_response();
+        }
+    };
+    match interaction {
+        Interaction::Ping(_) => Json(json!({"type": 1})).into_response(),
+        Interaction::Command(cmd) => {
+            let channel = cmd.channel_id.to_string();
+            let user = cmd.user.id.to_string();
+            let inv = Invocation {
+                actor: format!("discord:{user}"),
+                channel: format!("discord:{channel}"),
+                slash: format!("/{}", cmd.data.name),
+                text: options_to_text(&cmd.data.name, &cmd.data.options),
+            };
+            let late = {
+                let chat = chat.clone();
+                let (channel, user) = (channel.clone(), user.clone());
+                move |reply: Reply| {
+                    tokio::runtime::Handle::current()
+                        .spawn(async move { deliver(&chat, &channel, &user, reply) });
+                }
+            };
+            match chat.dispatch(inv, late).await {
+                Some(reply) => {
+                    let text = reply.text().to_string();
+                    deliver(&chat, &channel, &user, reply);
+                    message_response(&text)
+                }
+                None => message_response("Working on it; the answer follows in the channel."),
+            }
+        }
+        Interaction::Component(click) => {
+            let Some((action, id)) = click.data.custom_id.split_once(':') else {
+                return message_response("unknown button");
+            };
+            let private = chat
+                .click(
+                    "discord",
+                    id.to_string(),
+                    format!("discord:{}", click.user.id),
+                    click.channel_id.to_string(),
+                    action,
+                )
+                .await;
+            match private {
+                Some(text) => message_response(&text),
+                // The request's message was edited through the bot; acknowledge the click.
+                None => Json(json!({"type": 6})).into_response(),
+            }
+        }
+        _ => (StatusCode::BAD_REQUEST, "unsupported interaction").into_response(),
+    }
+}
+
+fn deliver(chat: &Chat, channel: &str, user: &str, reply: Reply) {
+    match reply {
+        Reply::Private(_) => {}
+        Reply::Job { job, .. } => chat.start_job(
+            "discord",
+            channel.to_string(),
+            format!("discord:{user}"),
+            job,
+            None,
+        ),
+        Reply::Approval { approval, plan, .. } => chat.post_approval("discord", *approval, *plan),
+    }
+}
+
+/// Turn Discord's options into the text the same command has in Slack, so one grammar
+/// parses both: `/backup now target:x` → `now x`; `/restore target:x at:… dry_run:true` →
+/// `x at … dry-run`.
+pub fn options_to_text(command: &str, options: &[CommandDataOption]) -> String {
+    let mut words: Vec<String> = Vec::new();
+    for opt in options {
+        match &opt.value {
+            CommandDataOptionValue::SubCommand(inner)
+            | CommandDataOptionValue::SubCommandGroup(inner) => {
+                words.push(opt.name.clone());
+                words.push(options_to_text(command, inner));
+            }
+            value => {
+                let text = match value {
+                    CommandDataOptionValue::String(s) => s.clone(),
+                    CommandDataOptionValue::Integer(i) => i.to_string(),
+                    CommandDataOptionValue::Boolean(b) => b.to_string(),
+                    _ => continue,
+                };
+                match (command, opt.name.as_str()) {
+                    ("restore", "at") => words.push(format!("at {text}")),
+                    ("restore", "to") => words.push(format!("to {text}")),
+                    ("restore", "dry_run") => {
+                        if text == "true" {
+                            words.push("dry-run".into())
+                        }
+                    }
+                    _ => words.push(text),
+                }
+            }
+        }
+    }
+    // Keyword options must follow the positional ones in the grammar.
+    let (keywords, positional): (Vec<String>, Vec<String>) = words
+        .into_iter()
+        .filter(|w| !w.is_empty())
+        .partition(|w| w.starts_with("at ") || w.starts_with("to ") || w == "dry-run");
+    positional
+        .into_iter()
+        .chain(keywords)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Discord's HTTP API through serenity, pointed at `[discord] api_url`.
+pub struct DiscordApi {
+    http: serenity::http::Http,
+}
+
+impl DiscordApi {
+    pub fn connect(cfg: &DiscordConfig) -> Arc<dyn Notifier> {
+        let mut builder = serenity::http::HttpBuilder::new(cfg.bot_token.expose());
+        let base = cfg
+            .api_url
+            .trim_end_matches('/')
+            .trim_end_matches("/api/v10");
+        if base != "https://discord.com" {
+            // serenity reaches another host only through its proxy setting, and only
+            // with its own rate limiter off; 429s are then handled by `with_retries`.
+            builder = builder.proxy(base).ratelimiter_disabled(true);
+        }
+        Arc::new(DiscordApi {
+            http: builder.build(),
+        })
+    }
+}
+
+fn components(msg: &ChatMessage) -> Vec<CreateActionRow> {
+    if msg.buttons.is_empty() {
+        return Vec::new();
+    }
+    let buttons = msg
+        .buttons
+        .iter()
+        .map(|b| {
+            CreateButton::new(format!("{}:{}", b.action, b.value))
+                .label(b.label.clone())
+                .style(if b.danger {
+                    ButtonStyle::Danger
+                } else {
+                    ButtonStyle::Success
+                })
+        })
+        .collect();
+    vec![CreateActionRow::Buttons(buttons)]
+}
+
+fn content(msg: &ChatMessage) -> String {
+    msg.text.chars().take(MAX_CONTENT).collect()
+}
+
+fn notify_error(e: serenity::Error) -> NotifyError {
+    if let serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(r)) = &e
+        && r.status_code.as_u16() == 429
+    {
+        // serenity does not expose Retry-After here; `with_retries` backs off instead.
+        return NotifyError::RateLimited(None);
+    }
+    NotifyError::Failed(format!("Discord API: {e}"))
+}
+
+fn parse_id(what: &str, text: &str) -> Result<u64, NotifyError> {
+    text.parse()
+        .map_err(|_| NotifyError::Failed(format!("not a Discord {what} id: {text}")))
+}
+
+#[async_trait]
+impl Notifier for DiscordApi {
+    fn platform(&self) -> &'static str {
+        "discord"
+    }
+    async fn post(&self, channel: &str, msg: &ChatMessage) -> Result<String, NotifyError> {
+        let channel = ChannelId::new(parse_id("channel", channel)?);
+        let builder = CreateMessage::new()
+            .content(content(msg))
+            .components(components(msg));
+        let sent = self
+            .http
+            .send_message(channel, Vec::new(), &builder)
+            .await
+            .map_err(notify_error)?;
+        Ok(sent.id.to_string())
+    }
+    async fn update(
+        &self,
+        channel: &str,
+        message: &str,
+        msg: &ChatMessage,
+    ) -> Result<(), NotifyError> {
+        let channel = ChannelId::new(parse_id("channel", channel)?);
+        let message = MessageId::new(parse_id("message", message)?);
+        let builder = EditMessage::new()
+            .content(content(msg))
+            .components(components(msg));
+        self.http
+            .edit_message(channel, message, &builder, Vec::new())
+            .await
+            .map_err(notify_error)?;
+        Ok(())
+    }
+    async fn ephemeral(&self, channel: &str, user: &str, text: &str) -> Result<(), NotifyError> {
+        // Discord has private messages only as interaction responses; outside one there
+        // is nowhere private to say it, and the channel is not the place.
+        tracing::info!("not delivered to discord:{user} in {channel} (no private channel): {text}");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opt(name: &str, value: CommandDataOptionValue) -> CommandDataOption {
+        serde_json::from_value(json!({"name": name, "type": 3, "value": "x"}))
+            .map(|mut o: CommandDataOption| {
+                o.value = value;
+                o
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn options_become_the_slack_text() {
+        let s = |v: &str| CommandDataOptionValue::String(v.into());
+        let backup = [opt(
+            "now",
+            CommandDataOptionValue::SubCommand(vec![opt("target", s("gitea-db"))]),
+        )];
+        assert_eq!(options_to_text("backup", &backup), "now gitea-db");
+        let restore = [
+            opt("target", s("gitea-db")),
+            opt("dry_run", CommandDataOptionValue::Boolean(true)),
+            opt("at", s("2026-11-20 14:00")),
+            opt("backup", s("latest")),
+        ];
+        let text = options_to_text("restore", &restore);
+        assert_eq!(
+            crate::command::Command::parse("/restore", &text).unwrap(),
+            crate::command::Command::parse(
+                "/restore",
+                "gitea-db latest at 2026-11-20 14:00 dry-run"
+            )
+            .unwrap(),
+            "{text}"
+        );
+        let status = [opt("status", CommandDataOptionValue::SubCommand(vec![]))];
+        assert_eq!(options_to_text("backup", &status), "status");
+    }
+
+    #[test]
+    fn public_keys_are_checked() {
+        assert!(verifier("zz").is_err());
+        assert!(verifier("00ff").is_err());
+    }
+}

@@ -1,0 +1,493 @@
+//! Slack: request signatures (v0 HMAC-SHA256 over `v0:<timestamp>:<body>`, 5-minute
+//! window) checked in a layer, slash commands, Block Kit buttons, the Events API, and the
+//! Web API client (slack-morphism) that posts and updates job messages.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use hmac::{KeyInit, Mac};
+use serde_json::{Value, json};
+use slack_morphism::errors::SlackClientError;
+use slack_morphism::prelude::*;
+
+use crate::config::SlackConfig;
+use crate::dispatch::{Invocation, Reply};
+use crate::front::chat::Chat;
+use crate::notify::{ChatMessage, Notifier, NotifyError};
+
+/// Requests older or newer than this are refused (replay protection).
+pub const MAX_SKEW_SECONDS: i64 = 300;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum SignatureError {
+    Missing,
+    Stale,
+    Mismatch,
+}
+
+/// Check a Slack request signature at time `now` (unix seconds).
+pub fn verify(
+    secret: &str,
+    timestamp: &str,
+    body: &[u8],
+    signature: &str,
+    now: i64,
+) -> Result<(), SignatureError> {
+    let ts: i64 = timestamp.parse().map_err(|_| SignatureError::Missing)?;
+    if (now - ts).abs() > MAX_SKEW_SECONDS {
+        return Err(SignatureError::Stale);
+    }
+    let Some(hex_sig) = signature.strip_prefix("v0=") else {
+        return Err(SignatureError::Mismatch);
+    };
+    let expected = hex::decode(hex_sig).map_err(|_| SignatureError::Mismatch)?;
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(format!("v0:{timestamp}:").as_bytes());
+    mac.update(body);
+    // verify_slice compares in constant time.
+    mac.verify_slice(&expected)
+        .map_err(|_| SignatureError::Mismatch)
+}
+
+/// The Slack routes, each behind the signature layer.
+pub fn routes(chat: Chat, cfg: &SlackConfig) -> Router {
+    let secret = Arc::new(cfg.signing_secret.expose().to_string());
+    Router::new()
+        .route("/slack/commands", post(commands))
+        .route("/slack/interactions", post(interactions))
+        .route("/slack/events", post(events))
+        .layer(axum::middleware::from_fn_with_state(
+            secret,
+            check_signature,
+        ))
+        .with_state(chat)
+}
+
+async fn check_signature(State(secret): State<Arc<String>>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, crate::front::http::MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+    };
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let now = chrono::Utc::now().timestamp();
+    let checked = verify(
+        &secret,
+        &header("x-slack-request-timestamp"),
+        &bytes,
+        &header("x-slack-signature"),
+        now,
+    );
+    if let Err(why) = checked {
+        tracing::warn!(path = %parts.uri.path(), "refused a Slack request: signature {why:?}");
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
+}
+
+fn ephemeral(text: &str) -> Response {
+    Json(json!({"response_type": "ephemeral", "text": text})).into_response()
+}
+
+async fn commands(State(chat): State<Chat>, body: Bytes) -> Response {
+    let Ok(event) = serde_urlencoded::from_bytes::<SlackCommandEvent>(&body) else {
+        return (StatusCode::BAD_REQUEST, "malformed slash command").into_response();
+    };
+    let channel = event.channel_id.to_string();
+    let user = event.user_id.to_string();
+    let inv = Invocation {
+        actor: format!("slack:{user}"),
+        channel: format!("slack:{channel}"),
+        slash: event.command.to_string(),
+        text: event.text.unwrap_or_default(),
+    };
+    let late = {
+        let chat = chat.clone();
+        let (channel, user) = (channel.clone(), user.clone());
+        move |reply: Reply| {
+            let handle = tokio::runtime::Handle::current();
+            handle.spawn(async move { deliver(&chat, &channel, &user, reply, true).await });
+        }
+    };
+    match chat.dispatch(inv, late).await {
+        Some(reply) => {
+            let text = reply.text().to_string();
+            deliver(&chat, &channel, &user, reply, false).await;
+            ephemeral(&text)
+        }
+        None => ephemeral("Working on it; the answer follows in a moment."),
+    }
+}
+
+/// Carry out a reply: start its job or post its approval request. With `late`, the
+/// acknowledgement text is also sent as an ephemeral message (the HTTP answer is gone).
+async fn deliver(chat: &Chat, channel: &str, user: &str, reply: Reply, late: bool) {
+    if late && let Some(n) = &chat.slack {
+        let _ = n.ephemeral(channel, user, reply.text()).await;
+    }
+    match reply {
+        Reply::Private(_) => {}
+        Reply::Job { job, .. } => chat.start_job(
+            "slack",
+            channel.to_string(),
+            format!("slack:{user}"),
+            job,
+            None,
+        ),
+        Reply::Approval { approval, plan, .. } => chat.post_approval("slack", *approval, *plan),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct InteractionForm {
+    payload: String,
+}
+
+async fn interactions(State(chat): State<Chat>, body: Bytes) -> Response {
+    let Ok(form) = serde_urlencoded::from_bytes::<InteractionForm>(&body) else {
+        return (StatusCode::BAD_REQUEST, "missing payload").into_response();
+    };
+    let event = match serde_json::from_str::<SlackInteractionEvent>(&form.payload) {
+        Ok(SlackInteractionEvent::BlockActions(e)) => e,
+        Ok(_) => return StatusCode::OK.into_response(),
+        Err(e) => {
+            tracing::warn!("unreadable Slack interaction: {e}");
+            return (StatusCode::BAD_REQUEST, "unreadable payload").into_response();
+        }
+    };
+    let (Some(user), Some(channel), Some(action)) = (
+        event.user.as_ref().map(|u| u.id.to_string()),
+        event.channel.as_ref().map(|c| c.id.to_string()),
+        event.actions.as_ref().and_then(|a| a.first()),
+    ) else {
+        return (StatusCode::BAD_REQUEST, "incomplete block action").into_response();
+    };
+    let approval_id = action.value.clone().unwrap_or_default();
+    let action_id = action.action_id.to_string();
+    // Answer Slack at once; the decision and message updates happen in the background.
+    let task_chat = chat.clone();
+    chat.tasks().spawn(async move {
+        let private = task_chat
+            .click(
+                "slack",
+                approval_id,
+                format!("slack:{user}"),
+                channel.clone(),
+                &action_id,
+            )
+            .await;
+        if let (Some(text), Some(n)) = (private, &task_chat.slack) {
+            let _ = crate::notify::with_retries("telling a user why", || {
+                n.ephemeral(&channel, &user, &text)
+            })
+            .await;
+        }
+    });
+    StatusCode::OK.into_response()
+}
+
+async fn events(State(chat): State<Chat>, headers: HeaderMap, body: Bytes) -> Response {
+    let Ok(event) = serde_json::from_slice::<Value>(&body) else {
+        return (StatusCode::BAD_REQUEST, "unreadable event").into_response();
+    };
+    match event["type"].as_str() {
+        Some("url_verification") => Json(json!({"challenge": event["challenge"]})).into_response(),
+        Some("event_callback") => {
+            let id = event["event_id"].as_str().unwrap_or_default().to_string();
+            let db = chat.app.db.clone();
+            let key = id.clone();
+            let first = tokio::task::spawn_blocking(move || db.chat_event_first_seen(&key)).await;
+            if !matches!(first, Ok(Ok(true))) {
+                let retry = headers
+                    .get("x-slack-retry-num")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("0");
+                tracing::info!(
+                    "Slack event {id} already handled (retry {retry}); not acting again"
+                );
+                return StatusCode::OK.into_response();
+            }
+            if event["event"]["type"] == "app_mention"
+                && let (Some(channel), Some(n)) =
+                    (event["event"]["channel"].as_str(), chat.slack.clone())
+            {
+                let channel = channel.to_string();
+                chat.tasks().spawn(async move {
+                    let msg = ChatMessage::text(crate::command::help_text());
+                    if let Err(e) = crate::notify::with_retries("answering a mention", || {
+                        n.post(&channel, &msg)
+                    })
+                    .await
+                    {
+                        tracing::error!("could not answer a mention: {e}");
+                    }
+                });
+            }
+            StatusCode::OK.into_response()
+        }
+        _ => StatusCode::OK.into_response(),
+    }
+}
+
+/// The Slack Web API through slack-morphism, pointed at `[slack] api_url`.
+pub struct SlackApi {
+    client: SlackHyperClient,
+    token: SlackApiToken,
+}
+
+type SlackHyperClient =
+    SlackClient<SlackClientHyperConnector<hyper_util::client::legacy::connect::HttpConnector>>;
+
+impl SlackApi {
+    /// Plain HTTP for loopback fakes, HTTPS otherwise.
+    pub fn connect(cfg: &SlackConfig) -> Result<Arc<dyn Notifier>, String> {
+        let url = if cfg.api_url.ends_with('/') {
+            cfg.api_url.clone()
+        } else {
+            format!("{}/", cfg.api_url)
+        };
+        let token = SlackApiToken::new(SlackApiTokenValue(cfg.bot_token.expose().to_string()));
+        if url.starts_with("https://") {
+            let connector = SlackClientHyperConnector::new()
+                .map_err(|e| format!("cannot set up HTTPS for Slack: {e}"))?
+                .with_slack_api_url(&url);
+            return Ok(Arc::new(SlackHttpsApi {
+                client: SlackClient::new(connector),
+                token,
+            }));
+        }
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        let connector = SlackClientHyperConnector::with_connector(http).with_slack_api_url(&url);
+        Ok(Arc::new(SlackApi {
+            client: SlackClient::new(connector),
+            token,
+        }))
+    }
+}
+
+/// The same API over HTTPS (the real Slack).
+pub struct SlackHttpsApi {
+    client: SlackClient<SlackClientHyperHttpsConnector>,
+    token: SlackApiToken,
+}
+
+fn content(msg: &ChatMessage) -> SlackMessageContent {
+    let mut blocks: Vec<SlackBlock> = split_for_sections(&msg.text)
+        .into_iter()
+        .map(|chunk| {
+            SlackBlock::Section(SlackSectionBlock {
+                block_id: None,
+                text: Some(SlackBlockText::MarkDown(SlackBlockMarkDownText {
+                    text: chunk,
+                    verbatim: None,
+                })),
+                fields: None,
+                accessory: None,
+                expand: None,
+            })
+        })
+        .collect();
+    if !msg.buttons.is_empty() {
+        let elements = msg
+            .buttons
+            .iter()
+            .map(|b| {
+                SlackActionBlockElement::Button(SlackBlockButtonElement {
+                    action_id: Some(SlackActionId(b.action.clone())),
+                    text: SlackBlockPlainTextOnly::from(b.label.as_str()),
+                    url: None,
+                    value: Some(b.value.clone()),
+                    style: Some(if b.danger {
+                        SlackBlockButtonStyle::Danger
+                    } else {
+                        SlackBlockButtonStyle::Primary
+                    }),
+                    confirm: None,
+                    accessibility_label: None,
+                })
+            })
+            .collect();
+        blocks.push(SlackBlock::Actions(SlackActionsBlock {
+            block_id: None,
+            elements,
+        }));
+    }
+    SlackMessageContent::new()
+        .with_text(msg.text.chars().take(3000).collect())
+        .with_blocks(blocks)
+}
+
+/// Section blocks hold at most 3000 characters each.
+fn split_for_sections(text: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    for line in text.lines() {
+        let last = out.last_mut().expect("not empty");
+        if last.len() + line.len() + 1 > 2900 && !last.is_empty() {
+            out.push(String::new());
+        }
+        let last = out.last_mut().expect("not empty");
+        if !last.is_empty() {
+            last.push('\n');
+        }
+        last.push_str(&line.chars().take(2900).collect::<String>());
+    }
+    out
+}
+
+fn notify_error(e: SlackClientError) -> NotifyError {
+    match e {
+        SlackClientError::RateLimitError(r) => NotifyError::RateLimited(r.retry_after),
+        other => NotifyError::Failed(format!(
+            "Slack API: {}",
+            other.to_string().lines().next().unwrap_or_default()
+        )),
+    }
+}
+
+macro_rules! slack_notifier {
+    ($t:ty) => {
+        #[async_trait]
+        impl Notifier for $t {
+            fn platform(&self) -> &'static str {
+                "slack"
+            }
+            async fn post(&self, channel: &str, msg: &ChatMessage) -> Result<String, NotifyError> {
+                let session = self.client.open_session(&self.token);
+                let req = SlackApiChatPostMessageRequest::new(
+                    SlackChannelId(channel.to_string()),
+                    content(msg),
+                );
+                let r = session
+                    .chat_post_message(&req)
+                    .await
+                    .map_err(notify_error)?;
+                Ok(r.ts.to_string())
+            }
+            async fn update(
+                &self,
+                channel: &str,
+                message: &str,
+                msg: &ChatMessage,
+            ) -> Result<(), NotifyError> {
+                let session = self.client.open_session(&self.token);
+                let req = SlackApiChatUpdateRequest::new(
+                    SlackChannelId(channel.to_string()),
+                    content(msg),
+                    SlackTs(message.to_string()),
+                );
+                session.chat_update(&req).await.map_err(notify_error)?;
+                Ok(())
+            }
+            async fn ephemeral(
+                &self,
+                channel: &str,
+                user: &str,
+                text: &str,
+            ) -> Result<(), NotifyError> {
+                let session = self.client.open_session(&self.token);
+                let req = SlackApiChatPostEphemeralRequest::new(
+                    SlackChannelId(channel.to_string()),
+                    SlackUserId(user.to_string()),
+                    content(&ChatMessage::text(text)),
+                );
+                session
+                    .chat_post_ephemeral(&req)
+                    .await
+                    .map_err(notify_error)?;
+                Ok(())
+            }
+        }
+    };
+}
+
+slack_notifier!(SlackApi);
+slack_notifier!(SlackHttpsApi);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+    const DOC_TS: &str = "1531420618";
+    const DOC_BODY: &str = "token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
+    const DOC_SIG: &str = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
+
+    #[test]
+    fn slacks_documented_example_verifies_at_its_time() {
+        assert_eq!(
+            verify(DOC_SECRET, DOC_TS, DOC_BODY.as_bytes(), DOC_SIG, 1531420618),
+            Ok(())
+        );
+        assert_eq!(
+            verify(
+                DOC_SECRET,
+                DOC_TS,
+                DOC_BODY.as_bytes(),
+                DOC_SIG,
+                1531420618 + 299
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn tampering_staleness_and_garbage_are_refused() {
+        let now = 1531420618;
+        let mut body = DOC_BODY.to_string();
+        body.push('x');
+        assert_eq!(
+            verify(DOC_SECRET, DOC_TS, body.as_bytes(), DOC_SIG, now),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify("other-secret", DOC_TS, DOC_BODY.as_bytes(), DOC_SIG, now),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify(DOC_SECRET, DOC_TS, DOC_BODY.as_bytes(), DOC_SIG, now + 301),
+            Err(SignatureError::Stale)
+        );
+        assert_eq!(
+            verify(DOC_SECRET, DOC_TS, DOC_BODY.as_bytes(), DOC_SIG, now - 301),
+            Err(SignatureError::Stale)
+        );
+        assert_eq!(
+            verify(DOC_SECRET, "", DOC_BODY.as_bytes(), DOC_SIG, now),
+            Err(SignatureError::Missing)
+        );
+        assert_eq!(
+            verify(DOC_SECRET, DOC_TS, DOC_BODY.as_bytes(), "a2114d57", now),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify(DOC_SECRET, DOC_TS, DOC_BODY.as_bytes(), "v0=zz", now),
+            Err(SignatureError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn long_texts_split_into_sections() {
+        let text = "line of text\n".repeat(1000);
+        let parts = split_for_sections(&text);
+        assert!(parts.len() > 1);
+        assert!(parts.iter().all(|p| p.len() <= 3000));
+    }
+}

@@ -1,0 +1,275 @@
+//! Talking back to chat without knowing which chat: the `Notifier` trait (post, update,
+//! ephemeral), a platform-neutral message with buttons, retries that honour rate limits,
+//! and a per-message updater that coalesces progress to at most one edit a second.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+/// A message as lifeboat means it; each platform renders it its own way.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ChatMessage {
+    pub text: String,
+    pub buttons: Vec<Button>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Button {
+    /// What the click means: "approve" or "deny".
+    pub action: String,
+    pub label: String,
+    /// The request the click is about (an approval id).
+    pub value: String,
+    pub danger: bool,
+}
+
+impl ChatMessage {
+    pub fn text(text: impl Into<String>) -> ChatMessage {
+        ChatMessage {
+            text: text.into(),
+            buttons: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotifyError {
+    /// The platform said slow down; retry after this long (if it said).
+    #[error("rate limited")]
+    RateLimited(Option<Duration>),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// One chat platform's messaging API. Channel and message references are the platform's
+/// own ids (Slack channel id and `ts`; Discord channel id and message id).
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    /// "slack" or "discord".
+    fn platform(&self) -> &'static str;
+    /// Post a new message; returns its reference for later updates.
+    async fn post(&self, channel: &str, msg: &ChatMessage) -> Result<String, NotifyError>;
+    /// Replace a posted message's content.
+    async fn update(
+        &self,
+        channel: &str,
+        message: &str,
+        msg: &ChatMessage,
+    ) -> Result<(), NotifyError>;
+    /// A message only `user` sees (where the platform has such a thing).
+    async fn ephemeral(&self, channel: &str, user: &str, text: &str) -> Result<(), NotifyError>;
+}
+
+/// How many times a failed call is tried before it is logged and dropped.
+const ATTEMPTS: u32 = 5;
+
+/// Run `call` until it succeeds, waiting out rate limits (the platform's Retry-After, or
+/// a growing pause when it gives none) and transient failures. Never panics: the last
+/// error is returned for the caller to log.
+pub async fn with_retries<T, F, Fut>(what: &str, mut call: F) -> Result<T, NotifyError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, NotifyError>>,
+{
+    let mut pause = Duration::from_millis(250);
+    let mut last = NotifyError::Failed("not tried".into());
+    for attempt in 1..=ATTEMPTS {
+        match call().await {
+            Ok(v) => return Ok(v),
+            Err(NotifyError::RateLimited(after)) => {
+                let wait = after.unwrap_or(pause).min(Duration::from_secs(60));
+                tracing::info!("{what}: rate limited, retrying in {wait:?} (attempt {attempt})");
+                tokio::time::sleep(wait).await;
+                last = NotifyError::RateLimited(after);
+            }
+            Err(e) => {
+                tracing::warn!("{what}: {e} (attempt {attempt})");
+                tokio::time::sleep(pause).await;
+                last = e;
+            }
+        }
+        pause = (pause * 2).min(Duration::from_secs(8));
+    }
+    Err(last)
+}
+
+/// Keeps one posted message up to date: progress goes in as often as it comes, the
+/// message is edited at most once a second, and the final content is always sent.
+pub struct Updater {
+    latest: Arc<Mutex<(Option<ChatMessage>, bool)>>,
+    wake: Arc<tokio::sync::Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The shortest time between two edits of one message.
+pub const UPDATE_INTERVAL: Duration = Duration::from_secs(1);
+
+impl Updater {
+    pub fn spawn(notifier: Arc<dyn Notifier>, channel: String, message: String) -> Updater {
+        let latest: Arc<Mutex<(Option<ChatMessage>, bool)>> = Arc::new(Mutex::new((None, false)));
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let task = {
+            let latest = latest.clone();
+            let wake = wake.clone();
+            tokio::spawn(async move {
+                let mut sent: Option<ChatMessage> = None;
+                loop {
+                    wake.notified().await;
+                    let (next, done) = {
+                        let mut l = latest.lock().unwrap();
+                        (l.0.take(), l.1)
+                    };
+                    if let Some(msg) = next
+                        && sent.as_ref() != Some(&msg)
+                    {
+                        let r = with_retries("updating a job message", || {
+                            notifier.update(&channel, &message, &msg)
+                        })
+                        .await;
+                        if let Err(e) = r {
+                            tracing::error!(
+                                "giving up on updating message {message} in {channel}: {e}"
+                            );
+                        }
+                        sent = Some(msg);
+                    }
+                    if done {
+                        return;
+                    }
+                    tokio::time::sleep(UPDATE_INTERVAL).await;
+                }
+            })
+        };
+        Updater { latest, wake, task }
+    }
+
+    /// Replace what the message should say; sent within a second (or coalesced).
+    pub fn set(&self, msg: ChatMessage) {
+        self.latest.lock().unwrap().0 = Some(msg);
+        self.wake.notify_one();
+    }
+
+    /// Send the final content and wait until it is delivered (or given up on).
+    pub async fn finish(self, msg: ChatMessage) {
+        {
+            let mut l = self.latest.lock().unwrap();
+            l.0 = Some(msg);
+            l.1 = true;
+        }
+        self.wake.notify_one();
+        let _ = self.task.await;
+    }
+}
+
+/// A progress sink that renders job progress into an `Updater`'s message.
+pub struct ChatProgress {
+    headline: String,
+    updater: Arc<Updater>,
+    state: Mutex<(String, Option<u64>, u64, std::time::Instant)>,
+}
+
+impl ChatProgress {
+    pub fn new(headline: String, updater: Arc<Updater>) -> ChatProgress {
+        ChatProgress {
+            headline,
+            updater,
+            state: Mutex::new((String::new(), None, 0, std::time::Instant::now())),
+        }
+    }
+
+    fn render(&self) {
+        let (phase, total, done, started) = self.state.lock().unwrap().clone();
+        let secs = started.elapsed().as_secs_f64().max(0.001);
+        let human = crate::actions::backup::human_bytes;
+        let mut line = format!("{}\n{phase}", self.headline);
+        if done > 0 {
+            line.push_str(&format!(": {}", human(done)));
+            if let Some(t) = total.filter(|t| *t > 0) {
+                line.push_str(&format!(
+                    " of {} ({:.0}%)",
+                    human(t),
+                    (done as f64 / t as f64 * 100.0).min(100.0)
+                ));
+            }
+            line.push_str(&format!(", {}/s", human((done as f64 / secs) as u64)));
+        }
+        self.updater.set(ChatMessage::text(line));
+    }
+}
+
+impl crate::progress::Progress for ChatProgress {
+    fn phase(&self, name: &str) {
+        *self.state.lock().unwrap() = (name.to_string(), None, 0, std::time::Instant::now());
+        self.render();
+    }
+    fn total(&self, bytes: Option<u64>) {
+        self.state.lock().unwrap().1 = bytes;
+    }
+    fn advance(&self, bytes: u64) {
+        self.state.lock().unwrap().2 += bytes;
+        self.render();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[derive(Default)]
+    struct Recorder {
+        updates: Mutex<Vec<String>>,
+        fail_first: AtomicU32,
+    }
+
+    #[async_trait]
+    impl Notifier for Recorder {
+        fn platform(&self) -> &'static str {
+            "test"
+        }
+        async fn post(&self, _: &str, _: &ChatMessage) -> Result<String, NotifyError> {
+            Ok("m1".into())
+        }
+        async fn update(&self, _: &str, _: &str, msg: &ChatMessage) -> Result<(), NotifyError> {
+            if self.fail_first.load(Ordering::SeqCst) > 0 {
+                self.fail_first.fetch_sub(1, Ordering::SeqCst);
+                return Err(NotifyError::RateLimited(Some(Duration::from_millis(10))));
+            }
+            self.updates.lock().unwrap().push(msg.text.clone());
+            Ok(())
+        }
+        async fn ephemeral(&self, _: &str, _: &str, _: &str) -> Result<(), NotifyError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn updates_are_coalesced_to_one_a_second_and_the_last_always_lands() {
+        let rec = Arc::new(Recorder::default());
+        let updater = Updater::spawn(rec.clone(), "c".into(), "m1".into());
+        for i in 0..1000 {
+            updater.set(ChatMessage::text(format!("progress {i}")));
+            if i % 100 == 0 {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+        updater.finish(ChatMessage::text("done")).await;
+        let updates = rec.updates.lock().unwrap().clone();
+        // 10 × 250 ms of progress: about 3 edits, never one per set().
+        assert!(updates.len() <= 5, "{updates:?}");
+        assert_eq!(updates.last().unwrap(), "done");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limits_are_waited_out() {
+        let rec = Arc::new(Recorder::default());
+        rec.fail_first.store(2, Ordering::SeqCst);
+        let updater = Updater::spawn(rec.clone(), "c".into(), "m1".into());
+        updater.finish(ChatMessage::text("done")).await;
+        assert_eq!(
+            rec.updates.lock().unwrap().clone(),
+            vec!["done".to_string()]
+        );
+    }
+}
