@@ -258,11 +258,8 @@ type SlackHyperClient =
 impl SlackApi {
     /// Plain HTTP for loopback fakes, HTTPS otherwise.
     pub fn connect(cfg: &SlackConfig) -> Result<Arc<dyn Notifier>, String> {
-        let url = if cfg.api_url.ends_with('/') {
-            cfg.api_url.clone()
-        } else {
-            format!("{}/", cfg.api_url)
-        };
+        // slack-morphism joins the base and the method with a '/' of its own.
+        let url = cfg.api_url.trim_end_matches('/').to_string();
         let token = SlackApiToken::new(SlackApiTokenValue(cfg.bot_token.expose().to_string()));
         if url.starts_with("https://") {
             let connector = SlackClientHyperConnector::new()

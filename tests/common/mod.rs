@@ -2,6 +2,8 @@
 //! running the real binary, and real SQLite databases with real data.
 #![allow(dead_code)]
 
+pub mod fakes;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -47,6 +49,11 @@ impl Home {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
         cmd.arg("--config").arg(self.config_path()).args(args);
         cmd.env_remove("LIFEBOAT_CONFIG");
+        // The chat sections of test configs take their secrets from these.
+        cmd.env("SLACK_SIGNING_SECRET", fakes::SLACK_SECRET)
+            .env("SLACK_BOT_TOKEN", "xoxb-test-token")
+            .env("DISCORD_PUBLIC_KEY", fakes::discord_public_key_hex())
+            .env("DISCORD_BOT_TOKEN", "discord-test-token");
         cmd
     }
 
