@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use: mount/umount (util-linux) for the disk-full test.
-APT_PACKAGES=(util-linux)
+# Debian packages the tests use: mount/umount (util-linux) for the disk-full test,
+# promtool (prometheus) to check the /metrics output.
+APT_PACKAGES=(util-linux prometheus)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -28,4 +29,4 @@ echo "==> cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
 echo "==> cargo test"
-cargo test --locked --all-targets
+cargo test --locked --lib --bins --tests

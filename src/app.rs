@@ -16,6 +16,8 @@ pub struct App {
     pub config: Arc<Config>,
     pub db: Db,
     pub executor: Executor,
+    /// Jobs `serve` runs at once (`server.max_jobs`), shared by chat and the scheduler.
+    pub slots: Arc<tokio::sync::Semaphore>,
     stores: Arc<BTreeMap<String, Arc<dyn Store>>>,
 }
 
@@ -36,6 +38,7 @@ impl App {
             built.insert(name.clone(), stores::open_store(name, cfg)?);
         }
         let app = App {
+            slots: Arc::new(tokio::sync::Semaphore::new(config.server.max_jobs)),
             config: Arc::new(config),
             db,
             executor,
@@ -53,6 +56,7 @@ impl App {
     ) -> App {
         let db = Db::in_memory();
         App {
+            slots: Arc::new(tokio::sync::Semaphore::new(config.server.max_jobs)),
             executor: Executor::new(db.clone(), locks),
             config: Arc::new(config),
             db,

@@ -16,5 +16,6 @@ pub mod front; // HTTP front-end
 pub mod notify; // chat-neutral messaging: Notifier trait, retries, coalesced updates
 pub mod pipe; // streaming hash/progress/compression building blocks
 pub mod progress; // progress reporting and cancellation
+pub mod schedule;
 pub mod sources; // how each target kind is copied and put back
-pub mod stores; // where backups are kept: local directory, memory (tests) // restore approvals: clicks, quorum, expiry, the request's message
+pub mod stores; // where backups are kept: local directory, memory (tests) // restore approvals: clicks, quorum, expiry, the request's message // cron backups, the watchdog and its alerts

@@ -59,14 +59,26 @@ fn interaction(kind: u8, user_id: &str, data: Value) -> Value {
 }
 
 fn command(user_id: &str, name: &str, options: Value) -> Value {
-    interaction(2, user_id, json!({"id": "800", "name": name, "type": 1, "options": options}))
+    interaction(
+        2,
+        user_id,
+        json!({"id": "800", "name": name, "type": 1, "options": options}),
+    )
 }
 
 fn send(serve: &Serve, body: &Value) -> (u16, Value) {
     let text = body.to_string();
     let ts = now();
-    let headers = [("x-signature-ed25519", discord_signature(ts, &text)), ("x-signature-timestamp", ts.to_string())];
-    let (code, reply) = post(&serve.url("/discord/interactions"), "application/json", &headers, &text);
+    let headers = [
+        ("x-signature-ed25519", discord_signature(ts, &text)),
+        ("x-signature-timestamp", ts.to_string()),
+    ];
+    let (code, reply) = post(
+        &serve.url("/discord/interactions"),
+        "application/json",
+        &headers,
+        &text,
+    );
     (code, serde_json::from_str(&reply).unwrap_or(Value::Null))
 }
 
@@ -83,14 +95,32 @@ fn ping_is_answered_with_pong_and_bad_signatures_get_401() {
     let text = ping.to_string();
     let ts = now();
     let url = serve.url("/discord/interactions");
-    let forged = [("x-signature-ed25519", "00".repeat(64)), ("x-signature-timestamp", ts.to_string())];
+    let forged = [
+        ("x-signature-ed25519", "00".repeat(64)),
+        ("x-signature-timestamp", ts.to_string()),
+    ];
     assert_eq!(post(&url, "application/json", &forged, &text).0, 401);
     let stale_ts = ts - 600;
-    let stale = [("x-signature-ed25519", discord_signature(stale_ts, &text)), ("x-signature-timestamp", stale_ts.to_string())];
+    let stale = [
+        ("x-signature-ed25519", discord_signature(stale_ts, &text)),
+        ("x-signature-timestamp", stale_ts.to_string()),
+    ];
     assert_eq!(post(&url, "application/json", &stale, &text).0, 401);
     assert_eq!(post(&url, "application/json", &[], &text).0, 401);
-    let other_body = [("x-signature-ed25519", discord_signature(ts, &text)), ("x-signature-timestamp", ts.to_string())];
-    assert_eq!(post(&url, "application/json", &other_body, &text.replace("4242", "4243")).0, 401);
+    let other_body = [
+        ("x-signature-ed25519", discord_signature(ts, &text)),
+        ("x-signature-timestamp", ts.to_string()),
+    ];
+    assert_eq!(
+        post(
+            &url,
+            "application/json",
+            &other_body,
+            &text.replace("4242", "4243")
+        )
+        .0,
+        401
+    );
     serve.stop();
 }
 
@@ -99,23 +129,44 @@ fn a_command_is_acknowledged_then_reported_in_one_edited_message() {
     let api = FakeApi::start();
     let home = discord_home(&api);
     let serve = Serve::start(&home);
-    let body = command(OPS, "backup", json!([{"name": "now", "type": 1, "options": [{"name": "target", "type": 3, "value": "app-db"}]}]));
+    let body = command(
+        OPS,
+        "backup",
+        json!([{"name": "now", "type": 1, "options": [{"name": "target", "type": 3, "value": "app-db"}]}]),
+    );
     let started = std::time::Instant::now();
     let (code, reply) = send(&serve, &body);
     assert!(started.elapsed() < std::time::Duration::from_secs(3));
     assert_eq!(code, 200);
     assert_eq!(reply["type"], 4, "{reply}");
     assert_eq!(reply["data"]["flags"], 64, "ephemeral: {reply}");
-    assert!(reply["data"]["content"].as_str().unwrap().contains("Starting a backup of app-db"));
+    assert!(
+        reply["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("Starting a backup of app-db")
+    );
 
     let calls = api.wait_until(30, "the edit with the result", |c| {
-        c.iter().any(|c| c.method == "PATCH" && c.body["content"].as_str().unwrap_or("").contains("✅ backup"))
+        c.iter().any(|c| {
+            c.method == "PATCH"
+                && c.body["content"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("✅ backup")
+        })
     });
     let posts: Vec<&Call> = calls.iter().filter(|c| c.method == "POST").collect();
     assert_eq!(posts.len(), 1);
-    assert_eq!(posts[0].path, format!("/api/v10/channels/{CHANNEL}/messages"));
+    assert_eq!(
+        posts[0].path,
+        format!("/api/v10/channels/{CHANNEL}/messages")
+    );
     assert_eq!(posts[0].auth, "Bot discord-test-token");
-    assert!(calls.iter().filter(|c| c.method == "PATCH").all(|c| c.path.starts_with(&format!("/api/v10/channels/{CHANNEL}/messages/"))));
+    assert!(calls.iter().filter(|c| c.method == "PATCH").all(|c| {
+        c.path
+            .starts_with(&format!("/api/v10/channels/{CHANNEL}/messages/"))
+    }));
     assert_eq!(home.json(&["list", "app-db"]).as_array().unwrap().len(), 1);
 }
 
@@ -126,16 +177,40 @@ fn refusals_and_approval_buttons() {
     home.json(&["backup", "app-db"]);
     let serve = Serve::start(&home);
     // Anyone may be a viewer here, but backups need an operator.
-    let body = command("9999", "backup", json!([{"name": "now", "type": 1, "options": [{"name": "target", "type": 3, "value": "app-db"}]}]));
+    let body = command(
+        "9999",
+        "backup",
+        json!([{"name": "now", "type": 1, "options": [{"name": "target", "type": 3, "value": "app-db"}]}]),
+    );
     let (_, reply) = send(&serve, &body);
-    assert!(reply["data"]["content"].as_str().unwrap().contains("needs the operator role"), "{reply}");
+    assert!(
+        reply["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("needs the operator role"),
+        "{reply}"
+    );
 
-    let body = command(ADMIN, "restore", json!([{"name": "target", "type": 3, "value": "app-db"}]));
+    let body = command(
+        ADMIN,
+        "restore",
+        json!([{"name": "target", "type": 3, "value": "app-db"}]),
+    );
     let (_, reply) = send(&serve, &body);
-    assert!(reply["data"]["content"].as_str().unwrap().contains("posted"), "{reply}");
-    let calls = api.wait_until(10, "the approval request", |c| c.iter().any(|c| c.method == "POST"));
+    assert!(
+        reply["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("posted"),
+        "{reply}"
+    );
+    let calls = api.wait_until(10, "the approval request", |c| {
+        c.iter().any(|c| c.method == "POST")
+    });
     let request = calls.iter().find(|c| c.method == "POST").unwrap();
-    let buttons = request.body["components"][0]["components"].as_array().unwrap();
+    let buttons = request.body["components"][0]["components"]
+        .as_array()
+        .unwrap();
     let approve = buttons[0]["custom_id"].as_str().unwrap().to_string();
     assert!(approve.starts_with("approve:"), "{approve}");
 
@@ -145,5 +220,11 @@ fn refusals_and_approval_buttons() {
     click["message"] = discord_message(CHANNEL, "1001", "plan");
     let (_, reply) = send(&serve, &click);
     assert_eq!(reply["data"]["flags"], 64);
-    assert!(reply["data"]["content"].as_str().unwrap().contains("another admin"), "{reply}");
+    assert!(
+        reply["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("another admin"),
+        "{reply}"
+    );
 }

@@ -5,6 +5,7 @@ pub mod approvals;
 pub mod audit;
 pub mod catalog;
 pub mod jobs;
+pub mod watch;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -72,6 +73,13 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE chat_events (
         event_id TEXT PRIMARY KEY,
         received_at TEXT NOT NULL
+     );",
+    // 3: the watchdog's view of each target, so alerts survive restarts
+    "CREATE TABLE watch (
+        target TEXT PRIMARY KEY,
+        conditions TEXT NOT NULL,
+        bad_since TEXT,
+        alerted_at TEXT
      );",
 ];
 

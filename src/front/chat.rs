@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 use crate::actions;
@@ -24,7 +23,6 @@ pub struct Chat {
     pub app: App,
     pub slack: Option<Arc<dyn Notifier>>,
     pub discord: Option<Arc<dyn Notifier>>,
-    slots: Arc<Semaphore>,
     tasks: TaskTracker,
 }
 
@@ -34,12 +32,10 @@ impl Chat {
         slack: Option<Arc<dyn Notifier>>,
         discord: Option<Arc<dyn Notifier>>,
     ) -> Chat {
-        let slots = Arc::new(Semaphore::new(app.config.server.max_jobs));
         Chat {
             app,
             slack,
             discord,
-            slots,
             tasks: TaskTracker::new(),
         }
     }
@@ -152,7 +148,7 @@ impl Chat {
         };
         let updater =
             message.map(|m| Arc::new(Updater::spawn(notifier.clone(), channel.clone(), m)));
-        let permit = match self.slots.clone().try_acquire_owned() {
+        let permit = match self.app.slots.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
                 if let Some(u) = &updater {
@@ -160,7 +156,7 @@ impl Chat {
                         "{headline}\nqueued: waiting for a free job slot"
                     )));
                 }
-                match self.slots.clone().acquire_owned().await {
+                match self.app.slots.clone().acquire_owned().await {
                     Ok(p) => p,
                     Err(_) => return,
                 }

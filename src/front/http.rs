@@ -8,18 +8,30 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
+use std::sync::Arc;
 
 use crate::app::App;
 use crate::front::chat::Chat;
+use crate::front::hooks::{self, Hooks};
+use crate::front::metrics::{self, RequestCounts};
+use crate::schedule::{AlertSinks, Scheduler};
 
 /// Request bodies larger than this are refused with 413.
 pub const MAX_BODY: usize = 1 << 20;
 
-/// Build the chat state (notifiers for the configured platforms) and the router.
-pub fn build(app: App) -> Result<(Router, Chat), String> {
+/// Everything `serve` runs: the router, the chat state, and the scheduler.
+pub struct Server {
+    pub router: Router,
+    pub chat: Chat,
+    pub scheduler: Scheduler,
+}
+
+/// Build the chat state (notifiers for the configured platforms), the scheduler with its
+/// alert channels, and the router.
+pub fn build(app: App) -> Result<Server, String> {
     let slack = match &app.config.slack {
         Some(cfg) => Some(crate::front::slack::SlackApi::connect(cfg)?),
         None => None,
@@ -29,10 +41,47 @@ pub fn build(app: App) -> Result<(Router, Chat), String> {
         .discord
         .as_ref()
         .map(crate::front::discord::DiscordApi::connect);
+    let mut sinks: AlertSinks = Vec::new();
+    if let (Some(n), Some(c)) = (
+        &slack,
+        app.config
+            .slack
+            .as_ref()
+            .and_then(|s| s.alert_channel.clone()),
+    ) {
+        sinks.push((n.clone(), c));
+    }
+    if let (Some(n), Some(c)) = (
+        &discord,
+        app.config
+            .discord
+            .as_ref()
+            .and_then(|d| d.alert_channel.clone()),
+    ) {
+        sinks.push((n.clone(), c));
+    }
+    let scheduler = Scheduler::new(app.clone(), sinks.clone());
     let chat = Chat::new(app.clone(), slack, discord);
+    let hooks = Hooks {
+        app: app.clone(),
+        wake: scheduler.waker(),
+        sinks: Arc::new(sinks),
+    };
+    let counts = RequestCounts::default();
     let mut router = Router::new()
         .route("/healthz", get(healthz))
-        .with_state(app.clone());
+        .with_state(app.clone())
+        .merge(
+            Router::new()
+                .route("/metrics", get(metrics::metrics))
+                .with_state((app.clone(), counts.clone())),
+        )
+        .merge(
+            Router::new()
+                .route("/hooks/ping/{target}", post(hooks::ping))
+                .route("/hooks/alertmanager", post(hooks::alertmanager))
+                .with_state(hooks),
+        );
     if let Some(cfg) = &app.config.slack {
         router = router.merge(crate::front::slack::routes(chat.clone(), cfg));
     }
@@ -40,7 +89,18 @@ pub fn build(app: App) -> Result<(Router, Chat), String> {
         let verifier = crate::front::discord::verifier(cfg.public_key.expose())?;
         router = router.merge(crate::front::discord::routes(chat.clone(), verifier));
     }
-    Ok((router.layer(DefaultBodyLimit::max(MAX_BODY)), chat))
+    let router =
+        router
+            .layer(DefaultBodyLimit::max(MAX_BODY))
+            .layer(axum::middleware::from_fn_with_state(
+                counts,
+                metrics::count_requests,
+            ));
+    Ok(Server {
+        router,
+        chat,
+        scheduler,
+    })
 }
 
 async fn healthz(State(app): State<App>) -> impl IntoResponse {
@@ -78,7 +138,12 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (router, chat) = build(app.clone()).map_err(std::io::Error::other)?;
+    let Server {
+        router,
+        chat,
+        scheduler,
+    } = build(app.clone()).map_err(std::io::Error::other)?;
+    let scheduler = tokio::spawn(scheduler.run());
     let sweeper = {
         let chat = chat.clone();
         tokio::spawn(async move {
@@ -92,14 +157,23 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await?;
     sweeper.abort();
+    scheduler.abort();
     chat.tasks().close();
     if tokio::time::timeout(SHUTDOWN_GRACE, chat.tasks().wait())
         .await
         .is_err()
     {
         tracing::info!("cancelling {} running jobs", app.executor.running_count());
-        app.executor.cancel_all();
-        chat.tasks().wait().await;
+    }
+    // Scheduled jobs are not tracked as chat tasks: cancel whatever still runs and give
+    // it a moment to discard its partial output and record the cancellation.
+    app.executor.cancel_all();
+    chat.tasks().wait().await;
+    for _ in 0..100 {
+        if app.executor.running_count() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())
 }

@@ -2,6 +2,8 @@
 
 pub mod chat;
 pub mod discord;
+pub mod hooks;
 pub mod http;
+pub mod metrics;
 pub mod registration;
 pub mod slack;

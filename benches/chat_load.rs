@@ -1,0 +1,131 @@
+//! Load benchmark (not a test): 200 concurrent connections fire signed Slack slash
+//! commands (status, and refused ones) at a real `lifeboat serve` while a large backup
+//! runs, and report acknowledgement latency p50/p99/max and requests per second.
+//!
+//! `cargo bench --bench chat_load` (env: LOAD_DB_MB, default 1024; LOAD_SECONDS, default 15;
+//! LOAD_CONNECTIONS, default 200).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::fakes::*;
+use common::*;
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let db_mb = env_num("LOAD_DB_MB", 1024);
+    let seconds = env_num("LOAD_SECONDS", 15);
+    let connections = env_num("LOAD_CONNECTIONS", 200) as usize;
+
+    let api = FakeApi::start();
+    let home = Home::new();
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nstate = \"../var/lifeboat.db\"\n\n\
+         [access]\nadmins = []\noperators = [\"slack:U0OPS\"]\nviewers = [\"slack:U0VIEW\"]\nchannels = [\"slack:C0OPS\"]\n\n\
+         [slack]\nsigning_secret = \"${{SLACK_SIGNING_SECRET}}\"\nbot_token = \"${{SLACK_BOT_TOKEN}}\"\napi_url = \"{}/api/\"\n\n\
+         [stores.local]\nkind = \"local\"\npath = \"../backups\"\n\n\
+         [targets.big]\nkind = \"sqlite\"\npath = \"../data/big.db\"\nstore = \"local\"\n",
+        api.base
+    );
+    std::fs::write(home.config_path(), text).unwrap();
+    eprintln!("building a {db_mb} MiB database…");
+    make_big_db(&home.path("data/big.db"), db_mb as usize);
+
+    let serve = Serve::start(&home);
+    let (code, _) = slack_command(&serve, "U0OPS", "C0OPS", "/backup", "now big");
+    assert_eq!(code, 200);
+    api.wait_until(30, "the backup to start", |c| {
+        c.iter().any(|c| c.path.ends_with("chat.postMessage"))
+    });
+
+    let latencies = Arc::new(Mutex::new(Vec::<Duration>::new()));
+    let errors = Arc::new(Mutex::new(0u64));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..connections)
+        .map(|i| {
+            let url = serve.url("/slack/commands");
+            let (latencies, errors) = (latencies.clone(), errors.clone());
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .build()
+                    .into();
+                let mut mine = Vec::new();
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    // Half status requests by a viewer, half refused backups by the same viewer.
+                    let (command, text) = if (i as u64 + n).is_multiple_of(2) {
+                        ("/backup", "status")
+                    } else {
+                        ("/backup", "now big")
+                    };
+                    let body = serde_urlencoded::to_string([
+                        ("team_id", "T0"),
+                        ("channel_id", "C0OPS"),
+                        ("user_id", "U0VIEW"),
+                        ("command", command),
+                        ("text", text),
+                        ("response_url", "https://hooks.slack.com/x"),
+                        ("trigger_id", "t"),
+                    ])
+                    .unwrap();
+                    let ts = now();
+                    let t0 = Instant::now();
+                    let r = agent
+                        .post(&url)
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .header("x-slack-request-timestamp", ts.to_string())
+                        .header(
+                            "x-slack-signature",
+                            slack_signature(SLACK_SECRET, ts, &body),
+                        )
+                        .send(&body);
+                    let took = t0.elapsed();
+                    match r {
+                        Ok(resp) if resp.status() == 200 => mine.push(took),
+                        _ => *errors.lock().unwrap() += 1,
+                    }
+                    n += 1;
+                }
+                latencies.lock().unwrap().extend(mine);
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let backup_done = api
+        .calls()
+        .iter()
+        .any(|c| c.body["text"].as_str().unwrap_or("").contains("✅ backup"));
+    let mut l = latencies.lock().unwrap().clone();
+    l.sort();
+    let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)];
+    let over_3s = l.iter().filter(|d| **d > Duration::from_secs(3)).count();
+    println!(
+        "| connections | requests | errors | req/s | p50 | p99 | max | over 3 s | backup still running at end |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {connections} | {} | {} | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {over_3s} | {} |",
+        l.len(),
+        errors.lock().unwrap(),
+        l.len() as f64 / elapsed,
+        pct(0.50).as_secs_f64() * 1000.0,
+        pct(0.99).as_secs_f64() * 1000.0,
+        l.last().unwrap().as_secs_f64() * 1000.0,
+        if backup_done { "no" } else { "yes" },
+    );
+    serve.stop();
+}

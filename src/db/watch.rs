@@ -1,0 +1,95 @@
+//! The watchdog's persisted state per target: which problems were last alerted and when,
+//! so a restart neither repeats an alert nor forgets one.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{Db, DbError};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WatchRecord {
+    /// Problem keys last alerted, sorted and comma-separated ("" = healthy).
+    pub conditions: String,
+    pub bad_since: Option<String>,
+    pub alerted_at: Option<String>,
+}
+
+impl Db {
+    pub fn watch_get(&self, target: &str) -> Result<WatchRecord, DbError> {
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT conditions, bad_since, alerted_at FROM watch WHERE target = ?1",
+                [target],
+                |r| {
+                    Ok(WatchRecord {
+                        conditions: r.get(0)?,
+                        bad_since: r.get(1)?,
+                        alerted_at: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?
+            .unwrap_or_default())
+    }
+
+    pub fn watch_put(&self, target: &str, w: &WatchRecord) -> Result<(), DbError> {
+        self.lock().execute(
+            "INSERT OR REPLACE INTO watch (target, conditions, bad_since, alerted_at) VALUES (?1, ?2, ?3, ?4)",
+            params![target, w.conditions, w.bad_since, w.alerted_at],
+        )?;
+        Ok(())
+    }
+
+    /// Record a report from an external job as a finished backup job.
+    pub fn job_record_report(
+        &self,
+        target: &str,
+        actor: &str,
+        ok: bool,
+        message: &str,
+    ) -> Result<i64, DbError> {
+        let job = self.job_insert("backup", target, actor)?;
+        self.job_finish(
+            job.id,
+            if ok { "succeeded" } else { "failed" },
+            None,
+            Some(message),
+            None,
+        )?;
+        Ok(job.id)
+    }
+
+    /// Jobs finished per kind and state, for metrics.
+    pub fn job_counts(&self) -> Result<Vec<(String, String, i64)>, DbError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT kind, state, count(*) FROM jobs GROUP BY kind, state ORDER BY kind, state",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The newest backup job of a target, and the newest successful one.
+    pub fn backup_facts(&self, target: &str) -> Result<BackupFacts, DbError> {
+        let last = self.job_last(target, "backup", false)?;
+        let last_ok = self.job_last(target, "backup", true)?;
+        let failures: i64 = self.lock().query_row(
+            "SELECT count(*) FROM jobs WHERE target = ?1 AND kind = 'backup' AND state IN ('failed', 'interrupted')
+             AND id > coalesce((SELECT max(id) FROM jobs WHERE target = ?1 AND kind = 'backup' AND state = 'succeeded'), 0)",
+            [target],
+            |r| r.get(0),
+        )?;
+        Ok(BackupFacts {
+            last,
+            last_ok,
+            consecutive_failures: failures as u64,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BackupFacts {
+    pub last: Option<super::jobs::JobRecord>,
+    pub last_ok: Option<super::jobs::JobRecord>,
+    pub consecutive_failures: u64,
+}

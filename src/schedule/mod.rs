@@ -1,0 +1,312 @@
+//! Schedules and the watchdog in `serve`: runs each target's cron backups through the
+//! executor (skipping a run whose previous one still runs), applies retention afterwards,
+//! and checks every target once a second against its deadlines, alerting on change of
+//! state, repeating every `realert`, and sending one recovery notice.
+
+pub mod watchdog;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::app::App;
+use crate::config::{TargetConfig, TargetKind};
+use crate::notify::{ChatMessage, Notifier, with_retries};
+use crate::progress::JobContext;
+use watchdog::{Facts, Verdict};
+
+/// How often an alert still open is repeated when the target sets no `realert`.
+pub const DEFAULT_REALERT: Duration = Duration::from_secs(4 * 3600);
+/// How often the watchdog looks at every target.
+pub const TICK: Duration = Duration::from_secs(1);
+
+/// Where alerts go besides the log and the audit trail: (notifier, channel id).
+pub type AlertSinks = Vec<(Arc<dyn Notifier>, String)>;
+
+pub struct Scheduler {
+    app: App,
+    sinks: AlertSinks,
+    /// Next scheduled run per target that lifeboat backs up itself.
+    next_run: HashMap<String, DateTime<Utc>>,
+    /// When each target must be looked at again.
+    next_check: HashMap<String, DateTime<Utc>>,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+impl Scheduler {
+    pub fn new(app: App, sinks: AlertSinks) -> Scheduler {
+        Scheduler {
+            app,
+            sinks,
+            next_run: HashMap::new(),
+            next_check: HashMap::new(),
+            wake: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    /// A handle that makes the scheduler look at every target at once (e.g. after a ping).
+    pub fn waker(&self) -> Arc<tokio::sync::Notify> {
+        self.wake.clone()
+    }
+
+    /// Run until the task is dropped or aborted.
+    pub async fn run(mut self) {
+        let now = Utc::now();
+        for (name, cfg) in self.app.config.targets.iter() {
+            if cfg.kind != TargetKind::External
+                && let Some(next) = next_due(cfg, now)
+            {
+                self.next_run.insert(name.clone(), next);
+            }
+            // At start every target is looked at: what became overdue while the bot was
+            // down is reported now, and nothing already reported is repeated.
+            self.next_check.insert(name.clone(), now);
+        }
+        loop {
+            let now = Utc::now();
+            self.start_due_backups(now);
+            self.check(now).await;
+            tokio::select! {
+                _ = tokio::time::sleep(TICK) => {}
+                _ = self.wake.notified() => {
+                    for t in self.next_check.values_mut() { *t = Utc::now(); }
+                }
+            }
+        }
+    }
+
+    fn start_due_backups(&mut self, now: DateTime<Utc>) {
+        let due: Vec<String> = self
+            .next_run
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in due {
+            let cfg = self.app.config.targets[&name].clone();
+            match next_due(&cfg, now) {
+                Some(next) => self.next_run.insert(name.clone(), next),
+                None => self.next_run.remove(&name),
+            };
+            let app = self.app.clone();
+            let wake = self.wake.clone();
+            tokio::spawn(async move {
+                scheduled_backup(app, name).await;
+                wake.notify_one();
+            });
+        }
+    }
+
+    async fn check(&mut self, now: DateTime<Utc>) {
+        // Running jobs are few; looking at them every tick catches too-long jobs however
+        // they were started (chat, CLI, schedule).
+        let app = self.app.clone();
+        let running = tokio::task::spawn_blocking(move || app.db.jobs_running(None))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let busy: Vec<String> = running.iter().map(|j| j.target.clone()).collect();
+        let due: Vec<String> = self
+            .next_check
+            .iter()
+            .filter(|(n, t)| **t <= now || busy.contains(n))
+            .map(|(n, _)| n.clone())
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let app = self.app.clone();
+        let results = tokio::task::spawn_blocking(move || {
+            due.into_iter()
+                .map(|name| (name.clone(), evaluate(&app, &name, now)))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for (name, result) in results {
+            match result {
+                Ok((alert, next)) => {
+                    self.next_check.insert(name, next);
+                    if let Some(text) = alert {
+                        self.deliver(&text).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(target = %name, "watchdog: {e}");
+                    self.next_check
+                        .insert(name, now + chrono::Duration::seconds(30));
+                }
+            }
+        }
+    }
+
+    async fn deliver(&self, text: &str) {
+        let msg = ChatMessage::text(text);
+        for (notifier, channel) in &self.sinks {
+            if let Err(e) = with_retries("posting an alert", || notifier.post(channel, &msg)).await
+            {
+                tracing::error!(
+                    "could not post an alert to {} {channel}: {e}",
+                    notifier.platform()
+                );
+            }
+        }
+    }
+}
+
+/// The next scheduled time after `now`, in the target's time zone.
+pub fn next_due(cfg: &TargetConfig, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let schedule = &cfg.schedule.as_ref()?.0;
+    match cfg.timezone {
+        Some(tz) => schedule
+            .after(&now.with_timezone(&tz.0))
+            .next()
+            .map(|t| t.with_timezone(&Utc)),
+        None => schedule.after(&now).next(),
+    }
+}
+
+/// Look at one target: alert text to send (if any) and when to look again.
+fn evaluate(
+    app: &App,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Result<(Option<String>, DateTime<Utc>), crate::error::Error> {
+    let cfg = app.target(name)?;
+    let backups = app.db.backup_facts(name)?;
+    let running = app.db.jobs_running(Some(name))?.into_iter().next();
+    let grace = chrono::Duration::from_std(
+        cfg.grace
+            .map_or(crate::actions::status::DEFAULT_GRACE, |g| g.0),
+    )
+    .unwrap_or_default();
+    let last_failure = backups
+        .last
+        .as_ref()
+        .filter(|j| j.state == "failed" || j.state == "interrupted")
+        .map(|j| j.message.clone().unwrap_or_else(|| j.state.clone()));
+    let facts = Facts {
+        now,
+        due: prev_due(cfg, now),
+        grace,
+        last_ok: backups
+            .last_ok
+            .as_ref()
+            .and_then(|j| crate::db::parse_time(&j.started_at)),
+        last_failure,
+        consecutive_failures: backups.consecutive_failures,
+        running: running
+            .as_ref()
+            .and_then(|j| crate::db::parse_time(&j.started_at).map(|t| (j.id, j.kind.clone(), t))),
+        max_duration: cfg.max_duration.map(|d| d.0),
+    };
+    let problems = watchdog::problems(&facts);
+    let prev = app.db.watch_get(name)?;
+    let realert = chrono::Duration::from_std(cfg.realert.map_or(DEFAULT_REALERT, |d| d.0))
+        .unwrap_or_default();
+    let (verdict, state) = watchdog::decide(&prev, &problems, now, realert);
+    let external = cfg.kind == TargetKind::External;
+    let text = match verdict {
+        Verdict::Quiet => None,
+        Verdict::Alert => Some(watchdog::alert_text(name, &problems, external, now, false)),
+        Verdict::Realert => Some(watchdog::alert_text(name, &problems, external, now, true)),
+        Verdict::Recovered => Some(format!(
+            "✅ {name} is healthy again{}",
+            facts
+                .last_ok
+                .map(|t| format!(": last good backup at {}", crate::db::time_text(t)))
+                .unwrap_or_default()
+        )),
+    };
+    if verdict != Verdict::Quiet {
+        app.db.watch_put(name, &state)?;
+        let kind = if verdict == Verdict::Recovered {
+            "recovery"
+        } else {
+            "alert"
+        };
+        let line = text.as_deref().unwrap_or_default();
+        tracing::warn!(target = %name, kind, problems = %state.conditions, "{line}");
+        app.db.audit(
+            "lifeboat",
+            kind,
+            Some(name),
+            &format!("{verdict:?}").to_lowercase(),
+            Some(line),
+        )?;
+    }
+    // Look again at the next deadline, the next repeat, or when a running job outgrows
+    // its limit, whichever comes first; never later than a minute.
+    let mut next = now + chrono::Duration::seconds(60);
+    if let Some(due) = next_due(cfg, now) {
+        next = next.min(due + grace);
+    }
+    if !state.conditions.is_empty()
+        && let Some(at) = state.alerted_at.as_deref().and_then(crate::db::parse_time)
+    {
+        next = next.min(at + realert);
+    }
+    if let (Some((_, _, started)), Some(max)) = (&facts.running, facts.max_duration) {
+        next = next.min(*started + chrono::Duration::from_std(max).unwrap_or_default());
+    }
+    Ok((text, next.max(now)))
+}
+
+/// The latest scheduled time at or before `now`.
+fn prev_due(cfg: &TargetConfig, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let schedule = &cfg.schedule.as_ref()?.0;
+    let just_after = now + chrono::Duration::milliseconds(1);
+    match cfg.timezone {
+        Some(tz) => schedule
+            .after(&just_after.with_timezone(&tz.0))
+            .next_back()
+            .map(|t| t.with_timezone(&Utc)),
+        None => schedule.after(&just_after).next_back(),
+    }
+}
+
+/// A scheduled backup: quiet unless it fails (the watchdog alerts), then retention.
+async fn scheduled_backup(app: App, name: String) {
+    let Ok(permit) = app.slots.clone().acquire_owned().await else {
+        return;
+    };
+    let actor = "schedule".to_string();
+    let task_app = app.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let ctx = JobContext::silent();
+        match crate::actions::backup::run(&task_app, &name, &actor, &ctx) {
+            Err(crate::error::Error::Busy(msg)) => {
+                tracing::info!(target = %name, "scheduled backup skipped: {msg}");
+                let _ = task_app.db.audit(
+                    &actor,
+                    "scheduled backup skipped",
+                    Some(&name),
+                    "skipped",
+                    Some(&msg),
+                );
+            }
+            Err(e) => tracing::warn!(target = %name, "scheduled backup failed: {e}"),
+            Ok(m) => {
+                tracing::info!(target = %name, backup = %m.id, "scheduled backup complete");
+                match crate::actions::prune::run(&task_app, &name, &actor, &ctx) {
+                    Ok(plan) if !plan.remove.is_empty() => {
+                        let ids: Vec<&str> = plan.remove.iter().map(|m| m.id.as_str()).collect();
+                        tracing::info!(target = %name, "retention removed {}", ids.join(", "));
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(target = %name, "retention after the backup failed: {e}")
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    drop(permit);
+    if let Err(e) = outcome {
+        tracing::error!("scheduled backup task: {e}");
+    }
+}
