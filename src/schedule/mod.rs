@@ -239,8 +239,9 @@ fn evaluate(
         )?;
     }
     // Look again at the next deadline, the next repeat, or when a running job outgrows
-    // its limit, whichever comes first; never later than a minute.
-    let mut next = now + chrono::Duration::seconds(60);
+    // its limit, whichever comes first. Jobs and pings wake the watchdog themselves; the
+    // ten-minute ceiling only bounds how late a recovery by an outside hand is noticed.
+    let mut next = now + chrono::Duration::minutes(10);
     if let Some(due) = next_due(cfg, now) {
         next = next.min(due + grace);
     }
