@@ -51,7 +51,12 @@ fn one(app: &App, name: &str, cfg: &TargetConfig, now: DateTime<Utc>) -> Result<
         (Vec::new(), None)
     };
     let newest = list.first();
-    let (next_due, missed_since) = due(cfg, newest.map(|m| m.created()), now);
+    // Targets without a store (external jobs) are judged by their reports.
+    let reported = match cfg.store {
+        Some(_) => None,
+        None => app.db.backup_facts(name)?.last_ok.and_then(|j| crate::db::parse_time(&j.started_at)),
+    };
+    let (next_due, missed_since) = due(cfg, newest.map(|m| m.created()).or(reported), now);
     let describe_job = |j: crate::db::jobs::JobRecord| {
         format!(
             "{} {} at {}",
@@ -72,8 +77,8 @@ fn one(app: &App, name: &str, cfg: &TargetConfig, now: DateTime<Utc>) -> Result<
         kind: cfg.kind.as_str().to_string(),
         store: cfg.store.clone(),
         last_backup: newest.map(|m| m.id.clone()),
-        last_backup_at: newest.map(|m| m.created_at.clone()),
-        last_backup_age_seconds: newest.map(|m| (now - m.created()).num_seconds()),
+        last_backup_at: newest.map(|m| m.created_at.clone()).or(reported.map(crate::db::time_text)),
+        last_backup_age_seconds: newest.map(|m| m.created()).or(reported).map(|t| (now - t).num_seconds()),
         last_backup_size_bytes: newest.map(|m| m.size_bytes),
         backups: list.len(),
         next_due: next_due.map(crate::db::time_text),
