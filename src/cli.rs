@@ -400,6 +400,7 @@ fn print_status(all: &[actions::status::TargetStatus]) {
     for s in all {
         let last = match (&s.last_backup, s.last_backup_age_seconds) {
             (Some(id), Some(age)) => format!("{id} ({} ago)", actions::restore::human_age(age)),
+            (None, Some(age)) => format!("reported {} ago", actions::restore::human_age(age)),
             _ => "never".into(),
         };
         let flag = if s.overdue { "  OVERDUE" } else { "" };
