@@ -16,20 +16,33 @@ use common::fakes::*;
 use common::*;
 
 fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// CPU seconds (user + system) used so far by `pid`.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
     let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
     ticks / 100.0
 }
 
 fn memory_kib(pid: u32, key: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
+    status
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 fn main() {
@@ -50,7 +63,12 @@ fn main() {
     );
     for i in 0..targets {
         // Spread over the day, as real schedules are.
-        let _ = write!(text, "\n[targets.job-{i:05}]\nkind = \"external\"\nschedule = \"0 {} {} * * *\"\ngrace = \"2h\"\ntoken = \"${{SLACK_BOT_TOKEN}}\"\n", i % 60, (i / 60) % 24);
+        let _ = write!(
+            text,
+            "\n[targets.job-{i:05}]\nkind = \"external\"\nschedule = \"0 {} {} * * *\"\ngrace = \"2h\"\ntoken = \"${{SLACK_BOT_TOKEN}}\"\n",
+            i % 60,
+            (i / 60) % 24
+        );
     }
     std::fs::write(home.config_path(), text).unwrap();
     // Every target reported success a moment ago, so the bot starts healthy and idle.
@@ -82,13 +100,34 @@ fn main() {
 
     let deadline = due + chrono::Duration::seconds(1);
     let wait = (deadline - Utc::now()).num_seconds().max(0) as u64 + 20;
-    let calls = api.wait_until(wait, "the deadline alert", |c| c.iter().any(|c| c.body["text"].as_str().unwrap_or("").contains("missed backup: deadline")));
-    let alert = calls.iter().find(|c| c.body["text"].as_str().unwrap_or("").contains("missed backup: deadline")).unwrap();
+    let calls = api.wait_until(wait, "the deadline alert", |c| {
+        c.iter().any(|c| {
+            c.body["text"]
+                .as_str()
+                .unwrap_or("")
+                .contains("missed backup: deadline")
+        })
+    });
+    let alert = calls
+        .iter()
+        .find(|c| {
+            c.body["text"]
+                .as_str()
+                .unwrap_or("")
+                .contains("missed backup: deadline")
+        })
+        .unwrap();
     let alert_wall = Utc::now() - chrono::Duration::from_std(alert.at.elapsed()).unwrap();
     let late = (alert_wall - deadline).num_milliseconds() as f64 / 1000.0;
-    let other_alerts = calls.iter().filter(|c| c.path.ends_with("chat.postMessage")).count() - 1;
+    let other_alerts = calls
+        .iter()
+        .filter(|c| c.path.ends_with("chat.postMessage"))
+        .count()
+        - 1;
 
-    println!("| targets | startup (first look at all) | idle CPU (% of one core) | RSS | peak RSS | alert after deadline | other alerts |");
+    println!(
+        "| targets | startup (first look at all) | idle CPU (% of one core) | RSS | peak RSS | alert after deadline | other alerts |"
+    );
     println!("|---|---|---|---|---|---|---|");
     println!(
         "| {targets} | {startup_cpu:.1} s CPU | {idle_share:.2} % | {rss} MiB | {peak} MiB | {late:.2} s | {other_alerts} |"

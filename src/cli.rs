@@ -427,9 +427,6 @@ fn print_status(all: &[actions::status::TargetStatus]) {
         if let Some(r) = &s.running {
             println!("  running:     {r}");
         }
-        if let Some(e) = &s.error {
-            println!("  error:       {e}");
-        }
     }
 }
 

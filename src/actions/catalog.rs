@@ -52,6 +52,11 @@ pub fn backups(app: &App, target: &str) -> Result<Vec<Manifest>> {
     for b in broken {
         tracing::warn!(target = target, "{b}");
     }
+    // Keep the catalog (which answers `status` and metrics) in step with the store, also
+    // after the state database was lost or restored.
+    if let Err(e) = app.db.catalog_sync(target, &found) {
+        tracing::warn!(target = target, "updating the catalog: {e}");
+    }
     Ok(found)
 }
 

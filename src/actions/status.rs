@@ -4,7 +4,6 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::actions::catalog::backups;
 use crate::app::App;
 use crate::config::TargetConfig;
 use crate::error::Result;
@@ -29,8 +28,6 @@ pub struct TargetStatus {
     pub last_verify: Option<String>,
     pub last_drill: Option<String>,
     pub running: Option<String>,
-    /// Set when the store could not be read.
-    pub error: Option<String>,
 }
 
 pub fn all(app: &App, now: DateTime<Utc>) -> Result<Vec<TargetStatus>> {
@@ -42,21 +39,24 @@ pub fn all(app: &App, now: DateTime<Utc>) -> Result<Vec<TargetStatus>> {
 }
 
 fn one(app: &App, name: &str, cfg: &TargetConfig, now: DateTime<Utc>) -> Result<TargetStatus> {
-    let (list, error) = if cfg.store.is_some() {
-        match backups(app, name) {
-            Ok(l) => (l, None),
-            Err(e) => (Vec::new(), Some(e.to_string())),
-        }
-    } else {
-        (Vec::new(), None)
-    };
-    let newest = list.first();
+    // The catalog answers fast (status is asked often, from chat too); the stores stay
+    // the truth for `list`, `verify` and `restore`.
+    let catalog = app.db.catalog_summary(name)?;
+    let newest_at = catalog
+        .newest_created_at
+        .as_deref()
+        .and_then(crate::db::parse_time);
     // Targets without a store (external jobs) are judged by their reports.
     let reported = match cfg.store {
         Some(_) => None,
-        None => app.db.backup_facts(name)?.last_ok.and_then(|j| crate::db::parse_time(&j.started_at)),
+        None => app
+            .db
+            .backup_facts(name)?
+            .last_ok
+            .and_then(|j| crate::db::parse_time(&j.started_at)),
     };
-    let (next_due, missed_since) = due(cfg, newest.map(|m| m.created()).or(reported), now);
+    let last_at = newest_at.or(reported);
+    let (next_due, missed_since) = due(cfg, last_at, now);
     let describe_job = |j: crate::db::jobs::JobRecord| {
         format!(
             "{} {} at {}",
@@ -76,11 +76,11 @@ fn one(app: &App, name: &str, cfg: &TargetConfig, now: DateTime<Utc>) -> Result<
         target: name.to_string(),
         kind: cfg.kind.as_str().to_string(),
         store: cfg.store.clone(),
-        last_backup: newest.map(|m| m.id.clone()),
-        last_backup_at: newest.map(|m| m.created_at.clone()).or(reported.map(crate::db::time_text)),
-        last_backup_age_seconds: newest.map(|m| m.created()).or(reported).map(|t| (now - t).num_seconds()),
-        last_backup_size_bytes: newest.map(|m| m.size_bytes),
-        backups: list.len(),
+        last_backup: catalog.newest_id.clone(),
+        last_backup_at: last_at.map(crate::db::time_text),
+        last_backup_age_seconds: last_at.map(|t| (now - t).num_seconds()),
+        last_backup_size_bytes: catalog.newest_size_bytes,
+        backups: catalog.count,
         next_due: next_due.map(crate::db::time_text),
         overdue: missed_since.is_some(),
         overdue_since: missed_since.map(crate::db::time_text),
@@ -93,7 +93,6 @@ fn one(app: &App, name: &str, cfg: &TargetConfig, now: DateTime<Utc>) -> Result<
                 j.id, j.kind, j.actor, j.started_at
             )
         }),
-        error,
     })
 }
 

@@ -17,11 +17,61 @@ impl Db {
         Ok(())
     }
 
+    /// Make the catalog's rows for `target` exactly the given backups.
+    pub fn catalog_sync(&self, target: &str, backups: &[Manifest]) -> Result<(), DbError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM catalog WHERE target = ?1", [target])?;
+        for m in backups {
+            let json = serde_json::to_string(&m.summary()).unwrap_or_default();
+            tx.execute(
+                "INSERT INTO catalog (target, id, store, kind, created_at, size_bytes, sha256, manifest)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![m.target, m.id, m.store, m.kind, m.created_at, m.size_bytes as i64, m.sha256, json],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     pub fn catalog_remove(&self, target: &str, id: &str) -> Result<(), DbError> {
         self.lock().execute(
             "DELETE FROM catalog WHERE target = ?1 AND id = ?2",
             params![target, id],
         )?;
         Ok(())
+    }
+}
+
+/// What the catalog says of a target: how many backups, and the newest one.
+#[derive(Debug, Clone, Default)]
+pub struct CatalogSummary {
+    pub count: usize,
+    pub newest_id: Option<String>,
+    pub newest_created_at: Option<String>,
+    pub newest_size_bytes: Option<u64>,
+}
+
+impl Db {
+    pub fn catalog_summary(&self, target: &str) -> Result<CatalogSummary, DbError> {
+        let conn = self.lock();
+        let count: i64 = conn.query_row(
+            "SELECT count(*) FROM catalog WHERE target = ?1",
+            [target],
+            |r| r.get(0),
+        )?;
+        let newest = conn
+            .query_row(
+                "SELECT id, created_at, size_bytes FROM catalog WHERE target = ?1 ORDER BY created_at DESC, id DESC LIMIT 1",
+                [target],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)),
+            )
+            .ok();
+        Ok(CatalogSummary {
+            count: count as usize,
+            newest_id: newest.as_ref().map(|n| n.0.clone()),
+            newest_created_at: newest.as_ref().map(|n| n.1.clone()),
+            newest_size_bytes: newest.map(|n| n.2 as u64),
+        })
     }
 }
