@@ -51,7 +51,7 @@ fn main() {
     let api = FakeApi::start();
     let home = Home::new();
     // The deadline target: due at a second soon after start, with a 1 s grace.
-    let due = Utc::now() + chrono::Duration::seconds(45);
+    let due = (Utc::now() + chrono::Duration::seconds(60)).with_nanosecond(0).unwrap();
     let mut text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nstate = \"../var/lifeboat.db\"\n\n\
          [slack]\nsigning_secret = \"${{SLACK_SIGNING_SECRET}}\"\nbot_token = \"${{SLACK_BOT_TOKEN}}\"\nalert_channel = \"C0ALERTS\"\napi_url = \"{}/api/\"\n\n\
@@ -89,7 +89,16 @@ fn main() {
     let started = Instant::now();
     let serve = Serve::start(&home);
     let pid = serve.child.id();
-    std::thread::sleep(Duration::from_secs(10)); // let the first look at every target finish
+    // Let the first look at every target finish: wait until the CPU use settles.
+    let mut last = cpu_seconds(pid);
+    loop {
+        std::thread::sleep(Duration::from_secs(2));
+        let now = cpu_seconds(pid);
+        if now - last < 0.1 {
+            break;
+        }
+        last = now;
+    }
     let startup_cpu = cpu_seconds(pid);
     let t0 = Instant::now();
     let c0 = cpu_seconds(pid);
