@@ -51,7 +51,9 @@ fn main() {
     let api = FakeApi::start();
     let home = Home::new();
     // The deadline target: due at a second soon after start, with a 1 s grace.
-    let due = (Utc::now() + chrono::Duration::seconds(60)).with_nanosecond(0).unwrap();
+    let due = (Utc::now() + chrono::Duration::seconds(60))
+        .with_nanosecond(0)
+        .unwrap();
     let mut text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nstate = \"../var/lifeboat.db\"\n\n\
          [slack]\nsigning_secret = \"${{SLACK_SIGNING_SECRET}}\"\nbot_token = \"${{SLACK_BOT_TOKEN}}\"\nalert_channel = \"C0ALERTS\"\napi_url = \"{}/api/\"\n\n\
