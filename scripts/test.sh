@@ -18,6 +18,36 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
+# PyPI packages the tests use: moto's S3 server for tests/s3_store.rs. Pinned: moto 5.2.x
+# answers GetBucketVersioning with an XML root the Rust SDK rejects.
+PIP_PACKAGES=("moto[server]==5.1.22")
+
+if ! python3 -m pip --version >/dev/null 2>&1; then
+  echo "==> installing python3 and pip"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-pip
+fi
+pip_missing=()
+for spec in "${PIP_PACKAGES[@]}"; do
+  name="${spec%%[*}"
+  want="${spec##*==}"
+  have="$(python3 -m pip show "$name" 2>/dev/null | sed -n 's/^Version: //p')"
+  [ "$have" = "$want" ] || pip_missing+=("$spec")
+done
+if ((${#pip_missing[@]})); then
+  echo "==> pip installing ${pip_missing[*]}"
+  # Debian's own python refuses system-wide installs unless told.
+  python3 -m pip install -q "${pip_missing[@]}" ||
+    python3 -m pip install -q --break-system-packages "${pip_missing[@]}"
+  command -v pyenv >/dev/null && pyenv rehash
+  hash -r
+fi
+# The S3 tests fail (never skip) without it; say why up front.
+command -v moto_server >/dev/null || {
+  echo "moto_server is not on PATH after installing moto[server]" >&2
+  exit 1
+}
+
 if [ "$(id -u)" -ne 0 ]; then
   echo "note: some tests mount a tmpfs (a real full disk) and need root; they will fail otherwise" >&2
 fi

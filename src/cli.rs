@@ -64,9 +64,12 @@ pub enum Command {
         /// Newest backup at or before this time (RFC 3339 or "YYYY-MM-DD HH:MM", UTC)
         #[arg(long)]
         at: Option<String>,
-        /// Restore to this new path instead of in place
+        /// Restore to this new path instead of in place (gcp-disk: the new disk's name)
         #[arg(long)]
         to: Option<PathBuf>,
+        /// gcp-disk: attach the new disk to this instance
+        #[arg(long)]
+        instance: Option<String>,
         /// Only print the plan
         #[arg(long)]
         dry_run: bool,
@@ -276,11 +279,22 @@ fn run(app: &App, command: Command) -> Result<i32, Error> {
             backup,
             at,
             to,
+            instance,
             dry_run,
             yes,
             json,
         } => {
             let selector = Selector::from_args(backup.as_deref(), at.as_deref())?;
+            if app.target(&target)?.kind == crate::config::TargetKind::GcpDisk {
+                let opts = RestoreOpts { dry_run, yes, json };
+                let to = to.as_deref().map(|p| p.to_string_lossy().to_string());
+                return gcp_restore(app, &target, &selector, to, instance, opts, &actor);
+            }
+            if instance.is_some() {
+                return Err(Error::Usage(
+                    "--instance is only for gcp-disk targets".into(),
+                ));
+            }
             let plan = actions::restore::plan(app, &target, &selector, to.as_deref())?;
             if dry_run || !yes {
                 if json {
@@ -324,6 +338,53 @@ fn run(app: &App, command: Command) -> Result<i32, Error> {
     }
 }
 
+struct RestoreOpts {
+    dry_run: bool,
+    yes: bool,
+    json: bool,
+}
+
+/// Restore of a gcp-disk target: a new disk from a snapshot, optionally attached.
+fn gcp_restore(
+    app: &App,
+    target: &str,
+    selector: &Selector,
+    to: Option<String>,
+    instance: Option<String>,
+    opts: RestoreOpts,
+    actor: &str,
+) -> Result<i32, Error> {
+    let plan =
+        actions::gcp::restore_plan(app, target, selector, to.as_deref(), instance.as_deref())?;
+    if opts.dry_run || !opts.yes {
+        if opts.json {
+            print_json(&plan);
+        } else {
+            print!("{}", plan.describe());
+            if !opts.dry_run {
+                println!("Nothing was changed. Run again with --yes to carry out this plan.");
+            }
+        }
+        return Ok(0);
+    }
+    if !opts.json {
+        eprint!("{}", plan.describe());
+    }
+    let ctx = job_context(opts.json);
+    let outcome = actions::gcp::restore_apply(app, &plan, actor, &ctx)?;
+    finish_progress(&ctx);
+    if opts.json {
+        print_json(&outcome);
+    } else {
+        println!(
+            "{} in {:.1}s",
+            crate::executor::JobOutput::summary(&outcome),
+            outcome.duration_seconds
+        );
+    }
+    Ok(0)
+}
+
 fn list(app: &App, target: Option<&str>, json: bool) -> Result<i32, Error> {
     let targets: Vec<String> = match target {
         Some(t) => {
@@ -334,7 +395,7 @@ fn list(app: &App, target: Option<&str>, json: bool) -> Result<i32, Error> {
             .config
             .targets
             .iter()
-            .filter(|(_, c)| c.store.is_some())
+            .filter(|(_, c)| c.keeps_backups())
             .map(|(n, _)| n.clone())
             .collect(),
     };
@@ -377,7 +438,7 @@ fn prune(app: &App, target: Option<&str>, dry_run: bool, actor: &str) -> Result<
             .config
             .targets
             .iter()
-            .filter(|(_, c)| c.store.is_some())
+            .filter(|(_, c)| c.keeps_backups())
             .map(|(n, _)| n.clone())
             .collect(),
     };

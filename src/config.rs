@@ -142,6 +142,97 @@ pub struct StoreConfig {
     pub prefix: String,
     pub region: Option<String>,
     pub endpoint: Option<String>,
+    /// s3: server-side encryption of every object: "AES256" (S3-managed keys) or
+    /// "aws:kms" (KMS, with `sse_kms_key_id` or the bucket's default key).
+    pub sse: Option<String>,
+    pub sse_kms_key_id: Option<String>,
+    /// s3: object-lock retention put on every object written, so that backups cannot
+    /// be deleted early even with this host's credentials: "GOVERNANCE" or "COMPLIANCE",
+    /// for `object_lock_days` days. The bucket must have object lock enabled.
+    pub object_lock_mode: Option<String>,
+    pub object_lock_days: Option<u32>,
+}
+
+impl StoreConfig {
+    /// The s3-only keys that are set, for refusing them on other kinds.
+    fn s3_keys_set(&self) -> Vec<&'static str> {
+        let mut set = Vec::new();
+        let pairs: [(&'static str, bool); 8] = [
+            ("bucket", self.bucket.is_some()),
+            ("prefix", !self.prefix.is_empty()),
+            ("region", self.region.is_some()),
+            ("endpoint", self.endpoint.is_some()),
+            ("sse", self.sse.is_some()),
+            ("sse_kms_key_id", self.sse_kms_key_id.is_some()),
+            ("object_lock_mode", self.object_lock_mode.is_some()),
+            ("object_lock_days", self.object_lock_days.is_some()),
+        ];
+        for (key, present) in pairs {
+            if present {
+                set.push(key);
+            }
+        }
+        set
+    }
+
+    /// Checks of an s3 section's own keys.
+    fn validate_s3(&self, name: &str) -> Result<(), String> {
+        let key = |k: &str| format!("stores.{name}.{k}");
+        if self.bucket.as_deref().is_none_or(str::is_empty) {
+            return Err(format!(
+                "stores.{name}: `bucket` is required for kind \"s3\""
+            ));
+        }
+        if let Some(endpoint) = &self.endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(format!(
+                "{}: must be a URL starting with http:// or https://, not {endpoint:?}",
+                key("endpoint")
+            ));
+        }
+        match self.sse.as_deref() {
+            None | Some("AES256") | Some("aws:kms") => {}
+            Some(other) => {
+                return Err(format!(
+                    "{}: must be \"AES256\" or \"aws:kms\", not {other:?}",
+                    key("sse")
+                ));
+            }
+        }
+        if self.sse_kms_key_id.is_some() && self.sse.as_deref() != Some("aws:kms") {
+            return Err(format!(
+                "{}: needs sse = \"aws:kms\"",
+                key("sse_kms_key_id")
+            ));
+        }
+        match (self.object_lock_mode.as_deref(), self.object_lock_days) {
+            (None, None) => {}
+            (Some("GOVERNANCE" | "COMPLIANCE"), Some(days)) if days >= 1 => {}
+            (Some("GOVERNANCE" | "COMPLIANCE"), Some(_)) => {
+                return Err(format!("{}: must be at least 1", key("object_lock_days")));
+            }
+            (Some("GOVERNANCE" | "COMPLIANCE"), None) => {
+                return Err(format!(
+                    "{}: required with object_lock_mode",
+                    key("object_lock_days")
+                ));
+            }
+            (Some(other), _) => {
+                return Err(format!(
+                    "{}: must be \"GOVERNANCE\" or \"COMPLIANCE\", not {other:?}",
+                    key("object_lock_mode")
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(format!(
+                    "{}: required with object_lock_days",
+                    key("object_lock_mode")
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -233,6 +324,9 @@ pub struct TargetConfig {
     pub disk: Option<String>,
     pub endpoint: Option<String>,
     pub credentials: Option<String>,
+    /// gcp-disk: how often to poll a running operation at first (it backs off to ten
+    /// times this). Default 1s.
+    pub poll_interval: Option<HumanDuration>,
     /// command: argv of a dump command whose stdout is the backup.
     pub command: Option<Vec<String>>,
     /// external: bearer token for `POST /hooks/ping/<target>`.
@@ -247,6 +341,12 @@ impl TargetConfig {
     /// The path the target's data lives at; validated to exist for local path kinds.
     pub fn data_path(&self) -> Option<&Path> {
         self.path.as_deref()
+    }
+
+    /// Whether lifeboat keeps backups of this target that `list` and `prune` see: in a
+    /// store, or (gcp-disk) as cloud snapshots.
+    pub fn keeps_backups(&self) -> bool {
+        self.store.is_some() || self.kind == TargetKind::GcpDisk
     }
 }
 
@@ -414,13 +514,19 @@ impl Config {
                             "stores.{name}: `path` is required for kind \"local\""
                         ));
                     }
-                }
-                StoreKind::S3 => {
-                    if store.bucket.is_none() {
+                    if let Some(k) = store.s3_keys_set().first() {
                         return Err(format!(
-                            "stores.{name}: `bucket` is required for kind \"s3\""
+                            "stores.{name}.{k}: only stores of kind \"s3\" take this key"
                         ));
                     }
+                }
+                StoreKind::S3 => {
+                    if store.path.is_some() {
+                        return Err(format!(
+                            "stores.{name}.path: stores of kind \"s3\" take `bucket` and `prefix`, not `path`"
+                        ));
+                    }
+                    store.validate_s3(name)?;
                 }
             }
         }
@@ -457,6 +563,29 @@ impl Config {
                 needs(t.project.is_some(), "project")?;
                 needs(t.zone.is_some(), "zone")?;
                 needs(t.disk.is_some(), "disk")?;
+                if t.store.is_some() {
+                    return Err(format!(
+                        "{}: gcp-disk targets keep their backups as Compute Engine snapshots, not in a store; remove `store`",
+                        key("store")
+                    ));
+                }
+                match t.credentials.as_deref() {
+                    None | Some("default") | Some("anonymous") => {}
+                    Some(other) => {
+                        return Err(format!(
+                            "{}: must be \"default\" or \"anonymous\", not {other:?}",
+                            key("credentials")
+                        ));
+                    }
+                }
+                if let Some(endpoint) = &t.endpoint
+                    && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+                {
+                    return Err(format!(
+                        "{}: must be a URL starting with http:// or https://",
+                        key("endpoint")
+                    ));
+                }
             }
             TargetKind::External => {
                 needs(t.schedule.is_some(), "schedule")?;

@@ -3,7 +3,7 @@
 
 pub mod actions; // backup, verify, restore, prune, status: what lifeboat does to targets
 pub mod app; // the shared context: config, db, executor, stores
-pub mod approvals;
+pub mod approvals; // restore approvals: clicks, quorum, expiry, the request's message
 pub mod auth; // roles and channel allow-list
 pub mod cli; // the command line: clap definitions and rendering
 pub mod command; // the chat grammar: Command, parse, roles, usage
@@ -16,6 +16,6 @@ pub mod front; // HTTP front-end
 pub mod notify; // chat-neutral messaging: Notifier trait, retries, coalesced updates
 pub mod pipe; // streaming hash/progress/compression building blocks
 pub mod progress; // progress reporting and cancellation
-pub mod schedule;
+pub mod schedule; // cron backups, the watchdog and its alerts
 pub mod sources; // how each target kind is copied and put back
-pub mod stores; // where backups are kept: local directory, memory (tests) // restore approvals: clicks, quorum, expiry, the request's message // cron backups, the watchdog and its alerts
+pub mod stores; // where backups are kept: local directory, S3, memory (tests)

@@ -34,7 +34,9 @@ impl JobOutput for Manifest {
 
 /// Back up `target` as a job of `actor`.
 pub fn run(app: &App, target: &str, actor: &str, ctx: &JobContext) -> Result<Manifest> {
-    app.target(target)?;
+    if app.target(target)?.kind == TargetKind::GcpDisk {
+        return crate::actions::gcp::backup(app, target, actor, ctx); // a cloud snapshot
+    }
     let done = app.executor.run("backup", target, actor, ctx, |_, ctx| {
         backup_locked(app, target, ctx)
     })?;
@@ -118,6 +120,7 @@ fn backup_locked(app: &App, target: &str, ctx: &JobContext) -> Result<Manifest> 
         lifeboat_version: env!("CARGO_PKG_VERSION").into(),
         sqlite: sqlite_facts,
         directory: directory_facts,
+        gcp: None,
     };
     let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
     if let Err(e) = store.put_bytes(&Manifest::key(target, &id), &json) {

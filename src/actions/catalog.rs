@@ -47,6 +47,9 @@ pub fn parse_at(text: &str) -> Result<DateTime<Utc>> {
 
 /// A target's complete backups, newest first.
 pub fn backups(app: &App, target: &str) -> Result<Vec<Manifest>> {
+    if app.target(target)?.kind == crate::config::TargetKind::GcpDisk {
+        return crate::actions::gcp::backups(app, target); // snapshots, not store objects
+    }
     let (_, store) = app.store_for(target)?;
     let (found, broken) = list_backups(store.as_ref(), target)?;
     for b in broken {

@@ -89,6 +89,9 @@ pub fn plan(app: &App, target: &str) -> Result<PrunePlan> {
 /// Prune as a job. The manifest goes first, so an interrupted prune never leaves a listed
 /// backup without its artifact; a leftover artifact is removed by the next backup.
 pub fn run(app: &App, target: &str, actor: &str, ctx: &JobContext) -> Result<PrunePlan> {
+    if app.target(target)?.kind == crate::config::TargetKind::GcpDisk {
+        return crate::actions::gcp::prune(app, target, actor, ctx); // deletes snapshots
+    }
     let done = app.executor.run("prune", target, actor, ctx, |_, ctx| {
         let plan = plan(app, target)?;
         let (_, store) = app.store_for(target)?;

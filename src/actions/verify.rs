@@ -55,7 +55,9 @@ pub fn run(
     actor: &str,
     ctx: &JobContext,
 ) -> Result<VerifyReport> {
-    app.target(target)?;
+    if app.target(target)?.kind == crate::config::TargetKind::GcpDisk {
+        return crate::actions::gcp::verify(app, target, selector, actor, ctx);
+    }
     let manifest = find(app, target, selector)?;
     let done = app.executor.run("verify", target, actor, ctx, |_, ctx| {
         let (_, store) = app.store_for(target)?;

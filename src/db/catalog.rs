@@ -75,3 +75,22 @@ impl Db {
         })
     }
 }
+
+impl Db {
+    /// Every catalog entry of a target, newest first.
+    pub fn catalog_list(&self, target: &str) -> Result<Vec<Manifest>, DbError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT manifest FROM catalog WHERE target = ?1 ORDER BY created_at DESC, id DESC",
+        )?;
+        let rows = stmt.query_map(params![target], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for json in rows {
+            // A row this version cannot read is skipped rather than failing the listing.
+            if let Ok(m) = serde_json::from_str::<Manifest>(&json?) {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+}

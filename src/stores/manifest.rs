@@ -38,6 +38,25 @@ pub struct Manifest {
     pub sqlite: Option<SqliteFacts>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub directory: Option<DirectoryFacts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcp: Option<GcpFacts>,
+}
+
+/// A gcp-disk backup: the snapshot that is the backup, and the disk it was taken of.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GcpFacts {
+    pub project: String,
+    pub zone: String,
+    pub disk: String,
+    pub snapshot: String,
+    /// The snapshot's numeric id: a snapshot deleted and re-made under the same name
+    /// has another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<u64>,
+    /// READY, CREATING, UPLOADING, FAILED or DELETING, as last seen.
+    pub snapshot_status: String,
+    pub source_disk: String,
+    pub disk_size_gb: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -7,6 +7,7 @@
 pub mod local;
 pub mod manifest;
 pub mod memory;
+pub mod s3;
 
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -99,9 +100,7 @@ pub fn open_store(name: &str, cfg: &StoreConfig) -> Result<Arc<dyn Store>, Store
                 .ok_or_else(|| StoreError::Other(format!("stores.{name}: no path")))?;
             Ok(Arc::new(local::LocalStore::new(name, path)))
         }
-        StoreKind::S3 => Err(StoreError::Other(format!(
-            "stores.{name}: S3 stores are not available in this build of lifeboat"
-        ))),
+        StoreKind::S3 => Ok(Arc::new(s3::S3Store::new(name, cfg)?)),
     }
 }
 

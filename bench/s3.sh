@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Benchmark: upload and download of a 1 GiB backup to a local S3 server (moto), by
+# lifeboat (release build) beside `aws s3 cp` of the same bytes to the same server in the
+# same run; prints times, throughput, the ratio and peak memory (max RSS).
+#
+#   bash bench/s3.sh                 # 1 GiB
+#   SIZE_MIB=256 bash bench/s3.sh    # smaller, e.g. when the server is slow
+#
+# The data is incompressible (random), so zstd cannot shrink it and both tools move the
+# same number of bytes. lifeboat's figures include what it does on top of the transfer:
+# tar, zstd, SHA-256 of content and stored bytes, and on download the checks and writing
+# the restored file.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SIZE_MIB="${SIZE_MIB:-1024}"
+for spec in "moto[server]==5.1.22" "awscli"; do
+  name="${spec%%[*}"
+  name="${name%%=*}"
+  python3 -m pip show "$name" >/dev/null 2>&1 ||
+    python3 -m pip install -q "$spec" || python3 -m pip install -q --break-system-packages "$spec"
+done
+command -v pyenv >/dev/null && pyenv rehash
+hash -r
+
+echo "==> building lifeboat (release)"
+cargo build --release --locked --bin lifeboat >/dev/null
+BIN="${CARGO_TARGET_DIR:-target}/release/lifeboat"
+
+WORK="$(mktemp -d)"
+PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+moto_server -H 127.0.0.1 -p "$PORT" >"$WORK/moto.log" 2>&1 &
+MOTO=$!
+cleanup() {
+  kill "$MOTO" 2>/dev/null || true
+  wait "$MOTO" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+for _ in $(seq 100); do
+  (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+  sleep 0.2
+done
+
+export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1
+export AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+export AWS_CONFIG_FILE=/nonexistent AWS_SHARED_CREDENTIALS_FILE=/nonexistent
+ENDPOINT="http://127.0.0.1:$PORT"
+aws --endpoint-url "$ENDPOINT" s3api create-bucket --bucket bench >/dev/null
+
+mkdir -p "$WORK/config" "$WORK/data/volume" "$WORK/restores"
+echo "==> making $SIZE_MIB MiB of random data"
+head -c "$((SIZE_MIB << 20))" /dev/urandom >"$WORK/data/volume/blob.bin"
+cat >"$WORK/config/lifeboat.toml" <<EOF
+[server]
+state = "../var/lifeboat.db"
+[stores.offsite]
+kind = "s3"
+bucket = "bench"
+prefix = "lifeboat/"
+endpoint = "$ENDPOINT"
+[targets.volume]
+kind = "directory"
+path = "../data/volume"
+store = "offsite"
+restore_roots = ["../restores"]
+EOF
+
+# Run a command; print "<seconds> <max RSS in MiB>".
+measure() {
+  python3 - "$@" <<'PY'
+import resource, subprocess, sys, time
+t = time.monotonic()
+r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)
+dt = time.monotonic() - t
+if r.returncode != 0:
+    sys.exit(f"failed: {sys.argv[1:]}")
+print(f"{dt:.2f} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f}")
+PY
+}
+
+LB=("$BIN" --config "$WORK/config/lifeboat.toml")
+echo "==> lifeboat backup (upload)"
+read -r lb_up lb_up_mem < <(measure "${LB[@]}" backup volume)
+artifact="$("${LB[@]}" list volume --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["artifact"])')"
+stored="$(aws --endpoint-url "$ENDPOINT" s3api head-object --bucket bench --key "lifeboat/$artifact" --query ContentLength --output text)"
+echo "==> lifeboat restore (download)"
+read -r lb_down lb_down_mem < <(measure "${LB[@]}" restore volume --to "$WORK/restores/volume" --yes)
+cmp "$WORK/data/volume/blob.bin" "$WORK/restores/volume/blob.bin"
+rm -rf "$WORK/restores/volume"
+
+echo "==> aws s3 cp (upload)"
+read -r aws_up aws_up_mem < <(measure aws --endpoint-url "$ENDPOINT" s3 cp --only-show-errors "$WORK/data/volume/blob.bin" s3://bench/awscli/blob.bin)
+echo "==> aws s3 cp (download)"
+read -r aws_down aws_down_mem < <(measure aws --endpoint-url "$ENDPOINT" s3 cp --only-show-errors s3://bench/awscli/blob.bin "$WORK/restores/blob.bin")
+cmp "$WORK/data/volume/blob.bin" "$WORK/restores/blob.bin"
+
+python3 - "$SIZE_MIB" "$stored" "$lb_up" "$lb_up_mem" "$lb_down" "$lb_down_mem" \
+  "$aws_up" "$aws_up_mem" "$aws_down" "$aws_down_mem" <<'PY'
+import sys
+size, stored = int(sys.argv[1]), int(sys.argv[2])
+lb_up, lb_up_mem, lb_down, lb_down_mem, aws_up, aws_up_mem, aws_down, aws_down_mem = map(float, sys.argv[3:])
+mib = stored / 2**20
+print(f"\n{size} MiB of random data ({mib:.0f} MiB stored by lifeboat) to moto_server on loopback")
+print(f"{'':22}{'seconds':>9}{'MiB/s':>9}{'peak RSS MiB':>14}")
+for name, t, mem in [("lifeboat backup", lb_up, lb_up_mem), ("aws s3 cp upload", aws_up, aws_up_mem),
+                     ("lifeboat restore", lb_down, lb_down_mem), ("aws s3 cp download", aws_down, aws_down_mem)]:
+    print(f"{name:22}{t:9.2f}{mib / t:9.1f}{mem:14.0f}")
+print(f"upload speed ratio lifeboat/aws:   {aws_up / lb_up:.2f}x")
+print(f"download speed ratio lifeboat/aws: {aws_down / lb_down:.2f}x")
+PY

@@ -1,0 +1,604 @@
+//! Backup, list, verify, restore and prune for gcp-disk targets, whose backups are
+//! Compute Engine snapshots rather than objects in a store.
+//!
+//! The snapshots are the source of truth: each carries the labels `lifeboat=1`,
+//! `lifeboat-target=<target>` and `lifeboat-id=<backup id>`, so `list` asks the API.
+//! The state database's catalog keeps what lifeboat recorded when it took each one, and
+//! verify compares the two (a snapshot deleted or replaced behind lifeboat's back shows).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::Serialize;
+
+use crate::actions::catalog::Selector;
+use crate::actions::prune::PrunePlan;
+use crate::actions::restore::human_age;
+use crate::actions::verify::VerifyReport;
+use crate::app::App;
+use crate::error::{Error, Result};
+use crate::executor::JobOutput;
+use crate::progress::JobContext;
+use crate::sources::gcp_disk::{
+    Gcp, LABEL_ID, LABEL_MARK, LABEL_TARGET, SnapshotInfo, gce_name, valid_gce_name,
+};
+use crate::stores::manifest::{FORMAT_VERSION, GcpFacts, Manifest};
+
+fn connect(app: &App, target: &str) -> Result<Gcp> {
+    Gcp::connect(target, app.target(target)?)
+}
+
+/// The value of the `lifeboat-target` label for a target name.
+fn target_label(target: &str) -> String {
+    gce_name(target, 63)
+}
+
+/// Whether a snapshot is one of lifeboat's of this target's disk.
+fn is_ours(gcp: &Gcp, target: &str, s: &SnapshotInfo) -> bool {
+    let disk_suffix = format!("zones/{}/disks/{}", gcp.zone, gcp.disk);
+    s.labels.get(LABEL_MARK).is_some_and(|v| v == "1")
+        && s.labels.get(LABEL_TARGET) == Some(&target_label(target))
+        && s.labels.contains_key(LABEL_ID)
+        && s.source_disk.ends_with(&disk_suffix)
+}
+
+/// Backup ids are stored lowercased in a label (label values allow no capitals).
+fn id_of(s: &SnapshotInfo) -> Option<String> {
+    s.labels.get(LABEL_ID).map(|v| v.to_uppercase())
+}
+
+/// When the backup started: from its id (the UTC start time), else the snapshot's own.
+fn created_of(id: &str, s: &SnapshotInfo) -> DateTime<Utc> {
+    let stem = id.split('-').next().unwrap_or(id);
+    NaiveDateTime::parse_from_str(stem, "%Y%m%dT%H%M%SZ")
+        .map(|t| t.and_utc())
+        .ok()
+        .or_else(|| crate::db::parse_time(&s.creation_timestamp))
+        .unwrap_or_default()
+}
+
+/// A snapshot as a backup, completed from the catalog's record when there is one.
+fn manifest_of(gcp: &Gcp, target: &str, s: &SnapshotInfo, recorded: Option<&Manifest>) -> Manifest {
+    let id = id_of(s).unwrap_or_else(|| s.name.clone());
+    let created = crate::db::time_text(created_of(&id, s));
+    let facts = GcpFacts {
+        project: gcp.project.clone(),
+        zone: gcp.zone.clone(),
+        disk: gcp.disk.clone(),
+        snapshot: s.name.clone(),
+        snapshot_id: s.id,
+        snapshot_status: s.status.clone(),
+        source_disk: s.source_disk.clone(),
+        disk_size_gb: s.disk_size_gb,
+    };
+    let (finished_at, duration_seconds) = match recorded {
+        Some(m) => (m.finished_at.clone(), m.duration_seconds),
+        None => (created.clone(), 0.0),
+    };
+    Manifest {
+        format: FORMAT_VERSION,
+        id,
+        target: target.to_string(),
+        kind: "gcp-disk".into(),
+        store: store_label(gcp),
+        created_at: created,
+        finished_at,
+        duration_seconds,
+        status: "complete".into(),
+        artifact: s.name.clone(),
+        compression: "none".into(),
+        size_bytes: s.storage_bytes,
+        // Compute Engine keeps its own checksums; there is no byte stream to hash.
+        sha256: String::new(),
+        content_bytes: s.disk_size_gb << 30,
+        content_sha256: String::new(),
+        lifeboat_version: recorded
+            .map(|m| m.lifeboat_version.clone())
+            .unwrap_or_else(|| env!("CARGO_PKG_VERSION").into()),
+        sqlite: None,
+        directory: None,
+        gcp: Some(facts),
+    }
+}
+
+/// What `store` says for a snapshot backup.
+fn store_label(gcp: &Gcp) -> String {
+    format!("gcp-snapshots:{}", gcp.project)
+}
+
+/// Every READY snapshot lifeboat took of the target, newest first.
+pub fn backups(app: &App, target: &str) -> Result<Vec<Manifest>> {
+    let gcp = connect(app, target)?;
+    let recorded = app.db.catalog_list(target)?;
+    let mut out: Vec<Manifest> = gcp
+        .list_snapshots(&target_label(target))?
+        .iter()
+        .filter(|s| is_ours(&gcp, target, s) && s.status == "READY")
+        .map(|s| {
+            let id = id_of(s).unwrap_or_default();
+            manifest_of(&gcp, target, s, recorded.iter().find(|m| m.id == id))
+        })
+        .collect();
+    out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+    Ok(out)
+}
+
+/// Take a snapshot now, as a job.
+pub fn backup(app: &App, target: &str, actor: &str, ctx: &JobContext) -> Result<Manifest> {
+    let done = app.executor.run("backup", target, actor, ctx, |_, ctx| {
+        let gcp = connect(app, target)?;
+        let started = Utc::now();
+        let clock = std::time::Instant::now();
+        let taken: Vec<String> = gcp
+            .list_snapshots(&target_label(target))?
+            .iter()
+            .filter_map(id_of)
+            .collect();
+        let base = started.format("%Y%m%dT%H%M%SZ").to_string();
+        let id = std::iter::once(base.clone())
+            .chain((2..).map(|n| format!("{base}-{n}")))
+            .find(|id| !taken.contains(id))
+            .expect("some suffix is free");
+        let name = format!("lifeboat-{}-{}", gce_name(target, 36), id.to_lowercase());
+        let labels = BTreeMap::from([
+            (LABEL_MARK.to_string(), "1".to_string()),
+            (LABEL_TARGET.to_string(), target_label(target)),
+            (LABEL_ID.to_string(), id.to_lowercase()),
+        ]);
+        ctx.cancel
+            .check()
+            .map_err(|e| Error::io("snapshotting", e))?;
+        ctx.progress
+            .phase(&format!("snapshotting disk {}", gcp.disk));
+        let description = format!(
+            "lifeboat backup {id} of target {target} (disk {})",
+            gcp.disk
+        );
+        let snap = gcp.create_snapshot(&name, &description, labels)?;
+        let mut m = manifest_of(&gcp, target, &snap, None);
+        m.finished_at = crate::db::now_text();
+        m.duration_seconds = clock.elapsed().as_secs_f64();
+        app.db.catalog_put(&m)?;
+        Ok(m)
+    })?;
+    Ok(done.value)
+}
+
+/// Verify a snapshot backup: it exists, is READY, and is the one the catalog recorded.
+pub fn verify(
+    app: &App,
+    target: &str,
+    selector: &Selector,
+    actor: &str,
+    ctx: &JobContext,
+) -> Result<VerifyReport> {
+    let done = app.executor.run("verify", target, actor, ctx, |_, ctx| {
+        ctx.progress.phase("checking the snapshot");
+        let gcp = connect(app, target)?;
+        let recorded = app.db.catalog_list(target)?;
+        let live: Vec<SnapshotInfo> = gcp
+            .list_snapshots(&target_label(target))?
+            .into_iter()
+            .filter(|s| is_ours(&gcp, target, s))
+            .collect();
+        // Candidates: every snapshot found, and every recorded one that is not found.
+        let mut all: Vec<(Manifest, Option<&SnapshotInfo>)> = live
+            .iter()
+            .map(|s| {
+                let id = id_of(s).unwrap_or_default();
+                let rec = recorded.iter().find(|m| m.id == id);
+                (manifest_of(&gcp, target, s, rec), Some(s))
+            })
+            .collect();
+        for m in &recorded {
+            if !all.iter().any(|(a, _)| a.id == m.id) {
+                all.push((m.clone(), None));
+            }
+        }
+        all.sort_by(|a, b| {
+            b.0.created_at
+                .cmp(&a.0.created_at)
+                .then(b.0.id.cmp(&a.0.id))
+        });
+        let (backup, found) = select(&all, selector, target)?;
+        let rec = recorded.iter().find(|m| m.id == backup.id);
+        let problems = check(&backup, found, rec);
+        Ok(VerifyReport {
+            ok: problems.is_empty(),
+            backup,
+            problems,
+        })
+    })?;
+    Ok(done.value)
+}
+
+fn select<'a>(
+    all: &'a [(Manifest, Option<&'a SnapshotInfo>)],
+    selector: &Selector,
+    target: &str,
+) -> Result<(Manifest, Option<&'a SnapshotInfo>)> {
+    let found = match selector {
+        Selector::Latest => all.first(),
+        Selector::Id(id) => all.iter().find(|(m, _)| &m.id == id),
+        Selector::At(t) => all.iter().find(|(m, _)| m.created() <= *t),
+    };
+    found.map(|(m, s)| (m.clone(), *s)).ok_or_else(|| {
+        let ids: Vec<&str> = all.iter().take(5).map(|(m, _)| m.id.as_str()).collect();
+        Error::Usage(if ids.is_empty() {
+            format!("{target} has no backups yet; take one with `lifeboat backup {target}`")
+        } else {
+            format!("no such backup of {target}; newest: {}", ids.join(", "))
+        })
+    })
+}
+
+/// Problems of one snapshot backup against the catalog's record of it.
+fn check(
+    backup: &Manifest,
+    live: Option<&SnapshotInfo>,
+    recorded: Option<&Manifest>,
+) -> Vec<String> {
+    let name = &backup.artifact;
+    let Some(s) = live else {
+        return vec![format!(
+            "snapshot {name} no longer exists: it was deleted outside lifeboat"
+        )];
+    };
+    let mut problems = Vec::new();
+    if s.status != "READY" {
+        problems.push(format!("snapshot {name} is {}, not READY", s.status));
+    }
+    let Some(rec) = recorded.and_then(|r| r.gcp.as_ref()) else {
+        problems.push(format!(
+            "snapshot {name} is not in lifeboat's catalog (taken by another lifeboat, or the state database was replaced)"
+        ));
+        return problems;
+    };
+    if rec.snapshot != s.name {
+        problems.push(format!(
+            "the catalog recorded snapshot {} for this backup, the project has {}",
+            rec.snapshot, s.name
+        ));
+    }
+    if rec.snapshot_id.is_some() && rec.snapshot_id != s.id {
+        problems.push(format!(
+            "snapshot {name} was replaced: its id is {}, the catalog recorded {}",
+            s.id.map_or("none".into(), |i| i.to_string()),
+            rec.snapshot_id.map_or("none".into(), |i| i.to_string())
+        ));
+    }
+    if rec.source_disk != s.source_disk {
+        problems.push(format!(
+            "snapshot {name} is of {}, the catalog recorded {}",
+            s.source_disk, rec.source_disk
+        ));
+    }
+    problems
+}
+
+/// Prune as a job: delete the snapshots the plan removes, then their catalog rows.
+pub fn prune(app: &App, target: &str, actor: &str, ctx: &JobContext) -> Result<PrunePlan> {
+    let done = app.executor.run("prune", target, actor, ctx, |_, ctx| {
+        let plan = crate::actions::prune::plan(app, target)?;
+        let gcp = connect(app, target)?;
+        ctx.progress.phase("deleting snapshots");
+        for m in &plan.remove {
+            gcp.delete_snapshot(&m.artifact)?;
+            app.db.catalog_remove(target, &m.id)?;
+            tracing::info!(target = target, backup = %m.id, snapshot = %m.artifact, "pruned");
+        }
+        Ok(plan)
+    })?;
+    Ok(done.value)
+}
+
+/// A restore of a snapshot backup: always a NEW disk, optionally attached to an
+/// instance. The existing disk is never touched.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GcpRestorePlan {
+    pub target: String,
+    pub backup: Manifest,
+    pub backup_age_seconds: i64,
+    pub project: String,
+    pub zone: String,
+    pub snapshot: String,
+    /// The target's own disk, left as it is.
+    pub disk: String,
+    pub new_disk: String,
+    pub instance: Option<String>,
+    pub device_name: Option<String>,
+    /// Every Compute Engine API call `apply` makes, in order.
+    pub calls: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GcpRestoreOutcome {
+    #[serde(flatten)]
+    pub plan: GcpRestorePlan,
+    pub ok: bool,
+    pub disk_url: String,
+    pub duration_seconds: f64,
+}
+
+impl JobOutput for GcpRestoreOutcome {
+    fn backup_id(&self) -> Option<String> {
+        Some(self.plan.backup.id.clone())
+    }
+    fn summary(&self) -> String {
+        let attached = match &self.plan.instance {
+            Some(i) => format!(", attached to {i}"),
+            None => String::new(),
+        };
+        format!(
+            "restored backup {} of {} to the new disk {}{attached}",
+            self.plan.backup.id, self.plan.target, self.plan.new_disk
+        )
+    }
+}
+
+impl GcpRestorePlan {
+    /// The plan in words, listing every API call.
+    pub fn describe(&self) -> String {
+        let b = &self.backup;
+        let mut out = format!(
+            "Restore plan for {}\n  backup:      {} (snapshot {}, taken {}, {} old)\n  new disk:    {} in {}/{} (the disk {} is not touched)\n",
+            self.target,
+            b.id,
+            self.snapshot,
+            b.created_at,
+            human_age(self.backup_age_seconds),
+            self.new_disk,
+            self.project,
+            self.zone,
+            self.disk,
+        );
+        if let Some(i) = &self.instance {
+            out.push_str(&format!("  attach to:   instance {i}\n"));
+        }
+        out.push_str("  API calls:\n");
+        for (n, call) in self.calls.iter().enumerate() {
+            out.push_str(&format!("    {}. {call}\n", n + 1));
+        }
+        for n in &self.notes {
+            out.push_str(&format!("  note:        {n}\n"));
+        }
+        out
+    }
+}
+
+/// Build the plan. It reads (the snapshot, whether the new disk name is free, whether
+/// the instance exists) and writes nothing.
+pub fn restore_plan(
+    app: &App,
+    target: &str,
+    selector: &Selector,
+    new_disk: Option<&str>,
+    instance: Option<&str>,
+) -> Result<GcpRestorePlan> {
+    let gcp = connect(app, target)?;
+    let all = backups(app, target)?;
+    let found = match selector {
+        Selector::Latest => all.first(),
+        Selector::Id(id) => all.iter().find(|m| &m.id == id),
+        Selector::At(t) => all.iter().find(|m| m.created() <= *t),
+    };
+    let backup = found.cloned().ok_or_else(|| {
+        let ids: Vec<&str> = all.iter().take(5).map(|m| m.id.as_str()).collect();
+        Error::Usage(if ids.is_empty() {
+            format!("{target} has no READY snapshot backups")
+        } else {
+            format!("no such backup of {target}; newest: {}", ids.join(", "))
+        })
+    })?;
+    let new_disk = match new_disk {
+        Some(n) => n.to_string(),
+        None => gce_name(&format!("{}-restored-{}", gcp.disk, backup.id), 63),
+    };
+    if !valid_gce_name(&new_disk) {
+        return Err(Error::Usage(format!(
+            "--to {new_disk:?}: a disk name is 1-63 lowercase letters, digits and '-', starting with a letter"
+        )));
+    }
+    if new_disk == gcp.disk {
+        return Err(Error::Usage(format!(
+            "--to {new_disk}: that is the target's own disk; a restore always makes a new disk"
+        )));
+    }
+    if gcp.disk_exists(&new_disk)? {
+        return Err(Error::Usage(format!(
+            "--to {new_disk}: a disk of that name already exists in {}/{}; choose another name",
+            gcp.project, gcp.zone
+        )));
+    }
+    if let Some(i) = instance
+        && !gcp.instance_exists(i)?
+    {
+        return Err(Error::Usage(format!(
+            "--instance {i}: no such instance in {}/{}",
+            gcp.project, gcp.zone
+        )));
+    }
+    let snapshot = backup.artifact.clone();
+    let base = format!("projects/{}/zones/{}", gcp.project, gcp.zone);
+    let mut calls = vec![
+        format!(
+            "GET  projects/{}/global/snapshots/{snapshot}  (check it is READY)",
+            gcp.project
+        ),
+        format!("GET  {base}/disks/{new_disk}  (check the name is still free)"),
+        format!(
+            "POST {base}/disks  {{\"name\": \"{new_disk}\", \"sourceSnapshot\": \"{}\"}}  (then wait for the operation)",
+            gcp.snapshot_path(&snapshot)
+        ),
+    ];
+    let device_name = instance.map(|_| new_disk.clone());
+    if let Some(i) = instance {
+        calls.push(format!(
+            "POST {base}/instances/{i}/attachDisk  {{\"source\": \"{}\", \"deviceName\": \"{new_disk}\", \"autoDelete\": false}}  (then wait for the operation)",
+            gcp.disk_path(&new_disk)
+        ));
+    }
+    let mut notes = vec![format!(
+        "the restored data is on the new disk {new_disk}; the disk {} and its data stay as they are",
+        gcp.disk
+    )];
+    if instance.is_some() {
+        notes.push(format!(
+            "inside the instance the disk appears as /dev/disk/by-id/google-{new_disk}; mount it to use it"
+        ));
+    }
+    Ok(GcpRestorePlan {
+        target: target.to_string(),
+        backup_age_seconds: (Utc::now() - backup.created()).num_seconds(),
+        backup,
+        project: gcp.project.clone(),
+        zone: gcp.zone.clone(),
+        snapshot,
+        disk: gcp.disk.clone(),
+        new_disk,
+        instance: instance.map(str::to_string),
+        device_name,
+        calls,
+        notes,
+    })
+}
+
+/// Carry out a restore plan as a job, making exactly the calls it lists.
+pub fn restore_apply(
+    app: &App,
+    plan: &GcpRestorePlan,
+    actor: &str,
+    ctx: &JobContext,
+) -> Result<GcpRestoreOutcome> {
+    let done = app
+        .executor
+        .run("restore", &plan.target, actor, ctx, |_, ctx| {
+            let clock = std::time::Instant::now();
+            let gcp = connect(app, &plan.target)?;
+            ctx.progress.phase("checking the snapshot");
+            match gcp.get_snapshot(&plan.snapshot)? {
+                Some(s) if s.status == "READY" => {}
+                Some(s) => {
+                    return Err(Error::Failed(format!(
+                        "snapshot {} is {}, not READY; nothing was changed",
+                        plan.snapshot, s.status
+                    )));
+                }
+                None => {
+                    return Err(Error::Failed(format!(
+                        "snapshot {} no longer exists; nothing was changed",
+                        plan.snapshot
+                    )));
+                }
+            }
+            if gcp.disk_exists(&plan.new_disk)? {
+                return Err(Error::Failed(format!(
+                    "a disk named {} appeared since the plan was made; make a new plan",
+                    plan.new_disk
+                )));
+            }
+            ctx.cancel.check().map_err(|e| Error::io("restoring", e))?;
+            ctx.progress
+                .phase(&format!("creating disk {}", plan.new_disk));
+            let labels = BTreeMap::from([
+                (LABEL_MARK.to_string(), "1".to_string()),
+                (LABEL_TARGET.to_string(), target_label(&plan.target)),
+                (LABEL_ID.to_string(), plan.backup.id.to_lowercase()),
+            ]);
+            let disk_url =
+                gcp.create_disk(&plan.new_disk, &gcp.snapshot_path(&plan.snapshot), labels)?;
+            if let (Some(instance), Some(device)) = (&plan.instance, &plan.device_name) {
+                ctx.progress.phase(&format!("attaching to {instance}"));
+                gcp.attach_disk(instance, &gcp.disk_path(&plan.new_disk), device)
+                    .map_err(|e| {
+                        Error::Failed(format!(
+                            "{e}; the new disk {} was created and is left in place, not attached",
+                            plan.new_disk
+                        ))
+                    })?;
+            }
+            Ok(GcpRestoreOutcome {
+                plan: plan.clone(),
+                ok: true,
+                disk_url,
+                duration_seconds: clock.elapsed().as_secs_f64(),
+            })
+        })?;
+    Ok(done.value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(status: &str) -> SnapshotInfo {
+        SnapshotInfo {
+            name: "lifeboat-d-20261122t083000z".into(),
+            id: Some(7),
+            status: status.into(),
+            storage_bytes: 10,
+            disk_size_gb: 1,
+            source_disk: "projects/p/zones/z/disks/d".into(),
+            creation_timestamp: String::new(),
+            self_link: String::new(),
+            labels: BTreeMap::from([(LABEL_ID.to_string(), "20261122t083000z".to_string())]),
+        }
+    }
+
+    #[test]
+    fn ids_come_back_from_labels_and_give_the_start_time() {
+        let s = snap("READY");
+        let id = id_of(&s).unwrap();
+        assert_eq!(id, "20261122T083000Z");
+        assert_eq!(
+            crate::db::time_text(created_of(&id, &s)),
+            "2026-11-22T08:30:00.000Z"
+        );
+        assert_eq!(
+            crate::db::time_text(created_of("20261122T083000Z-2", &s)),
+            "2026-11-22T08:30:00.000Z"
+        );
+    }
+
+    #[test]
+    fn verify_reports_missing_unready_and_replaced_snapshots() {
+        let s = snap("READY");
+        let mut rec = Manifest {
+            format: 1,
+            id: "20261122T083000Z".into(),
+            target: "t".into(),
+            kind: "gcp-disk".into(),
+            store: "gcp-snapshots:p".into(),
+            created_at: String::new(),
+            finished_at: String::new(),
+            duration_seconds: 0.0,
+            status: "complete".into(),
+            artifact: s.name.clone(),
+            compression: "none".into(),
+            size_bytes: 0,
+            sha256: String::new(),
+            content_bytes: 0,
+            content_sha256: String::new(),
+            lifeboat_version: String::new(),
+            sqlite: None,
+            directory: None,
+            gcp: Some(GcpFacts {
+                project: "p".into(),
+                zone: "z".into(),
+                disk: "d".into(),
+                snapshot: s.name.clone(),
+                snapshot_id: Some(7),
+                snapshot_status: "READY".into(),
+                source_disk: s.source_disk.clone(),
+                disk_size_gb: 1,
+            }),
+        };
+        assert!(check(&rec, Some(&s), Some(&rec)).is_empty());
+        assert!(check(&rec, None, Some(&rec))[0].contains("deleted outside lifeboat"));
+        assert!(check(&rec, Some(&snap("FAILED")), Some(&rec))[0].contains("not READY"));
+        rec.gcp.as_mut().unwrap().snapshot_id = Some(8);
+        assert!(check(&rec, Some(&s), Some(&rec))[0].contains("replaced"));
+        assert!(check(&rec, Some(&s), None)[0].contains("catalog"));
+    }
+}

@@ -1,0 +1,692 @@
+//! S3 stores end to end against a real S3-compatible server: moto's server on loopback,
+//! started and stopped by each test. Round trips of both target kinds, a multipart
+//! backup over 100 MiB, retention, the connection lost mid-upload, cancellation,
+//! wrong credentials, a missing bucket, encryption and object lock.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::Client;
+use common::*;
+use rusqlite::Connection;
+
+/// A `moto_server` child process on a free loopback port; killed when dropped.
+struct Moto {
+    child: Child,
+    port: u16,
+    rt: tokio::runtime::Runtime,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Moto {
+    fn start() -> Moto {
+        Moto::start_with(&[])
+    }
+
+    fn start_with(env: &[(&str, &str)]) -> Moto {
+        let port = free_port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start moto_server ({e}); these tests need it: run scripts/test.sh, or pip install 'moto[server]==5.1.22'"
+                )
+            });
+        let moto = Moto {
+            child,
+            port,
+            rt: tokio::runtime::Runtime::new().unwrap(),
+        };
+        wait_for(60, "moto_server to accept connections", || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        moto
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn addr(&self) -> SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
+
+    /// An S3 client of the test itself, to look at the bucket behind lifeboat's back.
+    fn client(&self) -> Client {
+        let creds = aws_sdk_s3::config::Credentials::new("test", "test", None, None, "test");
+        let conf = aws_sdk_s3::config::Builder::new()
+            .behavior_version_latest()
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(self.url())
+            .force_path_style(true)
+            .credentials_provider(creds)
+            .build();
+        Client::from_conf(conf)
+    }
+
+    fn create_bucket(&self, name: &str, object_lock: bool) {
+        let c = self.client();
+        self.rt
+            .block_on(
+                c.create_bucket()
+                    .bucket(name)
+                    .object_lock_enabled_for_bucket(object_lock)
+                    .send(),
+            )
+            .unwrap();
+    }
+
+    /// (key, size) of every object in the bucket.
+    fn objects(&self, bucket: &str) -> Vec<(String, i64)> {
+        let c = self.client();
+        let out = self
+            .rt
+            .block_on(c.list_objects_v2().bucket(bucket).send())
+            .unwrap();
+        out.contents()
+            .iter()
+            .map(|o| (o.key().unwrap().to_string(), o.size().unwrap_or(0)))
+            .collect()
+    }
+
+    /// Multipart uploads still open in the bucket.
+    fn open_uploads(&self, bucket: &str) -> Vec<String> {
+        let c = self.client();
+        let out = self
+            .rt
+            .block_on(c.list_multipart_uploads().bucket(bucket).send())
+            .unwrap();
+        out.uploads()
+            .iter()
+            .map(|u| u.key().unwrap_or_default().to_string())
+            .collect()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The environment lifeboat runs with: test credentials and nothing from this machine
+/// (empty AWS config files, no instance metadata).
+fn aws_env(cmd: &mut Command, home: &Home, key: &str, secret: &str) {
+    let empty = home.path("config/aws-empty");
+    std::fs::write(&empty, "").unwrap();
+    cmd.env("AWS_ACCESS_KEY_ID", key)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", &empty)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &empty)
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN");
+}
+
+/// A lifeboat home whose store `offsite` is the bucket at `endpoint`.
+struct S3Home {
+    home: Home,
+    key: String,
+    secret: String,
+}
+
+impl S3Home {
+    fn new(endpoint: &str, bucket: &str, store_extra: &str, targets: &str) -> S3Home {
+        let home = Home::new();
+        home.write_config(&format!(
+            "[stores.offsite]\nkind = \"s3\"\nbucket = \"{bucket}\"\nprefix = \"lifeboat/\"\nendpoint = \"{endpoint}\"\n{store_extra}\n{targets}"
+        ));
+        S3Home {
+            home,
+            key: "test".into(),
+            secret: "test".into(),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = self.home.command(args);
+        aws_env(&mut cmd, &self.home, &self.key, &self.secret);
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "lifeboat {args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
+            out.status.code(),
+            stdout(&out),
+            stderr(&out)
+        );
+        stdout(&out)
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let text = self.ok(&all);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    }
+
+    fn ids(&self, target: &str) -> Vec<String> {
+        self.json(&["list", target])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    fn path(&self, rel: &str) -> std::path::PathBuf {
+        self.home.path(rel)
+    }
+}
+
+const TARGETS: &str = "[targets.app-db]\nkind = \"sqlite\"\npath = \"../data/app.db\"\nstore = \"offsite\"\nrestore_roots = [\"../restores\"]\n\n\
+[targets.volume]\nkind = \"directory\"\npath = \"../data/volume\"\nstore = \"offsite\"\nrestore_roots = [\"../restores\"]\n";
+
+#[test]
+fn sqlite_and_directory_targets_round_trip_through_the_bucket() {
+    let moto = Moto::start();
+    moto.create_bucket("backups", false);
+    let home = S3Home::new(&moto.url(), "backups", "", TARGETS);
+    drop(make_app_db(&home.path("data/app.db"), 3000));
+    let vol = home.path("data/volume");
+    std::fs::create_dir_all(vol.join("sub")).unwrap();
+    std::fs::write(vol.join("a.txt"), b"alpha").unwrap();
+    std::fs::write(vol.join("sub/b.bin"), vec![9u8; 200_000]).unwrap();
+
+    let db = home.json(&["backup", "app-db"]);
+    assert_eq!(db["store"], "offsite");
+    assert_eq!(db["status"], "complete");
+    let dir = home.json(&["backup", "volume"]);
+
+    // The objects are where the prefix says, the manifest beside the artifact.
+    let keys: Vec<String> = moto
+        .objects("backups")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    let id = db["id"].as_str().unwrap();
+    assert!(
+        keys.contains(&format!("lifeboat/app-db/{id}.sqlite.zst")),
+        "{keys:?}"
+    );
+    assert!(
+        keys.contains(&format!("lifeboat/app-db/{id}.manifest.json")),
+        "{keys:?}"
+    );
+    assert_eq!(keys.len(), 4, "{keys:?}");
+
+    let all = home.json(&["list"]);
+    assert_eq!(all.as_array().unwrap().len(), 2);
+    for target in ["app-db", "volume"] {
+        let v = home.json(&["verify", target]);
+        assert_eq!(v["ok"], true, "{v}");
+    }
+
+    let dest = home.path("restores/app.db");
+    home.json(&["restore", "app-db", "--to", dest.to_str().unwrap(), "--yes"]);
+    let restored = Connection::open(&dest).unwrap();
+    assert_eq!(
+        count(&restored, "repository") as u64,
+        db["sqlite"]["tables"]["repository"].as_u64().unwrap()
+    );
+    let dest = home.path("restores/volume");
+    home.json(&["restore", "volume", "--to", dest.to_str().unwrap(), "--yes"]);
+    assert_eq!(std::fs::read(dest.join("a.txt")).unwrap(), b"alpha");
+    assert_eq!(
+        std::fs::read(dest.join("sub/b.bin")).unwrap(),
+        vec![9u8; 200_000]
+    );
+    assert_eq!(dir["kind"], "directory");
+    assert!(moto.open_uploads("backups").is_empty());
+}
+
+#[test]
+fn a_backup_over_100_mib_goes_up_in_parts_and_comes_back_whole() {
+    let moto = Moto::start();
+    moto.create_bucket("big", false);
+    let home = S3Home::new(&moto.url(), "big", "", TARGETS);
+    make_big_db(&home.path("data/app.db"), 110); // incompressible: ~110 MiB stored
+    let backup = home.json(&["backup", "app-db"]);
+    let size = backup["size_bytes"].as_u64().unwrap();
+    assert!(size > 100 << 20, "{size}");
+
+    // A multipart object's ETag ends in "-<number of parts>".
+    let c = moto.client();
+    let head = moto
+        .rt
+        .block_on(
+            c.head_object()
+                .bucket("big")
+                .key(format!("lifeboat/{}", backup["artifact"].as_str().unwrap()))
+                .send(),
+        )
+        .unwrap();
+    let etag = head.e_tag().unwrap().trim_matches('"').to_string();
+    let parts: usize = etag.rsplit('-').next().unwrap().parse().unwrap();
+    assert_eq!(parts, (size as usize).div_ceil(8 << 20), "{etag}");
+    assert_eq!(head.content_length(), Some(size as i64));
+
+    let v = home.json(&["verify", "app-db"]);
+    assert_eq!(v["ok"], true, "{v}");
+    let dest = home.path("restores/big.db");
+    home.json(&["restore", "app-db", "--to", dest.to_str().unwrap(), "--yes"]);
+    assert_eq!(count(&Connection::open(&dest).unwrap(), "blobs"), 110 * 16);
+    assert!(moto.open_uploads("big").is_empty());
+}
+
+#[test]
+fn prune_applies_retention_to_the_bucket() {
+    let moto = Moto::start();
+    moto.create_bucket("keep", false);
+    let targets = "[targets.app-db]\nkind = \"sqlite\"\npath = \"../data/app.db\"\nstore = \"offsite\"\nretention = { last = 2 }\n";
+    let home = S3Home::new(&moto.url(), "keep", "", targets);
+    let conn = make_app_db(&home.path("data/app.db"), 50);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        insert_rows(&conn, 5);
+        ids.push(
+            home.json(&["backup", "app-db"])["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let dry = home.ok(&["prune", "app-db", "--dry-run"]);
+    assert!(dry.contains(&format!("remove  {}", ids[0])), "{dry}");
+    assert_eq!(moto.objects("keep").len(), 6, "dry run removed nothing");
+
+    home.ok(&["prune", "app-db"]);
+    assert_eq!(home.ids("app-db"), vec![ids[2].clone(), ids[1].clone()]);
+    let keys: Vec<String> = moto.objects("keep").into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    let gone = format!("lifeboat/app-db/{}.", ids[0]);
+    assert!(keys.iter().all(|k| !k.starts_with(&gone)), "{keys:?}");
+    assert_eq!(home.json(&["verify", "app-db"])["ok"], true);
+}
+
+/// A TCP forwarder between lifeboat and moto that a test can cut, as a network failure
+/// or a server crash would, without losing moto's in-memory buckets.
+struct Forwarder {
+    port: u16,
+    upstream: SocketAddr,
+    stop: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+    /// Bytes forwarded from lifeboat to the server so far.
+    sent: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Forwarder {
+    fn start(port: u16, upstream: SocketAddr) -> Forwarder {
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let sent = Arc::new(AtomicU64::new(0));
+        let thread = {
+            let (stop, conns, sent) = (stop.clone(), conns.clone(), sent.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    match listener.accept() {
+                        Ok((client, _)) => {
+                            client.set_nonblocking(false).unwrap();
+                            let Ok(server) = TcpStream::connect(upstream) else {
+                                continue;
+                            };
+                            let mut list = conns.lock().unwrap();
+                            list.push(client.try_clone().unwrap());
+                            list.push(server.try_clone().unwrap());
+                            pump(
+                                client.try_clone().unwrap(),
+                                server.try_clone().unwrap(),
+                                Some(sent.clone()),
+                            );
+                            pump(server, client, None);
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            })
+        };
+        Forwarder {
+            port,
+            upstream,
+            stop,
+            conns,
+            sent,
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stop listening and cut every connection: the server is gone.
+    fn kill(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        self.reset_connections();
+    }
+
+    /// Cut the open connections but keep accepting new ones.
+    fn reset_connections(&self) {
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// The server is back, on the same port.
+    fn restart(&mut self) {
+        *self = Forwarder::start(self.port, self.upstream);
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Copy one direction of a connection on its own thread.
+fn pump(mut from: TcpStream, mut to: TcpStream, counter: Option<Arc<AtomicU64>>) {
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+            if let Some(c) = &counter {
+                c.fetch_add(n as u64, Ordering::SeqCst);
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Write);
+    });
+}
+
+#[test]
+fn losing_the_server_mid_upload_fails_cleanly_and_keeps_earlier_backups() {
+    let moto = Moto::start();
+    moto.create_bucket("flaky", false);
+    let mut fwd = Forwarder::start(0, moto.addr());
+    let home = S3Home::new(&fwd.url(), "flaky", "", TARGETS);
+    let db_path = home.path("data/app.db");
+    drop(make_app_db(&db_path, 500));
+    let first = home.json(&["backup", "app-db"]);
+    let first_id = first["id"].as_str().unwrap().to_string();
+
+    // A big backup, cut off when some of it has gone up.
+    make_big_db(&home.path("data/big.db"), 60);
+    std::fs::rename(home.path("data/big.db"), &db_path).unwrap();
+    let _ = std::fs::remove_file(home.path("data/app.db-wal"));
+    let _ = std::fs::remove_file(home.path("data/app.db-shm"));
+    let before = fwd.sent.load(Ordering::SeqCst);
+    let child = home
+        .command(&["backup", "app-db"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(120, "20 MiB to go up", || {
+        fwd.sent.load(Ordering::SeqCst) > before + (20 << 20)
+    });
+    fwd.kill();
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("s3://flaky/lifeboat/app-db/"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(90),
+        "gave up in time"
+    );
+
+    // The server is back: only the first backup is listed, and it is whole.
+    fwd.restart();
+    assert_eq!(home.ids("app-db"), vec![first_id.clone()]);
+    let keys: Vec<String> = moto.objects("flaky").into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys.len(), 2, "no partial object is visible: {keys:?}");
+    assert_eq!(home.json(&["verify", "app-db", &first_id])["ok"], true);
+    let dest = home.path("restores/first.db");
+    home.json(&[
+        "restore",
+        "app-db",
+        &first_id,
+        "--to",
+        dest.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert_eq!(count(&Connection::open(&dest).unwrap(), "repository"), 500);
+
+    // The abort could not reach the server; the next backup removes what was left open.
+    let second = home.json(&["backup", "app-db"]);
+    assert!(
+        moto.open_uploads("flaky").is_empty(),
+        "no multipart upload left open"
+    );
+    assert_eq!(home.ids("app-db").len(), 2);
+    assert_eq!(
+        home.json(&["verify", "app-db", second["id"].as_str().unwrap()])["ok"],
+        true
+    );
+}
+
+#[test]
+fn dropped_connections_are_retried_and_the_backup_completes() {
+    let moto = Moto::start();
+    moto.create_bucket("retry", false);
+    let fwd = Forwarder::start(0, moto.addr());
+    let home = S3Home::new(&fwd.url(), "retry", "", TARGETS);
+    make_big_db(&home.path("data/app.db"), 40);
+    let child = home
+        .command(&["backup", "app-db", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(120, "10 MiB to go up", || {
+        fwd.sent.load(Ordering::SeqCst) > 10 << 20
+    });
+    fwd.reset_connections();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(home.json(&["verify", "app-db"])["ok"], true);
+    assert!(moto.open_uploads("retry").is_empty());
+}
+
+#[test]
+fn an_interrupted_backup_aborts_its_multipart_upload() {
+    let moto = Moto::start();
+    moto.create_bucket("cancel", false);
+    let fwd = Forwarder::start(0, moto.addr());
+    let home = S3Home::new(&fwd.url(), "cancel", "", TARGETS);
+    make_big_db(&home.path("data/app.db"), 60);
+    let child = home
+        .command(&["backup", "app-db"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(120, "20 MiB to go up", || {
+        fwd.sent.load(Ordering::SeqCst) > 20 << 20
+    });
+    assert!(
+        !moto.open_uploads("cancel").is_empty(),
+        "the upload is in progress"
+    );
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("cancelled"), "{}", stderr(&out));
+    assert!(moto.open_uploads("cancel").is_empty(), "aborted at once");
+    assert!(moto.objects("cancel").is_empty());
+    assert!(home.ids("app-db").is_empty());
+}
+
+#[test]
+fn a_missing_bucket_is_named() {
+    let moto = Moto::start();
+    let home = S3Home::new(&moto.url(), "no-such-bucket", "", TARGETS);
+    drop(make_app_db(&home.path("data/app.db"), 10));
+    let out = home.run(&["backup", "app-db"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("\"no-such-bucket\" does not exist"), "{err}");
+    let out = home.run(&["list", "app-db"]);
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+}
+
+/// Make an IAM user with full S3 rights and a bucket while moto does not yet check
+/// signatures; returns the user's key pair. boto3 comes with moto.
+fn iam_user_and_bucket(moto: &Moto, bucket: &str) -> (String, String) {
+    let script = format!(
+        r#"
+import boto3, json
+kw = dict(endpoint_url="{url}", region_name="us-east-1",
+          aws_access_key_id="test", aws_secret_access_key="test")
+iam = boto3.client("iam", **kw)
+iam.create_user(UserName="lifeboat")
+iam.put_user_policy(UserName="lifeboat", PolicyName="s3", PolicyDocument=json.dumps(
+    {{"Version": "2012-10-17", "Statement": [{{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}}]}}))
+key = iam.create_access_key(UserName="lifeboat")["AccessKey"]
+boto3.client("s3", **kw).create_bucket(Bucket="{bucket}")
+print(key["AccessKeyId"], key["SecretAccessKey"])
+"#,
+        url = moto.url()
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let mut parts = text.split_whitespace();
+    (
+        parts.next().unwrap().to_string(),
+        parts.next().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn wrong_or_missing_credentials_are_refused_with_the_bucket_named() {
+    // moto checks signatures and IAM policies after its first four requests. (It also
+    // refuses correctly signed requests whose query has a '/', such as every prefixed
+    // listing lifeboat makes, getmoto/moto#5948; so the right key cannot be shown to
+    // pass here. The other tests run the same code with authentication off.)
+    let moto = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "4")]);
+    let (key, _secret) = iam_user_and_bucket(&moto, "guarded");
+    let mut home = S3Home::new(&moto.url(), "guarded", "", TARGETS);
+    drop(make_app_db(&home.path("data/app.db"), 10));
+
+    // A real key with the wrong secret.
+    home.key = key;
+    home.secret = "not-the-secret".into();
+    let out = home.run(&["backup", "app-db"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("access denied"), "{err}");
+    assert!(err.contains("SignatureDoesNotMatch"), "{err}");
+    assert!(err.contains("s3://guarded/lifeboat/app-db/"), "{err}");
+
+    // A key the server does not know.
+    home.key = "AKIANOTAREALKEY00000".into();
+    let out = home.run(&["list", "app-db"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("access denied"), "{err}");
+    assert!(err.contains("InvalidAccessKeyId"), "{err}");
+
+    // No credentials anywhere in the chain.
+    let mut cmd = home.command(&["backup", "app-db"]);
+    cmd.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY");
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("no usable AWS credentials"), "{err}");
+    assert!(err.contains("s3://guarded/"), "{err}");
+}
+
+#[test]
+fn encryption_and_object_lock_settings_reach_every_object() {
+    let moto = Moto::start();
+    moto.create_bucket("locked", true);
+    let extra = "sse = \"AES256\"\nobject_lock_mode = \"GOVERNANCE\"\nobject_lock_days = 2\n";
+    let home = S3Home::new(&moto.url(), "locked", extra, TARGETS);
+    drop(make_app_db(&home.path("data/app.db"), 100));
+    let backup = home.json(&["backup", "app-db"]);
+    let c = moto.client();
+    for key in [
+        backup["artifact"].as_str().unwrap().to_string(),
+        format!("app-db/{}.manifest.json", backup["id"].as_str().unwrap()),
+    ] {
+        let head = moto
+            .rt
+            .block_on(
+                c.head_object()
+                    .bucket("locked")
+                    .key(format!("lifeboat/{key}"))
+                    .send(),
+            )
+            .unwrap();
+        assert_eq!(
+            head.server_side_encryption().map(|s| s.as_str()),
+            Some("AES256"),
+            "{key}"
+        );
+        assert_eq!(
+            head.object_lock_mode().map(|m| m.as_str()),
+            Some("GOVERNANCE"),
+            "{key}"
+        );
+        let until = head.object_lock_retain_until_date().unwrap().secs();
+        let now = chrono::Utc::now().timestamp();
+        assert!(
+            until > now + 86_400 && until <= now + 2 * 86_400 + 60,
+            "{key}"
+        );
+        // A locked version cannot be deleted early, not even by the bot's own credentials.
+        let deleted = moto.rt.block_on(
+            c.delete_object()
+                .bucket("locked")
+                .key(format!("lifeboat/{key}"))
+                .set_version_id(head.version_id().map(str::to_string))
+                .send(),
+        );
+        assert!(deleted.is_err(), "{key}: a locked version was deleted");
+    }
+    assert_eq!(home.json(&["verify", "app-db"])["ok"], true);
+}
