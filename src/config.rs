@@ -903,6 +903,49 @@ mod tests {
     }
 
     #[test]
+    fn s3_settings_are_checked() {
+        let s3 = |extra: &str| parse(&format!("[stores.o]\nkind=\"s3\"\nbucket=\"b\"\n{extra}\n"));
+        assert!(s3("sse=\"AES256\"\nobject_lock_mode=\"GOVERNANCE\"\nobject_lock_days=30").is_ok());
+        assert!(s3("sse=\"aws:kms\"\nsse_kms_key_id=\"alias/x\"").is_ok());
+        for (extra, named) in [
+            ("sse=\"aes\"", "stores.o.sse"),
+            ("sse_kms_key_id=\"k\"", "stores.o.sse_kms_key_id"),
+            (
+                "object_lock_mode=\"GOVERNANCE\"",
+                "stores.o.object_lock_days",
+            ),
+            ("object_lock_days=3", "stores.o.object_lock_mode"),
+            (
+                "object_lock_mode=\"LEGAL\"\nobject_lock_days=3",
+                "stores.o.object_lock_mode",
+            ),
+            (
+                "object_lock_mode=\"COMPLIANCE\"\nobject_lock_days=0",
+                "stores.o.object_lock_days",
+            ),
+            ("endpoint=\"localhost:9000\"", "stores.o.endpoint"),
+        ] {
+            let e = s3(extra).unwrap_err().to_string();
+            assert!(e.contains(named), "{extra}: {e}");
+        }
+        let e = parse("[stores.l]\nkind=\"local\"\npath=\"/tmp\"\nsse=\"AES256\"\n").unwrap_err();
+        assert!(e.to_string().contains("stores.l.sse"), "{e}");
+    }
+
+    #[test]
+    fn gcp_disk_targets_keep_no_store() {
+        let gcp = "[targets.d]\nkind=\"gcp-disk\"\nproject=\"p\"\nzone=\"z\"\ndisk=\"d\"\n";
+        assert!(parse(gcp).is_ok());
+        let e = parse(&format!(
+            "[stores.l]\nkind=\"local\"\npath=\"/tmp\"\n{gcp}store=\"l\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("targets.d.store"), "{e}");
+        let e = parse(&format!("{gcp}credentials=\"mine\"\n")).unwrap_err();
+        assert!(e.to_string().contains("targets.d.credentials"), "{e}");
+    }
+
+    #[test]
     fn expand_handles_text_around() {
         assert_eq!(expand("a${TOKEN}b", &env).unwrap(), "as3cr3tb");
         assert_eq!(expand("${X}", &env).unwrap_err(), "X");
