@@ -277,7 +277,7 @@ fn list_text(app: &App, target: Option<&str>) -> Result<String, Error> {
             .config
             .targets
             .iter()
-            .filter(|(_, c)| c.store.is_some())
+            .filter(|(_, c)| c.keeps_backups())
             .map(|(n, _)| n.clone())
             .collect(),
     };

@@ -118,6 +118,12 @@ pub fn plan(
     to: Option<&Path>,
 ) -> Result<RestorePlan> {
     let cfg = app.target(target)?;
+    if cfg.kind == TargetKind::GcpDisk {
+        // A new disk from a snapshot: a plan of its own (actions::gcp), CLI only for now.
+        return Err(Error::Usage(format!(
+            "{target} is a gcp-disk target; restore it from the command line: lifeboat restore {target} [<backup>] --to <new disk name> [--instance <vm>]"
+        )));
+    }
     if !matches!(cfg.kind, TargetKind::Sqlite | TargetKind::Directory) || cfg.host.is_some() {
         return Err(Error::Usage(format!(
             "restores of {target} ({}{}) are not available in this build of lifeboat",
