@@ -302,3 +302,52 @@ fn metrics_pass_promtool() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_failed_verification_alerts_and_a_passing_one_recovers() {
+    let api = FakeApi::start();
+    let home = watch_home(
+        &api,
+        "[targets.app-db]\nkind = \"sqlite\"\npath = \"../data/app.db\"\nstore = \"local\"\nschedule = \"0 0 3 * * *\"\ngrace = \"1h\"\n",
+    );
+    // The same config, with an operator who may verify from chat.
+    let text = std::fs::read_to_string(home.config_path()).unwrap();
+    std::fs::write(
+        home.config_path(),
+        text.replace("[access]\n", "[access]\noperators = [\"slack:U0OPS\"]\n"),
+    )
+    .unwrap();
+    drop(make_app_db(&home.path("data/app.db"), 100));
+    let first = home.json(&["backup", "app-db"]);
+    let serve = Serve::start(&home);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        alerts(&api).is_empty(),
+        "a healthy target is quiet: {:?}",
+        alerts(&api)
+    );
+
+    let artifact = home
+        .path("backups")
+        .join(first["artifact"].as_str().unwrap());
+    let mut bytes = std::fs::read(&artifact).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&artifact, bytes).unwrap();
+    slack_command(&serve, "U0OPS", ALERTS, "/verify", "app-db");
+    api.wait_until(20, "the verification alert", |_| {
+        count_matching(&api, "verification of app-db failed") == 1
+    });
+    assert_eq!(
+        count_matching(&api, "⚠️") + count_matching(&api, "healthy again"),
+        0,
+        "nothing else was alerted"
+    );
+
+    home.json(&["backup", "app-db"]);
+    slack_command(&serve, "U0OPS", ALERTS, "/verify", "app-db");
+    api.wait_until(20, "the recovery notice", |_| {
+        count_matching(&api, "app-db is healthy again") == 1
+    });
+    serve.stop();
+}

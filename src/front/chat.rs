@@ -24,6 +24,7 @@ pub struct Chat {
     pub slack: Option<Arc<dyn Notifier>>,
     pub discord: Option<Arc<dyn Notifier>>,
     tasks: TaskTracker,
+    job_ended: Arc<tokio::sync::Notify>,
 }
 
 impl Chat {
@@ -37,7 +38,14 @@ impl Chat {
             slack,
             discord,
             tasks: TaskTracker::new(),
+            job_ended: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// Be told when a chat job ends (the watchdog looks at the targets again).
+    pub fn with_job_ended(mut self, wake: Arc<tokio::sync::Notify>) -> Chat {
+        self.job_ended = wake;
+        self
     }
 
     pub fn notifier(&self, platform: &str) -> Option<Arc<dyn Notifier>> {
@@ -175,6 +183,7 @@ impl Chat {
         let result =
             tokio::task::spawn_blocking(move || run_action(&app, &job, &actor, &ctx)).await;
         drop(permit);
+        self.job_ended.notify_one();
         let text = match result {
             Ok(text) => text,
             Err(e) => format!("❌ {what} failed: internal error ({e})"),

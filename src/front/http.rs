@@ -61,7 +61,7 @@ pub fn build(app: App) -> Result<Server, String> {
         sinks.push((n.clone(), c));
     }
     let scheduler = Scheduler::new(app.clone(), sinks.clone());
-    let chat = Chat::new(app.clone(), slack, discord);
+    let chat = Chat::new(app.clone(), slack, discord).with_job_ended(scheduler.waker());
     let hooks = Hooks {
         app: app.clone(),
         wake: scheduler.waker(),

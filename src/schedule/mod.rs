@@ -188,6 +188,11 @@ fn evaluate(
         .as_ref()
         .filter(|j| j.state == "failed" || j.state == "interrupted")
         .map(|j| j.message.clone().unwrap_or_else(|| j.state.clone()));
+    let verify_failure = app
+        .db
+        .job_last(name, "verify", false)?
+        .filter(|j| j.state == "failed")
+        .map(|j| j.message.unwrap_or_else(|| "verification failed".into()));
     let facts = Facts {
         now,
         due: prev_due(cfg, now),
@@ -198,6 +203,7 @@ fn evaluate(
             .and_then(|j| crate::db::parse_time(&j.started_at)),
         last_failure,
         consecutive_failures: backups.consecutive_failures,
+        verify_failure,
         running: running
             .as_ref()
             .and_then(|j| crate::db::parse_time(&j.started_at).map(|t| (j.id, j.kind.clone(), t))),

@@ -16,6 +16,8 @@ pub enum Problem {
     },
     /// The last attempt failed.
     Failed { message: String, failures: u64 },
+    /// The last verification of the newest backup found problems.
+    VerifyFailed { message: String },
     /// A job has run longer than `max_duration` (it keeps running).
     TooLong {
         job: i64,
@@ -30,6 +32,7 @@ impl Problem {
         match self {
             Problem::Missed { .. } => "missed",
             Problem::Failed { .. } => "failed",
+            Problem::VerifyFailed { .. } => "verify_failed",
             Problem::TooLong { .. } => "too_long",
         }
     }
@@ -46,6 +49,8 @@ pub struct Facts {
     /// The last attempt's failure message, if the last attempt failed.
     pub last_failure: Option<String>,
     pub consecutive_failures: u64,
+    /// The last verify's problems, if it failed.
+    pub verify_failure: Option<String>,
     /// A running job: (id, kind, started).
     pub running: Option<(i64, String, DateTime<Utc>)>,
     pub max_duration: Option<std::time::Duration>,
@@ -66,6 +71,11 @@ pub fn problems(f: &Facts) -> Vec<Problem> {
         out.push(Problem::Failed {
             message: message.clone(),
             failures: f.consecutive_failures,
+        });
+    }
+    if let Some(message) = &f.verify_failure {
+        out.push(Problem::VerifyFailed {
+            message: message.clone(),
         });
     }
     if let (Some((job, kind, started)), Some(max)) = (&f.running, f.max_duration)
@@ -165,6 +175,9 @@ pub fn alert_text(
             Problem::Failed { message, failures } => {
                 format!("❌ backup of {target} failed ({failures} in a row): {message}")
             }
+            Problem::VerifyFailed { message } => {
+                format!("❌ verification of {target} failed: {message}; `/verify {target}` again after fixing, or take a new backup")
+            }
             Problem::TooLong { job, kind, started, max } => format!(
                 "⏱ {kind} of {target} (job {job}) has run for {}, longer than its max_duration of {}; it keeps running",
                 age(*started),
@@ -195,6 +208,7 @@ mod tests {
             last_ok: Some(t("2026-11-21T03:00:05Z")),
             last_failure: None,
             consecutive_failures: 0,
+            verify_failure: None,
             running: None,
             max_duration: None,
         }
