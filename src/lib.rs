@@ -18,4 +18,5 @@ pub mod pipe; // streaming hash/progress/compression building blocks
 pub mod progress; // progress reporting and cancellation
 pub mod schedule; // cron backups, the watchdog and its alerts
 pub mod sources; // how each target kind is copied and put back
+pub mod ssh; // other hosts: the system ssh client, one connection per job, quoting
 pub mod stores; // where backups are kept: local directory, S3, memory (tests)

@@ -13,7 +13,8 @@ use crate::error::{Error, Result};
 use crate::executor::JobOutput;
 use crate::pipe::{HashWriter, ProgressReader, zstd_encoder};
 use crate::progress::JobContext;
-use crate::sources::{directory, sqlite};
+use crate::sources::{directory, remote_directory, remote_sqlite, sqlite};
+use crate::ssh::{Remote, Session};
 use crate::stores::manifest::{FORMAT_VERSION, Manifest, list_backups, orphan_artifacts};
 use crate::stores::{ObjectWriter, Store};
 
@@ -53,11 +54,11 @@ fn backup_locked(app: &App, target: &str, ctx: &JobContext) -> Result<Manifest> 
             cfg.kind.as_str()
         )));
     }
-    if cfg.host.is_some() {
-        return Err(Error::Usage(format!(
-            "{target} is on another host; remote targets are not available in this build of lifeboat"
-        )));
-    }
+    // Connect first: a host that cannot be reached leaves not even a partial write.
+    let session = match Remote::of_target(&cfg)? {
+        Some(remote) => Some(Session::open(&remote, ctx)?),
+        None => None,
+    };
     clean_leftovers(store.as_ref(), target)?;
     let started = Utc::now();
     let clock = Instant::now();
@@ -73,8 +74,17 @@ fn backup_locked(app: &App, target: &str, ctx: &JobContext) -> Result<Manifest> 
         zstd_encoder(HashWriter::new(writer)).map_err(|e| Error::io("starting compression", e))?,
     );
     let write_err = |e| Error::io(format!("writing {artifact} to {}", store.describe()), e);
-    let (sqlite_facts, directory_facts) = match cfg.kind {
-        TargetKind::Sqlite => {
+    let (sqlite_facts, directory_facts) = match (cfg.kind, &session) {
+        (TargetKind::Sqlite, Some(session)) => {
+            let facts = remote_sqlite::backup(session, &path, &mut content, ctx)?;
+            (Some(facts), None)
+        }
+        (TargetKind::Directory, Some(session)) => {
+            let filter = directory::Filter::new(&cfg.include, &cfg.exclude)?;
+            let facts = remote_directory::backup(session, &path, &filter, &mut content, ctx)?;
+            (None, Some(facts))
+        }
+        (TargetKind::Sqlite, None) => {
             let scratch = app.scratch()?;
             let copy = scratch.path().join("copy.sqlite");
             let facts = sqlite::snapshot(&path, &copy, ctx)?;
@@ -85,7 +95,7 @@ fn backup_locked(app: &App, target: &str, ctx: &JobContext) -> Result<Manifest> 
             crate::pipe::copy(&mut reader, &mut content).map_err(write_err)?;
             (Some(facts), None)
         }
-        TargetKind::Directory => {
+        (TargetKind::Directory, None) => {
             let filter = directory::Filter::new(&cfg.include, &cfg.exclude)?;
             let facts = directory::write_tar(&path, &filter, &mut content, ctx)?;
             (None, Some(facts))

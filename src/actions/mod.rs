@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod gcp;
 pub mod prune;
 pub mod restore;
+pub mod restore_remote;
 pub mod retention;
 pub mod status;
 pub mod verify;

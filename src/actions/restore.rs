@@ -8,6 +8,7 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use crate::actions::catalog::{Selector, find};
+use crate::actions::restore_remote;
 use crate::app::App;
 use crate::config::{TargetConfig, TargetKind};
 use crate::error::{Error, Result};
@@ -37,6 +38,9 @@ pub struct RestorePlan {
     /// Where the restored copy is assembled before it is renamed into place.
     pub staging: PathBuf,
     pub notes: Vec<String>,
+    /// The host the paths are on (`user@host:port`); absent for this machine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -66,12 +70,16 @@ impl RestorePlan {
     pub fn describe(&self) -> String {
         let b = &self.backup;
         let mut out = format!(
-            "Restore plan for {}\n  backup:      {} (taken {}, {} old, {})\n  destination: {}{}\n",
+            "Restore plan for {}\n  backup:      {} (taken {}, {} old, {})\n  destination: {}{}{}\n",
             self.target,
             b.id,
             b.created_at,
             human_age(self.backup_age_seconds),
             crate::actions::backup::human_bytes(b.content_bytes),
+            self.host
+                .as_ref()
+                .map(|h| format!("{h}:"))
+                .unwrap_or_default(),
             self.destination.display(),
             if self.in_place {
                 " (in place)"
@@ -124,12 +132,14 @@ pub fn plan(
             "{target} is a gcp-disk target; restore it from the command line: lifeboat restore {target} [<backup>] --to <new disk name> [--instance <vm>]"
         )));
     }
-    if !matches!(cfg.kind, TargetKind::Sqlite | TargetKind::Directory) || cfg.host.is_some() {
+    if !matches!(cfg.kind, TargetKind::Sqlite | TargetKind::Directory) {
         return Err(Error::Usage(format!(
-            "restores of {target} ({}{}) are not available in this build of lifeboat",
+            "restores of {target} ({}) are not available in this build of lifeboat",
             cfg.kind.as_str(),
-            if cfg.host.is_some() { ", remote" } else { "" }
         )));
+    }
+    if cfg.host.is_some() {
+        return restore_remote::plan(app, target, cfg, selector, to);
     }
     let backup = find(app, target, selector)?;
     let live = cfg
@@ -165,6 +175,7 @@ pub fn plan(
         aside,
         staging,
         notes,
+        host: None,
     })
 }
 
@@ -190,7 +201,7 @@ fn moves_for(destination: &Path, aside: &Path) -> Vec<Move> {
 }
 
 /// `path` with `suffix` appended to its file name.
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)
@@ -260,7 +271,11 @@ pub fn apply(
     let done = app
         .executor
         .run("restore", &plan.target, actor, ctx, |_, ctx| {
-            apply_locked(app, plan, ctx)
+            if plan.host.is_some() {
+                restore_remote::apply_locked(app, plan, ctx)
+            } else {
+                apply_locked(app, plan, ctx)
+            }
         })?;
     Ok(done.value)
 }
@@ -348,6 +363,57 @@ fn remove_staging(staging: &Path) -> Result<()> {
 
 /// Download, decompress and check the backup into the staging path.
 fn stage(app: &App, plan: &RestorePlan, ctx: &JobContext) -> Result<()> {
+    let m = &plan.backup;
+    let read_err = |e| Error::io(format!("backup {} is damaged or unreadable", m.id), e);
+    stream_content(app, plan, ctx, |content| match m.kind.as_str() {
+        "sqlite" => {
+            let mut file = std::fs::File::create_new(&plan.staging)
+                .map_err(|e| Error::io(format!("creating {}", plan.staging.display()), e))?;
+            crate::pipe::copy(content, &mut file).map_err(read_err)?;
+            file.sync_all()
+                .map_err(|e| Error::io("syncing the restored copy", e))
+        }
+        "directory" => {
+            std::fs::create_dir(&plan.staging)
+                .map_err(|e| Error::io(format!("creating {}", plan.staging.display()), e))?;
+            directory::extract_tar(content, &plan.staging, ctx).map(|_| ())
+        }
+        other => Err(Error::Failed(format!(
+            "cannot restore backups of kind {other}"
+        ))),
+    })?;
+    if let Some(facts) = &m.sqlite {
+        ctx.progress.phase("checking the restored database");
+        let problems = sqlite::check_copy(&plan.staging, facts, false)?;
+        // Opening the copy may leave journal files next to it; they are not part of it.
+        for suffix in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(sibling(&plan.staging, suffix));
+        }
+        failed_checks(m, problems)?;
+    }
+    Ok(())
+}
+
+/// An error naming the problems a restored copy's checks found, if any.
+pub(crate) fn failed_checks(m: &Manifest, problems: Vec<String>) -> Result<()> {
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Failed(format!(
+        "the restored copy of backup {} failed its checks ({})",
+        m.id,
+        problems.join("; ")
+    )))
+}
+
+/// Hand the backup's decompressed content to `consume`, then read whatever it left and
+/// check the whole against the manifest's size and checksum.
+pub(crate) fn stream_content(
+    app: &App,
+    plan: &RestorePlan,
+    ctx: &JobContext,
+    consume: impl FnOnce(&mut dyn std::io::Read) -> Result<()>,
+) -> Result<()> {
     let (_, store) = app.store_for(&plan.target)?;
     let m = &plan.backup;
     ctx.progress.phase("downloading and checking");
@@ -362,47 +428,14 @@ fn stage(app: &App, plan: &RestorePlan, ctx: &JobContext) -> Result<()> {
         .map_err(|e| Error::io("starting decompression", e))?;
     let mut content = HashReader::new(&mut decoder);
     let read_err = |e| Error::io(format!("backup {} is damaged or unreadable", m.id), e);
-    match m.kind.as_str() {
-        "sqlite" => {
-            let mut file = std::fs::File::create_new(&plan.staging)
-                .map_err(|e| Error::io(format!("creating {}", plan.staging.display()), e))?;
-            crate::pipe::copy(&mut content, &mut file).map_err(read_err)?;
-            file.sync_all()
-                .map_err(|e| Error::io("syncing the restored copy", e))?;
-        }
-        "directory" => {
-            std::fs::create_dir(&plan.staging)
-                .map_err(|e| Error::io(format!("creating {}", plan.staging.display()), e))?;
-            directory::extract_tar(&mut content, &plan.staging, ctx)?;
-            std::io::copy(&mut content, &mut std::io::sink()).map_err(read_err)?;
-        }
-        other => {
-            return Err(Error::Failed(format!(
-                "cannot restore backups of kind {other}"
-            )));
-        }
-    }
+    consume(&mut content)?;
+    std::io::copy(&mut content, &mut std::io::sink()).map_err(read_err)?;
     let (bytes, sha) = content.finish();
     if bytes != m.content_bytes || sha != m.content_sha256 {
         return Err(Error::Failed(format!(
             "backup {} is damaged: its content does not match the manifest's checksum",
             m.id
         )));
-    }
-    if let Some(facts) = &m.sqlite {
-        ctx.progress.phase("checking the restored database");
-        let problems = sqlite::check_copy(&plan.staging, facts, false)?;
-        // Opening the copy may leave journal files next to it; they are not part of it.
-        for suffix in ["-wal", "-shm"] {
-            let _ = std::fs::remove_file(sibling(&plan.staging, suffix));
-        }
-        if !problems.is_empty() {
-            return Err(Error::Failed(format!(
-                "the restored copy of backup {} failed its checks ({})",
-                m.id,
-                problems.join("; ")
-            )));
-        }
     }
     Ok(())
 }

@@ -40,10 +40,10 @@ impl Filter {
             exclude: build(exclude)?,
         })
     }
-    fn excluded(&self, rel: &str) -> bool {
+    pub(crate) fn excluded(&self, rel: &str) -> bool {
         self.exclude.is_match(rel)
     }
-    fn included(&self, rel: &str) -> bool {
+    pub(crate) fn included(&self, rel: &str) -> bool {
         self.include.as_ref().is_none_or(|i| i.is_match(rel))
     }
 }
@@ -215,7 +215,7 @@ fn entry(
 }
 
 /// Refuse archive paths that are absolute or climb out with `..`.
-fn safe_relative(path: &Path) -> Result<PathBuf> {
+pub(crate) fn safe_relative(path: &Path) -> Result<PathBuf> {
     let mut out = PathBuf::new();
     for c in path.components() {
         match c {
@@ -238,7 +238,7 @@ fn safe_relative(path: &Path) -> Result<PathBuf> {
 }
 
 /// Refuse links whose target, seen from the link's directory, leaves the destination.
-fn safe_link(entry_path: &Path, link: &Path) -> Result<()> {
+pub(crate) fn safe_link(entry_path: &Path, link: &Path) -> Result<()> {
     let escape = || {
         Error::Failed(format!(
             "the backup holds a link that points outside the destination: {} -> {}",

@@ -4,4 +4,6 @@
 
 pub mod directory;
 pub mod gcp_disk;
+pub mod remote_directory; // directory targets on another host, over SSH
+pub mod remote_sqlite; // sqlite targets on another host, over SSH
 pub mod sqlite;

@@ -163,6 +163,30 @@ pub fn check_copy(path: &Path, expected: &SqliteFacts, full: bool) -> Result<Vec
             return Ok(problems);
         }
     };
+    problems.extend(compare_counts(&counts, expected));
+    Ok(problems)
+}
+
+/// What a copy's check result and row counts say about it compared with its manifest.
+pub fn compare(
+    pragma: &str,
+    check: &str,
+    counts: &BTreeMap<String, u64>,
+    expected: &SqliteFacts,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if check != "ok" {
+        problems.push(format!(
+            "{pragma} found problems: {}",
+            first_lines(check, 5)
+        ));
+    }
+    problems.extend(compare_counts(counts, expected));
+    problems
+}
+
+fn compare_counts(counts: &BTreeMap<String, u64>, expected: &SqliteFacts) -> Vec<String> {
+    let mut problems = Vec::new();
     for (table, want) in &expected.tables {
         match counts.get(table) {
             None => problems.push(format!("table {table} is missing")),
@@ -175,7 +199,7 @@ pub fn check_copy(path: &Path, expected: &SqliteFacts, full: bool) -> Result<Vec
     for table in counts.keys().filter(|t| !expected.tables.contains_key(*t)) {
         problems.push(format!("table {table} is not in the manifest"));
     }
-    Ok(problems)
+    problems
 }
 
 fn first_lines(text: &str, n: usize) -> String {
