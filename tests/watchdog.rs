@@ -95,7 +95,7 @@ fn an_external_job_that_never_reports_is_missed_and_a_ping_recovers_it() {
         cmd.env("NIGHTLY_TOKEN", "ping-secret");
         cmd
     };
-    let serve = ServeWith::start(start(&home));
+    let serve = Serve::from_command(start(&home));
     api.wait_until(10, "the missed alert", |_| {
         count_matching(&api, "missed backup: nightly") == 1
     });
@@ -107,7 +107,7 @@ fn an_external_job_that_never_reports_is_missed_and_a_ping_recovers_it() {
     serve.stop();
 
     // A restart does not repeat what was already said.
-    let serve = ServeWith::start(start(&home));
+    let serve = Serve::from_command(start(&home));
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
         count_matching(&api, "missed backup"),
@@ -168,39 +168,6 @@ fn an_external_job_that_never_reports_is_missed_and_a_ping_recovers_it() {
         count_matching(&api, "pg_dump: connection refused") == 1
     });
     serve.stop();
-}
-
-/// `serve` started from a prepared command (extra environment).
-struct ServeWith(Serve);
-
-impl ServeWith {
-    fn start(mut cmd: std::process::Command) -> ServeWith {
-        use std::io::{BufRead, BufReader};
-        let mut child = cmd
-            .env("LIFEBOAT_LOG", "info")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("serve exited before listening")
-                .unwrap();
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.split_whitespace().next().unwrap().to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines.by_ref() {});
-        ServeWith(Serve { child, addr })
-    }
-    fn url(&self, path: &str) -> String {
-        self.0.url(path)
-    }
-    fn stop(self) {
-        self.0.stop()
-    }
 }
 
 #[test]

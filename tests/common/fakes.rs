@@ -234,12 +234,12 @@ pub struct Serve {
 
 impl Serve {
     pub fn start(home: &Home) -> Serve {
-        let mut child = home
-            .command(&["serve"])
-            .env("SLACK_SIGNING_SECRET", SLACK_SECRET)
-            .env("SLACK_BOT_TOKEN", "xoxb-test-token")
-            .env("DISCORD_PUBLIC_KEY", discord_public_key_hex())
-            .env("DISCORD_BOT_TOKEN", "discord-test-token")
+        Serve::from_command(home.command(&["serve"]))
+    }
+
+    /// Start `serve` from a prepared command (e.g. with extra environment).
+    pub fn from_command(mut cmd: std::process::Command) -> Serve {
+        let mut child = cmd
             .env("LIFEBOAT_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
