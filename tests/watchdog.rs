@@ -83,11 +83,11 @@ fn a_failing_schedule_alerts_once_realerts_then_recovers_once() {
 #[test]
 fn an_external_job_that_never_reports_is_missed_and_a_ping_recovers_it() {
     let api = FakeApi::start();
-    // Due daily at 03:00 UTC with 2h grace: with no report ever, it is overdue whenever
-    // the bot starts.
+    // Due every 5 seconds with a 1 s grace: the first due time after lifeboat starts
+    // watching passes without a report.
     let home = watch_home(
         &api,
-        "[targets.nightly]\nkind = \"external\"\nschedule = \"0 0 3 * * *\"\ngrace = \"2h\"\ntoken = \"${NIGHTLY_TOKEN}\"\n",
+        "[targets.nightly]\nkind = \"external\"\nschedule = \"*/5 * * * * *\"\ngrace = \"1s\"\nrealert = \"1h\"\ntoken = \"${NIGHTLY_TOKEN}\"\n",
     );
     let start = |home: &Home| {
         // SAFETY of the environment: the variable is set for the child only.

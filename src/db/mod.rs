@@ -81,6 +81,8 @@ const MIGRATIONS: &[&str] = &[
         bad_since TEXT,
         alerted_at TEXT
      );",
+    // 4: when the watchdog first saw a target: due times before that are not missed
+    "ALTER TABLE watch ADD COLUMN first_seen TEXT;",
 ];
 
 /// A shared handle on the state database. Cheap to clone; one connection per process,

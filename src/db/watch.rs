@@ -11,6 +11,8 @@ pub struct WatchRecord {
     pub conditions: String,
     pub bad_since: Option<String>,
     pub alerted_at: Option<String>,
+    /// When the watchdog first looked at the target (None: never).
+    pub first_seen: Option<String>,
 }
 
 impl Db {
@@ -18,13 +20,14 @@ impl Db {
         Ok(self
             .lock()
             .query_row(
-                "SELECT conditions, bad_since, alerted_at FROM watch WHERE target = ?1",
+                "SELECT conditions, bad_since, alerted_at, first_seen FROM watch WHERE target = ?1",
                 [target],
                 |r| {
                     Ok(WatchRecord {
                         conditions: r.get(0)?,
                         bad_since: r.get(1)?,
                         alerted_at: r.get(2)?,
+                        first_seen: r.get(3)?,
                     })
                 },
             )
@@ -34,8 +37,8 @@ impl Db {
 
     pub fn watch_put(&self, target: &str, w: &WatchRecord) -> Result<(), DbError> {
         self.lock().execute(
-            "INSERT OR REPLACE INTO watch (target, conditions, bad_since, alerted_at) VALUES (?1, ?2, ?3, ?4)",
-            params![target, w.conditions, w.bad_since, w.alerted_at],
+            "INSERT OR REPLACE INTO watch (target, conditions, bad_since, alerted_at, first_seen) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![target, w.conditions, w.bad_since, w.alerted_at, w.first_seen],
         )?;
         Ok(())
     }

@@ -193,9 +193,21 @@ fn evaluate(
         .job_last(name, "verify", false)?
         .filter(|j| j.state == "failed")
         .map(|j| j.message.unwrap_or_else(|| "verification failed".into()));
+    let mut prev = app.db.watch_get(name)?;
+    if prev.first_seen.is_none() {
+        // A target is judged from when lifeboat first watched it: a due time before that
+        // (a new config, a fresh install) is not a missed backup.
+        prev.first_seen = Some(crate::db::time_text(now));
+        app.db.watch_put(name, &prev)?;
+    }
+    let watched_since = prev
+        .first_seen
+        .as_deref()
+        .and_then(crate::db::parse_time)
+        .unwrap_or(now);
     let facts = Facts {
         now,
-        due: prev_due(cfg, now),
+        due: prev_due(cfg, now).filter(|due| *due >= watched_since),
         grace,
         last_ok: backups
             .last_ok
@@ -210,7 +222,6 @@ fn evaluate(
         max_duration: cfg.max_duration.map(|d| d.0),
     };
     let problems = watchdog::problems(&facts);
-    let prev = app.db.watch_get(name)?;
     let realert = chrono::Duration::from_std(cfg.realert.map_or(DEFAULT_REALERT, |d| d.0))
         .unwrap_or_default();
     let (verdict, state) = watchdog::decide(&prev, &problems, now, realert);

@@ -118,7 +118,13 @@ pub fn decide(
         if prev.conditions.is_empty() {
             return (Verdict::Quiet, prev.clone());
         }
-        return (Verdict::Recovered, WatchRecord::default());
+        return (
+            Verdict::Recovered,
+            WatchRecord {
+                first_seen: prev.first_seen.clone(),
+                ..WatchRecord::default()
+            },
+        );
     }
     if key != prev.conditions {
         let bad_since = if prev.conditions.is_empty() {
@@ -132,6 +138,7 @@ pub fn decide(
                 conditions: key,
                 bad_since,
                 alerted_at: Some(stamp),
+                first_seen: prev.first_seen.clone(),
             },
         );
     }
