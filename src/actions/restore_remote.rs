@@ -330,17 +330,7 @@ mod tests {
     #[test]
     fn scripts_are_valid_sh() {
         for body in [PROBE, PREPARE, SWAP] {
-            let out = std::process::Command::new("sh")
-                .arg("-n")
-                .arg("-c")
-                .arg(script(body))
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            crate::ssh::assert_valid_sh(&script(body));
         }
     }
 }

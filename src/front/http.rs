@@ -177,3 +177,21 @@ pub async fn serve(
     }
     Ok(())
 }
+
+/// For the signature layers: the whole body (at most `MAX_BODY`, else the 413 to answer)
+/// and a header as text ("" when absent or not text).
+pub async fn read_signed_body(
+    body: axum::body::Body,
+) -> Result<axum::body::Bytes, axum::response::Response> {
+    axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| StatusCode::PAYLOAD_TOO_LARGE.into_response())
+}
+
+pub fn header_text(headers: &axum::http::HeaderMap, name: &str) -> String {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}

@@ -74,18 +74,11 @@ pub fn routes(chat: Chat, cfg: &SlackConfig) -> Router {
 
 async fn check_signature(State(secret): State<Arc<String>>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, crate::front::http::MAX_BODY).await {
+    let bytes = match crate::front::http::read_signed_body(body).await {
         Ok(b) => b,
-        Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+        Err(too_large) => return too_large,
     };
-    let header = |name: &str| {
-        parts
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string()
-    };
+    let header = |name: &str| crate::front::http::header_text(&parts.headers, name);
     let now = chrono::Utc::now().timestamp();
     let checked = verify(
         &secret,

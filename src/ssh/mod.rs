@@ -348,6 +348,22 @@ pub fn run(remote: &Remote, argv: &[&str], ctx: &JobContext) -> Result<Output> {
     })
 }
 
+/// Test helper: `sh -n` accepts the script (the remote side runs it with `sh`).
+#[cfg(test)]
+pub(crate) fn assert_valid_sh(script: &str) {
+    let out = std::process::Command::new("sh")
+        .arg("-n")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("sh runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
