@@ -142,6 +142,9 @@ fn refuse(text: impl Into<String>) -> (Reply, &'static str) {
 fn run(app: &App, inv: &Invocation, command: Command, _role: Role) -> Result<Reply, Error> {
     match command {
         Command::Help => Ok(Reply::Private(help_text())),
+        Command::Drill { .. } | Command::Incident(_) | Command::Runbook(_) => Err(Error::Usage(
+            "this command is not available in this version of lifeboat".into(),
+        )),
         Command::BackupStatus => Ok(Reply::Private(status_text(app)?)),
         Command::BackupList { target } => Ok(Reply::Private(list_text(app, target.as_deref())?)),
         Command::BackupNow { target } => {

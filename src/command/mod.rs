@@ -3,7 +3,10 @@
 //! and a usage line for each. One file per command family.
 
 pub mod backup;
+pub mod drill;
+pub mod incident;
 pub mod restore;
+pub mod runbook;
 pub mod verify;
 
 use crate::auth::Role;
@@ -23,6 +26,12 @@ pub enum Command {
         backup: Option<String>,
     },
     Restore(restore::RestoreArgs),
+    Drill {
+        target: String,
+        backup: Option<String>,
+    },
+    Incident(incident::IncidentArgs),
+    Runbook(runbook::RunbookArgs),
     Help,
 }
 
@@ -57,6 +66,21 @@ pub const SLASH_COMMANDS: &[(&str, &str, &[&str])] = &[
         &[verify::USAGE],
     ),
     (
+        "drill",
+        "Restore a backup into a sandbox, check it and measure RTO/RPO",
+        &[drill::USAGE],
+    ),
+    (
+        "incident",
+        "Open an incident, add notes and action items, export its timeline",
+        incident::USAGE,
+    ),
+    (
+        "runbook",
+        "List runbooks or run one step by step",
+        runbook::USAGE,
+    ),
+    (
         "lifeboat",
         "Help on lifeboat's commands",
         &["/lifeboat help"],
@@ -71,6 +95,9 @@ impl Command {
             "backup" => backup::parse(&words),
             "restore" => restore::parse(&words).map(Command::Restore),
             "verify" => verify::parse(&words),
+            "drill" => drill::parse(&words),
+            "incident" => incident::parse(text),
+            "runbook" => runbook::parse(&words),
             "lifeboat" => match words.as_slice() {
                 [] | ["help"] => Ok(Command::Help),
                 _ => Err(ParseError {
@@ -88,8 +115,14 @@ impl Command {
     /// The least role allowed to run this command.
     pub fn required_role(&self) -> Role {
         match self {
-            Command::BackupNow { .. } | Command::Verify { .. } => Role::Operator,
+            Command::BackupNow { .. } | Command::Verify { .. } | Command::Drill { .. } => {
+                Role::Operator
+            }
             Command::Restore(_) => Role::Admin,
+            Command::Incident(incident::IncidentArgs::Note { .. }) => Role::Viewer,
+            Command::Incident(_) => Role::Operator,
+            Command::Runbook(runbook::RunbookArgs::List) => Role::Viewer,
+            Command::Runbook(runbook::RunbookArgs::Run { .. }) => Role::Operator,
             Command::BackupList { .. } | Command::BackupStatus | Command::Help => Role::Viewer,
         }
     }
@@ -97,10 +130,14 @@ impl Command {
     /// The target the command acts on, if any.
     pub fn target(&self) -> Option<&str> {
         match self {
-            Command::BackupNow { target } | Command::Verify { target, .. } => Some(target),
+            Command::BackupNow { target }
+            | Command::Verify { target, .. }
+            | Command::Drill { target, .. } => Some(target),
             Command::Restore(a) => Some(&a.target),
             Command::BackupList { target } => target.as_deref(),
-            Command::BackupStatus | Command::Help => None,
+            Command::BackupStatus | Command::Incident(_) | Command::Runbook(_) | Command::Help => {
+                None
+            }
         }
     }
 
@@ -112,6 +149,10 @@ impl Command {
             Command::BackupStatus => backup::USAGE[2],
             Command::Verify { .. } => verify::USAGE,
             Command::Restore(_) => restore::USAGE,
+            Command::Drill { .. } => drill::USAGE,
+            Command::Incident(a) => a.usage(),
+            Command::Runbook(runbook::RunbookArgs::List) => runbook::USAGE[0],
+            Command::Runbook(runbook::RunbookArgs::Run { .. }) => runbook::USAGE[1],
             Command::Help => "/lifeboat help",
         }
     }
@@ -126,6 +167,15 @@ pub fn help_text() -> String {
         (backup::USAGE[2], Role::Viewer),
         (verify::USAGE, Role::Operator),
         (restore::USAGE, Role::Admin),
+        (drill::USAGE, Role::Operator),
+        (incident::USAGE[0], Role::Operator),
+        (incident::USAGE[1], Role::Viewer),
+        (incident::USAGE[2], Role::Operator),
+        (incident::USAGE[3], Role::Operator),
+        (incident::USAGE[4], Role::Operator),
+        (incident::USAGE[5], Role::Operator),
+        (runbook::USAGE[0], Role::Viewer),
+        (runbook::USAGE[1], Role::Operator),
         ("/lifeboat help", Role::Viewer),
     ];
     for (usage, role) in lines {
@@ -160,6 +210,30 @@ mod tests {
         assert_eq!(
             Command::parse("/restore", "db").unwrap().required_role(),
             Role::Admin
+        );
+        assert_eq!(
+            Command::parse("/drill", "db").unwrap().required_role(),
+            Role::Operator
+        );
+        assert_eq!(
+            Command::parse("/incident", "note disk full")
+                .unwrap()
+                .required_role(),
+            Role::Viewer
+        );
+        assert_eq!(
+            Command::parse("/incident", "start outage")
+                .unwrap()
+                .required_role(),
+            Role::Operator
+        );
+        assert_eq!(
+            Command::parse("/runbook", "list").unwrap().required_role(),
+            Role::Viewer
+        );
+        assert_eq!(
+            Command::parse("/runbook", "run x").unwrap().required_role(),
+            Role::Operator
         );
         assert_eq!(
             Command::parse("/lifeboat", "help").unwrap().required_role(),

@@ -83,6 +83,62 @@ const MIGRATIONS: &[&str] = &[
      );",
     // 4: when the watchdog first saw a target: due times before that are not missed
     "ALTER TABLE watch ADD COLUMN first_seen TEXT;",
+    // 5: drills and their reports; incidents and their timelines; runbook runs, their
+    // manual-step confirmations, and restore approvals a runbook run waits on
+    "CREATE TABLE drills (
+        id INTEGER PRIMARY KEY,
+        target TEXT NOT NULL,
+        backup_id TEXT,
+        actor TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT NOT NULL,
+        ok INTEGER NOT NULL,
+        rto_seconds REAL,
+        rpo_seconds REAL,
+        rto_objective_seconds REAL,
+        rpo_objective_seconds REAL,
+        problems TEXT NOT NULL DEFAULT '[]',
+        report TEXT NOT NULL
+     );
+     CREATE INDEX drills_target ON drills(target, started_at);
+     CREATE TABLE incidents (
+        id INTEGER PRIMARY KEY,
+        title TEXT NOT NULL,
+        channel TEXT,
+        opened_by TEXT NOT NULL,
+        opened_at TEXT NOT NULL,
+        closed_by TEXT,
+        closed_at TEXT
+     );
+     CREATE TABLE incident_events (
+        id INTEGER PRIMARY KEY,
+        incident_id INTEGER NOT NULL REFERENCES incidents(id),
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        text TEXT NOT NULL
+     );
+     CREATE INDEX incident_events_order ON incident_events(incident_id, at, id);
+     CREATE TABLE runbook_runs (
+        id INTEGER PRIMARY KEY,
+        runbook TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        channel TEXT,
+        state TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        steps TEXT NOT NULL DEFAULT '[]',
+        pid INTEGER NOT NULL
+     );
+     CREATE TABLE runbook_confirmations (
+        run_id INTEGER NOT NULL REFERENCES runbook_runs(id),
+        step INTEGER NOT NULL,
+        decision TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (run_id, step)
+     );
+     ALTER TABLE approvals ADD COLUMN runbook_run INTEGER;",
 ];
 
 /// A shared handle on the state database. Cheap to clone; one connection per process,

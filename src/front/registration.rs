@@ -76,6 +76,10 @@ fn string_option(name: &str, description: &str) -> Value {
     json!({"type": STRING, "name": name, "description": description, "required": false})
 }
 
+fn required_text(name: &str, description: &str) -> Value {
+    json!({"type": STRING, "name": name, "description": description, "required": true})
+}
+
 pub fn discord_commands(config: &Config) -> Value {
     let sub = |name: &str, description: &str, options: Vec<Value>| json!({"type": SUB_COMMAND, "name": name, "description": description, "options": options});
     json!([
@@ -103,6 +107,34 @@ pub fn discord_commands(config: &Config) -> Value {
             "name": "verify",
             "description": "Verify a backup's checksums and contents",
             "options": [target_option(config, true, "What to verify"), string_option("backup", "Backup id, or latest (default)")]
+        },
+        {
+            "name": "drill",
+            "description": "Restore a backup into a sandbox, check it and measure RTO/RPO",
+            "options": [target_option(config, true, "What to drill"), string_option("backup", "Backup id, or latest (default)")]
+        },
+        {
+            "name": "incident",
+            "description": "Open an incident, add notes and action items, export its timeline",
+            "options": [
+                sub("start", "Open an incident in this channel", vec![required_text("title", "What is happening")]),
+                sub("note", "Add a note to the open incident's timeline", vec![required_text("text", "The note")]),
+                sub("action", "Add an action item for the post-mortem", vec![required_text("text", "The action item")]),
+                sub("status", "Show the open incident and its latest events", vec![]),
+                sub("close", "Close the open incident", vec![]),
+                sub("export", "Post the incident as a post-mortem skeleton", vec![json!({
+                    "type": STRING, "name": "format", "description": "md (default) or json", "required": false,
+                    "choices": [{"name": "md", "value": "md"}, {"name": "json", "value": "json"}]
+                })]),
+            ]
+        },
+        {
+            "name": "runbook",
+            "description": "List runbooks or run one step by step",
+            "options": [
+                sub("list", "List the runbooks", vec![]),
+                sub("run", "Run a runbook", vec![required_text("name", "The runbook's name")]),
+            ]
         },
         {
             "name": "lifeboat",
