@@ -85,6 +85,11 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Incidents and their timelines
+    Incident {
+        #[command(subcommand)]
+        command: crate::cli_incident::IncidentCommand,
+    },
     /// Configuration
     Config {
         #[command(subcommand)]
@@ -238,6 +243,7 @@ fn run(app: &App, command: Command) -> Result<i32, Error> {
             Ok(0)
         }
         Command::List { target, json } => list(app, target.as_deref(), json),
+        Command::Incident { command } => crate::cli_incident::run(app, &actor, command),
         Command::Status { json } => {
             let all = actions::status::all(app, chrono::Utc::now())?;
             if json {

@@ -10,7 +10,10 @@ use crate::actions::restore::RestorePlan;
 use crate::actions::{self, backup::human_bytes};
 use crate::app::App;
 use crate::auth::{self, Role};
+use crate::command::incident::{ExportFormat, IncidentArgs};
 use crate::command::{Command, help_text};
+use crate::db::audit::AuditEvent;
+use crate::incident;
 use crate::db::approvals::ApprovalRecord;
 use crate::error::Error;
 
@@ -48,6 +51,15 @@ pub enum ChatJob {
 pub enum Reply {
     /// Only the requester sees it: answers, refusals, usage.
     Private(String),
+    /// Everyone in the channel sees it (incident notes and the like).
+    Public(String),
+    /// Acknowledge privately, then post a document (an export) to the channel.
+    Document {
+        ack: String,
+        title: String,
+        filename: String,
+        body: String,
+    },
     /// Acknowledge privately, then run the job, posting and updating one channel message.
     Job { ack: String, job: ChatJob },
     /// Post the plan with Approve/Deny buttons and wait.
@@ -61,15 +73,26 @@ pub enum Reply {
 impl Reply {
     pub fn text(&self) -> &str {
         match self {
-            Reply::Private(t) => t,
-            Reply::Job { ack, .. } | Reply::Approval { ack, .. } => ack,
+            Reply::Private(t) | Reply::Public(t) => t,
+            Reply::Job { ack, .. } | Reply::Approval { ack, .. } | Reply::Document { ack, .. } => {
+                ack
+            }
+        }
+    }
+
+    fn text_mut(&mut self) -> &mut String {
+        match self {
+            Reply::Private(t) | Reply::Public(t) => t,
+            Reply::Job { ack, .. } | Reply::Approval { ack, .. } | Reply::Document { ack, .. } => {
+                ack
+            }
         }
     }
 }
 
 /// Authorize and answer one command. Never fails: every problem becomes a private reply.
 pub fn dispatch(app: &App, inv: &Invocation) -> Reply {
-    let (reply, outcome) = decide(app, inv);
+    let (mut reply, outcome) = decide(app, inv);
     let detail = format!(
         "{} {} in {}: {}",
         inv.slash,
@@ -77,11 +100,25 @@ pub fn dispatch(app: &App, inv: &Invocation) -> Reply {
         inv.channel,
         first_line(reply.text())
     );
-    if let Err(e) = app
-        .db
-        .audit(&inv.actor, "command", None, outcome, Some(&detail))
-    {
-        tracing::error!("audit log: {e}");
+    let event = AuditEvent {
+        actor: &inv.actor,
+        action: "command",
+        outcome,
+        detail: Some(&detail),
+        channel: Some(&inv.channel),
+        // Incident commands write their own timeline entries.
+        skip_timeline: inv.slash.trim_start_matches('/') == "incident",
+        ..Default::default()
+    };
+    match app.db.audit_event(&event) {
+        Ok(incidents) => {
+            if let Some(id) = incidents.first() {
+                reply
+                    .text_mut()
+                    .push_str(&format!("\n📎 on incident #{id}'s timeline"));
+            }
+        }
+        Err(e) => tracing::error!("audit log: {e}"),
     }
     reply
 }
@@ -142,7 +179,8 @@ fn refuse(text: impl Into<String>) -> (Reply, &'static str) {
 fn run(app: &App, inv: &Invocation, command: Command, _role: Role) -> Result<Reply, Error> {
     match command {
         Command::Help => Ok(Reply::Private(help_text())),
-        Command::Drill { .. } | Command::Incident(_) | Command::Runbook(_) => Err(Error::Usage(
+        Command::Incident(args) => incident_reply(app, inv, args),
+        Command::Drill { .. } | Command::Runbook(_) => Err(Error::Usage(
             "this command is not available in this version of lifeboat".into(),
         )),
         Command::BackupStatus => Ok(Reply::Private(status_text(app)?)),
@@ -209,6 +247,67 @@ fn run(app: &App, inv: &Invocation, command: Command, _role: Role) -> Result<Rep
             })
         }
     }
+}
+
+fn incident_reply(app: &App, inv: &Invocation, args: IncidentArgs) -> Result<Reply, Error> {
+    let scope = incident::Scope {
+        channel: Some(&inv.channel),
+    };
+    let db = &app.db;
+    Ok(match args {
+        IncidentArgs::Start { title } => {
+            let i = incident::start(db, scope, &inv.actor, &title)?;
+            Reply::Public(format!(
+                "🚨 Incident #{} opened by {}: {}\nEverything lifeboat does from here is on its timeline; add to it with `/incident note <text>` and `/incident action <text>`.",
+                i.id, inv.actor, i.title
+            ))
+        }
+        IncidentArgs::Note { text } => {
+            let (i, e) = incident::add(db, scope, &inv.actor, "note", &text)?;
+            Reply::Public(format!(
+                "📝 noted on incident #{} at {} UTC by {}: {}",
+                i.id,
+                incident::export::clock(&e.at),
+                inv.actor,
+                e.text
+            ))
+        }
+        IncidentArgs::Action { text } => {
+            let (i, e) = incident::add(db, scope, &inv.actor, "action", &text)?;
+            Reply::Public(format!(
+                "📌 action item on incident #{} at {} UTC by {}: {}",
+                i.id,
+                incident::export::clock(&e.at),
+                inv.actor,
+                e.text
+            ))
+        }
+        IncidentArgs::Status => Reply::Private(incident::status_text(db, scope)?),
+        IncidentArgs::Close => {
+            let i = incident::close(db, scope, &inv.actor)?;
+            let x = incident::export(db, scope, Some(i.id))?;
+            Reply::Public(format!(
+                "✅ Incident #{} \"{}\" closed by {} after {}. `/incident export` posts its post-mortem skeleton.",
+                i.id,
+                i.title,
+                inv.actor,
+                actions::restore::human_age(x.duration_seconds)
+            ))
+        }
+        IncidentArgs::Export { format } => {
+            let x = incident::export(db, scope, None)?;
+            let (body, ext) = match format {
+                ExportFormat::Markdown => (x.markdown(), "md"),
+                ExportFormat::Json => (x.json(), "json"),
+            };
+            Reply::Document {
+                ack: format!("Posting incident #{}'s export ({ext}).", x.id),
+                title: format!("Incident #{}: {}", x.id, x.title),
+                filename: format!("incident-{}.{ext}", x.id),
+                body,
+            }
+        }
+    })
 }
 
 fn refuse_if_busy(app: &App, target: &str) -> Result<(), Error> {

@@ -6,6 +6,7 @@ pub mod app; // the shared context: config, db, executor, stores
 pub mod approvals; // restore approvals: clicks, quorum, expiry, the request's message
 pub mod auth; // roles and channel allow-list
 pub mod cli; // the command line: clap definitions and rendering
+pub mod cli_incident; // `lifeboat incident …`
 pub mod command; // the chat grammar: Command, parse, roles, usage
 pub mod config; // TOML config, ${ENV} interpolation, validation
 pub mod db; // the bot's own SQLite state: jobs, catalog, audit
@@ -13,6 +14,7 @@ pub mod dispatch; // Invocation → authorize → Reply, with audit
 pub mod error; // the domain error type
 pub mod executor; // jobs: records, per-target locks, cancellation, crash sweep
 pub mod front; // HTTP front-end
+pub mod incident; // incidents: timelines fed by the audit log, post-mortem export
 pub mod notify; // chat-neutral messaging: Notifier trait, retries, coalesced updates
 pub mod pipe; // streaming hash/progress/compression building blocks
 pub mod progress; // progress reporting and cancellation

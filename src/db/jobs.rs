@@ -127,3 +127,20 @@ impl Db {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }
+
+impl Db {
+    /// Jobs of a kind started between two times (inclusive), oldest first.
+    pub fn jobs_started_between(
+        &self,
+        kind: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<JobRecord>, DbError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM jobs WHERE kind = ?1 AND started_at >= ?2 AND started_at <= ?3 ORDER BY id"
+        ))?;
+        let rows = stmt.query_map(params![kind, from, to], from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use crate::db::Db;
 use crate::db::jobs::JobRecord;
 use crate::error::{Error, Result};
-use crate::progress::{Cancel, JobContext};
+use crate::progress::{Cancel, JobContext, Progress};
 
 #[derive(Clone)]
 pub struct Executor {
@@ -123,7 +123,19 @@ impl Executor {
             "started",
             Some(&format!("job {}", job.id)),
         )?;
-        let result = work(&job, ctx);
+        // Each phase of the job is audited, so an incident's timeline shows the job's steps.
+        let stamped = JobContext {
+            progress: Arc::new(PhaseAudit {
+                inner: ctx.progress.clone(),
+                db: self.db.clone(),
+                actor: actor.to_string(),
+                action: format!("{kind} phase"),
+                target: target.to_string(),
+                job: job.id,
+            }),
+            cancel: ctx.cancel.clone(),
+        };
+        let result = work(&job, &stamped);
         self.running.lock().unwrap().remove(&job.id);
         let (state, backup_id, message) = match &result {
             Ok(v) if v.ok() => ("succeeded", v.backup_id(), v.summary()),
@@ -165,6 +177,37 @@ impl Executor {
 
     pub fn running_count(&self) -> usize {
         self.running.lock().unwrap().len()
+    }
+}
+
+/// Passes progress on, and writes each new phase to the audit log.
+struct PhaseAudit {
+    inner: Arc<dyn Progress>,
+    db: Db,
+    actor: String,
+    action: String,
+    target: String,
+    job: i64,
+}
+
+impl Progress for PhaseAudit {
+    fn phase(&self, name: &str) {
+        if let Err(e) = self.db.audit(
+            &self.actor,
+            &self.action,
+            Some(&self.target),
+            "running",
+            Some(&format!("job {}: {name}", self.job)),
+        ) {
+            tracing::warn!("audit of a job phase: {e}");
+        }
+        self.inner.phase(name);
+    }
+    fn total(&self, bytes: Option<u64>) {
+        self.inner.total(bytes)
+    }
+    fn advance(&self, bytes: u64) {
+        self.inner.advance(bytes)
     }
 }
 

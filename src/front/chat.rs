@@ -118,6 +118,40 @@ impl Chat {
         });
     }
 
+    /// Post a document (an incident export, a report) to a channel: as messages of at
+    /// most the platform's length, in order; an empty title posts the body as it is.
+    pub fn post_document(
+        &self,
+        platform: &'static str,
+        channel: String,
+        title: String,
+        filename: String,
+        body: String,
+    ) {
+        let Some(notifier) = self.notifier(platform) else {
+            return;
+        };
+        self.tasks.spawn(async move {
+            let limit = if platform == "discord" { 1900 } else { 35_000 };
+            let parts = if title.is_empty() {
+                split_text(&body, limit, false)
+            } else {
+                let mut parts = vec![format!("*{title}* ({filename})")];
+                parts.extend(split_text(&body, limit, true));
+                parts
+            };
+            for part in parts {
+                let msg = ChatMessage::text(part);
+                if let Err(e) =
+                    with_retries("posting a document", || notifier.post(&channel, &msg)).await
+                {
+                    tracing::error!("could not post {filename} to {channel}: {e}");
+                    return;
+                }
+            }
+        });
+    }
+
     /// Start a job that reports in `channel` (the platform's own id). With `message`, the
     /// job updates that message instead of posting a new one.
     pub fn start_job(
@@ -306,6 +340,40 @@ impl Chat {
             }
         }
     }
+}
+
+/// Split text into pieces of at most `limit` characters at line ends (a longer line is
+/// cut), optionally each fenced as a code block so Markdown tables keep their shape.
+pub fn split_text(text: &str, limit: usize, fence: bool) -> Vec<String> {
+    let room = if fence { limit - 8 } else { limit };
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let mut line: String = line.to_string();
+        while line.chars().count() > room {
+            let head: String = line.chars().take(room).collect();
+            line = line.chars().skip(room).collect();
+            if !current.is_empty() {
+                parts.push(std::mem::take(&mut current));
+            }
+            parts.push(head);
+        }
+        if current.chars().count() + line.chars().count() + 1 > room && !current.is_empty() {
+            parts.push(std::mem::take(&mut current));
+        }
+        current.push_str(&line);
+        current.push('\n');
+    }
+    if !current.is_empty() {
+        parts.push(current);
+    }
+    if fence {
+        parts = parts
+            .into_iter()
+            .map(|p| format!("```\n{}```", p))
+            .collect();
+    }
+    parts
 }
 
 fn describe(job: &ChatJob) -> String {

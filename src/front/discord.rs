@@ -75,6 +75,12 @@ async fn check_signature(
         .await
 }
 
+/// An answer everyone in the channel sees.
+fn public_response(text: &str) -> Response {
+    let content: String = text.chars().take(MAX_CONTENT).collect();
+    Json(json!({"type": 4, "data": {"content": content}})).into_response()
+}
+
 fn message_response(text: &str) -> Response {
     let content: String = text.chars().take(MAX_CONTENT).collect();
     Json(json!({"type": 4, "data": {"content": content, "flags": EPHEMERAL}})).into_response()
@@ -108,6 +114,7 @@ async fn interactions(State(chat): State<Chat>, body: Bytes) -> Response {
                 }
             };
             match chat.dispatch(inv, late).await {
+                Some(Reply::Public(text)) => public_response(&text),
                 Some(reply) => {
                     let text = reply.text().to_string();
                     deliver(&chat, &channel, &user, reply);
@@ -142,6 +149,14 @@ async fn interactions(State(chat): State<Chat>, body: Bytes) -> Response {
 fn deliver(chat: &Chat, channel: &str, user: &str, reply: Reply) {
     match reply {
         Reply::Private(_) => {}
+        // Only a late reply gets here: the interaction's answer is gone, so post it.
+        Reply::Public(text) => chat.post_document("discord", channel.to_string(), String::new(), String::new(), text),
+        Reply::Document {
+            title,
+            filename,
+            body,
+            ..
+        } => chat.post_document("discord", channel.to_string(), title, filename, body),
         Reply::Job { job, .. } => chat.start_job(
             "discord",
             channel.to_string(),

@@ -13,6 +13,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::app::App;
+use crate::db::audit::AuditEvent;
 use crate::notify::{ChatMessage, with_retries};
 use crate::schedule::AlertSinks;
 
@@ -128,6 +129,9 @@ struct AmAlert {
     labels: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
     annotations: serde_json::Map<String, serde_json::Value>,
+    /// When the alert began firing; its timeline entry keeps this time.
+    #[serde(default, rename = "startsAt")]
+    starts_at: Option<String>,
 }
 
 pub async fn alertmanager(State(hooks): State<Hooks>, headers: HeaderMap, body: Bytes) -> Response {
@@ -173,19 +177,32 @@ pub async fn alertmanager(State(hooks): State<Hooks>, headers: HeaderMap, body: 
             text(&alert.annotations, "description"),
         ]
         .join(" ");
-        let line = format!("🔥 Alertmanager: {name} is firing. {}", summary.trim());
+        let mut line = format!("🔥 Alertmanager: {name} is firing. {}", summary.trim());
         let app = hooks.app.clone();
         let audit_line = line.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            app.db.audit(
-                "hook:alertmanager",
-                "alert",
-                None,
-                "firing",
-                Some(&audit_line),
-            )
+        // Alertmanager's zero time means "unknown"; anything unparsable is "now".
+        let at = alert
+            .starts_at
+            .as_deref()
+            .and_then(crate::db::parse_time)
+            .filter(|t| t.timestamp() > 0)
+            .map(crate::db::time_text);
+        let stamped = tokio::task::spawn_blocking(move || {
+            app.db.audit_event(&AuditEvent {
+                actor: "hook:alertmanager",
+                action: "alert",
+                outcome: "firing",
+                detail: Some(&audit_line),
+                at,
+                ..Default::default()
+            })
         })
         .await;
+        if let Ok(Ok(incidents)) = stamped
+            && let Some(id) = incidents.first()
+        {
+            line.push_str(&format!("\n📎 on incident #{id}'s timeline"));
+        }
         let msg = ChatMessage::text(line);
         for (notifier, channel) in hooks.sinks.iter() {
             if let Err(e) = with_retries("posting an Alertmanager alert", || {

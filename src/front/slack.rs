@@ -122,8 +122,13 @@ async fn commands(State(chat): State<Chat>, body: Bytes) -> Response {
     match chat.dispatch(inv, late).await {
         Some(reply) => {
             let text = reply.text().to_string();
+            let public = matches!(reply, Reply::Public(_));
             deliver(&chat, &channel, &user, reply, false).await;
-            ephemeral(&text)
+            if public {
+                Json(json!({"response_type": "in_channel", "text": text})).into_response()
+            } else {
+                ephemeral(&text)
+            }
         }
         None => ephemeral("Working on it; the answer follows in a moment."),
     }
@@ -133,10 +138,19 @@ async fn commands(State(chat): State<Chat>, body: Bytes) -> Response {
 /// acknowledgement text is also sent as an ephemeral message (the HTTP answer is gone).
 async fn deliver(chat: &Chat, channel: &str, user: &str, reply: Reply, late: bool) {
     if late && let Some(n) = &chat.slack {
-        let _ = n.ephemeral(channel, user, reply.text()).await;
+        let _ = match &reply {
+            Reply::Public(text) => n.post(channel, &ChatMessage::text(text)).await.map(|_| ()),
+            other => n.ephemeral(channel, user, other.text()).await,
+        };
     }
     match reply {
-        Reply::Private(_) => {}
+        Reply::Private(_) | Reply::Public(_) => {}
+        Reply::Document {
+            title,
+            filename,
+            body,
+            ..
+        } => chat.post_document("slack", channel.to_string(), title, filename, body),
         Reply::Job { job, .. } => chat.start_job(
             "slack",
             channel.to_string(),
