@@ -90,6 +90,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::cli_incident::IncidentCommand,
     },
+    /// Runbooks: list them, or run one step by step
+    Runbook {
+        #[command(subcommand)]
+        command: crate::cli_runbook::RunbookCommand,
+    },
     /// Configuration
     Config {
         #[command(subcommand)]
@@ -244,6 +249,7 @@ fn run(app: &App, command: Command) -> Result<i32, Error> {
         }
         Command::List { target, json } => list(app, target.as_deref(), json),
         Command::Incident { command } => crate::cli_incident::run(app, &actor, command),
+        Command::Runbook { command } => crate::cli_runbook::run(app, &actor, command),
         Command::Status { json } => {
             let all = actions::status::all(app, chrono::Utc::now())?;
             if json {
@@ -505,7 +511,7 @@ fn print_json<T: Serialize>(value: &T) {
 
 /// A job context for the CLI: progress on a terminal only, and Ctrl-C cancels cleanly
 /// (a second Ctrl-C exits at once).
-fn job_context(json: bool) -> JobContext {
+pub(crate) fn job_context(json: bool) -> JobContext {
     let cancel = Cancel::new();
     let flag = cancel.flag();
     let _ = signal_hook::flag::register_conditional_shutdown(
@@ -523,7 +529,7 @@ fn job_context(json: bool) -> JobContext {
     JobContext { progress, cancel }
 }
 
-fn finish_progress(_ctx: &JobContext) {
+pub(crate) fn finish_progress(_ctx: &JobContext) {
     if std::io::stdout().is_terminal() {
         eprint!("\r\x1b[2K");
     }

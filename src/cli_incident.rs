@@ -56,7 +56,11 @@ pub fn run(app: &App, actor: &str, command: IncidentCommand) -> Result<i32, Erro
         }
         IncidentCommand::Note { text } => {
             let (i, e) = incident::add(db, CLI, actor, "note", &text.join(" "))?;
-            println!("noted on incident #{} at {} UTC", i.id, incident::export::clock(&e.at));
+            println!(
+                "noted on incident #{} at {} UTC",
+                i.id,
+                incident::export::clock(&e.at)
+            );
         }
         IncidentCommand::Action { text } => {
             let (i, _) = incident::add(db, CLI, actor, "action", &text.join(" "))?;

@@ -54,6 +54,10 @@ pub struct ServerConfig {
     /// How many jobs `serve` runs at once.
     #[serde(default = "default_max_jobs")]
     pub max_jobs: usize,
+    /// The directory of runbook files (`*.toml`). Default: `runbooks` beside the config
+    /// directory.
+    #[serde(default = "default_runbooks")]
+    pub runbooks: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +67,7 @@ impl Default for ServerConfig {
             state: default_state(),
             scratch: None,
             max_jobs: default_max_jobs(),
+            runbooks: default_runbooks(),
         }
     }
 }
@@ -72,6 +77,9 @@ fn default_listen() -> String {
 }
 fn default_state() -> PathBuf {
     PathBuf::from("../var/lifeboat.db")
+}
+fn default_runbooks() -> PathBuf {
+    PathBuf::from("../runbooks")
 }
 fn default_max_jobs() -> usize {
     2
@@ -483,6 +491,7 @@ impl Config {
             }
         };
         fix(&mut self.server.state);
+        fix(&mut self.server.runbooks);
         if let Some(s) = self.server.scratch.as_mut() {
             fix(s);
         }

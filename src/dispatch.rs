@@ -11,11 +11,12 @@ use crate::actions::{self, backup::human_bytes};
 use crate::app::App;
 use crate::auth::{self, Role};
 use crate::command::incident::{ExportFormat, IncidentArgs};
+use crate::command::runbook::RunbookArgs;
 use crate::command::{Command, help_text};
-use crate::db::audit::AuditEvent;
-use crate::incident;
 use crate::db::approvals::ApprovalRecord;
+use crate::db::audit::AuditEvent;
 use crate::error::Error;
+use crate::incident;
 
 /// How long a restore request waits for its approvals.
 pub const APPROVAL_TTL: chrono::Duration = chrono::Duration::minutes(30);
@@ -44,6 +45,10 @@ pub enum ChatJob {
     Restore {
         approval_id: Option<String>,
         plan: Box<RestorePlan>,
+    },
+    Runbook {
+        runbook: Box<crate::runbook::Runbook>,
+        values: std::collections::BTreeMap<String, String>,
     },
 }
 
@@ -180,7 +185,24 @@ fn run(app: &App, inv: &Invocation, command: Command, _role: Role) -> Result<Rep
     match command {
         Command::Help => Ok(Reply::Private(help_text())),
         Command::Incident(args) => incident_reply(app, inv, args),
-        Command::Drill { .. } | Command::Runbook(_) => Err(Error::Usage(
+        Command::Runbook(RunbookArgs::List) => {
+            Ok(Reply::Private(crate::runbook::list_text(&app.config)?))
+        }
+        Command::Runbook(RunbookArgs::Run { name, params }) => {
+            let runbook = crate::runbook::find(&app.config, &name)?;
+            let values = runbook.check_params(&params)?;
+            Ok(Reply::Job {
+                ack: format!(
+                    "Running runbook {name} ({} steps); it reports step by step in the channel.",
+                    runbook.steps.len()
+                ),
+                job: ChatJob::Runbook {
+                    runbook: Box::new(runbook),
+                    values,
+                },
+            })
+        }
+        Command::Drill { .. } => Err(Error::Usage(
             "this command is not available in this version of lifeboat".into(),
         )),
         Command::BackupStatus => Ok(Reply::Private(status_text(app)?)),
@@ -228,7 +250,7 @@ fn run(app: &App, inv: &Invocation, command: Command, _role: Role) -> Result<Rep
                     },
                 });
             }
-            let approval = new_approval(inv, &plan, required);
+            let approval = new_approval(&inv.actor, &inv.channel, &plan, required, None);
             app.db.approval_insert(&approval)?;
             app.db.audit(
                 &inv.actor,
@@ -320,16 +342,23 @@ fn refuse_if_busy(app: &App, target: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn new_approval(inv: &Invocation, plan: &RestorePlan, required: u32) -> ApprovalRecord {
+/// A pending approval request for `plan`, asked by `actor` in `channel` (qualified).
+pub fn new_approval(
+    actor: &str,
+    channel: &str,
+    plan: &RestorePlan,
+    required: u32,
+    runbook_run: Option<i64>,
+) -> ApprovalRecord {
     let now = Utc::now();
-    let (platform, channel) = inv.channel.split_once(':').unwrap_or(("", &inv.channel));
+    let (platform, channel) = channel.split_once(':').unwrap_or(("", channel));
     ApprovalRecord {
         id: random_id(),
         target: plan.target.clone(),
         platform: platform.to_string(),
         channel: channel.to_string(),
         message_ref: None,
-        requester: inv.actor.clone(),
+        requester: actor.to_string(),
         required,
         plan: serde_json::to_string(plan).expect("plan serializes"),
         status: "pending".into(),
@@ -338,6 +367,7 @@ fn new_approval(inv: &Invocation, plan: &RestorePlan, required: u32) -> Approval
         decided_at: None,
         approvers: Vec::new(),
         denied_by: None,
+        runbook_run,
     }
 }
 

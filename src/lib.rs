@@ -7,6 +7,7 @@ pub mod approvals; // restore approvals: clicks, quorum, expiry, the request's m
 pub mod auth; // roles and channel allow-list
 pub mod cli; // the command line: clap definitions and rendering
 pub mod cli_incident; // `lifeboat incident …`
+pub mod cli_runbook; // `lifeboat runbook …`
 pub mod command; // the chat grammar: Command, parse, roles, usage
 pub mod config; // TOML config, ${ENV} interpolation, validation
 pub mod db; // the bot's own SQLite state: jobs, catalog, audit
@@ -18,6 +19,7 @@ pub mod incident; // incidents: timelines fed by the audit log, post-mortem expo
 pub mod notify; // chat-neutral messaging: Notifier trait, retries, coalesced updates
 pub mod pipe; // streaming hash/progress/compression building blocks
 pub mod progress; // progress reporting and cancellation
+pub mod runbook; // runbook files, running them step by step, their reports
 pub mod schedule; // cron backups, the watchdog and its alerts
 pub mod sources; // how each target kind is copied and put back
 pub mod ssh; // other hosts: the system ssh client, one connection per job, quoting

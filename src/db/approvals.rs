@@ -30,9 +30,11 @@ pub struct ApprovalRecord {
     pub decided_at: Option<String>,
     pub approvers: Vec<Approver>,
     pub denied_by: Option<String>,
+    /// The runbook run waiting on this request; it carries out the restore itself.
+    pub runbook_run: Option<i64>,
 }
 
-const COLUMNS: &str = "id, target, platform, channel, message_ref, requester, required, plan, status, created_at, expires_at, decided_at, approvers, denied_by";
+const COLUMNS: &str = "id, target, platform, channel, message_ref, requester, required, plan, status, created_at, expires_at, decided_at, approvers, denied_by, runbook_run";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<ApprovalRecord> {
     let approvers: String = r.get(12)?;
@@ -51,13 +53,14 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<ApprovalRecord> {
         decided_at: r.get(11)?,
         approvers: serde_json::from_str(&approvers).unwrap_or_default(),
         denied_by: r.get(13)?,
+        runbook_run: r.get(14)?,
     })
 }
 
 impl Db {
     pub fn approval_insert(&self, a: &ApprovalRecord) -> Result<(), DbError> {
         self.lock().execute(
-            &format!("INSERT INTO approvals ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+            &format!("INSERT INTO approvals ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
             params![
                 a.id,
                 a.target,
@@ -72,7 +75,8 @@ impl Db {
                 a.expires_at,
                 a.decided_at,
                 serde_json::to_string(&a.approvers).unwrap_or_else(|_| "[]".into()),
-                a.denied_by
+                a.denied_by,
+                a.runbook_run
             ],
         )?;
         Ok(())

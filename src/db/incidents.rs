@@ -178,7 +178,10 @@ impl Db {
     }
 
     /// The newest incident of a channel (open or not); with no channel, the newest of all.
-    pub fn incident_newest(&self, channel: Option<&str>) -> Result<Option<IncidentRecord>, DbError> {
+    pub fn incident_newest(
+        &self,
+        channel: Option<&str>,
+    ) -> Result<Option<IncidentRecord>, DbError> {
         Ok(self
             .lock()
             .query_row(
@@ -195,7 +198,8 @@ impl Db {
     /// Every incident, newest first.
     pub fn incidents(&self) -> Result<Vec<IncidentRecord>, DbError> {
         let conn = self.lock();
-        let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM incidents ORDER BY id DESC"))?;
+        let mut stmt =
+            conn.prepare(&format!("SELECT {COLUMNS} FROM incidents ORDER BY id DESC"))?;
         let rows = stmt.query_map([], from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod catalog;
 pub mod incidents;
 pub mod jobs;
+pub mod runbooks;
 pub mod watch;
 
 use std::path::Path;

@@ -25,6 +25,8 @@ pub struct Chat {
     pub discord: Option<Arc<dyn Notifier>>,
     tasks: TaskTracker,
     job_ended: Arc<tokio::sync::Notify>,
+    /// Set when `serve` stops: work waiting for a person gives up.
+    stopping: Cancel,
 }
 
 impl Chat {
@@ -39,6 +41,7 @@ impl Chat {
             discord,
             tasks: TaskTracker::new(),
             job_ended: Arc::new(tokio::sync::Notify::new()),
+            stopping: Cancel::new(),
         }
     }
 
@@ -54,6 +57,19 @@ impl Chat {
             "discord" => self.discord.clone(),
             _ => None,
         }
+    }
+
+    /// Tell work that waits for people (runbook steps) that lifeboat is stopping.
+    pub fn stop(&self) {
+        self.stopping.cancel();
+    }
+
+    pub(crate) fn stopping(&self) -> Cancel {
+        self.stopping.clone()
+    }
+
+    pub(crate) fn job_ended(&self) {
+        self.job_ended.notify_one();
     }
 
     /// Background work started from chat; `serve` waits for it on shutdown.
@@ -166,6 +182,13 @@ impl Chat {
             return;
         };
         let chat = self.clone();
+        if let ChatJob::Runbook { runbook, values } = job {
+            self.tasks.spawn(async move {
+                chat.run_runbook(notifier, channel, actor, *runbook, values)
+                    .await
+            });
+            return;
+        }
         self.tasks
             .spawn(async move { chat.run_job(notifier, channel, actor, job, message).await });
     }
@@ -245,6 +268,11 @@ impl Chat {
         channel: String,
         action: &str,
     ) -> Option<String> {
+        if action.starts_with("step_") {
+            return self
+                .step_click(&approval_id, actor, format!("{platform}:{channel}"), action)
+                .await;
+        }
         let Some(decision) = Decision::from_action(action) else {
             return Some("unknown button".into());
         };
@@ -263,6 +291,8 @@ impl Chat {
         let (req, run) = match outcome {
             Outcome::Refused(why) => return Some(why),
             Outcome::Pending(req) | Outcome::Denied(req) | Outcome::Expired(req) => (req, None),
+            // A runbook run waits on its own request and carries out the restore itself.
+            Outcome::Approved(req, _) if req.runbook_run.is_some() => (req, None),
             Outcome::Approved(req, plan) => (req, Some(plan)),
         };
         let Ok(plan) = serde_json::from_str::<actions::restore::RestorePlan>(&req.plan) else {
@@ -383,6 +413,7 @@ fn describe(job: &ChatJob) -> String {
         ChatJob::Restore { plan, .. } => {
             format!("restore of {} from backup {}", plan.target, plan.backup.id)
         }
+        ChatJob::Runbook { runbook, .. } => format!("runbook {}", runbook.name),
     }
 }
 
@@ -413,6 +444,9 @@ fn run_action(app: &App, job: &ChatJob, actor: &str, ctx: &JobContext) -> String
                 ),
                 Err(e) => format!("❌ verify of {target} failed: {e}"),
             }
+        }
+        ChatJob::Runbook { runbook, .. } => {
+            format!("runbook {} runs through Chat::run_runbook", runbook.name)
         }
         ChatJob::Restore { plan, approval_id } => {
             let mut text = String::new();

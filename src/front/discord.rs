@@ -150,7 +150,13 @@ fn deliver(chat: &Chat, channel: &str, user: &str, reply: Reply) {
     match reply {
         Reply::Private(_) => {}
         // Only a late reply gets here: the interaction's answer is gone, so post it.
-        Reply::Public(text) => chat.post_document("discord", channel.to_string(), String::new(), String::new(), text),
+        Reply::Public(text) => chat.post_document(
+            "discord",
+            channel.to_string(),
+            String::new(),
+            String::new(),
+            text,
+        ),
         Reply::Document {
             title,
             filename,

@@ -158,6 +158,7 @@ pub async fn serve(
         .await?;
     sweeper.abort();
     scheduler.abort();
+    chat.stop();
     chat.tasks().close();
     if tokio::time::timeout(SHUTDOWN_GRACE, chat.tasks().wait())
         .await

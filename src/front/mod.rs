@@ -6,4 +6,5 @@ pub mod hooks;
 pub mod http;
 pub mod metrics;
 pub mod registration;
+pub mod runbooks;
 pub mod slack;

@@ -81,11 +81,9 @@ pub fn build(
             .map(|e| e.text.clone()),
     );
     let mut restores = Vec::new();
-    for job in db.jobs_started_between(
-        "restore",
-        &incident.opened_at,
-        &crate::db::time_text(end),
-    )? {
+    for job in
+        db.jobs_started_between("restore", &incident.opened_at, &crate::db::time_text(end))?
+    {
         let backup = match &job.backup_id {
             Some(id) => db
                 .catalog_list(&job.target)?
@@ -255,14 +253,24 @@ mod tests {
         close(&db, scope, "slack:U1").unwrap();
         let x = export(&db, scope, None).unwrap();
         let kinds: Vec<&str> = x.timeline.iter().map(|e| e.kind.as_str()).collect();
-        assert_eq!(kinds, ["alert", "opened", "note", "action", "note", "closed"]);
+        assert_eq!(
+            kinds,
+            ["alert", "opened", "note", "action", "note", "closed"]
+        );
         assert!(x.timeline.windows(2).all(|w| w[0].at <= w[1].at));
         assert_eq!(x.people, ["slack:U1", "slack:U2"]);
         assert_eq!(x.actions, ["alert on 90% disk"]);
-        assert!(x.open_questions.iter().any(|q| q == "why no alert earlier?"));
+        assert!(
+            x.open_questions
+                .iter()
+                .any(|q| q == "why no alert earlier?")
+        );
         let md = x.markdown();
         assert!(md.starts_with("# Post-mortem: Gitea \\| down"), "{md}");
-        assert!(md.contains("| 2020-01-01 00:00:00 | hook:alertmanager | alert |"), "{md}");
+        assert!(
+            md.contains("| 2020-01-01 00:00:00 | hook:alertmanager | alert |"),
+            "{md}"
+        );
         assert!(md.contains("- [ ] alert on 90% disk"), "{md}");
         let json: serde_json::Value = serde_json::from_str(&x.json()).unwrap();
         assert_eq!(json["timeline"].as_array().unwrap().len(), 6);

@@ -34,7 +34,10 @@ pub fn start(db: &Db, scope: Scope<'_>, actor: &str, title: &str) -> Result<Inci
     }
     let open = match scope.channel {
         Some(c) => db.incident_open_in(Some(c))?,
-        None => db.incidents()?.into_iter().find(|i| i.closed_at.is_none() && i.channel.is_none()),
+        None => db
+            .incidents()?
+            .into_iter()
+            .find(|i| i.closed_at.is_none() && i.channel.is_none()),
     };
     if let Some(i) = open {
         return Err(Error::Usage(format!(
@@ -95,7 +98,14 @@ pub fn status_text(db: &Db, scope: Scope<'_>) -> Result<String> {
         timeline.len(),
         actions
     );
-    for e in timeline.iter().rev().take(5).collect::<Vec<_>>().into_iter().rev() {
+    for e in timeline
+        .iter()
+        .rev()
+        .take(5)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+    {
         out.push_str(&format!(
             "\n• {} {} — {}",
             export::clock(&e.at),
@@ -165,7 +175,9 @@ mod tests {
         db.audit("lifeboat", "alert", Some("db"), "alert", Some("missed"))
             .unwrap();
         assert_eq!(db.incident_timeline(a.id).unwrap().len(), 3); // + closed
-        assert!(matches!(current(&db, CHAN), Err(Error::Usage(m)) if m.contains("/incident start")));
+        assert!(
+            matches!(current(&db, CHAN), Err(Error::Usage(m)) if m.contains("/incident start"))
+        );
     }
 
     #[test]

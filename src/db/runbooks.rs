@@ -1,0 +1,135 @@
+//! Runbook runs: one row per run with its steps' results (JSON), and the confirmations
+//! people give manual steps (the first answer for a step wins).
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{Db, DbError, now_text};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confirmation {
+    /// done | failed
+    pub decision: String,
+    pub actor: String,
+    pub at: String,
+}
+
+impl Db {
+    pub fn runbook_run_insert(
+        &self,
+        runbook: &str,
+        actor: &str,
+        channel: Option<&str>,
+    ) -> Result<(i64, String), DbError> {
+        let conn = self.lock();
+        let at = now_text();
+        conn.execute(
+            "INSERT INTO runbook_runs (runbook, actor, channel, state, started_at, pid) VALUES (?1, ?2, ?3, 'running', ?4, ?5)",
+            params![runbook, actor, channel, at, std::process::id()],
+        )?;
+        Ok((conn.last_insert_rowid(), at))
+    }
+
+    /// Record the steps' results so far; with a final state, the run's end.
+    pub fn runbook_run_update(
+        &self,
+        id: i64,
+        steps_json: &str,
+        final_state: Option<&str>,
+    ) -> Result<(), DbError> {
+        let conn = self.lock();
+        match final_state {
+            Some(state) => conn.execute(
+                "UPDATE runbook_runs SET steps = ?2, state = ?3, finished_at = ?4 WHERE id = ?1",
+                params![id, steps_json, state, now_text()],
+            )?,
+            None => conn.execute(
+                "UPDATE runbook_runs SET steps = ?2 WHERE id = ?1",
+                params![id, steps_json],
+            )?,
+        };
+        Ok(())
+    }
+
+    /// The run's state (running | succeeded | failed | interrupted), if it exists.
+    pub fn runbook_run_state(&self, id: i64) -> Result<Option<String>, DbError> {
+        Ok(self
+            .lock()
+            .query_row("SELECT state FROM runbook_runs WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    /// Record a person's answer to a manual step. Returns the answer that stands: an
+    /// earlier one if somebody was faster.
+    pub fn runbook_confirm(
+        &self,
+        run: i64,
+        step: usize,
+        decision: &str,
+        actor: &str,
+    ) -> Result<Confirmation, DbError> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT OR IGNORE INTO runbook_confirmations (run_id, step, decision, actor, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![run, step as i64, decision, actor, now_text()],
+        )?;
+        Ok(conn.query_row(
+            "SELECT decision, actor, at FROM runbook_confirmations WHERE run_id = ?1 AND step = ?2",
+            params![run, step as i64],
+            |r| {
+                Ok(Confirmation {
+                    decision: r.get(0)?,
+                    actor: r.get(1)?,
+                    at: r.get(2)?,
+                })
+            },
+        )?)
+    }
+
+    pub fn runbook_confirmation(
+        &self,
+        run: i64,
+        step: usize,
+    ) -> Result<Option<Confirmation>, DbError> {
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT decision, actor, at FROM runbook_confirmations WHERE run_id = ?1 AND step = ?2",
+                params![run, step as i64],
+                |r| {
+                    Ok(Confirmation {
+                        decision: r.get(0)?,
+                        actor: r.get(1)?,
+                        at: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Runs left `running` by a process that is gone are marked interrupted; returns
+    /// (id, runbook) of each.
+    pub fn runbook_runs_sweep(&self) -> Result<Vec<(i64, String)>, DbError> {
+        let conn = self.lock();
+        let mut stmt =
+            conn.prepare("SELECT id, runbook, pid FROM runbook_runs WHERE state = 'running'")?;
+        let rows: Vec<(i64, String, i64)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut swept = Vec::new();
+        for (id, runbook, pid) in rows {
+            // Signal 0 only asks whether the process exists.
+            let alive = pid as u32 == std::process::id()
+                || unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
+            if !alive {
+                conn.execute(
+                    "UPDATE runbook_runs SET state = 'interrupted', finished_at = ?2 WHERE id = ?1",
+                    params![id, now_text()],
+                )?;
+                swept.push((id, runbook));
+            }
+        }
+        Ok(swept)
+    }
+}
