@@ -524,7 +524,7 @@ pub fn list_text(config: &Config) -> Result<String> {
                     l.name,
                     r.title,
                     r.steps.len(),
-                    crate::actions::restore::human_age(r.estimate().as_secs() as i64)
+                    report::estimate_text(r.estimate().as_secs())
                 ));
             }
             Err(e) => out.push_str(&format!("• {} — cannot run: {e}\n", l.name)),

@@ -4,6 +4,13 @@ use super::run::{RunState, StepState};
 use crate::actions::restore::human_age;
 use crate::incident::export::{clock, one_line};
 
+/// An estimate exactly as written: "13m30s".
+pub fn estimate_text(seconds: u64) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(seconds))
+        .to_string()
+        .replace(' ', "")
+}
+
 fn secs(s: f64) -> String {
     if s < 60.0 {
         format!("{s:.1}s")
@@ -36,7 +43,7 @@ pub fn total_line(run: &RunState) -> String {
         "{done} of {} steps done in {} (estimate {})",
         run.steps.len(),
         secs(actual),
-        human_age(estimate as i64)
+        estimate_text(estimate)
     )
 }
 
@@ -63,7 +70,7 @@ pub fn markdown(run: &RunState) -> String {
             s.index,
             one_line(&s.title),
             s.kind,
-            human_age(s.estimate_seconds as i64),
+            estimate_text(s.estimate_seconds),
             s.actual_seconds.map_or("—".into(), secs),
             mark(s.state),
             one_line(s.detail.as_deref().unwrap_or(""))
@@ -73,7 +80,7 @@ pub fn markdown(run: &RunState) -> String {
     let estimate: u64 = run.steps.iter().map(|s| s.estimate_seconds).sum();
     md.push_str(&format!(
         "| | **total** | | {} | {} | | |\n",
-        human_age(estimate as i64),
+        estimate_text(estimate),
         secs(actual)
     ));
     if let Some(next) = &run.next {
@@ -95,12 +102,8 @@ pub fn chat_text(run: &RunState) -> String {
     );
     for s in &run.steps {
         let time = match s.actual_seconds {
-            Some(a) => format!(
-                "{} of est. {}",
-                secs(a),
-                human_age(s.estimate_seconds as i64)
-            ),
-            None => format!("est. {}", human_age(s.estimate_seconds as i64)),
+            Some(a) => format!("{} of est. {}", secs(a), estimate_text(s.estimate_seconds)),
+            None => format!("est. {}", estimate_text(s.estimate_seconds)),
         };
         text.push_str(&format!(
             "\n{} {}. {} ({time})",

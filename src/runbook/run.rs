@@ -186,7 +186,7 @@ pub fn run(
                 step.title,
                 r.detail.as_deref().unwrap_or_default(),
                 r.actual_seconds.unwrap_or_default(),
-                crate::actions::restore::human_age(step.estimate.as_secs() as i64)
+                super::report::estimate_text(step.estimate.as_secs())
             ),
         );
         if failed {
