@@ -133,7 +133,7 @@ pub fn discord_commands(config: &Config) -> Value {
             "description": "List runbooks or run one step by step",
             "options": [
                 sub("list", "List the runbooks", vec![]),
-                sub("run", "Run a runbook", vec![required_text("name", "The runbook's name")]),
+                sub("run", "Run a runbook", vec![required_text("name", "The runbook's name"), string_option("params", "Its parameters, as name=value separated by spaces")]),
             ]
         },
         {
