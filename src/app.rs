@@ -45,6 +45,19 @@ impl App {
             stores: Arc::new(built),
         };
         let swept = app.executor.sweep_interrupted()?;
+        // A runbook run whose process died is over: say so, and never leave it "running".
+        for (id, runbook) in app.db.runbook_runs_sweep()? {
+            tracing::warn!("runbook {runbook} (run {id}) was interrupted before it finished");
+            app.db.audit(
+                "lifeboat",
+                "runbook interrupted",
+                None,
+                "interrupted",
+                Some(&format!(
+                    "{runbook} (run {id}): the process running it stopped"
+                )),
+            )?;
+        }
         Ok((app, swept))
     }
 

@@ -133,3 +133,47 @@ impl Db {
         Ok(swept)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_answer_wins_and_dead_runs_are_swept() {
+        let db = Db::in_memory();
+        let (run, _) = db.runbook_run_insert("r", "cli:a", None).unwrap();
+        assert_eq!(db.runbook_confirmation(run, 2).unwrap(), None);
+        assert_eq!(
+            db.runbook_confirm(run, 2, "done", "slack:U1")
+                .unwrap()
+                .actor,
+            "slack:U1"
+        );
+        let second = db.runbook_confirm(run, 2, "failed", "slack:U2").unwrap();
+        assert_eq!(
+            (second.decision.as_str(), second.actor.as_str()),
+            ("done", "slack:U1")
+        );
+        // Our own run is alive; one of a process that is gone is swept.
+        assert!(db.runbook_runs_sweep().unwrap().is_empty());
+        let (dead, _) = db.runbook_run_insert("r", "cli:a", None).unwrap();
+        db.lock()
+            .execute(
+                "UPDATE runbook_runs SET pid = 999999999 WHERE id = ?1",
+                [dead],
+            )
+            .unwrap();
+        assert_eq!(
+            db.runbook_runs_sweep().unwrap(),
+            vec![(dead, "r".to_string())]
+        );
+        assert_eq!(
+            db.runbook_run_state(dead).unwrap().as_deref(),
+            Some("interrupted")
+        );
+        assert_eq!(
+            db.runbook_run_state(run).unwrap().as_deref(),
+            Some("running")
+        );
+    }
+}

@@ -361,6 +361,27 @@ mod tests {
         );
         let status = [opt("status", CommandDataOptionValue::SubCommand(vec![]))];
         assert_eq!(options_to_text("backup", &status), "status");
+        let note = [opt(
+            "note",
+            CommandDataOptionValue::SubCommand(vec![opt("text", s("DNS TTL is 1h"))]),
+        )];
+        assert_eq!(options_to_text("incident", &note), "note DNS TTL is 1h");
+        let run = [opt(
+            "run",
+            CommandDataOptionValue::SubCommand(vec![
+                opt("name", s("pitr-before-bad-write")),
+                opt("params", s("before=2026-11-22T09:55:00Z")),
+            ]),
+        )];
+        let text = options_to_text("runbook", &run);
+        assert!(
+            matches!(
+                crate::command::Command::parse("/runbook", &text).unwrap(),
+                crate::command::Command::Runbook(crate::command::runbook::RunbookArgs::Run { name, params })
+                    if name == "pitr-before-bad-write" && params.len() == 1
+            ),
+            "{text}"
+        );
     }
 
     #[test]
