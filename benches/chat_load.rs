@@ -2,8 +2,11 @@
 //! commands (status, and refused ones) at a real `lifeboat serve` while a large backup
 //! runs, and report acknowledgement latency p50/p99/max and requests per second.
 //!
-//! `cargo bench --bench chat_load` (env: LOAD_DB_MB, default 1024; LOAD_SECONDS, default 15;
-//! LOAD_CONNECTIONS, default 200).
+//! Two phases over the same 200 connections: paced (a fixed offered rate, latency counted
+//! from when each request was due) and saturation (closed loop: throughput).
+//!
+//! `cargo bench --bench chat_load` (env: LOAD_DB_MB, default 1024; LOAD_SECONDS per phase,
+//! default 12; LOAD_CONNECTIONS, default 200; LOAD_RATE for the paced phase, default 1000).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -23,7 +26,7 @@ fn env_num(name: &str, default: u64) -> u64 {
 
 fn main() {
     let db_mb = env_num("LOAD_DB_MB", 1024);
-    let seconds = env_num("LOAD_SECONDS", 15);
+    let seconds = env_num("LOAD_SECONDS", 12);
     let connections = env_num("LOAD_CONNECTIONS", 200) as usize;
 
     let api = FakeApi::start();
@@ -47,10 +50,47 @@ fn main() {
         c.iter().any(|c| c.path.ends_with("chat.postMessage"))
     });
 
+    println!(
+        "| load | connections | requests | errors | req/s | p50 | p99 | max | over 3 s | backup running throughout |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    // Paced: every connection sends on a fixed schedule, latency counted from the moment
+    // the request was due (so a slow answer cannot hide the requests it delayed).
+    let rate = env_num("LOAD_RATE", 1000);
+    let interval = Duration::from_secs_f64(connections as f64 / rate as f64);
+    run_phase(
+        &serve,
+        &api,
+        connections,
+        seconds,
+        Some(interval),
+        &format!("paced, {rate} req/s offered"),
+    );
+    // Saturation: every connection sends its next request as soon as the last is answered;
+    // this measures throughput, and latency is then queueing (connections / throughput).
+    run_phase(
+        &serve,
+        &api,
+        connections,
+        seconds,
+        None,
+        "saturation (closed loop)",
+    );
+    serve.stop();
+}
+
+fn run_phase(
+    serve: &Serve,
+    api: &FakeApi,
+    connections: usize,
+    seconds: u64,
+    interval: Option<Duration>,
+    label: &str,
+) {
     let latencies = Arc::new(Mutex::new(Vec::<Duration>::new()));
     let errors = Arc::new(Mutex::new(0u64));
-    let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
     let workers: Vec<_> = (0..connections)
         .map(|i| {
             let url = serve.url("/slack/commands");
@@ -62,25 +102,39 @@ fn main() {
                     .into();
                 let mut mine = Vec::new();
                 let mut n = 0u64;
-                while Instant::now() < deadline {
+                // Spread the connections' schedules evenly over one interval.
+                let offset = interval.map(|iv| iv.mul_f64(i as f64 / connections as f64));
+                loop {
+                    let due = match (interval, offset) {
+                        (Some(iv), Some(off)) => {
+                            let due = started + off + iv.mul_f64(n as f64);
+                            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                                std::thread::sleep(wait);
+                            }
+                            due
+                        }
+                        _ => Instant::now(),
+                    };
+                    if due >= deadline {
+                        break;
+                    }
                     // Half status requests by a viewer, half refused backups by the same viewer.
-                    let (command, text) = if (i as u64 + n).is_multiple_of(2) {
-                        ("/backup", "status")
+                    let text = if (i as u64 + n).is_multiple_of(2) {
+                        "status"
                     } else {
-                        ("/backup", "now big")
+                        "now big"
                     };
                     let body = serde_urlencoded::to_string([
                         ("team_id", "T0"),
                         ("channel_id", "C0OPS"),
                         ("user_id", "U0VIEW"),
-                        ("command", command),
+                        ("command", "/backup"),
                         ("text", text),
                         ("response_url", "https://hooks.slack.com/x"),
                         ("trigger_id", "t"),
                     ])
                     .unwrap();
                     let ts = now();
-                    let t0 = Instant::now();
                     let r = agent
                         .post(&url)
                         .header("content-type", "application/x-www-form-urlencoded")
@@ -90,7 +144,7 @@ fn main() {
                             slack_signature(SLACK_SECRET, ts, &body),
                         )
                         .send(&body);
-                    let took = t0.elapsed();
+                    let took = due.elapsed();
                     match r {
                         Ok(resp) if resp.status() == 200 => mine.push(took),
                         _ => *errors.lock().unwrap() += 1,
@@ -114,11 +168,7 @@ fn main() {
     let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)];
     let over_3s = l.iter().filter(|d| **d > Duration::from_secs(3)).count();
     println!(
-        "| connections | requests | errors | req/s | p50 | p99 | max | over 3 s | backup still running at end |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|");
-    println!(
-        "| {connections} | {} | {} | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {over_3s} | {} |",
+        "| {label} | {connections} | {} | {} | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {over_3s} | {} |",
         l.len(),
         errors.lock().unwrap(),
         l.len() as f64 / elapsed,
@@ -127,5 +177,4 @@ fn main() {
         l.last().unwrap().as_secs_f64() * 1000.0,
         if backup_done { "no" } else { "yes" },
     );
-    serve.stop();
 }
