@@ -42,6 +42,10 @@ pub enum ChatJob {
         approval_id: Option<String>,
         plan: Box<RestorePlan>,
     },
+    Drill {
+        target: String,
+        selector: Selector,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -142,7 +146,19 @@ fn refuse(text: impl Into<String>) -> (Reply, &'static str) {
 fn run(app: &App, inv: &Invocation, command: Command, _role: Role) -> Result<Reply, Error> {
     match command {
         Command::Help => Ok(Reply::Private(help_text())),
-        Command::Drill { .. } | Command::Incident(_) | Command::Runbook(_) => Err(Error::Usage(
+        Command::Drill { target, backup } => {
+            refuse_if_busy(app, &target)?;
+            actions::drill::refuse_unsupported(&target, app.target(&target)?)?;
+            let selector = Selector::from_args(backup.as_deref(), None)?;
+            actions::catalog::find(app, &target, &selector)?;
+            Ok(Reply::Job {
+                ack: format!(
+                    "Drilling {target}: restoring into a sandbox and checking it; the result and the report follow in the channel."
+                ),
+                job: ChatJob::Drill { target, selector },
+            })
+        }
+        Command::Incident(_) | Command::Runbook(_) => Err(Error::Usage(
             "this command is not available in this version of lifeboat".into(),
         )),
         Command::BackupStatus => Ok(Reply::Private(status_text(app)?)),
@@ -262,6 +278,9 @@ fn status_text(app: &App) -> Result<String, Error> {
         };
         let flag = if s.overdue { " — OVERDUE" } else { "" };
         out.push_str(&format!("• *{}* ({}): {last}{flag}", s.target, s.kind));
+        if let Some(d) = &s.last_drill {
+            out.push_str(&format!("; last drill {d}"));
+        }
         if let Some(r) = &s.running {
             out.push_str(&format!("; running {r}"));
         }

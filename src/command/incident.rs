@@ -12,7 +12,8 @@ pub const USAGE: &[&str] = &[
     "/incident export [md|json]",
 ];
 
-const ANY: &str = "/incident start <title> | note <text> | action <text> | status | close | export [md|json]";
+const ANY: &str =
+    "/incident start <title> | note <text> | action <text> | status | close | export [md|json]";
 
 /// The incident subcommands; free text keeps the user's spacing.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,7 +20,10 @@ pub fn parse(words: &[&str]) -> Result<Command, ParseError> {
         ["run"] => err("name the runbook to run".into(), USAGE[1]),
         ["run", ..] => err("give exactly one runbook name".into(), USAGE[1]),
         ["list", ..] => err("list takes no arguments".into(), USAGE[0]),
-        [] => err("say what to do: list or run".into(), "/runbook list | run <name>"),
+        [] => err(
+            "say what to do: list or run".into(),
+            "/runbook list | run <name>",
+        ),
         [other, ..] => err(
             format!("unknown subcommand {other:?}"),
             "/runbook list | run <name>",

@@ -184,9 +184,9 @@ impl Chat {
             tokio::task::spawn_blocking(move || run_action(&app, &job, &actor, &ctx)).await;
         drop(permit);
         self.job_ended.notify_one();
-        let text = match result {
-            Ok(text) => text,
-            Err(e) => format!("❌ {what} failed: internal error ({e})"),
+        let (text, document) = match result {
+            Ok(done) => done,
+            Err(e) => (format!("❌ {what} failed: internal error ({e})"), None),
         };
         tracing::info!(
             "{what}: {} ({:.1}s)",
@@ -198,6 +198,9 @@ impl Chat {
                 Ok(u) => u.finish(ChatMessage::text(text)).await,
                 Err(u) => u.set(ChatMessage::text(text)),
             }
+        }
+        if let Some(doc) = document {
+            post_document(notifier.as_ref(), &channel, &doc).await;
         }
     }
 
@@ -308,8 +311,54 @@ impl Chat {
     }
 }
 
+/// A document a job leaves to be shared after its message (the drill report).
+pub struct Document {
+    pub filename: String,
+    pub title: String,
+    pub content: String,
+}
+
+/// Share a document in a channel, logging (not failing) when the platform refuses.
+pub async fn post_document(notifier: &dyn Notifier, channel: &str, doc: &Document) {
+    let r = with_retries("posting a report", || {
+        notifier.post_file(channel, &doc.filename, &doc.title, &doc.content)
+    })
+    .await;
+    if let Err(e) = r {
+        tracing::error!("could not post {} to {channel}: {e}", doc.filename);
+    }
+}
+
+impl Document {
+    /// A drill's report as a Markdown file.
+    pub fn drill(r: &actions::drill::DrillReport) -> Document {
+        Document {
+            filename: r.filename(),
+            title: format!("Drill report: {}", r.headline()),
+            content: r.report.clone(),
+        }
+    }
+}
+
+/// A finished drill in a few chat lines: result, RTO and RPO against objectives, problems.
+pub fn drill_summary(r: &actions::drill::DrillReport) -> String {
+    let icon = if r.ok { "✅" } else { "❌" };
+    let mut text = format!("{icon} {}", r.headline());
+    if let Some(id) = &r.backup_id {
+        text.push_str(&format!(
+            "\nbackup `{id}` restored into a sandbox (removed afterwards)"
+        ));
+    }
+    for p in &r.problems {
+        text.push_str(&format!("\n• {p}"));
+    }
+    text.push_str("\nthe full report follows as a file");
+    text
+}
+
 fn describe(job: &ChatJob) -> String {
     match job {
+        ChatJob::Drill { target, .. } => format!("drill of {target}"),
         ChatJob::Backup { target } => format!("backup of {target}"),
         ChatJob::Verify { target, .. } => format!("verify of {target}"),
         ChatJob::Restore { plan, .. } => {
@@ -318,10 +367,29 @@ fn describe(job: &ChatJob) -> String {
     }
 }
 
-/// Run the action on a blocking thread; the result as the message's final text.
-fn run_action(app: &App, job: &ChatJob, actor: &str, ctx: &JobContext) -> String {
+/// Run the action on a blocking thread; the result as the message's final text, and a
+/// document to share after it, if the job made one.
+fn run_action(
+    app: &App,
+    job: &ChatJob,
+    actor: &str,
+    ctx: &JobContext,
+) -> (String, Option<Document>) {
+    match job {
+        ChatJob::Drill { target, selector } => {
+            match actions::drill::run(app, target, selector, actor, ctx) {
+                Ok(r) => (drill_summary(&r), Some(Document::drill(&r))),
+                Err(e) => (format!("❌ drill of {target} failed: {e}"), None),
+            }
+        }
+        other => (run_other(app, other, actor, ctx), None),
+    }
+}
+
+fn run_other(app: &App, job: &ChatJob, actor: &str, ctx: &JobContext) -> String {
     use crate::actions::backup::human_bytes;
     match job {
+        ChatJob::Drill { .. } => unreachable!("drills are run by run_action"),
         ChatJob::Backup { target } => match actions::backup::run(app, target, actor, ctx) {
             Ok(m) => format!(
                 "✅ backup `{}` of {target} complete: {} stored ({} before compression) in {:.1}s",

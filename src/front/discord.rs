@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use serenity::all::{
     ButtonStyle, ChannelId, CommandDataOption, CommandDataOptionValue, CreateActionRow,
-    CreateButton, CreateMessage, EditMessage, Interaction, MessageId,
+    CreateAttachment, CreateButton, CreateMessage, EditMessage, Interaction, MessageId,
 };
 use serenity::interactions_endpoint::Verifier;
 
@@ -299,6 +299,30 @@ impl Notifier for DiscordApi {
         tracing::info!("not delivered to discord:{user} in {channel} (no private channel): {text}");
         Ok(())
     }
+    fn message_limit(&self) -> usize {
+        MAX_CONTENT
+    }
+    /// A message with the document attached (multipart upload).
+    async fn post_file(
+        &self,
+        channel: &str,
+        filename: &str,
+        title: &str,
+        content: &str,
+    ) -> Result<(), NotifyError> {
+        let channel = ChannelId::new(parse_id("channel", channel)?);
+        let file = CreateAttachment::bytes(content.as_bytes().to_vec(), filename.to_string());
+        let builder = CreateMessage::new().content(content_of(title));
+        self.http
+            .send_message(channel, vec![file], &builder)
+            .await
+            .map_err(notify_error)?;
+        Ok(())
+    }
+}
+
+fn content_of(text: &str) -> String {
+    content(&ChatMessage::text(text))
 }
 
 #[cfg(test)]
