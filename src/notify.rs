@@ -106,6 +106,35 @@ pub fn split_message(text: &str, limit: usize) -> Vec<String> {
     parts
 }
 
+/// A document a job leaves to be shared after its message (the drill report).
+pub struct Document {
+    pub filename: String,
+    pub title: String,
+    pub content: String,
+}
+
+/// Share a document in a channel, logging (not failing) when the platform refuses.
+pub async fn post_document(notifier: &dyn Notifier, channel: &str, doc: &Document) {
+    let r = with_retries("posting a report", || {
+        notifier.post_file(channel, &doc.filename, &doc.title, &doc.content)
+    })
+    .await;
+    if let Err(e) = r {
+        tracing::error!("could not post {} to {channel}: {e}", doc.filename);
+    }
+}
+
+impl Document {
+    /// A drill's report as a Markdown file.
+    pub fn drill(r: &crate::actions::drill::DrillReport) -> Document {
+        Document {
+            filename: r.filename(),
+            title: format!("Drill report: {}", r.headline()),
+            content: r.report.clone(),
+        }
+    }
+}
+
 /// How many times a failed call is tried before it is logged and dropped.
 const ATTEMPTS: u32 = 5;
 

@@ -11,7 +11,9 @@ use crate::actions;
 use crate::app::App;
 use crate::approvals::{self, Decision, Outcome};
 use crate::dispatch::{ChatJob, Invocation, Reply};
-use crate::notify::{ChatMessage, ChatProgress, Notifier, Updater, with_retries};
+use crate::notify::{
+    ChatMessage, ChatProgress, Document, Notifier, Updater, post_document, with_retries,
+};
 use crate::progress::{Cancel, JobContext};
 
 /// The part of the 3-second budget dispatch may use before we answer "working on it".
@@ -311,51 +313,6 @@ impl Chat {
     }
 }
 
-/// A document a job leaves to be shared after its message (the drill report).
-pub struct Document {
-    pub filename: String,
-    pub title: String,
-    pub content: String,
-}
-
-/// Share a document in a channel, logging (not failing) when the platform refuses.
-pub async fn post_document(notifier: &dyn Notifier, channel: &str, doc: &Document) {
-    let r = with_retries("posting a report", || {
-        notifier.post_file(channel, &doc.filename, &doc.title, &doc.content)
-    })
-    .await;
-    if let Err(e) = r {
-        tracing::error!("could not post {} to {channel}: {e}", doc.filename);
-    }
-}
-
-impl Document {
-    /// A drill's report as a Markdown file.
-    pub fn drill(r: &actions::drill::DrillReport) -> Document {
-        Document {
-            filename: r.filename(),
-            title: format!("Drill report: {}", r.headline()),
-            content: r.report.clone(),
-        }
-    }
-}
-
-/// A finished drill in a few chat lines: result, RTO and RPO against objectives, problems.
-pub fn drill_summary(r: &actions::drill::DrillReport) -> String {
-    let icon = if r.ok { "✅" } else { "❌" };
-    let mut text = format!("{icon} {}", r.headline());
-    if let Some(id) = &r.backup_id {
-        text.push_str(&format!(
-            "\nbackup `{id}` restored into a sandbox (removed afterwards)"
-        ));
-    }
-    for p in &r.problems {
-        text.push_str(&format!("\n• {p}"));
-    }
-    text.push_str("\nthe full report follows as a file");
-    text
-}
-
 fn describe(job: &ChatJob) -> String {
     match job {
         ChatJob::Drill { target, .. } => format!("drill of {target}"),
@@ -378,7 +335,7 @@ fn run_action(
     match job {
         ChatJob::Drill { target, selector } => {
             match actions::drill::run(app, target, selector, actor, ctx) {
-                Ok(r) => (drill_summary(&r), Some(Document::drill(&r))),
+                Ok(r) => (r.chat_summary(), Some(Document::drill(&r))),
                 Err(e) => (format!("❌ drill of {target} failed: {e}"), None),
             }
         }
