@@ -310,11 +310,18 @@ fn evaluate(
     // its limit, whichever comes first. Jobs and pings wake the watchdog themselves; the
     // ten-minute ceiling only bounds how late a recovery by an outside hand is noticed.
     let mut next = now + chrono::Duration::minutes(10);
-    for due in [next_due(cfg, now), next_drill_due(cfg, now)]
-        .into_iter()
-        .flatten()
-    {
-        next = next.min(due + grace);
+    // A deadline still ahead counts too: a wake-up between a due time and the end of its
+    // grace (a job that just ended) must not push the look past that deadline.
+    let deadlines = [
+        next_due(cfg, now),
+        next_drill_due(cfg, now),
+        prev_due(cfg.schedule.as_ref(), cfg, now),
+        prev_due(cfg.drill_schedule.as_ref(), cfg, now),
+    ];
+    for deadline in deadlines.into_iter().flatten().map(|due| due + grace) {
+        if deadline > now {
+            next = next.min(deadline);
+        }
     }
     if !state.conditions.is_empty()
         && let Some(at) = state.alerted_at.as_deref().and_then(crate::db::parse_time)
