@@ -73,10 +73,11 @@ pub struct Facts {
 
 pub fn problems(f: &Facts) -> Vec<Problem> {
     let mut out = Vec::new();
-    if let Some(due) = f.due
-        && f.now >= due + f.grace
-        && f.last_ok.is_none_or(|ok| ok < due)
-    {
+    // Due, past its grace, and nothing good since: a missed backup or a stale drill.
+    let overdue = |due: Option<DateTime<Utc>>, last_ok: Option<DateTime<Utc>>| {
+        due.filter(|due| f.now >= *due + f.grace && last_ok.is_none_or(|ok| ok < *due))
+    };
+    if let Some(due) = overdue(f.due, f.last_ok) {
         out.push(Problem::Missed {
             due,
             last_ok: f.last_ok,
@@ -98,10 +99,7 @@ pub fn problems(f: &Facts) -> Vec<Problem> {
             message: message.clone(),
         });
     }
-    if let Some(due) = f.drill_due
-        && f.now >= due + f.grace
-        && f.last_drill_ok.is_none_or(|ok| ok < due)
-    {
+    if let Some(due) = overdue(f.drill_due, f.last_drill_ok) {
         out.push(Problem::DrillStale {
             due,
             last_ok: f.last_drill_ok,
