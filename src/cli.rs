@@ -45,13 +45,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Every target: last backup and its age, next due, overdue, last verify
+    /// Every target: last backup and its age, next due, overdue, last verify, last drill
     Status {
         #[arg(long)]
         json: bool,
     },
     /// Verify a backup (default: latest)
     Verify {
+        target: String,
+        backup: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a backup (default: latest) into a sandbox, verify it, run the target's
+    /// checks and measure RTO/RPO against its objectives; prints the drill report
+    Drill {
         target: String,
         backup: Option<String>,
         #[arg(long)]
@@ -286,6 +294,23 @@ fn run(app: &App, command: Command) -> Result<i32, Error> {
             }
             Ok(if report.ok { 0 } else { 1 })
         }
+        Command::Drill {
+            target,
+            backup,
+            json,
+        } => {
+            let selector = Selector::from_args(backup.as_deref(), None)?;
+            let ctx = job_context(json);
+            let report = actions::drill::run(app, &target, &selector, &actor, &ctx)?;
+            finish_progress(&ctx);
+            if json {
+                print_json(&report);
+            } else {
+                eprintln!("{}", report.headline());
+                print!("{}", report.report);
+            }
+            Ok(if report.ok { 0 } else { 1 })
+        }
         Command::Restore {
             target,
             backup,
@@ -496,6 +521,9 @@ fn print_status(all: &[actions::status::TargetStatus]) {
         }
         if let Some(v) = &s.last_verify {
             println!("  last verify: {v}");
+        }
+        if let Some(d) = &s.last_drill {
+            println!("  last drill:  {d}");
         }
         if let Some(r) = &s.running {
             println!("  running:     {r}");

@@ -293,6 +293,85 @@ pub struct Check {
     pub status: Option<u16>,
     pub command: Option<Vec<String>>,
     pub exit_code: Option<i32>,
+    /// http and command: how long the check may take (default 30s for http, 10m for a
+    /// command).
+    pub timeout: Option<HumanDuration>,
+}
+
+impl Check {
+    /// The check in words, for reports: `sql "SELECT …" >= 1`, `GET http://… → 200`.
+    pub fn describe(&self) -> String {
+        if let Some(sql) = &self.sql {
+            let mut out = format!("sql `{sql}`");
+            if let Some(min) = self.min {
+                out.push_str(&format!(" ≥ {min}"));
+            }
+            if let Some(eq) = self.equals {
+                out.push_str(&format!(" = {eq}"));
+            }
+            return out;
+        }
+        if let Some(url) = &self.http {
+            return format!("GET {url} → {}", self.status.unwrap_or(200));
+        }
+        let argv = self.command.clone().unwrap_or_default().join(" ");
+        format!("command `{argv}` → exit {}", self.exit_code.unwrap_or(0))
+    }
+
+    /// Keys that only belong to another kind of check, and what each check needs.
+    fn validate(&self, key: &str, kind: TargetKind) -> Result<(), String> {
+        let kinds = [
+            self.sql.is_some(),
+            self.http.is_some(),
+            self.command.is_some(),
+        ];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            return Err(format!(
+                "{key}: give exactly one of `sql`, `http` or `command`"
+            ));
+        }
+        let stray = |set: bool, k: &str, with: &str| -> Result<(), String> {
+            if set {
+                Err(format!("{key}.{k}: only used with `{with}`"))
+            } else {
+                Ok(())
+            }
+        };
+        stray(self.sql.is_none() && self.min.is_some(), "min", "sql")?;
+        stray(self.sql.is_none() && self.equals.is_some(), "equals", "sql")?;
+        stray(
+            self.http.is_none() && self.status.is_some(),
+            "status",
+            "http",
+        )?;
+        stray(
+            self.command.is_none() && self.exit_code.is_some(),
+            "exit_code",
+            "command",
+        )?;
+        stray(
+            self.sql.is_some() && self.timeout.is_some(),
+            "timeout",
+            "http` or `command",
+        )?;
+        if self.sql.is_some() && kind != TargetKind::Sqlite {
+            return Err(format!(
+                "{key}.sql: sql checks run on a restored SQLite copy; this target is of kind \"{}\"",
+                kind.as_str()
+            ));
+        }
+        if let Some(url) = &self.http
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(format!(
+                "{key}.http: must be a URL starting with http:// or https://"
+            ));
+        }
+        if self.command.as_ref().is_some_and(|c| c.is_empty()) {
+            return Err(format!("{key}.command: give the program and its arguments"));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -623,13 +702,7 @@ impl Config {
             }
         }
         for (i, c) in t.checks.iter().enumerate() {
-            let kinds = [c.sql.is_some(), c.http.is_some(), c.command.is_some()];
-            if kinds.iter().filter(|k| **k).count() != 1 {
-                return Err(format!(
-                    "{}[{i}]: give exactly one of `sql`, `http` or `command`",
-                    key("checks")
-                ));
-            }
+            c.validate(&format!("{}[{i}]", key("checks")), t.kind)?;
         }
         Ok(())
     }
@@ -1076,6 +1149,37 @@ mod tests {
         let stray = format!("{base}path=\"/srv/app.db\"\nssh_timeout=\"5m\"\n");
         let e = parse(&stray).unwrap_err().to_string();
         assert!(e.contains("only used with `host`"), "{e}");
+    }
+
+    #[test]
+    fn drill_checks_are_checked_at_load() {
+        let base = "[stores.l]\nkind=\"local\"\npath=\"/tmp\"\n[targets.t]\nstore=\"l\"\npath=\"/tmp/x\"\n";
+        let with =
+            |kind: &str, check: &str| parse(&format!("{base}kind=\"{kind}\"\nchecks=[{check}]\n"));
+        assert!(with("sqlite", "{ sql = \"SELECT 1\", min = 1 }").is_ok());
+        assert!(with("directory", "{ command = [\"true\"], exit_code = 0 }").is_ok());
+        for (kind, check, named) in [
+            (
+                "directory",
+                "{ sql = \"SELECT 1\", min = 1 }",
+                "checks[0].sql",
+            ),
+            ("sqlite", "{ http = \"localhost\" }", "checks[0].http"),
+            (
+                "sqlite",
+                "{ http = \"http://x\", exit_code = 1 }",
+                "checks[0].exit_code",
+            ),
+            ("sqlite", "{ command = [] }", "checks[0].command"),
+            (
+                "sqlite",
+                "{ sql = \"SELECT 1\", http = \"http://x\" }",
+                "exactly one",
+            ),
+        ] {
+            let e = with(kind, check).unwrap_err().to_string();
+            assert!(e.contains(named), "{check}: {e}");
+        }
     }
 
     #[test]

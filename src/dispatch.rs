@@ -50,6 +50,10 @@ pub enum ChatJob {
         runbook: Box<crate::runbook::Runbook>,
         values: std::collections::BTreeMap<String, String>,
     },
+    Drill {
+        target: String,
+        selector: Selector,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -202,9 +206,18 @@ fn run(app: &App, inv: &Invocation, command: Command, _role: Role) -> Result<Rep
                 },
             })
         }
-        Command::Drill { .. } => Err(Error::Usage(
-            "this command is not available in this version of lifeboat".into(),
-        )),
+        Command::Drill { target, backup } => {
+            refuse_if_busy(app, &target)?;
+            actions::drill::refuse_unsupported(&target, app.target(&target)?)?;
+            let selector = Selector::from_args(backup.as_deref(), None)?;
+            actions::catalog::find(app, &target, &selector)?;
+            Ok(Reply::Job {
+                ack: format!(
+                    "Drilling {target}: restoring into a sandbox and checking it; the result and the report follow in the channel."
+                ),
+                job: ChatJob::Drill { target, selector },
+            })
+        }
         Command::BackupStatus => Ok(Reply::Private(status_text(app)?)),
         Command::BackupList { target } => Ok(Reply::Private(list_text(app, target.as_deref())?)),
         Command::BackupNow { target } => {
@@ -391,6 +404,9 @@ fn status_text(app: &App) -> Result<String, Error> {
         };
         let flag = if s.overdue { " — OVERDUE" } else { "" };
         out.push_str(&format!("• *{}* ({}): {last}{flag}", s.target, s.kind));
+        if let Some(d) = &s.last_drill {
+            out.push_str(&format!("; last drill {d}"));
+        }
         if let Some(r) = &s.running {
             out.push_str(&format!("; running {r}"));
         }

@@ -59,6 +59,80 @@ pub trait Notifier: Send + Sync {
     ) -> Result<(), NotifyError>;
     /// A message only `user` sees (where the platform has such a thing).
     async fn ephemeral(&self, channel: &str, user: &str, text: &str) -> Result<(), NotifyError>;
+    /// The longest text one message may carry on this platform.
+    fn message_limit(&self) -> usize {
+        2000
+    }
+    /// Share a text document (e.g. a drill report) in a channel. Platforms that can take
+    /// files upload it; this default posts it as messages, split to the platform's limit.
+    async fn post_file(
+        &self,
+        channel: &str,
+        filename: &str,
+        title: &str,
+        content: &str,
+    ) -> Result<(), NotifyError> {
+        let head = format!("📄 {title} ({filename})");
+        self.post(channel, &ChatMessage::text(head)).await?;
+        for part in split_message(content, self.message_limit()) {
+            self.post(channel, &ChatMessage::text(part)).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Split `text` into parts of at most `limit` characters, at line ends where possible.
+pub fn split_message(text: &str, limit: usize) -> Vec<String> {
+    let limit = limit.max(1);
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for line in text.split_inclusive('\n') {
+        let mut rest: Vec<char> = line.chars().collect();
+        while !rest.is_empty() {
+            let room = limit - current.chars().count();
+            if rest.len() <= room {
+                current.extend(rest.drain(..));
+            } else if !current.is_empty() {
+                parts.push(std::mem::take(&mut current));
+            } else {
+                current.extend(rest.drain(..limit));
+                parts.push(std::mem::take(&mut current));
+            }
+        }
+    }
+    if !current.is_empty() {
+        parts.push(current);
+    }
+    parts
+}
+
+/// A document a job leaves to be shared after its message (the drill report).
+pub struct Document {
+    pub filename: String,
+    pub title: String,
+    pub content: String,
+}
+
+/// Share a document in a channel, logging (not failing) when the platform refuses.
+pub async fn post_document(notifier: &dyn Notifier, channel: &str, doc: &Document) {
+    let r = with_retries("posting a report", || {
+        notifier.post_file(channel, &doc.filename, &doc.title, &doc.content)
+    })
+    .await;
+    if let Err(e) = r {
+        tracing::error!("could not post {} to {channel}: {e}", doc.filename);
+    }
+}
+
+impl Document {
+    /// A drill's report as a Markdown file.
+    pub fn drill(r: &crate::actions::drill::DrillReport) -> Document {
+        Document {
+            filename: r.filename(),
+            title: format!("Drill report: {}", r.headline()),
+            content: r.report.clone(),
+        }
+    }
 }
 
 /// How many times a failed call is tried before it is logged and dropped.
@@ -259,6 +333,45 @@ mod tests {
         // 10 × 250 ms of progress: about 3 edits, never one per set().
         assert!(updates.len() <= 5, "{updates:?}");
         assert_eq!(updates.last().unwrap(), "done");
+    }
+
+    #[test]
+    fn long_documents_split_at_lines_within_the_limit() {
+        let text = format!("{}\n{}\n", "a".repeat(15), "b".repeat(25));
+        let parts = split_message(&text, 20);
+        assert!(parts.iter().all(|p| p.chars().count() <= 20), "{parts:?}");
+        assert_eq!(parts.concat(), text);
+        assert_eq!(parts[0], format!("{}\n", "a".repeat(15)));
+        assert_eq!(split_message("", 20), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn the_default_upload_posts_the_document_in_parts() {
+        #[derive(Default)]
+        struct Posts(Mutex<Vec<String>>);
+        #[async_trait]
+        impl Notifier for Posts {
+            fn platform(&self) -> &'static str {
+                "test"
+            }
+            async fn post(&self, _: &str, msg: &ChatMessage) -> Result<String, NotifyError> {
+                self.0.lock().unwrap().push(msg.text.clone());
+                Ok("m".into())
+            }
+            async fn update(&self, _: &str, _: &str, _: &ChatMessage) -> Result<(), NotifyError> {
+                Ok(())
+            }
+            async fn ephemeral(&self, _: &str, _: &str, _: &str) -> Result<(), NotifyError> {
+                Ok(())
+            }
+        }
+        let p = Posts::default();
+        let doc = "line\n".repeat(1000);
+        p.post_file("c", "r.md", "Report", &doc).await.unwrap();
+        let posts = p.0.lock().unwrap().clone();
+        assert!(posts[0].contains("Report") && posts[0].contains("r.md"));
+        assert!(posts.len() >= 4 && posts.iter().all(|m| m.chars().count() <= 2000));
+        assert_eq!(posts[1..].concat(), doc);
     }
 
     #[tokio::test(start_paused = true)]

@@ -179,16 +179,17 @@ fn an_incident_records_everything_in_order_and_exports_a_post_mortem() {
     // Markdown export, posted to the channel.
     let (_, body) = slack_command(&serve, OPS, CHANNEL, "/incident", "export md");
     assert!(reply(&body).1.contains("incident #1"), "{body}");
-    api.wait_until(10, "the export", |_| {
-        posted_texts(&api)
-            .iter()
-            .any(|t| t.contains("## Open questions"))
+    api.wait_until(10, "the export", |c| {
+        c.iter()
+            .any(|c| c.path.ends_with("files.completeUploadExternal"))
     });
-    let md: String = posted_texts(&api)
-        .iter()
-        .filter(|t| t.starts_with("```"))
-        .cloned()
-        .collect();
+    let md = api.uploads().concat();
+    let done = api.calls_to("files.completeUploadExternal");
+    assert!(
+        done[0].raw.contains("Incident #1: Gitea is down"),
+        "{}",
+        done[0].raw
+    );
     assert!(md.contains("# Post-mortem: Gitea is down"), "{md}");
     assert!(
         md.contains("| slack:U0VIEW1 | note | users see 502s \\| since 09:50 |"),

@@ -275,6 +275,7 @@ fn chat_home(api: &FakeApi, health_port: u16) -> Home {
         format!(
             "title = \"Recover the app\"\n\
              [[step]]\ntitle = \"Safety backup\"\nestimate = \"1m\"\naction = \"backup\"\ntarget = \"app-db\"\n\
+             [[step]]\ntitle = \"Drill it\"\nestimate = \"2m\"\naction = \"drill\"\ntarget = \"app-db\"\n\
              [[step]]\ntitle = \"Stop the app\"\nestimate = \"2m\"\nmanual = \"systemctl stop app\"\n\
              [[step]]\ntitle = \"Restore\"\nestimate = \"5m\"\naction = \"restore\"\ntarget = \"app-db\"\n\
              [[step]]\ntitle = \"App answers\"\nestimate = \"30s\"\nhttp = \"http://127.0.0.1:{health_port}/health\"\nstatus = 200\nbody_contains = \"ok\"\n\
@@ -356,7 +357,7 @@ fn a_runbook_from_slack_waits_for_buttons_and_approvals_and_reports_each_step() 
         v["text"]
             .as_str()
             .unwrap()
-            .contains("app-recovery — Recover the app (5 steps"),
+            .contains("app-recovery — Recover the app (6 steps"),
         "{body}"
     );
     let (_, body) = slack_command(&serve, VIEWER, CHANNEL, "/runbook", "run app-recovery");
@@ -366,7 +367,7 @@ fn a_runbook_from_slack_waits_for_buttons_and_approvals_and_reports_each_step() 
 
     // Step 2 is manual: a message with Done/Failed buttons.
     let done = button(&api, "step_done");
-    assert_eq!(done, "1:2");
+    assert_eq!(done, "1:3");
     // A viewer may not mark it; an operator may.
     slack_click(
         &serve,
@@ -401,7 +402,7 @@ fn a_runbook_from_slack_waits_for_buttons_and_approvals_and_reports_each_step() 
     // Step 5 is manual again.
     api.wait_until(30, "the second manual step", |c| {
         c.iter()
-            .any(|c| c.body["blocks"].to_string().contains("1:5"))
+            .any(|c| c.body["blocks"].to_string().contains("1:6"))
     });
     slack_click(
         &serve,
@@ -409,24 +410,27 @@ fn a_runbook_from_slack_waits_for_buttons_and_approvals_and_reports_each_step() 
         CHANNEL,
         "1700000000.000003",
         "step_done",
-        "1:5",
+        "1:6",
     );
     let last = wait_text(&api, "the run's end", "✅ Runbook");
-    assert!(last.contains("5 of 5 steps done"), "{last}");
+    assert!(last.contains("6 of 6 steps done"), "{last}");
     assert!(
         last.contains("App answers (") && last.contains("of est. 30s"),
         "{last}"
     );
     assert!(last.contains("approved by slack:U0ADMIN1"), "{last}");
     assert!(last.contains("restored backup"), "{last}");
+    assert!(last.contains("drill of backup"), "{last}");
     assert!(last.contains("restored backup"), "{last}");
+    assert!(last.contains("drill of backup"), "{last}");
     // The report: the per-step table with the total, posted as a document.
-    let report = wait_text(&api, "the report", "**total**");
+    api.wait_until(10, "the report", |_| !api.uploads().is_empty());
+    let report = api.uploads().concat();
     assert!(
-        report.contains("| 4 | App answers | http | 30s |"),
+        report.contains("| 5 | App answers | http | 30s |"),
         "{report}"
     );
-    assert!(report.contains("| | **total** | | 13m30s |"), "{report}");
+    assert!(report.contains("| | **total** | | 15m30s |"), "{report}");
     // A click after the end changes nothing.
     slack_click(
         &serve,
@@ -434,7 +438,7 @@ fn a_runbook_from_slack_waits_for_buttons_and_approvals_and_reports_each_step() 
         CHANNEL,
         "1700000000.000003",
         "step_failed",
-        "1:5",
+        "1:6",
     );
     wait_text(&api, "the late click's answer", "this runbook run is over");
     serve.stop();
@@ -463,12 +467,12 @@ fn a_failing_http_check_stops_the_run_and_says_what_to_do() {
     );
     let last = wait_text(&api, "the failed run", "❌ Runbook");
     assert!(last.contains("answered 503, expected 200"), "{last}");
-    assert!(last.contains("⏭ not run 5. Tell the users"), "{last}");
+    assert!(last.contains("⏭ not run 6. Tell the users"), "{last}");
     assert!(
-        last.contains("Next: Stopped at step 4 (App answers)"),
+        last.contains("Next: Stopped at step 5 (App answers)"),
         "{last}"
     );
     assert!(last.contains("`/runbook run app-recovery`"), "{last}");
-    assert!(last.contains("3 of 5 steps done"), "{last}");
+    assert!(last.contains("4 of 6 steps done"), "{last}");
     serve.stop();
 }

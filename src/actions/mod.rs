@@ -3,6 +3,9 @@
 
 pub mod backup;
 pub mod catalog;
+pub mod drill; // restore into a sandbox, verify, checks, RTO/RPO, the report
+pub mod drill_checks;
+pub mod drill_report;
 pub mod gcp;
 pub mod prune;
 pub mod restore;

@@ -364,23 +364,8 @@ fn remove_staging(staging: &Path) -> Result<()> {
 /// Download, decompress and check the backup into the staging path.
 fn stage(app: &App, plan: &RestorePlan, ctx: &JobContext) -> Result<()> {
     let m = &plan.backup;
-    let read_err = |e| Error::io(format!("backup {} is damaged or unreadable", m.id), e);
-    stream_content(app, plan, ctx, |content| match m.kind.as_str() {
-        "sqlite" => {
-            let mut file = std::fs::File::create_new(&plan.staging)
-                .map_err(|e| Error::io(format!("creating {}", plan.staging.display()), e))?;
-            crate::pipe::copy(content, &mut file).map_err(read_err)?;
-            file.sync_all()
-                .map_err(|e| Error::io("syncing the restored copy", e))
-        }
-        "directory" => {
-            std::fs::create_dir(&plan.staging)
-                .map_err(|e| Error::io(format!("creating {}", plan.staging.display()), e))?;
-            directory::extract_tar(content, &plan.staging, ctx).map(|_| ())
-        }
-        other => Err(Error::Failed(format!(
-            "cannot restore backups of kind {other}"
-        ))),
+    stream_content(app, plan, ctx, |content| {
+        write_content(m, content, &plan.staging, ctx)
     })?;
     if let Some(facts) = &m.sqlite {
         ctx.progress.phase("checking the restored database");
@@ -392,6 +377,34 @@ fn stage(app: &App, plan: &RestorePlan, ctx: &JobContext) -> Result<()> {
         failed_checks(m, problems)?;
     }
     Ok(())
+}
+
+/// Write a backup's decompressed content to the new path `dest`: the database file, or
+/// the tree extracted safely (restores stage with it, drills fill their sandbox).
+pub(crate) fn write_content(
+    m: &Manifest,
+    content: &mut dyn std::io::Read,
+    dest: &Path,
+    ctx: &JobContext,
+) -> Result<()> {
+    let read_err = |e| Error::io(format!("backup {} is damaged or unreadable", m.id), e);
+    match m.kind.as_str() {
+        "sqlite" => {
+            let mut file = std::fs::File::create_new(dest)
+                .map_err(|e| Error::io(format!("creating {}", dest.display()), e))?;
+            crate::pipe::copy(content, &mut file).map_err(read_err)?;
+            file.sync_all()
+                .map_err(|e| Error::io("syncing the restored copy", e))
+        }
+        "directory" => {
+            std::fs::create_dir(dest)
+                .map_err(|e| Error::io(format!("creating {}", dest.display()), e))?;
+            directory::extract_tar(content, dest, ctx).map(|_| ())
+        }
+        other => Err(Error::Failed(format!(
+            "cannot restore backups of kind {other}"
+        ))),
+    }
 }
 
 /// An error naming the problems a restored copy's checks found, if any.

@@ -26,7 +26,10 @@ pub struct TargetStatus {
     pub overdue_since: Option<String>,
     pub last_job: Option<String>,
     pub last_verify: Option<String>,
+    /// The last drill in words: "passed at … (RTO …, RPO …)" or "FAILED at …: why".
     pub last_drill: Option<String>,
+    pub last_drill_at: Option<String>,
+    pub last_drill_ok: Option<bool>,
     pub running: Option<String>,
 }
 
@@ -72,6 +75,7 @@ fn one(app: &App, name: &str, cfg: &TargetConfig, now: DateTime<Utc>) -> Result<
             j.message.unwrap_or_default()
         )
     });
+    let drill = app.db.drill_last(name, false)?;
     Ok(TargetStatus {
         target: name.to_string(),
         kind: cfg.kind.as_str().to_string(),
@@ -86,7 +90,9 @@ fn one(app: &App, name: &str, cfg: &TargetConfig, now: DateTime<Utc>) -> Result<
         overdue_since: missed_since.map(crate::db::time_text),
         last_job,
         last_verify: app.db.job_last(name, "verify", false)?.map(describe_job),
-        last_drill: app.db.job_last(name, "drill", false)?.map(describe_job),
+        last_drill: drill.as_ref().map(describe_drill),
+        last_drill_at: drill.as_ref().map(|d| d.started_at.clone()),
+        last_drill_ok: drill.as_ref().map(|d| d.ok),
         running: app.db.jobs_running(Some(name))?.first().map(|j| {
             format!(
                 "job {}: {} by {} since {}",
@@ -94,6 +100,22 @@ fn one(app: &App, name: &str, cfg: &TargetConfig, now: DateTime<Utc>) -> Result<
             )
         }),
     })
+}
+
+fn describe_drill(d: &crate::db::drills::DrillRecord) -> String {
+    let human = crate::actions::drill_report::human;
+    let measured = |v: Option<f64>| v.map_or("—".to_string(), human);
+    let mut text = format!(
+        "{} at {} (RTO {}, RPO {})",
+        if d.ok { "passed" } else { "FAILED" },
+        d.started_at,
+        measured(d.rto_seconds),
+        measured(d.rpo_seconds)
+    );
+    if let Some(first) = d.problems.first() {
+        text.push_str(&format!(": {first}"));
+    }
+    text
 }
 
 /// The next due time, and the due time that was missed (if the newest backup is older

@@ -73,8 +73,32 @@ pub fn check(
     manifest: &Manifest,
     ctx: &JobContext,
 ) -> Result<VerifyReport> {
-    let mut problems = Vec::new();
     ctx.progress.phase("verifying");
+    let scratch = app.scratch()?;
+    let problems = read_checked(store, manifest, ctx, |content| {
+        match manifest.kind.as_str() {
+            "sqlite" => check_sqlite(content, scratch.path(), manifest),
+            "directory" => match &manifest.directory {
+                Some(facts) => directory::check_tar(content, facts, ctx),
+                None => Ok(vec!["the manifest has no file list".into()]),
+            },
+            other => Ok(vec![format!("cannot verify backups of kind {other}")]),
+        }
+    })?;
+    Ok(report(manifest, problems))
+}
+
+/// Stream a backup's artifact from the store, hand its decompressed content to `consume`
+/// (which returns the problems it found), and check the stored bytes and the content
+/// against the manifest's sizes and SHA-256. Returns every problem found; a damaged
+/// artifact is a problem, not an error. Verify and drill share this.
+pub fn read_checked(
+    store: &dyn Store,
+    manifest: &Manifest,
+    ctx: &JobContext,
+    consume: impl FnOnce(&mut dyn Read) -> Result<Vec<String>>,
+) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
     ctx.progress.total(Some(manifest.size_bytes));
     let raw = match store.open(&manifest.artifact) {
         Ok(r) => r,
@@ -83,7 +107,7 @@ pub fn check(
                 "the artifact {} is missing from the store",
                 manifest.artifact
             ));
-            return Ok(report(manifest, problems));
+            return Ok(problems);
         }
         Err(e) => return Err(e.into()),
     };
@@ -96,17 +120,9 @@ pub fn check(
         Ok(d) => d,
         Err(e) => return Err(Error::io("starting decompression", e)),
     };
-    let scratch = app.scratch()?;
     let content_check = {
         let mut content = HashReader::new(&mut decoder);
-        let kind_problems = match manifest.kind.as_str() {
-            "sqlite" => check_sqlite(&mut content, scratch.path(), manifest),
-            "directory" => match &manifest.directory {
-                Some(facts) => directory::check_tar(&mut content, facts, ctx),
-                None => Ok(vec!["the manifest has no file list".into()]),
-            },
-            other => Ok(vec![format!("cannot verify backups of kind {other}")]),
-        };
+        let kind_problems = consume(&mut content);
         // Read whatever the checks left, so the content hash covers every byte.
         let drained = io::copy(&mut content, &mut io::sink());
         (kind_problems, drained, content.finish())
@@ -148,7 +164,7 @@ pub fn check(
     {
         problems.push("decompressed content differs from the manifest (SHA-256 mismatch)".into());
     }
-    Ok(report(manifest, problems))
+    Ok(problems)
 }
 
 fn report(manifest: &Manifest, problems: Vec<String>) -> VerifyReport {

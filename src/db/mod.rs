@@ -4,6 +4,7 @@
 pub mod approvals;
 pub mod audit;
 pub mod catalog;
+pub mod drills;
 pub mod incidents;
 pub mod jobs;
 pub mod runbooks;

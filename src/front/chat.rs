@@ -11,7 +11,9 @@ use crate::actions;
 use crate::app::App;
 use crate::approvals::{self, Decision, Outcome};
 use crate::dispatch::{ChatJob, Invocation, Reply};
-use crate::notify::{ChatMessage, ChatProgress, Notifier, Updater, with_retries};
+use crate::notify::{
+    ChatMessage, ChatProgress, Document, Notifier, Updater, post_document, with_retries,
+};
 use crate::progress::{Cancel, JobContext};
 
 /// The part of the 3-second budget dispatch may use before we answer "working on it".
@@ -134,8 +136,8 @@ impl Chat {
         });
     }
 
-    /// Post a document (an incident export, a report) to a channel: as messages of at
-    /// most the platform's length, in order; an empty title posts the body as it is.
+    /// Share a document (an incident export, a runbook report) in a channel: uploaded as
+    /// a file where the platform takes files, otherwise as messages in order.
     pub fn post_document(
         &self,
         platform: &'static str,
@@ -148,22 +150,25 @@ impl Chat {
             return;
         };
         self.tasks.spawn(async move {
-            let limit = if platform == "discord" { 1900 } else { 35_000 };
-            let parts = if title.is_empty() {
-                split_text(&body, limit, false)
-            } else {
-                let mut parts = vec![format!("*{title}* ({filename})")];
-                parts.extend(split_text(&body, limit, true));
-                parts
+            let doc = crate::notify::Document {
+                filename,
+                title,
+                content: body,
             };
-            for part in parts {
-                let msg = ChatMessage::text(part);
-                if let Err(e) =
-                    with_retries("posting a document", || notifier.post(&channel, &msg)).await
-                {
-                    tracing::error!("could not post {filename} to {channel}: {e}");
-                    return;
-                }
+            crate::notify::post_document(notifier.as_ref(), &channel, &doc).await;
+        });
+    }
+
+    /// Post a message everyone in the channel sees (a late public reply).
+    pub fn post_public(&self, platform: &'static str, channel: String, text: String) {
+        let Some(notifier) = self.notifier(platform) else {
+            return;
+        };
+        self.tasks.spawn(async move {
+            let msg = ChatMessage::text(text);
+            if let Err(e) = with_retries("posting a reply", || notifier.post(&channel, &msg)).await
+            {
+                tracing::error!("could not post a reply to {channel}: {e}");
             }
         });
     }
@@ -241,9 +246,9 @@ impl Chat {
             tokio::task::spawn_blocking(move || run_action(&app, &job, &actor, &ctx)).await;
         drop(permit);
         self.job_ended.notify_one();
-        let text = match result {
-            Ok(text) => text,
-            Err(e) => format!("❌ {what} failed: internal error ({e})"),
+        let (text, document) = match result {
+            Ok(done) => done,
+            Err(e) => (format!("❌ {what} failed: internal error ({e})"), None),
         };
         tracing::info!(
             "{what}: {} ({:.1}s)",
@@ -255,6 +260,9 @@ impl Chat {
                 Ok(u) => u.finish(ChatMessage::text(text)).await,
                 Err(u) => u.set(ChatMessage::text(text)),
             }
+        }
+        if let Some(doc) = document {
+            post_document(notifier.as_ref(), &channel, &doc).await;
         }
     }
 
@@ -372,42 +380,9 @@ impl Chat {
     }
 }
 
-/// Split text into pieces of at most `limit` characters at line ends (a longer line is
-/// cut), optionally each fenced as a code block so Markdown tables keep their shape.
-pub fn split_text(text: &str, limit: usize, fence: bool) -> Vec<String> {
-    let room = if fence { limit - 8 } else { limit };
-    let mut parts: Vec<String> = Vec::new();
-    let mut current = String::new();
-    for line in text.lines() {
-        let mut line: String = line.to_string();
-        while line.chars().count() > room {
-            let head: String = line.chars().take(room).collect();
-            line = line.chars().skip(room).collect();
-            if !current.is_empty() {
-                parts.push(std::mem::take(&mut current));
-            }
-            parts.push(head);
-        }
-        if current.chars().count() + line.chars().count() + 1 > room && !current.is_empty() {
-            parts.push(std::mem::take(&mut current));
-        }
-        current.push_str(&line);
-        current.push('\n');
-    }
-    if !current.is_empty() {
-        parts.push(current);
-    }
-    if fence {
-        parts = parts
-            .into_iter()
-            .map(|p| format!("```\n{}```", p))
-            .collect();
-    }
-    parts
-}
-
 fn describe(job: &ChatJob) -> String {
     match job {
+        ChatJob::Drill { target, .. } => format!("drill of {target}"),
         ChatJob::Backup { target } => format!("backup of {target}"),
         ChatJob::Verify { target, .. } => format!("verify of {target}"),
         ChatJob::Restore { plan, .. } => {
@@ -417,10 +392,29 @@ fn describe(job: &ChatJob) -> String {
     }
 }
 
-/// Run the action on a blocking thread; the result as the message's final text.
-fn run_action(app: &App, job: &ChatJob, actor: &str, ctx: &JobContext) -> String {
+/// Run the action on a blocking thread; the result as the message's final text, and a
+/// document to share after it, if the job made one.
+fn run_action(
+    app: &App,
+    job: &ChatJob,
+    actor: &str,
+    ctx: &JobContext,
+) -> (String, Option<Document>) {
+    match job {
+        ChatJob::Drill { target, selector } => {
+            match actions::drill::run(app, target, selector, actor, ctx) {
+                Ok(r) => (r.chat_summary(), Some(Document::drill(&r))),
+                Err(e) => (format!("❌ drill of {target} failed: {e}"), None),
+            }
+        }
+        other => (run_other(app, other, actor, ctx), None),
+    }
+}
+
+fn run_other(app: &App, job: &ChatJob, actor: &str, ctx: &JobContext) -> String {
     use crate::actions::backup::human_bytes;
     match job {
+        ChatJob::Drill { target, .. } => format!("drill of {target} runs through run_action"),
         ChatJob::Backup { target } => match actions::backup::run(app, target, actor, ctx) {
             Ok(m) => format!(
                 "✅ backup `{}` of {target} complete: {} stored ({} before compression) in {:.1}s",

@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use serenity::all::{
     ButtonStyle, ChannelId, CommandDataOption, CommandDataOptionValue, CreateActionRow,
-    CreateButton, CreateMessage, EditMessage, Interaction, MessageId,
+    CreateAttachment, CreateButton, CreateMessage, EditMessage, Interaction, MessageId,
 };
 use serenity::interactions_endpoint::Verifier;
 
@@ -150,13 +150,7 @@ fn deliver(chat: &Chat, channel: &str, user: &str, reply: Reply) {
     match reply {
         Reply::Private(_) => {}
         // Only a late reply gets here: the interaction's answer is gone, so post it.
-        Reply::Public(text) => chat.post_document(
-            "discord",
-            channel.to_string(),
-            String::new(),
-            String::new(),
-            text,
-        ),
+        Reply::Public(text) => chat.post_public("discord", channel.to_string(), text),
         Reply::Document {
             title,
             filename,
@@ -320,6 +314,30 @@ impl Notifier for DiscordApi {
         tracing::info!("not delivered to discord:{user} in {channel} (no private channel): {text}");
         Ok(())
     }
+    fn message_limit(&self) -> usize {
+        MAX_CONTENT
+    }
+    /// A message with the document attached (multipart upload).
+    async fn post_file(
+        &self,
+        channel: &str,
+        filename: &str,
+        title: &str,
+        content: &str,
+    ) -> Result<(), NotifyError> {
+        let channel = ChannelId::new(parse_id("channel", channel)?);
+        let file = CreateAttachment::bytes(content.as_bytes().to_vec(), filename.to_string());
+        let builder = CreateMessage::new().content(content_of(title));
+        self.http
+            .send_message(channel, vec![file], &builder)
+            .await
+            .map_err(notify_error)?;
+        Ok(())
+    }
+}
+
+fn content_of(text: &str) -> String {
+    content(&ChatMessage::text(text))
 }
 
 #[cfg(test)]

@@ -9,8 +9,9 @@ use crate::config::Config;
 /// Placeholder for the public address lifeboat is reached at; replace it when installing.
 pub const PUBLIC_URL: &str = "https://lifeboat.example.com";
 
-/// Bot scopes: post and update messages, ephemeral replies, slash commands, mentions.
-const SLACK_SCOPES: &[&str] = &["chat:write", "commands", "app_mentions:read"];
+/// Bot scopes: post and update messages, ephemeral replies, slash commands, mentions,
+/// and uploading drill reports as files.
+const SLACK_SCOPES: &[&str] = &["chat:write", "commands", "app_mentions:read", "files:write"];
 
 pub fn slack_manifest() -> String {
     let mut y = String::new();

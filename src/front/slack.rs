@@ -418,6 +418,43 @@ macro_rules! slack_notifier {
                     .map_err(notify_error)?;
                 Ok(())
             }
+            fn message_limit(&self) -> usize {
+                2900
+            }
+            /// Slack's external upload: ask for an upload URL, send the bytes there,
+            /// then complete the upload into the channel.
+            async fn post_file(
+                &self,
+                channel: &str,
+                filename: &str,
+                title: &str,
+                content: &str,
+            ) -> Result<(), NotifyError> {
+                let session = self.client.open_session(&self.token);
+                let url = session
+                    .get_upload_url_external(&SlackApiFilesGetUploadUrlExternalRequest::new(
+                        filename.to_string(),
+                        content.len(),
+                    ))
+                    .await
+                    .map_err(notify_error)?;
+                session
+                    .files_upload_via_url(&SlackApiFilesUploadViaUrlRequest::new(
+                        url.upload_url,
+                        content.as_bytes().to_vec(),
+                        "text/markdown".into(),
+                    ))
+                    .await
+                    .map_err(notify_error)?;
+                let file = SlackApiFilesComplete::new(url.file_id).with_title(title.to_string());
+                let done = SlackApiFilesCompleteUploadExternalRequest::new(vec![file])
+                    .with_channel_id(SlackChannelId(channel.to_string()));
+                session
+                    .files_complete_upload_external(&done)
+                    .await
+                    .map_err(notify_error)?;
+                Ok(())
+            }
         }
     };
 }

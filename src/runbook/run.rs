@@ -394,16 +394,27 @@ fn execute(
     }
 }
 
+/// A drill as a step: passes when the drill passes (restore, checks and objectives).
 fn drill(
-    _app: &App,
+    app: &App,
     target: &str,
-    _selector: &Selector,
-    _actor: &str,
-    _ctx: &JobContext,
+    selector: &Selector,
+    actor: &str,
+    ctx: &JobContext,
 ) -> std::result::Result<String, String> {
-    Err(format!(
-        "drills of {target} are not available in this build"
-    ))
+    let r = actions::drill::run(app, target, selector, actor, ctx).map_err(|e| e.to_string())?;
+    let measured = |s: Option<f64>| s.map_or("not reached".to_string(), |s| format!("{s:.0}s"));
+    let summary = format!(
+        "drill of backup {}: RTO {}, RPO {}",
+        r.backup_id.as_deref().unwrap_or("?"),
+        measured(r.rto_seconds),
+        measured(r.rpo_seconds)
+    );
+    if r.ok {
+        Ok(summary)
+    } else {
+        Err(format!("{summary}; {}", r.problems.join("; ")))
+    }
 }
 
 fn last_line(text: &str) -> Option<String> {

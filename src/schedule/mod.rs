@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::app::App;
-use crate::config::{TargetConfig, TargetKind};
+use crate::config::{CronSchedule, TargetConfig, TargetKind};
 use crate::notify::{ChatMessage, Notifier, with_retries};
 use crate::progress::JobContext;
 use watchdog::{Facts, Verdict};
@@ -30,6 +30,8 @@ pub struct Scheduler {
     sinks: AlertSinks,
     /// Next scheduled run per target that lifeboat backs up itself.
     next_run: HashMap<String, DateTime<Utc>>,
+    /// Next scheduled drill per target with a `drill_schedule`.
+    next_drill: HashMap<String, DateTime<Utc>>,
     /// When each target must be looked at again.
     next_check: HashMap<String, DateTime<Utc>>,
     wake: Arc<tokio::sync::Notify>,
@@ -41,6 +43,7 @@ impl Scheduler {
             app,
             sinks,
             next_run: HashMap::new(),
+            next_drill: HashMap::new(),
             next_check: HashMap::new(),
             wake: Arc::new(tokio::sync::Notify::new()),
         }
@@ -60,6 +63,9 @@ impl Scheduler {
             {
                 self.next_run.insert(name.clone(), next);
             }
+            if let Some(next) = next_drill_due(cfg, now) {
+                self.next_drill.insert(name.clone(), next);
+            }
             // At start every target is looked at: what became overdue while the bot was
             // down is reported now, and nothing already reported is repeated.
             self.next_check.insert(name.clone(), now);
@@ -67,6 +73,7 @@ impl Scheduler {
         loop {
             let now = Utc::now();
             self.start_due_backups(now);
+            self.start_due_drills(now);
             self.check(now).await;
             tokio::select! {
                 _ = tokio::time::sleep(TICK) => {}
@@ -94,6 +101,29 @@ impl Scheduler {
             let wake = self.wake.clone();
             tokio::spawn(async move {
                 scheduled_backup(app, name).await;
+                wake.notify_one();
+            });
+        }
+    }
+
+    fn start_due_drills(&mut self, now: DateTime<Utc>) {
+        let due: Vec<String> = self
+            .next_drill
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in due {
+            let cfg = &self.app.config.targets[&name];
+            match next_drill_due(cfg, now) {
+                Some(next) => self.next_drill.insert(name.clone(), next),
+                None => self.next_drill.remove(&name),
+            };
+            let app = self.app.clone();
+            let wake = self.wake.clone();
+            let sinks = self.sinks.clone();
+            tokio::spawn(async move {
+                scheduled_drill(app, name, sinks).await;
                 wake.notify_one();
             });
         }
@@ -157,15 +187,28 @@ impl Scheduler {
     }
 }
 
-/// The next scheduled time after `now`, in the target's time zone.
+/// The next scheduled backup after `now`, in the target's time zone.
 pub fn next_due(cfg: &TargetConfig, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let schedule = &cfg.schedule.as_ref()?.0;
+    cron_next(cfg.schedule.as_ref()?, cfg, now)
+}
+
+/// The next scheduled drill after `now`, in the target's time zone.
+pub fn next_drill_due(cfg: &TargetConfig, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    cron_next(cfg.drill_schedule.as_ref()?, cfg, now)
+}
+
+fn cron_next(
+    schedule: &CronSchedule,
+    cfg: &TargetConfig,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
     match cfg.timezone {
         Some(tz) => schedule
+            .0
             .after(&now.with_timezone(&tz.0))
             .next()
             .map(|t| t.with_timezone(&Utc)),
-        None => schedule.after(&now).next(),
+        None => schedule.0.after(&now).next(),
     }
 }
 
@@ -193,6 +236,7 @@ fn evaluate(
         .job_last(name, "verify", false)?
         .filter(|j| j.state == "failed")
         .map(|j| j.message.unwrap_or_else(|| "verification failed".into()));
+    let last_drill = app.db.drill_last(name, false)?;
     let mut prev = app.db.watch_get(name)?;
     if prev.first_seen.is_none() {
         // A target is judged from when lifeboat first watched it: a due time before that
@@ -207,7 +251,7 @@ fn evaluate(
         .unwrap_or(now);
     let facts = Facts {
         now,
-        due: prev_due(cfg, now).filter(|due| *due >= watched_since),
+        due: prev_due(cfg.schedule.as_ref(), cfg, now).filter(|due| *due >= watched_since),
         grace,
         last_ok: backups
             .last_ok
@@ -220,6 +264,13 @@ fn evaluate(
             .as_ref()
             .and_then(|j| crate::db::parse_time(&j.started_at).map(|t| (j.id, j.kind.clone(), t))),
         max_duration: cfg.max_duration.map(|d| d.0),
+        drill_failure: last_drill.filter(|d| !d.ok).map(|d| d.problems.join("; ")),
+        drill_due: prev_due(cfg.drill_schedule.as_ref(), cfg, now)
+            .filter(|due| *due >= watched_since),
+        last_drill_ok: app
+            .db
+            .drill_last_passing(name)?
+            .and_then(|d| crate::db::parse_time(&d.started_at)),
     };
     let problems = watchdog::problems(&facts);
     let realert = chrono::Duration::from_std(cfg.realert.map_or(DEFAULT_REALERT, |d| d.0))
@@ -259,8 +310,18 @@ fn evaluate(
     // its limit, whichever comes first. Jobs and pings wake the watchdog themselves; the
     // ten-minute ceiling only bounds how late a recovery by an outside hand is noticed.
     let mut next = now + chrono::Duration::minutes(10);
-    if let Some(due) = next_due(cfg, now) {
-        next = next.min(due + grace);
+    // A deadline still ahead counts too: a wake-up between a due time and the end of its
+    // grace (a job that just ended) must not push the look past that deadline.
+    let deadlines = [
+        next_due(cfg, now),
+        next_drill_due(cfg, now),
+        prev_due(cfg.schedule.as_ref(), cfg, now),
+        prev_due(cfg.drill_schedule.as_ref(), cfg, now),
+    ];
+    for deadline in deadlines.into_iter().flatten().map(|due| due + grace) {
+        if deadline > now {
+            next = next.min(deadline);
+        }
     }
     if !state.conditions.is_empty()
         && let Some(at) = state.alerted_at.as_deref().and_then(crate::db::parse_time)
@@ -273,9 +334,13 @@ fn evaluate(
     Ok((text, next.max(now)))
 }
 
-/// The latest scheduled time at or before `now`.
-fn prev_due(cfg: &TargetConfig, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let schedule = &cfg.schedule.as_ref()?.0;
+/// The latest scheduled time of `schedule` at or before `now`.
+fn prev_due(
+    schedule: Option<&CronSchedule>,
+    cfg: &TargetConfig,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let schedule = &schedule?.0;
     let just_after = now + chrono::Duration::milliseconds(1);
     match cfg.timezone {
         Some(tz) => schedule
@@ -326,5 +391,59 @@ async fn scheduled_backup(app: App, name: String) {
     drop(permit);
     if let Err(e) = outcome {
         tracing::error!("scheduled backup task: {e}");
+    }
+}
+
+/// A scheduled drill: its summary and report go to the alert channels, whatever the
+/// outcome; a busy target skips the run (recorded in the audit log).
+async fn scheduled_drill(app: App, name: String, sinks: AlertSinks) {
+    let Ok(permit) = app.slots.clone().acquire_owned().await else {
+        return;
+    };
+    let actor = "schedule".to_string();
+    let task_app = app.clone();
+    let task_name = name.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let ctx = JobContext::silent();
+        let selector = crate::actions::catalog::Selector::Latest;
+        crate::actions::drill::run(&task_app, &task_name, &selector, &actor, &ctx)
+    })
+    .await;
+    drop(permit);
+    let (text, doc) = match outcome {
+        Ok(Ok(r)) => {
+            tracing::info!(target = %name, ok = r.ok, "scheduled drill: {}", r.headline());
+            (r.chat_summary(), Some(crate::notify::Document::drill(&r)))
+        }
+        Ok(Err(crate::error::Error::Busy(msg))) => {
+            tracing::info!(target = %name, "scheduled drill skipped: {msg}");
+            let _ = app.db.audit(
+                "schedule",
+                "scheduled drill skipped",
+                Some(&name),
+                "skipped",
+                Some(&msg),
+            );
+            return;
+        }
+        Ok(Err(e)) => (
+            format!("❌ scheduled drill of {name} could not run: {e}"),
+            None,
+        ),
+        Err(e) => (
+            format!("❌ scheduled drill of {name}: internal error ({e})"),
+            None,
+        ),
+    };
+    let msg = ChatMessage::text(text);
+    for (notifier, channel) in &sinks {
+        if let Err(e) =
+            with_retries("posting a drill result", || notifier.post(channel, &msg)).await
+        {
+            tracing::error!("could not post a drill result to {channel}: {e}");
+        }
+        if let Some(doc) = &doc {
+            crate::notify::post_document(notifier.as_ref(), channel, doc).await;
+        }
     }
 }

@@ -18,6 +18,13 @@ pub enum Problem {
     Failed { message: String, failures: u64 },
     /// The last verification of the newest backup found problems.
     VerifyFailed { message: String },
+    /// The last drill failed or missed an objective.
+    DrillFailed { message: String },
+    /// No passing drill since the drill schedule's due time, and the grace has passed.
+    DrillStale {
+        due: DateTime<Utc>,
+        last_ok: Option<DateTime<Utc>>,
+    },
     /// A job has run longer than `max_duration` (it keeps running).
     TooLong {
         job: i64,
@@ -33,6 +40,8 @@ impl Problem {
             Problem::Missed { .. } => "missed",
             Problem::Failed { .. } => "failed",
             Problem::VerifyFailed { .. } => "verify_failed",
+            Problem::DrillFailed { .. } => "drill_failed",
+            Problem::DrillStale { .. } => "drill_stale",
             Problem::TooLong { .. } => "too_long",
         }
     }
@@ -54,14 +63,21 @@ pub struct Facts {
     /// A running job: (id, kind, started).
     pub running: Option<(i64, String, DateTime<Utc>)>,
     pub max_duration: Option<std::time::Duration>,
+    /// The last drill's problems, if it failed or missed an objective.
+    pub drill_failure: Option<String>,
+    /// The drill schedule's latest due time at or before now.
+    pub drill_due: Option<DateTime<Utc>>,
+    /// When the last passing drill started.
+    pub last_drill_ok: Option<DateTime<Utc>>,
 }
 
 pub fn problems(f: &Facts) -> Vec<Problem> {
     let mut out = Vec::new();
-    if let Some(due) = f.due
-        && f.now >= due + f.grace
-        && f.last_ok.is_none_or(|ok| ok < due)
-    {
+    // Due, past its grace, and nothing good since: a missed backup or a stale drill.
+    let overdue = |due: Option<DateTime<Utc>>, last_ok: Option<DateTime<Utc>>| {
+        due.filter(|due| f.now >= *due + f.grace && last_ok.is_none_or(|ok| ok < *due))
+    };
+    if let Some(due) = overdue(f.due, f.last_ok) {
         out.push(Problem::Missed {
             due,
             last_ok: f.last_ok,
@@ -76,6 +92,17 @@ pub fn problems(f: &Facts) -> Vec<Problem> {
     if let Some(message) = &f.verify_failure {
         out.push(Problem::VerifyFailed {
             message: message.clone(),
+        });
+    }
+    if let Some(message) = &f.drill_failure {
+        out.push(Problem::DrillFailed {
+            message: message.clone(),
+        });
+    }
+    if let Some(due) = overdue(f.drill_due, f.last_drill_ok) {
+        out.push(Problem::DrillStale {
+            due,
+            last_ok: f.last_drill_ok,
         });
     }
     if let (Some((job, kind, started)), Some(max)) = (&f.running, f.max_duration)
@@ -185,6 +212,16 @@ pub fn alert_text(
             Problem::VerifyFailed { message } => {
                 format!("❌ verification of {target} failed: {message}; `/verify {target}` again after fixing, or take a new backup")
             }
+            Problem::DrillFailed { message } => {
+                format!("❌ the last drill of {target} failed: {message}; see its report, fix, then `/drill {target}` again")
+            }
+            Problem::DrillStale { due, last_ok } => {
+                let last = match last_ok {
+                    Some(t) => format!("last passing drill {} ago ({})", age(*t), crate::db::time_text(*t)),
+                    None => "no passing drill on record".into(),
+                };
+                format!("⚠️ stale drill: {target} has had no passing drill since one was due at {} ({} overdue); {last}; run `/drill {target}`", crate::db::time_text(*due), age(*due))
+            }
             Problem::TooLong { job, kind, started, max } => format!(
                 "⏱ {kind} of {target} (job {job}) has run for {}, longer than its max_duration of {}; it keeps running",
                 age(*started),
@@ -218,7 +255,33 @@ mod tests {
             verify_failure: None,
             running: None,
             max_duration: None,
+            drill_failure: None,
+            drill_due: None,
+            last_drill_ok: None,
         }
+    }
+
+    #[test]
+    fn drills_fail_and_go_stale_after_the_grace() {
+        let mut f = facts("2026-11-22T03:30:00Z");
+        f.last_ok = Some(t("2026-11-22T03:00:01Z"));
+        f.drill_due = Some(t("2026-11-22T03:00:00Z"));
+        assert!(problems(&f).is_empty(), "within the grace");
+        f.now = t("2026-11-22T04:00:00Z");
+        assert_eq!(problems(&f)[0].key(), "drill_stale");
+        f.last_drill_ok = Some(t("2026-11-22T03:10:00Z"));
+        assert!(
+            problems(&f).is_empty(),
+            "a passing drill since the due time"
+        );
+        f.drill_failure = Some("RTO missed by 3m".into());
+        let p = problems(&f);
+        assert_eq!(p[0].key(), "drill_failed");
+        let text = alert_text("db", &p, false, f.now, false);
+        assert!(
+            text.contains("RTO missed by 3m") && text.contains("/drill db"),
+            "{text}"
+        );
     }
 
     #[test]

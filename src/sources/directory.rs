@@ -383,6 +383,56 @@ fn apply_metadata(path: &Path, header: &Header, as_root: bool) -> Result<()> {
     Ok(())
 }
 
+/// Compare a restored tree on disk with the manifest: every file's SHA-256 (read back from
+/// disk), every directory and link. Returns the problems.
+pub fn check_tree(root: &Path, expected: &DirectoryFacts, ctx: &JobContext) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    for e in &expected.entries {
+        ctx.cancel
+            .check()
+            .map_err(|e| Error::io("checking files", e))?;
+        let path = root.join(&e.path);
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(_) => {
+                problems.push(format!("{}: missing from the restored copy", e.path));
+                continue;
+            }
+        };
+        match e.kind.as_str() {
+            "file" if !meta.is_file() => problems.push(format!("{}: not a regular file", e.path)),
+            "file" => {
+                let file = File::open(&path)
+                    .map_err(|err| Error::io(format!("reading {}", path.display()), err))?;
+                let mut reader = HashReader::new(crate::pipe::ProgressReader::new(
+                    file,
+                    ctx.progress.clone(),
+                    ctx.cancel.clone(),
+                ));
+                io::copy(&mut reader, &mut io::sink())
+                    .map_err(|err| Error::io(format!("reading {}", path.display()), err))?;
+                if Some(reader.finish().1) != e.sha256 {
+                    problems.push(format!(
+                        "{}: restored content differs from the manifest (SHA-256 mismatch)",
+                        e.path
+                    ));
+                }
+            }
+            "dir" if !meta.is_dir() => problems.push(format!("{}: not a directory", e.path)),
+            "symlink" => {
+                let link = fs::read_link(&path)
+                    .ok()
+                    .map(|l| l.to_string_lossy().to_string());
+                if link != e.link {
+                    problems.push(format!("{}: link target differs from the manifest", e.path));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(problems)
+}
+
 /// Read a tar stream and compare it with the manifest's entries; returns the problems.
 pub fn check_tar(
     input: &mut dyn Read,

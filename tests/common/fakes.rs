@@ -23,6 +23,8 @@ pub struct Call {
     pub path: String,
     pub auth: String,
     pub body: Value,
+    /// The body as sent (uploads are neither JSON nor forms).
+    pub raw: String,
     pub at: std::time::Instant,
 }
 
@@ -79,6 +81,15 @@ impl FakeApi {
             .collect()
     }
 
+    /// The contents of every file uploaded to the fake Slack.
+    pub fn uploads(&self) -> Vec<String> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.path.starts_with("/upload/"))
+            .map(|c| c.raw)
+            .collect()
+    }
+
     /// Answer the next `n` calls to `suffix` with HTTP 429 and `Retry-After: secs`.
     pub fn rate_limit(&self, suffix: &str, n: usize, secs: u64) {
         let mut s = self.state.lock().unwrap();
@@ -132,6 +143,7 @@ async fn handle(
         path: path.clone(),
         auth,
         body: parsed.clone(),
+        raw: String::from_utf8_lossy(&body).to_string(),
         at: std::time::Instant::now(),
     });
     for (suffix, queue) in s.scripted.iter_mut() {
@@ -150,6 +162,21 @@ async fn handle(
     }
     s.next_id += 1;
     let id = s.next_id;
+    // Slack's external file upload: an upload URL, the bytes posted there, completion.
+    if path.starts_with("/api/files.getUploadURLExternal") {
+        let host = headers
+            .get("host")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("127.0.0.1");
+        return Json(json!({"ok": true, "upload_url": format!("http://{host}/upload/F{id}"), "file_id": format!("F{id}")})).into_response();
+    }
+    if path.starts_with("/upload/") {
+        return (StatusCode::OK, format!("OK - {}", body.len())).into_response();
+    }
+    if path.starts_with("/api/files.completeUploadExternal") {
+        let files = parsed["files"].clone();
+        return Json(json!({"ok": true, "files": files})).into_response();
+    }
     if path.starts_with("/api/chat.") {
         let channel = parsed["channel"].as_str().unwrap_or("C0").to_string();
         let ts = parsed["ts"]

@@ -1,0 +1,402 @@
+//! Drill: a real restore of a backup into a sandbox (a fresh directory under the scratch
+//! directory, removed afterwards whatever happens), verified as `verify` does but on the
+//! extracted copy, plus the target's own `checks`; RTO and RPO measured against the
+//! target's objectives, a timeline of every step, and a Markdown report kept in the state
+//! database. The live data is never touched.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::actions::catalog::{Selector, find};
+use crate::actions::{drill_checks, drill_report, restore, verify};
+use crate::app::App;
+use crate::config::{TargetConfig, TargetKind};
+use crate::db::drills::DrillRecord;
+use crate::error::{Error, Result};
+use crate::executor::JobOutput;
+use crate::progress::JobContext;
+use crate::sources::{directory, sqlite};
+use crate::stores::manifest::Manifest;
+
+/// One step of the drill's timeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub name: String,
+    /// UTC, RFC 3339.
+    pub started_at: String,
+    pub duration_seconds: f64,
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DrillReport {
+    pub drill_id: Option<i64>,
+    pub target: String,
+    pub kind: String,
+    pub backup_id: Option<String>,
+    /// The backup restored (absent when none could be found).
+    pub backup: Option<Manifest>,
+    pub actor: String,
+    pub started_at: String,
+    pub finished_at: String,
+    /// Restored, verified, checks passed, and every objective that is set was met.
+    pub ok: bool,
+    /// Restored, verified and checks passed (objectives aside).
+    pub restore_ok: bool,
+    pub objectives_met: bool,
+    /// Drill start → verified restore (absent when the restore did not pass).
+    pub rto_seconds: Option<f64>,
+    /// Age of the restored backup at drill start.
+    pub rpo_seconds: Option<f64>,
+    pub rto_objective_seconds: Option<f64>,
+    pub rpo_objective_seconds: Option<f64>,
+    /// Where the copy was restored; removed at the end of the drill.
+    pub sandbox: PathBuf,
+    pub sandbox_removed: bool,
+    pub steps: Vec<Step>,
+    pub problems: Vec<String>,
+    pub action_items: Vec<String>,
+    /// The drill report, Markdown.
+    pub report: String,
+}
+
+impl DrillReport {
+    /// One line for chat and the job record: result, RTO and RPO against objectives.
+    pub fn headline(&self) -> String {
+        let verdict = if self.ok { "PASSED" } else { "FAILED" };
+        let measure = |v: Option<f64>, o: Option<f64>| {
+            let v = v.map_or("not reached".to_string(), drill_report::human);
+            match o {
+                Some(o) => format!("{v} (objective {})", drill_report::human(o)),
+                None => format!("{v} (no objective set)"),
+            }
+        };
+        format!(
+            "drill of {} {verdict}: RTO {}, RPO {}",
+            self.target,
+            measure(self.rto_seconds, self.rto_objective_seconds),
+            measure(self.rpo_seconds, self.rpo_objective_seconds)
+        )
+    }
+
+    /// A finished drill in a few chat lines: result, RTO and RPO against objectives, problems.
+    pub fn chat_summary(&self) -> String {
+        let r = self;
+        let icon = if r.ok { "✅" } else { "❌" };
+        let mut text = format!("{icon} {}", r.headline());
+        if let Some(id) = &r.backup_id {
+            text.push_str(&format!(
+                "\nbackup `{id}` restored into a sandbox (removed afterwards)"
+            ));
+        }
+        for p in &r.problems {
+            text.push_str(&format!("\n• {p}"));
+        }
+        text.push_str("\nthe full report follows as a file");
+        text
+    }
+
+    /// The report's file name: `drill-<target>-<UTC start>.md`.
+    pub fn filename(&self) -> String {
+        let stamp = crate::db::parse_time(&self.started_at)
+            .map(|t| t.format("%Y%m%dT%H%M%SZ").to_string())
+            .unwrap_or_default();
+        format!("drill-{}-{stamp}.md", self.target)
+    }
+}
+
+impl JobOutput for DrillReport {
+    fn backup_id(&self) -> Option<String> {
+        self.backup_id.clone()
+    }
+    fn summary(&self) -> String {
+        let mut s = self.headline();
+        if !self.problems.is_empty() {
+            s.push_str(&format!("; {}", self.problems.join("; ")));
+        }
+        s
+    }
+    fn ok(&self) -> bool {
+        self.ok
+    }
+}
+
+/// Run a drill of `target` as one job (it takes the target's lock and gets a job record).
+/// A drill that fails or misses an objective is an `Ok` report with `ok == false`; `Err`
+/// is for a drill that could not run at all (busy target, unsupported kind, cancelled).
+pub fn run(
+    app: &App,
+    target: &str,
+    selector: &Selector,
+    actor: &str,
+    ctx: &JobContext,
+) -> Result<DrillReport> {
+    let cfg = app.target(target)?;
+    refuse_unsupported(target, cfg)?;
+    if let Selector::Id(_) = selector {
+        find(app, target, selector)?; // a mistyped id is the caller's mistake, not a drill
+    }
+    let done = app.executor.run("drill", target, actor, ctx, |_, ctx| {
+        let mut report = drill_locked(app, target, cfg, selector, actor, ctx)?;
+        report.drill_id = Some(app.db.drill_insert(&record(&report))?);
+        Ok(report)
+    })?;
+    Ok(done.value)
+}
+
+/// Drills restore local sqlite and directory targets; other kinds are refused with why.
+pub fn refuse_unsupported(target: &str, cfg: &TargetConfig) -> Result<()> {
+    let why = match cfg.kind {
+        TargetKind::Sqlite | TargetKind::Directory if cfg.host.is_none() => return Ok(()),
+        TargetKind::Sqlite | TargetKind::Directory => {
+            "drills of targets on another host are not available yet; restore to a `restore_roots` path with `lifeboat restore --to` instead"
+        }
+        TargetKind::GcpDisk => {
+            "drills of gcp-disk targets are not available yet; test a snapshot with `lifeboat restore <target> --to <new disk>` and delete the disk afterwards"
+        }
+        TargetKind::Command => {
+            "drills of command targets are not available: lifeboat cannot load their dump back; restore with the application's own tool"
+        }
+        TargetKind::External => "external targets keep no backups lifeboat could restore",
+    };
+    Err(Error::Usage(format!(
+        "cannot drill {target} ({}): {why}",
+        cfg.kind.as_str()
+    )))
+}
+
+fn record(r: &DrillReport) -> DrillRecord {
+    DrillRecord {
+        id: 0,
+        target: r.target.clone(),
+        backup_id: r.backup_id.clone(),
+        actor: r.actor.clone(),
+        started_at: r.started_at.clone(),
+        finished_at: r.finished_at.clone(),
+        ok: r.ok,
+        rto_seconds: r.rto_seconds,
+        rpo_seconds: r.rpo_seconds,
+        rto_objective_seconds: r.rto_objective_seconds,
+        rpo_objective_seconds: r.rpo_objective_seconds,
+        problems: r.problems.clone(),
+        report: r.report.clone(),
+    }
+}
+
+/// The timeline as the drill goes.
+struct Timeline {
+    steps: Vec<Step>,
+}
+
+impl Timeline {
+    /// Run one step; its outcome is `Ok(detail)` or `Err(problems)`.
+    fn step(
+        &mut self,
+        name: impl Into<String>,
+        ctx: &JobContext,
+        work: impl FnOnce() -> Result<std::result::Result<String, Vec<String>>>,
+    ) -> Result<std::result::Result<(), Vec<String>>> {
+        let name = name.into();
+        ctx.progress.phase(&name);
+        let started = Utc::now();
+        let clock = Instant::now();
+        let outcome = match work() {
+            Ok(o) => o,
+            Err(Error::Cancelled) => return Err(Error::Cancelled),
+            Err(e) => Err(vec![e.to_string()]),
+        };
+        let (ok, detail) = match &outcome {
+            Ok(detail) => (true, detail.clone()),
+            Err(problems) => (false, problems.join("; ")),
+        };
+        self.steps.push(Step {
+            name,
+            started_at: crate::db::time_text(started),
+            duration_seconds: clock.elapsed().as_secs_f64(),
+            ok,
+            detail,
+        });
+        Ok(outcome.map(|_| ()))
+    }
+}
+
+fn drill_locked(
+    app: &App,
+    target: &str,
+    cfg: &TargetConfig,
+    selector: &Selector,
+    actor: &str,
+    ctx: &JobContext,
+) -> Result<DrillReport> {
+    let started = Utc::now();
+    let clock = Instant::now();
+    let mut t = Timeline { steps: Vec::new() };
+    let mut problems: Vec<String> = Vec::new();
+    let mut backup = None;
+    t.step("find the backup", ctx, || {
+        let m = find(app, target, selector)?;
+        let detail = format!(
+            "backup {} taken {} ({} before the drill)",
+            m.id,
+            m.created_at,
+            drill_report::human(age(&m, started))
+        );
+        backup = Some(m);
+        Ok(Ok(detail))
+    })?
+    .unwrap_or_else(|p| problems.extend(p));
+    let sandbox = new_sandbox(app, target)?;
+    let sandbox_path = sandbox.path().to_path_buf();
+    let mut rto_seconds = None;
+    if let Some(m) = &backup {
+        let copy = sandbox_path.join(copy_name(cfg));
+        let before = problems.len();
+        restore_and_check(app, cfg, m, &copy, ctx, &mut t, &mut problems)?;
+        if problems.len() == before {
+            rto_seconds = Some(clock.elapsed().as_secs_f64());
+        }
+    }
+    let mut sandbox_removed = false;
+    t.step("remove the sandbox", ctx, || {
+        Ok(match sandbox.close() {
+            Ok(()) => {
+                sandbox_removed = true;
+                Ok(format!("{} removed", sandbox_path.display()))
+            }
+            Err(e) => Err(vec![format!(
+                "the sandbox {} could not be removed: {e}",
+                sandbox_path.display()
+            )]),
+        })
+    })?
+    .unwrap_or_else(|p| problems.extend(p));
+    let mut report = DrillReport {
+        drill_id: None,
+        target: target.to_string(),
+        kind: cfg.kind.as_str().to_string(),
+        backup_id: backup.as_ref().map(|m| m.id.clone()),
+        rpo_seconds: backup.as_ref().map(|m| age(m, started)),
+        backup: backup.map(|m| m.summary()),
+        actor: actor.to_string(),
+        started_at: crate::db::time_text(started),
+        finished_at: crate::db::now_text(),
+        ok: false,
+        restore_ok: problems.is_empty(),
+        objectives_met: false,
+        rto_seconds,
+        rto_objective_seconds: cfg.rto.map(|d| d.0.as_secs_f64()),
+        rpo_objective_seconds: cfg.rpo.map(|d| d.0.as_secs_f64()),
+        sandbox: sandbox_path,
+        sandbox_removed,
+        steps: t.steps,
+        problems,
+        action_items: Vec::new(),
+        report: String::new(),
+    };
+    let missed = drill_report::missed_objectives(&report);
+    report.objectives_met = missed.is_empty();
+    report.problems.extend(missed);
+    report.ok = report.restore_ok && report.objectives_met;
+    report.action_items = drill_report::action_items(&report, cfg);
+    report.report = drill_report::render(&report);
+    Ok(report)
+}
+
+/// Restore into the sandbox, verify the copy, run the checks: one timeline step each.
+fn restore_and_check(
+    app: &App,
+    cfg: &TargetConfig,
+    m: &Manifest,
+    copy: &Path,
+    ctx: &JobContext,
+    t: &mut Timeline,
+    problems: &mut Vec<String>,
+) -> Result<()> {
+    let restored = t.step(
+        "fetch, decompress and restore into the sandbox",
+        ctx,
+        || {
+            let (_, store) = app.store_for(&m.target)?;
+            let found = verify::read_checked(store.as_ref(), m, ctx, |content| {
+                restore::write_content(m, content, copy, ctx).map(|()| Vec::new())
+            })?;
+            Ok(if found.is_empty() {
+                Ok(format!(
+                    "{} stored, {} restored to {}; stored and content SHA-256 match the manifest",
+                    crate::actions::backup::human_bytes(m.size_bytes),
+                    crate::actions::backup::human_bytes(m.content_bytes),
+                    copy.display()
+                ))
+            } else {
+                Err(found)
+            })
+        },
+    )?;
+    if let Err(p) = restored {
+        problems.extend(p);
+        return Ok(());
+    }
+    let verify_name = match &m.sqlite {
+        Some(_) => "integrity_check and row counts",
+        None => "every file's SHA-256 on the restored copy",
+    };
+    t.step(verify_name, ctx, || {
+        let found = match (&m.sqlite, &m.directory) {
+            (Some(facts), _) => sqlite::check_copy(copy, facts, true)?,
+            (_, Some(facts)) => directory::check_tree(copy, facts, ctx)?,
+            _ => vec!["the manifest has nothing to check the copy against".into()],
+        };
+        Ok(if found.is_empty() {
+            Ok(match (&m.sqlite, &m.directory) {
+                (Some(f), _) => format!(
+                    "integrity_check ok; {} tables, {} rows, as in the manifest",
+                    f.tables.len(),
+                    f.tables.values().sum::<u64>()
+                ),
+                (_, Some(f)) => format!("{} files match the manifest", f.files),
+                _ => String::new(),
+            })
+        } else {
+            Err(found)
+        })
+    })?
+    .unwrap_or_else(|p| problems.extend(p));
+    for (i, check) in cfg.checks.iter().enumerate() {
+        let name = format!("check {}: {}", i + 1, check.describe());
+        t.step(&name, ctx, || {
+            Ok(drill_checks::run(check, copy).map_err(|why| vec![format!("{name} failed: {why}")]))
+        })?
+        .unwrap_or_else(|p| problems.extend(p));
+    }
+    Ok(())
+}
+
+/// Seconds between the backup and `at`.
+fn age(m: &Manifest, at: DateTime<Utc>) -> f64 {
+    (at - m.created()).num_milliseconds().max(0) as f64 / 1000.0
+}
+
+/// A private, fresh directory for this drill under the scratch directory; removed when
+/// dropped (an error or a panic on the way still removes it).
+fn new_sandbox(app: &App, target: &str) -> Result<tempfile::TempDir> {
+    let dir = app.config.scratch_dir();
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    tempfile::Builder::new()
+        .prefix(&format!("drill-{target}-"))
+        .tempdir_in(&dir)
+        .map_err(|e| Error::io(format!("creating a sandbox in {}", dir.display()), e))
+}
+
+/// The restored copy's name in the sandbox: the live data's own file or directory name.
+fn copy_name(cfg: &TargetConfig) -> String {
+    cfg.path
+        .as_deref()
+        .and_then(Path::file_name)
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "restored".into())
+}

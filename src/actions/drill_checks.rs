@@ -1,0 +1,215 @@
+//! The extra checks a drill runs on its restored copy (`checks` in a target's config):
+//! a SQL query on the restored SQLite copy, an HTTP GET, or a command on this host that
+//! finds the copy in `LIFEBOAT_SANDBOX`. Each returns what it saw, or why it failed.
+
+use std::io::{Read, Seek};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::config::Check;
+
+/// How long an HTTP check may take when it sets no `timeout`.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a command check may run when it sets no `timeout`.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Run one check against the restored copy at `copy`: `Ok(what was seen)` or `Err(why)`.
+pub fn run(check: &Check, copy: &Path) -> Result<String, String> {
+    if let Some(sql) = &check.sql {
+        return sql_check(sql, check.min, check.equals, copy);
+    }
+    let timeout = check.timeout.map(|t| t.0);
+    if let Some(url) = &check.http {
+        return http_check(
+            url,
+            check.status.unwrap_or(200),
+            timeout.unwrap_or(HTTP_TIMEOUT),
+        );
+    }
+    let argv = check.command.as_deref().unwrap_or_default();
+    command_check(
+        argv,
+        check.exit_code.unwrap_or(0),
+        copy,
+        timeout.unwrap_or(COMMAND_TIMEOUT),
+    )
+}
+
+fn sql_check(
+    sql: &str,
+    min: Option<i64>,
+    equals: Option<i64>,
+    copy: &Path,
+) -> Result<String, String> {
+    let conn = Connection::open_with_flags(copy, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| format!("cannot open the restored copy: {e}"))?;
+    let value: i64 = conn
+        .query_row(sql, [], |r| r.get(0))
+        .map_err(|e| format!("the query failed: {e}"))?;
+    if let Some(min) = min
+        && value < min
+    {
+        return Err(format!("returned {value}, expected at least {min}"));
+    }
+    if let Some(eq) = equals
+        && value != eq
+    {
+        return Err(format!("returned {value}, expected {eq}"));
+    }
+    Ok(format!("returned {value}"))
+}
+
+fn http_check(url: &str, want: u16, timeout: Duration) -> Result<String, String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .build()
+        .into();
+    let resp = agent
+        .get(url)
+        .call()
+        .map_err(|e| format!("no answer: {e}"))?;
+    let got = resp.status().as_u16();
+    if got == want {
+        Ok(format!("HTTP {got}"))
+    } else {
+        Err(format!("HTTP {got}, expected {want}"))
+    }
+}
+
+fn command_check(
+    argv: &[String],
+    want: i32,
+    copy: &Path,
+    timeout: Duration,
+) -> Result<String, String> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err("no command given".into());
+    };
+    let mut output = tempfile::tempfile().map_err(|e| format!("cannot capture the output: {e}"))?;
+    let stderr = output
+        .try_clone()
+        .map_err(|e| format!("cannot capture the output: {e}"))?;
+    let stdout = output
+        .try_clone()
+        .map_err(|e| format!("cannot capture the output: {e}"))?;
+    let mut child = Command::new(program)
+        .args(args)
+        .env("LIFEBOAT_SANDBOX", copy)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .map_err(|e| format!("cannot start {program}: {e}"))?;
+    let clock = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if clock.elapsed() >= timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "still running after {}; stopped",
+                    humantime::format_duration(timeout)
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(format!("waiting for {program}: {e}")),
+        }
+    };
+    let tail = output_tail(&mut output);
+    let code = status.code();
+    let shown = if tail.is_empty() {
+        String::new()
+    } else {
+        format!("; output: {tail}")
+    };
+    match code {
+        Some(c) if c == want => Ok(format!("exit {c}{shown}")),
+        Some(c) => Err(format!("exit {c}, expected {want}{shown}")),
+        None => Err(format!("ended by a signal{shown}")),
+    }
+}
+
+/// The last few hundred characters a command wrote, on one line.
+fn output_tail(file: &mut std::fs::File) -> String {
+    let mut text = String::new();
+    let _ = file.rewind();
+    let _ = file.read_to_string(&mut text);
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let n = flat.chars().count();
+    if n > 300 {
+        format!("…{}", flat.chars().skip(n - 300).collect::<String>())
+    } else {
+        flat
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(argv: &[&str], exit_code: Option<i32>) -> Check {
+        Check {
+            sql: None,
+            min: None,
+            equals: None,
+            http: None,
+            status: None,
+            command: Some(argv.iter().map(|s| s.to_string()).collect()),
+            exit_code,
+            timeout: None,
+        }
+    }
+
+    #[test]
+    fn commands_see_the_sandbox_and_their_exit_code_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = cmd(
+            &[
+                "sh",
+                "-c",
+                "test \"$LIFEBOAT_SANDBOX\" = \"$0\" && echo fine",
+                dir.path().to_str().unwrap(),
+            ],
+            None,
+        );
+        assert_eq!(run(&ok, dir.path()).unwrap(), "exit 0; output: fine");
+        let bad = cmd(&["sh", "-c", "echo broken >&2; exit 3"], None);
+        let e = run(&bad, dir.path()).unwrap_err();
+        assert!(
+            e.contains("exit 3, expected 0") && e.contains("broken"),
+            "{e}"
+        );
+        assert!(run(&cmd(&["sh", "-c", "exit 3"], Some(3)), dir.path()).is_ok());
+        let mut slow = cmd(&["sleep", "5"], None);
+        slow.timeout = Some(crate::config::HumanDuration(Duration::from_millis(200)));
+        assert!(run(&slow, dir.path()).unwrap_err().contains("stopped"));
+    }
+
+    #[test]
+    fn sql_checks_compare_with_min_and_equals() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("a.db");
+        Connection::open(&db)
+            .unwrap()
+            .execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1), (2);")
+            .unwrap();
+        let q = "SELECT count(*) FROM t";
+        assert_eq!(sql_check(q, Some(1), None, &db).unwrap(), "returned 2");
+        assert!(
+            sql_check(q, Some(3), None, &db)
+                .unwrap_err()
+                .contains("at least 3")
+        );
+        assert!(
+            sql_check(q, None, Some(1), &db)
+                .unwrap_err()
+                .contains("expected 1")
+        );
+        assert!(sql_check("SELECT count(*) FROM nope", None, None, &db).is_err());
+    }
+}

@@ -1,0 +1,228 @@
+//! The drill report: objectives against what was achieved, the action items that follow
+//! from the problems found, and the Markdown document kept in the state database and
+//! posted to chat (summary, objectives table, UTC timeline, problems, action items).
+
+use crate::actions::drill::DrillReport;
+use crate::config::TargetConfig;
+
+/// Seconds in words: "850ms", "4.2s", "3m", "1h30m", "2days".
+pub fn human(seconds: f64) -> String {
+    if seconds < 1.0 {
+        format!("{:.0}ms", seconds * 1000.0)
+    } else if seconds < 60.0 {
+        format!("{seconds:.1}s")
+    } else {
+        crate::actions::restore::human_age(seconds as i64)
+    }
+}
+
+/// The objectives a drill missed, as problems. An objective that is not set is never
+/// missed.
+pub fn missed_objectives(r: &DrillReport) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(obj) = r.rto_objective_seconds {
+        match r.rto_seconds {
+            Some(rto) if rto > obj => out.push(format!(
+                "RTO missed by {}: the verified restore took {} against an objective of {}",
+                human(rto - obj),
+                human(rto),
+                human(obj)
+            )),
+            Some(_) => {}
+            None if r.restore_ok => {}
+            None => out.push(format!(
+                "RTO not reached: no verified restore, against an objective of {}",
+                human(obj)
+            )),
+        }
+    }
+    if let (Some(obj), Some(rpo)) = (r.rpo_objective_seconds, r.rpo_seconds)
+        && rpo > obj
+    {
+        out.push(format!(
+            "RPO missed by {}: the newest usable backup was {} old against an objective of {}",
+            human(rpo - obj),
+            human(rpo),
+            human(obj)
+        ));
+    }
+    out
+}
+
+/// What someone should do about this drill's outcome.
+pub fn action_items(r: &DrillReport, cfg: &TargetConfig) -> Vec<String> {
+    let t = &r.target;
+    let mut items = Vec::new();
+    if r.backup.is_none() {
+        items.push(format!(
+            "no backup of {t} could be restored: take one now (`lifeboat backup {t}`) and make sure `schedule` is set"
+        ));
+    }
+    if let (Some(rto), Some(obj)) = (r.rto_seconds, r.rto_objective_seconds)
+        && rto > obj
+    {
+        let slowest = r
+            .steps
+            .iter()
+            .max_by(|a, b| a.duration_seconds.total_cmp(&b.duration_seconds))
+            .map(|s| format!("{} ({})", s.name, human(s.duration_seconds)))
+            .unwrap_or_default();
+        items.push(format!(
+            "RTO missed by {}: the slowest step was {slowest}; speed it up (a nearer store, a smaller backup) or agree a realistic `rto` for {t}",
+            human(rto - obj)
+        ));
+    }
+    if let (Some(rpo), Some(obj)) = (r.rpo_seconds, r.rpo_objective_seconds)
+        && rpo > obj
+    {
+        let schedule = match &cfg.schedule {
+            Some(s) => format!(
+                "check the schedule of {t} (`{}`): backups must succeed at least every {}, and the last one is {} old",
+                s.0,
+                human(obj),
+                human(rpo)
+            ),
+            None => format!(
+                "{t} has no `schedule`: add one that backs up at least every {}",
+                human(obj)
+            ),
+        };
+        items.push(format!("backup older than RPO: {schedule}"));
+    }
+    let restore_failed = r.steps.iter().any(|s| !s.ok && s.name.starts_with("fetch"));
+    if restore_failed && let Some(id) = &r.backup_id {
+        items.push(format!(
+            "backup {id} could not be restored: take a new backup now (`lifeboat backup {t}`), `lifeboat verify` the older ones, and check the store for damage"
+        ));
+    }
+    if r.steps
+        .iter()
+        .any(|s| !s.ok && (s.name.starts_with("integrity") || s.name.starts_with("every file")))
+    {
+        items.push(format!(
+            "the restored copy of {t} does not match its manifest: do not rely on this backup; take and drill a new one"
+        ));
+    }
+    for s in r
+        .steps
+        .iter()
+        .filter(|s| !s.ok && s.name.starts_with("check "))
+    {
+        items.push(format!(
+            "{} failed: find out why ({}) and fix the data or the check",
+            s.name, s.detail
+        ));
+    }
+    if !r.sandbox_removed {
+        items.push(format!(
+            "remove the leftover sandbox {} by hand",
+            r.sandbox.display()
+        ));
+    }
+    if r.rto_objective_seconds.is_none() {
+        items.push(format!(
+            "no RTO is set for {t}: agree one and add `rto = \"…\"` to its config"
+        ));
+    }
+    if r.rpo_objective_seconds.is_none() {
+        items.push(format!(
+            "no RPO is set for {t}: agree one and add `rpo = \"…\"` to its config"
+        ));
+    }
+    items
+}
+
+fn objective_row(
+    name: &str,
+    achieved: Option<f64>,
+    objective: Option<f64>,
+    restore_ok: bool,
+) -> String {
+    let shown = achieved.map_or("not reached".to_string(), human);
+    let (target, result) = match (objective, achieved) {
+        (None, _) => ("not set".to_string(), "—".to_string()),
+        (Some(o), Some(a)) if a <= o => (human(o), "✅ met".to_string()),
+        (Some(o), Some(a)) => (human(o), format!("❌ missed by {}", human(a - o))),
+        (Some(o), None) if restore_ok => (human(o), "—".to_string()),
+        (Some(o), None) => (human(o), "❌ not reached".to_string()),
+    };
+    format!("| {name} | {target} | {shown} | {result} |\n")
+}
+
+/// The Markdown report.
+pub fn render(r: &DrillReport) -> String {
+    let verdict = if r.ok { "✅ PASSED" } else { "❌ FAILED" };
+    let mut md = format!("# Recovery drill of {}: {verdict}\n\n", r.target);
+    md.push_str(&format!(
+        "- target: `{}` ({})\n- started: {} UTC, finished {} UTC, by {}\n",
+        r.target, r.kind, r.started_at, r.finished_at, r.actor
+    ));
+    match &r.backup {
+        Some(b) => md.push_str(&format!(
+            "- backup: `{}` taken {} UTC, {} stored in `{}`\n",
+            b.id,
+            b.created_at,
+            crate::actions::backup::human_bytes(b.size_bytes),
+            b.store
+        )),
+        None => md.push_str("- backup: none found\n"),
+    }
+    md.push_str(&format!(
+        "- sandbox: `{}` ({})\n\n",
+        r.sandbox.display(),
+        if r.sandbox_removed {
+            "removed"
+        } else {
+            "NOT removed"
+        }
+    ));
+    let summary = if r.ok {
+        "The backup was restored into a sandbox, verified, passed every check, and met every objective that is set.".to_string()
+    } else if r.restore_ok {
+        "The backup was restored and verified, but the drill missed an objective.".to_string()
+    } else {
+        "The drill did not produce a verified restore.".to_string()
+    };
+    md.push_str(&format!(
+        "**Result:** {summary} The live data was not touched.\n\n"
+    ));
+    md.push_str("## Objectives\n\n| objective | target | achieved | result |\n|---|---|---|---|\n");
+    md.push_str(&objective_row(
+        "RTO (drill start → verified restore)",
+        r.rto_seconds,
+        r.rto_objective_seconds,
+        r.restore_ok,
+    ));
+    md.push_str(&objective_row(
+        "RPO (age of the restored backup)",
+        r.rpo_seconds,
+        r.rpo_objective_seconds,
+        true,
+    ));
+    md.push_str("\n## Timeline (UTC)\n\n| # | step | started | duration | result | detail |\n|---|---|---|---|---|---|\n");
+    for (i, s) in r.steps.iter().enumerate() {
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            i + 1,
+            s.name.replace('|', "\\|"),
+            s.started_at,
+            human(s.duration_seconds),
+            if s.ok { "ok" } else { "FAILED" },
+            s.detail.replace('|', "\\|").replace('\n', " ")
+        ));
+    }
+    md.push_str("\n## Problems found\n\n");
+    list(&mut md, &r.problems, "none");
+    md.push_str("\n## Action items\n\n");
+    list(&mut md, &r.action_items, "none");
+    md
+}
+
+fn list(md: &mut String, items: &[String], empty: &str) {
+    if items.is_empty() {
+        md.push_str(&format!("- {empty}\n"));
+    }
+    for i in items {
+        md.push_str(&format!("- {i}\n"));
+    }
+}
