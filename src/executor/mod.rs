@@ -180,6 +180,48 @@ impl Executor {
     }
 }
 
+/// How far below the HTTP front end a job's threads run (nice value steps): compression
+/// and hashing of a large backup then never delay the acknowledgements chat platforms
+/// want within 3 seconds.
+const JOB_NICENESS: i32 = 10;
+
+/// Run `work` (a backup, verify, restore, drill or runbook run) on a thread of its own at a
+/// lower CPU priority; threads it starts (e.g. zstd's workers) inherit the priority. Jobs
+/// do not use tokio's blocking pool, whose threads also answer chat requests.
+pub async fn on_job_thread<T, F>(work: F) -> std::result::Result<T, String>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("lifeboat-job".into())
+        .spawn(move || {
+            lower_this_threads_priority();
+            let _ = done.send(work());
+        })
+        .map_err(|e| format!("cannot start a job thread: {e}"))?;
+    result
+        .await
+        .map_err(|_| "the job stopped unexpectedly (see the log)".to_string())
+}
+
+/// Lower the calling thread's priority by `JOB_NICENESS` (Linux nice values are per thread).
+fn lower_this_threads_priority() {
+    // SAFETY: plain system calls on this thread's own id; no memory is shared.
+    unsafe {
+        let tid = libc::gettid() as libc::id_t;
+        let current = libc::getpriority(libc::PRIO_PROCESS, tid);
+        let wanted = (current + JOB_NICENESS).min(19);
+        if libc::setpriority(libc::PRIO_PROCESS, tid, wanted) != 0 {
+            tracing::debug!(
+                "could not lower a job thread's priority: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
+
 /// Passes progress on, and writes each new phase to the audit log.
 struct PhaseAudit {
     inner: Arc<dyn Progress>,
@@ -248,6 +290,18 @@ mod tests {
             })
             .unwrap();
         assert_eq!(r.job.state, "succeeded");
+    }
+
+    #[tokio::test]
+    async fn job_threads_run_at_a_lower_priority_than_their_caller() {
+        let niceness =
+            || unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
+        let ours = niceness();
+        let theirs = on_job_thread(niceness).await.unwrap();
+        assert_eq!(theirs, (ours + JOB_NICENESS).min(19));
+        assert_eq!(niceness(), ours, "the caller is untouched");
+        let panicked = on_job_thread(|| -> i32 { panic!("boom") }).await;
+        assert!(panicked.unwrap_err().contains("stopped unexpectedly"));
     }
 
     #[test]

@@ -243,7 +243,7 @@ impl Chat {
         let app = self.app.clone();
         let started = std::time::Instant::now();
         let result =
-            tokio::task::spawn_blocking(move || run_action(&app, &job, &actor, &ctx)).await;
+            crate::executor::on_job_thread(move || run_action(&app, &job, &actor, &ctx)).await;
         drop(permit);
         self.job_ended.notify_one();
         let (text, document) = match result {

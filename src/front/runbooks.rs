@@ -54,7 +54,7 @@ impl Chat {
             stopping: self.stopping(),
         };
         let app = self.app.clone();
-        let result = tokio::task::spawn_blocking(move || {
+        let result = crate::executor::on_job_thread(move || {
             let channel = hooks.qualified.clone();
             let r = runbook::run::run(&app, &book, &values, &actor, Some(&channel), &hooks);
             (r, hooks)

@@ -358,7 +358,7 @@ async fn scheduled_backup(app: App, name: String) {
     };
     let actor = "schedule".to_string();
     let task_app = app.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
+    let outcome = crate::executor::on_job_thread(move || {
         let ctx = JobContext::silent();
         match crate::actions::backup::run(&task_app, &name, &actor, &ctx) {
             Err(crate::error::Error::Busy(msg)) => {
@@ -403,7 +403,7 @@ async fn scheduled_drill(app: App, name: String, sinks: AlertSinks) {
     let actor = "schedule".to_string();
     let task_app = app.clone();
     let task_name = name.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
+    let outcome = crate::executor::on_job_thread(move || {
         let ctx = JobContext::silent();
         let selector = crate::actions::catalog::Selector::Latest;
         crate::actions::drill::run(&task_app, &task_name, &selector, &actor, &ctx)
