@@ -625,6 +625,8 @@ fn draw(s: &mut TermState, force: bool) {
 }
 
 fn serve(app: App) -> Result<i32, Error> {
+    app.db
+        .checkpoint_in_background(&app.config.server.state, std::time::Duration::from_secs(5))?;
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| Error::io("starting the runtime", e))?;
     runtime.block_on(async move {

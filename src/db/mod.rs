@@ -191,6 +191,37 @@ impl Db {
         Ok(db)
     }
 
+    /// Move WAL checkpoints off the request path, for a long-running `serve`: the shared
+    /// connection stops checkpointing on commit (a checkpoint fsyncs, and a commit that
+    /// triggers one holds every other request waiting on the connection), and a thread
+    /// with a connection of its own checkpoints every `every` instead. Readers and
+    /// writers carry on meanwhile; the WAL is bounded by what one interval writes.
+    pub fn checkpoint_in_background(&self, path: &Path, every: Duration) -> Result<(), DbError> {
+        let checkpointer = Connection::open(path).map_err(|source| DbError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        checkpointer.busy_timeout(Duration::from_secs(10))?;
+        self.lock().pragma_update(None, "wal_autocheckpoint", 0)?;
+        std::thread::Builder::new()
+            .name("lifeboat-checkpoint".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(every);
+                    let r = checkpointer
+                        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0));
+                    if let Err(e) = r {
+                        tracing::warn!("checkpointing the state database: {e}");
+                    }
+                }
+            })
+            .map_err(|e| DbError::Io {
+                path: path.display().to_string(),
+                message: format!("cannot start the checkpoint thread: {e}"),
+            })?;
+        Ok(())
+    }
+
     /// A private in-memory database, for unit tests.
     pub fn in_memory() -> Db {
         let conn = Connection::open_in_memory().expect("in-memory sqlite");
