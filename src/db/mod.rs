@@ -271,3 +271,36 @@ pub fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         .ok()
         .map(|t| t.with_timezone(&chrono::Utc))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With background checkpoints, commits on the shared connection never checkpoint,
+    /// and the background thread gets every frame into the database file.
+    #[test]
+    fn background_checkpoints_take_over_from_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let db = Db::open(&path).unwrap();
+        db.checkpoint_in_background(&path, Duration::from_millis(50))
+            .unwrap();
+        let auto: i64 = db
+            .lock()
+            .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(auto, 0);
+        for i in 0..2000 {
+            let detail = format!("row {i} {}", "x".repeat(200));
+            db.audit("cli:t", "test", None, "ok", Some(&detail))
+                .unwrap();
+        }
+        // Rows reach the database file itself only through a checkpoint (400 KiB of
+        // them is below SQLite's own 4 MiB automatic threshold, so only ours counts).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::fs::metadata(&path).unwrap().len() < 400_000 {
+            assert!(std::time::Instant::now() < deadline, "never checkpointed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
