@@ -488,3 +488,26 @@ fn runbook_command_steps_run_on_the_targets_host() {
     );
     assert!(report.contains("❌ failed"), "{report}");
 }
+
+#[test]
+fn a_remote_target_drills_into_a_sandbox_on_the_bot_host() {
+    let s = Setup::new();
+    drop(make_app_db(&s.remote("data/app.db"), 60));
+    s.home.ok(&["backup", "app-db"]);
+    let before = std::fs::read(s.remote("data/app.db")).unwrap();
+    let r = s.home.json(&["drill", "app-db"]);
+    assert_eq!(r["ok"], true, "{r:#}");
+    assert!(r["rto_seconds"].as_f64().unwrap() >= 0.0);
+    let sandbox = r["sandbox"].as_str().unwrap();
+    assert!(
+        sandbox.starts_with(s.home.dir.path().to_str().unwrap()),
+        "{sandbox}"
+    );
+    assert!(!Path::new(sandbox).exists(), "the sandbox is removed");
+    assert_eq!(std::fs::read(s.remote("data/app.db")).unwrap(), before);
+    assert!(
+        s.remote_leftovers().is_empty(),
+        "{:?}",
+        s.remote_leftovers()
+    );
+}

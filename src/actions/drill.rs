@@ -151,10 +151,9 @@ pub fn run(
 /// Drills restore local sqlite and directory targets; other kinds are refused with why.
 pub fn refuse_unsupported(target: &str, cfg: &TargetConfig) -> Result<()> {
     let why = match cfg.kind {
-        TargetKind::Sqlite | TargetKind::Directory if cfg.host.is_none() => return Ok(()),
-        TargetKind::Sqlite | TargetKind::Directory => {
-            "drills of targets on another host are not available yet; restore to a `restore_roots` path with `lifeboat restore --to` instead"
-        }
+        // A target on another host drills like a local one: the backup comes from the
+        // store into a sandbox on this host, and the target's host is never touched.
+        TargetKind::Sqlite | TargetKind::Directory => return Ok(()),
         TargetKind::GcpDisk => {
             "drills of gcp-disk targets are not available yet; test a snapshot with `lifeboat restore <target> --to <new disk>` and delete the disk afterwards"
         }
