@@ -87,7 +87,9 @@ fn an_incident_records_everything_in_order_and_exports_a_post_mortem() {
         "{body}"
     );
     api.wait_until(30, "the backup result", |_| {
-        posted_texts(&api).iter().any(|t| t.contains("✅ backup"))
+        posted_texts(&api)
+            .iter()
+            .any(|t| t.contains("✅ backup") && t.contains("📎 on incident #1's timeline"))
     });
 
     // A restore with its approval.

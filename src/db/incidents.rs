@@ -195,6 +195,15 @@ impl Db {
             .optional()?)
     }
 
+    /// The open incidents an event from `channel` goes onto (see `open_for_event`).
+    pub fn incidents_open_for(&self, channel: Option<&str>) -> Result<Vec<i64>, DbError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let ids = open_for_event(&tx, channel)?;
+        tx.commit()?;
+        Ok(ids)
+    }
+
     /// Every incident, newest first.
     pub fn incidents(&self) -> Result<Vec<IncidentRecord>, DbError> {
         let conn = self.lock();

@@ -246,10 +246,11 @@ impl Chat {
             crate::executor::on_job_thread(move || run_action(&app, &job, &actor, &ctx)).await;
         drop(permit);
         self.job_ended.notify_one();
-        let (text, document) = match result {
+        let (mut text, document) = match result {
             Ok(done) => done,
             Err(e) => (format!("❌ {what} failed: internal error ({e})"), None),
         };
+        text.push_str(&self.timeline_note(notifier.platform(), &channel).await);
         tracing::info!(
             "{what}: {} ({:.1}s)",
             text.lines().next().unwrap_or_default(),
@@ -263,6 +264,22 @@ impl Chat {
         }
         if let Some(doc) = document {
             post_document(notifier.as_ref(), &channel, &doc).await;
+        }
+    }
+
+    /// "📎 on incident #N's timeline" when the job's events went onto an open incident
+    /// seen from this channel; empty otherwise.
+    pub(crate) async fn timeline_note(&self, platform: &str, channel: &str) -> String {
+        let db = self.app.db.clone();
+        let qualified = format!("{platform}:{channel}");
+        let ids =
+            tokio::task::spawn_blocking(move || db.incidents_open_for(Some(&qualified))).await;
+        match ids {
+            Ok(Ok(ids)) if !ids.is_empty() => {
+                let list: Vec<String> = ids.iter().map(|i| format!("#{i}")).collect();
+                format!("\n📎 on incident {}'s timeline", list.join(", "))
+            }
+            _ => String::new(),
         }
     }
 

@@ -43,6 +43,7 @@ impl Chat {
             return;
         };
         let updater = Arc::new(Updater::spawn(notifier.clone(), channel.clone(), message));
+        let channel_for_note = channel.clone();
         let hooks = ChatRun {
             chat: self.clone(),
             notifier: notifier.clone(),
@@ -76,6 +77,10 @@ impl Chat {
             Ok((Err(e), _)) => format!("❌ the runbook could not run: {e}"),
             Err(e) => format!("❌ the runbook stopped: internal error ({e})"),
         };
+        let final_text = final_text
+            + &self
+                .timeline_note(notifier.platform(), &channel_for_note)
+                .await;
         match Arc::try_unwrap(updater) {
             Ok(u) => u.finish(ChatMessage::text(final_text)).await,
             Err(u) => u.set(ChatMessage::text(final_text)),
