@@ -194,9 +194,13 @@ where
     T: Send + 'static,
 {
     let (done, result) = tokio::sync::oneshot::channel();
+    // Inside the job, tokio's handle is there as on its blocking threads (jobs post to
+    // chat and start tasks).
+    let runtime = tokio::runtime::Handle::try_current().ok();
     std::thread::Builder::new()
         .name("lifeboat-job".into())
         .spawn(move || {
+            let _entered = runtime.as_ref().map(|r| r.enter());
             lower_this_threads_priority();
             let _ = done.send(work());
         })
@@ -300,6 +304,9 @@ mod tests {
         let theirs = on_job_thread(niceness).await.unwrap();
         assert_eq!(theirs, (ours + JOB_NICENESS).min(19));
         assert_eq!(niceness(), ours, "the caller is untouched");
+        // Jobs can start tasks on the runtime, as they could on its blocking threads.
+        let spawned = on_job_thread(|| tokio::spawn(async { 7 })).await.unwrap();
+        assert_eq!(spawned.await.unwrap(), 7);
         let panicked = on_job_thread(|| -> i32 { panic!("boom") }).await;
         assert!(panicked.unwrap_err().contains("stopped unexpectedly"));
     }
