@@ -164,17 +164,7 @@ impl Db {
         &self,
         channel: Option<&str>,
     ) -> Result<Option<IncidentRecord>, DbError> {
-        Ok(self
-            .lock()
-            .query_row(
-                &format!(
-                    "SELECT {COLUMNS} FROM incidents WHERE closed_at IS NULL
-                       AND (?1 IS NULL OR channel = ?1) ORDER BY id DESC LIMIT 1"
-                ),
-                [channel],
-                from_row,
-            )
-            .optional()?)
+        self.incident_newest_where(channel, true)
     }
 
     /// The newest incident of a channel (open or not); with no channel, the newest of all.
@@ -182,14 +172,22 @@ impl Db {
         &self,
         channel: Option<&str>,
     ) -> Result<Option<IncidentRecord>, DbError> {
+        self.incident_newest_where(channel, false)
+    }
+
+    fn incident_newest_where(
+        &self,
+        channel: Option<&str>,
+        only_open: bool,
+    ) -> Result<Option<IncidentRecord>, DbError> {
         Ok(self
             .lock()
             .query_row(
                 &format!(
-                    "SELECT {COLUMNS} FROM incidents WHERE ?1 IS NULL OR channel = ?1
-                     ORDER BY id DESC LIMIT 1"
+                    "SELECT {COLUMNS} FROM incidents WHERE (?1 IS NULL OR channel = ?1)
+                       AND (?2 = 0 OR closed_at IS NULL) ORDER BY id DESC LIMIT 1"
                 ),
-                [channel],
+                rusqlite::params![channel, only_open],
                 from_row,
             )
             .optional()?)

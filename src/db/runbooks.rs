@@ -13,6 +13,25 @@ pub struct Confirmation {
     pub at: String,
 }
 
+fn confirmation(
+    conn: &rusqlite::Connection,
+    run: i64,
+    step: usize,
+) -> rusqlite::Result<Option<Confirmation>> {
+    conn.query_row(
+        "SELECT decision, actor, at FROM runbook_confirmations WHERE run_id = ?1 AND step = ?2",
+        params![run, step as i64],
+        |r| {
+            Ok(Confirmation {
+                decision: r.get(0)?,
+                actor: r.get(1)?,
+                at: r.get(2)?,
+            })
+        },
+    )
+    .optional()
+}
+
 impl Db {
     pub fn runbook_run_insert(
         &self,
@@ -74,17 +93,7 @@ impl Db {
             "INSERT OR IGNORE INTO runbook_confirmations (run_id, step, decision, actor, at) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![run, step as i64, decision, actor, now_text()],
         )?;
-        Ok(conn.query_row(
-            "SELECT decision, actor, at FROM runbook_confirmations WHERE run_id = ?1 AND step = ?2",
-            params![run, step as i64],
-            |r| {
-                Ok(Confirmation {
-                    decision: r.get(0)?,
-                    actor: r.get(1)?,
-                    at: r.get(2)?,
-                })
-            },
-        )?)
+        Ok(confirmation(&conn, run, step)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?)
     }
 
     pub fn runbook_confirmation(
@@ -92,20 +101,7 @@ impl Db {
         run: i64,
         step: usize,
     ) -> Result<Option<Confirmation>, DbError> {
-        Ok(self
-            .lock()
-            .query_row(
-                "SELECT decision, actor, at FROM runbook_confirmations WHERE run_id = ?1 AND step = ?2",
-                params![run, step as i64],
-                |r| {
-                    Ok(Confirmation {
-                        decision: r.get(0)?,
-                        actor: r.get(1)?,
-                        at: r.get(2)?,
-                    })
-                },
-            )
-            .optional()?)
+        Ok(confirmation(&self.lock(), run, step)?)
     }
 
     /// Runs left `running` by a process that is gone are marked interrupted; returns
