@@ -644,13 +644,7 @@ fn backup_list_verify_restore_and_prune_through_the_compute_api() {
             .contains("deleted outside lifeboat"),
         "{report}"
     );
-    let status = home.json(&["status"]);
-    let data = status
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["target"] == "data-disk")
-        .unwrap();
+    let data = status_of(&home, "data-disk");
     // status answers from the catalog, which keeps what was taken; verify is what
     // notices the snapshot is gone.
     assert_eq!(data["last_backup"], b3["id"]);
@@ -691,13 +685,7 @@ fn failed_operations_end_the_job_in_plain_words() {
     assert!(err.contains("permission denied"), "{err}");
 
     // The job record says the same.
-    let status = home.json(&["status"]);
-    let data = status
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["target"] == "data-disk")
-        .unwrap();
+    let data = status_of(&home, "data-disk");
     assert!(
         data["last_job"]
             .as_str()
@@ -711,13 +699,16 @@ fn failed_operations_end_the_job_in_plain_words() {
     fake.assert_nothing_unexpected();
 }
 
-/// Run `lifeboat drill <target> --json`: the exit code and the report.
-fn drill(home: &Home, target: &str) -> (i32, Value) {
-    let out = home.run(&["drill", target, "--json"]);
-    let text = stdout(&out);
-    let json = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {text}\nstderr: {}", stderr(&out)));
-    (out.status.code().unwrap(), json)
+/// `lifeboat status --json` of one target.
+fn status_of(home: &Home, target: &str) -> Value {
+    let status = home.json(&["status"]);
+    status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["target"] == target)
+        .unwrap()
+        .clone()
 }
 
 /// The disks in the fake's zone, by name.
@@ -815,38 +806,30 @@ fn a_gcp_disk_drill_makes_a_disk_from_the_newest_snapshot_checks_it_and_deletes_
     assert_eq!(fake.state.lock().unwrap().disks["data-disk"], source_before);
 
     let report = r["report"].as_str().unwrap();
-    for needle in [
-        "# Recovery drill of data-disk: ✅ PASSED",
-        &format!("- sandbox: new disk `{path}` (deleted afterwards)"),
-        "## Objectives",
-        "| RTO (drill start → verified restore) | 30m |",
-        "| RPO (age of the restored backup) | 1day |",
-        "✅ met",
-        "## Timeline (UTC)",
-        &format!("| 1 | find the snapshot |"),
-        &format!("create disk {drill_disk} from snapshot {snap}"),
-        &format!("verify disk {drill_disk}: READY, the snapshot's size, made from it"),
-        "READY, 10 GB as the snapshot's disk",
-        "check 1: command `sh -c",
-        &format!("delete disk {drill_disk}"),
-        "## Problems found\n\n- none",
-        "## Action items\n\n- none",
-    ] {
-        assert!(
-            report.contains(needle),
-            "{needle:?} missing from:\n{report}"
-        );
-    }
+    assert_contains_all(
+        report,
+        &[
+            "# Recovery drill of data-disk: ✅ PASSED",
+            &format!("- sandbox: new disk `{path}` (deleted afterwards)"),
+            "## Objectives",
+            "| RTO (drill start → verified restore) | 30m |",
+            "| RPO (age of the restored backup) | 1day |",
+            "✅ met",
+            "## Timeline (UTC)",
+            "| 1 | find the snapshot |",
+            &format!("create disk {drill_disk} from snapshot {snap}"),
+            &format!("verify disk {drill_disk}: READY, the snapshot's size, made from it"),
+            "READY, 10 GB as the snapshot's disk",
+            "check 1: command `sh -c",
+            &format!("delete disk {drill_disk}"),
+            "## Problems found\n\n- none",
+            "## Action items\n\n- none",
+        ],
+    );
     assert_eq!(r["steps"].as_array().unwrap().len(), 5);
 
     // The drill is recorded: status shows it.
-    let status = home.json(&["status"]);
-    let data = status
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["target"] == "data-disk")
-        .unwrap();
+    let data = status_of(&home, "data-disk");
     assert_eq!(data["last_drill_ok"], true, "{data:#}");
     fake.assert_nothing_unexpected();
 }
@@ -938,6 +921,46 @@ fn a_gcp_disk_drill_whose_disk_creation_fails_says_why_and_leaves_no_disk() {
         "{:#?}",
         fake.calls()
     );
+    let inserts = fake
+        .calls()
+        .iter()
+        .filter(|c| c.ends_with("/disks"))
+        .count();
+    assert_eq!(inserts, 1);
+
+    // A disk that already has the drill disk's name is refused and left alone (disks
+    // for each second of the next minute, so the drill's start falls on one of them).
+    let now = chrono::Utc::now();
+    let taken: Vec<String> = (-2..60)
+        .map(|s| {
+            let at = now + chrono::Duration::seconds(s);
+            format!("lifeboat-drill-data-disk-{}", at.format("%Y%m%dt%H%M%Sz"))
+        })
+        .collect();
+    for name in &taken {
+        fake.add_disk(name, 10);
+    }
+    let (code, r) = drill(&home, "data-disk");
+    assert_eq!(code, 1, "{r:#}");
+    let problems = r["problems"].to_string();
+    assert!(
+        problems.contains("already exists") && problems.contains("leaves it alone"),
+        "{problems}"
+    );
+    assert_eq!(r["sandbox_created"], false);
+    assert!(
+        fake.calls()
+            .iter()
+            .filter(|c| c.starts_with("DELETE") || c.ends_with("/disks"))
+            .count()
+            == inserts,
+        "{:#?}",
+        fake.calls()
+    );
+    assert_eq!(disk_names(&fake).len(), 2 + taken.len());
+    for name in &taken {
+        fake.state.lock().unwrap().disks.remove(name);
+    }
 
     // The next drill passes.
     let (code, r) = drill(&home, "data-disk");

@@ -192,7 +192,7 @@ pub fn drill_disk_name(target: &str, started: DateTime<Utc>) -> String {
     let stamp = started.format("%Y%m%dt%H%M%Sz").to_string();
     let room = 63 - "lifeboat-drill-".len() - 1 - stamp.len();
     let t = gce_name(target, room);
-    let t = t.trim_start_matches(|c: char| c == '-');
+    let t = t.trim_start_matches('-');
     if t.is_empty() {
         format!("lifeboat-drill-{stamp}")
     } else {
