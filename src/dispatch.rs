@@ -210,7 +210,7 @@ fn run(app: &App, inv: &Invocation, command: Command, _role: Role) -> Result<Rep
             refuse_if_busy(app, &target)?;
             actions::drill::refuse_unsupported(&target, app.target(&target)?)?;
             let selector = Selector::from_args(backup.as_deref(), None)?;
-            actions::catalog::find(app, &target, &selector)?;
+            actions::drill::find_backup(app, &target, &selector)?;
             Ok(Reply::Job {
                 ack: format!(
                     "Drilling {target}: restoring into a sandbox and checking it; the result and the report follow in the channel."

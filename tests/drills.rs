@@ -33,15 +33,6 @@ fn checksums(root: &Path) -> Vec<(PathBuf, String)> {
     out
 }
 
-/// Run `lifeboat drill … --json`; returns the exit code and the parsed report.
-fn drill(home: &Home, target: &str) -> (i32, Value) {
-    let out = home.run(&["drill", target, "--json"]);
-    let text = stdout(&out);
-    let json = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {text}\nstderr: {}", stderr(&out)));
-    (out.status.code().unwrap(), json)
-}
-
 fn sqlite_target(extra: &str) -> String {
     format!(
         "[targets.db]\nkind = \"sqlite\"\npath = \"../data/app.db\"\nstore = \"local\"\n{extra}"
@@ -115,27 +106,25 @@ fn a_sqlite_drill_restores_a_live_database_into_a_sandbox_and_passes_its_checks(
 
     // The report: objectives, a timeline of every step, problems and action items.
     let report = r["report"].as_str().unwrap();
-    for needle in [
-        "# Recovery drill of db: ✅ PASSED",
-        "## Objectives",
-        "| RTO (drill start → verified restore) | 10m |",
-        "| RPO (age of the restored backup) | 1h |",
-        "✅ met",
-        "## Timeline (UTC)",
-        "find the backup",
-        "fetch, decompress and restore into the sandbox",
-        "integrity_check and row counts",
-        "check 1: sql `SELECT count(*) FROM repository` ≥ 100",
-        "check 3: command `sh -c",
-        "remove the sandbox",
-        "## Problems found\n\n- none",
-        "## Action items\n\n- none",
-    ] {
-        assert!(
-            report.contains(needle),
-            "{needle:?} missing from:\n{report}"
-        );
-    }
+    assert_contains_all(
+        report,
+        &[
+            "# Recovery drill of db: ✅ PASSED",
+            "## Objectives",
+            "| RTO (drill start → verified restore) | 10m |",
+            "| RPO (age of the restored backup) | 1h |",
+            "✅ met",
+            "## Timeline (UTC)",
+            "find the backup",
+            "fetch, decompress and restore into the sandbox",
+            "integrity_check and row counts",
+            "check 1: sql `SELECT count(*) FROM repository` ≥ 100",
+            "check 3: command `sh -c",
+            "remove the sandbox",
+            "## Problems found\n\n- none",
+            "## Action items\n\n- none",
+        ],
+    );
     assert_eq!(r["steps"].as_array().unwrap().len(), 7);
 
     // The command check saw the restored copy, inside the sandbox, which is gone now.

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::actions::catalog::{Selector, find};
-use crate::actions::{drill_checks, drill_report, restore, verify};
+use crate::actions::{drill_checks, drill_gcp, drill_report, restore, verify};
 use crate::app::App;
 use crate::config::{TargetConfig, TargetKind};
 use crate::db::drills::DrillRecord;
@@ -54,8 +54,12 @@ pub struct DrillReport {
     pub rpo_seconds: Option<f64>,
     pub rto_objective_seconds: Option<f64>,
     pub rpo_objective_seconds: Option<f64>,
-    /// Where the copy was restored; removed at the end of the drill.
+    /// Where the copy was restored, removed at the end of the drill: a directory, or for
+    /// a gcp-disk target the drill disk's path (`projects/…/zones/…/disks/…`).
     pub sandbox: PathBuf,
+    /// Whether the sandbox was made (a gcp-disk drill stops before it when the snapshot
+    /// is unusable or the disk name is taken).
+    pub sandbox_created: bool,
     pub sandbox_removed: bool,
     pub steps: Vec<Step>,
     pub problems: Vec<String>,
@@ -89,8 +93,14 @@ impl DrillReport {
         let icon = if r.ok { "✅" } else { "❌" };
         let mut text = format!("{icon} {}", r.headline());
         if let Some(id) = &r.backup_id {
+            let sandbox = if r.kind == "gcp-disk" {
+                "a new disk"
+            } else {
+                "a sandbox"
+            };
             text.push_str(&format!(
-                "\nbackup `{id}` restored into a sandbox (removed afterwards)"
+                "\nbackup `{id}` restored into {sandbox} ({})",
+                drill_report::sandbox_fate(r)
             ));
         }
         for p in &r.problems {
@@ -138,7 +148,7 @@ pub fn run(
     let cfg = app.target(target)?;
     refuse_unsupported(target, cfg)?;
     if let Selector::Id(_) = selector {
-        find(app, target, selector)?; // a mistyped id is the caller's mistake, not a drill
+        find_backup(app, target, selector)?; // a mistyped id is the caller's mistake, not a drill
     }
     let done = app.executor.run("drill", target, actor, ctx, |_, ctx| {
         let mut report = drill_locked(app, target, cfg, selector, actor, ctx)?;
@@ -148,15 +158,13 @@ pub fn run(
     Ok(done.value)
 }
 
-/// Drills restore local sqlite and directory targets; other kinds are refused with why.
+/// Drills restore sqlite, directory and gcp-disk targets; other kinds are refused with why.
 pub fn refuse_unsupported(target: &str, cfg: &TargetConfig) -> Result<()> {
     let why = match cfg.kind {
         // A target on another host drills like a local one: the backup comes from the
         // store into a sandbox on this host, and the target's host is never touched.
-        TargetKind::Sqlite | TargetKind::Directory => return Ok(()),
-        TargetKind::GcpDisk => {
-            "drills of gcp-disk targets are not available yet; test a snapshot with `lifeboat restore <target> --to <new disk>` and delete the disk afterwards"
-        }
+        // A gcp-disk target's sandbox is a new disk made from the snapshot, deleted again.
+        TargetKind::Sqlite | TargetKind::Directory | TargetKind::GcpDisk => return Ok(()),
         TargetKind::Command => {
             "drills of command targets are not available: lifeboat cannot load their dump back; restore with the application's own tool"
         }
@@ -166,6 +174,17 @@ pub fn refuse_unsupported(target: &str, cfg: &TargetConfig) -> Result<()> {
         "cannot drill {target} ({}): {why}",
         cfg.kind.as_str()
     )))
+}
+
+/// The backup a drill of `target` would restore, or a usage error saying what exists.
+/// For gcp-disk targets this is `verify`'s choice: a snapshot the catalog recorded is
+/// picked even when it was deleted, so the drill names it.
+pub fn find_backup(app: &App, target: &str, selector: &Selector) -> Result<Manifest> {
+    if app.target(target)?.kind == TargetKind::GcpDisk {
+        let gcp = crate::actions::gcp::connect(app, target)?;
+        return Ok(crate::actions::gcp::checked_snapshot(app, &gcp, target, selector)?.backup);
+    }
+    find(app, target, selector)
 }
 
 fn record(r: &DrillReport) -> DrillRecord {
@@ -186,21 +205,42 @@ fn record(r: &DrillReport) -> DrillRecord {
     }
 }
 
-/// The timeline as the drill goes.
-struct Timeline {
+/// A drill as it goes: what it drills, when it started, its timeline and the problems
+/// found so far. The restore of each kind (a sandbox directory, or a disk made from a
+/// snapshot) adds its steps here.
+pub(crate) struct Drill<'a> {
+    pub app: &'a App,
+    pub target: &'a str,
+    pub cfg: &'a TargetConfig,
+    pub ctx: &'a JobContext,
+    pub started: DateTime<Utc>,
+    clock: Instant,
     steps: Vec<Step>,
+    pub problems: Vec<String>,
 }
 
-impl Timeline {
-    /// Run one step; its outcome is `Ok(detail)` or `Err(problems)`.
-    fn step(
+/// What a kind's restore leaves for the report.
+pub(crate) struct Sandboxed {
+    /// The backup drilled (absent when none could be found).
+    pub backup: Option<Manifest>,
+    /// Where the copy was restored: a directory, or the drill disk's path.
+    pub sandbox: PathBuf,
+    pub created: bool,
+    pub removed: bool,
+    /// Drill start → verified restore, when it was reached.
+    pub rto_seconds: Option<f64>,
+}
+
+impl Drill<'_> {
+    /// Run one step; its outcome is `Ok(detail)` or `Err(problems)`, and an error is a
+    /// problem too (but a cancel ends the drill). Whether it passed.
+    pub fn step(
         &mut self,
         name: impl Into<String>,
-        ctx: &JobContext,
         work: impl FnOnce() -> Result<std::result::Result<String, Vec<String>>>,
-    ) -> Result<std::result::Result<(), Vec<String>>> {
+    ) -> Result<bool> {
         let name = name.into();
-        ctx.progress.phase(&name);
+        self.ctx.progress.phase(&name);
         let started = Utc::now();
         let clock = Instant::now();
         let outcome = match work() {
@@ -219,7 +259,30 @@ impl Timeline {
             ok,
             detail,
         });
-        Ok(outcome.map(|_| ()))
+        if let Err(p) = outcome {
+            self.problems.extend(p);
+        }
+        Ok(ok)
+    }
+
+    /// Seconds since the drill started.
+    pub fn elapsed(&self) -> f64 {
+        self.clock.elapsed().as_secs_f64()
+    }
+
+    /// The target's `checks`, one step each; a command check finds `sandbox` in
+    /// `LIFEBOAT_SANDBOX`.
+    pub fn run_checks(&mut self, sandbox: &Path) -> Result<()> {
+        let cfg = self.cfg;
+        for (i, check) in cfg.checks.iter().enumerate() {
+            let name = format!("check {}: {}", i + 1, check.describe());
+            let failed = format!("{name} failed");
+            self.step(name, || {
+                Ok(drill_checks::run(check, sandbox)
+                    .map_err(|why| vec![format!("{failed}: {why}")]))
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -231,68 +294,41 @@ fn drill_locked(
     actor: &str,
     ctx: &JobContext,
 ) -> Result<DrillReport> {
-    let started = Utc::now();
-    let clock = Instant::now();
-    let mut t = Timeline { steps: Vec::new() };
-    let mut problems: Vec<String> = Vec::new();
-    let mut backup = None;
-    t.step("find the backup", ctx, || {
-        let m = find(app, target, selector)?;
-        let detail = format!(
-            "backup {} taken {} ({} before the drill)",
-            m.id,
-            m.created_at,
-            drill_report::human(age(&m, started))
-        );
-        backup = Some(m);
-        Ok(Ok(detail))
-    })?
-    .unwrap_or_else(|p| problems.extend(p));
-    let sandbox = new_sandbox(app, target)?;
-    let sandbox_path = sandbox.path().to_path_buf();
-    let mut rto_seconds = None;
-    if let Some(m) = &backup {
-        let copy = sandbox_path.join(copy_name(cfg));
-        let before = problems.len();
-        restore_and_check(app, cfg, m, &copy, ctx, &mut t, &mut problems)?;
-        if problems.len() == before {
-            rto_seconds = Some(clock.elapsed().as_secs_f64());
-        }
-    }
-    let mut sandbox_removed = false;
-    t.step("remove the sandbox", ctx, || {
-        Ok(match sandbox.close() {
-            Ok(()) => {
-                sandbox_removed = true;
-                Ok(format!("{} removed", sandbox_path.display()))
-            }
-            Err(e) => Err(vec![format!(
-                "the sandbox {} could not be removed: {e}",
-                sandbox_path.display()
-            )]),
-        })
-    })?
-    .unwrap_or_else(|p| problems.extend(p));
+    let mut d = Drill {
+        app,
+        target,
+        cfg,
+        ctx,
+        started: Utc::now(),
+        clock: Instant::now(),
+        steps: Vec::new(),
+        problems: Vec::new(),
+    };
+    let done = match cfg.kind {
+        TargetKind::GcpDisk => drill_gcp::restore(&mut d, selector)?,
+        _ => restore_in_sandbox(&mut d, selector)?,
+    };
     let mut report = DrillReport {
         drill_id: None,
         target: target.to_string(),
         kind: cfg.kind.as_str().to_string(),
-        backup_id: backup.as_ref().map(|m| m.id.clone()),
-        rpo_seconds: backup.as_ref().map(|m| age(m, started)),
-        backup: backup.map(|m| m.summary()),
+        backup_id: done.backup.as_ref().map(|m| m.id.clone()),
+        rpo_seconds: done.backup.as_ref().map(|m| age(m, d.started)),
+        backup: done.backup.map(|m| m.summary()),
         actor: actor.to_string(),
-        started_at: crate::db::time_text(started),
+        started_at: crate::db::time_text(d.started),
         finished_at: crate::db::now_text(),
         ok: false,
-        restore_ok: problems.is_empty(),
+        restore_ok: d.problems.is_empty(),
         objectives_met: false,
-        rto_seconds,
+        rto_seconds: done.rto_seconds,
         rto_objective_seconds: cfg.rto.map(|d| d.0.as_secs_f64()),
         rpo_objective_seconds: cfg.rpo.map(|d| d.0.as_secs_f64()),
-        sandbox: sandbox_path,
-        sandbox_removed,
-        steps: t.steps,
-        problems,
+        sandbox: done.sandbox,
+        sandbox_created: done.created,
+        sandbox_removed: done.removed,
+        steps: d.steps,
+        problems: d.problems,
         action_items: Vec::new(),
         report: String::new(),
     };
@@ -305,45 +341,82 @@ fn drill_locked(
     Ok(report)
 }
 
+/// sqlite and directory targets: the backup from the store into a fresh directory,
+/// verified, checked, and the directory removed.
+fn restore_in_sandbox(d: &mut Drill, selector: &Selector) -> Result<Sandboxed> {
+    let (app, target, started) = (d.app, d.target, d.started);
+    let mut backup = None;
+    d.step("find the backup", || {
+        let m = find(app, target, selector)?;
+        let detail = format!(
+            "backup {} taken {} ({} before the drill)",
+            m.id,
+            m.created_at,
+            drill_report::human(age(&m, started))
+        );
+        backup = Some(m);
+        Ok(Ok(detail))
+    })?;
+    let sandbox = new_sandbox(app, target)?;
+    let sandbox_path = sandbox.path().to_path_buf();
+    let mut rto_seconds = None;
+    if let Some(m) = &backup {
+        let copy = sandbox_path.join(copy_name(d.cfg));
+        let before = d.problems.len();
+        restore_and_check(d, m, &copy)?;
+        if d.problems.len() == before {
+            rto_seconds = Some(d.elapsed());
+        }
+    }
+    let mut removed = false;
+    d.step("remove the sandbox", || {
+        Ok(match sandbox.close() {
+            Ok(()) => {
+                removed = true;
+                Ok(format!("{} removed", sandbox_path.display()))
+            }
+            Err(e) => Err(vec![format!(
+                "the sandbox {} could not be removed: {e}",
+                sandbox_path.display()
+            )]),
+        })
+    })?;
+    Ok(Sandboxed {
+        backup,
+        sandbox: sandbox_path,
+        created: true,
+        removed,
+        rto_seconds,
+    })
+}
+
 /// Restore into the sandbox, verify the copy, run the checks: one timeline step each.
-fn restore_and_check(
-    app: &App,
-    cfg: &TargetConfig,
-    m: &Manifest,
-    copy: &Path,
-    ctx: &JobContext,
-    t: &mut Timeline,
-    problems: &mut Vec<String>,
-) -> Result<()> {
-    let restored = t.step(
-        "fetch, decompress and restore into the sandbox",
-        ctx,
-        || {
-            let (_, store) = app.store_for(&m.target)?;
-            let found = verify::read_checked(store.as_ref(), m, ctx, |content| {
-                restore::write_content(m, content, copy, ctx).map(|()| Vec::new())
-            })?;
-            Ok(if found.is_empty() {
-                Ok(format!(
-                    "{} stored, {} restored to {}; stored and content SHA-256 match the manifest",
-                    crate::actions::backup::human_bytes(m.size_bytes),
-                    crate::actions::backup::human_bytes(m.content_bytes),
-                    copy.display()
-                ))
-            } else {
-                Err(found)
-            })
-        },
-    )?;
-    if let Err(p) = restored {
-        problems.extend(p);
+fn restore_and_check(d: &mut Drill, m: &Manifest, copy: &Path) -> Result<()> {
+    let (app, ctx) = (d.app, d.ctx);
+    let restored = d.step("fetch, decompress and restore into the sandbox", || {
+        let (_, store) = app.store_for(&m.target)?;
+        let found = verify::read_checked(store.as_ref(), m, ctx, |content| {
+            restore::write_content(m, content, copy, ctx).map(|()| Vec::new())
+        })?;
+        Ok(if found.is_empty() {
+            Ok(format!(
+                "{} stored, {} restored to {}; stored and content SHA-256 match the manifest",
+                crate::actions::backup::human_bytes(m.size_bytes),
+                crate::actions::backup::human_bytes(m.content_bytes),
+                copy.display()
+            ))
+        } else {
+            Err(found)
+        })
+    })?;
+    if !restored {
         return Ok(());
     }
     let verify_name = match &m.sqlite {
         Some(_) => "integrity_check and row counts",
         None => "every file's SHA-256 on the restored copy",
     };
-    t.step(verify_name, ctx, || {
+    d.step(verify_name, || {
         let found = match (&m.sqlite, &m.directory) {
             (Some(facts), _) => sqlite::check_copy(copy, facts, true)?,
             (_, Some(facts)) => directory::check_tree(copy, facts, ctx)?,
@@ -362,20 +435,12 @@ fn restore_and_check(
         } else {
             Err(found)
         })
-    })?
-    .unwrap_or_else(|p| problems.extend(p));
-    for (i, check) in cfg.checks.iter().enumerate() {
-        let name = format!("check {}: {}", i + 1, check.describe());
-        t.step(&name, ctx, || {
-            Ok(drill_checks::run(check, copy).map_err(|why| vec![format!("{name} failed: {why}")]))
-        })?
-        .unwrap_or_else(|p| problems.extend(p));
-    }
-    Ok(())
+    })?;
+    d.run_checks(copy)
 }
 
 /// Seconds between the backup and `at`.
-fn age(m: &Manifest, at: DateTime<Utc>) -> f64 {
+pub(crate) fn age(m: &Manifest, at: DateTime<Utc>) -> f64 {
     (at - m.created()).num_milliseconds().max(0) as f64 / 1000.0
 }
 

@@ -89,16 +89,29 @@ pub fn action_items(r: &DrillReport, cfg: &TargetConfig) -> Vec<String> {
         };
         items.push(format!("backup older than RPO: {schedule}"));
     }
-    let restore_failed = r.steps.iter().any(|s| !s.ok && s.name.starts_with("fetch"));
+    if let Some(s) = r.steps.iter().find(|s| !s.ok && s.name.starts_with("find"))
+        && let Some(id) = &r.backup_id
+    {
+        items.push(format!(
+            "backup {id} cannot be drilled ({}): take a new backup now (`lifeboat backup {t}`) and `lifeboat verify` the others",
+            s.detail
+        ));
+    }
+    let restore_failed = r
+        .steps
+        .iter()
+        .any(|s| !s.ok && (s.name.starts_with("fetch") || s.name.starts_with("create disk")));
     if restore_failed && let Some(id) = &r.backup_id {
         items.push(format!(
             "backup {id} could not be restored: take a new backup now (`lifeboat backup {t}`), `lifeboat verify` the older ones, and check the store for damage"
         ));
     }
-    if r.steps
-        .iter()
-        .any(|s| !s.ok && (s.name.starts_with("integrity") || s.name.starts_with("every file")))
-    {
+    if r.steps.iter().any(|s| {
+        !s.ok
+            && (s.name.starts_with("integrity")
+                || s.name.starts_with("every file")
+                || s.name.starts_with("verify disk"))
+    }) {
         items.push(format!(
             "the restored copy of {t} does not match its manifest: do not rely on this backup; take and drill a new one"
         ));
@@ -113,11 +126,17 @@ pub fn action_items(r: &DrillReport, cfg: &TargetConfig) -> Vec<String> {
             s.name, s.detail
         ));
     }
-    if !r.sandbox_removed {
-        items.push(format!(
-            "remove the leftover sandbox {} by hand",
-            r.sandbox.display()
-        ));
+    if r.sandbox_created && !r.sandbox_removed {
+        items.push(match (&cfg.project, &cfg.zone, r.sandbox.file_name()) {
+            (Some(project), Some(zone), Some(disk)) if r.kind == "gcp-disk" => format!(
+                "delete the leftover drill disk by hand: `gcloud compute disks delete {} --project {project} --zone {zone}`",
+                disk.to_string_lossy()
+            ),
+            _ => format!(
+                "remove the leftover sandbox {} by hand",
+                r.sandbox.display()
+            ),
+        });
     }
     if r.rto_objective_seconds.is_none() {
         items.push(format!(
@@ -168,13 +187,14 @@ pub fn render(r: &DrillReport) -> String {
         None => md.push_str("- backup: none found\n"),
     }
     md.push_str(&format!(
-        "- sandbox: `{}` ({})\n\n",
-        r.sandbox.display(),
-        if r.sandbox_removed {
-            "removed"
+        "- sandbox: {}`{}` ({})\n\n",
+        if r.kind == "gcp-disk" {
+            "new disk "
         } else {
-            "NOT removed"
-        }
+            ""
+        },
+        r.sandbox.display(),
+        sandbox_fate(r)
     ));
     let summary = if r.ok {
         "The backup was restored into a sandbox, verified, passed every check, and met every objective that is set.".to_string()
@@ -216,6 +236,17 @@ pub fn render(r: &DrillReport) -> String {
     md.push_str("\n## Action items\n\n");
     list(&mut md, &r.action_items, "none");
     md
+}
+
+/// What became of the sandbox, in a few words.
+pub fn sandbox_fate(r: &DrillReport) -> &'static str {
+    match (r.sandbox_created, r.sandbox_removed) {
+        (false, _) => "not made",
+        (true, true) if r.kind == "gcp-disk" => "deleted afterwards",
+        (true, true) => "removed afterwards",
+        (true, false) if r.kind == "gcp-disk" => "NOT deleted",
+        (true, false) => "NOT removed",
+    }
 }
 
 fn list(md: &mut String, items: &[String], empty: &str) {

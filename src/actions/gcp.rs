@@ -24,12 +24,12 @@ use crate::sources::gcp_disk::{
 };
 use crate::stores::manifest::{FORMAT_VERSION, GcpFacts, Manifest};
 
-fn connect(app: &App, target: &str) -> Result<Gcp> {
+pub fn connect(app: &App, target: &str) -> Result<Gcp> {
     Gcp::connect(target, app.target(target)?)
 }
 
 /// The value of the `lifeboat-target` label for a target name.
-fn target_label(target: &str) -> String {
+pub fn target_label(target: &str) -> String {
     gce_name(target, 63)
 }
 
@@ -175,41 +175,67 @@ pub fn verify(
     let done = app.executor.run("verify", target, actor, ctx, |_, ctx| {
         ctx.progress.phase("checking the snapshot");
         let gcp = connect(app, target)?;
-        let recorded = app.db.catalog_list(target)?;
-        let live: Vec<SnapshotInfo> = gcp
-            .list_snapshots(&target_label(target))?
-            .into_iter()
-            .filter(|s| is_ours(&gcp, target, s))
-            .collect();
-        // Candidates: every snapshot found, and every recorded one that is not found.
-        let mut all: Vec<(Manifest, Option<&SnapshotInfo>)> = live
-            .iter()
-            .map(|s| {
-                let id = id_of(s).unwrap_or_default();
-                let rec = recorded.iter().find(|m| m.id == id);
-                (manifest_of(&gcp, target, s, rec), Some(s))
-            })
-            .collect();
-        for m in &recorded {
-            if !all.iter().any(|(a, _)| a.id == m.id) {
-                all.push((m.clone(), None));
-            }
-        }
-        all.sort_by(|a, b| {
-            b.0.created_at
-                .cmp(&a.0.created_at)
-                .then(b.0.id.cmp(&a.0.id))
-        });
-        let (backup, found) = select(&all, selector, target)?;
-        let rec = recorded.iter().find(|m| m.id == backup.id);
-        let problems = check(&backup, found, rec);
+        let found = checked_snapshot(app, &gcp, target, selector)?;
         Ok(VerifyReport {
-            ok: problems.is_empty(),
-            backup,
-            problems,
+            ok: found.problems.is_empty(),
+            backup: found.backup,
+            problems: found.problems,
         })
     })?;
     Ok(done.value)
+}
+
+/// A snapshot backup as `verify` and drills pick it, and what is wrong with it.
+#[derive(Debug, Clone)]
+pub struct CheckedSnapshot {
+    pub backup: Manifest,
+    /// The snapshot as the API has it now; `None` when it no longer exists.
+    pub snapshot: Option<SnapshotInfo>,
+    /// Missing, not READY, replaced, not in the catalog: empty when all is well.
+    pub problems: Vec<String>,
+}
+
+/// Pick a backup among every snapshot of the target found and every one the catalog
+/// recorded that is not found (so a snapshot deleted behind lifeboat's back is still
+/// picked, and named), and check it against the catalog's record.
+pub fn checked_snapshot(
+    app: &App,
+    gcp: &Gcp,
+    target: &str,
+    selector: &Selector,
+) -> Result<CheckedSnapshot> {
+    let recorded = app.db.catalog_list(target)?;
+    let live: Vec<SnapshotInfo> = gcp
+        .list_snapshots(&target_label(target))?
+        .into_iter()
+        .filter(|s| is_ours(gcp, target, s))
+        .collect();
+    let mut all: Vec<(Manifest, Option<&SnapshotInfo>)> = live
+        .iter()
+        .map(|s| {
+            let id = id_of(s).unwrap_or_default();
+            let rec = recorded.iter().find(|m| m.id == id);
+            (manifest_of(gcp, target, s, rec), Some(s))
+        })
+        .collect();
+    for m in &recorded {
+        if !all.iter().any(|(a, _)| a.id == m.id) {
+            all.push((m.clone(), None));
+        }
+    }
+    all.sort_by(|a, b| {
+        b.0.created_at
+            .cmp(&a.0.created_at)
+            .then(b.0.id.cmp(&a.0.id))
+    });
+    let (backup, found) = select(&all, selector, target)?;
+    let rec = recorded.iter().find(|m| m.id == backup.id);
+    let problems = check(&backup, found, rec);
+    Ok(CheckedSnapshot {
+        backup,
+        snapshot: found.cloned(),
+        problems,
+    })
 }
 
 fn select<'a>(

@@ -5,6 +5,7 @@ pub mod backup;
 pub mod catalog;
 pub mod drill; // restore into a sandbox, verify, checks, RTO/RPO, the report
 pub mod drill_checks;
+pub mod drill_gcp; // a gcp-disk drill: a new disk from the snapshot, checked, deleted
 pub mod drill_report;
 pub mod gcp;
 pub mod prune;

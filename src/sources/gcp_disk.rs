@@ -1,5 +1,6 @@
 //! GCP persistent disks through the Compute Engine API: snapshots taken, listed, checked
-//! and deleted, and new disks made from them (optionally attached to an instance).
+//! and deleted, and new disks made from them (optionally attached to an instance), read
+//! back and, for drills, deleted again.
 //!
 //! Only the API calls live here, each waiting for its long-running operation and turning
 //! failures into plain words; what a backup or a restore is belongs to `actions::gcp`.
@@ -23,6 +24,8 @@ use crate::error::{Error, Result};
 pub const LABEL_MARK: &str = "lifeboat";
 pub const LABEL_TARGET: &str = "lifeboat-target";
 pub const LABEL_ID: &str = "lifeboat-id";
+/// Marks a disk a drill made (and deletes again).
+pub const LABEL_DRILL: &str = "lifeboat-drill";
 
 /// A snapshot as lifeboat needs it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -56,6 +59,39 @@ impl From<Snapshot> for SnapshotInfo {
             creation_timestamp: s.creation_timestamp.unwrap_or_default(),
             self_link: s.self_link.unwrap_or_default(),
             labels: s.labels.into_iter().collect(),
+        }
+    }
+}
+
+/// A disk as a drill checks it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DiskInfo {
+    pub name: String,
+    /// CREATING, RESTORING, FAILED, READY or DELETING.
+    pub status: String,
+    pub size_gb: u64,
+    /// The snapshot it was made from, as the API gives it (a full or partial URL).
+    pub source_snapshot: String,
+    /// The id of that snapshot, which tells a snapshot deleted and remade under the same
+    /// name from the one the disk was made from.
+    pub source_snapshot_id: Option<u64>,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl From<Disk> for DiskInfo {
+    fn from(d: Disk) -> Self {
+        DiskInfo {
+            name: d.name.unwrap_or_default(),
+            status: d
+                .status
+                .as_ref()
+                .and_then(|st| st.name())
+                .unwrap_or("UNKNOWN")
+                .to_string(),
+            size_gb: d.size_gb.unwrap_or(0).max(0) as u64,
+            source_snapshot: d.source_snapshot.unwrap_or_default(),
+            source_snapshot_id: d.source_snapshot_id.and_then(|i| i.parse().ok()),
+            labels: d.labels.into_iter().collect(),
         }
     }
 }
@@ -244,6 +280,11 @@ impl Gcp {
 
     /// Whether a disk of this name exists in the target's zone.
     pub fn disk_exists(&self, name: &str) -> Result<bool> {
+        self.get_disk(name).map(|d| d.is_some())
+    }
+
+    /// One disk of the target's zone by name; `None` when it does not exist.
+    pub fn get_disk(&self, name: &str) -> Result<Option<DiskInfo>> {
         let got = self.block(
             self.disks
                 .get()
@@ -253,9 +294,47 @@ impl Gcp {
                 .send(),
         );
         match got {
-            Ok(_) => Ok(true),
-            Err(e) if is_not_found(&e) => Ok(false),
+            Ok(d) => Ok(Some(d.into())),
+            Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(api_error(&format!("reading disk {name}"), e)),
+        }
+    }
+
+    /// A disk once it has left CREATING and RESTORING (or `None` if it is gone), polling
+    /// for up to `limit`.
+    pub fn settled_disk(&self, name: &str, limit: Duration) -> Result<Option<DiskInfo>> {
+        let deadline = std::time::Instant::now() + limit;
+        let mut wait = self.poll;
+        loop {
+            let disk = self.get_disk(name)?;
+            match &disk {
+                Some(d)
+                    if matches!(d.status.as_str(), "CREATING" | "RESTORING")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(self.poll * 10);
+                }
+                _ => return Ok(disk),
+            }
+        }
+    }
+
+    /// `disks.delete`, waiting for the operation. A disk that is already gone is fine.
+    pub fn delete_disk(&self, name: &str) -> Result<()> {
+        let what = format!("deleting disk {name} in {}/{}", self.project, self.zone);
+        let op = self.block(
+            self.disks
+                .delete()
+                .set_project(&self.project)
+                .set_zone(&self.zone)
+                .set_disk(name)
+                .poller()
+                .until_done(),
+        );
+        match op {
+            Err(e) if is_not_found(&e) => Ok(()), // already gone: what we wanted
+            other => check_operation(&what, other).map(|_| ()),
         }
     }
 

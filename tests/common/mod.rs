@@ -93,6 +93,22 @@ impl Home {
     }
 }
 
+/// Run `lifeboat drill … --json`; returns the exit code and the parsed report.
+pub fn drill(home: &Home, target: &str) -> (i32, serde_json::Value) {
+    let out = home.run(&["drill", target, "--json"]);
+    let text = stdout(&out);
+    let json = serde_json::from_str::<serde_json::Value>(&text)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {text}\nstderr: {}", stderr(&out)));
+    (out.status.code().unwrap(), json)
+}
+
+/// Every needle is in `text`; a failure shows the missing one and the whole text.
+pub fn assert_contains_all(text: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+    }
+}
+
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
