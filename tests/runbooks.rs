@@ -476,3 +476,24 @@ fn a_failing_http_check_stops_the_run_and_says_what_to_do() {
     assert!(last.contains("4 of 6 steps done"), "{last}");
     serve.stop();
 }
+
+#[test]
+fn the_state_recovery_runbook_runs_unattended_on_the_default_targets() {
+    let home = home_with(
+        "[targets.lifeboat-state]\nkind = \"sqlite\"\npath = \"../var/lifeboat.db\"\nstore = \"local\"\nrto = \"5m\"\nrpo = \"2h\"\n",
+    );
+    home.ok(&["status"]); // creates the state database
+    let (code, report, log) = run_runbook(&home, &["state-recovery-check"], "");
+    assert_eq!(code, 0, "{report}\n{log}");
+    let rows = report_rows(&report);
+    assert_eq!(rows.len(), 4, "three steps and the total: {report}");
+    assert!(rows[..3].iter().all(|r| r[5] == "✅ done"), "{report}");
+    assert!(rows[2][6].contains("drill of backup"), "{:?}", rows[2]);
+    assert_eq!(
+        home.json(&["list", "lifeboat-state"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
