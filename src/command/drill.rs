@@ -5,24 +5,8 @@ use super::{Command, ParseError};
 pub const USAGE: &str = "/drill <target> [<backup>|latest]";
 
 pub fn parse(words: &[&str]) -> Result<Command, ParseError> {
-    let err = |problem: &str| {
-        Err(ParseError {
-            problem: problem.into(),
-            usage: USAGE,
-        })
-    };
-    match words {
-        [target] => Ok(Command::Drill {
-            target: target.to_string(),
-            backup: None,
-        }),
-        [target, backup] => Ok(Command::Drill {
-            target: target.to_string(),
-            backup: Some(backup.to_string()),
-        }),
-        [] => err("name the target to drill"),
-        _ => err("too many arguments"),
-    }
+    let (target, backup) = super::target_and_backup(words, "drill", USAGE)?;
+    Ok(Command::Drill { target, backup })
 }
 
 #[cfg(test)]

@@ -158,6 +158,26 @@ impl Command {
     }
 }
 
+/// `<target> [<backup>]`, the arguments of `/verify` and `/drill`.
+fn target_and_backup(
+    words: &[&str],
+    verb: &str,
+    usage: &'static str,
+) -> Result<(String, Option<String>), ParseError> {
+    match words {
+        [target] => Ok((target.to_string(), None)),
+        [target, backup] => Ok((target.to_string(), Some(backup.to_string()))),
+        [] => Err(ParseError {
+            problem: format!("name the target to {verb}"),
+            usage,
+        }),
+        _ => Err(ParseError {
+            problem: "too many arguments".into(),
+            usage,
+        }),
+    }
+}
+
 /// The help text: every command with its usage and the role it needs.
 pub fn help_text() -> String {
     let mut out = String::from("lifeboat commands:\n");

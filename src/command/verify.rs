@@ -5,24 +5,8 @@ use super::{Command, ParseError};
 pub const USAGE: &str = "/verify <target> [<backup>|latest]";
 
 pub fn parse(words: &[&str]) -> Result<Command, ParseError> {
-    match words {
-        [target] => Ok(Command::Verify {
-            target: target.to_string(),
-            backup: None,
-        }),
-        [target, backup] => Ok(Command::Verify {
-            target: target.to_string(),
-            backup: Some(backup.to_string()),
-        }),
-        [] => Err(ParseError {
-            problem: "name the target to verify".into(),
-            usage: USAGE,
-        }),
-        _ => Err(ParseError {
-            problem: "too many arguments".into(),
-            usage: USAGE,
-        }),
-    }
+    let (target, backup) = super::target_and_backup(words, "verify", USAGE)?;
+    Ok(Command::Verify { target, backup })
 }
 
 #[cfg(test)]
