@@ -177,17 +177,29 @@ impl Db {
             path: path.display().to_string(),
             source,
         };
-        let conn = Connection::open(path).map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(open_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(open_err)?;
+        // Processes starting together on a new database (serve and a CLI, two CLIs) meet
+        // while one of them switches it to WAL or migrates it; SQLite answers "locked" at
+        // once there instead of waiting, so the whole opening is tried again for a while.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match Db::try_open(path) {
+                Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                other => return other.map_err(open_err),
+            }
+        }
+    }
+
+    fn try_open(path: &Path) -> rusqlite::Result<Db> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         let db = Db {
             conn: Arc::new(Mutex::new(conn)),
         };
-        db.migrate().map_err(open_err)?;
+        db.migrate()?;
         Ok(db)
     }
 
@@ -257,6 +269,13 @@ impl Db {
     }
 }
 
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 /// Current UTC time as RFC 3339 with second precision, the format of every stored time.
 pub fn now_text() -> String {
     time_text(chrono::Utc::now())
@@ -278,6 +297,24 @@ mod tests {
 
     /// With background checkpoints, commits on the shared connection never checkpoint,
     /// and the background thread gets every frame into the database file.
+    /// Many processes' worth of connections opening a new database at once all succeed.
+    #[test]
+    fn opening_a_new_database_from_many_places_at_once_succeeds() {
+        for _ in 0..10 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("state.db");
+            let threads: Vec<_> = (0..12)
+                .map(|_| {
+                    let path = path.clone();
+                    std::thread::spawn(move || Db::open(&path).map(|db| db.ping()))
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap().unwrap().unwrap();
+            }
+        }
+    }
+
     #[test]
     fn background_checkpoints_take_over_from_commits() {
         let dir = tempfile::tempdir().unwrap();
