@@ -18,6 +18,7 @@ pub mod front; // HTTP front-end
 pub mod incident; // incidents: timelines fed by the audit log, post-mortem export
 pub mod notify; // chat-neutral messaging: Notifier trait, retries, coalesced updates
 pub mod pipe; // streaming hash/progress/compression building blocks
+pub mod probe; // HTTP GET and time-limited commands shared by drill checks and runbook steps
 pub mod progress; // progress reporting and cancellation
 pub mod runbook; // runbook files, running them step by step, their reports
 pub mod schedule; // cron backups, the watchdog and its alerts

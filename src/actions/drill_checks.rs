@@ -2,14 +2,13 @@
 //! a SQL query on the restored SQLite copy, an HTTP GET, or a command on this host that
 //! finds the copy in `LIFEBOAT_SANDBOX`. Each returns what it saw, or why it failed.
 
-use std::io::{Read, Seek};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
 use crate::config::Check;
+use crate::probe::CommandEnd;
 
 /// How long an HTTP check may take when it sets no `timeout`.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -63,16 +62,8 @@ fn sql_check(
 }
 
 fn http_check(url: &str, want: u16, timeout: Duration) -> Result<String, String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(timeout))
-        .build()
-        .into();
-    let resp = agent
-        .get(url)
-        .call()
-        .map_err(|e| format!("no answer: {e}"))?;
-    let got = resp.status().as_u16();
+    let (got, _) =
+        crate::probe::http_get(url, timeout, false).map_err(|e| format!("no answer: {e}"))?;
     if got == want {
         Ok(format!("HTTP {got}"))
     } else {
@@ -86,42 +77,17 @@ fn command_check(
     copy: &Path,
     timeout: Duration,
 ) -> Result<String, String> {
-    let Some((program, args)) = argv.split_first() else {
-        return Err("no command given".into());
-    };
-    let mut output = tempfile::tempfile().map_err(|e| format!("cannot capture the output: {e}"))?;
-    let stderr = output
-        .try_clone()
-        .map_err(|e| format!("cannot capture the output: {e}"))?;
-    let stdout = output
-        .try_clone()
-        .map_err(|e| format!("cannot capture the output: {e}"))?;
-    let mut child = Command::new(program)
-        .args(args)
-        .env("LIFEBOAT_SANDBOX", copy)
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
-        .spawn()
-        .map_err(|e| format!("cannot start {program}: {e}"))?;
-    let clock = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if clock.elapsed() >= timeout => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "still running after {}; stopped",
-                    humantime::format_duration(timeout)
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(format!("waiting for {program}: {e}")),
+    let env = [("LIFEBOAT_SANDBOX", copy.as_os_str())];
+    let (code, output) = match crate::probe::run_command(argv, &env, timeout)? {
+        CommandEnd::Exited { code, output, .. } => (code, output),
+        CommandEnd::TimedOut => {
+            return Err(format!(
+                "still running after {}; stopped",
+                humantime::format_duration(timeout)
+            ));
         }
     };
-    let tail = output_tail(&mut output);
-    let code = status.code();
+    let tail = output_tail(&output);
     let shown = if tail.is_empty() {
         String::new()
     } else {
@@ -135,10 +101,7 @@ fn command_check(
 }
 
 /// The last few hundred characters a command wrote, on one line.
-fn output_tail(file: &mut std::fs::File) -> String {
-    let mut text = String::new();
-    let _ = file.rewind();
-    let _ = file.read_to_string(&mut text);
+fn output_tail(text: &str) -> String {
     let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
     let n = flat.chars().count();
     if n > 300 {

@@ -4,7 +4,6 @@
 //! Every step start and end is audited, so an open incident's timeline has them.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -431,91 +430,33 @@ pub fn http_check(
     body_contains: Option<&str>,
     timeout: Duration,
 ) -> std::result::Result<String, String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(timeout))
-        .build()
-        .into();
-    let mut response = agent
-        .get(url)
-        .call()
+    let (got, body) = crate::probe::http_get(url, timeout, body_contains.is_some())
         .map_err(|e| format!("GET {url} failed: {e}"))?;
-    let got = response.status().as_u16();
     if got != status {
         return Err(format!("GET {url} answered {got}, expected {status}"));
     }
-    if let Some(needle) = body_contains {
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(1 << 20)
-            .read_to_string()
-            .map_err(|e| format!("GET {url}: reading the answer: {e}"))?;
-        if !body.contains(needle) {
-            return Err(format!("GET {url} answered {got} but without {needle:?}"));
-        }
+    if let Some(needle) = body_contains
+        && !body.contains(needle)
+    {
+        return Err(format!("GET {url} answered {got} but without {needle:?}"));
     }
     Ok(format!("GET {url} answered {got}"))
 }
 
 /// Run a command on this host with a time limit; its exit code and its output's end.
 fn run_local(argv: &[String], timeout: Duration) -> std::result::Result<(i32, String), String> {
-    let mut child = std::process::Command::new(&argv[0])
-        .args(&argv[1..])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", argv[0]))?;
-    // Read both pipes on threads so a chatty command cannot block on a full pipe.
-    let readers: Vec<_> = [
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|mut pipe| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = pipe.read_to_end(&mut buf);
-            // Keep the end, where errors are.
-            let start = buf.len().saturating_sub(4096);
-            String::from_utf8_lossy(&buf[start..]).to_string()
-        })
-    })
-    .collect();
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s,
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "{} did not finish within {}; it was stopped",
-                    argv[0],
-                    humantime::format_duration(timeout)
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-            Err(e) => return Err(format!("waiting for {}: {e}", argv[0])),
-        }
-    };
-    let output: String = readers
-        .into_iter()
-        .map(|h| h.join().unwrap_or_default())
-        .collect::<Vec<_>>()
-        .join("\n");
-    // A command killed by a signal has no exit code; report it as 128 + signal, as shells do.
-    let code = status.code().unwrap_or_else(|| {
-        use std::os::unix::process::ExitStatusExt;
-        128 + status.signal().unwrap_or(0)
-    });
-    Ok((code, output))
+    match crate::probe::run_command(argv, &[], timeout)? {
+        // A command killed by a signal has no exit code; report it as 128 + signal, as
+        // shells do.
+        crate::probe::CommandEnd::Exited {
+            code,
+            signal,
+            output,
+        } => Ok((code.unwrap_or(128 + signal.unwrap_or(0)), output)),
+        crate::probe::CommandEnd::TimedOut => Err(format!(
+            "{} did not finish within {}; it was stopped",
+            argv[0],
+            humantime::format_duration(timeout)
+        )),
+    }
 }
