@@ -143,3 +143,225 @@ pub const COMPRESSION_LEVEL: i32 = 3;
 pub fn is_storage_full(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::StorageFull || e.raw_os_error() == Some(libc::ENOSPC)
 }
+
+/// Buffers in flight between a [`ReadAhead`] thread and its reader.
+const READ_AHEAD_DEPTH: usize = 4;
+
+/// Reads `inner` on a thread of its own, a few chunks ahead of the caller, so that
+/// fetching and hashing stored bytes overlap with decompressing them. Memory stays at
+/// `READ_AHEAD_DEPTH` + 2 chunks.
+pub struct ReadAhead<R: Read + Send + 'static> {
+    chunks: Option<std::sync::mpsc::Receiver<io::Result<Vec<u8>>>>,
+    recycle: std::sync::mpsc::SyncSender<Vec<u8>>,
+    current: Vec<u8>,
+    pos: usize,
+    done: bool,
+    thread: Option<std::thread::JoinHandle<R>>,
+}
+
+impl<R: Read + Send + 'static> ReadAhead<R> {
+    pub fn new(mut inner: R) -> Self {
+        let (send, chunks) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(READ_AHEAD_DEPTH);
+        let (recycle, reuse) = std::sync::mpsc::sync_channel::<Vec<u8>>(READ_AHEAD_DEPTH + 2);
+        let thread = std::thread::spawn(move || {
+            loop {
+                let mut buf = reuse.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
+                buf.resize(CHUNK, 0);
+                let read = read_full(&mut inner, &mut buf);
+                let end = !matches!(read, Ok(n) if n > 0);
+                let chunk = read.map(|n| {
+                    buf.truncate(n);
+                    buf
+                });
+                // The reader went away (it failed or was dropped): stop reading.
+                if send.send(chunk).is_err() || end {
+                    return inner;
+                }
+            }
+        });
+        ReadAhead {
+            chunks: Some(chunks),
+            recycle,
+            current: Vec::new(),
+            pos: 0,
+            done: false,
+            thread: Some(thread),
+        }
+    }
+
+    /// The inner reader back, once everything has been read (for its hash, say).
+    pub fn finish(mut self) -> R {
+        self.chunks = None; // a thread still reading stops at its next chunk
+        self.thread
+            .take()
+            .expect("finished once")
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+}
+
+impl<R: Read + Send + 'static> Read for ReadAhead<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.current.len() {
+            if self.done {
+                return Ok(0);
+            }
+            let next = self.chunks.as_ref().and_then(|c| c.recv().ok());
+            let chunk = match next {
+                Some(chunk) => chunk?,
+                None => return Err(io::Error::other("the reading thread stopped")),
+            };
+            let used = std::mem::replace(&mut self.current, chunk);
+            let _ = self.recycle.try_send(used);
+            self.pos = 0;
+            if self.current.is_empty() {
+                self.done = true;
+            }
+        }
+        let n = out.len().min(self.current.len() - self.pos);
+        out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Fill `buf` as far as the reader allows; fewer bytes only at the end of the stream.
+fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted && e.to_string() != "cancelled" => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Write-back is started every this many bytes, and waited for one window later.
+const WRITEBACK_WINDOW: u64 = 16 << 20;
+
+/// A new file written on a thread of its own whose pages go to disk while it is still
+/// being written, so the final `fsync` has little left to do and dirty memory stays
+/// bounded (Linux `sync_file_range`; elsewhere only the final `fsync` counts).
+pub struct DurableFile {
+    chunks: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    buf: Vec<u8>,
+    thread: Option<std::thread::JoinHandle<io::Result<()>>>,
+}
+
+impl DurableFile {
+    pub fn new(file: std::fs::File) -> Self {
+        let (send, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(READ_AHEAD_DEPTH);
+        let thread = std::thread::spawn(move || -> io::Result<()> {
+            let mut file = file;
+            let mut written = 0u64;
+            let mut started = 0u64; // write-back requested up to here
+            for chunk in chunks {
+                file.write_all(&chunk)?;
+                written += chunk.len() as u64;
+                if written - started >= WRITEBACK_WINDOW {
+                    start_writeback(
+                        &file,
+                        started,
+                        written - started,
+                        started >= WRITEBACK_WINDOW,
+                    );
+                    started = written;
+                }
+            }
+            file.sync_all()
+        });
+        DurableFile {
+            chunks: Some(send),
+            buf: Vec::with_capacity(CHUNK),
+            thread: Some(thread),
+        }
+    }
+
+    /// Write what is buffered, wait for the thread, and `fsync` the file.
+    pub fn finish(mut self) -> io::Result<()> {
+        self.flush_chunk()?;
+        self.chunks = None;
+        self.join()
+    }
+
+    fn join(&mut self) -> io::Result<()> {
+        match self.thread.take() {
+            Some(thread) => thread
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            None => Ok(()),
+        }
+    }
+
+    fn flush_chunk(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        let sent = self.chunks.as_ref().map(|c| c.send(chunk));
+        if matches!(sent, Some(Ok(()))) {
+            return Ok(());
+        }
+        // The thread stopped: its error says why.
+        self.chunks = None;
+        match self.join() {
+            Err(e) => Err(e),
+            Ok(()) => Err(io::Error::other("the writing thread stopped")),
+        }
+    }
+}
+
+impl Write for DurableFile {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHUNK {
+            self.flush_chunk()?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_chunk()
+    }
+}
+
+impl Drop for DurableFile {
+    fn drop(&mut self) {
+        self.chunks = None;
+        let _ = self.join();
+    }
+}
+
+/// Ask the kernel to write `len` bytes at `offset` to disk now, first waiting for the
+/// previous window (`wait_previous`) so that at most two windows are ever dirty.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &std::fs::File, offset: u64, len: u64, wait_previous: bool) {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // Errors here only cost speed: the final fsync reports any real write failure.
+    unsafe {
+        if wait_previous {
+            let previous = offset.saturating_sub(WRITEBACK_WINDOW);
+            libc::sync_file_range(
+                fd,
+                previous as libc::off64_t,
+                WRITEBACK_WINDOW as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                    | libc::SYNC_FILE_RANGE_WRITE
+                    | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+            );
+        }
+        libc::sync_file_range(
+            fd,
+            offset as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_: &std::fs::File, _: u64, _: u64, _: bool) {}

@@ -65,7 +65,7 @@ impl Setup {
                 .unwrap()
                 .flatten()
                 .map(|e| e.file_name().to_string_lossy().to_string())
-                .filter(|n| n.starts_with(".lifeboat-backup.")),
+                .filter(|n| n.starts_with(".lifeboat-backup.") || n.starts_with(".lifeboat-pin.")),
         );
         found
     }
@@ -135,6 +135,14 @@ fn remote_sqlite_round_trip_while_the_app_writes() {
         "{:?}",
         s.remote_leftovers()
     );
+    // The database file itself was streamed (no temporary copy on the host).
+    let phases = s.home.job_phases("app-db");
+    assert!(
+        phases
+            .iter()
+            .any(|p| p.contains("pinned at one transaction")),
+        "{phases:?}"
+    );
 
     let verify = s.home.json(&["verify", "app-db"]);
     assert_eq!(verify["ok"], true, "{verify}");
@@ -152,6 +160,37 @@ fn remote_sqlite_round_trip_while_the_app_writes() {
     assert_eq!(count(&restored, "repository") as u64, repos);
     let live = Connection::open(&db_path).unwrap();
     assert_eq!(count(&live, "repository"), 20_000 + 50 * batches);
+}
+
+#[test]
+fn a_remote_reader_holding_old_frames_makes_the_backup_copy_instead() {
+    let s = Setup::new();
+    let db_path = s.remote("data/app.db");
+    let app = make_app_db(&db_path, 2_000);
+    // An application reader on the host keeps an old snapshot while newer rows commit:
+    // the WAL cannot be checkpointed completely, so the file cannot be pinned.
+    let reader = Connection::open(&db_path).unwrap();
+    reader
+        .execute_batch("BEGIN; SELECT count(*) FROM repository;")
+        .unwrap();
+    insert_rows(&app, 10);
+    let backup = s.home.json(&["backup", "app-db"]);
+    assert_eq!(backup["sqlite"]["tables"]["repository"], 2_010);
+    assert_eq!(backup["sqlite"]["tables"]["issue"], 2_010);
+    assert_eq!(backup["sqlite"]["quick_check"], "ok");
+    let phases = s.home.job_phases("app-db");
+    assert!(
+        phases.iter().any(|p| p.contains("streaming the copy")),
+        "{phases:?}"
+    );
+    assert!(
+        s.remote_leftovers().is_empty(),
+        "{:?}",
+        s.remote_leftovers()
+    );
+    drop(reader);
+    let verify = s.home.json(&["verify", "app-db"]);
+    assert_eq!(verify["ok"], true, "{verify}");
 }
 
 #[test]

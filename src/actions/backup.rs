@@ -11,7 +11,7 @@ use crate::app::App;
 use crate::config::TargetKind;
 use crate::error::{Error, Result};
 use crate::executor::JobOutput;
-use crate::pipe::{HashWriter, ProgressReader, zstd_encoder};
+use crate::pipe::{HashWriter, zstd_encoder};
 use crate::progress::JobContext;
 use crate::sources::{directory, remote_directory, remote_sqlite, sqlite};
 use crate::ssh::{Remote, Session};
@@ -86,13 +86,7 @@ fn backup_locked(app: &App, target: &str, ctx: &JobContext) -> Result<Manifest> 
         }
         (TargetKind::Sqlite, None) => {
             let scratch = app.scratch()?;
-            let copy = scratch.path().join("copy.sqlite");
-            let facts = sqlite::snapshot(&path, &copy, ctx)?;
-            let file = std::fs::File::open(&copy).map_err(|e| Error::io("reading the copy", e))?;
-            ctx.progress.phase("compressing and storing");
-            ctx.progress.total(file.metadata().ok().map(|m| m.len()));
-            let mut reader = ProgressReader::new(file, ctx.progress.clone(), ctx.cancel.clone());
-            crate::pipe::copy(&mut reader, &mut content).map_err(write_err)?;
+            let (facts, _) = sqlite::backup(&path, scratch.path(), &mut content, &write_err, ctx)?;
             (Some(facts), None)
         }
         (TargetKind::Directory, None) => {

@@ -35,22 +35,97 @@ counts=$(printf '%s\n' "$sql" | q) || say "sqlite3 cannot count the rows of $f"
 printf '%s\n%s\n' "$facts" "$counts"
 "#;
 
-/// Backup: `$1` is the database. The copy goes next to it (same disk, no /tmp filling
-/// up) or, if that directory is not writable, into $TMPDIR or /tmp. Output: `data <n>`,
-/// n bytes of the copy, then its fact lines.
+/// Backup: `$1` is the database. Output: `method <pinned|copied>`, `data <n>`, n bytes of
+/// the database as of one transaction, then their fact lines.
+///
+/// First choice, no copy at all: the file itself, pinned by a read transaction (the same
+/// reasoning as local backups, see `sources::sqlite::pin`), driven through one `sqlite3`
+/// session with two connections (3.37+): connection 1 holds the write lock for a moment
+/// while connection 0 checkpoints the WAL completely and starts its read. The facts come
+/// from a second `sqlite3` reading the pinned file as immutable, beside the stream.
+/// Otherwise (an older sqlite3, a reader pinning old WAL frames, no write access): the
+/// backup API into a temporary file next to the database (same disk, no /tmp filling
+/// up) or, if that directory is not writable, into $TMPDIR or /tmp.
 const BACKUP: &str = r#"
 need sqlite3 mktemp cat rm wc sleep
-db=$1 tmp= tmpdir= hb= fpid=
+db=$1 tmp= tmpdir= hb= fpid= spid= work=
 cleanup() {
   [ -z "$hb" ] || kill "$hb" 2>/dev/null
   [ -z "$fpid" ] || kill "$fpid" 2>/dev/null
+  [ -z "$spid" ] || kill "$spid" 2>/dev/null
   [ -z "$tmp" ] || rm -f -- "$tmpdir/$tmp" "$tmpdir/$tmp-journal" "$tmpdir/$tmp-wal" "$tmpdir/$tmp-shm" "$tmpdir/$tmp.facts"
+  [ -z "$work" ] || rm -rf -- "$work"
 }
 trap cleanup EXIT
 [ -e "$db" ] || say "the database $db does not exist"
 [ -f "$db" ] || say "$db is not a file"
 [ -r "$db" ] || say "$(id -un) may not read the database $db"
 umask 077
+
+pinned() {
+  for c in mkfifo head sed; do command -v "$c" >/dev/null 2>&1 || return 1; done
+  [ -w "$db" ] || return 1
+  work=$(mktemp -d "${TMPDIR:-/tmp}/.lifeboat-pin.XXXXXXXX" 2>/dev/null) || { work=; return 1; }
+  mkfifo "$work/in" "$work/out" || return 1
+  sqlite3 -batch -noheader -list "$db" <"$work/in" >"$work/out" 2>"$work/err" &
+  spid=$!
+  exec 7>"$work/in" 8<"$work/out"
+  # Until the data flows, a sqlite3 that died must not end the script: fall back instead.
+  trap '' PIPE
+  send() { printf '%s\n' "$@" >&7; }
+  # Lines up to the marker $1; the last one before it in $got.
+  upto() { got=; while IFS= read -r line <&8; do [ "$line" = "$1" ] && return 0; got=$line; done; return 1; }
+  size= tries=0
+  send ".timeout 5000" "PRAGMA wal_checkpoint;" ".connection 1" ".timeout 5000" ".connection 0" ".print bulk"
+  upto bulk || tries=99
+  while [ "$tries" -lt 20 ] && [ ! -s "$work/err" ]; do
+    send ".connection 1" "BEGIN IMMEDIATE;" ".connection 0" "PRAGMA wal_checkpoint;" ".print ckpt"
+    upto ckpt || break
+    # With the write lock held no checkpoint can start, so a running one (the application's
+    # automatic checkpoint after its last commit) is about to end: wait it out.
+    waits=0
+    while [ "${got%%|*}" = 1 ] && [ "$waits" -lt 20 ]; do
+      sleep 0.005 2>/dev/null || sleep 1
+      send "PRAGMA wal_checkpoint;" ".print ckpt"
+      upto ckpt || break
+      waits=$((waits + 1))
+    done
+    busy=${got%%|*} rest=${got#*|}
+    if [ ! -s "$work/err" ] && [ "$busy" = 0 ] && [ "${rest%%|*}" = "${rest#*|}" ]; then
+      send "BEGIN;" "SELECT 'size ' || (page_size * page_count) FROM pragma_page_size, pragma_page_count;" \
+        ".connection 1" "ROLLBACK;" ".connection 0" ".print pinned"
+      upto pinned && case $got in "size "*) size=${got#size } ;; esac
+      break
+    fi
+    # The application's own checkpoint was running, or a reader needs old frames: retry.
+    send ".connection 1" "ROLLBACK;" ".connection 0"
+    tries=$((tries + 1))
+    sleep 0.05 2>/dev/null || sleep 1
+  done
+  # Pinned only if every step worked.
+  if [ -s "$work/err" ] || [ -z "$size" ] || [ "$(wc -c < "$db")" -lt "$size" ]; then
+    exec 7>&- 8<&- # end of input: sqlite3 rolls back and exits
+    wait "$spid"; spid=
+    rm -rf -- "$work"; work=
+    trap 'exit 141' PIPE
+    return 1
+  fi
+  trap 'exit 141' PIPE
+  enc=$(printf '%s' "$db" | sed -e 's/%/%25/g' -e 's/?/%3f/g' -e 's/#/%23/g')
+  f="file:$enc?immutable=1"
+  ( FACTS ) > "$work/facts" &
+  fpid=$!
+  printf 'method pinned\ndata %s\n' "$size"
+  if [ "$(wc -c < "$db")" -eq "$size" ]; then cat -- "$db" || exit 3; else head -c "$size" -- "$db" || exit 3; fi
+  wait "$fpid" || exit 3
+  fpid=
+  printf '%s\n' "COMMIT;" ".quit" >&7
+  exec 7>&- 8<&-
+  wait "$spid"; spid=
+  cat -- "$work/facts"
+}
+pinned && exit 0
+
 dir=${db%/*}; [ -n "$dir" ] || dir=/
 if tmp=$(cd -- "$dir" 2>/dev/null && mktemp .lifeboat-backup.XXXXXXXX 2>/dev/null); then
   tmpdir=$dir
@@ -74,7 +149,7 @@ kill "$hb" 2>/dev/null; hb=
 f=$tmp
 ( FACTS ) > "$tmp.facts" &
 fpid=$!
-printf 'data %s\n' "$(wc -c < "$tmp")"
+printf 'method copied\ndata %s\n' "$(wc -c < "$tmp")"
 cat -- "$tmp" || exit 3
 wait "$fpid" || exit 3
 cat -- "$tmp.facts"
@@ -117,8 +192,9 @@ pub fn backup(
     ctx: &JobContext,
 ) -> Result<SqliteFacts> {
     let host = session.remote().host.to_string();
-    ctx.progress
-        .phase(&format!("copying the database on {host}"));
+    ctx.progress.phase(&format!(
+        "taking a consistent copy of the database on {host}"
+    ));
     ctx.progress.total(None);
     let db_text = db.to_string_lossy();
     let mut child = session.spawn(
@@ -155,13 +231,18 @@ fn receive(
     ctx: &JobContext,
 ) -> std::result::Result<SqliteFacts, Received> {
     let mut reader = BufReader::with_capacity(crate::pipe::CHUNK, child.stdout());
-    let (_, size) = read_header(&mut reader).map_err(Received::Stream)?;
+    let (preamble, size) = read_header(&mut reader).map_err(Received::Stream)?;
     let Some(size) = size else {
         return Err(Received::Stream(Error::Failed(
             "the remote copy ended before any data came".into(),
         )));
     };
-    ctx.progress.phase("compressing and storing");
+    let pinned = preamble.iter().any(|l| l == "method pinned");
+    ctx.progress.phase(if pinned {
+        "streaming the database file, pinned at one transaction"
+    } else {
+        "streaming the copy"
+    });
     ctx.progress.total(Some(size));
     let mut body = ProgressReader::new(
         (&mut reader).take(size),
@@ -193,7 +274,14 @@ fn receive(
     }
     ctx.progress.phase("checking the copy on the host");
     let (lines, _) = read_header(&mut reader).map_err(Received::Stream)?;
-    parse_facts(&lines).map_err(Received::Stream)
+    let facts = parse_facts(&lines).map_err(Received::Stream)?;
+    if facts.page_size * facts.page_count != size {
+        return Err(Received::Stream(Error::Failed(format!(
+            "the remote copy has {size} bytes but its facts describe {} pages of {} bytes",
+            facts.page_count, facts.page_size
+        ))));
+    }
+    Ok(facts)
 }
 
 /// Tagged lines up to `data <size>` (None when the stream ended first, e.g. after the

@@ -41,6 +41,20 @@ impl Home {
         std::fs::write(self.config_path(), text).unwrap();
     }
 
+    /// The phases jobs on `target` went through, oldest first, from the audit log.
+    pub fn job_phases(&self, target: &str) -> Vec<String> {
+        let db = Connection::open(self.path("var/lifeboat.db")).unwrap();
+        let mut stmt = db
+            .prepare(
+                "SELECT detail FROM audit WHERE target = ?1 AND outcome = 'running' ORDER BY id",
+            )
+            .unwrap();
+        stmt.query_map([target], |r| r.get::<_, String>(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    }
+
     /// Run the lifeboat binary with this home's config.
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run lifeboat")
