@@ -41,8 +41,8 @@ printf '%s\n%s\n' "$facts" "$counts"
 /// First choice, no copy at all: the file itself, pinned by a read transaction (the same
 /// reasoning as local backups, see `sources::sqlite::pin`), driven through one `sqlite3`
 /// session with two connections (3.37+): connection 1 holds the write lock for a moment
-/// while connection 0 checkpoints the WAL completely and starts its read. The facts come
-/// from a second `sqlite3` reading the pinned file as immutable, beside the stream.
+/// while connection 0 checkpoints the WAL completely and starts its read, then describes
+/// what it reads while the file streams.
 /// Otherwise (an older sqlite3, a reader pinning old WAL frames, no write access): the
 /// backup API into a temporary file next to the database (same disk, no /tmp filling
 /// up) or, if that directory is not writable, into $TMPDIR or /tmp.
@@ -64,8 +64,13 @@ umask 077
 
 pinned() {
   for c in mkfifo head sed; do command -v "$c" >/dev/null 2>&1 || return 1; done
+  case $db in *"
+"*) return 1 ;; esac # a dot-command argument cannot hold a newline
   [ -w "$db" ] || return 1
-  work=$(mktemp -d "${TMPDIR:-/tmp}/.lifeboat-pin.XXXXXXXX" 2>/dev/null) || { work=; return 1; }
+  # Two FIFOs and the facts: next to the database if possible, as the copy would be.
+  dir=${db%/*}; [ -n "$dir" ] || dir=/
+  work=$(mktemp -d "$dir/.lifeboat-pin.XXXXXXXX" 2>/dev/null) ||
+    work=$(mktemp -d "${TMPDIR:-/tmp}/.lifeboat-pin.XXXXXXXX" 2>/dev/null) || { work=; return 1; }
   mkfifo "$work/in" "$work/out" || return 1
   sqlite3 -batch -noheader -list "$db" <"$work/in" >"$work/out" 2>"$work/err" &
   spid=$!
@@ -76,7 +81,11 @@ pinned() {
   # Lines up to the marker $1; the last one before it in $got.
   upto() { got=; while IFS= read -r line <&8; do [ "$line" = "$1" ] && return 0; got=$line; done; return 1; }
   size= tries=0
-  send ".timeout 5000" "PRAGMA wal_checkpoint;" ".connection 1" ".timeout 5000" ".connection 0" ".print bulk"
+  # Connection 1 starts empty: it opens the database too (a dot-command argument in
+  # double quotes, with backslash escapes).
+  qdb=$(printf '%s' "$db" | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g')
+  send ".timeout 5000" "PRAGMA wal_checkpoint;" ".connection 1" ".open \"$qdb\"" ".timeout 5000" \
+    ".connection 0" ".print bulk"
   upto bulk || tries=99
   while [ "$tries" -lt 20 ] && [ ! -s "$work/err" ]; do
     send ".connection 1" "BEGIN IMMEDIATE;" ".connection 0" "PRAGMA wal_checkpoint;" ".print ckpt"
@@ -103,7 +112,7 @@ pinned() {
     sleep 0.05 2>/dev/null || sleep 1
   done
   # Pinned only if every step worked.
-  if [ -s "$work/err" ] || [ -z "$size" ] || [ "$(wc -c < "$db")" -lt "$size" ]; then
+  if [ -s "$work/err" ] || [ -z "$size" ]; then
     exec 7>&- 8<&- # end of input: sqlite3 rolls back and exits
     wait "$spid"; spid=
     rm -rf -- "$work"; work=
@@ -111,18 +120,46 @@ pinned() {
     return 1
   fi
   trap 'exit 141' PIPE
-  enc=$(printf '%s' "$db" | sed -e 's/%/%25/g' -e 's/?/%3f/g' -e 's/#/%23/g')
-  f="file:$enc?immutable=1"
-  ( FACTS ) > "$work/facts" &
+  # The facts come from the pinning connection itself, beside the stream.
+  ( pinned_facts ) > "$work/facts" &
   fpid=$!
   printf 'method pinned\ndata %s\n' "$size"
-  if [ "$(wc -c < "$db")" -eq "$size" ]; then cat -- "$db" || exit 3; else head -c "$size" -- "$db" || exit 3; fi
+  # The file may end before the database's last pages when those are free pages SQLite
+  # never wrote; it reads them as zeros, and so does this.
+  have=$(wc -c < "$db")
+  if [ "$have" -eq "$size" ]; then cat -- "$db" || exit 3
+  elif [ "$have" -gt "$size" ]; then head -c "$size" -- "$db" || exit 3
+  else { cat -- "$db" && head -c "$((size - have))" /dev/zero; } || exit 3
+  fi
   wait "$fpid" || exit 3
   fpid=
+  [ -s "$work/err" ] && say "sqlite3 cannot describe $db: $(head -c 500 "$work/err")"
   printf '%s\n' "COMMIT;" ".quit" >&7
   exec 7>&- 8<&-
   wait "$spid"; spid=
   cat -- "$work/facts"
+}
+# The same fact lines as the copy path, asked of the session's connection 0 inside its transaction;
+# the second round counts the rows of the tables the first one listed.
+pinned_facts() {
+  send "SELECT 'version ' || sqlite_version();" \
+    "SELECT 'page_size ' || page_size FROM pragma_page_size;" \
+    "SELECT 'page_count ' || page_count FROM pragma_page_count;" \
+    "SELECT 'check ' || hex(quick_check) FROM pragma_quick_check;" \
+    "SELECT 'SELECT ''table ' || hex(name) || ' '' || count(*) FROM \"' || replace(name, '\"', '\"\"') || '\";' FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\_%' ESCAPE '\' AND coalesce(sql, '') NOT LIKE 'CREATE VIRTUAL TABLE%' ORDER BY name;" \
+    ".print end"
+  counts=
+  while IFS= read -r line <&8; do
+    case $line in
+      end) break ;;
+      "SELECT "*) counts="$counts$line
+" ;;
+      *) printf '%s\n' "$line" ;;
+    esac
+  done
+  printf '%s' "$counts" >&7
+  send ".print end"
+  while IFS= read -r line <&8; do [ "$line" = end ] && break; printf '%s\n' "$line"; done
 }
 pinned && exit 0
 
@@ -318,7 +355,13 @@ fn read_header(reader: &mut dyn BufRead) -> Result<(Vec<String>, Option<u64>)> {
 
 /// The tagged fact lines of the remote scripts, as the manifest's facts.
 fn parse_facts(lines: &[String]) -> Result<SqliteFacts> {
-    let bad = |l: &str| Error::Failed(format!("unexpected line from the remote sqlite3: {l:?}"));
+    let bad = |l: &str| {
+        let shown: String = l.chars().take(120).collect();
+        let more = if shown.len() < l.len() { " (cut)" } else { "" };
+        Error::Failed(format!(
+            "unexpected line from the remote sqlite3: {shown:?}{more}"
+        ))
+    };
     let unhex = |h: &str| -> Option<String> {
         hex::decode(h)
             .ok()

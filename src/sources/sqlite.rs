@@ -163,8 +163,8 @@ fn checkpoint(conn: &Connection) -> Checkpoint {
     }
 }
 
-/// Start the read transaction that pins the file; its database size in bytes, or `None`
-/// (and no transaction) if the file does not hold every page.
+/// Start the read transaction that pins the file; its database size in bytes (`None`, and
+/// no transaction, when the file is read-only).
 fn begin_read(conn: &Connection, src: &Path) -> Result<Option<u64>> {
     let read = || -> rusqlite::Result<(u64, u64)> {
         conn.execute_batch("BEGIN")?;
@@ -185,13 +185,7 @@ fn begin_read(conn: &Connection, src: &Path) -> Result<Option<u64>> {
             };
         }
     };
-    let bytes = page_size * page_count;
-    let on_disk = std::fs::metadata(src).map(|m| m.len()).unwrap_or(0);
-    if on_disk < bytes {
-        let _ = conn.execute_batch("ROLLBACK");
-        return Ok(None);
-    }
-    Ok(Some(bytes))
+    Ok(Some(page_size * page_count))
 }
 
 fn is_read_only(e: &rusqlite::Error) -> bool {
@@ -248,29 +242,23 @@ fn stream_file(
     write_err: &dyn Fn(std::io::Error) -> Error,
     ctx: &JobContext,
 ) -> Result<()> {
+    // The file may end before the database's last pages when those are free pages SQLite
+    // never wrote; SQLite reads them as zeros, and so does the backup.
     let reader = std::fs::File::open(file)
         .map_err(|e| Error::io(format!("reading {}", file.display()), e))?
+        .chain(std::io::repeat(0))
         .take(bytes);
     let mut reader = ProgressReader::new(reader, ctx.progress.clone(), ctx.cancel.clone());
     let mut buf = vec![0u8; crate::pipe::CHUNK];
-    let mut done = 0u64;
     loop {
         let n = reader
             .read(&mut buf)
             .map_err(|e| Error::io(format!("reading {}", file.display()), e))?;
         if n == 0 {
-            break;
+            return Ok(());
         }
         content.write_all(&buf[..n]).map_err(write_err)?;
-        done += n as u64;
     }
-    if done != bytes {
-        return Err(Error::Failed(format!(
-            "{} ended after {done} of {bytes} bytes",
-            file.display()
-        )));
-    }
-    Ok(())
 }
 
 /// Copy the live database at `src` into the new file `dest` with the backup API; the
