@@ -159,6 +159,8 @@ pub struct StoreConfig {
     /// for `object_lock_days` days. The bucket must have object lock enabled.
     pub object_lock_mode: Option<String>,
     pub object_lock_days: Option<u32>,
+    /// zstd level of backups written to this store, 1 (fastest) to 19 (smallest).
+    pub compression_level: Option<i32>,
 }
 
 impl StoreConfig {
@@ -600,6 +602,13 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         for (name, store) in &self.stores {
             check_name("stores", name)?;
+            if let Some(level) = store.compression_level
+                && !(1..=19).contains(&level)
+            {
+                return Err(format!(
+                    "stores.{name}.compression_level: {level} is not a zstd level from 1 to 19"
+                ));
+            }
             match store.kind {
                 StoreKind::Local => {
                     if store.path.is_none() {
@@ -1026,6 +1035,22 @@ mod tests {
         let e = parse("[server]\nlisten = \"x\"\nlistne = 1\n").unwrap_err();
         assert!(e.to_string().contains("listne"), "{e}");
         assert!(e.to_string().starts_with("test.toml"), "{e}");
+    }
+
+    #[test]
+    fn compression_level_must_be_a_zstd_level() {
+        let store = |level: &str| {
+            parse(&format!(
+                "[stores.l]\nkind=\"local\"\npath=\"/tmp\"\ncompression_level={level}\n"
+            ))
+        };
+        assert_eq!(store("9").unwrap().stores["l"].compression_level, Some(9));
+        let e = store("0").unwrap_err().to_string();
+        assert!(
+            e.contains("stores.l.compression_level: 0 is not a zstd level"),
+            "{e}"
+        );
+        assert!(store("22").is_err());
     }
 
     #[test]

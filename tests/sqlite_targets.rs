@@ -311,3 +311,34 @@ fn unknown_names_list_what_exists() {
         stderr(&out)
     );
 }
+
+#[test]
+fn each_store_compresses_at_its_own_level() {
+    let home = Home::new();
+    std::fs::create_dir_all(home.path("dense")).unwrap();
+    home.write_config(
+        "[stores.dense]\nkind = \"local\"\npath = \"../dense\"\ncompression_level = 19\n\n\
+         [targets.fast]\nkind = \"sqlite\"\npath = \"../data/app.db\"\nstore = \"local\"\n\
+         [targets.small]\nkind = \"sqlite\"\npath = \"../data/app.db\"\nstore = \"dense\"\n",
+    );
+    let conn = make_app_db(&home.path("data/app.db"), 5_000);
+    conn.execute_batch("UPDATE issue SET title = title || ' ' || title || ' with more words'")
+        .unwrap();
+    drop(conn);
+    let fast = home.json(&["backup", "fast"]);
+    let small = home.json(&["backup", "small"]);
+    assert_eq!(
+        fast["content_sha256"], small["content_sha256"],
+        "the same bytes"
+    );
+    let (fast, small) = (
+        fast["size_bytes"].as_u64().unwrap(),
+        small["size_bytes"].as_u64().unwrap(),
+    );
+    assert!(
+        small < fast,
+        "level 19 ({small} bytes) vs the default ({fast} bytes)"
+    );
+    let verify = home.json(&["verify", "small"]);
+    assert_eq!(verify["ok"], true, "{verify}");
+}

@@ -11,7 +11,7 @@ use crate::app::App;
 use crate::config::TargetKind;
 use crate::error::{Error, Result};
 use crate::executor::JobOutput;
-use crate::pipe::{HashWriter, zstd_encoder};
+use crate::pipe::{DEFAULT_COMPRESSION_LEVEL, HashWriter, zstd_encoder};
 use crate::progress::JobContext;
 use crate::sources::{directory, remote_directory, remote_sqlite, sqlite};
 use crate::ssh::{Remote, Session};
@@ -69,9 +69,13 @@ fn backup_locked(app: &App, target: &str, ctx: &JobContext) -> Result<Manifest> 
         .clone()
         .expect("validated: path-based kind has a path");
 
+    let level = app.config.stores[&store_name]
+        .compression_level
+        .unwrap_or(DEFAULT_COMPRESSION_LEVEL);
     let writer = store.create(&artifact)?;
     let mut content = HashWriter::new(
-        zstd_encoder(HashWriter::new(writer)).map_err(|e| Error::io("starting compression", e))?,
+        zstd_encoder(HashWriter::new(writer), level)
+            .map_err(|e| Error::io("starting compression", e))?,
     );
     let write_err = |e| Error::io(format!("writing {artifact} to {}", store.describe()), e);
     let (sqlite_facts, directory_facts) = match (cfg.kind, &session) {

@@ -742,6 +742,7 @@ mod tests {
             sse_kms_key_id: None,
             object_lock_mode: None,
             object_lock_days: None,
+            compression_level: None,
         };
         let store = S3Store::new("off", &cfg).unwrap();
         assert_eq!(store.describe(), "s3 store \"off\" (s3://b/p/)");
