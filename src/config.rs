@@ -392,6 +392,8 @@ pub struct TargetConfig {
     #[serde(default = "default_approvals")]
     pub restore_approvals: u32,
     pub drill_schedule: Option<CronSchedule>,
+    /// Cron for verifying the newest backup in `serve`; a failed verify alerts.
+    pub verify_schedule: Option<CronSchedule>,
     #[serde(default)]
     pub restore_roots: Vec<PathBuf>,
     pub timezone: Option<TimeZone>,

@@ -968,3 +968,51 @@ fn a_gcp_disk_drill_whose_disk_creation_fails_says_why_and_leaves_no_disk() {
     assert_eq!(disk_names(&fake), ["data-disk", "home-disk"]);
     fake.assert_nothing_unexpected();
 }
+
+#[test]
+fn serve_notices_a_snapshot_deleted_behind_lifeboats_back_and_alerts() {
+    use common::fakes::{FakeApi, Serve};
+    let fake = FakeCompute::start();
+    let api = FakeApi::start();
+    let home = gcp_home_with(&fake, false, "verify_schedule = \"*/2 * * * * *\"");
+    let config = std::fs::read_to_string(home.config_path()).unwrap();
+    std::fs::write(
+        home.config_path(),
+        format!(
+            "{config}\n[access]\nchannels = [\"slack:C0ALERTS\"]\n\n[slack]\nsigning_secret = \"${{SLACK_SIGNING_SECRET}}\"\n\
+             bot_token = \"${{SLACK_BOT_TOKEN}}\"\nalert_channel = \"C0ALERTS\"\napi_url = \"{}/api/\"\n",
+            api.base
+        ),
+    )
+    .unwrap();
+    let b = home.json(&["backup", "data-disk"]);
+    let snap = b["gcp"]["snapshot"].as_str().unwrap().to_string();
+    let alerts = || -> Vec<String> {
+        api.calls_to("chat.postMessage")
+            .into_iter()
+            .map(|c| c.body["text"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+
+    let serve = Serve::start(&home);
+    // While the snapshot exists, scheduled verifies pass and nothing is said.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(alerts().is_empty(), "{:?}", alerts());
+    fake.state.lock().unwrap().snapshots.remove(&snap);
+    api.wait_until(20, "the verify alert", |_| {
+        alerts()
+            .iter()
+            .any(|t| t.contains("verification of data-disk failed") && t.contains(&snap))
+    });
+    serve.stop();
+    let verifies = fake
+        .calls()
+        .iter()
+        .filter(|c| **c == format!("GET /compute/v1/projects/{PROJECT}/global/snapshots"))
+        .count();
+    assert!(
+        verifies >= 2,
+        "looked up before and after the deletion: {:#?}",
+        fake.calls()
+    );
+}

@@ -32,6 +32,8 @@ pub struct Scheduler {
     next_run: HashMap<String, DateTime<Utc>>,
     /// Next scheduled drill per target with a `drill_schedule`.
     next_drill: HashMap<String, DateTime<Utc>>,
+    /// Next scheduled verify of the newest backup (see [`next_verify_due`]).
+    next_verify: HashMap<String, DateTime<Utc>>,
     /// When each target must be looked at again.
     next_check: HashMap<String, DateTime<Utc>>,
     wake: Arc<tokio::sync::Notify>,
@@ -44,6 +46,7 @@ impl Scheduler {
             sinks,
             next_run: HashMap::new(),
             next_drill: HashMap::new(),
+            next_verify: HashMap::new(),
             next_check: HashMap::new(),
             wake: Arc::new(tokio::sync::Notify::new()),
         }
@@ -66,6 +69,9 @@ impl Scheduler {
             if let Some(next) = next_drill_due(cfg, now) {
                 self.next_drill.insert(name.clone(), next);
             }
+            if let Some(next) = next_verify_due(cfg, now) {
+                self.next_verify.insert(name.clone(), next);
+            }
             // At start every target is looked at: what became overdue while the bot was
             // down is reported now, and nothing already reported is repeated.
             self.next_check.insert(name.clone(), now);
@@ -74,6 +80,7 @@ impl Scheduler {
             let now = Utc::now();
             self.start_due_backups(now);
             self.start_due_drills(now);
+            self.start_due_verifies(now);
             self.check(now).await;
             tokio::select! {
                 _ = tokio::time::sleep(TICK) => {}
@@ -125,6 +132,28 @@ impl Scheduler {
             tokio::spawn(async move {
                 scheduled_drill(app, name, sinks).await;
                 wake.notify_one();
+            });
+        }
+    }
+
+    fn start_due_verifies(&mut self, now: DateTime<Utc>) {
+        let due: Vec<String> = self
+            .next_verify
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in due {
+            let cfg = &self.app.config.targets[&name];
+            match next_verify_due(cfg, now) {
+                Some(next) => self.next_verify.insert(name.clone(), next),
+                None => self.next_verify.remove(&name),
+            };
+            let app = self.app.clone();
+            let wake = self.wake.clone();
+            tokio::spawn(async move {
+                scheduled_verify(app, name).await;
+                wake.notify_one(); // a failed verify is alerted at once
             });
         }
     }
@@ -195,6 +224,23 @@ pub fn next_due(cfg: &TargetConfig, now: DateTime<Utc>) -> Option<DateTime<Utc>>
 /// The next scheduled drill after `now`, in the target's time zone.
 pub fn next_drill_due(cfg: &TargetConfig, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     cron_next(cfg.drill_schedule.as_ref()?, cfg, now)
+}
+
+/// How often the newest snapshot of a gcp-disk target without a `verify_schedule` is
+/// checked: a snapshot deleted in the console is noticed within this, at the cost of one
+/// API read.
+pub const SNAPSHOT_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// The next scheduled verify after `now`: the target's `verify_schedule`, else, for a
+/// gcp-disk target, an hour from now.
+pub fn next_verify_due(cfg: &TargetConfig, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    match &cfg.verify_schedule {
+        Some(schedule) => cron_next(schedule, cfg, now),
+        None if cfg.kind == TargetKind::GcpDisk => {
+            Some(now + chrono::Duration::from_std(SNAPSHOT_CHECK_INTERVAL).ok()?)
+        }
+        None => None,
+    }
 }
 
 fn cron_next(
@@ -394,6 +440,32 @@ async fn scheduled_backup(app: App, name: String) {
     }
 }
 
+/// A scheduled verify of the newest backup; its result is a job like any other, so a
+/// failure becomes the watchdog's `verify_failed` alert. No backup yet, or a busy target,
+/// skips the run.
+async fn scheduled_verify(app: App, name: String) {
+    let Ok(permit) = app.slots.clone().acquire_owned().await else {
+        return;
+    };
+    let task_app = app.clone();
+    let outcome = crate::executor::on_job_thread(move || {
+        let ctx = JobContext::silent();
+        let selector = crate::actions::catalog::Selector::Latest;
+        match crate::actions::verify::run(&task_app, &name, &selector, "schedule", &ctx) {
+            Ok(r) if r.ok => tracing::info!(target = %name, "scheduled verify passed"),
+            Ok(r) => {
+                tracing::warn!(target = %name, "scheduled verify failed: {}", r.problems.join("; "))
+            }
+            Err(e) => tracing::info!(target = %name, "scheduled verify did not run: {e}"),
+        }
+    })
+    .await;
+    drop(permit);
+    if let Err(e) = outcome {
+        tracing::error!("scheduled verify task: {e}");
+    }
+}
+
 /// A scheduled drill: its summary and report go to the alert channels, whatever the
 /// outcome; a busy target skips the run (recorded in the audit log).
 async fn scheduled_drill(app: App, name: String, sinks: AlertSinks) {
@@ -445,5 +517,29 @@ async fn scheduled_drill(app: App, name: String, sinks: AlertSinks) {
         if let Some(doc) = &doc {
             crate::notify::post_document(notifier.as_ref(), channel, doc).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::path::Path;
+
+    #[test]
+    fn gcp_snapshots_are_looked_up_hourly_unless_a_verify_schedule_says_otherwise() {
+        let text = "[stores.l]\nkind = \"local\"\npath = \"/tmp\"\n\
+            [targets.disk]\nkind = \"gcp-disk\"\nproject = \"p\"\nzone = \"z\"\ndisk = \"d\"\n\
+            [targets.db]\nkind = \"sqlite\"\npath = \"/tmp/a.db\"\nstore = \"l\"\n\
+            [targets.checked]\nkind = \"sqlite\"\npath = \"/tmp/b.db\"\nstore = \"l\"\nverify_schedule = \"0 30 3 * * *\"\n";
+        let config = Config::parse(text, "t.toml", Path::new("/etc"), &|_| None).unwrap();
+        let now: DateTime<Utc> = "2026-11-22T10:00:00Z".parse().unwrap();
+        let due = |name: &str| next_verify_due(&config.targets[name], now);
+        assert_eq!(due("disk"), Some("2026-11-22T11:00:00Z".parse().unwrap()));
+        assert_eq!(due("db"), None);
+        assert_eq!(
+            due("checked"),
+            Some("2026-11-23T03:30:00Z".parse().unwrap())
+        );
     }
 }
