@@ -66,8 +66,11 @@ store = "offsite"
 restore_roots = ["../restores"]
 EOF
 
-# Run a command; print "<seconds> <max RSS in MiB>".
+# Run a command; print "<seconds> <max RSS in MiB>". Dirty pages left by the step before
+# (the generated data, moto's copies of the last upload, the last restore) are written
+# out first, so that no step pays for another's writeback.
 measure() {
+  sync
   python3 - "$@" <<'PY'
 import resource, subprocess, sys, time
 t = time.monotonic()

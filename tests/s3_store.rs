@@ -1,7 +1,7 @@
 //! S3 stores end to end against a real S3-compatible server: moto's server on loopback,
 //! started and stopped by each test. Round trips of both target kinds, a multipart
-//! backup over 100 MiB, retention, the connection lost mid-upload, cancellation,
-//! wrong credentials, a missing bucket, encryption and object lock.
+//! backup over 100 MiB, retention, the connection lost mid-upload and mid-download,
+//! cancellation, wrong credentials, a missing bucket, encryption and object lock.
 
 mod common;
 
@@ -339,7 +339,27 @@ struct Forwarder {
     conns: Arc<Mutex<Vec<TcpStream>>>,
     /// Bytes forwarded from lifeboat to the server so far.
     sent: Arc<AtomicU64>,
+    cut: Arc<Cut>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Connections to cut in the middle of an answer: the next `left` connections that have
+/// carried more than `after` bytes from the server to lifeboat.
+#[derive(Default)]
+struct Cut {
+    after: AtomicU64,
+    left: AtomicU64,
+}
+
+impl Cut {
+    /// Whether a connection that has carried `bytes` to lifeboat is to be cut now.
+    fn due(&self, bytes: u64) -> bool {
+        bytes > self.after.load(Ordering::SeqCst)
+            && self
+                .left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+    }
 }
 
 impl Forwarder {
@@ -350,8 +370,9 @@ impl Forwarder {
         let stop = Arc::new(AtomicBool::new(false));
         let conns = Arc::new(Mutex::new(Vec::new()));
         let sent = Arc::new(AtomicU64::new(0));
+        let cut = Arc::new(Cut::default());
         let thread = {
-            let (stop, conns, sent) = (stop.clone(), conns.clone(), sent.clone());
+            let (stop, conns, sent, cut) = (stop.clone(), conns.clone(), sent.clone(), cut.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
                     match listener.accept() {
@@ -367,8 +388,9 @@ impl Forwarder {
                                 client.try_clone().unwrap(),
                                 server.try_clone().unwrap(),
                                 Some(sent.clone()),
+                                None,
                             );
-                            pump(server, client, None);
+                            pump(server, client, None, Some(cut.clone()));
                         }
                         Err(_) => std::thread::sleep(Duration::from_millis(5)),
                     }
@@ -381,8 +403,16 @@ impl Forwarder {
             stop,
             conns,
             sent,
+            cut,
             thread: Some(thread),
         }
+    }
+
+    /// Cut the next `times` connections that carry more than `after` bytes to lifeboat,
+    /// as soon as they do: an answer that breaks off after its headers.
+    fn cut_answers(&self, after: u64, times: u64) {
+        self.cut.after.store(after, Ordering::SeqCst);
+        self.cut.left.store(times, Ordering::SeqCst);
     }
 
     fn url(&self) -> String {
@@ -417,10 +447,17 @@ impl Drop for Forwarder {
     }
 }
 
-/// Copy one direction of a connection on its own thread.
-fn pump(mut from: TcpStream, mut to: TcpStream, counter: Option<Arc<AtomicU64>>) {
+/// Copy one direction of a connection on its own thread, counting its bytes, and cutting
+/// the connection when `cut` says so.
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    counter: Option<Arc<AtomicU64>>,
+    cut: Option<Arc<Cut>>,
+) {
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 64 * 1024];
+        let mut carried = 0u64;
         loop {
             let n = match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
@@ -431,6 +468,12 @@ fn pump(mut from: TcpStream, mut to: TcpStream, counter: Option<Arc<AtomicU64>>)
             }
             if let Some(c) = &counter {
                 c.fetch_add(n as u64, Ordering::SeqCst);
+            }
+            carried += n as u64;
+            if cut.as_ref().is_some_and(|c| c.due(carried)) {
+                let _ = from.shutdown(std::net::Shutdown::Both);
+                let _ = to.shutdown(std::net::Shutdown::Both);
+                return;
             }
         }
         let _ = to.shutdown(std::net::Shutdown::Write);
@@ -525,6 +568,52 @@ fn dropped_connections_are_retried_and_the_backup_completes() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(home.json(&["verify", "app-db"])["ok"], true);
     assert!(moto.open_uploads("retry").is_empty());
+}
+
+#[test]
+fn a_download_that_breaks_off_resumes_where_it_stopped() {
+    let moto = Moto::start();
+    moto.create_bucket("resume", false);
+    let fwd = Forwarder::start(0, moto.addr());
+    let home = S3Home::new(&fwd.url(), "resume", "", TARGETS);
+    make_big_db(&home.path("data/app.db"), 40);
+    home.json(&["backup", "app-db"]);
+
+    // Two answers break off a few MiB into their bodies; the rest of each is asked for
+    // again and the restore, checked against its checksums, completes.
+    fwd.cut_answers(3 << 20, 2);
+    let dest = home.path("restores/app.db");
+    let out = home.run(&["restore", "app-db", "--to", dest.to_str().unwrap(), "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("broke off"), "{}", stderr(&out));
+    assert_eq!(
+        fwd.cut.left.load(Ordering::SeqCst),
+        0,
+        "both answers were cut"
+    );
+    assert_eq!(count(&Connection::open(&dest).unwrap(), "blobs"), 40 * 16);
+}
+
+#[test]
+fn a_download_that_keeps_breaking_off_fails_naming_the_object_and_changes_nothing() {
+    let moto = Moto::start();
+    moto.create_bucket("broken", false);
+    let fwd = Forwarder::start(0, moto.addr());
+    let home = S3Home::new(&fwd.url(), "broken", "", TARGETS);
+    make_big_db(&home.path("data/app.db"), 40);
+    let backup = home.json(&["backup", "app-db"]);
+
+    fwd.cut_answers(1 << 20, u64::MAX);
+    let dest = home.path("restores/app.db");
+    let out = home.run(&["restore", "app-db", "--to", dest.to_str().unwrap(), "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    let artifact = backup["artifact"].as_str().unwrap();
+    assert!(
+        err.contains(&format!("s3://broken/lifeboat/{artifact}")),
+        "{err}"
+    );
+    assert!(!dest.exists(), "nothing restored");
 }
 
 #[test]

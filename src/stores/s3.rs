@@ -2,13 +2,17 @@
 //! bounded memory, ranged downloads with read-ahead, and errors that name bucket and key.
 //!
 //! The `Store` trait is synchronous (actions run on blocking threads); the store owns a
-//! small tokio runtime of its own and blocks on it only from those threads.
+//! small tokio runtime of its own. Requests run on that runtime; the data paths hand
+//! bytes between it and the caller's thread through std channels and a condition
+//! variable, so streaming never needs `block_on` (which, on a thread inside a runtime
+//! context such as a job thread of `serve`, costs a thread per call).
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io::{self, Read, Write};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
@@ -21,22 +25,39 @@ use aws_sdk_s3::types::{
     ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectLockMode,
     ServerSideEncryption,
 };
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::runtime::{Handle, Runtime};
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use super::{ObjectInfo, ObjectWriter, Store, StoreError, check_key};
 use crate::config::StoreConfig;
 
 /// Size of the first 1000 parts; every further 1000 parts double it, so the 10 000-part
-/// limit of S3 is never reached (8 MiB × 1000 + 16 MiB × 1000 + ... > 8 TiB).
+/// limit of S3 is never reached (8 MiB × 1000 + 16 MiB × 1000 + ... > 8 TiB). Parts are
+/// the unit of retry and each one is held in memory until the server has it, so they are
+/// kept near S3's 5 MiB minimum; at this size what a server spends on a request is small
+/// beside what it spends on the part's bytes, so bigger parts would save little.
 const PART_SIZE: usize = 8 << 20;
-/// Parts uploaded at once. Memory bound of a write: (1 + this) × part size.
-const PARTS_IN_FLIGHT: usize = 4;
-/// Ranged GETs of this size, this many ahead of the reader.
-const READ_CHUNK: u64 = 8 << 20;
-const READS_AHEAD: usize = 4;
+/// Bytes of parts being uploaded at once, besides the part being filled: 4 parts of 8 MiB
+/// (enough connections to keep up with compression on S3, where one connection carries
+/// well under what zstd produces), fewer as parts grow, never less than one. A write
+/// holds at most this plus one part.
+const UPLOAD_BYTES_IN_FLIGHT: usize = 32 << 20;
+/// A download asks for ranges of this size first, with as many in flight as fit in
+/// `READ_AHEAD_BYTES` (4): several connections, each of which S3 serves at a fraction of
+/// what a restore can take in.
+const FIRST_RANGE: u64 = 16 << 20;
+/// When a range waited longer for its first byte than it then took to arrive, requests
+/// cost the server more than bytes do (S3 answers in tens of milliseconds and a range
+/// takes hundreds; a server that reads or assembles the whole object for every range
+/// takes longer the bigger the object): later ranges double, up to this size, so the
+/// object is read in fewer of them within the same memory.
+const MAX_RANGE: u64 = 32 << 20;
+/// Bytes asked for and not yet read by the caller: the memory bound of a reader.
+const READ_AHEAD_BYTES: u64 = 64 << 20;
+// However big ranges grow, two of them fit in the read-ahead, so one is always on its way
+// while the caller reads the other.
+const _: () = assert!(FIRST_RANGE <= MAX_RANGE && 2 * MAX_RANGE <= READ_AHEAD_BYTES);
 /// The body of a ranged GET can break after its headers (outside the SDK's retries).
 const BODY_ATTEMPTS: u32 = 3;
 
@@ -262,11 +283,75 @@ fn part_size(part_number: i32) -> usize {
     PART_SIZE << ((part_number.max(1) - 1) / 1000).min(10)
 }
 
+/// The bytes of parts in flight, and buffers of finished parts kept for the next ones
+/// (reusing them spares the kernel zeroing and mapping fresh pages for every part).
+struct Flight {
+    state: Mutex<FlightState>,
+    changed: Condvar,
+}
+
+struct FlightState {
+    bytes: usize,
+    spare: Vec<BytesMut>,
+}
+
+impl Flight {
+    fn new() -> Flight {
+        Flight {
+            state: Mutex::new(FlightState {
+                bytes: 0,
+                spare: Vec::new(),
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// Wait until `len` more bytes may go out, and count them.
+    fn reserve(&self, len: usize) {
+        let mut state = self.state.lock().unwrap();
+        while state.bytes > 0 && state.bytes + len > UPLOAD_BYTES_IN_FLIGHT {
+            state = self.changed.wait(state).unwrap();
+        }
+        state.bytes += len;
+    }
+
+    /// A buffer for the next part: a spare one if there is one big enough.
+    fn buffer(&self, capacity: usize) -> BytesMut {
+        let mut state = self.state.lock().unwrap();
+        state.spare.retain(|b| b.capacity() >= capacity);
+        state
+            .spare
+            .pop()
+            .unwrap_or_else(|| BytesMut::with_capacity(capacity))
+    }
+}
+
+/// Counts a part's bytes as in flight until dropped (also when its task is aborted), then
+/// keeps its buffer if nothing else holds it any more.
+struct InFlight {
+    flight: Arc<Flight>,
+    len: usize,
+    body: Option<Bytes>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let spare = self.body.take().and_then(|b| b.try_into_mut().ok());
+        let mut state = self.flight.state.lock().unwrap();
+        state.bytes -= self.len;
+        if let Some(mut buf) = spare {
+            buf.clear();
+            state.spare.push(buf);
+        }
+        self.flight.changed.notify_all();
+    }
+}
+
 /// An open multipart upload and its parts in flight.
 struct Upload {
     id: String,
     next_part: i32,
-    slots: Arc<Semaphore>,
+    flight: Arc<Flight>,
     tasks: Vec<JoinHandle<()>>,
     done: Arc<Mutex<Vec<CompletedPart>>>,
     failed: Arc<Mutex<Option<StoreError>>>,
@@ -276,7 +361,7 @@ struct S3Writer {
     shared: Arc<Shared>,
     handle: Handle,
     key: String,
-    buf: Vec<u8>,
+    buf: BytesMut,
     upload: Option<Upload>,
     finished: bool,
 }
@@ -313,7 +398,7 @@ impl S3Writer {
         self.upload = Some(Upload {
             id,
             next_part: 1,
-            slots: Arc::new(Semaphore::new(PARTS_IN_FLIGHT)),
+            flight: Arc::new(Flight::new()),
             tasks: Vec::new(),
             done: Arc::new(Mutex::new(Vec::new())),
             failed: Arc::new(Mutex::new(None)),
@@ -321,24 +406,28 @@ impl S3Writer {
         Ok(())
     }
 
-    /// Hand the buffered bytes to a background upload, waiting while all slots are busy.
+    /// Hand the buffered bytes to a background upload, waiting while too many bytes are
+    /// in flight. The next buffer is taken only then, so a write never holds more than
+    /// `UPLOAD_BYTES_IN_FLIGHT` plus one part.
     fn send_part(&mut self) -> Result<(), StoreError> {
         if self.upload.is_none() {
             self.start_upload()?;
         }
-        let next_limit = part_size(self.upload.as_ref().map_or(1, |u| u.next_part + 1));
-        let body = Bytes::from(std::mem::replace(
-            &mut self.buf,
-            Vec::with_capacity(next_limit),
-        ));
         let upload = self.upload.as_mut().expect("started above");
         if let Some(e) = upload.failed.lock().unwrap().take() {
             return Err(e);
         }
-        let permit = block(&self.handle, upload.slots.clone().acquire_owned())
-            .expect("the semaphore is never closed");
+        let len = self.buf.len();
+        upload.flight.reserve(len);
         let number = upload.next_part;
         upload.next_part += 1;
+        let next = upload.flight.buffer(part_size(upload.next_part));
+        let body = std::mem::replace(&mut self.buf, next).freeze();
+        let in_flight = InFlight {
+            flight: upload.flight.clone(),
+            len,
+            body: Some(body.clone()),
+        };
         let req = self
             .shared
             .client
@@ -352,8 +441,8 @@ impl S3Writer {
         let (shared, key) = (self.shared.clone(), self.key.clone());
         let (done, failed) = (upload.done.clone(), upload.failed.clone());
         upload.tasks.push(self.handle.spawn(async move {
-            let _permit = permit;
-            match req.send().await {
+            let result = req.send().await;
+            match result {
                 Ok(out) => done.lock().unwrap().push(
                     CompletedPart::builder()
                         .part_number(number)
@@ -367,6 +456,7 @@ impl S3Writer {
                     failed.lock().unwrap().get_or_insert(err);
                 }
             }
+            drop(in_flight);
         }));
         Ok(())
     }
@@ -404,10 +494,13 @@ impl S3Writer {
 
 impl Write for S3Writer {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let room = self.limit() - self.buf.len();
-        let n = room.min(data.len());
+        let limit = self.limit();
+        if self.buf.capacity() < limit {
+            self.buf.reserve(limit - self.buf.len());
+        }
+        let n = (limit - self.buf.len()).min(data.len());
         self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() >= self.limit() {
+        if self.buf.len() >= limit {
             self.send_part().map_err(io::Error::other)?;
         }
         Ok(n)
@@ -421,7 +514,7 @@ impl ObjectWriter for S3Writer {
     fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
         if self.upload.is_none() {
             // Small objects (manifests) go in one request.
-            let body = Bytes::from(std::mem::take(&mut self.buf));
+            let body = std::mem::take(&mut self.buf).freeze();
             block(&self.handle, self.shared.put_request(&self.key, body))?;
         } else {
             self.finish_upload()?;
@@ -457,106 +550,237 @@ impl Drop for S3Writer {
     }
 }
 
-/// Reads an object by ranged GETs, a few chunks ahead of the caller.
+/// Reads an object by ranged GETs, a few ranges ahead of the caller. Each range streams
+/// into memory as the server sends it, so the caller starts on a range at its first bytes.
 struct S3Reader {
     shared: Arc<Shared>,
     handle: Handle,
     key: String,
     etag: Option<String>,
     size: u64,
+    /// Where the next range to ask for starts.
     next: u64,
-    ahead: VecDeque<JoinHandle<Result<Bytes, StoreError>>>,
+    /// Bytes taken off the ranges so far.
+    taken: u64,
+    /// The size of the next range to ask for.
+    range_size: u64,
+    /// Ranges asked for and not yet read to their end, in order.
+    ahead: VecDeque<Range>,
     current: Bytes,
+    /// An error met after some bytes of a read; returned by the next one.
+    failed: Option<io::Error>,
+}
+
+/// One ranged GET: its bytes arrive on `rx` as the server sends them.
+struct Range {
+    start: u64,
+    len: u64,
+    got: u64,
+    rx: std_mpsc::Receiver<Piece>,
+    task: JoinHandle<()>,
+}
+
+enum Piece {
+    Bytes(Bytes),
+    /// The whole range arrived: how long its first byte took after the request, and the
+    /// rest after that.
+    Done {
+        first_byte: Duration,
+        transfer: Duration,
+    },
+    Failed(StoreError),
 }
 
 impl S3Reader {
+    /// Ask for more ranges while they fit in `READ_AHEAD_BYTES` (at least one).
     fn fill(&mut self) {
-        while self.ahead.len() < READS_AHEAD && self.next < self.size {
+        while self.next < self.size {
+            let len = self.range_size.min(self.size - self.next);
+            let unread = self.next - self.taken;
+            if !self.ahead.is_empty() && unread + len > READ_AHEAD_BYTES {
+                break;
+            }
             let start = self.next;
-            let end = (start + READ_CHUNK).min(self.size);
-            self.next = end;
+            self.next += len;
+            let (tx, rx) = std_mpsc::channel();
             let (shared, key, etag) = (self.shared.clone(), self.key.clone(), self.etag.clone());
-            self.ahead.push_back(
-                self.handle
-                    .spawn(async move { fetch_range(&shared, &key, etag, start, end).await }),
-            );
+            let task = self.handle.spawn(async move {
+                let last = stream_range(&shared, &key, etag, start, start + len, &tx).await;
+                let _ = tx.send(last);
+            });
+            self.ahead.push_back(Range {
+                start,
+                len,
+                got: 0,
+                rx,
+                task,
+            });
+        }
+    }
+
+    /// The next piece of the object, waiting for it only when `wait` is set; `None` at the
+    /// end (or, without `wait`, when nothing has arrived yet).
+    fn next_piece(&mut self, wait: bool) -> io::Result<Option<Bytes>> {
+        loop {
+            self.fill();
+            let Some(range) = self.ahead.front_mut() else {
+                return Ok(None);
+            };
+            let piece = match range.rx.try_recv() {
+                Ok(piece) => Some(piece),
+                Err(std_mpsc::TryRecvError::Empty) if !wait => return Ok(None),
+                Err(std_mpsc::TryRecvError::Empty) => range.rx.recv().ok(),
+                Err(std_mpsc::TryRecvError::Disconnected) => None,
+            };
+            match piece {
+                Some(Piece::Bytes(bytes)) => {
+                    range.got += bytes.len() as u64;
+                    self.taken += bytes.len() as u64;
+                    return Ok(Some(bytes));
+                }
+                Some(Piece::Done {
+                    first_byte,
+                    transfer,
+                }) if range.got == range.len => {
+                    self.range_size = next_range_size(self.range_size, first_byte, transfer);
+                    self.ahead.pop_front();
+                }
+                Some(Piece::Failed(e)) => return Err(io::Error::other(e)),
+                // Ended without all its bytes and without saying why (the task panicked).
+                Some(Piece::Done { .. }) | None => {
+                    let e = short_read(&self.shared, &self.key, range.start, range.len, range.got);
+                    return Err(io::Error::other(e));
+                }
+            }
         }
     }
 }
 
-async fn fetch_range(
+/// The size of the ranges to ask for after one that waited `first_byte` for its first
+/// byte and took `transfer` for the rest: twice as big (up to `MAX_RANGE`) when the wait
+/// was the longer of the two.
+fn next_range_size(size: u64, first_byte: Duration, transfer: Duration) -> u64 {
+    if first_byte > transfer {
+        (size * 2).min(MAX_RANGE).max(size)
+    } else {
+        size
+    }
+}
+
+fn short_read(shared: &Shared, key: &str, start: u64, len: u64, got: u64) -> StoreError {
+    StoreError::Other(format!(
+        "{}: reading {}: asked for {len} bytes at {start}, got {got}",
+        shared.describe,
+        shared.url(key)
+    ))
+}
+
+/// GET bytes `start..end` of the object and pass them on as they arrive. A body that
+/// breaks off after its headers (outside the SDK's retries) is asked for again from where
+/// it stopped, with the same ETag, so nothing is missed or passed on twice.
+async fn stream_range(
     shared: &Shared,
     key: &str,
     etag: Option<String>,
     start: u64,
     end: u64,
-) -> Result<Bytes, StoreError> {
+    tx: &std_mpsc::Sender<Piece>,
+) -> Piece {
+    let mut pos = start;
     let mut attempt = 0;
-    loop {
+    'attempts: loop {
         attempt += 1;
-        let out = shared
+        let asked = Instant::now();
+        let sent = shared
             .client
             .get_object()
             .bucket(&shared.bucket)
             .key(shared.full_key(key))
-            .range(format!("bytes={start}-{}", end - 1))
+            .range(format!("bytes={pos}-{}", end - 1))
             // The object must not change under a reader that is half way through it.
             .set_if_match(etag.clone())
             .send()
-            .await
-            .map_err(|e| shared.error("reading", key, e))?;
-        match out.body.collect().await {
-            Ok(data) if data.remaining() as u64 == end - start => return Ok(data.into_bytes()),
-            Ok(data) => {
-                return Err(StoreError::Other(format!(
-                    "{}: reading {}: asked for {} bytes at {start}, got {}",
-                    shared.describe,
-                    shared.url(key),
-                    end - start,
-                    data.remaining()
-                )));
-            }
-            Err(e) if attempt < BODY_ATTEMPTS => {
-                tracing::warn!(
-                    "{}: reading {} broke off ({e}); retrying",
-                    shared.describe,
-                    shared.url(key)
-                );
-                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
-            }
-            Err(e) => {
-                return Err(StoreError::Other(format!(
-                    "{}: reading {}: the download broke off: {e}",
-                    shared.describe,
-                    shared.url(key)
-                )));
+            .await;
+        let mut body = match sent {
+            Ok(out) => out.body,
+            Err(e) => return Piece::Failed(shared.error("reading", key, e)),
+        };
+        let answered = Instant::now();
+        loop {
+            match body.next().await {
+                Some(Ok(bytes)) if pos + bytes.len() as u64 <= end => {
+                    pos += bytes.len() as u64;
+                    if tx.send(Piece::Bytes(bytes)).is_err() {
+                        // The reader is gone; nobody reads what this returns.
+                        return Piece::Failed(StoreError::Other("reader dropped".into()));
+                    }
+                }
+                Some(Ok(bytes)) => {
+                    let got = pos + bytes.len() as u64 - start;
+                    return Piece::Failed(short_read(shared, key, start, end - start, got));
+                }
+                None if pos == end => {
+                    return Piece::Done {
+                        first_byte: answered - asked,
+                        transfer: answered.elapsed(),
+                    };
+                }
+                None => {
+                    return Piece::Failed(short_read(shared, key, start, end - start, pos - start));
+                }
+                Some(Err(e)) if attempt < BODY_ATTEMPTS => {
+                    tracing::warn!(
+                        "{}: reading {} broke off ({e}); retrying",
+                        shared.describe,
+                        shared.url(key)
+                    );
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                    continue 'attempts;
+                }
+                Some(Err(e)) => {
+                    return Piece::Failed(StoreError::Other(format!(
+                        "{}: reading {}: the download broke off: {e}",
+                        shared.describe,
+                        shared.url(key)
+                    )));
+                }
             }
         }
     }
 }
 
 impl Read for S3Reader {
+    /// Fills `buf` from what has arrived, waiting only for its first bytes.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if !self.current.has_remaining() {
-            self.fill();
-            let Some(task) = self.ahead.pop_front() else {
-                return Ok(0);
-            };
-            self.current = block(&self.handle, task)
-                .map_err(io::Error::other)?
-                .map_err(io::Error::other)?;
-            self.fill();
+        if let Some(e) = self.failed.take() {
+            return Err(e);
         }
-        let n = buf.len().min(self.current.remaining());
-        self.current.copy_to_slice(&mut buf[..n]);
+        let mut n = 0;
+        while n < buf.len() {
+            if !self.current.has_remaining() {
+                match self.next_piece(n == 0) {
+                    Ok(Some(piece)) => self.current = piece,
+                    Ok(None) => break,
+                    Err(e) if n == 0 => return Err(e),
+                    // The bytes already in `buf` are returned; the error comes next time.
+                    Err(e) => {
+                        self.failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            let take = (buf.len() - n).min(self.current.remaining());
+            self.current.copy_to_slice(&mut buf[n..n + take]);
+            n += take;
+        }
         Ok(n)
     }
 }
 
 impl Drop for S3Reader {
     fn drop(&mut self) {
-        for task in &self.ahead {
-            task.abort();
+        for range in &self.ahead {
+            range.task.abort();
         }
     }
 }
@@ -572,7 +796,7 @@ impl Store for S3Store {
             shared: self.shared.clone(),
             handle: self.handle.clone(),
             key: key.into(),
-            buf: Vec::new(),
+            buf: BytesMut::new(),
             upload: None,
             finished: false,
         }))
@@ -604,8 +828,11 @@ impl Store for S3Store {
             etag: head.e_tag().map(str::to_string),
             size: head.content_length().unwrap_or(0).max(0) as u64,
             next: 0,
+            taken: 0,
+            range_size: FIRST_RANGE,
             ahead: VecDeque::new(),
             current: Bytes::new(),
+            failed: None,
         }))
     }
 
@@ -730,7 +957,61 @@ mod tests {
     }
 
     #[test]
-    fn building_the_store_sends_nothing() {
+    fn ranges_grow_only_while_requests_cost_more_than_bytes() {
+        let ms = Duration::from_millis;
+        // S3: tens of milliseconds to the first byte, hundreds for the rest.
+        assert_eq!(next_range_size(FIRST_RANGE, ms(40), ms(300)), FIRST_RANGE);
+        // A server that does per-request work in proportion to the object.
+        assert_eq!(
+            next_range_size(FIRST_RANGE, ms(900), ms(60)),
+            2 * FIRST_RANGE
+        );
+        assert_eq!(next_range_size(MAX_RANGE, ms(900), ms(60)), MAX_RANGE);
+    }
+
+    #[test]
+    fn parts_in_flight_stay_within_their_bytes() {
+        let flight = Arc::new(Flight::new());
+        // Four 8 MiB parts fit; the fifth waits until one is done.
+        let parts: Vec<InFlight> = (0..4)
+            .map(|_| {
+                flight.reserve(PART_SIZE);
+                InFlight {
+                    flight: flight.clone(),
+                    len: PART_SIZE,
+                    body: Some(Bytes::from(vec![0u8; PART_SIZE])),
+                }
+            })
+            .collect();
+        let waiter = {
+            let flight = flight.clone();
+            std::thread::spawn(move || flight.reserve(PART_SIZE))
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!waiter.is_finished(), "a fifth part must wait");
+        drop(parts);
+        waiter.join().unwrap();
+        let state = flight.state.lock().unwrap();
+        assert_eq!(state.bytes, PART_SIZE);
+        // The finished parts' buffers are kept for the next ones, not freed and mapped again.
+        assert_eq!(state.spare.len(), 4);
+        assert!(
+            state
+                .spare
+                .iter()
+                .all(|b| b.capacity() >= PART_SIZE && b.is_empty())
+        );
+        drop(state);
+        // A part bigger than the whole budget still goes, alone.
+        let flight = Flight::new();
+        flight.reserve(2 * UPLOAD_BYTES_IN_FLIGHT);
+        assert_eq!(
+            flight.state.lock().unwrap().bytes,
+            2 * UPLOAD_BYTES_IN_FLIGHT
+        );
+    }
+
+    fn offline_store() -> S3Store {
         let cfg = StoreConfig {
             kind: crate::config::StoreKind::S3,
             path: None,
@@ -744,7 +1025,110 @@ mod tests {
             object_lock_days: None,
             compression_level: None,
         };
-        let store = S3Store::new("off", &cfg).unwrap();
+        S3Store::new("off", &cfg).unwrap()
+    }
+
+    /// A reader over ranges whose pieces the test sends itself: (start, len) each.
+    fn fake_reader(
+        store: &S3Store,
+        ranges: &[(u64, u64)],
+    ) -> (S3Reader, Vec<std_mpsc::Sender<Piece>>) {
+        let mut senders = Vec::new();
+        let ahead = ranges
+            .iter()
+            .map(|&(start, len)| {
+                let (tx, rx) = std_mpsc::channel();
+                senders.push(tx);
+                Range {
+                    start,
+                    len,
+                    got: 0,
+                    rx,
+                    task: store.handle.spawn(async {}),
+                }
+            })
+            .collect();
+        let size = ranges.iter().map(|r| r.1).sum();
+        let reader = S3Reader {
+            shared: store.shared.clone(),
+            handle: store.handle.clone(),
+            key: "t/x".into(),
+            etag: None,
+            size,
+            next: size, // everything asked for already
+            taken: 0,
+            range_size: FIRST_RANGE,
+            ahead,
+            current: Bytes::new(),
+            failed: None,
+        };
+        (reader, senders)
+    }
+
+    fn done(first_byte: u64, transfer: u64) -> Piece {
+        Piece::Done {
+            first_byte: Duration::from_millis(first_byte),
+            transfer: Duration::from_millis(transfer),
+        }
+    }
+
+    #[test]
+    fn a_reader_passes_ranges_on_in_order_and_fills_reads_from_what_has_arrived() {
+        let store = offline_store();
+        let (mut reader, tx) = fake_reader(&store, &[(0, 4), (4, 3)]);
+        // The second range arrives first; nothing of it is read before the first.
+        tx[1]
+            .send(Piece::Bytes(Bytes::from_static(b"efg")))
+            .unwrap();
+        tx[1].send(done(1, 1)).unwrap();
+        tx[0].send(Piece::Bytes(Bytes::from_static(b"ab"))).unwrap();
+        tx[0].send(Piece::Bytes(Bytes::from_static(b"cd"))).unwrap();
+        let mut buf = [0u8; 3];
+        assert_eq!(reader.read(&mut buf).unwrap(), 3, "two pieces in one read");
+        assert_eq!(&buf, b"abc");
+        // A slow first byte makes the next ranges bigger.
+        tx[0].send(done(900, 50)).unwrap();
+        let mut rest = Vec::new();
+        reader.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, b"defg");
+        assert_eq!(reader.range_size, 2 * FIRST_RANGE);
+    }
+
+    #[test]
+    fn a_reader_returns_the_bytes_it_has_before_an_error_and_the_error_next() {
+        let store = offline_store();
+        let (mut reader, tx) = fake_reader(&store, &[(0, 4)]);
+        tx[0].send(Piece::Bytes(Bytes::from_static(b"ab"))).unwrap();
+        tx[0]
+            .send(Piece::Failed(StoreError::Other(
+                "the download broke off".into(),
+            )))
+            .unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!(reader.read(&mut buf).unwrap(), 2);
+        let err = reader.read(&mut buf).unwrap_err();
+        assert!(err.to_string().contains("broke off"), "{err}");
+    }
+
+    #[test]
+    fn a_range_that_ends_short_without_saying_why_is_an_error() {
+        let store = offline_store();
+        let (mut reader, mut tx) = fake_reader(&store, &[(0, 4)]);
+        tx[0].send(Piece::Bytes(Bytes::from_static(b"ab"))).unwrap();
+        tx.clear(); // the task is gone
+        let mut all = Vec::new();
+        let err = reader.read_to_end(&mut all).unwrap_err();
+        assert_eq!(all, b"ab");
+        assert!(
+            err.to_string()
+                .contains("s3://b/p/t/x: asked for 4 bytes at 0, got 2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn building_the_store_sends_nothing() {
+        let store = offline_store();
         assert_eq!(store.describe(), "s3 store \"off\" (s3://b/p/)");
         assert_eq!(store.shared.url("t/x"), "s3://b/p/t/x");
     }
