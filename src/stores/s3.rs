@@ -41,7 +41,7 @@ const PART_SIZE: usize = 8 << 20;
 /// Bytes of parts being uploaded at once, besides the part being filled: 4 parts of 8 MiB
 /// (enough connections to keep up with compression on S3, where one connection carries
 /// well under what zstd produces), fewer as parts grow, never less than one. A write
-/// holds at most this plus one part.
+/// holds at most this plus one part (two parts, once a part is bigger than this).
 const UPLOAD_BYTES_IN_FLIGHT: usize = 32 << 20;
 /// A download asks for ranges of this size first, with as many in flight as fit in
 /// `READ_AHEAD_BYTES` (4): several connections, each of which S3 serves at a fraction of
