@@ -92,18 +92,8 @@ impl Scheduler {
     }
 
     fn start_due_backups(&mut self, now: DateTime<Utc>) {
-        let due: Vec<String> = self
-            .next_run
-            .iter()
-            .filter(|(_, t)| **t <= now)
-            .map(|(n, _)| n.clone())
-            .collect();
-        for name in due {
-            let cfg = self.app.config.targets[&name].clone();
-            match next_due(&cfg, now) {
-                Some(next) => self.next_run.insert(name.clone(), next),
-                None => self.next_run.remove(&name),
-            };
+        let targets = &self.app.config.targets;
+        for name in take_due(&mut self.next_run, now, |n| next_due(&targets[n], now)) {
             let app = self.app.clone();
             let wake = self.wake.clone();
             tokio::spawn(async move {
@@ -114,18 +104,10 @@ impl Scheduler {
     }
 
     fn start_due_drills(&mut self, now: DateTime<Utc>) {
-        let due: Vec<String> = self
-            .next_drill
-            .iter()
-            .filter(|(_, t)| **t <= now)
-            .map(|(n, _)| n.clone())
-            .collect();
-        for name in due {
-            let cfg = &self.app.config.targets[&name];
-            match next_drill_due(cfg, now) {
-                Some(next) => self.next_drill.insert(name.clone(), next),
-                None => self.next_drill.remove(&name),
-            };
+        let targets = &self.app.config.targets;
+        for name in take_due(&mut self.next_drill, now, |n| {
+            next_drill_due(&targets[n], now)
+        }) {
             let app = self.app.clone();
             let wake = self.wake.clone();
             let sinks = self.sinks.clone();
@@ -137,18 +119,10 @@ impl Scheduler {
     }
 
     fn start_due_verifies(&mut self, now: DateTime<Utc>) {
-        let due: Vec<String> = self
-            .next_verify
-            .iter()
-            .filter(|(_, t)| **t <= now)
-            .map(|(n, _)| n.clone())
-            .collect();
-        for name in due {
-            let cfg = &self.app.config.targets[&name];
-            match next_verify_due(cfg, now) {
-                Some(next) => self.next_verify.insert(name.clone(), next),
-                None => self.next_verify.remove(&name),
-            };
+        let targets = &self.app.config.targets;
+        for name in take_due(&mut self.next_verify, now, |n| {
+            next_verify_due(&targets[n], now)
+        }) {
             let app = self.app.clone();
             let wake = self.wake.clone();
             tokio::spawn(async move {
@@ -224,6 +198,27 @@ pub fn next_due(cfg: &TargetConfig, now: DateTime<Utc>) -> Option<DateTime<Utc>>
 /// The next scheduled drill after `now`, in the target's time zone.
 pub fn next_drill_due(cfg: &TargetConfig, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     cron_next(cfg.drill_schedule.as_ref()?, cfg, now)
+}
+
+/// The targets whose time in `plan` has come, each rescheduled at `next` (or dropped
+/// from the plan when it has no next time).
+fn take_due(
+    plan: &mut HashMap<String, DateTime<Utc>>,
+    now: DateTime<Utc>,
+    next: impl Fn(&str) -> Option<DateTime<Utc>>,
+) -> Vec<String> {
+    let due: Vec<String> = plan
+        .iter()
+        .filter(|(_, t)| **t <= now)
+        .map(|(n, _)| n.clone())
+        .collect();
+    for name in &due {
+        match next(name) {
+            Some(at) => plan.insert(name.clone(), at),
+            None => plan.remove(name),
+        };
+    }
+    due
 }
 
 /// How often the newest snapshot of a gcp-disk target without a `verify_schedule` is
