@@ -157,20 +157,20 @@ const READ_AHEAD_DEPTH: usize = 4;
 /// Reads `inner` on a thread of its own, a few chunks ahead of the caller, so that
 /// fetching and hashing stored bytes overlap with decompressing them. Memory stays at
 /// `READ_AHEAD_DEPTH` + 2 chunks.
-pub struct ReadAhead<R: Read + Send + 'static> {
-    chunks: Option<std::sync::mpsc::Receiver<io::Result<Vec<u8>>>>,
+pub struct ReadAhead {
+    chunks: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
     recycle: std::sync::mpsc::SyncSender<Vec<u8>>,
     current: Vec<u8>,
     pos: usize,
     done: bool,
-    thread: Option<std::thread::JoinHandle<R>>,
 }
 
-impl<R: Read + Send + 'static> ReadAhead<R> {
-    pub fn new(mut inner: R) -> Self {
+impl ReadAhead {
+    pub fn new<R: Read + Send + 'static>(mut inner: R) -> Self {
         let (send, chunks) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(READ_AHEAD_DEPTH);
         let (recycle, reuse) = std::sync::mpsc::sync_channel::<Vec<u8>>(READ_AHEAD_DEPTH + 2);
-        let thread = std::thread::spawn(move || {
+        // The thread ends by itself once the stream ends or this reader is dropped.
+        std::thread::spawn(move || {
             loop {
                 let mut buf = reuse.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
                 buf.resize(CHUNK, 0);
@@ -182,38 +182,27 @@ impl<R: Read + Send + 'static> ReadAhead<R> {
                 });
                 // The reader went away (it failed or was dropped): stop reading.
                 if send.send(chunk).is_err() || end {
-                    return inner;
+                    return;
                 }
             }
         });
         ReadAhead {
-            chunks: Some(chunks),
+            chunks,
             recycle,
             current: Vec::new(),
             pos: 0,
             done: false,
-            thread: Some(thread),
         }
-    }
-
-    /// The inner reader back, once everything has been read (for its hash, say).
-    pub fn finish(mut self) -> R {
-        self.chunks = None; // a thread still reading stops at its next chunk
-        self.thread
-            .take()
-            .expect("finished once")
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 }
 
-impl<R: Read + Send + 'static> Read for ReadAhead<R> {
+impl Read for ReadAhead {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.pos == self.current.len() {
             if self.done {
                 return Ok(0);
             }
-            let next = self.chunks.as_ref().and_then(|c| c.recv().ok());
+            let next = self.chunks.recv().ok();
             let chunk = match next {
                 Some(chunk) => chunk?,
                 None => return Err(io::Error::other("the reading thread stopped")),
