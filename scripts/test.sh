@@ -53,6 +53,9 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "note: some tests mount a tmpfs (a real full disk) and need root; they will fail otherwise" >&2
 fi
 
+# A one-off build gains nothing from incremental caches; they would double the disk it needs.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 
