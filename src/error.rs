@@ -28,7 +28,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// Wrap an I/O error with what was being done, recognising cancellation and a full disk.
     pub fn io(context: impl std::fmt::Display, e: std::io::Error) -> Error {
-        if e.kind() == std::io::ErrorKind::Interrupted && e.to_string() == "cancelled" {
+        if crate::progress::is_cancellation(&e) {
             return Error::Cancelled;
         }
         if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<StoreError>()) {

@@ -12,25 +12,76 @@ use crate::progress::{Cancel, Progress};
 /// Copy buffer size for the data paths.
 pub const CHUNK: usize = 1 << 20;
 
-/// Counts and hashes what passes through a writer.
+/// Counts and hashes what passes through a writer. The SHA-256 runs on a thread of its
+/// own, fed copies of the bytes in `CHUNK`-sized buffers: the writing thread pays a memcpy
+/// instead of the hash, so a backup hashes its content and its stored bytes beside reading
+/// and compressing rather than in series with them. Memory: `HASH_QUEUE_DEPTH` + 4 chunks.
 pub struct HashWriter<W: Write> {
     inner: W,
-    hasher: Sha256,
+    pending: Vec<u8>,
+    chunks: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    reuse: std::sync::mpsc::Receiver<Vec<u8>>,
+    hashing: Option<std::thread::JoinHandle<String>>,
     bytes: u64,
 }
 
+/// Chunks queued for a [`HashWriter`]'s hashing thread, and their size: small enough that
+/// two writers add about 3 MiB, large enough that handing one over costs nothing.
+const HASH_QUEUE_DEPTH: usize = 4;
+const HASH_CHUNK: usize = 256 << 10;
+
 impl<W: Write> HashWriter<W> {
     pub fn new(inner: W) -> Self {
+        let (chunks, incoming) = std::sync::mpsc::sync_channel::<Vec<u8>>(HASH_QUEUE_DEPTH);
+        let (recycle, reuse) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+        // Ends when the writer finishes or is dropped (its sender goes away).
+        let hashing = std::thread::spawn(move || {
+            let mut hasher = Sha256::new();
+            for mut chunk in incoming {
+                hasher.update(&chunk);
+                chunk.clear();
+                let _ = recycle.try_send(chunk);
+            }
+            hex::encode(hasher.finalize())
+        });
         HashWriter {
             inner,
-            hasher: Sha256::new(),
+            pending: Vec::with_capacity(HASH_CHUNK),
+            chunks: Some(chunks),
+            reuse,
+            hashing: Some(hashing),
             bytes: 0,
         }
     }
-    /// The inner writer, the byte count and the hex SHA-256.
-    pub fn finish(self) -> (W, u64, String) {
-        (self.inner, self.bytes, hex::encode(self.hasher.finalize()))
+
+    /// Hand the pending bytes to the hashing thread.
+    fn send_pending(&mut self) {
+        let next = self
+            .reuse
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(HASH_CHUNK));
+        let full = std::mem::replace(&mut self.pending, next);
+        if let Some(chunks) = &self.chunks {
+            // The thread only stops receiving by panicking; `finish` reports that.
+            let _ = chunks.send(full);
+        }
     }
+
+    /// The inner writer, the byte count and the hex SHA-256.
+    pub fn finish(mut self) -> (W, u64, String) {
+        if !self.pending.is_empty() {
+            self.send_pending();
+        }
+        self.chunks = None;
+        let sha = self
+            .hashing
+            .take()
+            .expect("finished once")
+            .join()
+            .expect("the hashing thread does not panic");
+        (self.inner, self.bytes, sha)
+    }
+
     pub fn get_mut(&mut self) -> &mut W {
         &mut self.inner
     }
@@ -39,7 +90,16 @@ impl<W: Write> HashWriter<W> {
 impl<W: Write> Write for HashWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            let room = HASH_CHUNK - self.pending.len();
+            let take = room.min(rest.len());
+            self.pending.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.pending.len() == HASH_CHUNK {
+                self.send_pending();
+            }
+        }
         self.bytes += n as u64;
         Ok(n)
     }
@@ -109,13 +169,21 @@ impl<R: Read> Read for ProgressReader<R> {
 
 /// `io::copy` with a large buffer (fewer syscalls and hasher calls per byte).
 pub fn copy(reader: &mut dyn Read, writer: &mut dyn Write) -> io::Result<u64> {
-    let mut buf = vec![0u8; CHUNK];
+    copy_using(reader, writer, &mut vec![0u8; CHUNK])
+}
+
+/// [`copy`] through the caller's buffer.
+pub fn copy_using(
+    reader: &mut dyn Read,
+    writer: &mut dyn Write,
+    buf: &mut [u8],
+) -> io::Result<u64> {
     let mut total = 0u64;
     loop {
-        let n = match reader.read(&mut buf) {
+        let n = match reader.read(buf) {
             Ok(0) => return Ok(total),
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted && e.to_string() != "cancelled" => {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
                 continue;
             }
             Err(e) => return Err(e),
@@ -228,7 +296,7 @@ fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
         match reader.read(&mut buf[filled..]) {
             Ok(0) => break,
             Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted && e.to_string() != "cancelled" => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
@@ -361,3 +429,52 @@ fn start_writeback(file: &std::fs::File, offset: u64, len: u64, wait_previous: b
 
 #[cfg(not(target_os = "linux"))]
 fn start_writeback(_: &std::fs::File, _: u64, _: u64, _: bool) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Takes at most `max` bytes per write, as pipes and sockets may.
+    struct Trickle {
+        got: Vec<u8>,
+        max: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.max);
+            self.got.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn hash_writer_hashes_exactly_what_the_inner_writer_took() {
+        // 2.5 chunks in writes of odd sizes, through an inner writer that takes short writes.
+        let data: Vec<u8> = (0..CHUNK * 5 / 2).map(|i| (i * 7 % 253) as u8).collect();
+        let mut w = HashWriter::new(Trickle {
+            got: Vec::new(),
+            max: 300_001,
+        });
+        for piece in data.chunks(777_777) {
+            w.write_all(piece).unwrap();
+        }
+        let (inner, bytes, sha) = w.finish();
+        assert_eq!(inner.got, data);
+        assert_eq!(bytes, data.len() as u64);
+        assert_eq!(sha, hex::encode(Sha256::digest(&data)));
+    }
+
+    #[test]
+    fn hash_writer_of_nothing_is_the_empty_hash() {
+        let (_, bytes, sha) = HashWriter::new(Vec::new()).finish();
+        assert_eq!(bytes, 0);
+        assert_eq!(
+            sha,
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}

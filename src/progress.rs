@@ -42,17 +42,32 @@ impl Cancel {
     pub fn flag(&self) -> Arc<AtomicBool> {
         self.0.clone()
     }
-    /// An error to return from I/O when cancelled.
+    /// An error to return from I/O when cancelled. Not `ErrorKind::Interrupted`: copy loops
+    /// (the standard library's among them) retry those, and would spin instead of stopping.
     pub fn check(&self) -> std::io::Result<()> {
         if self.is_cancelled() {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::Interrupted,
-                "cancelled",
-            ))
+            Err(std::io::Error::other(Cancelled))
         } else {
             Ok(())
         }
     }
+}
+
+/// The I/O error a cancelled job's readers and writers return.
+#[derive(Debug)]
+pub struct Cancelled;
+
+impl std::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("cancelled")
+    }
+}
+
+impl std::error::Error for Cancelled {}
+
+/// Whether an I/O error is [`Cancel::check`]'s, possibly re-wrapped by a library on the way.
+pub fn is_cancellation(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Cancelled>()) || e.to_string() == "cancelled"
 }
 
 /// What a running job is handed: where to report, and how to know it should stop.

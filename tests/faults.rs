@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::io::Read;
 use std::process::Stdio;
 
 use common::*;
@@ -123,6 +124,50 @@ fn ctrl_c_cancels_cleanly() {
             .unwrap()
             .contains("cancelled"),
         "{status}"
+    );
+}
+
+#[test]
+fn ctrl_c_stops_a_directory_backup_in_the_middle_of_a_large_file() {
+    let home = Home::new();
+    home.write_config(
+        "[targets.big]\nkind = \"directory\"\npath = \"../data/tree\"\nstore = \"local\"\n",
+    );
+    // A path too long for a plain tar header, so the body goes through the tar crate's own
+    // copy loop, which retries interrupted reads: cancellation must not look like one.
+    let dir = home.path(&format!("data/tree/{}", "deep-directory-name/".repeat(6)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut big = std::fs::File::create(dir.join("volume.bin")).unwrap();
+    std::io::copy(
+        &mut std::fs::File::open("/dev/urandom").unwrap().take(384 << 20),
+        &mut big,
+    )
+    .unwrap();
+    let mut child = home
+        .command(&["backup", "big"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(60, "the artifact to be written", || {
+        !temp_files(&home).is_empty()
+    });
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the backup did not stop within 30 s of Ctrl-C");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cancelled"), "{}", stderr(&out));
+    assert!(
+        home.store_files("big").is_empty(),
+        "{:?}",
+        home.store_files("big")
     );
 }
 

@@ -296,9 +296,17 @@ fn append_file(
         ctx.progress.clone(),
         ctx.cancel.clone(),
     ));
-    builder
-        .append_data(header, rel, &mut reader)
-        .map_err(|e| Error::io(format!("archiving {}", full.display()), e))?;
+    let archived = if header.set_path(rel).is_ok() {
+        // The path fits the header: write the entry here, moving the body in large chunks.
+        // (The tar crate copies bodies 8 KiB at a time: a read syscall and a trip through
+        // hashing and compression per 8 KiB.)
+        header.set_cksum();
+        append_body(builder.get_mut(), header, &mut reader)
+    } else {
+        // Long paths take the tar crate's GNU long-name entries.
+        builder.append_data(header, rel, &mut reader)
+    };
+    archived.map_err(|e| Error::io(format!("archiving {}", full.display()), e))?;
     let (read, sha) = reader.finish();
     if read != size {
         return Err(Error::Failed(format!(
@@ -307,6 +315,18 @@ fn append_file(
         )));
     }
     Ok(sha)
+}
+
+/// One tar entry: the prepared header, the body, zeros up to the next 512-byte block.
+fn append_body(out: &mut dyn Write, header: &Header, body: &mut dyn Read) -> io::Result<()> {
+    thread_local! {
+        // One copy buffer per archiving thread, not one per file.
+        static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; crate::pipe::CHUNK]);
+    }
+    out.write_all(header.as_bytes())?;
+    let written = BUF.with_borrow_mut(|buf| crate::pipe::copy_using(body, out, buf))?;
+    let tail = (512 - written % 512) % 512;
+    out.write_all(&[0u8; 512][..tail as usize])
 }
 
 fn entry(

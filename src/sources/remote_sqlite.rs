@@ -292,11 +292,7 @@ fn receive(
         let n = match body.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e)
-                if e.kind() == std::io::ErrorKind::Interrupted && e.to_string() != "cancelled" =>
-            {
-                continue;
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(Received::Stream(Error::io("receiving the copy", e))),
         };
         content
