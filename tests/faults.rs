@@ -24,19 +24,25 @@ fn temp_files(home: &Home) -> Vec<String> {
         .collect()
 }
 
+/// Start `backup big` and return once its artifact is being written to the store.
+fn backup_under_way(home: &Home, stderr_to: Stdio) -> std::process::Child {
+    let child = home
+        .command(&["backup", "big"])
+        .stdout(Stdio::null())
+        .stderr(stderr_to)
+        .spawn()
+        .unwrap();
+    wait_for(60, "the artifact to be written", || {
+        !temp_files(home).is_empty()
+    });
+    child
+}
+
 #[test]
 fn killed_mid_backup_leaves_nothing_listed_and_is_reported() {
     let home = big_home(96);
-    let mut child = home
-        .command(&["backup", "big"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     // Kill while the artifact is being written to the store.
-    wait_for(60, "the artifact to be written", || {
-        !temp_files(&home).is_empty()
-    });
+    let mut child = backup_under_way(&home, Stdio::null());
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     child.wait().unwrap();
 
@@ -75,15 +81,7 @@ fn killed_mid_backup_leaves_nothing_listed_and_is_reported() {
 #[test]
 fn interrupted_job_is_reported_by_the_next_command() {
     let home = big_home(64);
-    let mut child = home
-        .command(&["backup", "big"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(60, "the artifact to be written", || {
-        !temp_files(&home).is_empty()
-    });
+    let mut child = backup_under_way(&home, Stdio::null());
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     child.wait().unwrap();
     let out = home.run(&["list"]);
@@ -99,15 +97,7 @@ fn interrupted_job_is_reported_by_the_next_command() {
 #[test]
 fn ctrl_c_cancels_cleanly() {
     let home = big_home(96);
-    let child = home
-        .command(&["backup", "big"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for(60, "the artifact to be written", || {
-        !temp_files(&home).is_empty()
-    });
+    let child = backup_under_way(&home, Stdio::piped());
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -143,15 +133,7 @@ fn ctrl_c_stops_a_directory_backup_in_the_middle_of_a_large_file() {
         &mut big,
     )
     .unwrap();
-    let mut child = home
-        .command(&["backup", "big"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for(60, "the artifact to be written", || {
-        !temp_files(&home).is_empty()
-    });
+    let mut child = backup_under_way(&home, Stdio::piped());
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while child.try_wait().unwrap().is_none() {
