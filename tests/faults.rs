@@ -38,6 +38,18 @@ fn backup_under_way(home: &Home, stderr_to: Stdio) -> std::process::Child {
     child
 }
 
+/// The backup ended as cancelled (exit 1, says so) and left nothing in the store.
+fn assert_cancelled_leaving_nothing(home: &Home, child: std::process::Child) {
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cancelled"), "{}", stderr(&out));
+    assert!(
+        home.store_files("big").is_empty(),
+        "{:?}",
+        home.store_files("big")
+    );
+}
+
 #[test]
 fn killed_mid_backup_leaves_nothing_listed_and_is_reported() {
     let home = big_home(96);
@@ -99,14 +111,7 @@ fn ctrl_c_cancels_cleanly() {
     let home = big_home(96);
     let child = backup_under_way(&home, Stdio::piped());
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("cancelled"), "{}", stderr(&out));
-    assert!(
-        home.store_files("big").is_empty(),
-        "{:?}",
-        home.store_files("big")
-    );
+    assert_cancelled_leaving_nothing(&home, child);
     let status = home.json(&["status"]);
     assert!(
         status[0]["last_job"]
@@ -143,14 +148,7 @@ fn ctrl_c_stops_a_directory_backup_in_the_middle_of_a_large_file() {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("cancelled"), "{}", stderr(&out));
-    assert!(
-        home.store_files("big").is_empty(),
-        "{:?}",
-        home.store_files("big")
-    );
+    assert_cancelled_leaving_nothing(&home, child);
 }
 
 #[test]
