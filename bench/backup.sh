@@ -5,18 +5,24 @@
 #
 # Usage: bench/backup.sh
 #   BENCH_SIZE_MB  size of each data set in MiB (default 1024)
+#   BENCH_ROUNDS   rounds (default 3); each tool runs once per round, every round from
+#                  empty outputs, and the table shows each tool's fastest round
 #   BENCH_DIR      work dir (default /tmp/lifeboat-bench); generated data under src/ is
 #                  kept and reused when its size matches, everything under out/ is
 #                  rebuilt on every run
 #   CARGO_TARGET_DIR  honoured when building and locating the lifeboat binary
 #
-# Each measured command runs once, after `sync` (and, as root, a best-effort page-cache
-# drop, applied identically before every command); wall time and peak RSS come from GNU
-# time. Ratios compare with lifeboat's time for the same operation (lifeboat = 1.00):
-# below 1.00 the peer is faster. Compare ratios, not absolute times, on noisy machines.
+# Each measured command runs after `sync` (and, as root, a best-effort page-cache drop,
+# applied identically before every command); wall time, CPU time and peak RSS come from
+# GNU time. On a shared machine the speed available drifts by tens of percent from minute
+# to minute; interleaving the tools round by round exposes them all to the same drift,
+# and the fastest round is the one least disturbed. Every round's time is printed too.
+# Ratios compare with lifeboat's time for the same operation (lifeboat = 1.00): below
+# 1.00 the peer is faster. Compare ratios, not absolute times, on noisy machines.
 set -euo pipefail
 
 SIZE_MB=${BENCH_SIZE_MB:-1024}
+ROUNDS=${BENCH_ROUNDS:-3}
 WORK=${BENCH_DIR:-/tmp/lifeboat-bench}
 REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 GEN_VERSION=1 # bump when the generators change, to force regeneration
@@ -25,6 +31,7 @@ log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
 
 [[ $SIZE_MB =~ ^[0-9]+$ ]] && ((SIZE_MB >= 16)) || die "BENCH_SIZE_MB must be an integer >= 16 (got '$SIZE_MB')"
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer (got '$ROUNDS')"
 START_SECONDS=$SECONDS
 
 # --- 1. tools -------------------------------------------------------------------------
@@ -218,13 +225,13 @@ PY
     log "tree generated in $((SECONDS - t0)) s"
 fi
 
-# --- 4. config and fresh output area ---------------------------------------------------
+# --- 4. config and output area -----------------------------------------------------------
 OUT=$WORK/out
 log "removing outputs of earlier runs ($OUT)"
 rm -rf "$OUT"
-mkdir -p "$OUT/state" "$OUT/store" "$OUT/restore" "$OUT/seeds" "$OUT/logs"
+mkdir -p "$OUT/logs" "$OUT/restore" # restore_roots must exist for config check
 CFG=$OUT/lifeboat.toml
-cat >"$CFG" <<EOF
+cat >"$CFG" <<CONF
 # Written by bench/backup.sh; rewritten on every run.
 [server]
 state = "$OUT/state/lifeboat.db"
@@ -245,13 +252,20 @@ kind = "directory"
 path = "$TREE"
 store = "bench"
 restore_roots = ["$OUT/restore"]
-EOF
+CONF
 "$LB" --config "$CFG" config check >"$OUT/logs/config-check.log" 2>&1 ||
     { cat "$OUT/logs/config-check.log" >&2; die "lifeboat config check failed"; }
-
 export RESTIC_REPOSITORY=$OUT/restic RESTIC_PASSWORD=lifeboat-bench RESTIC_CACHE_DIR=$OUT/restic-cache
-restic init --repository-version 2 -q >"$OUT/logs/restic-init.log" 2>&1 ||
-    { cat "$OUT/logs/restic-init.log" >&2; die "restic init failed"; }
+
+# Every round starts from empty outputs: no tool reuses what an earlier round stored
+# (restic would otherwise find every chunk already in its repository).
+fresh_outputs() {
+    rm -rf "$OUT/state" "$OUT/store" "$OUT/restore" "$OUT/seeds" "$RESTIC_REPOSITORY" "$RESTIC_CACHE_DIR"
+    mkdir -p "$OUT/state" "$OUT/store" "$OUT/restore" "$OUT/seeds"
+    restic init --repository-version 2 -q >"$OUT/logs/restic-init.log" 2>&1 ||
+        { cat "$OUT/logs/restic-init.log" >&2; die "restic init failed"; }
+    sync
+}
 
 # --- 5. measurements --------------------------------------------------------------------
 CACHE_DROP=no
@@ -277,77 +291,82 @@ prepare() {
     fi
 }
 
-ROWS=() # fields separated by SEP (tool names contain '|')
-SEP=$'\x1f'
+# One line per measured command, tab-separated:
+# round, operation, tool, seconds, peak RSS KiB, user s, system s, sync s, output bytes, status
+RESULTS=$OUT/results.tsv
+: >"$RESULTS"
 FAILED=0
 N=0
+ROUND=0
 # measure OP TOOL OUTPUT_PATH -- COMMAND...  (OUTPUT_PATH: what the command writes, or -)
 measure() {
     local op=$1 tool=$2 output=$3
     shift 4
     N=$((N + 1))
-    local tf=$OUT/logs/$N.time lf=$OUT/logs/$N.log status=ok secs kb s0 s1 size=-
-    log "[$N] $op: $tool"
+    local tf=$OUT/logs/$N.time lf=$OUT/logs/$N.log status=ok secs kb user sys s0 s1 size=-
+    log "[round $ROUND/$ROUNDS] $op: $tool"
     prepare
-    if ! /usr/bin/time -f '%e %M' -o "$tf" "$@" >"$lf" 2>&1; then
+    if ! /usr/bin/time -f '%e %M %U %S' -o "$tf" "$@" >"$lf" 2>&1; then
         status=FAILED
         FAILED=$((FAILED + 1))
         printf 'bench: %s (%s) failed; its output (%s):\n' "$tool" "$op" "$lf" >&2
         tail -n 20 "$lf" | sed 's/^/    /' >&2
     fi
-    read -r secs kb < <(tail -n 1 "$tf" 2>/dev/null) || true
+    read -r secs kb user sys < <(tail -n 1 "$tf" 2>/dev/null) || true
     s0=$(date +%s.%N)
     sync
     s1=$(date +%s.%N)
     if [[ $output != - && -e $output ]]; then
         size=$(du -sb "$output" | cut -f1)
     fi
-    ROWS+=("$op$SEP$tool$SEP$secs$SEP$kb$SEP$(awk -v a="$s0" -v b="$s1" 'BEGIN{printf "%.2f", b-a}')$SEP$size$SEP$status")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$ROUND" "$op" "$tool" "$secs" "$kb" "$user" "$sys" \
+        "$(awk -v a="$s0" -v b="$s1" 'BEGIN{printf "%.2f", b-a}')" "$size" "$status" >>"$RESULTS"
 }
 
 LB_DB_RESTORE=$OUT/restore/lifeboat-db.sqlite
 LB_DIR_RESTORE=$OUT/restore/lifeboat-dir
 SEED_COPY=$OUT/seeds/copy.db
 
-measure "DB backup" "lifeboat backup" "$OUT/store/bench-db" -- \
-    "$LB" --config "$CFG" backup bench-db
-measure "DB backup" "sqlite3 .backup | zstd -3 -T0 | sha256sum" "$SEED_COPY.zst" -- \
-    bash -c 'set -euo pipefail; sqlite3 "$1" ".backup \"$2\""; zstd -3 -T0 -q "$2"; sha256sum "$2.zst" >"$2.zst.sha256"' _ "$DB" "$SEED_COPY"
-measure "DB backup" "restic backup" "$RESTIC_REPOSITORY" -- \
-    restic backup -q "$DB"
-RESTIC_AFTER_DB=$(du -sb "$RESTIC_REPOSITORY" | cut -f1)
+for ROUND in $(seq "$ROUNDS"); do
+    fresh_outputs
+    measure "DB backup" "lifeboat backup" "$OUT/store/bench-db" -- \
+        "$LB" --config "$CFG" backup bench-db
+    measure "DB backup" "sqlite3 .backup | zstd -3 -T0 | sha256sum" "$SEED_COPY.zst" -- \
+        bash -c 'set -euo pipefail; sqlite3 "$1" ".backup \"$2\""; zstd -3 -T0 -q "$2"; sha256sum "$2.zst" >"$2.zst.sha256"' _ "$DB" "$SEED_COPY"
+    RESTIC_BEFORE=$(du -sb "$RESTIC_REPOSITORY" | cut -f1)
+    measure "DB backup" "restic backup" - -- \
+        restic backup -q "$DB"
+    RESTIC_AFTER_DB=$(du -sb "$RESTIC_REPOSITORY" | cut -f1)
 
-measure "DB restore" "lifeboat restore" - -- \
-    "$LB" --config "$CFG" restore bench-db --to "$LB_DB_RESTORE" --yes
-measure "DB restore" "zstd -d (seeds' reverse)" - -- \
-    zstd -d -q "$SEED_COPY.zst" -o "$OUT/restore/seeds-db.sqlite"
-measure "DB restore" "restic restore" - -- \
-    restic restore latest --path "$DB" --target "$OUT/restore/restic-db" -q
+    measure "DB restore" "lifeboat restore" - -- \
+        "$LB" --config "$CFG" restore bench-db --to "$LB_DB_RESTORE" --yes
+    measure "DB restore" "zstd -d (seeds' reverse)" - -- \
+        zstd -d -q "$SEED_COPY.zst" -o "$OUT/restore/seeds-db.sqlite"
+    measure "DB restore" "restic restore" - -- \
+        restic restore latest --path "$DB" --target "$OUT/restore/restic-db" -q
 
-measure "dir backup" "lifeboat backup" "$OUT/store/bench-dir" -- \
-    "$LB" --config "$CFG" backup bench-dir
-measure "dir backup" "tar | zstd -3 -T0" "$OUT/seeds/dir.tar.zst" -- \
-    bash -c 'set -euo pipefail; tar -cf - -C "$1" . | zstd -3 -T0 -q >"$2"' _ "$TREE" "$OUT/seeds/dir.tar.zst"
-measure "dir backup" "restic backup" - -- \
-    restic backup -q "$TREE"
-RESTIC_AFTER_DIR=$(du -sb "$RESTIC_REPOSITORY" | cut -f1)
+    measure "dir backup" "lifeboat backup" "$OUT/store/bench-dir" -- \
+        "$LB" --config "$CFG" backup bench-dir
+    measure "dir backup" "tar | zstd -3 -T0" "$OUT/seeds/dir.tar.zst" -- \
+        bash -c 'set -euo pipefail; tar -cf - -C "$1" . | zstd -3 -T0 -q >"$2"' _ "$TREE" "$OUT/seeds/dir.tar.zst"
+    measure "dir backup" "restic backup" - -- \
+        restic backup -q "$TREE"
+    RESTIC_AFTER_DIR=$(du -sb "$RESTIC_REPOSITORY" | cut -f1)
 
-measure "dir restore" "lifeboat restore" - -- \
-    "$LB" --config "$CFG" restore bench-dir --to "$LB_DIR_RESTORE" --yes
-measure "dir restore" "zstd -d | tar -x" - -- \
-    bash -c 'set -euo pipefail; mkdir "$2"; zstd -d -q -c "$1" | tar -xf - -C "$2"' _ "$OUT/seeds/dir.tar.zst" "$OUT/restore/seeds-dir"
-measure "dir restore" "restic restore" - -- \
-    restic restore latest --path "$TREE" --target "$OUT/restore/restic-dir" -q
+    measure "dir restore" "lifeboat restore" - -- \
+        "$LB" --config "$CFG" restore bench-dir --to "$LB_DIR_RESTORE" --yes
+    measure "dir restore" "zstd -d | tar -x" - -- \
+        bash -c 'set -euo pipefail; mkdir "$2"; zstd -d -q -c "$1" | tar -xf - -C "$2"' _ "$OUT/seeds/dir.tar.zst" "$OUT/restore/seeds-dir"
+    measure "dir restore" "restic restore" - -- \
+        restic restore latest --path "$TREE" --target "$OUT/restore/restic-dir" -q
 
-# Sizes stored by restic, per data set (repo growth).
-for i in "${!ROWS[@]}"; do
-    IFS=$SEP read -r op tool secs kb syncs size status <<<"${ROWS[$i]}"
-    if [[ $tool == "restic backup" && $op == "DB backup" ]]; then size=$RESTIC_AFTER_DB; fi
-    if [[ $tool == "restic backup" && $op == "dir backup" ]]; then size=$((RESTIC_AFTER_DIR - RESTIC_AFTER_DB)); fi
-    ROWS[$i]="$op$SEP$tool$SEP$secs$SEP$kb$SEP$syncs$SEP$size$SEP$status"
+    # What restic stored for each data set: the repository's growth.
+    awk -F'\t' -v OFS='\t' -v r="$ROUND" -v db=$((RESTIC_AFTER_DB - RESTIC_BEFORE)) -v dir=$((RESTIC_AFTER_DIR - RESTIC_AFTER_DB)) \
+        '$1 == r && $3 == "restic backup" { $9 = ($2 == "DB backup") ? db : dir } { print }' \
+        "$RESULTS" >"$RESULTS.tmp" && mv "$RESULTS.tmp" "$RESULTS"
 done
 
-# Sanity checks on the restored copies (not timed).
+# Sanity checks on the last round's restored copies (not timed).
 CHECKS=()
 check_same_tree() { # name path: same file count and byte total as the source tree
     local a b
@@ -393,32 +412,47 @@ echo "- tools: lifeboat $("$LB" --version | awk '{print $2}') (release build of 
 echo "- database: $(mib "$DB_BYTES") MiB, WAL mode, $DB_ROWS event rows ($DB)"
 echo "- directory: $(mib "$TREE_BYTES") MiB, $TREE_FILES files, $TREE_DIRS directories, $TREE_LINKS symlinks ($TREE)"
 echo "- page cache dropped before each command: $CACHE_DROP$([[ $CACHE_DROP == no ]] && echo ' (sources warmed in cache instead)')"
+echo "- $ROUNDS round(s), each tool once per round in the order shown, every round from empty outputs"
 echo "- sync after each command is not in 'seconds'; it is shown separately ('sync s')"
 echo
-echo "| operation | tool | seconds | ratio | peak RSS (MiB) | sync s | output MiB | status |"
-echo "|---|---|---:|---:|---:|---:|---:|---|"
-declare -A BASE
-for row in "${ROWS[@]}"; do
-    IFS=$SEP read -r op tool secs kb syncs size status <<<"$row"
-    [[ $tool == lifeboat* && $status == ok ]] && BASE[$op]=$secs
-done
-for row in "${ROWS[@]}"; do
-    IFS=$SEP read -r op tool secs kb syncs size status <<<"$row"
-    base=${BASE[$op]:-}
-    if [[ -n $base && $status == ok ]]; then
-        ratio=$(awk -v t="$secs" -v b="$base" 'BEGIN{ if (b > 0) printf "%.2f", t / b; else print "-" }')
-    else
-        ratio=-
-    fi
-    mem=$(awk -v k="$kb" 'BEGIN{printf "%.0f", k / 1024}')
-    [[ $tool == lifeboat* ]] && mem="**$mem**"
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$op" "${tool//|/\\|}" "$secs" "$ratio" "$mem" "$syncs" "$(mib "$size")" "$status"
-done
+python3 - "$RESULTS" <<'PY'
+import collections, sys
+
+rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1]) if line.strip()]
+runs = collections.OrderedDict()  # (operation, tool) -> list of rounds
+for rnd, op, tool, secs, kb, user, system, sync_s, size, status in rows:
+    runs.setdefault((op, tool), []).append(dict(
+        secs=float(secs or "nan"), kb=int(kb or 0), cpu=float(user or 0) + float(system or 0),
+        sync=sync_s, size=size, ok=status == "ok"))
+
+def best(rounds):
+    good = [r for r in rounds if r["ok"]]
+    return min(good, key=lambda r: r["secs"]) if good else None
+
+base = {op: best(rs)["secs"] for (op, tool), rs in runs.items() if tool.startswith("lifeboat") and best(rs)}
+print("| operation | tool | best s | ratio | CPU s | every round s | peak RSS (MiB) | sync s | output MiB | status |")
+print("|---|---|---:|---:|---:|---|---:|---:|---:|---|")
+for (op, tool), rounds in runs.items():
+    b = best(rounds)
+    lifeboat = tool.startswith("lifeboat")
+    every = " ".join(f"{r['secs']:.2f}" if r["ok"] else "failed" for r in rounds)
+    peak = max(r["kb"] for r in rounds) / 1024
+    mem = f"**{peak:.0f}**" if lifeboat else f"{peak:.0f}"
+    status = "ok" if all(r["ok"] for r in rounds) else "FAILED"
+    if b is None:
+        print(f"| {op} | {tool.replace('|', chr(92) + '|')} | - | - | - | {every} | {mem} | - | - | {status} |")
+        continue
+    ratio = f"{b['secs'] / base[op]:.2f}" if base.get(op) else "-"
+    size = f"{int(b['size']) / 2**20:.1f}" if b["size"] not in ("-", "") else "-"
+    print(f"| {op} | {tool.replace('|', chr(92) + '|')} | {b['secs']:.2f} | {ratio} | {b['cpu']:.2f} | {every} "
+          f"| {mem} | {b['sync']} | {size} | {status} |")
+print()
+print("best s = the fastest round; ratio = best s / lifeboat's best s for the same operation "
+      "(lifeboat = 1.00; < 1 means faster than lifeboat); CPU s = user + system time of that round.")
+print("Peak RSS is GNU time's %M over all rounds: for shell pipelines it is the largest single process, not the sum.")
+PY
 echo
-echo "ratio = seconds / lifeboat's seconds for the same operation (lifeboat = 1.00; < 1 means faster than lifeboat)."
-echo "Peak RSS is GNU time's %M: for shell pipelines it is the largest single process, not the sum."
-echo
-echo "Restore checks (not timed):"
+echo "Restore checks (not timed, last round):"
 for c in "${CHECKS[@]}"; do echo "- $c"; done
 echo
 echo "Total script time: $((SECONDS - START_SECONDS)) s. Logs: $OUT/logs"
