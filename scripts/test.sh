@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: mount/umount (util-linux) for the disk-full test,
 # promtool (prometheus) to check the /metrics output; a real sshd, the ssh client and the
-# sqlite3 CLI for the remote-target tests (they fail, never skip, without them).
-APT_PACKAGES=(util-linux prometheus openssh-server openssh-client sqlite3)
+# sqlite3 CLI for the remote-target tests, openssl to make a private CA for the HTTPS
+# store test (they fail, never skip, without them).
+APT_PACKAGES=(util-linux prometheus openssh-server openssh-client sqlite3 openssl)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

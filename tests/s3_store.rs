@@ -7,6 +7,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,9 +38,20 @@ impl Moto {
     }
 
     fn start_with(env: &[(&str, &str)]) -> Moto {
+        Moto::spawn(&[], env)
+    }
+
+    /// Serving HTTPS only, with this certificate and key (PEM files).
+    fn start_tls(cert: &Path, key: &Path) -> Moto {
+        let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+        Moto::spawn(&["-s", "-c", cert, "-k", key], &[])
+    }
+
+    fn spawn(args: &[&str], env: &[(&str, &str)]) -> Moto {
         let port = free_port();
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -147,6 +159,8 @@ struct S3Home {
     home: Home,
     key: String,
     secret: String,
+    /// The CA certificates lifeboat trusts (`SSL_CERT_FILE`); `None`: the system's.
+    trusted_ca: Option<PathBuf>,
 }
 
 impl S3Home {
@@ -159,12 +173,17 @@ impl S3Home {
             home,
             key: "test".into(),
             secret: "test".into(),
+            trusted_ca: None,
         }
     }
 
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = self.home.command(args);
         aws_env(&mut cmd, &self.home, &self.key, &self.secret);
+        match &self.trusted_ca {
+            Some(ca) => cmd.env("SSL_CERT_FILE", ca),
+            None => cmd.env_remove("SSL_CERT_FILE"),
+        };
         cmd
     }
 
@@ -778,4 +797,126 @@ fn encryption_and_object_lock_settings_reach_every_object() {
         assert!(deleted.is_err(), "{key}: a locked version was deleted");
     }
     assert_eq!(home.json(&["verify", "app-db"])["ok"], true);
+}
+
+/// A private certificate authority and a server certificate for 127.0.0.1 signed by it,
+/// made with the openssl CLI in `dir`: (CA certificate, server certificate, server key).
+fn private_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run openssl ({e}); run scripts/test.sh"));
+        assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
+    };
+    let ext =
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n";
+    std::fs::write(dir.join("server.ext"), ext).unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=lifeboat test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
+#[test]
+fn an_https_endpoint_with_a_private_ca_is_refused_until_the_ca_is_trusted() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = private_ca(&scratch.path().join("tls"));
+    let moto = Moto::start_tls(&cert, &key);
+    let url = format!("https://127.0.0.1:{}", moto.port);
+    // The bucket, made over the same TLS (boto3 comes with moto).
+    let script = format!(
+        "import boto3; boto3.client('s3', endpoint_url='{url}', region_name='us-east-1', \
+         aws_access_key_id='test', aws_secret_access_key='test', verify='{}').create_bucket(Bucket='tls')",
+        ca.display()
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let mut home = S3Home::new(&url, "tls", "", TARGETS);
+    let vol = home.path("data/volume");
+    std::fs::create_dir_all(&vol).unwrap();
+    // Incompressible and over two parts, so parts go up concurrently over TLS.
+    let mut noise = vec![0u8; 20 << 20];
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for chunk in noise.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    std::fs::write(vol.join("noise.bin"), &noise).unwrap();
+
+    // The server's certificate is not trusted: refused, saying why and what to do.
+    let out = home.run(&["backup", "volume"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_contains_all(
+        &err,
+        &["s3://tls/lifeboat/", "not trusted", "SSL_CERT_FILE"],
+    );
+
+    // Trusted: the backup goes up in parts over TLS, verifies and comes back whole.
+    home.trusted_ca = Some(ca);
+    assert!(home.ids("volume").is_empty());
+    let backup = home.json(&["backup", "volume"]);
+    assert!(
+        backup["size_bytes"].as_u64().unwrap() > 16 << 20,
+        "{backup}"
+    );
+    let v = home.json(&["verify", "volume"]);
+    assert_eq!(v["ok"], true, "{v}");
+    let dest = home.path("restores/volume");
+    home.json(&["restore", "volume", "--to", dest.to_str().unwrap(), "--yes"]);
+    assert!(std::fs::read(dest.join("noise.bin")).unwrap() == noise);
 }
