@@ -1,7 +1,8 @@
 //! S3 stores end to end against a real S3-compatible server: moto's server on loopback,
 //! started and stopped by each test. Round trips of both target kinds, a multipart
 //! backup over 100 MiB, retention, the connection lost mid-upload and mid-download,
-//! cancellation, wrong credentials, a missing bucket, encryption and object lock.
+//! cancellation, wrong credentials, a missing bucket, encryption and object lock, HTTPS
+//! with a private CA, and request bodies signed over plain HTTP.
 
 mod common;
 
@@ -358,6 +359,8 @@ struct Forwarder {
     conns: Arc<Mutex<Vec<TcpStream>>>,
     /// Bytes forwarded from lifeboat to the server so far.
     sent: Arc<AtomicU64>,
+    /// The `x-amz-content-sha256` header of every request lifeboat sent, in order.
+    payload_hashes: Arc<Mutex<Vec<String>>>,
     cut: Arc<Cut>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -389,9 +392,11 @@ impl Forwarder {
         let stop = Arc::new(AtomicBool::new(false));
         let conns = Arc::new(Mutex::new(Vec::new()));
         let sent = Arc::new(AtomicU64::new(0));
+        let payload_hashes = Arc::new(Mutex::new(Vec::new()));
         let cut = Arc::new(Cut::default());
         let thread = {
             let (stop, conns, sent, cut) = (stop.clone(), conns.clone(), sent.clone(), cut.clone());
+            let hashes = payload_hashes.clone();
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
                     match listener.accept() {
@@ -408,8 +413,9 @@ impl Forwarder {
                                 server.try_clone().unwrap(),
                                 Some(sent.clone()),
                                 None,
+                                Some(hashes.clone()),
                             );
-                            pump(server, client, None, Some(cut.clone()));
+                            pump(server, client, None, Some(cut.clone()), None);
                         }
                         Err(_) => std::thread::sleep(Duration::from_millis(5)),
                     }
@@ -422,6 +428,7 @@ impl Forwarder {
             stop,
             conns,
             sent,
+            payload_hashes,
             cut,
             thread: Some(thread),
         }
@@ -466,22 +473,30 @@ impl Drop for Forwarder {
     }
 }
 
-/// Copy one direction of a connection on its own thread, counting its bytes, and cutting
-/// the connection when `cut` says so.
+/// Copy one direction of a connection on its own thread, counting its bytes, cutting
+/// the connection when `cut` says so, and noting the `x-amz-content-sha256` headers that
+/// pass when `headers` is given.
 fn pump(
     mut from: TcpStream,
     mut to: TcpStream,
     counter: Option<Arc<AtomicU64>>,
     cut: Option<Arc<Cut>>,
+    headers: Option<Arc<Mutex<Vec<String>>>>,
 ) {
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 64 * 1024];
         let mut carried = 0u64;
+        let mut unscanned = Vec::new();
         loop {
             let n = match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            if let Some(found) = &headers {
+                unscanned.extend_from_slice(&buf[..n]);
+                let keep = payload_hash_headers(&unscanned, &mut found.lock().unwrap());
+                unscanned.drain(..unscanned.len() - keep);
+            }
             if to.write_all(&buf[..n]).is_err() {
                 break;
             }
@@ -564,6 +579,54 @@ fn losing_the_server_mid_upload_fails_cleanly_and_keeps_earlier_backups() {
         home.json(&["verify", "app-db", second["id"].as_str().unwrap()])["ok"],
         true
     );
+}
+
+/// Note the value of every complete `x-amz-content-sha256` header in `bytes`; returns how
+/// many bytes at the end may still begin one and must be scanned again with what follows.
+fn payload_hash_headers(bytes: &[u8], found: &mut Vec<String>) -> usize {
+    const NAME: &[u8] = b"x-amz-content-sha256: ";
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    let mut from = 0;
+    while let Some(at) = find(&bytes[from..], NAME).map(|i| i + from) {
+        let value = at + NAME.len();
+        match find(&bytes[value..], b"\r\n") {
+            Some(len) => {
+                found.push(String::from_utf8_lossy(&bytes[value..value + len]).into_owned());
+                from = value + len;
+            }
+            // A header value is short; a long run without its end is body bytes.
+            None if bytes.len() - value < 100 => return bytes.len() - at,
+            None => from = value,
+        }
+    }
+    (NAME.len() - 1).min(bytes.len() - from)
+}
+
+#[test]
+fn over_plain_http_every_request_body_is_signed_with_its_sha256() {
+    let moto = Moto::start();
+    moto.create_bucket("signed", false);
+    let fwd = Forwarder::start(0, moto.addr());
+    let home = S3Home::new(&fwd.url(), "signed", "", TARGETS);
+    make_big_db(&home.path("data/app.db"), 20); // incompressible: three 8 MiB parts
+    let backup = home.json(&["backup", "app-db"]);
+    let parts = (backup["size_bytes"].as_u64().unwrap() as usize).div_ceil(8 << 20);
+    assert!(parts >= 3, "{backup}");
+
+    // Nothing protects a body over plain HTTP but the signature: every request carries
+    // the SHA-256 of its body, never UNSIGNED-PAYLOAD.
+    let hashes = fwd.payload_hashes.lock().unwrap().clone();
+    assert!(
+        hashes
+            .iter()
+            .all(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{hashes:?}"
+    );
+    const EMPTY_BODY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let with_body: std::collections::BTreeSet<_> =
+        hashes.iter().filter(|h| h.as_str() != EMPTY_BODY).collect();
+    // The parts, the request that completes the upload, the manifest.
+    assert!(with_body.len() >= parts + 2, "{hashes:?}");
 }
 
 #[test]
