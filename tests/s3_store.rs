@@ -473,6 +473,16 @@ impl Drop for Forwarder {
     }
 }
 
+/// A moto server with `bucket`, a forwarder in front of it, and a lifeboat home whose
+/// store reaches the bucket through the forwarder (which a test can cut).
+fn behind_forwarder(bucket: &str) -> (Moto, Forwarder, S3Home) {
+    let moto = Moto::start();
+    moto.create_bucket(bucket, false);
+    let fwd = Forwarder::start(0, moto.addr());
+    let home = S3Home::new(&fwd.url(), bucket, "", TARGETS);
+    (moto, fwd, home)
+}
+
 /// Copy one direction of a connection on its own thread, counting its bytes, cutting
 /// the connection when `cut` says so, and noting the `x-amz-content-sha256` headers that
 /// pass when `headers` is given.
@@ -516,10 +526,7 @@ fn pump(
 
 #[test]
 fn losing_the_server_mid_upload_fails_cleanly_and_keeps_earlier_backups() {
-    let moto = Moto::start();
-    moto.create_bucket("flaky", false);
-    let mut fwd = Forwarder::start(0, moto.addr());
-    let home = S3Home::new(&fwd.url(), "flaky", "", TARGETS);
+    let (moto, mut fwd, home) = behind_forwarder("flaky");
     let db_path = home.path("data/app.db");
     drop(make_app_db(&db_path, 500));
     let first = home.json(&["backup", "app-db"]);
@@ -604,10 +611,7 @@ fn payload_hash_headers(bytes: &[u8], found: &mut Vec<String>) -> usize {
 
 #[test]
 fn over_plain_http_every_request_body_is_signed_with_its_sha256() {
-    let moto = Moto::start();
-    moto.create_bucket("signed", false);
-    let fwd = Forwarder::start(0, moto.addr());
-    let home = S3Home::new(&fwd.url(), "signed", "", TARGETS);
+    let (_moto, fwd, home) = behind_forwarder("signed");
     make_big_db(&home.path("data/app.db"), 20); // incompressible: three 8 MiB parts
     let backup = home.json(&["backup", "app-db"]);
     let parts = (backup["size_bytes"].as_u64().unwrap() as usize).div_ceil(8 << 20);
@@ -631,10 +635,7 @@ fn over_plain_http_every_request_body_is_signed_with_its_sha256() {
 
 #[test]
 fn dropped_connections_are_retried_and_the_backup_completes() {
-    let moto = Moto::start();
-    moto.create_bucket("retry", false);
-    let fwd = Forwarder::start(0, moto.addr());
-    let home = S3Home::new(&fwd.url(), "retry", "", TARGETS);
+    let (moto, fwd, home) = behind_forwarder("retry");
     make_big_db(&home.path("data/app.db"), 40);
     let child = home
         .command(&["backup", "app-db", "--json"])
@@ -654,10 +655,7 @@ fn dropped_connections_are_retried_and_the_backup_completes() {
 
 #[test]
 fn a_download_that_breaks_off_resumes_where_it_stopped() {
-    let moto = Moto::start();
-    moto.create_bucket("resume", false);
-    let fwd = Forwarder::start(0, moto.addr());
-    let home = S3Home::new(&fwd.url(), "resume", "", TARGETS);
+    let (_moto, fwd, home) = behind_forwarder("resume");
     make_big_db(&home.path("data/app.db"), 40);
     home.json(&["backup", "app-db"]);
 
@@ -678,10 +676,7 @@ fn a_download_that_breaks_off_resumes_where_it_stopped() {
 
 #[test]
 fn a_download_that_keeps_breaking_off_fails_naming_the_object_and_changes_nothing() {
-    let moto = Moto::start();
-    moto.create_bucket("broken", false);
-    let fwd = Forwarder::start(0, moto.addr());
-    let home = S3Home::new(&fwd.url(), "broken", "", TARGETS);
+    let (_moto, fwd, home) = behind_forwarder("broken");
     make_big_db(&home.path("data/app.db"), 40);
     let backup = home.json(&["backup", "app-db"]);
 
@@ -700,10 +695,7 @@ fn a_download_that_keeps_breaking_off_fails_naming_the_object_and_changes_nothin
 
 #[test]
 fn an_interrupted_backup_aborts_its_multipart_upload() {
-    let moto = Moto::start();
-    moto.create_bucket("cancel", false);
-    let fwd = Forwarder::start(0, moto.addr());
-    let home = S3Home::new(&fwd.url(), "cancel", "", TARGETS);
+    let (moto, fwd, home) = behind_forwarder("cancel");
     make_big_db(&home.path("data/app.db"), 60);
     let child = home
         .command(&["backup", "app-db"])

@@ -225,6 +225,11 @@ impl Shared {
         } else {
             format!("{code}: {message}")
         };
+        // Only a connection that never got an answer can have failed on the certificate.
+        let untrusted = status
+            .is_none()
+            .then(|| untrusted_certificate(&err))
+            .flatten();
         let text = match (code.as_str(), status) {
             ("NoSuchBucket", _) => format!(
                 "{}: the bucket {:?} does not exist (check `bucket`, `region` and `endpoint`)",
@@ -249,10 +254,9 @@ impl Shared {
                 "{}: access denied {action} {url} ({detail}); check the AWS credentials and the bucket's policy",
                 self.describe
             ),
-            _ if status.is_none() && untrusted_certificate(&err).is_some() => format!(
-                "{}: {action} {url}: the server's TLS certificate is not trusted ({}); if the endpoint uses a private certificate authority, add it to the system's trusted certificates or point SSL_CERT_FILE at a PEM bundle that includes it",
-                self.describe,
-                untrusted_certificate(&err).unwrap_or_default()
+            _ if let Some(reason) = untrusted.as_deref() => format!(
+                "{}: {action} {url}: the server's TLS certificate is not trusted ({reason}); if the endpoint uses a private certificate authority, add it to the system's trusted certificates or point SSL_CERT_FILE at a PEM bundle that includes it",
+                self.describe
             ),
             _ if status.is_none() && is_credentials_problem(&err) => format!(
                 "{}: no usable AWS credentials {action} {url}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or give the host an instance role ({})",
