@@ -1,6 +1,7 @@
 //! Talking back to chat without knowing which chat: the `Notifier` trait (post, update,
 //! ephemeral), a platform-neutral message with buttons, retries that honour rate limits,
-//! and a per-message updater that coalesces progress to at most one edit a second.
+//! and a per-message updater that coalesces progress to at most one edit a second and
+//! sends a job's final state as soon as it ends.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -169,52 +170,31 @@ where
 }
 
 /// Keeps one posted message up to date: progress goes in as often as it comes, the
-/// message is edited at most once a second, and the final content is always sent.
+/// message is edited at most once a second, and the final content goes out as soon as
+/// the job ends: it waits for nothing but a rate limit the platform announced.
+///
+/// A rate-limited edit is not retried as it was: the newest content is sent once the
+/// platform's Retry-After has passed, so a backlog never builds up behind stale progress.
 pub struct Updater {
     latest: Arc<Mutex<(Option<ChatMessage>, bool)>>,
     wake: Arc<tokio::sync::Notify>,
     task: tokio::task::JoinHandle<()>,
 }
 
-/// The shortest time between two edits of one message.
+/// The shortest time between two progress edits of one message.
 pub const UPDATE_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Updater {
     pub fn spawn(notifier: Arc<dyn Notifier>, channel: String, message: String) -> Updater {
         let latest: Arc<Mutex<(Option<ChatMessage>, bool)>> = Arc::new(Mutex::new((None, false)));
         let wake = Arc::new(tokio::sync::Notify::new());
-        let task = {
-            let latest = latest.clone();
-            let wake = wake.clone();
-            tokio::spawn(async move {
-                let mut sent: Option<ChatMessage> = None;
-                loop {
-                    wake.notified().await;
-                    let (next, done) = {
-                        let mut l = latest.lock().unwrap();
-                        (l.0.take(), l.1)
-                    };
-                    if let Some(msg) = next
-                        && sent.as_ref() != Some(&msg)
-                    {
-                        let r = with_retries("updating a job message", || {
-                            notifier.update(&channel, &message, &msg)
-                        })
-                        .await;
-                        if let Err(e) = r {
-                            tracing::error!(
-                                "giving up on updating message {message} in {channel}: {e}"
-                            );
-                        }
-                        sent = Some(msg);
-                    }
-                    if done {
-                        return;
-                    }
-                    tokio::time::sleep(UPDATE_INTERVAL).await;
-                }
-            })
-        };
+        let task = tokio::spawn(edit_loop(
+            notifier,
+            channel,
+            message,
+            latest.clone(),
+            wake.clone(),
+        ));
         Updater { latest, wake, task }
     }
 
@@ -233,6 +213,91 @@ impl Updater {
         }
         self.wake.notify_one();
         let _ = self.task.await;
+    }
+}
+
+/// The updater's task: edit when there is news and the interval (or the platform's
+/// Retry-After) allows; the final content skips the interval.
+async fn edit_loop(
+    notifier: Arc<dyn Notifier>,
+    channel: String,
+    message: String,
+    latest: Arc<Mutex<(Option<ChatMessage>, bool)>>,
+    wake: Arc<tokio::sync::Notify>,
+) {
+    use tokio::time::{Instant, sleep_until};
+    let mut sent: Option<ChatMessage> = None;
+    let mut next_edit = Instant::now();
+    let mut blocked_until = Instant::now();
+    let mut pause = Duration::from_millis(250);
+    let mut failures = 0;
+    loop {
+        let done = latest.lock().unwrap().1;
+        let not_before = if done {
+            blocked_until
+        } else {
+            next_edit.max(blocked_until)
+        };
+        if Instant::now() < not_before {
+            if done {
+                sleep_until(not_before).await;
+            } else {
+                // The job may end meanwhile: then only a rate limit is waited for.
+                tokio::select! {
+                    _ = sleep_until(not_before) => {}
+                    _ = wake.notified() => continue,
+                }
+            }
+        }
+        let (next, done) = {
+            let mut l = latest.lock().unwrap();
+            (l.0.take(), l.1)
+        };
+        let Some(msg) = next.filter(|m| sent.as_ref() != Some(m)) else {
+            if done {
+                return;
+            }
+            wake.notified().await;
+            continue;
+        };
+        match notifier.update(&channel, &message, &msg).await {
+            Ok(()) => {
+                sent = Some(msg);
+                failures = 0;
+                pause = Duration::from_millis(250);
+                next_edit = Instant::now() + UPDATE_INTERVAL;
+                if done {
+                    return;
+                }
+                continue;
+            }
+            Err(NotifyError::RateLimited(after)) => {
+                let wait = after
+                    .unwrap_or(UPDATE_INTERVAL)
+                    .min(Duration::from_secs(60));
+                tracing::info!("updating message {message}: rate limited for {wait:?}");
+                blocked_until = Instant::now() + wait;
+            }
+            Err(e) => {
+                tracing::warn!("updating message {message} in {channel}: {e}");
+                blocked_until = Instant::now() + pause;
+                pause = (pause * 2).min(Duration::from_secs(8));
+            }
+        }
+        failures += 1;
+        if failures >= ATTEMPTS {
+            tracing::error!("giving up on updating message {message} in {channel}");
+            failures = 0;
+            if done {
+                return;
+            }
+            continue;
+        }
+        // Not sent: unless something newer came meanwhile, this is still the news.
+        let mut l = latest.lock().unwrap();
+        if l.0.is_none() {
+            l.0 = Some(msg);
+        }
     }
 }
 
@@ -372,6 +437,87 @@ mod tests {
         assert!(posts[0].contains("Report") && posts[0].contains("r.md"));
         assert!(posts.len() >= 4 && posts.iter().all(|m| m.chars().count() <= 2000));
         assert_eq!(posts[1..].concat(), doc);
+    }
+
+    /// Records when each edit landed.
+    #[derive(Default)]
+    struct Timed {
+        edits: Mutex<Vec<(tokio::time::Instant, String)>>,
+        /// Retry-After seconds answered to the next calls.
+        limits: Mutex<Vec<u64>>,
+    }
+
+    #[async_trait]
+    impl Notifier for Timed {
+        fn platform(&self) -> &'static str {
+            "test"
+        }
+        async fn post(&self, _: &str, _: &ChatMessage) -> Result<String, NotifyError> {
+            Ok("m1".into())
+        }
+        async fn update(&self, _: &str, _: &str, msg: &ChatMessage) -> Result<(), NotifyError> {
+            if let Some(secs) = self.limits.lock().unwrap().pop() {
+                return Err(NotifyError::RateLimited(Some(Duration::from_secs(secs))));
+            }
+            let now = tokio::time::Instant::now();
+            self.edits.lock().unwrap().push((now, msg.text.clone()));
+            Ok(())
+        }
+        async fn ephemeral(&self, _: &str, _: &str, _: &str) -> Result<(), NotifyError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_final_state_skips_the_throttle_and_progress_keeps_one_edit_a_second() {
+        let rec = Arc::new(Timed::default());
+        let updater = Updater::spawn(rec.clone(), "c".into(), "m1".into());
+        let start = tokio::time::Instant::now();
+        for i in 0..50 {
+            updater.set(ChatMessage::text(format!("progress {i}")));
+            tokio::time::sleep(Duration::from_millis(90)).await;
+        }
+        // The job ends 4.5 s in, just after a progress edit: the result goes out now.
+        let ended = tokio::time::Instant::now();
+        updater.finish(ChatMessage::text("done")).await;
+        let edits = rec.edits.lock().unwrap().clone();
+        let (last_at, last) = edits.last().unwrap();
+        assert_eq!(last, "done");
+        assert!(
+            *last_at - ended < Duration::from_millis(100),
+            "{:?}",
+            *last_at - ended
+        );
+        let progress: Vec<_> = edits[..edits.len() - 1]
+            .iter()
+            .map(|(t, _)| *t - start)
+            .collect();
+        assert!(
+            progress.windows(2).all(|w| w[1] - w[0] >= UPDATE_INTERVAL),
+            "{progress:?}"
+        );
+        assert!(progress.len() >= 4, "{progress:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_limited_progress_edit_does_not_hold_the_result_back() {
+        let rec = Arc::new(Timed::default());
+        rec.limits.lock().unwrap().push(1);
+        let updater = Updater::spawn(rec.clone(), "c".into(), "m1".into());
+        updater.set(ChatMessage::text("reading the database"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let ended = tokio::time::Instant::now();
+        updater.finish(ChatMessage::text("complete")).await;
+        let edits = rec.edits.lock().unwrap().clone();
+        // The stale progress is never retried: the result replaces it once the platform's
+        // Retry-After (1 s from the refused edit) has passed.
+        assert_eq!(edits.len(), 1, "{edits:?}");
+        assert_eq!(edits[0].1, "complete");
+        assert!(
+            edits[0].0 - ended <= Duration::from_secs(1),
+            "{:?}",
+            edits[0].0 - ended
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -35,62 +35,124 @@ fn count_matching(api: &FakeApi, needle: &str) -> usize {
     alerts(api).iter().filter(|t| t.contains(needle)).count()
 }
 
+/// Every message (not edit) posted to the alert channel.
+fn posts(api: &FakeApi) -> Vec<Call> {
+    api.calls_to("chat.postMessage")
+        .into_iter()
+        .filter(|c| c.body["channel"] == ALERTS)
+        .collect()
+}
+
+/// The texts of the edits of the message posted as `ts`.
+fn edits_of(api: &FakeApi, ts: &str) -> Vec<String> {
+    api.calls_to("chat.update")
+        .into_iter()
+        .filter(|c| c.body["ts"] == ts)
+        .map(|c| c.body["text"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// The alert and recovery lines of the audit log, oldest first.
+fn audited(home: &Home) -> Vec<String> {
+    let db = rusqlite::Connection::open(home.path("var/lifeboat.db")).unwrap();
+    let mut stmt = db
+        .prepare("SELECT action || ' ' || outcome || ' ' || coalesce(detail, '') FROM audit WHERE action IN ('alert', 'recovery') ORDER BY id")
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn metrics_text(serve: &Serve) -> String {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = agent.get(&serve.url("/metrics")).call().unwrap();
+    resp.body_mut().read_to_string().unwrap()
+}
+
 #[test]
-fn a_failing_schedule_alerts_once_realerts_then_recovers_once() {
+fn a_failing_schedule_is_one_alert_updated_in_place_repeated_then_one_recovery() {
     let api = FakeApi::start();
+    // The database is missing: every run fails, and with a 1 s grace each due time is
+    // missed as well. Both are one alert.
     let home = watch_home(
         &api,
-        "[targets.flaky]\nkind = \"sqlite\"\npath = \"../data/flaky.db\"\nstore = \"local\"\nschedule = \"*/2 * * * * *\"\ngrace = \"1h\"\nrealert = \"6s\"\n",
+        "[targets.flaky]\nkind = \"sqlite\"\npath = \"../data/flaky.db\"\nstore = \"local\"\nschedule = \"*/2 * * * * *\"\ngrace = \"1s\"\nrealert = \"8s\"\n",
     );
     let serve = Serve::start(&home);
     api.wait_until(15, "the failure alert", |_| {
         count_matching(&api, "backup of flaky failed") == 1
     });
     let first = std::time::Instant::now();
-    std::thread::sleep(Duration::from_secs(3));
+    let opening = posts(&api)[0].clone();
+    assert!(
+        opening.body["text"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist"),
+        "the alert carries the error: {:?}",
+        opening.body
+    );
+    std::thread::sleep(Duration::from_secs(5));
     assert_eq!(
-        count_matching(&api, "backup of flaky failed"),
+        posts(&api).len(),
         1,
         "no flood while it keeps failing: {:?}",
         alerts(&api)
     );
+    // The fake's answer to the post carries its ts; the edits name it.
+    let ts = api
+        .calls_to("chat.update")
+        .first()
+        .map(|c| c.body["ts"].as_str().unwrap().to_string())
+        .expect("the alert is edited as runs fail");
+    let edits = edits_of(&api, &ts);
+    assert!(
+        edits.iter().any(|e| e.contains("failed (3 in a row)"))
+            && edits.iter().any(|e| e.contains("missed backup: flaky")),
+        "the count grows in the one message, which also says the due time was missed: {edits:#?}"
+    );
     api.wait_until(15, "the repeat", |_| count_matching(&api, "(still)") == 1);
     assert!(
-        first.elapsed() >= Duration::from_secs(5),
+        first.elapsed() >= Duration::from_secs(7),
         "repeated only after realert"
-    );
-    assert!(
-        alerts(&api).iter().any(|t| t.contains("does not exist")),
-        "the alert carries the error: {:?}",
-        alerts(&api)
     );
 
     drop(make_app_db(&home.path("data/flaky.db"), 10));
     api.wait_until(15, "the recovery notice", |_| {
         count_matching(&api, "flaky is healthy again") == 1
     });
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(count_matching(&api, "healthy again"), 1);
-    assert_eq!(
-        count_matching(&api, "failed"),
-        2,
-        "one alert and one repeat: {:?}",
-        alerts(&api)
+    std::thread::sleep(Duration::from_secs(4));
+    let texts = alerts(&api);
+    assert_eq!(count_matching(&api, "healthy again"), 1, "{texts:#?}");
+    let recovery = texts.iter().find(|t| t.contains("healthy again")).unwrap();
+    assert!(
+        recovery.contains("alert A1 was open for") && recovery.contains("failed runs"),
+        "{recovery}"
     );
+    let repeats = count_matching(&api, "(still)");
+    assert_eq!(
+        texts.len(),
+        1 + repeats + 1,
+        "one alert, its repeats, one recovery: {texts:#?}"
+    );
+    assert!((1..=2).contains(&repeats), "{texts:#?}");
     serve.stop();
 }
 
 #[test]
-fn an_external_job_that_never_reports_is_missed_and_a_ping_recovers_it() {
+fn an_external_job_that_never_reports_is_one_alert_through_a_restart_until_a_ping() {
     let api = FakeApi::start();
-    // Due every 5 seconds with a 1 s grace: the first due time after lifeboat starts
-    // watching passes without a report.
+    // Due every 3 seconds with a 1 s grace and no report ever: before, each due time
+    // brought a false "healthy again" and a new alert.
     let home = watch_home(
         &api,
-        "[targets.nightly]\nkind = \"external\"\nschedule = \"*/5 * * * * *\"\ngrace = \"1s\"\nrealert = \"1h\"\ntoken = \"${NIGHTLY_TOKEN}\"\n",
+        "[targets.nightly]\nkind = \"external\"\nschedule = \"*/3 * * * * *\"\ngrace = \"1s\"\nrealert = \"1h\"\ntoken = \"${NIGHTLY_TOKEN}\"\n",
     );
     let start = |home: &Home| {
-        // SAFETY of the environment: the variable is set for the child only.
         let mut cmd = home.command(&["serve"]);
         cmd.env("NIGHTLY_TOKEN", "ping-secret");
         cmd
@@ -101,20 +163,43 @@ fn an_external_job_that_never_reports_is_missed_and_a_ping_recovers_it() {
     });
     let text = alerts(&api).pop().unwrap();
     assert!(
-        text.contains("no good backup on record") && text.contains("/hooks/ping"),
+        text.contains("no good backup on record")
+            && text.contains("/hooks/ping")
+            && text.contains("alert A1"),
         "{text}"
+    );
+    std::thread::sleep(Duration::from_secs(12));
+    assert_eq!(
+        alerts(&api).len(),
+        1,
+        "no false recovery, no new alert: {:?}",
+        alerts(&api)
+    );
+    assert!(
+        api.calls_to("chat.update").iter().any(|c| c.body["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("due times missed")),
+        "each missed due time is counted in the alert"
+    );
+    let metrics = metrics_text(&serve);
+    assert!(
+        metrics.contains("lifeboat_alert_open{id=\"A1\",target=\"nightly\",kind=\"backup\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        audited(&home)
+            .iter()
+            .any(|a| a.starts_with("alert opened A1 backup")),
+        "{:?}",
+        audited(&home)
     );
     serve.stop();
 
     // A restart does not repeat what was already said.
     let serve = Serve::from_command(start(&home));
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(
-        count_matching(&api, "missed backup"),
-        1,
-        "{:?}",
-        alerts(&api)
-    );
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(alerts(&api).len(), 1, "{:?}", alerts(&api));
 
     let url = serve.url("/hooks/ping/nightly");
     let json = "application/json";
@@ -142,6 +227,7 @@ fn an_external_job_that_never_reports_is_missed_and_a_ping_recovers_it() {
         post(&url, json, &auth("ping-secret"), &"x".repeat((1 << 20) + 1)).0,
         413
     );
+    assert_eq!(alerts(&api).len(), 1, "refused reports change nothing");
     let (code, body) = post(
         &url,
         json,
@@ -152,8 +238,23 @@ fn an_external_job_that_never_reports_is_missed_and_a_ping_recovers_it() {
     api.wait_until(10, "the recovery notice", |_| {
         count_matching(&api, "nightly is healthy again") == 1
     });
+    let recovery = alerts(&api).pop().unwrap();
+    assert!(
+        recovery.contains("a success report at") && recovery.contains("alert A1 was open for"),
+        "{recovery}"
+    );
+    assert!(
+        !metrics_text(&serve).contains("id=\"A1\""),
+        "closed alerts leave /metrics"
+    );
+    assert!(
+        audited(&home)
+            .iter()
+            .any(|a| a.starts_with("recovery closed A1 backup"))
+    );
 
-    // A failure report alerts with its message.
+    // A failure report is alerted with its message (a new alert, or the one the next
+    // missed due time opened).
     assert_eq!(
         post(
             &url,
@@ -164,9 +265,58 @@ fn an_external_job_that_never_reports_is_missed_and_a_ping_recovers_it() {
         .0,
         200
     );
-    api.wait_until(10, "the failure alert", |_| {
-        count_matching(&api, "pg_dump: connection refused") == 1
+    api.wait_until(10, "the failure in the alert channel", |calls| {
+        calls.iter().any(|c| {
+            c.body["channel"] == ALERTS
+                && c.body["text"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("pg_dump: connection refused")
+        })
     });
+    assert!(
+        alerts(&api)
+            .iter()
+            .all(|t| !t.contains("alert A1 ") || !t.contains("pg_dump"))
+    );
+    serve.stop();
+}
+
+#[test]
+fn flapping_reports_success_fail_success_give_one_alert_and_one_recovery() {
+    let api = FakeApi::start();
+    let home = watch_home(
+        &api,
+        "[targets.nightly]\nkind = \"external\"\nschedule = \"0 0 3 * * *\"\nrealert = \"1h\"\ntoken = \"${SLACK_BOT_TOKEN}\"\n",
+    );
+    let serve = Serve::start(&home);
+    let url = serve.url("/hooks/ping/nightly");
+    let report = |status: &str| {
+        let auth = [("authorization", "Bearer xoxb-test-token".to_string())];
+        let body = format!("{{\"status\":\"{status}\",\"message\":\"dump {status}\"}}");
+        assert_eq!(post(&url, "application/json", &auth, &body).0, 200);
+    };
+    report("success");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(alerts(&api).is_empty(), "{:?}", alerts(&api));
+    report("fail");
+    api.wait_until(10, "the alert", |_| alerts(&api).len() == 1);
+    report("success");
+    api.wait_until(10, "the recovery", |_| alerts(&api).len() == 2);
+    std::thread::sleep(Duration::from_secs(2));
+    let texts = alerts(&api);
+    assert_eq!(texts.len(), 2, "{texts:#?}");
+    assert!(
+        texts[0].contains("backup of nightly failed (1 in a row): dump fail")
+            && texts[0].contains("alert A1"),
+        "{}",
+        texts[0]
+    );
+    assert!(
+        texts[1].contains("nightly is healthy again") && texts[1].contains("alert A1 was open for"),
+        "{}",
+        texts[1]
+    );
     serve.stop();
 }
 
@@ -315,7 +465,13 @@ fn a_failed_verification_alerts_and_a_passing_one_recovers() {
     home.json(&["backup", "app-db"]);
     slack_command(&serve, "U0OPS", ALERTS, "/verify", "app-db");
     api.wait_until(20, "the recovery notice", |_| {
-        count_matching(&api, "app-db is healthy again") == 1
+        count_matching(&api, "verification of app-db passes again") == 1
     });
+    assert_eq!(
+        alerts(&api).len(),
+        2,
+        "one alert, one recovery: {:?}",
+        alerts(&api)
+    );
     serve.stop();
 }

@@ -1,6 +1,7 @@
 //! The bot's own state in SQLite: opening (WAL, busy timeout), ordered migrations, and
 //! one submodule per table group.
 
+pub mod alerts;
 pub mod approvals;
 pub mod audit;
 pub mod catalog;
@@ -142,6 +143,36 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, step)
      );
      ALTER TABLE approvals ADD COLUMN runbook_run INTEGER;",
+    // 6: one alert per target and problem, from opening to its recovery notice; the open
+    // problems of the old per-target watch state carry over without being posted again
+    "CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        target TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        opened_at TEXT NOT NULL,
+        posted_at TEXT,
+        repeats INTEGER NOT NULL DEFAULT 0,
+        facets TEXT NOT NULL DEFAULT '{}',
+        messages TEXT NOT NULL DEFAULT '[]',
+        closed_at TEXT,
+        closed_by TEXT,
+        recovery_posted_at TEXT
+     );
+     CREATE UNIQUE INDEX alerts_open ON alerts(target, kind) WHERE closed_at IS NULL;
+     CREATE INDEX alerts_target ON alerts(target, closed_at);
+     INSERT INTO alerts (target, kind, opened_at, posted_at)
+        SELECT target, 'backup', coalesce(bad_since, alerted_at), alerted_at FROM watch
+        WHERE alerted_at IS NOT NULL
+          AND (',' || conditions || ',' LIKE '%,missed,%' OR ',' || conditions || ',' LIKE '%,failed,%');
+     INSERT INTO alerts (target, kind, opened_at, posted_at)
+        SELECT target, 'verify', coalesce(bad_since, alerted_at), alerted_at FROM watch
+        WHERE alerted_at IS NOT NULL AND ',' || conditions || ',' LIKE '%,verify_failed,%';
+     INSERT INTO alerts (target, kind, opened_at, posted_at)
+        SELECT target, 'drill', coalesce(bad_since, alerted_at), alerted_at FROM watch
+        WHERE alerted_at IS NOT NULL AND (conditions LIKE '%drill_failed%' OR conditions LIKE '%drill_stale%');
+     INSERT INTO alerts (target, kind, opened_at, posted_at)
+        SELECT target, 'too_long', coalesce(bad_since, alerted_at), alerted_at FROM watch
+        WHERE alerted_at IS NOT NULL AND conditions LIKE '%too_long%';",
 ];
 
 /// A shared handle on the state database. Cheap to clone; one connection per process,

@@ -20,7 +20,7 @@ use crate::schedule::AlertSinks;
 #[derive(Clone)]
 pub struct Hooks {
     pub app: App,
-    pub wake: Arc<tokio::sync::Notify>,
+    pub wake: crate::schedule::TargetWake,
     pub sinks: Arc<AlertSinks>,
 }
 
@@ -106,7 +106,7 @@ pub async fn ping(
     .await;
     match recorded {
         Ok(Ok(job)) => {
-            hooks.wake.notify_one();
+            hooks.wake.wake(&target);
             Json(json!({"recorded": true, "job": job})).into_response()
         }
         _ => error(

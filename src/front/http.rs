@@ -64,7 +64,7 @@ pub fn build(app: App) -> Result<Server, String> {
     let chat = Chat::new(app.clone(), slack, discord).with_job_ended(scheduler.waker());
     let hooks = Hooks {
         app: app.clone(),
-        wake: scheduler.waker(),
+        wake: scheduler.target_waker(),
         sinks: Arc::new(sinks),
     };
     let counts = RequestCounts::default();

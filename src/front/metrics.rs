@@ -53,7 +53,7 @@ pub async fn count_requests(
     response
 }
 
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
@@ -197,6 +197,7 @@ fn render(
             1.0,
         )],
     );
+    super::alert_metrics::render(app, &mut out)?;
     Ok(out)
 }
 

@@ -1,5 +1,6 @@
 //! Front-ends over the same dispatch: HTTP (health, chat routes), Slack and Discord.
 
+pub mod alert_metrics;
 pub mod chat;
 pub mod discord;
 pub mod hooks;

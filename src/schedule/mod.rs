@@ -1,8 +1,12 @@
 //! Schedules and the watchdog in `serve`: runs each target's cron backups through the
 //! executor (skipping a run whose previous one still runs), applies retention afterwards,
-//! and checks every target once a second against its deadlines, alerting on change of
-//! state, repeating every `realert`, and sending one recovery notice.
+//! and looks at every target when its deadlines, repeats or jobs need it (at most once a
+//! second), posting each alert once, repeating it every `realert`, editing it as its
+//! count grows, and posting one recovery notice when evidence closes it.
 
+pub mod alerts;
+pub mod look;
+mod plan;
 pub mod watchdog;
 
 use std::collections::HashMap;
@@ -15,7 +19,43 @@ use crate::app::App;
 use crate::config::{CronSchedule, TargetConfig, TargetKind};
 use crate::notify::{ChatMessage, Notifier, with_retries};
 use crate::progress::JobContext;
-use watchdog::{Facts, Verdict};
+use plan::Plan;
+pub use plan::TargetWake;
+
+/// Where the watchdog reads the time: the system clock in `serve`; a simulated one in
+/// tests and benchmarks that run weeks in seconds (with tokio's paused time).
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A clock that starts at `start` and runs with tokio's clock (paused or not).
+pub struct TokioClock {
+    start: DateTime<Utc>,
+    origin: tokio::time::Instant,
+}
+
+impl TokioClock {
+    pub fn starting_at(start: DateTime<Utc>) -> TokioClock {
+        TokioClock {
+            start,
+            origin: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.start + chrono::Duration::from_std(self.origin.elapsed()).unwrap_or_default()
+    }
+}
 
 /// How often an alert still open is repeated when the target sets no `realert`.
 pub const DEFAULT_REALERT: Duration = Duration::from_secs(4 * 3600);
@@ -35,8 +75,14 @@ pub struct Scheduler {
     /// Next scheduled verify of the newest backup (see [`next_verify_due`]).
     next_verify: HashMap<String, DateTime<Utc>>,
     /// When each target must be looked at again.
-    next_check: HashMap<String, DateTime<Utc>>,
+    next_check: Plan,
+    /// Look at every target now.
     wake: Arc<tokio::sync::Notify>,
+    /// Look at these targets now.
+    wake_target: TargetWake,
+    clock: Arc<dyn Clock>,
+    /// How often running jobs are looked for (see [`Scheduler::with_poll`]).
+    poll: Duration,
 }
 
 impl Scheduler {
@@ -47,19 +93,41 @@ impl Scheduler {
             next_run: HashMap::new(),
             next_drill: HashMap::new(),
             next_verify: HashMap::new(),
-            next_check: HashMap::new(),
+            next_check: Plan::default(),
             wake: Arc::new(tokio::sync::Notify::new()),
+            wake_target: TargetWake::default(),
+            clock: Arc::new(SystemClock),
+            poll: TICK,
         }
     }
 
-    /// A handle that makes the scheduler look at every target at once (e.g. after a ping).
+    /// Look for running jobs (which the scheduler is not told about when they start in
+    /// another process) every `poll` instead of every tick, and sleep between planned
+    /// times instead of ticking: for simulations of weeks on a paused clock.
+    pub fn with_poll(mut self, poll: Duration) -> Scheduler {
+        self.poll = poll;
+        self
+    }
+
+    /// Read the time from `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Scheduler {
+        self.clock = clock;
+        self
+    }
+
+    /// A handle that makes the scheduler look at every target at once.
     pub fn waker(&self) -> Arc<tokio::sync::Notify> {
         self.wake.clone()
     }
 
+    /// A handle that makes the scheduler look at one target at once (e.g. after a ping).
+    pub fn target_waker(&self) -> TargetWake {
+        self.wake_target.clone()
+    }
+
     /// Run until the task is dropped or aborted.
     pub async fn run(mut self) {
-        let now = Utc::now();
+        let now = self.clock.now();
         for (name, cfg) in self.app.config.targets.iter() {
             if cfg.kind != TargetKind::External
                 && let Some(next) = next_due(cfg, now)
@@ -74,31 +142,61 @@ impl Scheduler {
             }
             // At start every target is looked at: what became overdue while the bot was
             // down is reported now, and nothing already reported is repeated.
-            self.next_check.insert(name.clone(), now);
+            self.next_check.set(name, now);
         }
         loop {
-            let now = Utc::now();
+            let now = self.clock.now();
             self.start_due_backups(now);
             self.start_due_drills(now);
             self.start_due_verifies(now);
             self.check(now).await;
+            let pause = self.pause(now);
             tokio::select! {
-                _ = tokio::time::sleep(TICK) => {}
-                _ = self.wake.notified() => {
-                    for t in self.next_check.values_mut() { *t = Utc::now(); }
+                _ = tokio::time::sleep(pause) => {}
+                _ = self.wake.notified() => self.next_check.all_at(self.clock.now()),
+                _ = self.wake_target.notify.notified() => {
+                    let now = self.clock.now();
+                    for name in self.wake_target.take() {
+                        if self.next_check.contains(&name) {
+                            self.next_check.set(&name, now);
+                        }
+                    }
                 }
             }
         }
+    }
+
+    /// How long to sleep: a tick, or with a longer `poll`, until the soonest planned
+    /// time (at least a tick, at most `poll`).
+    fn pause(&self, now: DateTime<Utc>) -> Duration {
+        if self.poll <= TICK {
+            return TICK;
+        }
+        let soonest = [
+            self.next_check.first(),
+            self.next_run.values().min().copied(),
+            self.next_drill.values().min().copied(),
+            self.next_verify.values().min().copied(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let poll = chrono::Duration::from_std(self.poll).unwrap_or_default();
+        let until = soonest.map_or(now + poll, |t| t.min(now + poll));
+        (until - now)
+            .to_std()
+            .unwrap_or_default()
+            .clamp(TICK, self.poll)
     }
 
     fn start_due_backups(&mut self, now: DateTime<Utc>) {
         let targets = &self.app.config.targets;
         for name in take_due(&mut self.next_run, now, |n| next_due(&targets[n], now)) {
             let app = self.app.clone();
-            let wake = self.wake.clone();
+            let wake = self.wake_target.clone();
             tokio::spawn(async move {
-                scheduled_backup(app, name).await;
-                wake.notify_one();
+                scheduled_backup(app, name.clone()).await;
+                wake.wake(&name);
             });
         }
     }
@@ -109,11 +207,11 @@ impl Scheduler {
             next_drill_due(&targets[n], now)
         }) {
             let app = self.app.clone();
-            let wake = self.wake.clone();
+            let wake = self.wake_target.clone();
             let sinks = self.sinks.clone();
             tokio::spawn(async move {
-                scheduled_drill(app, name, sinks).await;
-                wake.notify_one();
+                scheduled_drill(app, name.clone(), sinks).await;
+                wake.wake(&name);
             });
         }
     }
@@ -124,10 +222,10 @@ impl Scheduler {
             next_verify_due(&targets[n], now)
         }) {
             let app = self.app.clone();
-            let wake = self.wake.clone();
+            let wake = self.wake_target.clone();
             tokio::spawn(async move {
-                scheduled_verify(app, name).await;
-                wake.notify_one(); // a failed verify is alerted at once
+                scheduled_verify(app, name.clone()).await;
+                wake.wake(&name); // a failed verify is alerted at once
             });
         }
     }
@@ -142,50 +240,76 @@ impl Scheduler {
             .and_then(Result::ok)
             .unwrap_or_default();
         let busy: Vec<String> = running.iter().map(|j| j.target.clone()).collect();
-        let due: Vec<String> = self
-            .next_check
-            .iter()
-            .filter(|(n, t)| **t <= now || busy.contains(n))
-            .map(|(n, _)| n.clone())
-            .collect();
+        let mut due = self.next_check.due(now);
+        for name in busy {
+            if !due.contains(&name) && self.next_check.contains(&name) {
+                due.push(name);
+            }
+        }
         if due.is_empty() {
             return;
         }
         let app = self.app.clone();
         let results = tokio::task::spawn_blocking(move || {
             due.into_iter()
-                .map(|name| (name.clone(), evaluate(&app, &name, now)))
+                .map(|name| (name.clone(), look::look(&app, &name, now)))
                 .collect::<Vec<_>>()
         })
         .await
         .unwrap_or_default();
         for (name, result) in results {
             match result {
-                Ok((alert, next)) => {
-                    self.next_check.insert(name, next);
-                    if let Some(text) = alert {
-                        self.deliver(&text).await;
+                Ok((outgoing, next)) => {
+                    self.next_check.set(&name, next);
+                    for out in outgoing {
+                        self.deliver(out, now).await;
                     }
                 }
                 Err(e) => {
                     tracing::error!(target = %name, "watchdog: {e}");
                     self.next_check
-                        .insert(name, now + chrono::Duration::seconds(30));
+                        .set(&name, now + chrono::Duration::seconds(30));
                 }
             }
         }
     }
 
-    async fn deliver(&self, text: &str) {
-        let msg = ChatMessage::text(text);
+    /// Post (or edit) one alert message in every alert channel, then record where it went.
+    async fn deliver(&self, out: look::Outgoing, now: DateTime<Utc>) {
+        let msg = ChatMessage::text(&out.text);
+        let mut refs = Vec::new();
         for (notifier, channel) in &self.sinks {
-            if let Err(e) = with_retries("posting an alert", || notifier.post(channel, &msg)).await
-            {
-                tracing::error!(
-                    "could not post an alert to {} {channel}: {e}",
-                    notifier.platform()
-                );
+            let sink = format!("{}:{channel}", notifier.platform());
+            if out.say == alerts::Say::Edit {
+                for (_, message) in out.alert.messages.iter().filter(|(s, _)| *s == sink) {
+                    let r = with_retries("editing an alert", || {
+                        notifier.update(channel, message, &msg)
+                    })
+                    .await;
+                    if let Err(e) = r {
+                        tracing::error!(
+                            "could not edit alert {} in {sink}: {e}",
+                            out.alert.label()
+                        );
+                    }
+                }
+                continue;
             }
+            match with_retries("posting an alert", || notifier.post(channel, &msg)).await {
+                Ok(message) => refs.push((sink, message)),
+                Err(e) => tracing::error!(
+                    "could not post alert {} to {sink}: {e}; trying again later",
+                    out.alert.label()
+                ),
+            }
+        }
+        let app = self.app.clone();
+        let any_sink = !self.sinks.is_empty();
+        let stored =
+            tokio::task::spawn_blocking(move || look::delivered(&app, &out, refs, any_sink, now))
+                .await;
+        if let Ok(Err(e)) = stored {
+            tracing::error!("watchdog: recording a delivered alert: {e}");
         }
     }
 }
@@ -253,130 +377,8 @@ fn cron_next(
     }
 }
 
-/// Look at one target: alert text to send (if any) and when to look again.
-fn evaluate(
-    app: &App,
-    name: &str,
-    now: DateTime<Utc>,
-) -> Result<(Option<String>, DateTime<Utc>), crate::error::Error> {
-    let cfg = app.target(name)?;
-    let backups = app.db.backup_facts(name)?;
-    let running = app.db.jobs_running(Some(name))?.into_iter().next();
-    let grace = chrono::Duration::from_std(
-        cfg.grace
-            .map_or(crate::actions::status::DEFAULT_GRACE, |g| g.0),
-    )
-    .unwrap_or_default();
-    let last_failure = backups
-        .last
-        .as_ref()
-        .filter(|j| j.state == "failed" || j.state == "interrupted")
-        .map(|j| j.message.clone().unwrap_or_else(|| j.state.clone()));
-    let verify_failure = app
-        .db
-        .job_last(name, "verify", false)?
-        .filter(|j| j.state == "failed")
-        .map(|j| j.message.unwrap_or_else(|| "verification failed".into()));
-    let last_drill = app.db.drill_last(name, false)?;
-    let mut prev = app.db.watch_get(name)?;
-    if prev.first_seen.is_none() {
-        // A target is judged from when lifeboat first watched it: a due time before that
-        // (a new config, a fresh install) is not a missed backup.
-        prev.first_seen = Some(crate::db::time_text(now));
-        app.db.watch_put(name, &prev)?;
-    }
-    let watched_since = prev
-        .first_seen
-        .as_deref()
-        .and_then(crate::db::parse_time)
-        .unwrap_or(now);
-    let facts = Facts {
-        now,
-        due: prev_due(cfg.schedule.as_ref(), cfg, now).filter(|due| *due >= watched_since),
-        grace,
-        last_ok: backups
-            .last_ok
-            .as_ref()
-            .and_then(|j| crate::db::parse_time(&j.started_at)),
-        last_failure,
-        consecutive_failures: backups.consecutive_failures,
-        verify_failure,
-        running: running
-            .as_ref()
-            .and_then(|j| crate::db::parse_time(&j.started_at).map(|t| (j.id, j.kind.clone(), t))),
-        max_duration: cfg.max_duration.map(|d| d.0),
-        drill_failure: last_drill.filter(|d| !d.ok).map(|d| d.problems.join("; ")),
-        drill_due: prev_due(cfg.drill_schedule.as_ref(), cfg, now)
-            .filter(|due| *due >= watched_since),
-        last_drill_ok: app
-            .db
-            .drill_last_passing(name)?
-            .and_then(|d| crate::db::parse_time(&d.started_at)),
-    };
-    let problems = watchdog::problems(&facts);
-    let realert = chrono::Duration::from_std(cfg.realert.map_or(DEFAULT_REALERT, |d| d.0))
-        .unwrap_or_default();
-    let (verdict, state) = watchdog::decide(&prev, &problems, now, realert);
-    let external = cfg.kind == TargetKind::External;
-    let text = match verdict {
-        Verdict::Quiet => None,
-        Verdict::Alert => Some(watchdog::alert_text(name, &problems, external, now, false)),
-        Verdict::Realert => Some(watchdog::alert_text(name, &problems, external, now, true)),
-        Verdict::Recovered => Some(format!(
-            "✅ {name} is healthy again{}",
-            facts
-                .last_ok
-                .map(|t| format!(": last good backup at {}", crate::db::time_text(t)))
-                .unwrap_or_default()
-        )),
-    };
-    if verdict != Verdict::Quiet {
-        app.db.watch_put(name, &state)?;
-        let kind = if verdict == Verdict::Recovered {
-            "recovery"
-        } else {
-            "alert"
-        };
-        let line = text.as_deref().unwrap_or_default();
-        tracing::warn!(target = %name, kind, problems = %state.conditions, "{line}");
-        app.db.audit(
-            "lifeboat",
-            kind,
-            Some(name),
-            &format!("{verdict:?}").to_lowercase(),
-            Some(line),
-        )?;
-    }
-    // Look again at the next deadline, the next repeat, or when a running job outgrows
-    // its limit, whichever comes first. Jobs and pings wake the watchdog themselves; the
-    // ten-minute ceiling only bounds how late a recovery by an outside hand is noticed.
-    let mut next = now + chrono::Duration::minutes(10);
-    // A deadline still ahead counts too: a wake-up between a due time and the end of its
-    // grace (a job that just ended) must not push the look past that deadline.
-    let deadlines = [
-        next_due(cfg, now),
-        next_drill_due(cfg, now),
-        prev_due(cfg.schedule.as_ref(), cfg, now),
-        prev_due(cfg.drill_schedule.as_ref(), cfg, now),
-    ];
-    for deadline in deadlines.into_iter().flatten().map(|due| due + grace) {
-        if deadline > now {
-            next = next.min(deadline);
-        }
-    }
-    if !state.conditions.is_empty()
-        && let Some(at) = state.alerted_at.as_deref().and_then(crate::db::parse_time)
-    {
-        next = next.min(at + realert);
-    }
-    if let (Some((_, _, started)), Some(max)) = (&facts.running, facts.max_duration) {
-        next = next.min(*started + chrono::Duration::from_std(max).unwrap_or_default());
-    }
-    Ok((text, next.max(now)))
-}
-
 /// The latest scheduled time of `schedule` at or before `now`.
-fn prev_due(
+pub(crate) fn prev_due(
     schedule: Option<&CronSchedule>,
     cfg: &TargetConfig,
     now: DateTime<Utc>,

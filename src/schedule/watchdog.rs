@@ -1,10 +1,9 @@
-//! The watchdog's decisions, as pure functions of facts and the previous state: which
-//! problems a target has now (missed, failed, running too long), and whether that means
-//! an alert, a repeat of it, a recovery notice, or nothing.
+//! What is wrong with a target now, as a pure function of facts: missed, failed, verify
+//! failed, drill failed or stale, running too long; each problem names the alert it
+//! belongs to (missed and failed share the backup alert), the occurrence it is (a due
+//! time, a job) and its line of text. `alerts` decides what that means for the channel.
 
 use chrono::{DateTime, Utc};
-
-use crate::db::watch::WatchRecord;
 
 /// One problem a target can have. The key is what is persisted and compared.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,12 +13,16 @@ pub enum Problem {
         due: DateTime<Utc>,
         last_ok: Option<DateTime<Utc>>,
     },
-    /// The last attempt failed.
-    Failed { message: String, failures: u64 },
-    /// The last verification of the newest backup found problems.
-    VerifyFailed { message: String },
-    /// The last drill failed or missed an objective.
-    DrillFailed { message: String },
+    /// The last attempt (job `job`) failed.
+    Failed {
+        job: i64,
+        message: String,
+        failures: u64,
+    },
+    /// The last verification (job `job`) of the newest backup found problems.
+    VerifyFailed { job: i64, message: String },
+    /// The last drill (drill record `drill`) failed or missed an objective.
+    DrillFailed { drill: i64, message: String },
     /// No passing drill since the drill schedule's due time, and the grace has passed.
     DrillStale {
         due: DateTime<Utc>,
@@ -35,14 +38,37 @@ pub enum Problem {
 }
 
 impl Problem {
-    pub fn key(&self) -> &'static str {
+    /// The alert this problem belongs to: one per target and kind.
+    pub fn alert_kind(&self) -> &'static str {
+        match self {
+            Problem::Missed { .. } | Problem::Failed { .. } => "backup",
+            Problem::VerifyFailed { .. } => "verify",
+            Problem::DrillFailed { .. } | Problem::DrillStale { .. } => "drill",
+            Problem::TooLong { .. } => "too_long",
+        }
+    }
+
+    /// Which side of its alert it is.
+    pub fn facet(&self) -> &'static str {
         match self {
             Problem::Missed { .. } => "missed",
-            Problem::Failed { .. } => "failed",
-            Problem::VerifyFailed { .. } => "verify_failed",
-            Problem::DrillFailed { .. } => "drill_failed",
-            Problem::DrillStale { .. } => "drill_stale",
-            Problem::TooLong { .. } => "too_long",
+            Problem::Failed { .. } | Problem::VerifyFailed { .. } | Problem::DrillFailed { .. } => {
+                "failed"
+            }
+            Problem::DrillStale { .. } => "stale",
+            Problem::TooLong { .. } => "running",
+        }
+    }
+
+    /// What makes this occurrence a new one: the due time missed, the job that failed.
+    pub fn token(&self) -> String {
+        match self {
+            Problem::Missed { due, .. } | Problem::DrillStale { due, .. } => {
+                format!("due {}", crate::db::time_text(*due))
+            }
+            Problem::Failed { job, .. } | Problem::VerifyFailed { job, .. } => format!("job {job}"),
+            Problem::DrillFailed { drill, .. } => format!("drill {drill}"),
+            Problem::TooLong { job, .. } => format!("job {job}"),
         }
     }
 }
@@ -55,16 +81,16 @@ pub struct Facts {
     pub due: Option<DateTime<Utc>>,
     pub grace: chrono::Duration,
     pub last_ok: Option<DateTime<Utc>>,
-    /// The last attempt's failure message, if the last attempt failed.
-    pub last_failure: Option<String>,
+    /// The last attempt's job and failure message, if the last attempt failed.
+    pub last_failure: Option<(i64, String)>,
     pub consecutive_failures: u64,
-    /// The last verify's problems, if it failed.
-    pub verify_failure: Option<String>,
+    /// The last verify's job and problems, if it failed.
+    pub verify_failure: Option<(i64, String)>,
     /// A running job: (id, kind, started).
     pub running: Option<(i64, String, DateTime<Utc>)>,
     pub max_duration: Option<std::time::Duration>,
-    /// The last drill's problems, if it failed or missed an objective.
-    pub drill_failure: Option<String>,
+    /// The last drill's record id and problems, if it failed or missed an objective.
+    pub drill_failure: Option<(i64, String)>,
     /// The drill schedule's latest due time at or before now.
     pub drill_due: Option<DateTime<Utc>>,
     /// When the last passing drill started.
@@ -83,19 +109,22 @@ pub fn problems(f: &Facts) -> Vec<Problem> {
             last_ok: f.last_ok,
         });
     }
-    if let Some(message) = &f.last_failure {
+    if let Some((job, message)) = &f.last_failure {
         out.push(Problem::Failed {
+            job: *job,
             message: message.clone(),
             failures: f.consecutive_failures,
         });
     }
-    if let Some(message) = &f.verify_failure {
+    if let Some((job, message)) = &f.verify_failure {
         out.push(Problem::VerifyFailed {
+            job: *job,
             message: message.clone(),
         });
     }
-    if let Some(message) = &f.drill_failure {
+    if let Some((drill, message)) = &f.drill_failure {
         out.push(Problem::DrillFailed {
+            drill: *drill,
             message: message.clone(),
         });
     }
@@ -118,122 +147,58 @@ pub fn problems(f: &Facts) -> Vec<Problem> {
     out
 }
 
-/// What to tell the channel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    Quiet,
-    /// New or changed problems.
-    Alert,
-    /// The same problems, still there after `realert`.
-    Realert,
-    Recovered,
-}
-
-/// Compare the problems now with what was last said, and give the new persisted state.
-pub fn decide(
-    prev: &WatchRecord,
-    now_problems: &[Problem],
-    now: DateTime<Utc>,
-    realert: chrono::Duration,
-) -> (Verdict, WatchRecord) {
-    let mut keys: Vec<&str> = now_problems.iter().map(Problem::key).collect();
-    keys.sort();
-    keys.dedup();
-    let key = keys.join(",");
-    let stamp = crate::db::time_text(now);
-    if key.is_empty() {
-        if prev.conditions.is_empty() {
-            return (Verdict::Quiet, prev.clone());
-        }
-        return (
-            Verdict::Recovered,
-            WatchRecord {
-                first_seen: prev.first_seen.clone(),
-                ..WatchRecord::default()
-            },
-        );
-    }
-    if key != prev.conditions {
-        let bad_since = if prev.conditions.is_empty() {
-            Some(stamp.clone())
-        } else {
-            prev.bad_since.clone()
-        };
-        return (
-            Verdict::Alert,
-            WatchRecord {
-                conditions: key,
-                bad_since,
-                alerted_at: Some(stamp),
-                first_seen: prev.first_seen.clone(),
-            },
-        );
-    }
-    let last = prev.alerted_at.as_deref().and_then(crate::db::parse_time);
-    if last.is_none_or(|t| now >= t + realert) {
-        return (
-            Verdict::Realert,
-            WatchRecord {
-                alerted_at: Some(stamp),
-                ..prev.clone()
-            },
-        );
-    }
-    (Verdict::Quiet, prev.clone())
-}
-
-/// The alert text for a target's problems.
-pub fn alert_text(
-    target: &str,
-    problems: &[Problem],
-    external: bool,
-    now: DateTime<Utc>,
-    repeat: bool,
-) -> String {
+/// The line of an alert that says what is wrong and what to do.
+pub fn line(target: &str, p: &Problem, external: bool, now: DateTime<Utc>) -> String {
     let age = |t: DateTime<Utc>| crate::actions::restore::human_age((now - t).num_seconds());
-    let mut lines = Vec::new();
-    for p in problems {
-        lines.push(match p {
-            Problem::Missed { due, last_ok } => {
-                let last = match last_ok {
-                    Some(t) => format!("last good backup {} ago ({})", age(*t), crate::db::time_text(*t)),
-                    None => "no good backup on record".into(),
-                };
-                let fix = if external {
-                    "check the job that should report to /hooks/ping".to_string()
-                } else {
-                    format!("take one now: `/backup now {target}`")
-                };
-                format!("⚠️ missed backup: {target} has had no successful backup since it was due at {} ({} overdue); {last}; {fix}", crate::db::time_text(*due), age(*due))
-            }
-            Problem::Failed { message, failures } => {
-                format!("❌ backup of {target} failed ({failures} in a row): {message}")
-            }
-            Problem::VerifyFailed { message } => {
-                format!("❌ verification of {target} failed: {message}; `/verify {target}` again after fixing, or take a new backup")
-            }
-            Problem::DrillFailed { message } => {
-                format!("❌ the last drill of {target} failed: {message}; see its report, fix, then `/drill {target}` again")
-            }
-            Problem::DrillStale { due, last_ok } => {
-                let last = match last_ok {
-                    Some(t) => format!("last passing drill {} ago ({})", age(*t), crate::db::time_text(*t)),
-                    None => "no passing drill on record".into(),
-                };
-                format!("⚠️ stale drill: {target} has had no passing drill since one was due at {} ({} overdue); {last}; run `/drill {target}`", crate::db::time_text(*due), age(*due))
-            }
-            Problem::TooLong { job, kind, started, max } => format!(
-                "⏱ {kind} of {target} (job {job}) has run for {}, longer than its max_duration of {}; it keeps running",
-                age(*started),
-                humantime::format_duration(*max)
-            ),
-        });
+    let at = |t: DateTime<Utc>| crate::db::time_text(t);
+    match p {
+        Problem::Missed { due, last_ok } => {
+            let last = match last_ok {
+                Some(t) => format!("last good backup {} ago ({})", age(*t), at(*t)),
+                None => "no good backup on record".into(),
+            };
+            let fix = if external {
+                "check the job that should report to /hooks/ping".to_string()
+            } else {
+                format!("take one now: `/backup now {target}`")
+            };
+            format!(
+                "⚠️ missed backup: {target} has had no successful backup since it was due at {} ({} overdue); {last}; {fix}",
+                at(*due),
+                age(*due)
+            )
+        }
+        Problem::Failed {
+            message, failures, ..
+        } => format!("❌ backup of {target} failed ({failures} in a row): {message}"),
+        Problem::VerifyFailed { message, .. } => format!(
+            "❌ verification of {target} failed: {message}; `/verify {target}` again after fixing, or take a new backup"
+        ),
+        Problem::DrillFailed { message, .. } => format!(
+            "❌ the last drill of {target} failed: {message}; see its report, fix, then `/drill {target}` again"
+        ),
+        Problem::DrillStale { due, last_ok } => {
+            let last = match last_ok {
+                Some(t) => format!("last passing drill {} ago ({})", age(*t), at(*t)),
+                None => "no passing drill on record".into(),
+            };
+            format!(
+                "⚠️ stale drill: {target} has had no passing drill since one was due at {} ({} overdue); {last}; run `/drill {target}`",
+                at(*due),
+                age(*due)
+            )
+        }
+        Problem::TooLong {
+            job,
+            kind,
+            started,
+            max,
+        } => format!(
+            "⏱ {kind} of {target} (job {job}) has run for {}, longer than its max_duration of {}; it keeps running",
+            age(*started),
+            humantime::format_duration(*max)
+        ),
     }
-    let mut text = lines.join("\n");
-    if repeat {
-        text = format!("(still) {text}");
-    }
-    text
 }
 
 #[cfg(test)]
@@ -268,16 +233,18 @@ mod tests {
         f.drill_due = Some(t("2026-11-22T03:00:00Z"));
         assert!(problems(&f).is_empty(), "within the grace");
         f.now = t("2026-11-22T04:00:00Z");
-        assert_eq!(problems(&f)[0].key(), "drill_stale");
+        assert_eq!(problems(&f)[0].facet(), "stale");
+        assert_eq!(problems(&f)[0].alert_kind(), "drill");
         f.last_drill_ok = Some(t("2026-11-22T03:10:00Z"));
         assert!(
             problems(&f).is_empty(),
             "a passing drill since the due time"
         );
-        f.drill_failure = Some("RTO missed by 3m".into());
+        f.drill_failure = Some((4, "RTO missed by 3m".into()));
         let p = problems(&f);
-        assert_eq!(p[0].key(), "drill_failed");
-        let text = alert_text("db", &p, false, f.now, false);
+        assert_eq!((p[0].alert_kind(), p[0].facet()), ("drill", "failed"));
+        assert_eq!(p[0].token(), "drill 4");
+        let text = line("db", &p[0], false, f.now);
         assert!(
             text.contains("RTO missed by 3m") && text.contains("/drill db"),
             "{text}"
@@ -287,7 +254,12 @@ mod tests {
     #[test]
     fn missed_only_after_the_grace() {
         assert!(problems(&facts("2026-11-22T03:59:59Z")).is_empty());
-        assert_eq!(problems(&facts("2026-11-22T04:00:00Z"))[0].key(), "missed");
+        let missed = problems(&facts("2026-11-22T04:00:00Z"));
+        assert_eq!(
+            (missed[0].alert_kind(), missed[0].facet()),
+            ("backup", "missed")
+        );
+        assert_eq!(missed[0].token(), "due 2026-11-22T03:00:00.000Z");
         let mut f = facts("2026-11-22T05:00:00Z");
         f.last_ok = Some(t("2026-11-22T03:00:02Z"));
         assert!(problems(&f).is_empty());
@@ -299,54 +271,26 @@ mod tests {
         f.last_ok = Some(t("2026-11-22T03:00:00Z"));
         f.running = Some((7, "backup".into(), t("2026-11-22T03:05:00Z")));
         f.max_duration = Some(std::time::Duration::from_secs(30 * 60));
-        assert_eq!(problems(&f)[0].key(), "too_long");
+        assert_eq!(problems(&f)[0].alert_kind(), "too_long");
+        assert_eq!(problems(&f)[0].token(), "job 7");
     }
 
     #[test]
-    fn one_alert_then_realert_then_recovery() {
-        let realert = chrono::Duration::hours(4);
-        let bad = problems(&facts("2026-11-22T04:00:00Z"));
-        let (v, s1) = decide(
-            &WatchRecord::default(),
-            &bad,
-            t("2026-11-22T04:00:00Z"),
-            realert,
-        );
-        assert_eq!(v, Verdict::Alert);
-        let (v, s2) = decide(&s1, &bad, t("2026-11-22T05:00:00Z"), realert);
-        assert_eq!(v, Verdict::Quiet, "no flood");
-        assert_eq!(s2, s1);
-        let (v, s3) = decide(&s2, &bad, t("2026-11-22T08:00:00Z"), realert);
-        assert_eq!(v, Verdict::Realert);
-        let (v, s4) = decide(&s3, &[], t("2026-11-22T08:30:00Z"), realert);
-        assert_eq!(v, Verdict::Recovered);
-        let (v, _) = decide(&s4, &[], t("2026-11-22T09:00:00Z"), realert);
-        assert_eq!(v, Verdict::Quiet, "one recovery notice");
-    }
-
-    #[test]
-    fn a_new_problem_alerts_at_once() {
-        let realert = chrono::Duration::hours(4);
-        let missed = problems(&facts("2026-11-22T04:00:00Z"));
-        let (_, s1) = decide(
-            &WatchRecord::default(),
-            &missed,
-            t("2026-11-22T04:00:00Z"),
-            realert,
-        );
+    fn missed_and_failed_belong_to_one_backup_alert() {
         let mut f = facts("2026-11-22T04:10:00Z");
-        f.last_failure = Some("disk full".into());
-        let both = problems(&f);
-        let (v, s2) = decide(&s1, &both, t("2026-11-22T04:10:00Z"), realert);
-        assert_eq!(v, Verdict::Alert);
-        assert_eq!(s2.conditions, "failed,missed");
-        assert_eq!(s2.bad_since, s1.bad_since);
+        f.last_failure = Some((12, "disk full".into()));
+        f.consecutive_failures = 2;
+        let p = problems(&f);
+        assert_eq!(p.len(), 2);
+        assert!(p.iter().all(|p| p.alert_kind() == "backup"));
+        assert_eq!(p[1].token(), "job 12");
+        assert!(line("db", &p[1], false, f.now).contains("failed (2 in a row): disk full"));
     }
 
     #[test]
     fn the_alert_says_what_to_do() {
         let p = problems(&facts("2026-11-23T05:00:00Z"));
-        let text = alert_text("data-volume", &p, false, t("2026-11-23T05:00:00Z"), false);
+        let text = line("data-volume", &p[0], false, t("2026-11-23T05:00:00Z"));
         assert!(
             text.contains("missed backup") && text.contains("/backup now data-volume"),
             "{text}"

@@ -99,6 +99,12 @@ impl FakeApi {
         ));
     }
 
+    /// Answer the next `n` calls made with HTTP `method` (e.g. Discord's "PATCH" edits)
+    /// with HTTP 429 and `Retry-After: secs`.
+    pub fn rate_limit_method(&self, method: &str, n: usize, secs: u64) {
+        self.rate_limit(&format!("{method} *"), n, secs);
+    }
+
     /// Wait until `cond` holds over the recorded calls.
     pub fn wait_until(&self, secs: u64, what: &str, cond: impl Fn(&[Call]) -> bool) -> Vec<Call> {
         let deadline = std::time::Instant::now() + Duration::from_secs(secs);
@@ -147,7 +153,8 @@ async fn handle(
         at: std::time::Instant::now(),
     });
     for (suffix, queue) in s.scripted.iter_mut() {
-        if path.ends_with(suffix.as_str())
+        let by_method = suffix.strip_suffix(" *") == Some(method.as_str());
+        if (by_method || path.ends_with(suffix.as_str()))
             && let Some((code, secs)) = queue.pop_front()
         {
             let mut r = (

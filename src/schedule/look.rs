@@ -1,0 +1,271 @@
+//! One look at one target: the facts from the state database, each of its alerts moved
+//! on (stored and audited with its id), what to post, and when to look again.
+
+use chrono::{DateTime, Utc};
+
+use super::alerts::{self, Change, Say, Seen};
+use super::watchdog::{self, Facts};
+use super::{DEFAULT_REALERT, next_drill_due, next_due, prev_due};
+use crate::app::App;
+use crate::config::TargetKind;
+use crate::db::alerts::AlertRecord;
+
+/// The kinds of alert a target can have open, one each at most.
+pub const KINDS: [&str; 4] = ["backup", "verify", "drill", "too_long"];
+
+/// How soon a post that could not be delivered is tried again.
+pub const RETRY_POST: chrono::Duration = chrono::Duration::seconds(30);
+
+/// A message the channel is owed.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub alert: AlertRecord,
+    pub say: Say,
+    pub text: String,
+}
+
+/// Look at `name` at `now`: what to post, and when it must be looked at again.
+pub fn look(
+    app: &App,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Result<(Vec<Outgoing>, DateTime<Utc>), crate::error::Error> {
+    let cfg = app.target(name)?;
+    let backups = app.db.backup_facts(name)?;
+    let running = app.db.jobs_running(Some(name))?.into_iter().next();
+    let grace = chrono::Duration::from_std(
+        cfg.grace
+            .map_or(crate::actions::status::DEFAULT_GRACE, |g| g.0),
+    )
+    .unwrap_or_default();
+    let last_failure = backups
+        .last
+        .as_ref()
+        .filter(|j| j.state == "failed" || j.state == "interrupted")
+        .map(|j| (j.id, j.message.clone().unwrap_or_else(|| j.state.clone())));
+    let last_verify = app.db.job_last(name, "verify", false)?;
+    let last_drill = app.db.drill_last(name, false)?;
+    let mut watch = app.db.watch_get(name)?;
+    if watch.first_seen.is_none() {
+        // A target is judged from when lifeboat first watched it: a due time before that
+        // (a new config, a fresh install) is not a missed backup.
+        watch.first_seen = Some(crate::db::time_text(now));
+        app.db.watch_put(name, &watch)?;
+    }
+    let watched_since = watch
+        .first_seen
+        .as_deref()
+        .and_then(crate::db::parse_time)
+        .unwrap_or(now);
+    let facts = Facts {
+        now,
+        due: prev_due(cfg.schedule.as_ref(), cfg, now).filter(|due| *due >= watched_since),
+        grace,
+        last_ok: backups
+            .last_ok
+            .as_ref()
+            .and_then(|j| crate::db::parse_time(&j.started_at)),
+        last_failure,
+        consecutive_failures: backups.consecutive_failures,
+        verify_failure: last_verify
+            .as_ref()
+            .filter(|j| j.state == "failed")
+            .map(|j| {
+                let why = j.message.clone();
+                (j.id, why.unwrap_or_else(|| "verification failed".into()))
+            }),
+        running: running
+            .as_ref()
+            .and_then(|j| crate::db::parse_time(&j.started_at).map(|t| (j.id, j.kind.clone(), t))),
+        max_duration: cfg.max_duration.map(|d| d.0),
+        drill_failure: last_drill
+            .as_ref()
+            .filter(|d| !d.ok)
+            .map(|d| (d.id, d.problems.join("; "))),
+        drill_due: prev_due(cfg.drill_schedule.as_ref(), cfg, now)
+            .filter(|due| *due >= watched_since),
+        last_drill_ok: app
+            .db
+            .drill_last_passing(name)?
+            .and_then(|d| crate::db::parse_time(&d.started_at)),
+    };
+    let problems = watchdog::problems(&facts);
+    let realert = chrono::Duration::from_std(cfg.realert.map_or(DEFAULT_REALERT, |d| d.0))
+        .unwrap_or_default();
+    let external = cfg.kind == TargetKind::External;
+
+    // What proves a target well again, finished after the alert opened.
+    let after = |finished: Option<&str>, a: &AlertRecord| {
+        finished
+            .filter(|f| *f >= a.opened_at.as_str())
+            .map(String::from)
+    };
+    let evidence = |a: &AlertRecord| -> Option<String> {
+        match a.kind.as_str() {
+            "backup" => {
+                let last = backups.last.as_ref().filter(|j| j.state == "succeeded")?;
+                let at = after(last.finished_at.as_deref(), a)?;
+                Some(if external {
+                    format!("a success report at {at}")
+                } else {
+                    format!("a successful backup at {at}")
+                })
+            }
+            "verify" => {
+                let last = last_verify.as_ref().filter(|j| j.state == "succeeded")?;
+                let at = after(last.finished_at.as_deref(), a)?;
+                Some(format!("a passing verify at {at}"))
+            }
+            "drill" => {
+                let last = last_drill.as_ref().filter(|d| d.ok)?;
+                let at = after(Some(&last.finished_at), a)?;
+                Some(format!("a passing drill at {at}"))
+            }
+            _ => Some(match a.facets.get("running") {
+                Some(f) => format!("{} has ended", f.token),
+                None => "the job has ended".into(),
+            }),
+        }
+    };
+
+    let mut live = app.db.alerts_live(name)?;
+    let mut out = Vec::new();
+    // Recovery notices still owed go out first (a new alert of that kind may follow).
+    live.retain(|a| {
+        if a.closed_at.is_some() {
+            out.push(Outgoing {
+                alert: a.clone(),
+                say: Say::Recovery,
+                text: alerts::recovery_text(a, now),
+            });
+            return false;
+        }
+        true
+    });
+    let mut next = now + chrono::Duration::minutes(10);
+    for kind in KINDS {
+        let open = live.iter().find(|a| a.kind == kind).cloned();
+        let seen = Seen {
+            target: name,
+            kind,
+            problems: problems.iter().filter(|p| p.alert_kind() == kind).collect(),
+            external,
+        };
+        let Some(step) = alerts::advance(open.clone(), &seen, &evidence, now, realert) else {
+            if let Some(a) = &open {
+                next = next.min(repost_at(a, realert, now));
+            }
+            continue;
+        };
+        let mut alert = step.alert;
+        match step.change {
+            Change::Opened => app.db.alert_insert(&mut alert)?,
+            Change::Updated | Change::Closed => app.db.alert_save(&alert)?,
+            Change::Unchanged => {}
+        }
+        if step.change != Change::Unchanged {
+            audit_change(app, &alert, step.change, now)?;
+        }
+        if alert.closed_at.is_none() {
+            next = next.min(repost_at(&alert, realert, now));
+        }
+        if let Some(say) = step.say {
+            let text = match say {
+                Say::Post => alerts::alert_text(&alert, now, alert.posted_at.is_some()),
+                Say::Edit => alerts::alert_text(&alert, now, alert.repeats > 0),
+                Say::Recovery => alerts::recovery_text(&alert, now),
+            };
+            out.push(Outgoing { alert, say, text });
+        }
+    }
+    // Look again at the next deadline, the next repeat, or when a running job outgrows
+    // its limit, whichever comes first. Jobs and pings wake the watchdog themselves; the
+    // ten-minute ceiling only bounds how late a recovery by an outside hand is noticed.
+    // A deadline still ahead counts too: a wake-up between a due time and the end of its
+    // grace (a job that just ended) must not push the look past that deadline.
+    let deadlines = [
+        next_due(cfg, now),
+        next_drill_due(cfg, now),
+        prev_due(cfg.schedule.as_ref(), cfg, now),
+        prev_due(cfg.drill_schedule.as_ref(), cfg, now),
+    ];
+    for deadline in deadlines.into_iter().flatten().map(|due| due + grace) {
+        if deadline > now {
+            next = next.min(deadline);
+        }
+    }
+    if let (Some((_, _, started)), Some(max)) = (&facts.running, facts.max_duration) {
+        next = next.min(*started + chrono::Duration::from_std(max).unwrap_or_default());
+    }
+    Ok((out, next.max(now)))
+}
+
+/// When an open alert is due to be posted again (soon, when a post is owed).
+fn repost_at(a: &AlertRecord, realert: chrono::Duration, now: DateTime<Utc>) -> DateTime<Utc> {
+    match a.posted_at.as_deref().and_then(crate::db::parse_time) {
+        Some(at) => at + realert,
+        None => now + RETRY_POST,
+    }
+}
+
+fn audit_change(
+    app: &App,
+    alert: &AlertRecord,
+    change: Change,
+    now: DateTime<Utc>,
+) -> Result<(), crate::error::Error> {
+    let (action, outcome, detail) = match change {
+        Change::Closed => ("recovery", "closed", alerts::recovery_text(alert, now)),
+        Change::Opened => ("alert", "opened", alerts::alert_text(alert, now, false)),
+        _ => ("alert", "updated", alerts::alert_text(alert, now, false)),
+    };
+    let detail = format!("{} {}: {detail}", alert.label(), alert.kind);
+    tracing::warn!(target = %alert.target, alert = %alert.label(), kind = %alert.kind, "{outcome}: {detail}");
+    app.db.audit(
+        "lifeboat",
+        action,
+        Some(&alert.target),
+        outcome,
+        Some(&detail),
+    )?;
+    Ok(())
+}
+
+/// Store that an outgoing message was delivered: `refs` are the messages it made, one
+/// per alert channel that took it (empty when every channel refused; then the post is
+/// still owed and tried again).
+pub fn delivered(
+    app: &App,
+    out: &Outgoing,
+    refs: Vec<(String, String)>,
+    any_sink: bool,
+    now: DateTime<Utc>,
+) -> Result<(), crate::error::Error> {
+    if any_sink && refs.is_empty() {
+        return Ok(());
+    }
+    let Some(mut alert) = app.db.alert_get(out.alert.id)? else {
+        return Ok(());
+    };
+    match out.say {
+        Say::Post => {
+            if alert.posted_at.is_some() {
+                alert.repeats += 1;
+                let detail = format!("{} {}: {}", alert.label(), alert.kind, out.text);
+                app.db.audit(
+                    "lifeboat",
+                    "alert",
+                    Some(&alert.target),
+                    "repeated",
+                    Some(&detail),
+                )?;
+            }
+            alert.posted_at = Some(crate::db::time_text(now));
+            alert.messages = refs;
+        }
+        Say::Recovery => alert.recovery_posted_at = Some(crate::db::time_text(now)),
+        Say::Edit => return Ok(()),
+    }
+    app.db.alert_save(&alert)?;
+    Ok(())
+}
