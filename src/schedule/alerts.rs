@@ -197,7 +197,8 @@ pub fn recovery_text(alert: &AlertRecord, now: DateTime<Utc>) -> String {
 
 fn open_for(alert: &AlertRecord, now: DateTime<Utc>) -> Option<String> {
     let t = parse_time(&alert.opened_at)?;
-    (now > t).then(|| crate::actions::restore::human_age((now - t).num_seconds()))
+    let secs = (now - t).num_seconds();
+    (secs >= 60).then(|| crate::actions::restore::human_age(secs))
 }
 
 #[cfg(test)]
