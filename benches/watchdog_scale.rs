@@ -1,9 +1,16 @@
-//! Scale benchmark (not a test): `serve` watching 10,000 external targets that are all
-//! healthy, measured idle (CPU share of one core, peak memory), plus how long after its
-//! deadline an overdue target's alert reaches the channel.
+//! Scale benchmark (not a test), in two parts.
+//!
+//! 1. `serve` watching 10,000 external targets that are all healthy, measured idle (CPU
+//!    share of one core, peak memory), plus how long after its deadline an overdue
+//!    target's alert reaches the (fake) Slack channel, in real time.
+//! 2. A simulated week: lifeboat's scheduler and watchdog in this process on a paused
+//!    tokio clock, 10,000 external targets on daily schedules, 10 % of them failing for
+//!    one to three days (half silent, half reporting failures), every alert message
+//!    recorded: messages per outage against 1 + repeats every `realert` + 1, the worst
+//!    delay between a deadline and its alert (simulated time), and the CPU it took.
 //!
 //! `cargo bench --bench watchdog_scale` (env: SCALE_TARGETS, default 10000;
-//! SCALE_IDLE_SECONDS, default 30).
+//! SCALE_IDLE_SECONDS, default 30; SCALE_PART = all | idle | week; SCALE_DAYS, default 7).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -12,6 +19,9 @@ use std::fmt::Write;
 use std::time::{Duration, Instant};
 
 use chrono::{Timelike, Utc};
+
+#[path = "watchdog_scale/week.rs"]
+mod week;
 use common::fakes::*;
 use common::*;
 
@@ -46,6 +56,19 @@ fn memory_kib(pid: u32, key: &str) -> u64 {
 }
 
 fn main() {
+    let part = std::env::var("SCALE_PART").unwrap_or_else(|_| "all".into());
+    if part != "week" {
+        idle();
+    }
+    if part != "idle" {
+        week::run(
+            env_num("SCALE_TARGETS", 10_000),
+            env_num("SCALE_DAYS", 7) as i64,
+        );
+    }
+}
+
+fn idle() {
     let targets = env_num("SCALE_TARGETS", 10_000);
     let idle_seconds = env_num("SCALE_IDLE_SECONDS", 30);
     let api = FakeApi::start();

@@ -62,6 +62,22 @@ impl Db {
         Ok(job.id)
     }
 
+    /// The id of the newest job (0: none yet).
+    pub fn jobs_newest_id(&self) -> Result<i64, DbError> {
+        Ok(self
+            .lock()
+            .query_row("SELECT coalesce(max(id), 0) FROM jobs", [], |r| r.get(0))?)
+    }
+
+    /// Jobs recorded after job `id`: (id, target), oldest first.
+    pub fn jobs_since(&self, id: i64) -> Result<Vec<(i64, String)>, DbError> {
+        let conn = self.lock();
+        let mut stmt =
+            conn.prepare_cached("SELECT id, target FROM jobs WHERE id > ?1 ORDER BY id")?;
+        let rows = stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Jobs finished per kind and state, for metrics.
     pub fn job_counts(&self) -> Result<Vec<(String, String, i64)>, DbError> {
         let conn = self.lock();

@@ -13,6 +13,9 @@ use crate::db::alerts::AlertRecord;
 /// The kinds of alert a target can have open, one each at most.
 pub const KINDS: [&str; 4] = ["backup", "verify", "drill", "too_long"];
 
+/// The longest a target goes without being looked at.
+pub const CEILING: chrono::Duration = chrono::Duration::hours(1);
+
 /// How soon a post that could not be delivered is tried again.
 pub const RETRY_POST: chrono::Duration = chrono::Duration::seconds(30);
 
@@ -142,7 +145,7 @@ pub fn look(
         }
         true
     });
-    let mut next = now + chrono::Duration::minutes(10);
+    let mut next = now + CEILING;
     for kind in KINDS {
         let open = live.iter().find(|a| a.kind == kind).cloned();
         let seen = Seen {
@@ -179,8 +182,9 @@ pub fn look(
         }
     }
     // Look again at the next deadline, the next repeat, or when a running job outgrows
-    // its limit, whichever comes first. Jobs and pings wake the watchdog themselves; the
-    // ten-minute ceiling only bounds how late a recovery by an outside hand is noticed.
+    // its limit, whichever comes first. Jobs (from any process) and pings make the
+    // watchdog look at once; the hourly ceiling only bounds how late anything else is
+    // noticed (a state database changed by hand).
     // A deadline still ahead counts too: a wake-up between a due time and the end of its
     // grace (a job that just ended) must not push the look past that deadline.
     let deadlines = [

@@ -83,6 +83,9 @@ pub struct Scheduler {
     clock: Arc<dyn Clock>,
     /// How often running jobs are looked for (see [`Scheduler::with_poll`]).
     poll: Duration,
+    /// Targets with a running job at the last look, and the newest job id seen then.
+    busy: Vec<String>,
+    last_job: i64,
 }
 
 impl Scheduler {
@@ -98,6 +101,8 @@ impl Scheduler {
             wake_target: TargetWake::default(),
             clock: Arc::new(SystemClock),
             poll: TICK,
+            busy: Vec::new(),
+            last_job: i64::MAX,
         }
     }
 
@@ -128,6 +133,13 @@ impl Scheduler {
     /// Run until the task is dropped or aborted.
     pub async fn run(mut self) {
         let now = self.clock.now();
+        // Every target is looked at now; only jobs after this one are news.
+        let app = self.app.clone();
+        self.last_job = tokio::task::spawn_blocking(move || app.db.jobs_newest_id())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(0);
         for (name, cfg) in self.app.config.targets.iter() {
             if cfg.kind != TargetKind::External
                 && let Some(next) = next_due(cfg, now)
@@ -232,16 +244,31 @@ impl Scheduler {
 
     async fn check(&mut self, now: DateTime<Utc>) {
         // Running jobs are few; looking at them every tick catches too-long jobs however
-        // they were started (chat, CLI, schedule).
+        // they were started (chat, CLI, schedule). Jobs that started since the last look
+        // (finished already or not) and jobs that ended since then are how work done by
+        // another process (a CLI backup, verify or drill) reaches the watchdog at once.
         let app = self.app.clone();
-        let running = tokio::task::spawn_blocking(move || app.db.jobs_running(None))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
-        let busy: Vec<String> = running.iter().map(|j| j.target.clone()).collect();
+        let since = self.last_job;
+        let polled = tokio::task::spawn_blocking(move || {
+            Ok::<_, crate::db::DbError>((app.db.jobs_running(None)?, app.db.jobs_since(since)?))
+        })
+        .await
+        .ok()
+        .and_then(Result::ok);
+        let mut touched: Vec<String> = Vec::new();
+        if let Some((running, new_jobs)) = polled {
+            let busy: Vec<String> = running.iter().map(|j| j.target.clone()).collect();
+            let ended = self.busy.iter().filter(|t| !busy.contains(t)).cloned();
+            touched.extend(ended.collect::<Vec<_>>());
+            for (id, target) in new_jobs {
+                self.last_job = self.last_job.max(id);
+                touched.push(target);
+            }
+            touched.extend(busy.iter().cloned());
+            self.busy = busy;
+        }
         let mut due = self.next_check.due(now);
-        for name in busy {
+        for name in touched {
             if !due.contains(&name) && self.next_check.contains(&name) {
                 due.push(name);
             }

@@ -64,6 +64,7 @@ pub struct Sim {
     wake: TargetWake,
     task: tokio::task::JoinHandle<()>,
     config: std::path::PathBuf,
+    db: rusqlite::Connection,
 }
 
 impl Sim {
@@ -87,7 +88,10 @@ impl Sim {
             .with_poll(std::time::Duration::from_secs(60));
         let wake = scheduler.target_waker();
         let task = tokio::spawn(scheduler.run());
+        let db = rusqlite::Connection::open(&app.config.server.state).unwrap();
+        db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
         Sim {
+            db,
             app,
             clock,
             rec,
@@ -120,10 +124,8 @@ impl Sim {
         self.run_until(t).await;
     }
 
-    fn conn(&self) -> rusqlite::Connection {
-        let c = rusqlite::Connection::open(&self.app.config.server.state).unwrap();
-        c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
-        c
+    fn conn(&self) -> &rusqlite::Connection {
+        &self.db
     }
 
     /// A finished job of `kind` on `target` at the simulated now (`state`: succeeded,
@@ -131,11 +133,12 @@ impl Sim {
     pub fn job(&self, kind: &str, target: &str, state: &str, message: &str) {
         let now = lifeboat::db::time_text(self.now());
         self.conn()
-            .execute(
+            .prepare_cached(
                 "INSERT INTO jobs (kind, target, actor, state, started_at, finished_at, message, pid)
                  VALUES (?1, ?2, 'sim', ?3, ?4, ?4, ?5, 0)",
-                rusqlite::params![kind, target, state, now, message],
             )
+            .unwrap()
+            .execute(rusqlite::params![kind, target, state, now, message])
             .unwrap();
         self.wake.wake(target);
     }
