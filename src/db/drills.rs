@@ -75,14 +75,11 @@ impl Db {
     pub fn drill_last(&self, target: &str, only_ok: bool) -> Result<Option<DrillRecord>, DbError> {
         Ok(self
             .lock()
-            .query_row(
-                &format!(
-                    "SELECT {COLUMNS} FROM drills WHERE target = ?1 AND (?2 = 0 OR ok = 1)
-                     ORDER BY started_at DESC, id DESC LIMIT 1"
-                ),
-                params![target, only_ok],
-                from_row,
-            )
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM drills WHERE target = ?1 AND (?2 = 0 OR ok = 1)
+                 ORDER BY started_at DESC, id DESC LIMIT 1"
+            ))?
+            .query_row(params![target, only_ok], from_row)
             .optional()?)
     }
 

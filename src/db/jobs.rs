@@ -90,7 +90,7 @@ impl Db {
     /// Jobs recorded as running, for a target or all.
     pub fn jobs_running(&self, target: Option<&str>) -> Result<Vec<JobRecord>, DbError> {
         let conn = self.lock();
-        let mut stmt = conn.prepare(&format!(
+        let mut stmt = conn.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM jobs WHERE state = 'running' AND (?1 IS NULL OR target = ?1) ORDER BY id"
         ))?;
         let rows = stmt.query_map([target], from_row)?;
@@ -104,16 +104,14 @@ impl Db {
         kind: &str,
         only_ok: bool,
     ) -> Result<Option<JobRecord>, DbError> {
+        // The watchdog asks this of every target it looks at: the statement is cached.
         let conn = self.lock();
         Ok(conn
-            .query_row(
-                &format!(
-                    "SELECT {COLUMNS} FROM jobs WHERE target = ?1 AND kind = ?2 AND state != 'running'
-                     AND (?3 = 0 OR state = 'succeeded') ORDER BY id DESC LIMIT 1"
-                ),
-                params![target, kind, only_ok],
-                from_row,
-            )
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM jobs WHERE target = ?1 AND kind = ?2 AND state != 'running'
+                 AND (?3 = 0 OR state = 'succeeded') ORDER BY id DESC LIMIT 1"
+            ))?
+            .query_row(params![target, kind, only_ok], from_row)
             .optional()?)
     }
 

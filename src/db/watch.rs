@@ -19,18 +19,17 @@ impl Db {
     pub fn watch_get(&self, target: &str) -> Result<WatchRecord, DbError> {
         Ok(self
             .lock()
-            .query_row(
+            .prepare_cached(
                 "SELECT conditions, bad_since, alerted_at, first_seen FROM watch WHERE target = ?1",
-                [target],
-                |r| {
+            )?
+            .query_row([target], |r| {
                     Ok(WatchRecord {
                         conditions: r.get(0)?,
                         bad_since: r.get(1)?,
                         alerted_at: r.get(2)?,
-                        first_seen: r.get(3)?,
-                    })
-                },
-            )
+                    first_seen: r.get(3)?,
+                })
+            })
             .optional()?
             .unwrap_or_default())
     }
@@ -92,12 +91,13 @@ impl Db {
     pub fn backup_facts(&self, target: &str) -> Result<BackupFacts, DbError> {
         let last = self.job_last(target, "backup", false)?;
         let last_ok = self.job_last(target, "backup", true)?;
-        let failures: i64 = self.lock().query_row(
-            "SELECT count(*) FROM jobs WHERE target = ?1 AND kind = 'backup' AND state IN ('failed', 'interrupted')
-             AND id > coalesce((SELECT max(id) FROM jobs WHERE target = ?1 AND kind = 'backup' AND state = 'succeeded'), 0)",
-            [target],
-            |r| r.get(0),
-        )?;
+        let failures: i64 = self
+            .lock()
+            .prepare_cached(
+                "SELECT count(*) FROM jobs WHERE target = ?1 AND kind = 'backup' AND state IN ('failed', 'interrupted')
+                 AND id > coalesce((SELECT max(id) FROM jobs WHERE target = ?1 AND kind = 'backup' AND state = 'succeeded'), 0)",
+            )?
+            .query_row([target], |r| r.get(0))?;
         Ok(BackupFacts {
             last,
             last_ok,

@@ -14,7 +14,7 @@ use crate::db::alerts::AlertRecord;
 pub const KINDS: [&str; 4] = ["backup", "verify", "drill", "too_long"];
 
 /// The longest a target goes without being looked at.
-pub const CEILING: chrono::Duration = chrono::Duration::hours(1);
+pub const CEILING: chrono::Duration = chrono::Duration::hours(6);
 
 /// How soon a post that could not be delivered is tried again.
 pub const RETRY_POST: chrono::Duration = chrono::Duration::seconds(30);
@@ -183,7 +183,7 @@ pub fn look(
     }
     // Look again at the next deadline, the next repeat, or when a running job outgrows
     // its limit, whichever comes first. Jobs (from any process) and pings make the
-    // watchdog look at once; the hourly ceiling only bounds how late anything else is
+    // watchdog look at once; the six-hour ceiling only bounds how late anything else is
     // noticed (a state database changed by hand).
     // A deadline still ahead counts too: a wake-up between a due time and the end of its
     // grace (a job that just ended) must not push the look past that deadline.
