@@ -235,12 +235,7 @@ async fn verify_drill_and_too_long_alerts_close_only_on_their_evidence() {
     assert_eq!(failed.len(), 1, "{:#?}", sim.sent());
     sim.run_until(at(0, "06:00:02")).await;
     assert!(sim.posts("stale drill").is_empty(), "{:#?}", sim.sent());
-    let edit = sim
-        .sent()
-        .into_iter()
-        .filter(|s| s.edit)
-        .last()
-        .expect("an edit");
+    let edit = sim.sent().into_iter().rfind(|s| s.edit).expect("an edit");
     assert!(
         edit.text.contains("stale drill: drilled") && edit.message == failed[0].message,
         "{edit:?}"

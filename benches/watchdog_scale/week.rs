@@ -22,7 +22,7 @@ enum Plan {
 }
 
 fn plan(i: u64) -> Plan {
-    if i % 10 != 0 {
+    if !i.is_multiple_of(10) {
         return Plan::Healthy;
     }
     let k = (i / 10) as i64;

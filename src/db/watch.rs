@@ -23,10 +23,10 @@ impl Db {
                 "SELECT conditions, bad_since, alerted_at, first_seen FROM watch WHERE target = ?1",
             )?
             .query_row([target], |r| {
-                    Ok(WatchRecord {
-                        conditions: r.get(0)?,
-                        bad_since: r.get(1)?,
-                        alerted_at: r.get(2)?,
+                Ok(WatchRecord {
+                    conditions: r.get(0)?,
+                    bad_since: r.get(1)?,
+                    alerted_at: r.get(2)?,
                     first_seen: r.get(3)?,
                 })
             })

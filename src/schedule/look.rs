@@ -154,7 +154,7 @@ pub fn look(
             problems: problems.iter().filter(|p| p.alert_kind() == kind).collect(),
             external,
         };
-        let Some(step) = alerts::advance(open.clone(), &seen, &evidence, now, realert) else {
+        let Some(step) = alerts::advance(open.clone(), &seen, evidence, now, realert) else {
             if let Some(a) = &open {
                 next = next.min(repost_at(a, realert, now));
             }
