@@ -5,6 +5,7 @@ pub mod approvals;
 pub mod audit;
 pub mod catalog;
 pub mod drills;
+pub mod history;
 pub mod incidents;
 pub mod jobs;
 pub mod runbooks;
@@ -142,6 +143,8 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, step)
      );
      ALTER TABLE approvals ADD COLUMN runbook_run INTEGER;",
+    // 6: the status page's history charts read a target's backups and drills by time
+    "CREATE INDEX catalog_target_created ON catalog(target, created_at);",
 ];
 
 /// A shared handle on the state database. Cheap to clone; one connection per process,

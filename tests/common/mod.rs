@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fakes;
+pub mod history;
 pub mod sshd;
 
 use std::path::{Path, PathBuf};
