@@ -129,7 +129,7 @@ fn bytes_unit(max: f64) -> Unit {
 }
 
 fn time_unit(max_seconds: f64) -> Unit {
-    if max_seconds >= 2.0 * 86_400.0 {
+    if max_seconds >= 5.0 * 86_400.0 {
         Unit(86_400.0, "days")
     } else if max_seconds >= 2.0 * 3600.0 {
         Unit(3600.0, "hours")
@@ -438,7 +438,8 @@ mod tests {
         assert_eq!(bytes_unit(3.0 * 1024.0 * 1024.0).1, "MiB");
         assert_eq!(bytes_unit(10.0).1, "bytes");
         assert_eq!(time_unit(90.0).1, "seconds");
-        assert_eq!(time_unit(3.0 * 86_400.0).1, "days");
+        assert_eq!(time_unit(3.0 * 86_400.0).1, "hours");
+        assert_eq!(time_unit(6.0 * 86_400.0).1, "days");
         assert_eq!(format_value(2.5), "2.5");
         assert_eq!(format_value(12.0), "12");
     }

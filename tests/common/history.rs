@@ -25,7 +25,7 @@ pub struct Seed<'a> {
     pub drill_rto: f64,
     /// Days ago (from, to) with no backups: an outage the RPO chart shows.
     pub gap: Option<(i64, i64)>,
-    /// The drill nearest to this many days ago fails and takes 4x as long.
+    /// Drills about this many days ago fail and take 5x as long.
     pub failed_drill: Option<i64>,
 }
 
@@ -53,7 +53,11 @@ impl Noise {
 pub fn seed(conn: &mut Connection, s: &Seed, newest: DateTime<Utc>) -> usize {
     let now = newest;
     let tx = conn.transaction().unwrap();
-    let mut noise = Noise(s.target.bytes().fold(7, |a, b| a * 31 + b as u64));
+    let mut noise = Noise(
+        s.target
+            .bytes()
+            .fold(7u64, |a, b| a.wrapping_mul(31).wrapping_add(b as u64)),
+    );
     let start = now - Duration::days(s.days);
     let mut at = start;
     let mut n = 0usize;
@@ -77,7 +81,7 @@ pub fn seed(conn: &mut Connection, s: &Seed, newest: DateTime<Utc>) -> usize {
             let failed = s
                 .failed_drill
                 .is_some_and(|f| (days_ago - f).abs() < s.drill_every_days / 2 + 1);
-            let rto = s.drill_rto * noise.factor(0.3) * if failed { 4.0 } else { 1.0 };
+            let rto = s.drill_rto * noise.factor(0.3) * if failed { 5.0 } else { 1.0 };
             drill(&tx, s, d, rto, !failed);
             d += Duration::days(s.drill_every_days);
         }

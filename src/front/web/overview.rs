@@ -123,13 +123,12 @@ fn row(t: &TargetStatus, now: DateTime<Utc>) -> Markup {
                 @if let Some(n) = &t.next_due { (relative(n, now)) } @else { span.muted { "not scheduled" } }
                 @if t.overdue { br; span.flag { "OVERDUE" } }
             }
-            td {
+            td title=[t.last_verify.as_deref()] {
                 @match t.last_verify_ok {
                     Some(true) => { "ok" }
                     Some(false) => { span.flag { "FAILED" } }
                     None => { span.muted { "never" } }
                 }
-                @if let Some(v) = &t.last_verify { br; span.muted { (v) } }
             }
             td {
                 @match (&t.last_drill_at, t.last_drill_ok) {
@@ -222,5 +221,53 @@ fn progress(live: Option<&LiveProgress>) -> Markup {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: i64) -> JobRecord {
+        JobRecord {
+            id,
+            kind: "backup".into(),
+            target: "app-db".into(),
+            actor: "slack:U1".into(),
+            state: "running".into(),
+            started_at: "2026-03-01T10:00:00.000Z".into(),
+            finished_at: None,
+            backup_id: None,
+            message: None,
+            pid: 1,
+        }
+    }
+
+    #[test]
+    fn running_jobs_show_their_live_progress() {
+        let now = crate::db::parse_time("2026-03-01T10:05:00.000Z").unwrap();
+        let live = LiveProgress {
+            phase: "compressing and storing".into(),
+            done_bytes: 3 << 20,
+            total_bytes: Some(12 << 20),
+        };
+        let html = running(&[(job(7), Some(live)), (job(8), None)], now).into_string();
+        assert!(html.contains("id=\"job-7\""), "{html}");
+        assert!(html.contains("compressing and storing"));
+        assert!(html.contains(&format!(
+            "<progress value=\"{}\" max=\"{}\">",
+            3 << 20,
+            12 << 20
+        )));
+        assert!(html.contains("3.0 MiB of 12.0 MiB") && html.contains("5m ago"));
+        assert!(
+            html.contains("another lifeboat process"),
+            "job 8 runs elsewhere"
+        );
+        assert!(
+            running(&[], now)
+                .into_string()
+                .contains("No jobs are running")
+        );
     }
 }

@@ -54,8 +54,7 @@ pub fn render(p: &TargetPage) -> Markup {
             h2 { "History, last " (CHART_DAYS) " days" }
             div.charts {
                 @for (chart, svg) in &p.charts {
-                    figure id={ "chart-" (chart.id()) } {
-                        figcaption { (chart.title()) }
+                    figure id={ "chart-" (chart.id()) } aria-label=(chart.title()) {
                         @match svg {
                             // Drawn by plotters from numbers and fixed words only.
                             Ok(svg) => { (PreEscaped(svg)) }
