@@ -143,8 +143,10 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, step)
      );
      ALTER TABLE approvals ADD COLUMN runbook_run INTEGER;",
-    // 6: the status page's history charts read a target's backups and drills by time
-    "CREATE INDEX catalog_target_created ON catalog(target, created_at);",
+    // 6: the status page reads, for every target at once, its newest jobs of each kind
+    // and its backups by time (the charts)
+    "CREATE INDEX catalog_target_created ON catalog(target, created_at);
+     CREATE INDEX jobs_target_kind ON jobs(target, kind, id);",
 ];
 
 /// A shared handle on the state database. Cheap to clone; one connection per process,
