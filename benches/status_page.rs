@@ -38,7 +38,11 @@ fn main() {
     let name = |i: usize| format!("db-{i:02}");
     let hourly = |i: usize| i % 5 == 4;
     for i in 0..targets {
-        let schedule = if hourly(i) { "0 0 * * * *" } else { "0 30 3 * * *" };
+        let schedule = if hourly(i) {
+            "0 0 * * * *"
+        } else {
+            "0 30 3 * * *"
+        };
         text.push_str(&format!(
             "[targets.{}]\nkind = \"sqlite\"\npath = \"../data/app.db\"\nstore = \"local\"\n\
              schedule = \"{schedule}\"\nrpo = \"26h\"\nrto = \"30m\"\n\n",

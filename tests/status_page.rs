@@ -431,6 +431,16 @@ fn logins_are_required_checked_and_every_view_is_audited() {
             "{path} shows a path"
         );
     }
+    // Counted in /metrics by view, not by name.
+    let (_, _, metrics) = get(&serve.url("/metrics"), None);
+    assert!(
+        metrics.contains("endpoint=\"/targets/{name}\""),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("app-db\",status"),
+        "no target names as endpoint labels"
+    );
     serve.stop();
     let db = Connection::open(home.path("var/lifeboat.db")).unwrap();
     let rows: Vec<(String, String, String)> = db

@@ -16,8 +16,11 @@ use crate::progress::{Cancel, JobContext, Progress};
 pub struct Executor {
     db: Db,
     locks_dir: PathBuf,
-    running: Arc<Mutex<HashMap<i64, (Cancel, Arc<Live>)>>>,
+    running: Arc<Mutex<HashMap<i64, Running>>>,
 }
+
+/// A job this process runs: how to cancel it, and where it is.
+type Running = (Cancel, Arc<Live>);
 
 /// Where a running job is: its phase and bytes, as its progress last reported.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

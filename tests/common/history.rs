@@ -131,7 +131,7 @@ fn backup(
         finished,
         s.store.map(|_| id.as_str()),
     );
-    if n % 7 == 0 && s.store.is_some() {
+    if n.is_multiple_of(7) && s.store.is_some() {
         let v = finished + Duration::minutes(5);
         job(
             tx,
