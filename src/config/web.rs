@@ -22,13 +22,10 @@ pub struct WebConfig {
 }
 
 impl WebConfig {
-    /// Whether a config with this section serves a page nobody can log in to, or holds
-    /// something that is not an argon2 hash.
+    /// Whether this section holds something that is not an argon2 hash (checked even
+    /// while the page is off), or enables a page nobody can log in to.
     pub fn validate(&self) -> Result<(), String> {
-        if !self.enabled {
-            return Ok(());
-        }
-        if self.users.is_empty() && self.token.is_none() {
+        if self.enabled && self.users.is_empty() && self.token.is_none() {
             return Err(
                 "web.enabled: the status page needs a login: add `[web] users` \
                  (name = argon2 hash) or `token = \"${SOME_VARIABLE}\"`"
@@ -95,6 +92,14 @@ mod tests {
         assert!(web(&[("alice", HASH)], None).validate().is_ok());
         let off = WebConfig::default();
         assert!(off.validate().is_ok(), "a disabled page needs nothing");
+        let off_but_wrong = WebConfig {
+            enabled: false,
+            ..web(&[("alice", "hunter2")], None)
+        };
+        assert!(
+            off_but_wrong.validate().is_err(),
+            "hashes are checked while off too"
+        );
     }
 
     #[test]
