@@ -315,6 +315,13 @@ fn the_overview_shows_every_target_alerts_and_incidents_as_text() {
     assert!(!page.contains("<img"), "no image element was injected");
     assert!(!page.contains("<b>DB</b>"), "no markup from the title");
     assert!(!page.contains("data-pwned"), "no injected script ran");
+    // A target name in the address is shown as text too (names in the config cannot
+    // hold markup: config check allows letters, digits, '-' and '_' only).
+    let missing = dom(&serve, "/targets/%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E");
+    assert!(
+        missing.contains("&lt;img src=x onerror=alert(1)&gt;") && !missing.contains("<img"),
+        "{missing}"
+    );
     let (red, amber, green) = ([0xc6, 0x28, 0x28], [0xd9, 0x8c, 0x00], [0x2e, 0x85, 0x40]);
     screenshot(
         &serve,
