@@ -6,6 +6,7 @@
 
 pub mod alerts;
 pub mod look;
+pub mod open_alerts;
 mod plan;
 pub mod watchdog;
 
