@@ -7,6 +7,7 @@ pub mod approvals; // restore approvals: clicks, quorum, expiry, the request's m
 pub mod auth; // roles and channel allow-list
 pub mod cli; // the command line: clap definitions and rendering
 pub mod cli_incident; // `lifeboat incident …`
+pub mod cli_recover; // `lifeboat catalog rebuild`, `lifeboat recover`
 pub mod cli_runbook; // `lifeboat runbook …`
 pub mod command; // the chat grammar: Command, parse, roles, usage
 pub mod config; // TOML config, ${ENV} interpolation, validation

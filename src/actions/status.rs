@@ -31,6 +31,10 @@ pub struct TargetStatus {
     pub last_drill_at: Option<String>,
     pub last_drill_ok: Option<bool>,
     pub running: Option<String>,
+    /// For the target of lifeboat's own state only: whether its store is off this host
+    /// (kind s3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_offsite: Option<bool>,
 }
 
 pub fn all(app: &App, now: DateTime<Utc>) -> Result<Vec<TargetStatus>> {
@@ -98,6 +102,12 @@ fn one(app: &App, name: &str, cfg: &TargetConfig, now: DateTime<Utc>) -> Result<
                 "job {}: {} by {} since {}",
                 j.id, j.kind, j.actor, j.started_at
             )
+        }),
+        state_offsite: crate::actions::drill_state::is_state_target(app, name).then(|| {
+            cfg.store
+                .as_ref()
+                .and_then(|s| app.config.stores.get(s))
+                .is_some_and(|s| s.kind == crate::config::StoreKind::S3)
         }),
     })
 }

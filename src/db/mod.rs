@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod drills;
 pub mod incidents;
 pub mod jobs;
+pub mod recovery;
 pub mod runbooks;
 pub mod watch;
 

@@ -3,6 +3,7 @@
 //! and checks every target once a second against its deadlines, alerting on change of
 //! state, repeating every `realert`, and sending one recovery notice.
 
+pub mod startup;
 pub mod watchdog;
 
 use std::collections::HashMap;
@@ -59,6 +60,7 @@ impl Scheduler {
 
     /// Run until the task is dropped or aborted.
     pub async fn run(mut self) {
+        tokio::spawn(startup::offer_rebuild(self.app.clone(), self.sinks.clone()));
         let now = Utc::now();
         for (name, cfg) in self.app.config.targets.iter() {
             if cfg.kind != TargetKind::External
