@@ -120,36 +120,44 @@ impl Config {
 
     /// Warnings for `config check` about where the state database is backed up.
     pub fn state_backup_warnings(&self) -> Vec<String> {
-        let hint = match self.offsite_store() {
-            Some(s) => format!("set `state_backup = {{ store = \"{s}\" }}` under [server]"),
-            None => "add a store of kind \"s3\" (it is then used by itself)".to_string(),
-        };
+        let offsite = self.offsite_store();
         let Some((name, t)) = self.state_target() else {
+            let hint = match offsite {
+                Some(s) => format!("set `state_backup = {{ store = \"{s}\" }}` under [server]"),
+                None => "add a store of kind \"s3\" (the state then goes there by itself)".into(),
+            };
             return vec![format!(
                 "server.state: lifeboat's own state database ({}) is not backed up: when this host is lost, the catalog, approvals and incident timelines go with it; {hint}",
                 self.server.state.display()
             )];
         };
         let store = t.store.as_deref().unwrap_or_default();
-        match self.stores.get(store).map(|s| s.kind) {
-            Some(StoreKind::Local) => {
-                let key = if t.built_in {
-                    "server.state_backup.store".to_string()
-                } else {
-                    format!("targets.{name}.store")
-                };
-                let hint = match (t.built_in, self.offsite_store()) {
-                    (false, Some(s)) => format!(
-                        "set `store = \"{s}\"` there, or remove [targets.{name}] and let lifeboat back the state up to \"{s}\" by itself"
-                    ),
-                    _ => hint,
-                };
-                vec![format!(
-                    "{key}: lifeboat's state database is only backed up onto this host (local store {store:?}); when this host is lost, so are those backups; {hint}"
-                )]
-            }
-            _ => Vec::new(),
+        if self.stores.get(store).map(|s| s.kind) != Some(StoreKind::Local) {
+            return Vec::new();
         }
+        let (key, hint) = match (t.built_in, offsite) {
+            (true, Some(s)) => (
+                "server.state_backup.store".to_string(),
+                format!("set `state_backup = {{ store = \"{s}\" }}` under [server]"),
+            ),
+            (true, None) => (
+                "server.state_backup.store".to_string(),
+                "add a store of kind \"s3\" and name it here".to_string(),
+            ),
+            (false, Some(s)) => (
+                format!("targets.{name}.store"),
+                format!(
+                    "set `store = \"{s}\"` there, or remove [targets.{name}] and let lifeboat back the state up to \"{s}\" by itself"
+                ),
+            ),
+            (false, None) => (
+                format!("targets.{name}.store"),
+                "add a store of kind \"s3\" and set `store` there to its name".to_string(),
+            ),
+        };
+        vec![format!(
+            "{key}: lifeboat's state database is only backed up onto this host (local store {store:?}); when this host is lost, so are those backups; {hint}"
+        )]
     }
 }
 
@@ -239,5 +247,16 @@ mod tests {
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(w[0].starts_with("targets.lifeboat-state.store: lifeboat's state database is only backed up onto this host (local store \"local\")"), "{w:?}");
         assert!(w[0].contains("set `store = \"offsite\"` there"), "{w:?}");
+        // The built-in default keeps the state in a local store: said, with what to add.
+        let default = Config::parse(
+            crate::config::EMBEDDED_DEFAULT,
+            "<embedded>",
+            Path::new("config"),
+            &|_| None,
+        )
+        .unwrap();
+        let w = default.state_backup_warnings();
+        assert!(w[0].starts_with("targets.lifeboat-state.store: lifeboat's state database is only backed up onto this host"), "{w:?}");
+        assert!(w[0].contains("add a store of kind \"s3\" and set `store` there"), "{w:?}");
     }
 }
