@@ -8,6 +8,7 @@
 #
 #   bash bench/recover.sh
 #   TARGETS=20 PER_TARGET=50 bash bench/recover.sh     # the defaults
+#   LIFEBOAT_BIN=target/debug/lifeboat bash bench/recover.sh   # a binary already built
 #
 # Set-up is kept fast: the databases are tiny, each target gets two real backups (one
 # before and one after the state backup, so the rebuild must find backups the restored
@@ -24,9 +25,13 @@ python3 -m pip show moto >/dev/null 2>&1 ||
 command -v pyenv >/dev/null && pyenv rehash
 hash -r
 
-echo "==> building lifeboat (release)"
-cargo build --release --locked --bin lifeboat >/dev/null
-BIN="$(pwd)/${CARGO_TARGET_DIR:-target}/release/lifeboat"
+if [[ -n "${LIFEBOAT_BIN:-}" ]]; then
+  BIN="$(realpath "$LIFEBOAT_BIN")"
+else
+  echo "==> building lifeboat (release)"
+  cargo build --release --locked --bin lifeboat >/dev/null
+  BIN="$(pwd)/${CARGO_TARGET_DIR:-target}/release/lifeboat"
+fi
 
 WORK="$(mktemp -d)"
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
@@ -44,7 +49,8 @@ for _ in $(seq 100); do
 done
 export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1
 export AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
-export AWS_CONFIG_FILE=/nonexistent AWS_SHARED_CREDENTIALS_FILE=/nonexistent
+: >"$WORK/aws-empty"
+export AWS_CONFIG_FILE="$WORK/aws-empty" AWS_SHARED_CREDENTIALS_FILE="$WORK/aws-empty"
 export ENDPOINT="http://127.0.0.1:$PORT"
 python3 -c "import boto3; boto3.client('s3', endpoint_url='$ENDPOINT').create_bucket(Bucket='bench')"
 
@@ -136,12 +142,15 @@ PY
 echo "==> after the recovery"
 listed=$("${LB[@]}" list --json | python3 -c 'import json,sys; print(len([b for b in json.load(sys.stdin) if b["target"].startswith("app")]))')
 echo "    lifeboat list: $listed backups of the app targets"
-"${LB[@]}" incident export --format json | python3 -c '
+"${LB[@]}" incident export --format json >"$WORK/incident.json"
+python3 - "$WORK/incident.json" <<'PY'
 import json, sys
-i = json.load(sys.stdin)
-print(f"    incident #{i[\"id\"]} {i[\"title\"]!r}: {len(i[\"timeline\"])} timeline events, actions {i[\"actions\"]}")'
+i = json.load(open(sys.argv[1]))
+notes = [e["text"] for e in i["timeline"] if e["kind"] == "note"]
+print(f"    incident #{i['id']} {i['title']!r}: {len(i['timeline'])} timeline events, notes {notes}, actions {i['actions']}")
+PY
 oldest=$("${LB[@]}" list app07 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
-"${LB[@]}" restore app07 "$oldest" --to "$NEW/restores/app07.db" --yes >/dev/null
+"${LB[@]}" restore app07 "$oldest" --to "$NEW/restores/app07.db" --yes >/dev/null 2>&1
 echo "    restored app07 $oldest: $(python3 -c "import sqlite3; print(sqlite3.connect('$NEW/restores/app07.db').execute('select count(*) from items').fetchone()[0])") rows"
 cp "$NEW/restores/app07.db" "$NEW/data/app07.db"
 "${LB[@]}" backup app07 >/dev/null

@@ -257,6 +257,9 @@ mod tests {
         .unwrap();
         let w = default.state_backup_warnings();
         assert!(w[0].starts_with("targets.lifeboat-state.store: lifeboat's state database is only backed up onto this host"), "{w:?}");
-        assert!(w[0].contains("add a store of kind \"s3\" and set `store` there"), "{w:?}");
+        assert!(
+            w[0].contains("add a store of kind \"s3\" and set `store` there"),
+            "{w:?}"
+        );
     }
 }
