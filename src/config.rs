@@ -10,7 +10,9 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 mod state_backup;
+mod web;
 pub use state_backup::{STATE_TARGET, StateBackup};
+pub use web::WebConfig;
 
 /// The default config shipped in the binary; used when no config file is found.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../config/lifeboat.toml");
@@ -39,6 +41,9 @@ pub struct Config {
     #[serde(default)]
     pub targets: BTreeMap<String, TargetConfig>,
     pub hooks: Option<HooksConfig>,
+    /// The status page; absent or `enabled = false` = off.
+    #[serde(default)]
+    pub web: WebConfig,
     /// The file this config came from ("<embedded>" for the built-in default).
     #[serde(skip)]
     pub source: String,
@@ -651,6 +656,7 @@ impl Config {
         if self.server.max_jobs == 0 {
             return Err("server.max_jobs: must be at least 1".into());
         }
+        self.web.validate()?;
         Ok(())
     }
 

@@ -5,6 +5,7 @@ pub mod approvals;
 pub mod audit;
 pub mod catalog;
 pub mod drills;
+pub mod history;
 pub mod incidents;
 pub mod jobs;
 pub mod recovery;
@@ -143,6 +144,10 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, step)
      );
      ALTER TABLE approvals ADD COLUMN runbook_run INTEGER;",
+    // 6: the status page reads, for every target at once, its newest jobs of each kind
+    // and its backups by time (the charts)
+    "CREATE INDEX catalog_target_created ON catalog(target, created_at);
+     CREATE INDEX jobs_target_kind ON jobs(target, kind, id);",
 ];
 
 /// A shared handle on the state database. Cheap to clone; one connection per process,

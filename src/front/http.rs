@@ -82,6 +82,9 @@ pub fn build(app: App) -> Result<Server, String> {
                 .route("/hooks/alertmanager", post(hooks::alertmanager))
                 .with_state(hooks),
         );
+    if app.config.web.enabled {
+        router = router.merge(crate::front::web::routes(app.clone()));
+    }
     if let Some(cfg) = &app.config.slack {
         router = router.merge(crate::front::slack::routes(chat.clone(), cfg));
     }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fakes;
+pub mod history;
 pub mod moto;
 pub mod sshd;
 
