@@ -94,6 +94,14 @@ impl App {
             .ok_or_else(|| Error::Usage(format!("unknown store {name:?}")))
     }
 
+    /// Every store of the config, by name.
+    pub fn stores(&self) -> Vec<(String, Arc<dyn Store>)> {
+        self.stores
+            .iter()
+            .map(|(n, s)| (n.clone(), s.clone()))
+            .collect()
+    }
+
     /// The store a target backs up into.
     pub fn store_for(&self, target: &str) -> Result<(String, Arc<dyn Store>)> {
         let t = self.target(target)?;

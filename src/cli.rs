@@ -103,6 +103,13 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::cli_runbook::RunbookCommand,
     },
+    /// The catalog of backups: rebuild it from the stores
+    Catalog {
+        #[command(subcommand)]
+        command: crate::cli_recover::CatalogCommand,
+    },
+    /// On a new host: restore lifeboat's state from a store, then rebuild the catalog
+    Recover(crate::cli_recover::RecoverArgs),
     /// Configuration
     Config {
         #[command(subcommand)]
@@ -161,6 +168,9 @@ pub fn main() -> i32 {
             return 2;
         }
     };
+    if let Command::Recover(args) = cli.command {
+        return crate::cli_recover::recover(config, args);
+    }
     match &cli.command {
         Command::Config {
             command: ConfigCommand::Check,
@@ -224,6 +234,9 @@ pub fn actor() -> String {
 }
 
 fn config_check(config: &Config) -> i32 {
+    for w in config.state_backup_warnings() {
+        eprintln!("lifeboat: {}: warning: {w}", config.source);
+    }
     let problems = config.check_reachable();
     if problems.is_empty() {
         println!(
@@ -266,6 +279,7 @@ fn run(app: &App, command: Command) -> Result<i32, Error> {
         Command::List { target, json } => list(app, target.as_deref(), json),
         Command::Incident { command } => crate::cli_incident::run(app, &actor, command),
         Command::Runbook { command } => crate::cli_runbook::run(app, &actor, command),
+        Command::Catalog { command } => crate::cli_recover::catalog(app, &actor, command),
         Command::Status { json } => {
             let all = actions::status::all(app, chrono::Utc::now())?;
             if json {
@@ -377,7 +391,10 @@ fn run(app: &App, command: Command) -> Result<i32, Error> {
             Ok(0)
         }
         Command::Prune { target, dry_run } => prune(app, target.as_deref(), dry_run, &actor),
-        Command::Config { .. } | Command::Commands { .. } | Command::Web { .. } => {
+        Command::Config { .. }
+        | Command::Commands { .. }
+        | Command::Web { .. }
+        | Command::Recover(_) => {
             unreachable!("handled before the state is opened")
         }
     }
@@ -512,6 +529,15 @@ fn print_status(all: &[actions::status::TargetStatus]) {
         let flag = if s.overdue { "  OVERDUE" } else { "" };
         println!("{} ({}){flag}", s.target, s.kind);
         println!("  last backup: {last}, {} kept", s.backups);
+        match (s.state_offsite, s.store.as_deref()) {
+            (Some(true), Some(store)) => {
+                println!("  lifeboat's own state, backed up off this host (store {store})")
+            }
+            (Some(false), Some(store)) => println!(
+                "  lifeboat's own state, backed up ONLY ON THIS HOST (store {store}): see `lifeboat config check`"
+            ),
+            _ => {}
+        }
         if let Some(next) = &s.next_due {
             let when = crate::db::parse_time(next)
                 .map(|t| (t - now).num_seconds())
@@ -539,7 +565,7 @@ fn print_status(all: &[actions::status::TargetStatus]) {
     }
 }
 
-fn print_json<T: Serialize>(value: &T) {
+pub(crate) fn print_json<T: Serialize>(value: &T) {
     let mut out = std::io::stdout().lock();
     let _ = serde_json::to_writer_pretty(&mut out, value);
     let _ = writeln!(out);

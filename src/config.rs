@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+mod state_backup;
 mod web;
+pub use state_backup::{STATE_TARGET, StateBackup};
 pub use web::WebConfig;
 
 /// The default config shipped in the binary; used when no config file is found.
@@ -64,6 +66,8 @@ pub struct ServerConfig {
     /// directory.
     #[serde(default = "default_runbooks")]
     pub runbooks: PathBuf,
+    /// Where and how often lifeboat's own state goes off-site (see `state_backup.rs`).
+    pub state_backup: Option<StateBackup>,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +78,7 @@ impl Default for ServerConfig {
             scratch: None,
             max_jobs: default_max_jobs(),
             runbooks: default_runbooks(),
+            state_backup: None,
         }
     }
 }
@@ -432,6 +437,9 @@ pub struct TargetConfig {
     pub command: Option<Vec<String>>,
     /// external: bearer token for `POST /hooks/ping/<target>`.
     pub token: Option<Secret>,
+    /// Added by lifeboat itself (the state database's target), not written in the file.
+    #[serde(skip)]
+    pub built_in: bool,
 }
 
 fn default_approvals() -> u32 {
@@ -568,6 +576,7 @@ impl Config {
             .map_err(|e: toml::de::Error| err(e.to_string().trim_end().to_string()))?;
         config.source = file.to_string();
         config.resolve_paths(base);
+        config.add_state_target().map_err(err)?;
         config.validate().map_err(err)?;
         Ok(config)
     }

@@ -8,6 +8,7 @@ pub mod auth; // roles and channel allow-list
 pub mod charts; // history charts: SVG for the status page, PNG for chat
 pub mod cli; // the command line: clap definitions and rendering
 pub mod cli_incident; // `lifeboat incident …`
+pub mod cli_recover; // `lifeboat catalog rebuild`, `lifeboat recover`
 pub mod cli_runbook; // `lifeboat runbook …`
 pub mod cli_web; // `lifeboat web hash-password`
 pub mod command; // the chat grammar: Command, parse, roles, usage

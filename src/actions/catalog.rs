@@ -50,14 +50,14 @@ pub fn backups(app: &App, target: &str) -> Result<Vec<Manifest>> {
     if app.target(target)?.kind == crate::config::TargetKind::GcpDisk {
         return crate::actions::gcp::backups(app, target); // snapshots, not store objects
     }
-    let (_, store) = app.store_for(target)?;
+    let (store_name, store) = app.store_for(target)?;
     let (found, broken) = list_backups(store.as_ref(), target)?;
     for b in broken {
         tracing::warn!(target = target, "{b}");
     }
     // Keep the catalog (which answers `status` and metrics) in step with the store, also
     // after the state database was lost or restored.
-    if let Err(e) = app.db.catalog_sync(target, &found) {
+    if let Err(e) = app.db.catalog_sync(target, &store_name, &found) {
         tracing::warn!(target = target, "updating the catalog: {e}");
     }
     Ok(found)

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::actions::catalog::{Selector, find};
-use crate::actions::{drill_checks, drill_gcp, drill_report, restore, verify};
+use crate::actions::{drill_checks, drill_gcp, drill_report, drill_state, restore, verify};
 use crate::app::App;
 use crate::config::{TargetConfig, TargetKind};
 use crate::db::drills::DrillRecord;
@@ -436,7 +436,15 @@ fn restore_and_check(d: &mut Drill, m: &Manifest, copy: &Path) -> Result<()> {
             Err(found)
         })
     })?;
-    d.run_checks(copy)
+    d.run_checks(copy)?;
+    if drill_state::is_state_target(app, d.target) {
+        // The rest of a recovery, on the copy: RTO then covers bringing lifeboat back.
+        d.step(
+            "recover the copy: mark running jobs interrupted, rebuild the catalog from the stores, count it against the live one",
+            || drill_state::recover_copy(app, copy),
+        )?;
+    }
+    Ok(())
 }
 
 /// Seconds between the backup and `at`.

@@ -7,9 +7,12 @@ pub mod drill; // restore into a sandbox, verify, checks, RTO/RPO, the report
 pub mod drill_checks;
 pub mod drill_gcp; // a gcp-disk drill: a new disk from the snapshot, checked, deleted
 pub mod drill_report;
+pub mod drill_state; // a drill of lifeboat itself: state, catalog rebuild, counts
 pub mod gcp;
 pub mod history; // a target's backups and drills over time, for charts
 pub mod prune;
+pub mod rebuild; // the catalog made again from the stores
+pub mod recover; // a new host: the state from a store, then the catalog
 pub mod restore;
 pub mod restore_remote;
 pub mod retention;

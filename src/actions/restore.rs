@@ -182,7 +182,7 @@ pub fn plan(
 /// What moving `destination` aside to `aside` involves right now: the data itself and
 /// its journal files (`-wal`, `-shm`, `-journal`), which belong to a database and must
 /// travel with it.
-fn moves_for(destination: &Path, aside: &Path) -> Vec<Move> {
+pub(crate) fn moves_for(destination: &Path, aside: &Path) -> Vec<Move> {
     let mut moves = Vec::new();
     if destination.symlink_metadata().is_ok() {
         moves.push(Move {

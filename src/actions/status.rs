@@ -39,6 +39,10 @@ pub struct TargetStatus {
     /// Whether the newest verify found the backup sound.
     pub last_verify_ok: Option<bool>,
     pub running: Option<String>,
+    /// For the target of lifeboat's own state only: whether its store is off this host
+    /// (kind s3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_offsite: Option<bool>,
     /// The running job's id (its live progress is the executor's).
     pub running_job: Option<i64>,
     /// green, amber or red, and why (see `health`).
@@ -145,6 +149,12 @@ pub fn one(app: &App, name: &str, cfg: &TargetConfig, now: DateTime<Utc>) -> Res
                 "job {}: {} by {} since {}",
                 j.id, j.kind, j.actor, j.started_at
             )
+        }),
+        state_offsite: crate::actions::drill_state::is_state_target(app, name).then(|| {
+            cfg.store
+                .as_ref()
+                .and_then(|s| app.config.stores.get(s))
+                .is_some_and(|s| s.kind == crate::config::StoreKind::S3)
         }),
         running_job: running.map(|j| j.id),
         health: Health::Green,

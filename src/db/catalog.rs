@@ -17,11 +17,19 @@ impl Db {
         Ok(())
     }
 
-    /// Make the catalog's rows for `target` exactly the given backups.
-    pub fn catalog_sync(&self, target: &str, backups: &[Manifest]) -> Result<(), DbError> {
+    /// Make the catalog's rows for `target` in `store` exactly the given backups.
+    pub fn catalog_sync(
+        &self,
+        target: &str,
+        store: &str,
+        backups: &[Manifest],
+    ) -> Result<(), DbError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        tx.execute("DELETE FROM catalog WHERE target = ?1", [target])?;
+        tx.execute(
+            "DELETE FROM catalog WHERE target = ?1 AND store = ?2",
+            params![target, store],
+        )?;
         for m in backups {
             let json = serde_json::to_string(&m.summary()).unwrap_or_default();
             tx.execute(
@@ -92,5 +100,79 @@ impl Db {
             }
         }
         Ok(out)
+    }
+}
+
+/// What making the catalog match one store changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CatalogChanges {
+    pub added: usize,
+    pub updated: usize,
+    pub removed: usize,
+    pub unchanged: usize,
+}
+
+impl Db {
+    /// Make the catalog's rows of `store` exactly `backups`, in one transaction, touching
+    /// only rows that differ (so doing it again changes nothing).
+    pub fn catalog_replace_store(
+        &self,
+        store: &str,
+        backups: &[Manifest],
+    ) -> Result<CatalogChanges, DbError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let mut existing: std::collections::HashMap<(String, String), String> = {
+            let mut stmt =
+                tx.prepare("SELECT target, id, manifest FROM catalog WHERE store = ?1")?;
+            let rows = stmt.query_map([store], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut changes = CatalogChanges::default();
+        for m in backups {
+            let json = serde_json::to_string(&m.summary()).unwrap_or_default();
+            match existing.remove(&(m.target.clone(), m.id.clone())) {
+                Some(old) if old == json => {
+                    changes.unchanged += 1;
+                    continue;
+                }
+                Some(_) => changes.updated += 1,
+                None => changes.added += 1,
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO catalog (target, id, store, kind, created_at, size_bytes, sha256, manifest)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![m.target, m.id, store, m.kind, m.created_at, m.size_bytes as i64, m.sha256, json],
+            )?;
+        }
+        for (target, id) in existing.keys() {
+            tx.execute(
+                "DELETE FROM catalog WHERE store = ?1 AND target = ?2 AND id = ?3",
+                params![store, target, id],
+            )?;
+            changes.removed += 1;
+        }
+        tx.commit()?;
+        Ok(changes)
+    }
+
+    /// How many backups the catalog lists, per target.
+    pub fn catalog_counts(&self) -> Result<std::collections::BTreeMap<String, usize>, DbError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare("SELECT target, count(*) FROM catalog GROUP BY target")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as usize)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+impl Db {
+    /// How many backups in the catalog were taken after `at` (RFC 3339).
+    pub fn catalog_created_after(&self, at: &str) -> Result<usize, DbError> {
+        let n: i64 = self.lock().query_row(
+            "SELECT count(*) FROM catalog WHERE created_at > ?1",
+            [at],
+            |r| r.get(0),
+        )?;
+        Ok(n as usize)
     }
 }

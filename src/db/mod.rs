@@ -9,6 +9,7 @@ pub mod drills;
 pub mod history;
 pub mod incidents;
 pub mod jobs;
+pub mod recovery;
 pub mod runbooks;
 pub mod watch;
 

@@ -556,6 +556,7 @@ mod tests {
         for expected in [
             "data-volume-restore",
             "gcp-data-disk-loss",
+            "lifeboat-host-loss",
             "pitr-before-bad-write",
             "sqlite-restore",
             "vps-loss-gitea",

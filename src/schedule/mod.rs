@@ -8,6 +8,7 @@ pub mod alerts;
 pub mod look;
 pub mod open_alerts;
 mod plan;
+pub mod startup;
 pub mod watchdog;
 
 use std::collections::HashMap;
@@ -133,6 +134,7 @@ impl Scheduler {
 
     /// Run until the task is dropped or aborted.
     pub async fn run(mut self) {
+        tokio::spawn(startup::offer_rebuild(self.app.clone(), self.sinks.clone()));
         let now = self.clock.now();
         // Every target is looked at now; only jobs after this one are news.
         let app = self.app.clone();

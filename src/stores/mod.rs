@@ -4,6 +4,7 @@
 //! Writes are write-then-publish: `create` hands out a writer whose bytes are invisible
 //! until `commit`; dropping it without committing discards them.
 
+pub mod discover;
 pub mod local;
 pub mod manifest;
 pub mod memory;
@@ -62,6 +63,13 @@ pub trait Store: Send + Sync {
     /// Remove what interrupted writes left under `prefix`; returns how many were removed.
     /// Call it only while no write under that prefix can be running.
     fn sweep_incomplete(&self, prefix: &str) -> Result<usize, StoreError>;
+
+    /// Every complete backup this store holds, found from the store alone, for
+    /// rebuilding the catalog: its manifests here; a store that keeps snapshots of its
+    /// own lists those instead.
+    fn discover(&self) -> Result<discover::Discovered, StoreError> {
+        discover::discover(self)
+    }
 
     /// Write a small object in one go.
     fn put_bytes(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {

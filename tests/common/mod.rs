@@ -4,6 +4,7 @@
 
 pub mod fakes;
 pub mod history;
+pub mod moto;
 pub mod sim;
 pub mod sshd;
 
