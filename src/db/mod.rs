@@ -4,6 +4,7 @@
 pub mod approvals;
 pub mod audit;
 pub mod catalog;
+pub mod chat_links;
 pub mod drills;
 pub mod incidents;
 pub mod jobs;
@@ -142,6 +143,16 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, step)
      );
      ALTER TABLE approvals ADD COLUMN runbook_run INTEGER;",
+    // 6: the state of serve's outgoing chat connections (Slack Socket Mode, Discord
+    // Gateway), for /healthz, /metrics and `lifeboat status`
+    "CREATE TABLE chat_links (
+        platform TEXT PRIMARY KEY,
+        mode TEXT NOT NULL,
+        state TEXT NOT NULL,
+        since TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        updated_at TEXT NOT NULL
+     );",
 ];
 
 /// A shared handle on the state database. Cheap to clone; one connection per process,

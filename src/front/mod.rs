@@ -1,10 +1,16 @@
-//! Front-ends over the same dispatch: HTTP (health, chat routes), Slack and Discord.
+//! Front-ends over the same dispatch: HTTP (health, chat routes), Slack and Discord (each
+//! over signed HTTP requests or an outgoing connection: Socket Mode, the Gateway).
 
 pub mod chat;
+pub mod connections;
 pub mod discord;
+pub mod discord_gateway;
 pub mod hooks;
 pub mod http;
+pub mod links;
 pub mod metrics;
 pub mod registration;
 pub mod runbooks;
 pub mod slack;
+pub mod slack_inbound;
+pub mod slack_socket;
