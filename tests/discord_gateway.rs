@@ -120,6 +120,18 @@ fn a_backup_from_the_gateway_is_answered_at_once_and_reported_in_one_edited_mess
         metrics.contains("lifeboat_chat_connected{platform=\"discord\",mode=\"gateway\"} 1"),
         "{metrics}"
     );
+    let path = s.home.path("metrics.txt");
+    std::fs::write(&path, &metrics).unwrap();
+    let out = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&path).unwrap())
+        .output()
+        .expect("promtool (Debian package prometheus) is installed by scripts/test.sh");
+    assert!(
+        out.status.success(),
+        "promtool: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let started = std::time::Instant::now();
     let id = s.gateway.interaction(backup_now(OPS));

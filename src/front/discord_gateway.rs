@@ -123,7 +123,7 @@ impl Gateway {
                 Ok(()) => "the Gateway client stopped".to_string(),
                 Err(e) => format!("Gateway: {e}"),
             };
-            let pause = backoff.next();
+            let pause = backoff.pause();
             self.link
                 .disconnected(&format!("{why}; retrying in {}s", pause.as_secs()))
                 .await;

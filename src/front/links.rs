@@ -74,7 +74,7 @@ impl Backoff {
     pub const MAX: Duration = Duration::from_secs(60);
 
     /// The pause before the next attempt.
-    pub fn next(&mut self) -> Duration {
+    pub fn pause(&mut self) -> Duration {
         let base = self.next;
         self.next = (self.next * 2).min(Self::MAX);
         let nanos = std::time::SystemTime::now()
@@ -147,19 +147,19 @@ mod tests {
     #[test]
     fn backoff_doubles_to_a_minute_and_starts_over_after_a_connection() {
         let mut b = Backoff::default();
-        let first = b.next();
+        let first = b.pause();
         assert!(first >= Duration::from_secs(1) && first <= Duration::from_millis(1250));
-        let second = b.next();
+        let second = b.pause();
         assert!(second >= Duration::from_secs(2) && second <= Duration::from_millis(2500));
         for _ in 0..10 {
-            b.next();
+            b.pause();
         }
-        let capped = b.next();
+        let capped = b.pause();
         assert!(
             capped >= Backoff::MAX && capped <= Backoff::MAX.mul_f64(1.25),
             "{capped:?}"
         );
         b.reset();
-        assert!(b.next() <= Duration::from_millis(1250));
+        assert!(b.pause() <= Duration::from_millis(1250));
     }
 }

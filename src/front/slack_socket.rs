@@ -81,7 +81,7 @@ impl SocketMode {
                         .await;
                 }
                 Err(e) => {
-                    let pause = backoff.next();
+                    let pause = backoff.pause();
                     self.link
                         .disconnected(&format!("{e}; retrying in {}s", pause.as_secs()))
                         .await;
@@ -311,5 +311,34 @@ fn preview(text: &str) -> String {
         format!("{cut}…")
     } else {
         cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+
+    /// A `wss://` URL needs rustls, which must be told its cryptography provider in this
+    /// build: without `install_crypto` the attempt panics instead of failing.
+    #[tokio::test]
+    async fn a_wss_url_that_does_not_speak_tls_is_an_error_not_a_panic() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let _ = tcp.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        });
+        super::install_crypto();
+        let url = format!("wss://127.0.0.1:{port}/link");
+        let attempt = tokio::spawn(async move { tokio_tungstenite::connect_async(url).await });
+        let outcome = attempt.await.expect("connecting does not panic");
+        let Err(err) = outcome else {
+            panic!("connected to a server that does not speak TLS")
+        };
+        assert!(
+            err.to_string().to_lowercase().contains("tls")
+                || matches!(err, tokio_tungstenite::tungstenite::Error::Io(_)),
+            "{err}"
+        );
     }
 }

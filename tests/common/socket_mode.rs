@@ -82,12 +82,8 @@ impl SocketModeServer {
 
     fn push(&self, out: Out) {
         let s = self.state.lock().unwrap();
-        s.current
-            .as_ref()
-            .expect("a client is connected")
-            .send(out)
-            .ok()
-            .expect("connection open");
+        let sent = s.current.as_ref().expect("a client is connected").send(out);
+        assert!(sent.is_ok(), "the connection is open");
     }
 
     /// Send a raw text frame.
