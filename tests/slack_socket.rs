@@ -331,10 +331,47 @@ fn a_cut_connection_is_reported_retried_with_backoff_and_the_running_job_still_r
         first >= Duration::from_millis(1900) && second >= first.mul_f64(1.5),
         "backoff: {first:?} then {second:?}"
     );
-    // Slack is back: the next attempt connects again.
+    // Now Slack is out of reach altogether (Web API too): an alert raised meanwhile is
+    // held, and posted once Slack is back.
+    s.api.set_down(true);
+    let alert = json!({"version": "4", "status": "firing", "alerts": [{"status": "firing", "labels": {"alertname": "BackupHostDown"}, "annotations": {"summary": "db1 unreachable"}}]});
+    let (code, _) = post(
+        &serve.url("/hooks/alertmanager"),
+        "application/json",
+        &[("authorization", format!("Bearer {SLACK_SECRET}"))],
+        &alert.to_string(),
+    );
+    assert_eq!(code, 200);
+    std::thread::sleep(Duration::from_millis(1500));
+    s.api.set_down(false);
+    let back = std::time::Instant::now();
     s.socket.accept();
-    s.socket.wait_connections(2, 30);
+    s.socket.wait_connections(2, 60);
     serve.wait_chat_connected("slack", true, 10);
+    let calls = s.api.wait_until(20, "the held alert", |c| {
+        c.iter().any(|c| {
+            c.at > back
+                && c.path.ends_with("chat.postMessage")
+                && c.body["text"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("BackupHostDown")
+        })
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let delivered = s
+        .api
+        .calls()
+        .into_iter()
+        .filter(|c| {
+            c.at > back
+                && c.body["text"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("BackupHostDown")
+        })
+        .count();
+    assert_eq!(delivered, 1, "posted once: {calls:#?}");
     let id = s.socket.slash(OPS, CHANNEL, "/backup", "status");
     assert!(ack_text(&s.socket.ack(&id, 5).0).contains("app-db"));
     assert!(

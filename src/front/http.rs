@@ -62,6 +62,10 @@ pub fn build(app: App) -> Result<Server, String> {
     ) {
         sinks.push((n.clone(), c));
     }
+    let sinks: AlertSinks = sinks
+        .into_iter()
+        .map(|(n, c)| (crate::front::outbox::for_alerts(&app, n), c))
+        .collect();
     let scheduler = Scheduler::new(app.clone(), sinks.clone());
     let chat = Chat::new(app.clone(), slack, discord).with_job_ended(scheduler.waker());
     let hooks = Hooks {

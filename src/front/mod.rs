@@ -9,6 +9,7 @@ pub mod hooks;
 pub mod http;
 pub mod links;
 pub mod metrics;
+pub mod outbox;
 pub mod registration;
 pub mod runbooks;
 pub mod slack;

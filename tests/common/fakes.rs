@@ -35,6 +35,8 @@ struct FakeState {
     scripted: Vec<(String, VecDeque<(u16, u64)>)>,
     /// Fixed JSON answers for paths ending with a suffix (e.g. apps.connections.open).
     answers: Vec<(String, Value)>,
+    /// While set, every call is answered 503 (the platform is out of reach).
+    down: bool,
     next_id: u64,
 }
 
@@ -101,6 +103,11 @@ impl FakeApi {
         ));
     }
 
+    /// Answer every call with 503 while `down` (recorded all the same).
+    pub fn set_down(&self, down: bool) {
+        self.state.lock().unwrap().down = down;
+    }
+
     /// Answer calls to paths ending with `suffix` with `body` (200, JSON).
     pub fn answer(&self, suffix: &str, body: Value) {
         self.state
@@ -157,6 +164,9 @@ async fn handle(
         raw: String::from_utf8_lossy(&body).to_string(),
         at: std::time::Instant::now(),
     });
+    if s.down {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
     for (suffix, queue) in s.scripted.iter_mut() {
         if path.ends_with(suffix.as_str())
             && let Some((code, secs)) = queue.pop_front()
