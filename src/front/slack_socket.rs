@@ -143,6 +143,10 @@ impl SocketMode {
                             backoff.reset();
                             self.link.connected(&detail).await;
                         }
+                        // Reconnecting at once would only be refused again: back off.
+                        Frame::Disconnect(reason) if reason == "link_disabled" => {
+                            return Err("Slack disabled Socket Mode for this app (link_disabled)".into());
+                        }
                         Frame::Disconnect(reason) => break End::Refresh(reason),
                         Frame::Envelope | Frame::Dropped => {}
                     }
