@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests use: mount/umount (util-linux) for the disk-full test,
 # promtool (prometheus) to check the /metrics output; a real sshd, the ssh client and the
 # sqlite3 CLI for the remote-target tests, openssl to make a private CA for the HTTPS
-# store test (they fail, never skip, without them).
-APT_PACKAGES=(util-linux prometheus openssh-server openssh-client sqlite3 openssl)
+# store test, headless chromium for the status page's rendering tests and screenshots,
+# Debian's argon2 tool to make password hashes independently of lifeboat (they fail,
+# never skip, without them).
+APT_PACKAGES=(util-linux prometheus openssh-server openssh-client sqlite3 openssl chromium argon2)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

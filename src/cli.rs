@@ -108,6 +108,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// The status page: make password hashes for `[web] users`
+    Web {
+        #[command(subcommand)]
+        command: crate::cli_web::WebCommand,
+    },
     /// Chat platform registration files
     Commands {
         #[command(subcommand)]
@@ -140,6 +145,9 @@ pub fn main() -> i32 {
             return e.exit_code();
         }
     };
+    if let Command::Web { command } = &cli.command {
+        return crate::cli_web::run(command);
+    }
     init_logging(matches!(cli.command, Command::Serve));
     let explicit = cli.config.is_some();
     let path = cli
@@ -372,7 +380,7 @@ fn run(app: &App, command: Command) -> Result<i32, Error> {
             Ok(0)
         }
         Command::Prune { target, dry_run } => prune(app, target.as_deref(), dry_run, &actor),
-        Command::Config { .. } | Command::Commands { .. } => {
+        Command::Config { .. } | Command::Commands { .. } | Command::Web { .. } => {
             unreachable!("handled before the state is opened")
         }
     }

@@ -11,6 +11,8 @@ use serde::{Deserialize, Deserializer};
 
 mod chat;
 pub use chat::{DiscordMode, SlackMode};
+mod web;
+pub use web::WebConfig;
 
 /// The default config shipped in the binary; used when no config file is found.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../config/lifeboat.toml");
@@ -39,6 +41,9 @@ pub struct Config {
     #[serde(default)]
     pub targets: BTreeMap<String, TargetConfig>,
     pub hooks: Option<HooksConfig>,
+    /// The status page; absent or `enabled = false` = off.
+    #[serde(default)]
+    pub web: WebConfig,
     /// The file this config came from ("<embedded>" for the built-in default).
     #[serde(skip)]
     pub source: String,
@@ -659,6 +664,7 @@ impl Config {
         self.discord
             .as_ref()
             .map_or(Ok(()), chat::validate_discord)?;
+        self.web.validate()?;
         Ok(())
     }
 

@@ -62,12 +62,12 @@ pub enum Reply {
     Private(String),
     /// Everyone in the channel sees it (incident notes and the like).
     Public(String),
-    /// Acknowledge privately, then post a document (an export) to the channel.
+    /// Acknowledge privately, then post a document (an export, a chart) to the channel.
     Document {
         ack: String,
         title: String,
         filename: String,
-        body: String,
+        body: crate::notify::Body,
     },
     /// Acknowledge privately, then run the job, posting and updating one channel message.
     Job { ack: String, job: ChatJob },
@@ -218,7 +218,10 @@ fn run(app: &App, inv: &Invocation, command: Command, _role: Role) -> Result<Rep
                 job: ChatJob::Drill { target, selector },
             })
         }
-        Command::BackupStatus => Ok(Reply::Private(status_text(app)?)),
+        Command::BackupStatus { target: None } => Ok(Reply::Private(status_text(app)?)),
+        Command::BackupStatus {
+            target: Some(target),
+        } => status_chart(app, &target),
         Command::BackupList { target } => Ok(Reply::Private(list_text(app, target.as_deref())?)),
         Command::BackupNow { target } => {
             refuse_if_busy(app, &target)?;
@@ -339,7 +342,7 @@ fn incident_reply(app: &App, inv: &Invocation, args: IncidentArgs) -> Result<Rep
                 ack: format!("Posting incident #{}'s export ({ext}).", x.id),
                 title: format!("Incident #{}: {}", x.id, x.title),
                 filename: format!("incident-{}.{ext}", x.id),
-                body,
+                body: body.into(),
             }
         }
     })
@@ -398,24 +401,56 @@ fn status_text(app: &App) -> Result<String, Error> {
     let all = actions::status::all(app, Utc::now())?;
     let mut out = String::new();
     for s in all {
-        let last = match (&s.last_backup, s.last_backup_age_seconds) {
-            (Some(id), Some(age)) => format!("{id}, {} ago", actions::restore::human_age(age)),
-            _ => "no backup yet".into(),
-        };
-        let flag = if s.overdue { " — OVERDUE" } else { "" };
-        out.push_str(&format!("• *{}* ({}): {last}{flag}", s.target, s.kind));
-        if let Some(d) = &s.last_drill {
-            out.push_str(&format!("; last drill {d}"));
-        }
-        if let Some(r) = &s.running {
-            out.push_str(&format!("; running {r}"));
-        }
+        out.push_str(&status_line(&s));
         out.push('\n');
     }
     if out.is_empty() {
         out.push_str("no targets are configured");
     }
     Ok(out)
+}
+
+fn status_line(s: &actions::status::TargetStatus) -> String {
+    let last = match (&s.last_backup, s.last_backup_age_seconds) {
+        (Some(id), Some(age)) => format!("{id}, {} ago", actions::restore::human_age(age)),
+        _ => "no backup yet".into(),
+    };
+    let flag = if s.overdue { " — OVERDUE" } else { "" };
+    let mut out = format!("• *{}* ({}): {last}{flag}", s.target, s.kind);
+    if let Some(d) = &s.last_drill {
+        out.push_str(&format!("; last drill {d}"));
+    }
+    if let Some(r) = &s.running {
+        out.push_str(&format!("; running {r}"));
+    }
+    out
+}
+
+/// `/backup status <target>`: the target's line, then its history charts as a picture.
+fn status_chart(app: &App, target: &str) -> Result<Reply, Error> {
+    let cfg = app.target(target)?;
+    let now = Utc::now();
+    let status = actions::status::one(app, target, cfg, now)?;
+    let mut text = format!("{} — {}", status_line(&status), status.health.as_str());
+    for why in &status.health_reasons {
+        text.push_str(&format!("\n   ◦ {why}"));
+    }
+    let days = actions::history::CHART_DAYS;
+    let history = actions::history::history(app, target, now, days)?;
+    match crate::charts::png(&history) {
+        Ok(png) => Ok(Reply::Document {
+            ack: format!("{text}\nPosting its charts for the last {days} days."),
+            title: format!("{target}: backup size, duration, RPO and drill RTO, last {days} days"),
+            filename: format!("{target}-status.png"),
+            body: crate::notify::Body::Png(png),
+        }),
+        Err(e) => {
+            tracing::error!("charts of {target}: {e}");
+            Ok(Reply::Private(format!(
+                "{text}\n(the charts could not be drawn)"
+            )))
+        }
+    }
 }
 
 fn list_text(app: &App, target: Option<&str>) -> Result<String, Error> {

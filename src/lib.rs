@@ -5,9 +5,11 @@ pub mod actions; // backup, verify, restore, prune, status: what lifeboat does t
 pub mod app; // the shared context: config, db, executor, stores
 pub mod approvals; // restore approvals: clicks, quorum, expiry, the request's message
 pub mod auth; // roles and channel allow-list
+pub mod charts; // history charts: SVG for the status page, PNG for chat
 pub mod cli; // the command line: clap definitions and rendering
 pub mod cli_incident; // `lifeboat incident …`
 pub mod cli_runbook; // `lifeboat runbook …`
+pub mod cli_web; // `lifeboat web hash-password`
 pub mod command; // the chat grammar: Command, parse, roles, usage
 pub mod config; // TOML config, ${ENV} interpolation, validation
 pub mod db; // the bot's own SQLite state: jobs, catalog, audit

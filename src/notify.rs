@@ -79,6 +79,22 @@ pub trait Notifier: Send + Sync {
         }
         Ok(())
     }
+    /// Share a PNG picture (a target's history charts). Platforms that can take files
+    /// upload it; this default says where the charts are instead.
+    async fn post_image(
+        &self,
+        channel: &str,
+        filename: &str,
+        title: &str,
+        _png: &[u8],
+    ) -> Result<(), NotifyError> {
+        let text = format!(
+            "📈 {title} ({filename}): this chat gets no pictures; the charts are on the status page"
+        );
+        self.post(channel, &ChatMessage::text(text))
+            .await
+            .map(|_| ())
+    }
 }
 
 /// Split `text` into parts of at most `limit` characters, at line ends where possible.
@@ -110,13 +126,39 @@ pub fn split_message(text: &str, limit: usize) -> Vec<String> {
 pub struct Document {
     pub filename: String,
     pub title: String,
-    pub content: String,
+    pub content: Body,
+}
+
+/// What a shared document holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// Markdown or JSON text.
+    Text(String),
+    /// A PNG picture (charts).
+    Png(Vec<u8>),
+}
+
+impl From<String> for Body {
+    fn from(text: String) -> Body {
+        Body::Text(text)
+    }
 }
 
 /// Share a document in a channel, logging (not failing) when the platform refuses.
 pub async fn post_document(notifier: &dyn Notifier, channel: &str, doc: &Document) {
-    let r = with_retries("posting a report", || {
-        notifier.post_file(channel, &doc.filename, &doc.title, &doc.content)
+    let r = with_retries("posting a report", || async {
+        match &doc.content {
+            Body::Text(text) => {
+                notifier
+                    .post_file(channel, &doc.filename, &doc.title, text)
+                    .await
+            }
+            Body::Png(png) => {
+                notifier
+                    .post_image(channel, &doc.filename, &doc.title, png)
+                    .await
+            }
+        }
     })
     .await;
     if let Err(e) = r {
@@ -130,7 +172,7 @@ impl Document {
         Document {
             filename: r.filename(),
             title: format!("Drill report: {}", r.headline()),
-            content: r.report.clone(),
+            content: Body::Text(r.report.clone()),
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod drill_checks;
 pub mod drill_gcp; // a gcp-disk drill: a new disk from the snapshot, checked, deleted
 pub mod drill_report;
 pub mod gcp;
+pub mod history; // a target's backups and drills over time, for charts
 pub mod prune;
 pub mod restore;
 pub mod restore_remote;

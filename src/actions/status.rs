@@ -30,8 +30,45 @@ pub struct TargetStatus {
     pub last_drill: Option<String>,
     pub last_drill_at: Option<String>,
     pub last_drill_ok: Option<bool>,
+    pub last_drill_rto_seconds: Option<f64>,
+    pub last_drill_rpo_seconds: Option<f64>,
+    pub rto_objective_seconds: Option<f64>,
+    pub rpo_objective_seconds: Option<f64>,
+    /// State of the newest backup job: succeeded, failed, cancelled, interrupted, running.
+    pub last_backup_state: Option<String>,
+    /// Whether the newest verify found the backup sound.
+    pub last_verify_ok: Option<bool>,
     pub running: Option<String>,
+    /// The running job's id (its live progress is the executor's).
+    pub running_job: Option<i64>,
+    /// green, amber or red, and why (see `health`).
+    pub health: Health,
+    pub health_reasons: Vec<String>,
 }
+
+/// How recoverable a target looks at a glance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Green,
+    Amber,
+    Red,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Green => "green",
+            Health::Amber => "amber",
+            Health::Red => "red",
+        }
+    }
+}
+
+/// Past this share of an objective, a measurement is amber (close to missing it).
+pub const AMBER_SHARE: f64 = 0.8;
+/// A target with drill objectives whose last drill is older than this is amber.
+pub const DRILL_STALE: std::time::Duration = std::time::Duration::from_secs(45 * 86_400);
 
 pub fn all(app: &App, now: DateTime<Utc>) -> Result<Vec<TargetStatus>> {
     app.config
@@ -41,7 +78,7 @@ pub fn all(app: &App, now: DateTime<Utc>) -> Result<Vec<TargetStatus>> {
         .collect()
 }
 
-fn one(app: &App, name: &str, cfg: &TargetConfig, now: DateTime<Utc>) -> Result<TargetStatus> {
+pub fn one(app: &App, name: &str, cfg: &TargetConfig, now: DateTime<Utc>) -> Result<TargetStatus> {
     // The catalog answers fast (status is asked often, from chat too); the stores stay
     // the truth for `list`, `verify` and `restore`.
     let catalog = app.db.catalog_summary(name)?;
@@ -68,7 +105,8 @@ fn one(app: &App, name: &str, cfg: &TargetConfig, now: DateTime<Utc>) -> Result<
             j.finished_at.unwrap_or(j.started_at)
         )
     };
-    let last_job = app.db.job_last(name, "backup", false)?.map(|j| {
+    let last_backup_job = app.db.job_last(name, "backup", false)?;
+    let last_job = last_backup_job.clone().map(|j| {
         format!(
             "{} ({})",
             describe_job(j.clone()),
@@ -76,7 +114,10 @@ fn one(app: &App, name: &str, cfg: &TargetConfig, now: DateTime<Utc>) -> Result<
         )
     });
     let drill = app.db.drill_last(name, false)?;
-    Ok(TargetStatus {
+    let last_verify = app.db.job_last(name, "verify", false)?;
+    let running = app.db.jobs_running(Some(name))?.into_iter().next();
+    let objective = |d: Option<crate::config::HumanDuration>| d.map(|d| d.0.as_secs_f64());
+    let mut status = TargetStatus {
         target: name.to_string(),
         kind: cfg.kind.as_str().to_string(),
         store: cfg.store.clone(),
@@ -89,17 +130,100 @@ fn one(app: &App, name: &str, cfg: &TargetConfig, now: DateTime<Utc>) -> Result<
         overdue: missed_since.is_some(),
         overdue_since: missed_since.map(crate::db::time_text),
         last_job,
-        last_verify: app.db.job_last(name, "verify", false)?.map(describe_job),
+        last_verify_ok: last_verify.as_ref().map(|j| j.state == "succeeded"),
+        last_verify: last_verify.map(describe_job),
         last_drill: drill.as_ref().map(describe_drill),
         last_drill_at: drill.as_ref().map(|d| d.started_at.clone()),
         last_drill_ok: drill.as_ref().map(|d| d.ok),
-        running: app.db.jobs_running(Some(name))?.first().map(|j| {
+        last_drill_rto_seconds: drill.as_ref().and_then(|d| d.rto_seconds),
+        last_drill_rpo_seconds: drill.as_ref().and_then(|d| d.rpo_seconds),
+        rto_objective_seconds: objective(cfg.rto),
+        rpo_objective_seconds: objective(cfg.rpo),
+        last_backup_state: last_backup_job.map(|j| j.state),
+        running: running.as_ref().map(|j| {
             format!(
                 "job {}: {} by {} since {}",
                 j.id, j.kind, j.actor, j.started_at
             )
         }),
-    })
+        running_job: running.map(|j| j.id),
+        health: Health::Green,
+        health_reasons: Vec::new(),
+    };
+    (status.health, status.health_reasons) = health(&status, now);
+    Ok(status)
+}
+
+/// The verdict on a status: red when recovery is in doubt (no backup, overdue, the last
+/// backup, verify or drill failed, an objective missed), amber when it is close (a
+/// measurement past `AMBER_SHARE` of its objective, no drill yet or none for
+/// `DRILL_STALE`, a backup job interrupted or cancelled), green otherwise.
+pub fn health(s: &TargetStatus, now: DateTime<Utc>) -> (Health, Vec<String>) {
+    let mut found: Vec<(Health, String)> = Vec::new();
+    let mut add = |h: Health, why: String| found.push((h, why));
+    let human = crate::actions::drill_report::human;
+    if s.last_backup_at.is_none() {
+        add(Health::Red, "no backup yet".into());
+    }
+    if s.overdue {
+        add(Health::Red, "a scheduled backup is overdue".into());
+    }
+    match s.last_backup_state.as_deref() {
+        Some("failed") => add(Health::Red, "the last backup failed".into()),
+        Some(state @ ("cancelled" | "interrupted")) => {
+            add(Health::Amber, format!("the last backup was {state}"))
+        }
+        _ => {}
+    }
+    if s.last_verify_ok == Some(false) {
+        add(Health::Red, "the last verify failed".into());
+    }
+    if s.last_drill_ok == Some(false) {
+        add(Health::Red, "the last drill failed".into());
+    }
+    let mut against = |what: &str, measured: Option<f64>, objective: Option<f64>| {
+        if let (Some(m), Some(o)) = (measured, objective) {
+            if m > o {
+                add(
+                    Health::Red,
+                    format!("{what} {} is over its objective {}", human(m), human(o)),
+                );
+            } else if m > o * AMBER_SHARE {
+                add(
+                    Health::Amber,
+                    format!("{what} {} is close to its objective {}", human(m), human(o)),
+                );
+            }
+        }
+    };
+    let age = s.last_backup_age_seconds.map(|a| a as f64);
+    against("current RPO", age, s.rpo_objective_seconds);
+    against(
+        "drill RTO",
+        s.last_drill_rto_seconds,
+        s.rto_objective_seconds,
+    );
+    against(
+        "drill RPO",
+        s.last_drill_rpo_seconds,
+        s.rpo_objective_seconds,
+    );
+    if s.rto_objective_seconds.is_some() {
+        let drilled = s.last_drill_at.as_deref().and_then(crate::db::parse_time);
+        match drilled {
+            None => add(Health::Amber, "never drilled".into()),
+            Some(t) if (now - t).to_std().unwrap_or_default() > DRILL_STALE => add(
+                Health::Amber,
+                format!(
+                    "last drilled {} ago",
+                    super::restore::human_age((now - t).num_seconds())
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+    let worst = found.iter().map(|(h, _)| *h).max().unwrap_or(Health::Green);
+    (worst, found.into_iter().map(|(_, why)| why).collect())
 }
 
 fn describe_drill(d: &crate::db::drills::DrillRecord) -> String {

@@ -1,11 +1,11 @@
-//! `/backup now <target>` · `/backup list [<target>]` · `/backup status`.
+//! `/backup now <target>` · `/backup list [<target>]` · `/backup status [<target>]`.
 
 use super::{Command, ParseError};
 
 pub const USAGE: &[&str] = &[
     "/backup now <target>",
     "/backup list [<target>]",
-    "/backup status",
+    "/backup status [<target>]",
 ];
 
 pub fn parse(words: &[&str]) -> Result<Command, ParseError> {
@@ -21,15 +21,18 @@ pub fn parse(words: &[&str]) -> Result<Command, ParseError> {
             target: Some(target.to_string()),
         }),
         ["list", ..] => err("give at most one target".into(), USAGE[1]),
-        ["status"] => Ok(Command::BackupStatus),
-        ["status", ..] => err("status takes no arguments".into(), USAGE[2]),
+        ["status"] => Ok(Command::BackupStatus { target: None }),
+        ["status", target] => Ok(Command::BackupStatus {
+            target: Some(target.to_string()),
+        }),
+        ["status", ..] => err("give at most one target".into(), USAGE[2]),
         [] => err(
             "say what to do: now, list or status".into(),
-            "/backup now <target> | list [<target>] | status",
+            "/backup now <target> | list [<target>] | status [<target>]",
         ),
         [other, ..] => err(
             format!("unknown subcommand {other:?}"),
-            "/backup now <target> | list [<target>] | status",
+            "/backup now <target> | list [<target>] | status [<target>]",
         ),
     }
 }
@@ -53,7 +56,17 @@ mod tests {
                 target: Some("x".into())
             })
         );
-        assert_eq!(parse(&["status"]), Ok(Command::BackupStatus));
+        assert_eq!(
+            parse(&["status"]),
+            Ok(Command::BackupStatus { target: None })
+        );
+        assert_eq!(
+            parse(&["status", "app-db"]),
+            Ok(Command::BackupStatus {
+                target: Some("app-db".into())
+            })
+        );
+        assert!(parse(&["status", "a", "b"]).is_err());
     }
 
     #[test]

@@ -20,7 +20,9 @@ pub enum Command {
     BackupList {
         target: Option<String>,
     },
-    BackupStatus,
+    BackupStatus {
+        target: Option<String>,
+    },
     Verify {
         target: String,
         backup: Option<String>,
@@ -123,7 +125,9 @@ impl Command {
             Command::Incident(_) => Role::Operator,
             Command::Runbook(runbook::RunbookArgs::List) => Role::Viewer,
             Command::Runbook(runbook::RunbookArgs::Run { .. }) => Role::Operator,
-            Command::BackupList { .. } | Command::BackupStatus | Command::Help => Role::Viewer,
+            Command::BackupList { .. } | Command::BackupStatus { .. } | Command::Help => {
+                Role::Viewer
+            }
         }
     }
 
@@ -134,10 +138,8 @@ impl Command {
             | Command::Verify { target, .. }
             | Command::Drill { target, .. } => Some(target),
             Command::Restore(a) => Some(&a.target),
-            Command::BackupList { target } => target.as_deref(),
-            Command::BackupStatus | Command::Incident(_) | Command::Runbook(_) | Command::Help => {
-                None
-            }
+            Command::BackupList { target } | Command::BackupStatus { target } => target.as_deref(),
+            Command::Incident(_) | Command::Runbook(_) | Command::Help => None,
         }
     }
 
@@ -146,7 +148,7 @@ impl Command {
         match self {
             Command::BackupNow { .. } => backup::USAGE[0],
             Command::BackupList { .. } => backup::USAGE[1],
-            Command::BackupStatus => backup::USAGE[2],
+            Command::BackupStatus { .. } => backup::USAGE[2],
             Command::Verify { .. } => verify::USAGE,
             Command::Restore(_) => restore::USAGE,
             Command::Drill { .. } => drill::USAGE,

@@ -23,10 +23,10 @@ pub struct DrillRecord {
     pub report: String,
 }
 
-const COLUMNS: &str = "id, target, backup_id, actor, started_at, finished_at, ok, rto_seconds, \
+pub(super) const COLUMNS: &str = "id, target, backup_id, actor, started_at, finished_at, ok, rto_seconds, \
      rpo_seconds, rto_objective_seconds, rpo_objective_seconds, problems, report";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<DrillRecord> {
+pub(super) fn from_row(r: &Row<'_>) -> rusqlite::Result<DrillRecord> {
     let problems: String = r.get(11)?;
     Ok(DrillRecord {
         id: r.get(0)?,

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod catalog;
 pub mod chat_links;
 pub mod drills;
+pub mod history;
 pub mod incidents;
 pub mod jobs;
 pub mod runbooks;
@@ -143,7 +144,11 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, step)
      );
      ALTER TABLE approvals ADD COLUMN runbook_run INTEGER;",
-    // 6: the state of serve's outgoing chat connections (Slack Socket Mode, Discord
+    // 6: the status page reads, for every target at once, its newest jobs of each kind
+    // and its backups by time (the charts)
+    "CREATE INDEX catalog_target_created ON catalog(target, created_at);
+     CREATE INDEX jobs_target_kind ON jobs(target, kind, id);",
+    // 7: the state of serve's outgoing chat connections (Slack Socket Mode, Discord
     // Gateway), for /healthz, /metrics and `lifeboat status`
     "CREATE TABLE chat_links (
         platform TEXT PRIMARY KEY,

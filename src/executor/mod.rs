@@ -16,7 +16,25 @@ use crate::progress::{Cancel, JobContext, Progress};
 pub struct Executor {
     db: Db,
     locks_dir: PathBuf,
-    running: Arc<Mutex<HashMap<i64, Cancel>>>,
+    running: Arc<Mutex<HashMap<i64, Running>>>,
+}
+
+/// A job this process runs: how to cancel it, and where it is.
+type Running = (Cancel, Arc<Live>);
+
+/// Where a running job is: its phase and bytes, as its progress last reported.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveProgress {
+    pub phase: String,
+    pub done_bytes: u64,
+    pub total_bytes: Option<u64>,
+}
+
+/// The shared, cheaply updated form of `LiveProgress`.
+#[derive(Default)]
+struct Live {
+    phase: Mutex<(String, Option<u64>)>,
+    done: std::sync::atomic::AtomicU64,
 }
 
 /// How a finished job went, as recorded.
@@ -112,10 +130,11 @@ impl Executor {
             return Err(Error::Busy(self.busy_message(target)?));
         };
         let job = self.db.job_insert(kind, target, actor)?;
+        let live = Arc::new(Live::default());
         self.running
             .lock()
             .unwrap()
-            .insert(job.id, ctx.cancel.clone());
+            .insert(job.id, (ctx.cancel.clone(), live.clone()));
         self.db.audit(
             actor,
             &format!("{kind} started"),
@@ -132,6 +151,7 @@ impl Executor {
                 action: format!("{kind} phase"),
                 target: target.to_string(),
                 job: job.id,
+                live,
             }),
             cancel: ctx.cancel.clone(),
         };
@@ -170,9 +190,21 @@ impl Executor {
 
     /// Ask every running job of this process to stop.
     pub fn cancel_all(&self) {
-        for c in self.running.lock().unwrap().values() {
+        for (c, _) in self.running.lock().unwrap().values() {
             c.cancel();
         }
+    }
+
+    /// The live progress of a job this process is running (None: not running here).
+    pub fn progress_of(&self, job: i64) -> Option<LiveProgress> {
+        let running = self.running.lock().unwrap();
+        let (_, live) = running.get(&job)?;
+        let (phase, total) = live.phase.lock().unwrap().clone();
+        Some(LiveProgress {
+            phase,
+            done_bytes: live.done.load(std::sync::atomic::Ordering::Relaxed),
+            total_bytes: total,
+        })
     }
 
     pub fn running_count(&self) -> usize {
@@ -226,7 +258,8 @@ fn lower_this_threads_priority() {
     }
 }
 
-/// Passes progress on, and writes each new phase to the audit log.
+/// Passes progress on, keeps the job's live progress, and writes each new phase to the
+/// audit log.
 struct PhaseAudit {
     inner: Arc<dyn Progress>,
     db: Db,
@@ -234,6 +267,7 @@ struct PhaseAudit {
     action: String,
     target: String,
     job: i64,
+    live: Arc<Live>,
 }
 
 impl Progress for PhaseAudit {
@@ -247,12 +281,20 @@ impl Progress for PhaseAudit {
         ) {
             tracing::warn!("audit of a job phase: {e}");
         }
+        *self.live.phase.lock().unwrap() = (name.to_string(), None);
+        self.live
+            .done
+            .store(0, std::sync::atomic::Ordering::Relaxed);
         self.inner.phase(name);
     }
     fn total(&self, bytes: Option<u64>) {
+        self.live.phase.lock().unwrap().1 = bytes;
         self.inner.total(bytes)
     }
     fn advance(&self, bytes: u64) {
+        self.live
+            .done
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
         self.inner.advance(bytes)
     }
 }
@@ -284,6 +326,19 @@ mod tests {
                     }
                     _ => panic!("second job was not refused"),
                 }
+                // The first job's progress is visible while it runs.
+                ctx.progress.phase("copying");
+                ctx.progress.total(Some(10));
+                ctx.progress.advance(4);
+                let live = inner.progress_of(job.id).expect("running job has progress");
+                assert_eq!(
+                    live,
+                    LiveProgress {
+                        phase: "copying".into(),
+                        done_bytes: 4,
+                        total_bytes: Some(10)
+                    }
+                );
                 // Another target is independent.
                 assert!(
                     inner
@@ -294,6 +349,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(r.job.state, "succeeded");
+        assert_eq!(ex.progress_of(r.job.id), None, "finished jobs have none");
     }
 
     #[tokio::test]

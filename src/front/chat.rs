@@ -144,8 +144,9 @@ impl Chat {
         channel: String,
         title: String,
         filename: String,
-        body: String,
+        body: impl Into<crate::notify::Body>,
     ) {
+        let body = body.into();
         let Some(notifier) = self.notifier(platform) else {
             return;
         };

@@ -88,6 +88,9 @@ pub fn build(app: App) -> Result<Server, String> {
                 .route("/hooks/alertmanager", post(hooks::alertmanager))
                 .with_state(hooks),
         );
+    if app.config.web.enabled {
+        router = router.merge(crate::front::web::routes(app.clone()));
+    }
     // The signed endpoints are served whenever their secret is configured (always in
     // HTTP mode; optionally beside Socket Mode or the Gateway).
     if let Some(secret) = app

@@ -30,6 +30,16 @@ fn route_of(path: &str) -> &'static str {
     if path.starts_with("/hooks/ping/") {
         return "/hooks/ping/{target}";
     }
+    // The status page's views (their names and ids stay out of the labels).
+    if path == "/" {
+        return "/";
+    }
+    if path.starts_with("/targets/") {
+        return "/targets/{name}";
+    }
+    if path.starts_with("/incidents/") {
+        return "/incidents/{id}";
+    }
     ROUTES
         .iter()
         .find(|r| **r == path)

@@ -1,5 +1,6 @@
 //! Front-ends over the same dispatch: HTTP (health, chat routes), Slack and Discord (each
-//! over signed HTTP requests or an outgoing connection: Socket Mode, the Gateway).
+//! over signed HTTP requests or an outgoing connection: Socket Mode, the Gateway), and the
+//! read-only status page.
 
 pub mod chat;
 pub mod connections;
@@ -15,3 +16,4 @@ pub mod runbooks;
 pub mod slack;
 pub mod slack_inbound;
 pub mod slack_socket;
+pub mod web; // the status page: HTML views and charts, behind a login

@@ -173,6 +173,15 @@ impl Notifier for Outbox {
     fn message_limit(&self) -> usize {
         self.inner.message_limit()
     }
+    async fn post_image(
+        &self,
+        channel: &str,
+        filename: &str,
+        title: &str,
+        png: &[u8],
+    ) -> Result<(), NotifyError> {
+        self.inner.post_image(channel, filename, title, png).await
+    }
     async fn post_file(
         &self,
         channel: &str,

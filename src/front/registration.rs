@@ -109,7 +109,7 @@ pub fn discord_commands(config: &Config) -> Value {
             "options": [
                 sub("now", "Back up a target now", vec![target_option(config, true, "What to back up")]),
                 sub("list", "List backups, newest first", vec![target_option(config, false, "Only this target")]),
-                sub("status", "Every target's last backup and what is overdue", vec![]),
+                sub("status", "Every target's last backup and what is overdue; with a target, its charts", vec![target_option(config, false, "Only this target, with its history charts")]),
             ]
         },
         {

@@ -340,6 +340,39 @@ macro_rules! slack_notifier {
                     .map_err(notify_error)?;
                 Ok(())
             }
+            /// The same external upload, for a PNG (a target's charts).
+            async fn post_image(
+                &self,
+                channel: &str,
+                filename: &str,
+                title: &str,
+                png: &[u8],
+            ) -> Result<(), NotifyError> {
+                let session = self.client.open_session(&self.token);
+                let url = session
+                    .get_upload_url_external(&SlackApiFilesGetUploadUrlExternalRequest::new(
+                        filename.to_string(),
+                        png.len(),
+                    ))
+                    .await
+                    .map_err(notify_error)?;
+                session
+                    .files_upload_via_url(&SlackApiFilesUploadViaUrlRequest::new(
+                        url.upload_url,
+                        png.to_vec(),
+                        "image/png".into(),
+                    ))
+                    .await
+                    .map_err(notify_error)?;
+                let file = SlackApiFilesComplete::new(url.file_id).with_title(title.to_string());
+                let done = SlackApiFilesCompleteUploadExternalRequest::new(vec![file])
+                    .with_channel_id(SlackChannelId(channel.to_string()));
+                session
+                    .files_complete_upload_external(&done)
+                    .await
+                    .map_err(notify_error)?;
+                Ok(())
+            }
         }
     };
 }

@@ -3,6 +3,7 @@
 //! and checks every target once a second against its deadlines, alerting on change of
 //! state, repeating every `realert`, and sending one recovery notice.
 
+pub mod open_alerts;
 pub mod watchdog;
 
 use std::collections::HashMap;

@@ -4,6 +4,7 @@
 
 pub mod fakes;
 pub mod gateway;
+pub mod history;
 pub mod socket_mode;
 pub mod sshd;
 

@@ -1,0 +1,204 @@
+//! The status page of `serve` (`[web] enabled = true`): read-only HTML views of what
+//! `lifeboat status` computes, with history charts drawn on the server. Every request
+//! needs a login (see `auth`), is audited, and is answered with a policy that lets the
+//! page run no script and load nothing from elsewhere.
+
+pub mod auth;
+mod incident;
+mod layout;
+mod overview;
+mod target;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::Utc;
+use maud::{Markup, html};
+
+use crate::app::App;
+use crate::db::audit::AuditEvent;
+use auth::Auth;
+
+#[derive(Clone)]
+struct Web {
+    app: App,
+    auth: Arc<Auth>,
+}
+
+/// The page's routes, each behind the login check and the audit.
+pub fn routes(app: App) -> Router {
+    let web = Web {
+        auth: Arc::new(Auth::new(&app.config.web)),
+        app,
+    };
+    Router::new()
+        .route("/", get(overview_view))
+        .route("/targets/{name}", get(target_view))
+        .route("/incidents/{id}", get(incident_view))
+        .route_layer(axum::middleware::from_fn_with_state(web.clone(), guard))
+        .with_state(web)
+}
+
+/// What the browser may do with our pages: show them, with inline style and inline
+/// SVG, and nothing else (no scripts, no frames, no requests elsewhere).
+const POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
+     base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// Log in, run the view, audit the visit, and set the page's security headers.
+async fn guard(State(web): State<Web>, req: Request, next: Next) -> Response {
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let path: String = req.uri().path().chars().take(200).collect();
+    let auth = web.auth.clone();
+    let who = tokio::task::spawn_blocking(move || auth.check(header.as_deref())).await;
+    let (actor, mut response) = match who {
+        Ok(Ok(actor)) => (actor, next.run(req).await),
+        Ok(Err(refused)) => (
+            format!("web:{}", refused.claimed.as_deref().unwrap_or("anonymous")),
+            unauthorized(),
+        ),
+        Err(_) => (
+            "web:anonymous".to_string(),
+            StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        ),
+    };
+    audit(&web.app, actor, path, response.status()).await;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(POLICY),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(
+            header::WWW_AUTHENTICATE,
+            "Basic realm=\"lifeboat status\", charset=\"UTF-8\"",
+        )],
+        "log in to see the lifeboat status page\n",
+    )
+        .into_response()
+}
+
+/// One audit record per request: who, which page, how it ended. Kept off incident
+/// timelines (looking is not an event of the incident).
+async fn audit(app: &App, actor: String, path: String, status: StatusCode) {
+    let outcome = match status.as_u16() {
+        200..=299 => "ok",
+        401 => "refused",
+        404 => "not found",
+        _ => "failed",
+    };
+    let db = app.db.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let target = path.strip_prefix("/targets/").map(str::to_string);
+        db.audit_event(&AuditEvent {
+            actor: &actor,
+            action: "web view",
+            target: target.as_deref(),
+            outcome,
+            detail: Some(&format!("GET {path} → {}", status.as_u16())),
+            skip_timeline: true,
+            ..Default::default()
+        })
+    })
+    .await;
+    if let Ok(Err(e)) = result {
+        tracing::error!("audit of a status page view: {e}");
+    }
+}
+
+/// Run a view's reading and rendering off the async threads (they query SQLite).
+async fn view<F>(f: F) -> Response
+where
+    F: FnOnce() -> crate::error::Result<(StatusCode, Markup)> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok((status, markup))) => html_response(status, markup),
+        Ok(Err(e)) => {
+            tracing::error!("status page: {e}");
+            html_response(StatusCode::INTERNAL_SERVER_ERROR, unavailable())
+        }
+        Err(_) => html_response(StatusCode::INTERNAL_SERVER_ERROR, unavailable()),
+    }
+}
+
+fn html_response(status: StatusCode, markup: Markup) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        markup.into_string(),
+    )
+        .into_response()
+}
+
+fn unavailable() -> Markup {
+    layout::page(
+        "Unavailable",
+        Utc::now(),
+        false,
+        html! { h1 { "The status could not be read" } p { "The lifeboat log says why." } },
+    )
+}
+
+async fn overview_view(State(web): State<Web>) -> Response {
+    view(move || {
+        let o = overview::gather(&web.app, Utc::now())?;
+        Ok((StatusCode::OK, overview::render(&o)))
+    })
+    .await
+}
+
+async fn target_view(State(web): State<Web>, Path(name): Path<String>) -> Response {
+    view(move || {
+        let now = Utc::now();
+        Ok(match target::gather(&web.app, &name, now)? {
+            Some(p) => (StatusCode::OK, target::render(&p)),
+            None => (StatusCode::NOT_FOUND, target::not_found(&name, now)),
+        })
+    })
+    .await
+}
+
+async fn incident_view(State(web): State<Web>, Path(id): Path<String>) -> Response {
+    view(move || {
+        let now = Utc::now();
+        let found = match id.parse::<i64>() {
+            Ok(n) => incident::gather(&web.app, n, now)?,
+            Err(_) => None,
+        };
+        Ok(match found {
+            Some(p) => (StatusCode::OK, incident::render(&p)),
+            None => (
+                StatusCode::NOT_FOUND,
+                layout::page(
+                    "Not found",
+                    now,
+                    false,
+                    html! { h1 { "No incident " q #asked { (id) } } p { a href="/" { "Status" } } },
+                ),
+            ),
+        })
+    })
+    .await
+}
