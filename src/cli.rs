@@ -286,6 +286,9 @@ fn run(app: &App, command: Command) -> Result<i32, Error> {
                 print_json(&all);
             } else {
                 print_status(&all);
+                crate::front::links::status_lines(&app.db.chat_links()?)
+                    .iter()
+                    .for_each(|l| println!("{l}"));
             }
             Ok(0)
         }

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+mod chat;
+pub use chat::{DiscordMode, SlackMode};
 mod state_backup;
 mod web;
 pub use state_backup::{STATE_TARGET, StateBackup};
@@ -112,7 +114,13 @@ pub struct AccessConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlackConfig {
-    pub signing_secret: Secret,
+    /// "http" (default) or "socket"; see `chat::SlackMode`.
+    #[serde(default)]
+    pub mode: SlackMode,
+    /// Required in HTTP mode; in socket mode it also turns the HTTP endpoints on.
+    pub signing_secret: Option<Secret>,
+    /// The app-level token (xapp-...) Socket Mode connects with.
+    pub app_token: Option<Secret>,
     pub bot_token: Secret,
     pub alert_channel: Option<String>,
     #[serde(default = "default_slack_api")]
@@ -125,7 +133,11 @@ fn default_slack_api() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiscordConfig {
-    pub public_key: Secret,
+    /// "http" (default) or "gateway"; see `chat::DiscordMode`.
+    #[serde(default)]
+    pub mode: DiscordMode,
+    /// Required in HTTP mode; in gateway mode it also turns the HTTP endpoint on.
+    pub public_key: Option<Secret>,
     pub bot_token: Secret,
     pub application_id: String,
     pub alert_channel: Option<String>,
@@ -520,6 +532,7 @@ impl<'de> Deserialize<'de> for TimeZone {
 /// Keys whose values are secrets and must come from `${...}`.
 const SECRET_KEYS: &[&str] = &[
     "signing_secret",
+    "app_token",
     "bot_token",
     "public_key",
     "token",
@@ -656,6 +669,10 @@ impl Config {
         if self.server.max_jobs == 0 {
             return Err("server.max_jobs: must be at least 1".into());
         }
+        self.slack.as_ref().map_or(Ok(()), chat::validate_slack)?;
+        self.discord
+            .as_ref()
+            .map_or(Ok(()), chat::validate_discord)?;
         self.web.validate()?;
         Ok(())
     }

@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod approvals;
 pub mod audit;
 pub mod catalog;
+pub mod chat_links;
 pub mod drills;
 pub mod history;
 pub mod incidents;
@@ -179,6 +180,16 @@ const MIGRATIONS: &[&str] = &[
      INSERT INTO alerts (target, kind, opened_at, posted_at)
         SELECT target, 'too_long', coalesce(bad_since, alerted_at), alerted_at FROM watch
         WHERE alerted_at IS NOT NULL AND conditions LIKE '%too_long%';",
+    // 8: the state of serve's outgoing chat connections (Slack Socket Mode, Discord
+    // Gateway), for /healthz, /metrics and `lifeboat status`
+    "CREATE TABLE chat_links (
+        platform TEXT PRIMARY KEY,
+        mode TEXT NOT NULL,
+        state TEXT NOT NULL,
+        since TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        updated_at TEXT NOT NULL
+     );",
 ];
 
 /// A shared handle on the state database. Cheap to clone; one connection per process,

@@ -12,7 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde_json::json;
+use serde_json::{Value, json};
 use serenity::all::{
     ButtonStyle, ChannelId, CommandDataOption, CommandDataOptionValue, CreateActionRow,
     CreateAttachment, CreateButton, CreateMessage, EditMessage, Interaction, MessageId,
@@ -76,14 +76,14 @@ async fn check_signature(
 }
 
 /// An answer everyone in the channel sees.
-fn public_response(text: &str) -> Response {
+fn public_response(text: &str) -> Value {
     let content: String = text.chars().take(MAX_CONTENT).collect();
-    Json(json!({"type": 4, "data": {"content": content}})).into_response()
+    json!({"type": 4, "data": {"content": content}})
 }
 
-fn message_response(text: &str) -> Response {
+fn message_response(text: &str) -> Value {
     let content: String = text.chars().take(MAX_CONTENT).collect();
-    Json(json!({"type": 4, "data": {"content": content, "flags": EPHEMERAL}})).into_response()
+    json!({"type": 4, "data": {"content": content, "flags": EPHEMERAL}})
 }
 
 async fn interactions(State(chat): State<Chat>, body: Bytes) -> Response {
@@ -94,8 +94,22 @@ async fn interactions(State(chat): State<Chat>, body: Bytes) -> Response {
             return (StatusCode::BAD_REQUEST, "unreadable interaction").into_response();
         }
     };
+    match interaction_response(&chat, interaction).await {
+        Ok(answer) => Json(answer).into_response(),
+        Err(why) => (StatusCode::BAD_REQUEST, why).into_response(),
+    }
+}
+
+/// What lifeboat answers an interaction with, whichever transport brought it (the HTTP
+/// endpoint returns it as the response body; the Gateway client posts it to the
+/// interaction's callback): PING → PONG, a command dispatched within the 3-second budget,
+/// a button click decided. Err: an interaction kind lifeboat does not take.
+pub async fn interaction_response(
+    chat: &Chat,
+    interaction: Interaction,
+) -> Result<Value, &'static str> {
     match interaction {
-        Interaction::Ping(_) => Json(json!({"type": 1})).into_response(),
+        Interaction::Ping(_) => Ok(json!({"type": 1})),
         Interaction::Command(cmd) => {
             let channel = cmd.channel_id.to_string();
             let user = cmd.user.id.to_string();
@@ -113,19 +127,19 @@ async fn interactions(State(chat): State<Chat>, body: Bytes) -> Response {
                         .spawn(async move { deliver(&chat, &channel, &user, reply) });
                 }
             };
-            match chat.dispatch(inv, late).await {
+            Ok(match chat.dispatch(inv, late).await {
                 Some(Reply::Public(text)) => public_response(&text),
                 Some(reply) => {
                     let text = reply.text().to_string();
-                    deliver(&chat, &channel, &user, reply);
+                    deliver(chat, &channel, &user, reply);
                     message_response(&text)
                 }
                 None => message_response("Working on it; the answer follows in the channel."),
-            }
+            })
         }
         Interaction::Component(click) => {
             let Some((action, id)) = click.data.custom_id.split_once(':') else {
-                return message_response("unknown button");
+                return Ok(message_response("unknown button"));
             };
             let private = chat
                 .click(
@@ -136,13 +150,13 @@ async fn interactions(State(chat): State<Chat>, body: Bytes) -> Response {
                     action,
                 )
                 .await;
-            match private {
+            Ok(match private {
                 Some(text) => message_response(&text),
                 // The request's message was edited through the bot; acknowledge the click.
-                None => Json(json!({"type": 6})).into_response(),
-            }
+                None => json!({"type": 6}),
+            })
         }
-        _ => (StatusCode::BAD_REQUEST, "unsupported interaction").into_response(),
+        _ => Err("unsupported interaction"),
     }
 }
 
@@ -219,20 +233,25 @@ pub struct DiscordApi {
 
 impl DiscordApi {
     pub fn connect(cfg: &DiscordConfig) -> Arc<dyn Notifier> {
-        let mut builder = serenity::http::HttpBuilder::new(cfg.bot_token.expose());
-        let base = cfg
-            .api_url
-            .trim_end_matches('/')
-            .trim_end_matches("/api/v10");
-        if base != "https://discord.com" {
-            // serenity reaches another host only through its proxy setting, and only
-            // with its own rate limiter off; 429s are then handled by `with_retries`.
-            builder = builder.proxy(base).ratelimiter_disabled(true);
-        }
         Arc::new(DiscordApi {
-            http: builder.build(),
+            http: http_client(cfg),
         })
     }
+}
+
+/// serenity's HTTP client for `[discord] api_url` and the bot token.
+pub fn http_client(cfg: &DiscordConfig) -> serenity::http::Http {
+    let mut builder = serenity::http::HttpBuilder::new(cfg.bot_token.expose());
+    let base = cfg
+        .api_url
+        .trim_end_matches('/')
+        .trim_end_matches("/api/v10");
+    if base != "https://discord.com" {
+        // serenity reaches another host only through its proxy setting, and only
+        // with its own rate limiter off; 429s are then handled by `with_retries`.
+        builder = builder.proxy(base).ratelimiter_disabled(true);
+    }
+    builder.build()
 }
 
 fn components(msg: &ChatMessage) -> Vec<CreateActionRow> {

@@ -27,6 +27,8 @@ pub struct Server {
     pub router: Router,
     pub chat: Chat,
     pub scheduler: Scheduler,
+    /// Slack Socket Mode and the Discord Gateway, where configured.
+    pub connections: crate::front::connections::Connections,
 }
 
 /// Build the chat state (notifiers for the configured platforms), the scheduler with its
@@ -60,6 +62,10 @@ pub fn build(app: App) -> Result<Server, String> {
     ) {
         sinks.push((n.clone(), c));
     }
+    let sinks: AlertSinks = sinks
+        .into_iter()
+        .map(|(n, c)| (crate::front::outbox::for_alerts(&app, n), c))
+        .collect();
     let scheduler = Scheduler::new(app.clone(), sinks.clone());
     let chat = Chat::new(app.clone(), slack, discord).with_job_ended(scheduler.waker());
     let hooks = Hooks {
@@ -85,11 +91,23 @@ pub fn build(app: App) -> Result<Server, String> {
     if app.config.web.enabled {
         router = router.merge(crate::front::web::routes(app.clone()));
     }
-    if let Some(cfg) = &app.config.slack {
-        router = router.merge(crate::front::slack::routes(chat.clone(), cfg));
+    // The signed endpoints are served whenever their secret is configured (always in
+    // HTTP mode; optionally beside Socket Mode or the Gateway).
+    if let Some(secret) = app
+        .config
+        .slack
+        .as_ref()
+        .and_then(|s| s.signing_secret.as_ref())
+    {
+        router = router.merge(crate::front::slack::routes(chat.clone(), secret));
     }
-    if let Some(cfg) = &app.config.discord {
-        let verifier = crate::front::discord::verifier(cfg.public_key.expose())?;
+    if let Some(key) = app
+        .config
+        .discord
+        .as_ref()
+        .and_then(|d| d.public_key.as_ref())
+    {
+        let verifier = crate::front::discord::verifier(key.expose())?;
         router = router.merge(crate::front::discord::routes(chat.clone(), verifier));
     }
     let router =
@@ -101,6 +119,7 @@ pub fn build(app: App) -> Result<Server, String> {
             ));
     Ok(Server {
         router,
+        connections: crate::front::connections::Connections::new(&chat),
         chat,
         scheduler,
     })
@@ -108,12 +127,18 @@ pub fn build(app: App) -> Result<Server, String> {
 
 async fn healthz(State(app): State<App>) -> impl IntoResponse {
     let db = app.db.clone();
-    let healthy = tokio::task::spawn_blocking(move || db.ping()).await;
+    let healthy =
+        tokio::task::spawn_blocking(move || db.ping().and_then(|()| db.chat_links())).await;
     match healthy {
-        Ok(Ok(())) => (
-            StatusCode::OK,
-            Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")})),
-        ),
+        Ok(Ok(links)) => {
+            let mut body = json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")});
+            // Outgoing chat connections are reported, not judged: a Slack or Discord
+            // outage is no reason to restart lifeboat.
+            if !links.is_empty() {
+                body["chat"] = crate::front::links::health(&links);
+            }
+            (StatusCode::OK, Json(body))
+        }
         Ok(Err(e)) => {
             tracing::error!("health check: {e}");
             (
@@ -145,8 +170,10 @@ pub async fn serve(
         router,
         chat,
         scheduler,
+        connections,
     } = build(app.clone()).map_err(std::io::Error::other)?;
     let scheduler = tokio::spawn(scheduler.run());
+    let connections = connections.start().await;
     let sweeper = {
         let chat = chat.clone();
         tokio::spawn(async move {
@@ -161,6 +188,7 @@ pub async fn serve(
         .await?;
     sweeper.abort();
     scheduler.abort();
+    connections.stop().await;
     chat.stop();
     chat.tasks().close();
     if tokio::time::timeout(SHUTDOWN_GRACE, chat.tasks().wait())

@@ -183,6 +183,12 @@ fn render(
         "Jobs recorded, by kind and outcome.",
         jobs,
     );
+    family(
+        "lifeboat_chat_connected",
+        "gauge",
+        "1 while serve's outgoing chat connection (Slack Socket Mode, Discord Gateway) is up.",
+        crate::front::links::metric_samples(&app.db.chat_links()?),
+    );
     let http = requests
         .iter()
         .map(|((route, status), n)| {

@@ -14,13 +14,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use hmac::{KeyInit, Mac};
-use serde_json::{Value, json};
+use serde_json::Value;
 use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 
 use crate::config::SlackConfig;
-use crate::dispatch::{Invocation, Reply};
 use crate::front::chat::Chat;
+use crate::front::slack_inbound;
 use crate::notify::{ChatMessage, Notifier, NotifyError};
 
 /// Requests older or newer than this are refused (replay protection).
@@ -59,8 +59,8 @@ pub fn verify(
 }
 
 /// The Slack routes, each behind the signature layer.
-pub fn routes(chat: Chat, cfg: &SlackConfig) -> Router {
-    let secret = Arc::new(cfg.signing_secret.expose().to_string());
+pub fn routes(chat: Chat, signing_secret: &crate::config::Secret) -> Router {
+    let secret = Arc::new(signing_secret.expose().to_string());
     Router::new()
         .route("/slack/commands", post(commands))
         .route("/slack/interactions", post(interactions))
@@ -95,71 +95,13 @@ async fn check_signature(State(secret): State<Arc<String>>, req: Request, next: 
         .await
 }
 
-fn ephemeral(text: &str) -> Response {
-    Json(json!({"response_type": "ephemeral", "text": text})).into_response()
-}
+// The HTTP transport: parse the request, hand it to `slack_inbound`, answer with its JSON.
 
 async fn commands(State(chat): State<Chat>, body: Bytes) -> Response {
     let Ok(event) = serde_urlencoded::from_bytes::<SlackCommandEvent>(&body) else {
         return (StatusCode::BAD_REQUEST, "malformed slash command").into_response();
     };
-    let channel = event.channel_id.to_string();
-    let user = event.user_id.to_string();
-    let inv = Invocation {
-        actor: format!("slack:{user}"),
-        channel: format!("slack:{channel}"),
-        slash: event.command.to_string(),
-        text: event.text.unwrap_or_default(),
-    };
-    let late = {
-        let chat = chat.clone();
-        let (channel, user) = (channel.clone(), user.clone());
-        move |reply: Reply| {
-            let handle = tokio::runtime::Handle::current();
-            handle.spawn(async move { deliver(&chat, &channel, &user, reply, true).await });
-        }
-    };
-    match chat.dispatch(inv, late).await {
-        Some(reply) => {
-            let text = reply.text().to_string();
-            let public = matches!(reply, Reply::Public(_));
-            deliver(&chat, &channel, &user, reply, false).await;
-            if public {
-                Json(json!({"response_type": "in_channel", "text": text})).into_response()
-            } else {
-                ephemeral(&text)
-            }
-        }
-        None => ephemeral("Working on it; the answer follows in a moment."),
-    }
-}
-
-/// Carry out a reply: start its job or post its approval request. With `late`, the
-/// acknowledgement text is also sent as an ephemeral message (the HTTP answer is gone).
-async fn deliver(chat: &Chat, channel: &str, user: &str, reply: Reply, late: bool) {
-    if late && let Some(n) = &chat.slack {
-        let _ = match &reply {
-            Reply::Public(text) => n.post(channel, &ChatMessage::text(text)).await.map(|_| ()),
-            other => n.ephemeral(channel, user, other.text()).await,
-        };
-    }
-    match reply {
-        Reply::Private(_) | Reply::Public(_) => {}
-        Reply::Document {
-            title,
-            filename,
-            body,
-            ..
-        } => chat.post_document("slack", channel.to_string(), title, filename, body),
-        Reply::Job { job, .. } => chat.start_job(
-            "slack",
-            channel.to_string(),
-            format!("slack:{user}"),
-            job,
-            None,
-        ),
-        Reply::Approval { approval, plan, .. } => chat.post_approval("slack", *approval, *plan),
-    }
+    Json(slack_inbound::command(&chat, event).await).into_response()
 }
 
 #[derive(serde::Deserialize)]
@@ -172,84 +114,27 @@ async fn interactions(State(chat): State<Chat>, body: Bytes) -> Response {
         return (StatusCode::BAD_REQUEST, "missing payload").into_response();
     };
     let event = match serde_json::from_str::<SlackInteractionEvent>(&form.payload) {
-        Ok(SlackInteractionEvent::BlockActions(e)) => e,
-        Ok(_) => return StatusCode::OK.into_response(),
+        Ok(e) => e,
         Err(e) => {
             tracing::warn!("unreadable Slack interaction: {e}");
             return (StatusCode::BAD_REQUEST, "unreadable payload").into_response();
         }
     };
-    let (Some(user), Some(channel), Some(action)) = (
-        event.user.as_ref().map(|u| u.id.to_string()),
-        event.channel.as_ref().map(|c| c.id.to_string()),
-        event.actions.as_ref().and_then(|a| a.first()),
-    ) else {
-        return (StatusCode::BAD_REQUEST, "incomplete block action").into_response();
-    };
-    let approval_id = action.value.clone().unwrap_or_default();
-    let action_id = action.action_id.to_string();
-    // Answer Slack at once; the decision and message updates happen in the background.
-    let task_chat = chat.clone();
-    chat.tasks().spawn(async move {
-        let private = task_chat
-            .click(
-                "slack",
-                approval_id,
-                format!("slack:{user}"),
-                channel.clone(),
-                &action_id,
-            )
-            .await;
-        if let (Some(text), Some(n)) = (private, &task_chat.slack) {
-            let _ = crate::notify::with_retries("telling a user why", || {
-                n.ephemeral(&channel, &user, &text)
-            })
-            .await;
-        }
-    });
-    StatusCode::OK.into_response()
+    // Answered at once; the decision and message updates happen in the background.
+    match slack_inbound::interaction(&chat, event) {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(why) => (StatusCode::BAD_REQUEST, why).into_response(),
+    }
 }
 
 async fn events(State(chat): State<Chat>, headers: HeaderMap, body: Bytes) -> Response {
     let Ok(event) = serde_json::from_slice::<Value>(&body) else {
         return (StatusCode::BAD_REQUEST, "unreadable event").into_response();
     };
-    match event["type"].as_str() {
-        Some("url_verification") => Json(json!({"challenge": event["challenge"]})).into_response(),
-        Some("event_callback") => {
-            let id = event["event_id"].as_str().unwrap_or_default().to_string();
-            let db = chat.app.db.clone();
-            let key = id.clone();
-            let first = tokio::task::spawn_blocking(move || db.chat_event_first_seen(&key)).await;
-            if !matches!(first, Ok(Ok(true))) {
-                let retry = headers
-                    .get("x-slack-retry-num")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("0");
-                tracing::info!(
-                    "Slack event {id} already handled (retry {retry}); not acting again"
-                );
-                return StatusCode::OK.into_response();
-            }
-            if event["event"]["type"] == "app_mention"
-                && let (Some(channel), Some(n)) =
-                    (event["event"]["channel"].as_str(), chat.slack.clone())
-            {
-                let channel = channel.to_string();
-                chat.tasks().spawn(async move {
-                    let msg = ChatMessage::text(crate::command::help_text());
-                    if let Err(e) = crate::notify::with_retries("answering a mention", || {
-                        n.post(&channel, &msg)
-                    })
-                    .await
-                    {
-                        tracing::error!("could not answer a mention: {e}");
-                    }
-                });
-            }
-            StatusCode::OK.into_response()
-        }
-        _ => StatusCode::OK.into_response(),
+    let retry = crate::front::http::header_text(&headers, "x-slack-retry-num");
+    match slack_inbound::event(&chat, &event, &retry).await {
+        Value::Null => StatusCode::OK.into_response(),
+        answer => Json(answer).into_response(),
     }
 }
 

@@ -33,6 +33,10 @@ struct FakeState {
     calls: Vec<Call>,
     /// Status codes to answer the next calls to a path suffix with (then 200).
     scripted: Vec<(String, VecDeque<(u16, u64)>)>,
+    /// Fixed JSON answers for paths ending with a suffix (e.g. apps.connections.open).
+    answers: Vec<(String, Value)>,
+    /// While set, every call is answered 503 (the platform is out of reach).
+    down: bool,
     next_id: u64,
 }
 
@@ -105,6 +109,20 @@ impl FakeApi {
         self.rate_limit(&format!("{method} *"), n, secs);
     }
 
+    /// Answer every call with 503 while `down` (recorded all the same).
+    pub fn set_down(&self, down: bool) {
+        self.state.lock().unwrap().down = down;
+    }
+
+    /// Answer calls to paths ending with `suffix` with `body` (200, JSON).
+    pub fn answer(&self, suffix: &str, body: Value) {
+        self.state
+            .lock()
+            .unwrap()
+            .answers
+            .push((suffix.to_string(), body));
+    }
+
     /// Wait until `cond` holds over the recorded calls.
     pub fn wait_until(&self, secs: u64, what: &str, cond: impl Fn(&[Call]) -> bool) -> Vec<Call> {
         let deadline = std::time::Instant::now() + Duration::from_secs(secs);
@@ -152,6 +170,9 @@ async fn handle(
         raw: String::from_utf8_lossy(&body).to_string(),
         at: std::time::Instant::now(),
     });
+    if s.down {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
     for (suffix, queue) in s.scripted.iter_mut() {
         let by_method = suffix.strip_suffix(" *") == Some(method.as_str());
         if (by_method || path.ends_with(suffix.as_str()))
@@ -166,6 +187,13 @@ async fn handle(
                 .insert("retry-after", secs.to_string().parse().unwrap());
             return r;
         }
+    }
+    if let Some((_, body)) = s
+        .answers
+        .iter()
+        .find(|(suffix, _)| path.ends_with(suffix.as_str()))
+    {
+        return Json(body.clone()).into_response();
     }
     s.next_id += 1;
     let id = s.next_id;
@@ -195,6 +223,10 @@ async fn handle(
         let message =
             json!({"type": "message", "text": text, "user": "U0BOT", "bot_id": "B0BOT", "ts": ts});
         return Json(json!({"ok": true, "channel": channel, "ts": ts, "text": text, "message_ts": ts, "message": message})).into_response();
+    }
+    // An interaction's answer, as the Gateway client sends it: 204 like Discord.
+    if path.starts_with("/api/v10/interactions/") && path.ends_with("/callback") {
+        return StatusCode::NO_CONTENT.into_response();
     }
     if path.starts_with("/api/v10/channels/") {
         let parts: Vec<&str> = path.split('/').collect();
@@ -264,6 +296,8 @@ pub fn discord_signature(ts: i64, body: &str) -> String {
 pub struct Serve {
     pub child: Child,
     pub addr: String,
+    /// serve's log lines so far.
+    pub log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Serve {
@@ -290,8 +324,54 @@ impl Serve {
             }
         };
         // Keep draining the log so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines.by_ref() {});
-        Serve { child, addr }
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.by_ref().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Serve { child, addr, log }
+    }
+
+    /// serve's log so far, one string.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// GET a path of serve's; status and body.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut resp = agent.get(&self.url(path)).call().expect("request sent");
+        let status = resp.status().as_u16();
+        (status, resp.body_mut().read_to_string().unwrap_or_default())
+    }
+
+    /// `/healthz`'s report on a platform's outgoing connection.
+    pub fn chat_health(&self, platform: &str) -> Value {
+        let (_, body) = self.get("/healthz");
+        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        v["chat"][platform].clone()
+    }
+
+    /// Wait until `/healthz` says the platform's connection is (or is not) up.
+    pub fn wait_chat_connected(&self, platform: &str, connected: bool, secs: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let h = self.chat_health(platform);
+            if h["connected"] == connected {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{platform} connected != {connected} after {secs}s: {h}\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

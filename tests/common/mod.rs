@@ -3,9 +3,11 @@
 #![allow(dead_code)]
 
 pub mod fakes;
+pub mod gateway;
 pub mod history;
 pub mod moto;
 pub mod sim;
+pub mod socket_mode;
 pub mod sshd;
 
 use std::path::{Path, PathBuf};
@@ -70,6 +72,7 @@ impl Home {
         // The chat sections of test configs take their secrets from these.
         cmd.env("SLACK_SIGNING_SECRET", fakes::SLACK_SECRET)
             .env("SLACK_BOT_TOKEN", "xoxb-test-token")
+            .env("SLACK_APP_TOKEN", "xapp-1-A0APP-test-token")
             .env("DISCORD_PUBLIC_KEY", fakes::discord_public_key_hex())
             .env("DISCORD_BOT_TOKEN", "discord-test-token");
         cmd
