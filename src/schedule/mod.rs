@@ -311,7 +311,10 @@ impl Scheduler {
         for (notifier, channel) in &self.sinks {
             let sink = format!("{}:{channel}", notifier.platform());
             if out.say == alerts::Say::Edit {
-                for (_, message) in out.alert.messages.iter().filter(|(s, _)| *s == sink) {
+                // An empty reference is a post the outbox still holds for a lost connection:
+                // there is no message to edit yet.
+                let posted = out.alert.messages.iter();
+                for (_, message) in posted.filter(|(s, m)| *s == sink && !m.is_empty()) {
                     let r = with_retries("editing an alert", || {
                         notifier.update(channel, message, &msg)
                     })
