@@ -4,6 +4,7 @@
 //! Writes are write-then-publish: `create` hands out a writer whose bytes are invisible
 //! until `commit`; dropping it without committing discards them.
 
+pub mod backups;
 pub mod discover;
 pub mod local;
 pub mod manifest;

@@ -1,0 +1,83 @@
+//! The one shape every action talks to: where a target's backups are kept. Object stores
+//! (local, s3) get it from `objects::ObjectBackups` (a zstd artifact and a manifest per
+//! backup); the restic-format repository implements it with one snapshot per backup.
+//! Actions never ask which kind of store they hold.
+
+use std::io::{Read, Write};
+
+use super::StoreError;
+use super::discover::Discovered;
+use super::manifest::Manifest;
+use crate::progress::JobContext;
+
+/// What a new backup is, before any byte of it is written.
+#[derive(Debug, Clone)]
+pub struct NewBackup {
+    pub target: String,
+    pub id: String,
+    /// The target kind, as in the manifest: `sqlite` or `directory`.
+    pub kind: String,
+    /// The name the content has inside the backup: the database's file name for sqlite
+    /// (`gitea.db`), `<target>.tar` for a directory.
+    pub file_name: String,
+}
+
+/// A backup being written: the content goes in uncompressed (the database file, the tar
+/// of a directory). Nothing is listed until `publish` returns; dropping the writer
+/// without publishing leaves at most leftovers that `clean_leftovers` removes.
+pub trait BackupWriter: Write + Send {
+    /// Make the backup durable and listed. `manifest` carries everything but the stored
+    /// facts (`artifact`, `compression`, `size_bytes`, `sha256`), which the store fills
+    /// in; the published manifest is returned.
+    fn publish(self: Box<Self>, manifest: Manifest) -> Result<Manifest, StoreError>;
+}
+
+pub trait BackupStore: Send + Sync {
+    /// A short description for messages, e.g. `local store "local" (/var/backups)`.
+    fn describe(&self) -> String;
+
+    /// Start writing a backup.
+    fn begin(&self, new: &NewBackup) -> Result<Box<dyn BackupWriter>, StoreError>;
+
+    /// Every complete backup of `target`, newest first, and a line for each entry that
+    /// looked like a backup but could not be read (named, never hidden).
+    fn backups(&self, target: &str) -> Result<(Vec<Manifest>, Vec<String>), StoreError>;
+
+    /// A backup's content exactly as it was written. Reading it to the end also checks
+    /// what the store can check by itself (stored checksums, the repository's MACs); a
+    /// mismatch is an `InvalidData` I/O error. A missing backup is `StoreError::NotFound`.
+    fn read(&self, m: &Manifest) -> Result<Box<dyn Read + Send>, StoreError>;
+
+    /// Forget one backup: it is no longer listed. Space may only come back at `reclaim`.
+    fn remove(&self, m: &Manifest) -> Result<(), StoreError>;
+
+    /// Bytes that removing `doomed` (and reclaiming) would free, for a prune plan.
+    fn bytes_freed(&self, doomed: &[Manifest]) -> Result<u64, StoreError> {
+        Ok(doomed.iter().map(|m| m.size_bytes).sum())
+    }
+
+    /// After removals: give back the space no listed backup needs any more. Returns the
+    /// bytes freed. Object stores free space at `remove` and return 0 here.
+    fn reclaim(&self, _ctx: &JobContext) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
+    /// Remove what interrupted backups of `target` left behind; returns how many pieces.
+    /// Call it only under the target's lock.
+    fn clean_leftovers(&self, target: &str) -> Result<usize, StoreError>;
+
+    /// Every complete backup the store holds, found from the store alone (catalog rebuild).
+    fn discover(&self) -> Result<Discovered, StoreError>;
+
+    /// The store's own consistency check beyond single backups, as a list of problems;
+    /// `read_data` reads every stored byte. Object stores have none of their own.
+    fn check(&self, _read_data: bool, _ctx: &JobContext) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Create the store's structure if it has one (a repository's keys and config).
+    /// Returns false when it already existed. Object stores need nothing.
+    fn init(&self) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+}
