@@ -9,7 +9,7 @@ use crate::config::{Config, TargetConfig};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::executor::Executor;
-use crate::stores::{self, Store};
+use crate::stores::{self, BackupStore};
 
 #[derive(Clone)]
 pub struct App {
@@ -18,7 +18,7 @@ pub struct App {
     pub executor: Executor,
     /// Jobs `serve` runs at once (`server.max_jobs`), shared by chat and the scheduler.
     pub slots: Arc<tokio::sync::Semaphore>,
-    stores: Arc<BTreeMap<String, Arc<dyn Store>>>,
+    stores: Arc<BTreeMap<String, Arc<dyn BackupStore>>>,
 }
 
 impl App {
@@ -64,7 +64,7 @@ impl App {
     /// An app over an in-memory database and the given stores, for tests.
     pub fn for_tests(
         config: Config,
-        stores: BTreeMap<String, Arc<dyn Store>>,
+        stores: BTreeMap<String, Arc<dyn BackupStore>>,
         locks: PathBuf,
     ) -> App {
         let db = Db::in_memory();
@@ -87,7 +87,7 @@ impl App {
         })
     }
 
-    pub fn store(&self, name: &str) -> Result<Arc<dyn Store>> {
+    pub fn store(&self, name: &str) -> Result<Arc<dyn BackupStore>> {
         self.stores
             .get(name)
             .cloned()
@@ -95,7 +95,7 @@ impl App {
     }
 
     /// Every store of the config, by name.
-    pub fn stores(&self) -> Vec<(String, Arc<dyn Store>)> {
+    pub fn stores(&self) -> Vec<(String, Arc<dyn BackupStore>)> {
         self.stores
             .iter()
             .map(|(n, s)| (n.clone(), s.clone()))
@@ -103,7 +103,7 @@ impl App {
     }
 
     /// The store a target backs up into.
-    pub fn store_for(&self, target: &str) -> Result<(String, Arc<dyn Store>)> {
+    pub fn store_for(&self, target: &str) -> Result<(String, Arc<dyn BackupStore>)> {
         let t = self.target(target)?;
         let name = t.store.clone().ok_or_else(|| {
             Error::Usage(format!(

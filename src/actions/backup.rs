@@ -1,22 +1,21 @@
-//! Back up a target now: a consistent copy streamed through hashing and multi-threaded
-//! zstd into the store, the manifest published last.
+//! Back up a target now: a consistent copy streamed through hashing into the store, which
+//! keeps it its own way (a zstd artifact, a repository snapshot) and publishes it last.
 
 use std::io::Write;
 use std::time::Instant;
 
 use chrono::Utc;
 
-use crate::actions::artifact_ext;
 use crate::app::App;
 use crate::config::TargetKind;
 use crate::error::{Error, Result};
 use crate::executor::JobOutput;
-use crate::pipe::{DEFAULT_COMPRESSION_LEVEL, HashWriter, zstd_encoder};
+use crate::pipe::HashWriter;
 use crate::progress::JobContext;
 use crate::sources::{directory, remote_directory, remote_sqlite, sqlite};
 use crate::ssh::{Remote, Session};
-use crate::stores::manifest::{FORMAT_VERSION, Manifest, list_backups, orphan_artifacts};
-use crate::stores::{ObjectWriter, Store};
+use crate::stores::manifest::{FORMAT_VERSION, Manifest};
+use crate::stores::{BackupStore, NewBackup};
 
 impl JobOutput for Manifest {
     fn backup_id(&self) -> Option<String> {
@@ -63,21 +62,18 @@ fn backup_locked(app: &App, target: &str, ctx: &JobContext) -> Result<Manifest> 
     let started = Utc::now();
     let clock = Instant::now();
     let id = new_id(store.as_ref(), target, started)?;
-    let artifact = format!("{target}/{id}.{}.zst", artifact_ext(cfg.kind));
     let path = cfg
         .path
         .clone()
         .expect("validated: path-based kind has a path");
-
-    let level = app.config.stores[&store_name]
-        .compression_level
-        .unwrap_or(DEFAULT_COMPRESSION_LEVEL);
-    let writer = store.create(&artifact)?;
-    let mut content = HashWriter::new(
-        zstd_encoder(HashWriter::new(writer), level)
-            .map_err(|e| Error::io("starting compression", e))?,
-    );
-    let write_err = |e| Error::io(format!("writing {artifact} to {}", store.describe()), e);
+    let new = NewBackup {
+        target: target.to_string(),
+        id: id.clone(),
+        kind: cfg.kind.as_str().to_string(),
+        file_name: content_name(target, cfg.kind, &path),
+    };
+    let mut content = HashWriter::new(store.begin(&new)?);
+    let write_err = |e| Error::io(format!("writing backup {id} to {}", store.describe()), e);
     let (sqlite_facts, directory_facts) = match (cfg.kind, &session) {
         (TargetKind::Sqlite, Some(session)) => {
             let facts = remote_sqlite::backup(session, &path, &mut content, ctx)?;
@@ -100,13 +96,10 @@ fn backup_locked(app: &App, target: &str, ctx: &JobContext) -> Result<Manifest> 
         }
         _ => unreachable!("checked above"),
     };
-    let (encoder, content_bytes, content_sha256) = content.finish();
-    let stored = encoder.finish().map_err(write_err)?;
-    let (mut writer, size_bytes, sha256) = stored.finish();
+    let (mut writer, content_bytes, content_sha256) = content.finish();
     writer.flush().map_err(write_err)?;
     ctx.cancel.check().map_err(|e| Error::io("storing", e))?;
     ctx.progress.phase("publishing");
-    ObjectWriter::commit(writer)?;
 
     let finished = Utc::now();
     let manifest = Manifest {
@@ -119,10 +112,11 @@ fn backup_locked(app: &App, target: &str, ctx: &JobContext) -> Result<Manifest> 
         finished_at: crate::db::time_text(finished),
         duration_seconds: clock.elapsed().as_secs_f64(),
         status: "complete".into(),
-        artifact: artifact.clone(),
-        compression: "zstd".into(),
-        size_bytes,
-        sha256,
+        // The store fills in how it keeps the backup when it publishes it.
+        artifact: String::new(),
+        compression: String::new(),
+        size_bytes: 0,
+        sha256: String::new(),
         content_bytes,
         content_sha256,
         lifeboat_version: env!("CARGO_PKG_VERSION").into(),
@@ -130,40 +124,42 @@ fn backup_locked(app: &App, target: &str, ctx: &JobContext) -> Result<Manifest> 
         directory: directory_facts,
         gcp: None,
     };
-    let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
-    if let Err(e) = store.put_bytes(&Manifest::key(target, &id), &json) {
-        // Without its manifest the artifact is not a backup: do not leave it behind.
-        let _ = store.delete(&artifact);
-        return Err(e.into());
-    }
+    let manifest = writer.publish(manifest)?;
     app.db.catalog_put(&manifest)?;
     Ok(manifest)
 }
 
 /// Remove what interrupted backups and prunes left: partial writes and artifacts without
 /// a manifest. Safe only under the target's lock.
-fn clean_leftovers(store: &dyn Store, target: &str) -> Result<()> {
-    let partial = store.sweep_incomplete(&format!("{target}/"))?;
-    let orphans = orphan_artifacts(store, target)?;
-    for key in &orphans {
-        store.delete(key)?;
-    }
-    if partial + orphans.len() > 0 {
+fn clean_leftovers(store: &dyn BackupStore, target: &str) -> Result<()> {
+    let removed = store.clean_leftovers(target)?;
+    if removed > 0 {
         tracing::info!(
             target = target,
-            partial,
-            orphans = orphans.len(),
+            removed,
             "removed leftovers of interrupted jobs"
         );
     }
     Ok(())
 }
 
+/// The name the content has inside the backup: what `restic restore` writes out.
+fn content_name(target: &str, kind: TargetKind, path: &std::path::Path) -> String {
+    match kind {
+        TargetKind::Sqlite => path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| format!("{target}.sqlite")),
+        _ => format!("{target}.tar"),
+    }
+}
+
 /// Backup ids are the UTC start time, sortable and readable: `20261122T083000Z`, with a
 /// `-2`, `-3`... suffix in the rare case two start within one second.
-fn new_id(store: &dyn Store, target: &str, at: chrono::DateTime<Utc>) -> Result<String> {
+fn new_id(store: &dyn BackupStore, target: &str, at: chrono::DateTime<Utc>) -> Result<String> {
     let base = at.format("%Y%m%dT%H%M%SZ").to_string();
-    let (existing, _) = list_backups(store, target)?;
+    let (existing, _) = store.backups(target)?;
     let taken = |id: &str| existing.iter().any(|m| m.id == id);
     if !taken(&base) {
         return Ok(base);

@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 
 use crate::app::App;
 use crate::error::{Error, Result};
-use crate::stores::manifest::{Manifest, list_backups};
+use crate::stores::manifest::Manifest;
 
 /// Which backup a command means.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +51,7 @@ pub fn backups(app: &App, target: &str) -> Result<Vec<Manifest>> {
         return crate::actions::gcp::backups(app, target); // snapshots, not store objects
     }
     let (store_name, store) = app.store_for(target)?;
-    let (found, broken) = list_backups(store.as_ref(), target)?;
+    let (found, broken) = store.backups(target)?;
     for b in broken {
         tracing::warn!(target = target, "{b}");
     }

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::actions::backup::human_bytes;
 use crate::actions::catalog::backups;
 use crate::actions::retention;
 use crate::app::App;
@@ -23,15 +24,19 @@ pub struct PrunePlan {
     pub target: String,
     pub keep: Vec<Kept>,
     pub remove: Vec<Manifest>,
+    /// What removing them gives back: the store's estimate in the plan, what it freed
+    /// once applied.
+    pub bytes_freed: u64,
 }
 
 impl JobOutput for PrunePlan {
     fn summary(&self) -> String {
         format!(
-            "pruned {} backups of {}, kept {}",
+            "pruned {} backups of {}, kept {}, freed {}",
             self.remove.len(),
             self.target,
-            self.keep.len()
+            self.keep.len(),
+            human_bytes(self.bytes_freed)
         )
     }
 }
@@ -39,10 +44,11 @@ impl JobOutput for PrunePlan {
 impl PrunePlan {
     pub fn describe(&self) -> String {
         let mut out = format!(
-            "{}: keep {}, remove {}\n",
+            "{}: keep {}, remove {} (frees {})\n",
             self.target,
             self.keep.len(),
-            self.remove.len()
+            self.remove.len(),
+            human_bytes(self.bytes_freed)
         );
         for k in &self.keep {
             out.push_str(&format!("  keep    {}  ({})\n", k.id, k.reasons.join(", ")));
@@ -71,6 +77,7 @@ pub fn plan(app: &App, target: &str) -> Result<PrunePlan> {
         target: target.to_string(),
         keep: Vec::new(),
         remove: Vec::new(),
+        bytes_freed: 0,
     };
     for (m, why) in all.into_iter().zip(reasons) {
         if why.is_empty() {
@@ -83,24 +90,37 @@ pub fn plan(app: &App, target: &str) -> Result<PrunePlan> {
             });
         }
     }
+    // Only stores know what removing shares of deduplicated data gives back.
+    if cfg.store.is_some() && !plan.remove.is_empty() {
+        let (_, store) = app.store_for(target)?;
+        plan.bytes_freed = store.bytes_freed(&plan.remove)?;
+    } else {
+        plan.bytes_freed = plan.remove.iter().map(|m| m.size_bytes).sum();
+    }
     Ok(plan)
 }
 
-/// Prune as a job. The manifest goes first, so an interrupted prune never leaves a listed
-/// backup without its artifact; a leftover artifact is removed by the next backup.
+/// Prune as a job. Each backup is forgotten before its data goes, so an interrupted prune
+/// never leaves a listed backup without its data; leftovers go at the next backup.
 pub fn run(app: &App, target: &str, actor: &str, ctx: &JobContext) -> Result<PrunePlan> {
     if app.target(target)?.kind == crate::config::TargetKind::GcpDisk {
         return crate::actions::gcp::prune(app, target, actor, ctx); // deletes snapshots
     }
     let done = app.executor.run("prune", target, actor, ctx, |_, ctx| {
-        let plan = plan(app, target)?;
+        let mut plan = plan(app, target)?;
         let (_, store) = app.store_for(target)?;
         ctx.progress.phase("pruning");
         for m in &plan.remove {
-            store.delete(&Manifest::key(target, &m.id))?;
-            store.delete(&m.artifact)?;
+            store.remove(m)?;
             app.db.catalog_remove(target, &m.id)?;
             tracing::info!(target = target, backup = %m.id, "pruned");
+        }
+        if !plan.remove.is_empty() {
+            ctx.progress.phase("reclaiming space");
+            let reclaimed = store.reclaim(ctx)?;
+            if reclaimed > 0 {
+                plan.bytes_freed = reclaimed;
+            }
         }
         Ok(plan)
     })?;

@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::db::catalog::CatalogChanges;
 use crate::error::{Error, Result};
-use crate::stores::Store;
+use crate::stores::BackupStore;
 
 /// What one store gave.
 #[derive(Debug, Clone, Serialize)]
@@ -117,7 +117,7 @@ impl RebuildReport {
 pub fn rebuild(
     db: &Db,
     config: &Config,
-    stores: &[(String, Arc<dyn Store>)],
+    stores: &[(String, Arc<dyn BackupStore>)],
 ) -> Result<RebuildReport> {
     let clock = Instant::now();
     let mut report = Vec::new();
@@ -199,15 +199,10 @@ pub fn offer(app: &App) -> Option<String> {
     }
     let mut found = BTreeMap::new();
     for (name, store) in app.stores() {
-        match store.list("") {
-            Ok(objects) => {
-                let n = objects
-                    .iter()
-                    .filter(|o| o.key.ends_with(crate::stores::manifest::MANIFEST_SUFFIX))
-                    .count();
-                if n > 0 {
-                    found.insert(name, n);
-                }
+        match store.count() {
+            Ok(0) => {}
+            Ok(n) => {
+                found.insert(name, n);
             }
             Err(e) => tracing::warn!("looking for backups in store {name}: {e}"),
         }

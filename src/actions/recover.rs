@@ -22,8 +22,8 @@ use crate::db::recovery::ApprovalBrief;
 use crate::error::{Error, Result};
 use crate::progress::JobContext;
 use crate::sources::sqlite;
-use crate::stores::manifest::{Manifest, list_backups};
-use crate::stores::{Store, open_store};
+use crate::stores::manifest::Manifest;
+use crate::stores::{BackupStore, open_store};
 
 /// An incident that was open when the state backup was taken.
 #[derive(Debug, Clone, Serialize)]
@@ -112,14 +112,14 @@ pub fn run(
 /// The state backups in the store, newest first, and the one asked for (or the newest)
 /// fetched into a staging file beside the state path and checked.
 fn fetch_state(
-    store: &dyn Store,
+    store: &dyn BackupStore,
     store_name: &str,
     target: &str,
     state: &Path,
     backup: Option<&str>,
     ctx: &JobContext,
 ) -> Result<(Manifest, Vec<String>)> {
-    let (all, broken) = list_backups(store, target)?;
+    let (all, broken) = store.backups(target)?;
     let warnings: Vec<String> = broken
         .into_iter()
         .map(|b| format!("skipped state backup {b}"))

@@ -13,7 +13,7 @@ use crate::app::App;
 use crate::config::{TargetConfig, TargetKind};
 use crate::error::{Error, Result};
 use crate::executor::JobOutput;
-use crate::pipe::{DurableFile, HashReader, ProgressReader, ReadAhead};
+use crate::pipe::{DurableFile, HashReader, ProgressReader};
 use crate::progress::JobContext;
 use crate::sources::{directory, sqlite};
 use crate::stores::manifest::Manifest;
@@ -419,7 +419,7 @@ pub(crate) fn failed_checks(m: &Manifest, problems: Vec<String>) -> Result<()> {
     )))
 }
 
-/// Hand the backup's decompressed content to `consume`, then read whatever it left and
+/// Hand the backup's content to `consume`, then read whatever it left and
 /// check the whole against the manifest's size and checksum.
 pub(crate) fn stream_content(
     app: &App,
@@ -430,18 +430,13 @@ pub(crate) fn stream_content(
     let (_, store) = app.store_for(&plan.target)?;
     let m = &plan.backup;
     ctx.progress.phase("downloading and checking");
-    ctx.progress.total(Some(m.size_bytes));
-    let raw = store.open(&m.artifact)?;
-    // Fetching runs ahead on its own thread, beside decompression and hashing. The stored
-    // bytes need no hash of their own here: the content's checksum covers them.
-    let stored = ReadAhead::new(ProgressReader::new(
+    ctx.progress.total(Some(m.content_bytes));
+    let raw = store.read(m)?;
+    let mut content = HashReader::new(ProgressReader::new(
         raw,
         ctx.progress.clone(),
         ctx.cancel.clone(),
     ));
-    let mut decoder = zstd::stream::read::Decoder::new(stored)
-        .map_err(|e| Error::io("starting decompression", e))?;
-    let mut content = HashReader::new(&mut decoder);
     let read_err = |e| Error::io(format!("backup {} is damaged or unreadable", m.id), e);
     consume(&mut content)?;
     std::io::copy(&mut content, &mut std::io::sink()).map_err(read_err)?;

@@ -13,7 +13,7 @@ use crate::executor::JobOutput;
 use crate::pipe::{HashReader, ProgressReader};
 use crate::progress::JobContext;
 use crate::sources::{directory, sqlite};
-use crate::stores::Store;
+use crate::stores::BackupStore;
 use crate::stores::manifest::Manifest;
 
 #[derive(Debug, Clone, Serialize)]
@@ -69,7 +69,7 @@ pub fn run(
 /// Read the artifact once, checking everything that can be checked.
 pub fn check(
     app: &App,
-    store: &dyn Store,
+    store: &dyn BackupStore,
     manifest: &Manifest,
     ctx: &JobContext,
 ) -> Result<VerifyReport> {
@@ -88,19 +88,19 @@ pub fn check(
     Ok(report(manifest, problems))
 }
 
-/// Stream a backup's artifact from the store, hand its decompressed content to `consume`
-/// (which returns the problems it found), and check the stored bytes and the content
-/// against the manifest's sizes and SHA-256. Returns every problem found; a damaged
-/// artifact is a problem, not an error. Verify and drill share this.
+/// Stream a backup's content from the store, hand it to `consume` (which returns the
+/// problems it found), and check the whole against the manifest's size and SHA-256; the
+/// store checks its own stored bytes as they pass. Returns every problem found: a
+/// damaged backup is a problem, not an error. Verify, drills and recovery share this.
 pub fn read_checked(
-    store: &dyn Store,
+    store: &dyn BackupStore,
     manifest: &Manifest,
     ctx: &JobContext,
     consume: impl FnOnce(&mut dyn Read) -> Result<Vec<String>>,
 ) -> Result<Vec<String>> {
     let mut problems = Vec::new();
-    ctx.progress.total(Some(manifest.size_bytes));
-    let raw = match store.open(&manifest.artifact) {
+    ctx.progress.total(Some(manifest.content_bytes));
+    let raw = match store.read(manifest) {
         Ok(r) => r,
         Err(e) if e.is_not_found() => {
             problems.push(format!(
@@ -111,23 +111,15 @@ pub fn read_checked(
         }
         Err(e) => return Err(e.into()),
     };
-    let stored = HashReader::new(ProgressReader::new(
+    let mut content = HashReader::new(ProgressReader::new(
         raw,
         ctx.progress.clone(),
         ctx.cancel.clone(),
     ));
-    let mut decoder = match zstd::stream::read::Decoder::new(stored) {
-        Ok(d) => d,
-        Err(e) => return Err(Error::io("starting decompression", e)),
-    };
-    let content_check = {
-        let mut content = HashReader::new(&mut decoder);
-        let kind_problems = consume(&mut content);
-        // Read whatever the checks left, so the content hash covers every byte.
-        let drained = io::copy(&mut content, &mut io::sink());
-        (kind_problems, drained, content.finish())
-    };
-    let (kind_problems, drained, (content_bytes, content_sha)) = content_check;
+    let kind_problems = consume(&mut content);
+    // Read whatever the checks left, so the content hash covers every byte.
+    let drained = io::copy(&mut content, &mut io::sink());
+    let (content_bytes, content_sha) = content.finish();
     let mut damaged = false;
     match kind_problems {
         Ok(p) => problems.extend(p),
@@ -138,27 +130,15 @@ pub fn read_checked(
         }
     }
     if let Err(e) = drained {
+        if crate::progress::is_cancellation(&e) {
+            return Err(Error::Cancelled);
+        }
         if !damaged {
-            problems.push(format!("the artifact cannot be decompressed: {e}"));
+            problems.push(format!("the artifact cannot be read back: {e}"));
         }
         damaged = true;
     }
-    // Hash the rest of the stored bytes even when decompression stopped early.
-    let mut rest = decoder.finish();
-    let _ = io::copy(&mut rest, &mut io::sink());
-    let (stored_bytes, stored_sha) = rest.into_inner().finish();
     ctx.cancel.check().map_err(|e| Error::io("verifying", e))?;
-    if stored_bytes != manifest.size_bytes || stored_sha != manifest.sha256 {
-        problems.insert(
-            0,
-            format!(
-                "stored bytes differ from the manifest: {stored_bytes} bytes with SHA-256 {}…, expected {} bytes with {}…",
-                &stored_sha[..12],
-                manifest.size_bytes,
-                &manifest.sha256[..12.min(manifest.sha256.len())]
-            ),
-        );
-    }
     if !damaged
         && (content_bytes != manifest.content_bytes || content_sha != manifest.content_sha256)
     {

@@ -69,6 +69,12 @@ pub trait BackupStore: Send + Sync {
     /// Every complete backup the store holds, found from the store alone (catalog rebuild).
     fn discover(&self) -> Result<Discovered, StoreError>;
 
+    /// How many backups the store seems to hold, as cheaply as the store can tell (for the
+    /// empty-catalog notice at start; nothing needs to be read or checked).
+    fn count(&self) -> Result<usize, StoreError> {
+        Ok(self.discover()?.backups.len())
+    }
+
     /// The store's own consistency check beyond single backups, as a list of problems;
     /// `read_data` reads every stored byte. Object stores have none of their own.
     fn check(&self, _read_data: bool, _ctx: &JobContext) -> Result<Vec<String>, StoreError> {

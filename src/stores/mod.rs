@@ -9,10 +9,13 @@ pub mod discover;
 pub mod local;
 pub mod manifest;
 pub mod memory;
+pub mod objects;
 pub mod s3;
 
 use std::io::{Read, Write};
 use std::sync::Arc;
+
+pub use backups::{BackupStore, BackupWriter, NewBackup};
 
 use crate::config::{StoreConfig, StoreKind};
 
@@ -99,21 +102,27 @@ pub trait Store: Send + Sync {
     }
 }
 
-/// Build the store a config section describes.
-pub fn open_store(name: &str, cfg: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
-    match cfg.kind {
+/// Build the store a config section describes: the one place that looks at its kind.
+pub fn open_store(name: &str, cfg: &StoreConfig) -> Result<Arc<dyn BackupStore>, StoreError> {
+    let level = cfg
+        .compression_level
+        .unwrap_or(crate::pipe::DEFAULT_COMPRESSION_LEVEL);
+    let objects: Arc<dyn Store> = match cfg.kind {
         StoreKind::Local => {
             let path = cfg
                 .path
                 .clone()
                 .ok_or_else(|| StoreError::Other(format!("stores.{name}: no path")))?;
-            Ok(Arc::new(local::LocalStore::new(name, path)))
+            Arc::new(local::LocalStore::new(name, path))
         }
-        StoreKind::S3 => Ok(Arc::new(s3::S3Store::new(name, cfg)?)),
-        StoreKind::Repository => Err(StoreError::Other(format!(
-            "stores.{name}: repository stores are not wired in yet"
-        ))),
-    }
+        StoreKind::S3 => Arc::new(s3::S3Store::new(name, cfg)?),
+        StoreKind::Repository => {
+            return Err(StoreError::Other(format!(
+                "stores.{name}: repository stores are not wired in yet"
+            )));
+        }
+    };
+    Ok(Arc::new(objects::ObjectBackups::new(objects, level)))
 }
 
 /// Keys are built from validated names; refuse anything that could leave the store.
