@@ -258,9 +258,9 @@ bench_time() {
 # files of the same total size, else "MISMATCH (...)".
 bench_same_tree() {
     local a b
-    a=$(cd "$1" && find . -type f -printf '%s\n' | awk '{n++; s+=$1} END {print n, s}')
+    a=$(cd "$1" && find . -type f -printf '%s\n' | awk '{n++; s+=$1} END {printf "%d %.0f\n", n, s}')
     if [[ -d $2 ]]; then
-        b=$(cd "$2" && find . -type f -printf '%s\n' | awk '{n++; s+=$1} END {print n, s}')
+        b=$(cd "$2" && find . -type f -printf '%s\n' | awk '{n++; s+=$1} END {printf "%d %.0f\n", n, s}')
     else
         b=missing
     fi
