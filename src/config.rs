@@ -12,6 +12,8 @@ use serde::{Deserialize, Deserializer};
 mod chat;
 pub use chat::{DiscordMode, SlackMode};
 mod state_backup;
+mod store;
+pub use store::{StoreConfig, StoreKind};
 mod web;
 pub use state_backup::{STATE_TARGET, StateBackup};
 pub use web::WebConfig;
@@ -152,120 +154,6 @@ fn default_discord_api() -> String {
 #[serde(deny_unknown_fields)]
 pub struct HooksConfig {
     pub alertmanager_token: Option<Secret>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StoreKind {
-    Local,
-    S3,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StoreConfig {
-    pub kind: StoreKind,
-    /// local: the directory backups are written to.
-    pub path: Option<PathBuf>,
-    /// s3: bucket, key prefix, region and an optional endpoint for S3-compatible servers.
-    pub bucket: Option<String>,
-    #[serde(default)]
-    pub prefix: String,
-    pub region: Option<String>,
-    pub endpoint: Option<String>,
-    /// s3: server-side encryption of every object: "AES256" (S3-managed keys) or
-    /// "aws:kms" (KMS, with `sse_kms_key_id` or the bucket's default key).
-    pub sse: Option<String>,
-    pub sse_kms_key_id: Option<String>,
-    /// s3: object-lock retention put on every object written, so that backups cannot
-    /// be deleted early even with this host's credentials: "GOVERNANCE" or "COMPLIANCE",
-    /// for `object_lock_days` days. The bucket must have object lock enabled.
-    pub object_lock_mode: Option<String>,
-    pub object_lock_days: Option<u32>,
-    /// zstd level of backups written to this store, 1 (fastest) to 19 (smallest).
-    pub compression_level: Option<i32>,
-}
-
-impl StoreConfig {
-    /// The s3-only keys that are set, for refusing them on other kinds.
-    fn s3_keys_set(&self) -> Vec<&'static str> {
-        let mut set = Vec::new();
-        let pairs: [(&'static str, bool); 8] = [
-            ("bucket", self.bucket.is_some()),
-            ("prefix", !self.prefix.is_empty()),
-            ("region", self.region.is_some()),
-            ("endpoint", self.endpoint.is_some()),
-            ("sse", self.sse.is_some()),
-            ("sse_kms_key_id", self.sse_kms_key_id.is_some()),
-            ("object_lock_mode", self.object_lock_mode.is_some()),
-            ("object_lock_days", self.object_lock_days.is_some()),
-        ];
-        for (key, present) in pairs {
-            if present {
-                set.push(key);
-            }
-        }
-        set
-    }
-
-    /// Checks of an s3 section's own keys.
-    fn validate_s3(&self, name: &str) -> Result<(), String> {
-        let key = |k: &str| format!("stores.{name}.{k}");
-        if self.bucket.as_deref().is_none_or(str::is_empty) {
-            return Err(format!(
-                "stores.{name}: `bucket` is required for kind \"s3\""
-            ));
-        }
-        if let Some(endpoint) = &self.endpoint
-            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
-        {
-            return Err(format!(
-                "{}: must be a URL starting with http:// or https://, not {endpoint:?}",
-                key("endpoint")
-            ));
-        }
-        match self.sse.as_deref() {
-            None | Some("AES256") | Some("aws:kms") => {}
-            Some(other) => {
-                return Err(format!(
-                    "{}: must be \"AES256\" or \"aws:kms\", not {other:?}",
-                    key("sse")
-                ));
-            }
-        }
-        if self.sse_kms_key_id.is_some() && self.sse.as_deref() != Some("aws:kms") {
-            return Err(format!(
-                "{}: needs sse = \"aws:kms\"",
-                key("sse_kms_key_id")
-            ));
-        }
-        match (self.object_lock_mode.as_deref(), self.object_lock_days) {
-            (None, None) => {}
-            (Some("GOVERNANCE" | "COMPLIANCE"), Some(days)) if days >= 1 => {}
-            (Some("GOVERNANCE" | "COMPLIANCE"), Some(_)) => {
-                return Err(format!("{}: must be at least 1", key("object_lock_days")));
-            }
-            (Some("GOVERNANCE" | "COMPLIANCE"), None) => {
-                return Err(format!(
-                    "{}: required with object_lock_mode",
-                    key("object_lock_days")
-                ));
-            }
-            (Some(other), _) => {
-                return Err(format!(
-                    "{}: must be \"GOVERNANCE\" or \"COMPLIANCE\", not {other:?}",
-                    key("object_lock_mode")
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(format!(
-                    "{}: required with object_lock_days",
-                    key("object_lock_mode")
-                ));
-            }
-        }
-        Ok(())
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -537,6 +425,7 @@ const SECRET_KEYS: &[&str] = &[
     "public_key",
     "token",
     "alertmanager_token",
+    "password",
 ];
 
 impl Config {
@@ -632,35 +521,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         for (name, store) in &self.stores {
             check_name("stores", name)?;
-            if let Some(level) = store.compression_level
-                && !(1..=19).contains(&level)
-            {
-                return Err(format!(
-                    "stores.{name}.compression_level: {level} is not a zstd level from 1 to 19"
-                ));
-            }
-            match store.kind {
-                StoreKind::Local => {
-                    if store.path.is_none() {
-                        return Err(format!(
-                            "stores.{name}: `path` is required for kind \"local\""
-                        ));
-                    }
-                    if let Some(k) = store.s3_keys_set().first() {
-                        return Err(format!(
-                            "stores.{name}.{k}: only stores of kind \"s3\" take this key"
-                        ));
-                    }
-                }
-                StoreKind::S3 => {
-                    if store.path.is_some() {
-                        return Err(format!(
-                            "stores.{name}.path: stores of kind \"s3\" take `bucket` and `prefix`, not `path`"
-                        ));
-                    }
-                    store.validate_s3(name)?;
-                }
-            }
+            store.validate(name)?;
         }
         for (name, t) in &self.targets {
             check_name("targets", name)?;

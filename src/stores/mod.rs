@@ -110,6 +110,9 @@ pub fn open_store(name: &str, cfg: &StoreConfig) -> Result<Arc<dyn Store>, Store
             Ok(Arc::new(local::LocalStore::new(name, path)))
         }
         StoreKind::S3 => Ok(Arc::new(s3::S3Store::new(name, cfg)?)),
+        StoreKind::Repository => Err(StoreError::Other(format!(
+            "stores.{name}: repository stores are not wired in yet"
+        ))),
     }
 }
 

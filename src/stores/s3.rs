@@ -1080,6 +1080,8 @@ mod tests {
             sse_kms_key_id: None,
             object_lock_mode: None,
             object_lock_days: None,
+            location: None,
+            password: None,
             compression_level: None,
         };
         S3Store::new("off", &cfg).unwrap()

@@ -1,0 +1,259 @@
+//! `[stores.<name>]`: where backups are kept. Each kind takes its own keys; the keys of
+//! other kinds are refused so a typo cannot silently mean another store.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::Secret;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    Local,
+    S3,
+    /// A restic-format repository (deduplicated, compressed, encrypted), at a local path
+    /// or on S3, that `restic` itself can read.
+    Repository,
+}
+
+impl StoreKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::Local => "local",
+            StoreKind::S3 => "s3",
+            StoreKind::Repository => "repository",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    pub kind: StoreKind,
+    /// local: the directory backups are written to.
+    pub path: Option<PathBuf>,
+    /// s3: bucket, key prefix, region and an optional endpoint for S3-compatible servers.
+    pub bucket: Option<String>,
+    #[serde(default)]
+    pub prefix: String,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    /// s3: server-side encryption of every object: "AES256" (S3-managed keys) or
+    /// "aws:kms" (KMS, with `sse_kms_key_id` or the bucket's default key).
+    pub sse: Option<String>,
+    pub sse_kms_key_id: Option<String>,
+    /// s3: object-lock retention put on every object written, so that backups cannot
+    /// be deleted early even with this host's credentials: "GOVERNANCE" or "COMPLIANCE",
+    /// for `object_lock_days` days. The bucket must have object lock enabled.
+    pub object_lock_mode: Option<String>,
+    pub object_lock_days: Option<u32>,
+    /// repository: where it is, as restic writes it: a local path, or
+    /// `s3:https://host/bucket/prefix` (`s3:http://…` for a server on loopback).
+    pub location: Option<String>,
+    /// repository: the password its keys are encrypted with; only from `${ENV}`.
+    pub password: Option<Secret>,
+    /// zstd level of backups written to this store, 1 (fastest) to 19 (smallest).
+    pub compression_level: Option<i32>,
+}
+
+impl StoreConfig {
+    /// The s3-only keys that are set, for refusing them on other kinds.
+    pub(super) fn s3_keys_set(&self) -> Vec<&'static str> {
+        let mut set = Vec::new();
+        let pairs: [(&'static str, bool); 8] = [
+            ("bucket", self.bucket.is_some()),
+            ("prefix", !self.prefix.is_empty()),
+            ("region", self.region.is_some()),
+            ("endpoint", self.endpoint.is_some()),
+            ("sse", self.sse.is_some()),
+            ("sse_kms_key_id", self.sse_kms_key_id.is_some()),
+            ("object_lock_mode", self.object_lock_mode.is_some()),
+            ("object_lock_days", self.object_lock_days.is_some()),
+        ];
+        for (key, present) in pairs {
+            if present {
+                set.push(key);
+            }
+        }
+        set
+    }
+
+    /// Checks of the section: keys its kind needs, keys of other kinds refused.
+    pub(super) fn validate(&self, name: &str) -> Result<(), String> {
+        if let Some(level) = self.compression_level
+            && !(1..=19).contains(&level)
+        {
+            return Err(format!(
+                "stores.{name}.compression_level: {level} is not a zstd level from 1 to 19"
+            ));
+        }
+        let kind = self.kind.as_str();
+        let refuse = |key: &str, takes: &str| {
+            Err(format!(
+                "stores.{name}.{key}: only stores of kind {takes} take this key, not \"{kind}\""
+            ))
+        };
+        if self.kind != StoreKind::Repository {
+            if self.location.is_some() {
+                return refuse("location", "\"repository\"");
+            }
+            if self.password.is_some() {
+                return refuse("password", "\"repository\"");
+            }
+        }
+        if self.kind != StoreKind::S3
+            && let Some(k) = self.s3_keys_set().first()
+        {
+            return refuse(k, "\"s3\"");
+        }
+        match self.kind {
+            StoreKind::Local => {
+                if self.path.is_none() {
+                    return Err(format!(
+                        "stores.{name}: `path` is required for kind \"local\""
+                    ));
+                }
+            }
+            StoreKind::S3 => {
+                if self.path.is_some() {
+                    return Err(format!(
+                        "stores.{name}.path: stores of kind \"s3\" take `bucket` and `prefix`, not `path`"
+                    ));
+                }
+                self.validate_s3(name)?;
+            }
+            StoreKind::Repository => {
+                if self.path.is_some() {
+                    return Err(format!(
+                        "stores.{name}.path: stores of kind \"repository\" take `location` (a path or s3:…), not `path`"
+                    ));
+                }
+                if self.location.as_deref().is_none_or(str::is_empty) {
+                    return Err(format!(
+                        "stores.{name}: `location` is required for kind \"repository\""
+                    ));
+                }
+                if self.password.as_ref().is_none_or(|p| p.expose().is_empty()) {
+                    return Err(format!(
+                        "stores.{name}: `password` is required for kind \"repository\" (write it as \"${{SOME_VARIABLE}}\")"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks of an s3 section's own keys.
+    pub(super) fn validate_s3(&self, name: &str) -> Result<(), String> {
+        let key = |k: &str| format!("stores.{name}.{k}");
+        if self.bucket.as_deref().is_none_or(str::is_empty) {
+            return Err(format!(
+                "stores.{name}: `bucket` is required for kind \"s3\""
+            ));
+        }
+        if let Some(endpoint) = &self.endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(format!(
+                "{}: must be a URL starting with http:// or https://, not {endpoint:?}",
+                key("endpoint")
+            ));
+        }
+        match self.sse.as_deref() {
+            None | Some("AES256") | Some("aws:kms") => {}
+            Some(other) => {
+                return Err(format!(
+                    "{}: must be \"AES256\" or \"aws:kms\", not {other:?}",
+                    key("sse")
+                ));
+            }
+        }
+        if self.sse_kms_key_id.is_some() && self.sse.as_deref() != Some("aws:kms") {
+            return Err(format!(
+                "{}: needs sse = \"aws:kms\"",
+                key("sse_kms_key_id")
+            ));
+        }
+        match (self.object_lock_mode.as_deref(), self.object_lock_days) {
+            (None, None) => {}
+            (Some("GOVERNANCE" | "COMPLIANCE"), Some(days)) if days >= 1 => {}
+            (Some("GOVERNANCE" | "COMPLIANCE"), Some(_)) => {
+                return Err(format!("{}: must be at least 1", key("object_lock_days")));
+            }
+            (Some("GOVERNANCE" | "COMPLIANCE"), None) => {
+                return Err(format!(
+                    "{}: required with object_lock_mode",
+                    key("object_lock_days")
+                ));
+            }
+            (Some(other), _) => {
+                return Err(format!(
+                    "{}: must be \"GOVERNANCE\" or \"COMPLIANCE\", not {other:?}",
+                    key("object_lock_mode")
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(format!(
+                    "{}: required with object_lock_days",
+                    key("object_lock_mode")
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{Config, StoreKind};
+
+    fn parse(store: &str) -> Result<Config, String> {
+        let env = |name: &str| (name == "REPO_PW").then(|| "correct horse".to_string());
+        let text = format!("[stores.vault]\n{store}\n");
+        Config::parse(&text, "t.toml", Path::new("/etc/lifeboat"), &env).map_err(|e| e.message)
+    }
+
+    #[test]
+    fn repository_takes_a_location_and_a_password_from_the_environment() {
+        let c = parse("kind = \"repository\"\nlocation = \"s3:http://127.0.0.1:9000/b/lifeboat\"\npassword = \"${REPO_PW}\"").unwrap();
+        let s = &c.stores["vault"];
+        assert_eq!(s.kind, StoreKind::Repository);
+        assert_eq!(s.password.as_ref().unwrap().expose(), "correct horse");
+        assert_eq!(format!("{:?}", s.password), "Some(***)");
+    }
+
+    #[test]
+    fn repository_mistakes_are_named() {
+        let literal =
+            parse("kind = \"repository\"\nlocation = \"/srv/repo\"\npassword = \"hunter2\"")
+                .unwrap_err();
+        assert!(
+            literal.contains("stores.vault.password: secrets must come from the environment"),
+            "{literal}"
+        );
+        assert!(!literal.contains("hunter2"), "{literal}");
+        let none = parse("kind = \"repository\"\nlocation = \"/srv/repo\"").unwrap_err();
+        assert!(none.contains("`password` is required"), "{none}");
+        let no_location = parse("kind = \"repository\"\npassword = \"${REPO_PW}\"").unwrap_err();
+        assert!(
+            no_location.contains("`location` is required"),
+            "{no_location}"
+        );
+        let path = parse("kind = \"repository\"\npath = \"/srv/repo\"\nlocation = \"/srv/repo\"\npassword = \"${REPO_PW}\"").unwrap_err();
+        assert!(path.contains("take `location`"), "{path}");
+        let bucket = parse("kind = \"repository\"\nlocation = \"/srv/repo\"\npassword = \"${REPO_PW}\"\nbucket = \"b\"").unwrap_err();
+        assert!(
+            bucket.contains("stores.vault.bucket: only stores of kind \"s3\""),
+            "{bucket}"
+        );
+        let local =
+            parse("kind = \"local\"\npath = \"/srv/b\"\npassword = \"${REPO_PW}\"").unwrap_err();
+        assert!(
+            local.contains("stores.vault.password: only stores of kind \"repository\""),
+            "{local}"
+        );
+    }
+}
