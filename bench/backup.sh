@@ -25,205 +25,24 @@ SIZE_MB=${BENCH_SIZE_MB:-1024}
 ROUNDS=${BENCH_ROUNDS:-3}
 WORK=${BENCH_DIR:-/tmp/lifeboat-bench}
 REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-GEN_VERSION=1 # bump when the generators change, to force regeneration
-
-log() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$REPO_DIR/bench/lib.sh"
 
 [[ $SIZE_MB =~ ^[0-9]+$ ]] && ((SIZE_MB >= 16)) || die "BENCH_SIZE_MB must be an integer >= 16 (got '$SIZE_MB')"
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer (got '$ROUNDS')"
 START_SECONDS=$SECONDS
 
-# --- 1. tools -------------------------------------------------------------------------
-need_pkgs=()
-command -v sqlite3 >/dev/null || need_pkgs+=(sqlite3)
-command -v zstd >/dev/null || need_pkgs+=(zstd)
-command -v restic >/dev/null || need_pkgs+=(restic)
-[[ -x /usr/bin/time ]] || need_pkgs+=(time)
-if ((${#need_pkgs[@]})); then
-    log "installing missing tools: ${need_pkgs[*]}"
-    SUDO=()
-    if ((EUID != 0)); then
-        command -v sudo >/dev/null || die "need root or sudo to install: ${need_pkgs[*]}"
-        SUDO=(sudo)
-    fi
-    "${SUDO[@]}" apt-get update -qq || die "apt-get update failed"
-    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${need_pkgs[@]}" >/dev/null ||
-        die "apt-get install ${need_pkgs[*]} failed"
-fi
+# --- 1. tools, build, data ---------------------------------------------------------------
+bench_tools sqlite3 zstd restic time
 command -v python3 >/dev/null || die "python3 is required to generate the data"
 python3 -c 'import sqlite3' 2>/dev/null || die "python3 lacks the sqlite3 module"
 command -v cargo >/dev/null || die "cargo is required to build lifeboat"
-
-# --- 2. build -------------------------------------------------------------------------
-log "building lifeboat (release)"
-(cd "$REPO_DIR" && cargo build --release --quiet) || die "cargo build --release failed in $REPO_DIR (see the compiler output above)"
-REVISION=$(git -C "$REPO_DIR" describe --always --dirty 2>/dev/null || echo unknown)
-TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_DIR/target}
-[[ $TARGET_DIR = /* ]] || TARGET_DIR=$REPO_DIR/$TARGET_DIR
-LB=$TARGET_DIR/release/lifeboat
-[[ -x $LB ]] || die "built binary not found at $LB"
-
-# --- 3. data --------------------------------------------------------------------------
+bench_build
 SRC=$WORK/src
 DB=$SRC/bench.db
 TREE=$SRC/tree
-mkdir -p "$SRC"
-STAMP="v$GEN_VERSION size_mb=$SIZE_MB"
-
-if [[ -f $DB && "$(cat "$SRC/.db.stamp" 2>/dev/null)" == "$STAMP" ]]; then
-    log "reusing database $DB"
-else
-    log "generating a ${SIZE_MB} MiB SQLite database (WAL mode) at $DB"
-    rm -f "$DB" "$DB-wal" "$DB-shm" "$SRC/.db.stamp" "$SRC/gen.db" "$SRC/gen.db-wal" "$SRC/gen.db-shm"
-    t0=$SECONDS
-    python3 - "$SRC/gen.db" "$SIZE_MB" <<'PY'
-import random, re, sqlite3, sys
-path, size_mb = sys.argv[1], int(sys.argv[2])
-rng = random.Random(0x11FEB0A7)  # fixed seed: the same bytes every time
-letters = "abcdefghijklmnopqrstuvwxyz"
-vocab = ["".join(rng.choice(letters) for _ in range(rng.randint(2, 10))) for _ in range(400)]
-templates = [
-    "request {w} for /api/v1/{w}/{n} completed with status {c} in {n} ms",
-    "user {n} signed in from {w} using {w} client version 4.{n}",
-    "cache miss for key {w}:{n}, fetching from upstream {w}",
-    "payment {n} authorised for customer {n} amount {n}.{n} EUR",
-    "slow query on table {w} took {n} ms, rows examined {n}",
-    "retrying delivery of message {n} to queue {w} (attempt {c})",
-    "session {n} expired after {n} seconds of inactivity",
-    "scheduled job {w} finished, {n} items processed, {c} skipped",
-]
-parts, total = [], 0
-while total < 4_000_000:  # ~4 MB of log-like text, sliced into rows
-    t = rng.choice(templates)
-    t = re.sub(r"\{w\}", lambda m: rng.choice(vocab), t)
-    t = re.sub(r"\{n\}", lambda m: str(rng.randint(1, 99999)), t)
-    t = re.sub(r"\{c\}", lambda m: str(rng.choice([200, 201, 204, 301, 404, 500])), t)
-    parts.append(t + ". ")
-    total += len(parts[-1])
-pool = "".join(parts)
-plen = len(pool)
-kinds = ["login", "logout", "purchase", "refund", "view", "search", "error", "signup"]
-hosts = [f"web-{i:02d}.eu-west.example.net" for i in range(24)]
-con = sqlite3.connect(path, isolation_level=None)
-con.execute("PRAGMA journal_mode=WAL")
-con.execute("PRAGMA synchronous=OFF")
-con.execute("PRAGMA cache_size=-65536")
-con.execute("""CREATE TABLE events(id INTEGER PRIMARY KEY, ts INTEGER NOT NULL,
-    kind TEXT NOT NULL, host TEXT NOT NULL, user_id INTEGER NOT NULL, token TEXT NOT NULL,
-    message TEXT NOT NULL, payload TEXT NOT NULL)""")
-con.execute("CREATE INDEX events_kind_ts ON events(kind, ts)")
-con.execute("CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, created INTEGER NOT NULL)")
-con.execute("BEGIN")
-con.executemany("INSERT INTO users VALUES (?,?,?,?)",
-                ((i, f"user {i}", f"user{i}@example.com", 1600000000 + i * 37) for i in range(1, 50001)))
-con.execute("COMMIT")
-page_size = con.execute("PRAGMA page_size").fetchone()[0]
-target = size_mb * 1024 * 1024
-ts, rid = 1700000000, 0
-while True:
-    rows = []
-    for _ in range(5000):
-        rid += 1
-        ts += rng.randint(0, 3)
-        off = rng.randrange(plen - 1024)
-        rows.append((rid, ts, rng.choice(kinds), rng.choice(hosts), rng.randint(1, 50000),
-                     rng.randbytes(16).hex(), pool[off:off + rng.randint(200, 600)],
-                     '{"v":2,"trace":"' + rng.randbytes(rng.randint(50, 180)).hex() + '"}'))
-    con.execute("BEGIN")
-    con.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?)", rows)
-    con.execute("COMMIT")
-    if con.execute("PRAGMA page_count").fetchone()[0] * page_size >= target:
-        break
-con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-con.close()
-print(f"{rid} event rows", file=sys.stderr)
-PY
-    [[ "$(sqlite3 "$SRC/gen.db" 'PRAGMA journal_mode')" == wal ]] || die "generated database is not in WAL mode"
-    rm -f "$SRC/gen.db-wal" "$SRC/gen.db-shm"
-    mv "$SRC/gen.db" "$DB"
-    echo "$STAMP" >"$SRC/.db.stamp"
-    log "database generated in $((SECONDS - t0)) s"
-fi
-
-if [[ -d $TREE && "$(cat "$SRC/.tree.stamp" 2>/dev/null)" == "$STAMP" ]]; then
-    log "reusing directory tree $TREE"
-else
-    log "generating a ${SIZE_MB} MiB directory tree at $TREE"
-    rm -rf "$TREE" "$SRC/gen.tree" "$SRC/.tree.stamp"
-    t0=$SECONDS
-    python3 - "$SRC/gen.tree" "$SIZE_MB" <<'PY'
-import os, random, sys
-root, size_mb = sys.argv[1], int(sys.argv[2])
-rng = random.Random(0xD1EC7081)  # fixed seed: the same tree every time
-total = size_mb * 1024 * 1024
-letters = "abcdefghijklmnopqrstuvwxyz"
-vocab = ["".join(rng.choice(letters) for _ in range(rng.randint(2, 9))) for _ in range(600)]
-lines = []
-for i in range(40000):  # ~3 MB of source-code / log-like lines
-    w = rng.choices(vocab, k=rng.randint(3, 12))
-    lines.append(f"{'    ' * rng.randint(0, 3)}{w[0]} = {w[1]}({', '.join(w[2:])})  # {i}\n")
-pool = "".join(lines).encode()
-plen = len(pool)
-MTIME = 1_700_000_000
-
-def text(n):
-    out, have = [], 0
-    while have < n:
-        off = rng.randrange(plen - 65536)
-        chunk = pool[off:off + min(65536, n - have)]
-        out.append(chunk)
-        have += len(chunk)
-    return b"".join(out)
-
-def write(path, n, random_bytes, chunk=1 << 20):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as f:
-        left = n
-        while left > 0:
-            k = min(chunk, left)
-            f.write(rng.randbytes(k) if random_bytes else text(k))
-            left -= k
-    os.utime(path, (MTIME, MTIME + rng.randint(0, 10_000_000)))
-
-written = 0
-# ~8%: many small files (0.5-8 KiB), 90% text, 50 to a directory, two levels deep
-budget, i = total * 8 // 100, 0
-while written < budget:
-    n = rng.randint(512, 8192)
-    rnd = rng.random() < 0.1
-    d = f"small/d{i // 2500:02d}/e{(i // 50) % 50:02d}"
-    write(os.path.join(root, d, f"f{i:06d}.{'bin' if rnd else 'txt'}"), n, rnd)
-    written += n
-    i += 1
-small_files = i
-# ~30%: medium files (64 KiB - 4 MiB), half random
-budget += total * 30 // 100
-j = 0
-while written < budget:
-    n = rng.randint(64 << 10, 4 << 20)
-    rnd = j % 2 == 1
-    write(os.path.join(root, f"medium/m{j % 8}", f"part{j:04d}.{'dat' if rnd else 'log'}"), n, rnd)
-    written += n
-    j += 1
-# the rest: four large files, two compressible, two random
-rest = max(total - written, 4)
-for k, (name, rnd) in enumerate([("dump.sql", False), ("media.bin", True), ("app.log", False), ("blobs.pack", True)]):
-    write(os.path.join(root, "large", name), rest // 4, rnd)
-# links (relative, inside the tree; one dangling) and empty directories
-os.makedirs(os.path.join(root, "links"), exist_ok=True)
-os.symlink("../small/d00/e00/f000000.txt", os.path.join(root, "links", "first.txt"))
-os.symlink("../large", os.path.join(root, "links", "large-dir"))
-os.symlink("../medium/m0/part0000.log", os.path.join(root, "links", "medium.log"))
-os.symlink("no-such-file", os.path.join(root, "links", "dangling"))
-for d in ("empty/a", "empty/b/c", "medium/m0/empty"):
-    os.makedirs(os.path.join(root, d), exist_ok=True)
-print(f"{small_files} small files, {j} medium files, 4 large files", file=sys.stderr)
-PY
-    mv "$SRC/gen.tree" "$TREE"
-    echo "$STAMP" >"$SRC/.tree.stamp"
-    log "tree generated in $((SECONDS - t0)) s"
-fi
+bench_sqlite_db "$DB" "$SIZE_MB" 0
+bench_tree "$TREE" "$SIZE_MB"
 
 # --- 4. config and output area -----------------------------------------------------------
 OUT=$WORK/out
@@ -268,28 +87,7 @@ fresh_outputs() {
 }
 
 # --- 5. measurements --------------------------------------------------------------------
-CACHE_DROP=no
-if ((EUID == 0)) && { sync; echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null; then
-    CACHE_DROP=yes
-fi
-if [[ $CACHE_DROP == no ]]; then
-    # Cannot drop the page cache: warm it instead, so every command reads warm sources.
-    log "page cache cannot be dropped; warming the sources instead"
-    cat "$DB" >/dev/null
-    tar -cf - -C "$TREE" . >/dev/null
-fi
-
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-if awk -v l="${LOAD_BEFORE%% *}" -v n="$(nproc)" 'BEGIN{exit !(l > n / 2)}'; then
-    log "warning: load average is $LOAD_BEFORE on $(nproc) cores; other work will skew the timings"
-fi
-
-prepare() {
-    sync
-    if [[ $CACHE_DROP == yes ]]; then
-        { echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null || true
-    fi
-}
+bench_cache_setup "$DB" "$TREE"
 
 # One line per measured command, tab-separated:
 # round, operation, tool, seconds, peak RSS KiB, user s, system s, sync s, output bytes, status
@@ -305,8 +103,8 @@ measure() {
     N=$((N + 1))
     local tf=$OUT/logs/$N.time lf=$OUT/logs/$N.log status=ok secs kb user sys s0 s1 size=-
     log "[round $ROUND/$ROUNDS] $op: $tool"
-    prepare
-    if ! /usr/bin/time -f '%e %M %U %S' -o "$tf" "$@" >"$lf" 2>&1; then
+    bench_prepare
+    if ! bench_time "$tf" "$lf" "$@"; then
         status=FAILED
         FAILED=$((FAILED + 1))
         printf 'bench: %s (%s) failed; its output (%s):\n' "$tool" "$op" "$lf" >&2
@@ -369,14 +167,9 @@ done
 # Sanity checks on the last round's restored copies (not timed).
 CHECKS=()
 check_same_tree() { # name path: same file count and byte total as the source tree
-    local a b
-    a=$(cd "$TREE" && find . -type f -printf '%s\n' | awk '{n++; s+=$1} END {print n, s}')
-    if [[ -d $2 ]]; then
-        b=$(cd "$2" && find . -type f -printf '%s\n' | awk '{n++; s+=$1} END {print n, s}')
-    else
-        b=missing
-    fi
-    [[ $a == "$b" ]] && CHECKS+=("$1: ok ($a files/bytes)") || CHECKS+=("$1: MISMATCH (source $a, restored $b)")
+    local r
+    r=$(bench_same_tree "$TREE" "$2")
+    CHECKS+=("$1: $r")
 }
 check_db() {
     local r
@@ -406,7 +199,7 @@ DB_ROWS=$(sqlite3 "$DB" 'SELECT count(*) FROM events')
 echo
 echo "## lifeboat backup benchmark"
 echo
-echo "- machine: $(nproc) cores, $(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/{printf "%.1f GiB RAM", $2/1048576}' /proc/meminfo), kernel $(uname -r)"
+echo "- machine: $(bench_machine)"
 echo "- load average (1/5/15 min) before measuring: $LOAD_BEFORE; after: $LOAD_AFTER"
 echo "- tools: lifeboat $("$LB" --version | awk '{print $2}') (release build of $REVISION, $LB), $(sqlite3 --version | awk '{print "sqlite3 " $1}'), $(zstd --version | grep -o 'v[0-9.]*' | head -1 | sed 's/^/zstd /'), $(restic version | awk '{print $1, $2}')"
 echo "- database: $(mib "$DB_BYTES") MiB, WAL mode, $DB_ROWS event rows ($DB)"
