@@ -1,10 +1,48 @@
-//! How each chat platform reaches lifeboat: Slack over signed HTTP requests or a Socket
-//! Mode WebSocket, Discord over the signed interactions endpoint or its Gateway; and the
-//! checks that each mode has the credentials it needs.
+//! `[slack]` and `[discord]`: the bots' credentials and how each chat platform reaches
+//! lifeboat — Slack over signed HTTP requests or a Socket Mode WebSocket, Discord over the
+//! signed interactions endpoint or its Gateway — and the checks that each mode has the
+//! credentials it needs.
 
 use serde::Deserialize;
 
-use super::{DiscordConfig, SlackConfig};
+use super::Secret;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    /// "http" (default) or "socket"; see `SlackMode`.
+    #[serde(default)]
+    pub mode: SlackMode,
+    /// Required in HTTP mode; in socket mode it also turns the HTTP endpoints on.
+    pub signing_secret: Option<Secret>,
+    /// The app-level token (xapp-...) Socket Mode connects with.
+    pub app_token: Option<Secret>,
+    pub bot_token: Secret,
+    pub alert_channel: Option<String>,
+    #[serde(default = "default_slack_api")]
+    pub api_url: String,
+}
+fn default_slack_api() -> String {
+    "https://slack.com/api/".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscordConfig {
+    /// "http" (default) or "gateway"; see `DiscordMode`.
+    #[serde(default)]
+    pub mode: DiscordMode,
+    /// Required in HTTP mode; in gateway mode it also turns the HTTP endpoint on.
+    pub public_key: Option<Secret>,
+    pub bot_token: Secret,
+    pub application_id: String,
+    pub alert_channel: Option<String>,
+    #[serde(default = "default_discord_api")]
+    pub api_url: String,
+}
+fn default_discord_api() -> String {
+    "https://discord.com/api/v10".into()
+}
 
 /// `[slack] mode`: how Slack's commands, clicks and events arrive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::Secret;
+use super::{Secret, is_http_url};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -153,7 +153,7 @@ impl StoreConfig {
             ));
         }
         if let Some(endpoint) = &self.endpoint
-            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+            && !is_http_url(endpoint)
         {
             return Err(format!(
                 "{}: must be a URL starting with http:// or https://, not {endpoint:?}",
@@ -208,7 +208,7 @@ impl StoreConfig {
 mod tests {
     use std::path::Path;
 
-    use crate::config::{Config, StoreKind};
+    use crate::config::{Config, StoreKind, parse_test};
 
     fn parse(store: &str) -> Result<Config, String> {
         let env = |name: &str| (name == "REPO_PW").then(|| "correct horse".to_string());
@@ -255,5 +255,53 @@ mod tests {
             local.contains("stores.vault.password: only stores of kind \"repository\""),
             "{local}"
         );
+    }
+
+    #[test]
+    fn compression_level_must_be_a_zstd_level() {
+        let store = |level: &str| {
+            parse_test(&format!(
+                "[stores.l]\nkind=\"local\"\npath=\"/tmp\"\ncompression_level={level}\n"
+            ))
+        };
+        assert_eq!(store("9").unwrap().stores["l"].compression_level, Some(9));
+        let e = store("0").unwrap_err().to_string();
+        assert!(
+            e.contains("stores.l.compression_level: 0 is not a zstd level"),
+            "{e}"
+        );
+        assert!(store("22").is_err());
+    }
+
+    #[test]
+    fn s3_settings_are_checked() {
+        let s3 =
+            |extra: &str| parse_test(&format!("[stores.o]\nkind=\"s3\"\nbucket=\"b\"\n{extra}\n"));
+        assert!(s3("sse=\"AES256\"\nobject_lock_mode=\"GOVERNANCE\"\nobject_lock_days=30").is_ok());
+        assert!(s3("sse=\"aws:kms\"\nsse_kms_key_id=\"alias/x\"").is_ok());
+        for (extra, named) in [
+            ("sse=\"aes\"", "stores.o.sse"),
+            ("sse_kms_key_id=\"k\"", "stores.o.sse_kms_key_id"),
+            (
+                "object_lock_mode=\"GOVERNANCE\"",
+                "stores.o.object_lock_days",
+            ),
+            ("object_lock_days=3", "stores.o.object_lock_mode"),
+            (
+                "object_lock_mode=\"LEGAL\"\nobject_lock_days=3",
+                "stores.o.object_lock_mode",
+            ),
+            (
+                "object_lock_mode=\"COMPLIANCE\"\nobject_lock_days=0",
+                "stores.o.object_lock_days",
+            ),
+            ("endpoint=\"localhost:9000\"", "stores.o.endpoint"),
+        ] {
+            let e = s3(extra).unwrap_err().to_string();
+            assert!(e.contains(named), "{extra}: {e}");
+        }
+        let e =
+            parse_test("[stores.l]\nkind=\"local\"\npath=\"/tmp\"\nsse=\"AES256\"\n").unwrap_err();
+        assert!(e.to_string().contains("stores.l.sse"), "{e}");
     }
 }

@@ -1,0 +1,256 @@
+//! `[targets.*]`: what is backed up (a kind, its data and its store), on which
+//! schedules, kept how long, drilled and verified how; the keys each kind requires, and
+//! the filesystem checks `config check` makes of them.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::remote::{check_remote_files, validate_remote};
+use super::{Check, Config, CronSchedule, HumanDuration, Secret, TimeZone, is_http_url, names};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetKind {
+    Sqlite,
+    Directory,
+    GcpDisk,
+    Command,
+    External,
+}
+
+impl TargetKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Sqlite => "sqlite",
+            TargetKind::Directory => "directory",
+            TargetKind::GcpDisk => "gcp-disk",
+            TargetKind::Command => "command",
+            TargetKind::External => "external",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    pub last: Option<u32>,
+    pub hourly: Option<u32>,
+    pub daily: Option<u32>,
+    pub weekly: Option<u32>,
+    pub monthly: Option<u32>,
+    pub yearly: Option<u32>,
+}
+
+impl Retention {
+    pub fn is_empty(&self) -> bool {
+        *self == Retention::default()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    pub kind: TargetKind,
+    pub path: Option<PathBuf>,
+    pub store: Option<String>,
+    pub schedule: Option<CronSchedule>,
+    pub grace: Option<HumanDuration>,
+    pub max_duration: Option<HumanDuration>,
+    #[serde(default)]
+    pub retention: Retention,
+    pub rto: Option<HumanDuration>,
+    pub rpo: Option<HumanDuration>,
+    #[serde(default = "default_approvals")]
+    pub restore_approvals: u32,
+    pub drill_schedule: Option<CronSchedule>,
+    /// Cron for verifying the newest backup in `serve`; a failed verify alerts.
+    pub verify_schedule: Option<CronSchedule>,
+    #[serde(default)]
+    pub restore_roots: Vec<PathBuf>,
+    pub timezone: Option<TimeZone>,
+    pub realert: Option<HumanDuration>,
+    #[serde(default)]
+    pub checks: Vec<Check>,
+    /// directory: globs relative to `path`; empty include = everything.
+    #[serde(default)]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Remote host (`ssh://user@host:port`) and its SSH settings: the private key
+    /// lifeboat authenticates with (required), the known_hosts file its host key is
+    /// checked against (required), and how long a remote command may send nothing
+    /// before it is ended (default 10m).
+    pub host: Option<String>,
+    pub ssh_identity: Option<PathBuf>,
+    pub ssh_known_hosts: Option<PathBuf>,
+    pub ssh_timeout: Option<HumanDuration>,
+    /// gcp-disk
+    pub project: Option<String>,
+    pub zone: Option<String>,
+    pub disk: Option<String>,
+    pub endpoint: Option<String>,
+    pub credentials: Option<String>,
+    /// gcp-disk: how often to poll a running operation at first (it backs off to ten
+    /// times this). Default 1s.
+    pub poll_interval: Option<HumanDuration>,
+    /// command: argv of a dump command whose stdout is the backup.
+    pub command: Option<Vec<String>>,
+    /// external: bearer token for `POST /hooks/ping/<target>`.
+    pub token: Option<Secret>,
+    /// Added by lifeboat itself (the state database's target), not written in the file.
+    #[serde(skip)]
+    pub built_in: bool,
+}
+
+fn default_approvals() -> u32 {
+    1
+}
+
+impl TargetConfig {
+    /// The path the target's data lives at; validated to exist for local path kinds.
+    pub fn data_path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Whether lifeboat keeps backups of this target that `list` and `prune` see: in a
+    /// store, or (gcp-disk) as cloud snapshots.
+    pub fn keeps_backups(&self) -> bool {
+        self.store.is_some() || self.kind == TargetKind::GcpDisk
+    }
+}
+
+impl Config {
+    pub(super) fn validate_target(&self, name: &str, t: &TargetConfig) -> Result<(), String> {
+        let key = |k: &str| format!("targets.{name}.{k}");
+        let kind = t.kind.as_str();
+        let needs = |present: bool, k: &str| -> Result<(), String> {
+            if present {
+                Ok(())
+            } else {
+                Err(format!("{}: required for kind \"{kind}\"", key(k)))
+            }
+        };
+        match t.kind {
+            TargetKind::Sqlite | TargetKind::Directory => {
+                needs(t.path.is_some(), "path")?;
+                needs(t.store.is_some(), "store")?;
+            }
+            TargetKind::Command => {
+                needs(t.command.as_ref().is_some_and(|c| !c.is_empty()), "command")?;
+                needs(t.store.is_some(), "store")?;
+            }
+            TargetKind::GcpDisk => {
+                needs(t.project.is_some(), "project")?;
+                needs(t.zone.is_some(), "zone")?;
+                needs(t.disk.is_some(), "disk")?;
+                if t.store.is_some() {
+                    return Err(format!(
+                        "{}: gcp-disk targets keep their backups as Compute Engine snapshots, not in a store; remove `store`",
+                        key("store")
+                    ));
+                }
+                match t.credentials.as_deref() {
+                    None | Some("default") | Some("anonymous") => {}
+                    Some(other) => {
+                        return Err(format!(
+                            "{}: must be \"default\" or \"anonymous\", not {other:?}",
+                            key("credentials")
+                        ));
+                    }
+                }
+                if let Some(endpoint) = &t.endpoint
+                    && !is_http_url(endpoint)
+                {
+                    return Err(format!(
+                        "{}: must be a URL starting with http:// or https://",
+                        key("endpoint")
+                    ));
+                }
+            }
+            TargetKind::External => {
+                needs(t.schedule.is_some(), "schedule")?;
+                needs(t.token.is_some(), "token")?;
+            }
+        }
+        if let Some(store) = &t.store
+            && !self.stores.contains_key(store)
+        {
+            return Err(format!(
+                "{}: no store named {store:?} (stores: {})",
+                key("store"),
+                names(self.stores.keys())
+            ));
+        }
+        validate_remote(name, t)?;
+        if !t.include.is_empty() || !t.exclude.is_empty() {
+            for g in t.include.iter().chain(&t.exclude) {
+                globset::Glob::new(g)
+                    .map_err(|e| format!("{}: bad glob {g:?}: {e}", key("include/exclude")))?;
+            }
+        }
+        for (i, c) in t.checks.iter().enumerate() {
+            c.validate(&format!("{}[{i}]", key("checks")), t.kind)?;
+        }
+        Ok(())
+    }
+
+    /// Filesystem checks for `config check`: data paths and restore roots exist.
+    /// Kept out of `validate()` so the bot can start before a target's disk is mounted.
+    pub fn check_reachable(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (name, t) in &self.targets {
+            if t.host.is_some() {
+                problems.extend(check_remote_files(name, t));
+                continue; // its paths are on the other host
+            }
+            for root in &t.restore_roots {
+                if !root.is_dir() {
+                    problems.push(format!(
+                        "targets.{name}.restore_roots: {} is not an existing directory",
+                        root.display()
+                    ));
+                }
+            }
+            let local = matches!(t.kind, TargetKind::Sqlite | TargetKind::Directory);
+            let Some(path) = t.path.as_deref().filter(|_| local) else {
+                continue;
+            };
+            if path == self.server.state {
+                continue; // lifeboat's own state: created on first start
+            }
+            if !path.exists() {
+                problems.push(format!(
+                    "targets.{name}.path: {} does not exist",
+                    path.display()
+                ));
+            }
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse_test as parse;
+
+    #[test]
+    fn unknown_store_reference() {
+        let e = parse("[targets.a]\nkind=\"sqlite\"\npath=\"/tmp/a.db\"\nstore=\"nope\"\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("targets.a.store"), "{e}");
+    }
+
+    #[test]
+    fn gcp_disk_targets_keep_no_store() {
+        let gcp = "[targets.d]\nkind=\"gcp-disk\"\nproject=\"p\"\nzone=\"z\"\ndisk=\"d\"\n";
+        assert!(parse(gcp).is_ok());
+        let e = parse(&format!(
+            "[stores.l]\nkind=\"local\"\npath=\"/tmp\"\n{gcp}store=\"l\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("targets.d.store"), "{e}");
+        let e = parse(&format!("{gcp}credentials=\"mine\"\n")).unwrap_err();
+        assert!(e.to_string().contains("targets.d.credentials"), "{e}");
+    }
+}
