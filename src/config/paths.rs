@@ -22,6 +22,14 @@ impl Config {
             if let Some(p) = store.path.as_mut() {
                 fix(p);
             }
+            // A repository location without a scheme (`s3:`…) is a local path.
+            if let Some(loc) = store.location.as_mut()
+                && !loc.contains(':')
+            {
+                let mut p = PathBuf::from(&*loc);
+                fix(&mut p);
+                *loc = p.to_string_lossy().into_owned();
+            }
         }
         for target in self.targets.values_mut() {
             // A remote target's path and restore roots are paths on that host.
@@ -80,5 +88,19 @@ mod tests {
             Some(Path::new("/etc/var/backups"))
         );
         assert_eq!(c.server.state, Path::new("/etc/var/lifeboat.db"));
+    }
+
+    #[test]
+    fn repository_paths_resolve_but_urls_stay() {
+        let c = parse(
+            "[stores.a]\nkind=\"repository\"\nlocation=\"vault\"\npassword=\"${TOKEN}\"\n\
+             [stores.b]\nkind=\"repository\"\nlocation=\"s3:http://127.0.0.1:9/b/p\"\npassword=\"${TOKEN}\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.stores["a"].location.as_deref(), Some("/etc/lifeboat/vault"));
+        assert_eq!(
+            c.stores["b"].location.as_deref(),
+            Some("s3:http://127.0.0.1:9/b/p")
+        );
     }
 }

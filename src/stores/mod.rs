@@ -10,6 +10,7 @@ pub mod local;
 pub mod manifest;
 pub mod memory;
 pub mod objects;
+pub mod repository;
 pub mod s3;
 
 use std::io::{Read, Write};
@@ -117,9 +118,11 @@ pub fn open_store(name: &str, cfg: &StoreConfig) -> Result<Arc<dyn BackupStore>,
         }
         StoreKind::S3 => Arc::new(s3::S3Store::new(name, cfg)?),
         StoreKind::Repository => {
-            return Err(StoreError::Other(format!(
-                "stores.{name}: repository stores are not wired in yet"
-            )));
+            let location = cfg.location.as_deref().unwrap_or_default();
+            let password = cfg.password.as_ref().map(|p| p.expose()).unwrap_or_default();
+            return Ok(Arc::new(repository::RepositoryStore::new(
+                name, location, password,
+            )?));
         }
     };
     Ok(Arc::new(objects::ObjectBackups::new(objects, level)))

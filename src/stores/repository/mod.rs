@@ -1,0 +1,346 @@
+//! `kind = "repository"`: backups kept in a restic-format repository through rustic_core
+//! (content-defined chunks, deduplicated across backups and targets, compressed and
+//! encrypted), one snapshot per backup, readable by `restic` itself.
+//!
+//! The repository is opened for each operation (the master key is kept after the first
+//! open, so the password's key derivation runs once). Pruning takes the store's lock
+//! exclusively: a prune must never see the packs of a backup still being written as
+//! unreferenced. Backups share it.
+
+mod gate;
+mod location;
+mod reader;
+mod snapshots;
+mod writer;
+
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+
+use rustic_core::repofile::{MasterKey, SnapshotFile, SnapshotId};
+use rustic_core::{
+    CheckOptions, ConfigOptions, Credentials, KeyOptions, OpenStatus, PruneOptions, Repository,
+    RepositoryBackends, RepositoryOptions, RusticError,
+};
+
+pub use location::Location;
+pub use snapshots::COMPRESSION;
+
+use super::StoreError;
+use super::backups::{BackupStore, BackupWriter, NewBackup};
+use super::discover::Discovered;
+use super::manifest::Manifest;
+use crate::progress::JobContext;
+
+type Repo = Repository<OpenStatus>;
+
+pub struct RepositoryStore {
+    name: String,
+    location: String,
+    backends: RepositoryBackends,
+    password: String,
+    /// The master key, once a password has opened a key of the repository.
+    key: Mutex<Option<MasterKey>>,
+    /// Backups at once, or one prune alone.
+    gate: Arc<gate::Gate>,
+}
+
+impl RepositoryStore {
+    pub fn new(name: &str, location: &str, password: &str) -> Result<Self, StoreError> {
+        let parsed = Location::parse(location)
+            .map_err(|e| StoreError::Other(format!("stores.{name}: {e}")))?;
+        let backends = parsed
+            .backends()
+            .map_err(|e| StoreError::Other(format!("stores.{name}: {e}")))?;
+        Ok(RepositoryStore {
+            name: name.to_string(),
+            location: location.to_string(),
+            backends,
+            password: password.to_string(),
+            key: Mutex::new(None),
+            gate: Arc::default(),
+        })
+    }
+
+    fn fail(&self, doing: &str, e: Box<RusticError>) -> StoreError {
+        if e.is_incorrect_password() {
+            return StoreError::Other(format!(
+                "{}: the password does not open this repository (check the variable behind \
+                 stores.{}.password); nothing in it was changed",
+                self.describe(),
+                self.name
+            ));
+        }
+        StoreError::Other(format!("{}: {doing}: {}", self.describe(), one_line(&e)))
+    }
+
+    fn unopened(&self) -> Result<Repository<()>, StoreError> {
+        Repository::new(&RepositoryOptions::default().no_cache(true), &self.backends)
+            .map_err(|e| self.fail("opening", e))
+    }
+
+    /// The open repository, or `None` when none has been initialised at the location.
+    fn open(&self) -> Result<Option<Repo>, StoreError> {
+        let repo = self.unopened()?;
+        if repo
+            .config_id()
+            .map_err(|e| self.fail("reading the config", e))?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let known = self.key.lock().unwrap().clone();
+        let credentials = match known {
+            Some(key) => Credentials::Masterkey(key),
+            None => Credentials::password(&self.password),
+        };
+        let open = repo
+            .open(&credentials)
+            .map_err(|e| self.fail("opening", e))?;
+        *self.key.lock().unwrap() = Some(open.key());
+        Ok(Some(open))
+    }
+
+    fn open_existing(&self) -> Result<Repo, StoreError> {
+        self.open()?.ok_or_else(|| {
+            StoreError::Other(format!(
+                "{}: no repository has been initialised there yet (`lifeboat store init {}`)",
+                self.describe(),
+                self.name
+            ))
+        })
+    }
+
+    fn open_or_init(&self) -> Result<Repo, StoreError> {
+        match self.open()? {
+            Some(repo) => Ok(repo),
+            None => {
+                let repo = self
+                    .unopened()?
+                    .init(
+                        &Credentials::password(&self.password),
+                        &KeyOptions::default(),
+                        &ConfigOptions::default(),
+                    )
+                    .map_err(|e| self.fail("initialising", e))?;
+                tracing::info!(store = %self.name, location = %self.location, "initialised the repository");
+                *self.key.lock().unwrap() = Some(repo.key());
+                Ok(repo)
+            }
+        }
+    }
+
+    /// lifeboat's published snapshots (and the pending ones, flagged).
+    fn our_snapshots(&self, repo: &Repo) -> Result<Vec<SnapshotFile>, StoreError> {
+        Ok(repo
+            .get_all_snapshots()
+            .map_err(|e| self.fail("listing snapshots", e))?
+            .into_iter()
+            .filter(snapshots::is_ours)
+            .collect())
+    }
+
+    fn snapshot_of(&self, repo: &Repo, m: &Manifest) -> Result<SnapshotFile, StoreError> {
+        repo.get_snapshot_from_str(&m.artifact, |_| true)
+            .map_err(|_| StoreError::NotFound {
+                store: self.describe(),
+                key: format!("snapshot {}", m.artifact),
+            })
+    }
+
+    fn prune_options(ignore: Vec<SnapshotId>) -> PruneOptions {
+        // Deleting at once keeps the repository as restic expects it (no packs marked
+        // for later deletion); the lock above is what makes that safe.
+        PruneOptions::default()
+            .instant_delete(true)
+            .ignore_snaps(ignore)
+    }
+}
+
+/// rustic's errors carry guidance over several lines; messages here are one line.
+fn one_line(e: &RusticError) -> String {
+    e.to_string()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl BackupStore for RepositoryStore {
+    fn describe(&self) -> String {
+        format!("repository store \"{}\" ({})", self.name, self.location)
+    }
+
+    fn begin(&self, new: &NewBackup) -> Result<Box<dyn BackupWriter>, StoreError> {
+        let pass = self.gate.writer();
+        let repo = self
+            .open_or_init()?
+            .to_indexed_ids()
+            .map_err(|e| self.fail("reading the index", e))?;
+        Ok(Box::new(writer::SnapshotWriter::start(
+            self.describe(),
+            repo,
+            new,
+            pass,
+        )?))
+    }
+
+    fn backups(&self, target: &str) -> Result<(Vec<Manifest>, Vec<String>), StoreError> {
+        let Some(repo) = self.open()? else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let mut found = Vec::new();
+        let mut broken = Vec::new();
+        for snap in self.our_snapshots(&repo)? {
+            if snapshots::is_pending(&snap) || snapshots::target_of(&snap).as_deref() != Some(target)
+            {
+                continue;
+            }
+            match snapshots::manifest_of(&snap) {
+                Ok(m) => found.push(m),
+                Err(why) => broken.push(format!("snapshot {}: {why}", snap.id)),
+            }
+        }
+        found.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        Ok((found, broken))
+    }
+
+    fn read(&self, m: &Manifest) -> Result<Box<dyn Read + Send>, StoreError> {
+        let repo = self.open()?.ok_or_else(|| StoreError::NotFound {
+            store: self.describe(),
+            key: format!("snapshot {}", m.artifact),
+        })?;
+        let snap = self.snapshot_of(&repo, m)?;
+        let repo = repo
+            .to_indexed()
+            .map_err(|e| self.fail("reading the index", e))?;
+        reader::SnapshotReader::open(self.describe(), repo, &snap)
+    }
+
+    fn remove(&self, m: &Manifest) -> Result<(), StoreError> {
+        let repo = self.open_existing()?;
+        match self.snapshot_of(&repo, m) {
+            Ok(snap) => repo
+                .delete_snapshots(&[snap.id])
+                .map_err(|e| self.fail("forgetting a snapshot", e)),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn bytes_freed(&self, doomed: &[Manifest]) -> Result<u64, StoreError> {
+        let Some(repo) = self.open()? else {
+            return Ok(0);
+        };
+        let mut ignore = Vec::new();
+        for m in doomed {
+            match self.snapshot_of(&repo, m) {
+                Ok(s) => ignore.push(s.id),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let plan = repo
+            .prune_plan(&Self::prune_options(ignore))
+            .map_err(|e| self.fail("planning the prune", e))?;
+        Ok(freed(&plan.stats))
+    }
+
+    fn reclaim(&self, ctx: &JobContext) -> Result<u64, StoreError> {
+        let _alone = self.gate.prune();
+        let Some(repo) = self.open()? else {
+            return Ok(0);
+        };
+        ctx.progress.phase("pruning the repository");
+        let opts = Self::prune_options(Vec::new());
+        let plan = repo
+            .prune_plan(&opts)
+            .map_err(|e| self.fail("planning the prune", e))?;
+        let bytes = freed(&plan.stats);
+        repo.prune(&opts, plan)
+            .map_err(|e| self.fail("pruning", e))?;
+        Ok(bytes)
+    }
+
+    fn clean_leftovers(&self, target: &str) -> Result<usize, StoreError> {
+        let Some(repo) = self.open()? else {
+            return Ok(0);
+        };
+        let pending: Vec<SnapshotId> = self
+            .our_snapshots(&repo)?
+            .into_iter()
+            .filter(|s| snapshots::is_pending(s) && snapshots::target_of(s).as_deref() == Some(target))
+            .map(|s| s.id)
+            .collect();
+        if !pending.is_empty() {
+            repo.delete_snapshots(&pending)
+                .map_err(|e| self.fail("forgetting interrupted snapshots", e))?;
+        }
+        Ok(pending.len())
+    }
+
+    fn discover(&self) -> Result<Discovered, StoreError> {
+        let mut out = Discovered::default();
+        let Some(repo) = self.open()? else {
+            return Ok(out);
+        };
+        for snap in self.our_snapshots(&repo)? {
+            if snapshots::is_pending(&snap) {
+                continue;
+            }
+            match snapshots::manifest_of(&snap) {
+                Ok(m) => out.backups.push(m),
+                Err(why) => out.skipped.push(format!("snapshot {}: {why}", snap.id)),
+            }
+        }
+        out.backups
+            .sort_by(|a, b| (&a.target, &a.created_at).cmp(&(&b.target, &b.created_at)));
+        Ok(out)
+    }
+
+    fn count(&self) -> Result<usize, StoreError> {
+        let Some(repo) = self.open()? else {
+            return Ok(0);
+        };
+        Ok(self
+            .our_snapshots(&repo)?
+            .iter()
+            .filter(|s| !snapshots::is_pending(s))
+            .count())
+    }
+
+    fn check(&self, read_data: bool, ctx: &JobContext) -> Result<Vec<String>, StoreError> {
+        let repo = self.open_existing()?;
+        ctx.progress.phase(if read_data {
+            "checking the repository, reading every pack"
+        } else {
+            "checking the repository"
+        });
+        let results = repo
+            .check(CheckOptions::default().read_data(read_data))
+            .map_err(|e| self.fail("checking", e))?;
+        Ok(results
+            .0
+            .iter()
+            // The level type is not exported; warnings (e.g. packs no index names, left by
+            // an interrupted backup) do not affect integrity.
+            .filter(|(level, _)| format!("{level:?}") == "Error")
+            .map(|(_, e)| format!("repository check: {e}"))
+            .collect())
+    }
+
+    fn init(&self) -> Result<bool, StoreError> {
+        if self.open()?.is_some() {
+            return Ok(false);
+        }
+        self.open_or_init()?;
+        Ok(true)
+    }
+}
+
+/// What a prune plan gives back: packs removed whole, the unused part of repacked
+/// packs, and packs no index knows (left by interrupted backups).
+fn freed(stats: &rustic_core::PruneStats) -> u64 {
+    let size = stats.size_sum();
+    size.remove + size.repackrm + stats.size_unref
+}

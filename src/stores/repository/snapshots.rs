@@ -1,0 +1,78 @@
+//! How a lifeboat backup looks as a restic snapshot: tags name it (`lifeboat`,
+//! `target=<t>`, `id=<id>`), the description carries its manifest as JSON, and the one
+//! file in its tree is the content (the database file, or the directory's tar).
+
+use rustic_core::repofile::SnapshotFile;
+
+use crate::stores::manifest::Manifest;
+
+/// Every snapshot lifeboat writes carries this tag.
+pub const TAG: &str = "lifeboat";
+/// A snapshot still being written: not a backup until its manifest is attached.
+pub const PENDING: &str = "lifeboat-pending";
+/// What `compression` says in a repository backup's manifest.
+pub const COMPRESSION: &str = "restic";
+
+pub fn target_tag(target: &str) -> String {
+    format!("target={target}")
+}
+
+pub fn id_tag(id: &str) -> String {
+    format!("id={id}")
+}
+
+pub fn is_ours(snap: &SnapshotFile) -> bool {
+    snap.tags.contains(TAG)
+}
+
+pub fn is_pending(snap: &SnapshotFile) -> bool {
+    snap.tags.contains(PENDING)
+}
+
+pub fn target_of(snap: &SnapshotFile) -> Option<String> {
+    snap.tags
+        .iter()
+        .find_map(|t| t.strip_prefix("target="))
+        .map(str::to_string)
+}
+
+/// A published snapshot's manifest, with the facts only the snapshot itself knows
+/// (its id) filled in. `Err` says why a snapshot tagged as lifeboat's is not a backup.
+pub fn manifest_of(snap: &SnapshotFile) -> Result<Manifest, String> {
+    let text = snap
+        .description
+        .as_deref()
+        .ok_or("tagged lifeboat but carries no manifest")?;
+    let mut m: Manifest =
+        serde_json::from_str(text).map_err(|e| format!("unreadable manifest: {e}"))?;
+    if target_of(snap).as_deref() != Some(m.target.as_str()) || !snap.tags.contains(&id_tag(&m.id))
+    {
+        return Err(format!(
+            "its tags do not match its manifest (backup {} of {})",
+            m.id, m.target
+        ));
+    }
+    let id = snap.id.to_hex().as_str().to_string();
+    m.artifact = id.clone();
+    // The snapshot id is the SHA-256 of the stored snapshot file.
+    m.sha256 = id;
+    m.compression = COMPRESSION.into();
+    Ok(m)
+}
+
+/// The manifest as kept in the description: the snapshot's own id cannot be inside it.
+pub fn description_of(m: &Manifest) -> String {
+    let mut kept = m.clone();
+    kept.artifact = String::new();
+    kept.sha256 = String::new();
+    serde_json::to_string(&kept).expect("manifest serializes")
+}
+
+/// The machine name restic groups snapshots by.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "lifeboat".into())
+}
