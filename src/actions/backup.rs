@@ -124,7 +124,11 @@ fn backup_locked(app: &App, target: &str, ctx: &JobContext) -> Result<Manifest> 
         directory: directory_facts,
         gcp: None,
     };
-    let manifest = writer.publish(manifest)?;
+    let manifest = match writer.publish(manifest, ctx) {
+        Ok(m) => m,
+        Err(_) if ctx.cancel.is_cancelled() => return Err(Error::Cancelled),
+        Err(e) => return Err(e.into()),
+    };
     app.db.catalog_put(&manifest)?;
     Ok(manifest)
 }

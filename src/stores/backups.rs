@@ -28,8 +28,11 @@ pub struct NewBackup {
 pub trait BackupWriter: Write + Send {
     /// Make the backup durable and listed. `manifest` carries everything but the stored
     /// facts (`artifact`, `compression`, `size_bytes`, `sha256`), which the store fills
-    /// in; the published manifest is returned.
-    fn publish(self: Box<Self>, manifest: Manifest) -> Result<Manifest, StoreError>;
+    /// in; the published manifest is returned. Stores that do their heavy work here
+    /// (the repository chunks and encrypts at publish) report it to `ctx` and stop when
+    /// it is cancelled.
+    fn publish(self: Box<Self>, manifest: Manifest, ctx: &JobContext)
+    -> Result<Manifest, StoreError>;
 }
 
 pub trait BackupStore: Send + Sync {

@@ -12,6 +12,7 @@ use super::discover::Discovered;
 use super::manifest::{Manifest, list_backups, orphan_artifacts};
 use super::{ObjectWriter, Store, StoreError};
 use crate::pipe::{HashWriter, ReadAhead, zstd_encoder};
+use crate::progress::JobContext;
 
 pub struct ObjectBackups {
     objects: Arc<dyn Store>,
@@ -135,7 +136,11 @@ impl Write for ArtifactWriter {
 }
 
 impl BackupWriter for ArtifactWriter {
-    fn publish(self: Box<Self>, mut manifest: Manifest) -> Result<Manifest, StoreError> {
+    fn publish(
+        self: Box<Self>,
+        mut manifest: Manifest,
+        _ctx: &JobContext,
+    ) -> Result<Manifest, StoreError> {
         let ArtifactWriter {
             objects,
             artifact,

@@ -1,14 +1,16 @@
-//! Writing one backup as one snapshot: the content streams through a bounded channel
-//! into rustic_core's archiver (chunking, dedup, compression, encryption) on a thread of
-//! its own. The snapshot it saves is tagged pending; `publish` saves the final snapshot
-//! with the manifest and forgets the pending one, so a backup is listed only when whole.
+//! Writing one backup as one snapshot. The content is spooled to an unnamed temporary
+//! file first: a restic tree records every file's size, and a stream's size is known
+//! only at its end (restic restores a file recorded as empty as empty). At `publish`,
+//! rustic_core's archiver reads the spool (chunking, dedup, compression, encryption) into
+//! a snapshot tagged pending; then the final snapshot, with the manifest, is saved and
+//! the pending one forgotten, so a backup is listed only when whole. An abandoned writer
+//! leaves nothing in the repository; the spool vanishes with its file handle.
 
-use std::io::{self, Read, Write};
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Seek, Write};
 use std::iter::{Once, once};
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::thread::JoinHandle;
 
 use rustic_core::repofile::{Metadata, Node, NodeType, SnapshotFile};
 use rustic_core::{
@@ -18,30 +20,16 @@ use rustic_core::{
 
 use super::gate::WriterPass;
 use super::snapshots::{self, PENDING};
+use crate::progress::{Cancel, JobContext, Progress};
+use crate::stores::StoreError;
 use crate::stores::backups::{BackupWriter, NewBackup};
 use crate::stores::manifest::Manifest;
-use crate::stores::StoreError;
-
-/// Bytes handed to the archiver at a time, and how many such pieces may wait: memory on
-/// the way in stays at a few MiB whatever the size of the backup.
-const PIECE: usize = 1 << 20;
-const PIECES_WAITING: usize = 4;
-
-enum Piece {
-    Data(Vec<u8>),
-    /// The content is complete. A channel closed without it means the backup was
-    /// abandoned, and the archiver must not save what it got as if it were whole.
-    End,
-}
-
-type Archived = (Repository<IndexedIdsStatus>, RusticResult<SnapshotFile>);
 
 pub struct SnapshotWriter {
     describe: String,
     new: NewBackup,
-    buf: Vec<u8>,
-    send: Option<SyncSender<Piece>>,
-    archiver: Option<JoinHandle<Archived>>,
+    repo: Repository<IndexedIdsStatus>,
+    spool: BufWriter<File>,
     /// Keeps prunes of this repository away until the backup is published or dropped.
     _pass: WriterPass,
 }
@@ -53,134 +41,103 @@ impl SnapshotWriter {
         new: &NewBackup,
         pass: WriterPass,
     ) -> Result<SnapshotWriter, StoreError> {
-        let (send, recv) = sync_channel(PIECES_WAITING);
-        let source = ChannelSource {
-            name: new.file_name.clone(),
-            reader: Mutex::new(Some(ChannelReader {
-                recv,
-                current: Vec::new(),
-                pos: 0,
-                ended: false,
-            })),
-        };
-        let mut snap = SnapshotFile {
-            hostname: snapshots::hostname(),
-            program_version: format!("lifeboat {}", env!("CARGO_PKG_VERSION")),
-            ..SnapshotFile::default()
-        };
-        for tag in [
-            snapshots::TAG.to_string(),
-            PENDING.to_string(),
-            snapshots::target_tag(&new.target),
-            snapshots::id_tag(&new.id),
-        ] {
-            snap.tags.add(tag);
-        }
-        // No parent: the content is a stream, so it is always read and chunked in full;
-        // unchanged chunks are still found in the index and not stored again.
-        let opts = BackupOptions::default().parent_opts(ParentOptions::default().force(true));
-        let paths = vec![PathBuf::from(&new.file_name)];
-        let archiver = std::thread::Builder::new()
-            .name("lifeboat-archive".into())
-            .spawn(move || {
-                let saved = repo.archive(&opts, &source, snap, &paths);
-                (repo, saved)
-            })
-            .map_err(|e| StoreError::Other(format!("{describe}: starting the archiver: {e}")))?;
+        let spool = tempfile::tempfile().map_err(|source| StoreError::Io {
+            store: describe.clone(),
+            action: "creating the spool file (in TMPDIR) of",
+            key: format!("backup {}", new.id),
+            source,
+        })?;
         Ok(SnapshotWriter {
             describe,
             new: new.clone(),
-            buf: Vec::with_capacity(PIECE),
-            send: Some(send),
-            archiver: Some(archiver),
+            repo,
+            spool: BufWriter::with_capacity(1 << 20, spool),
             _pass: pass,
         })
     }
+}
 
-    fn send(&mut self, piece: Piece) -> io::Result<()> {
-        let gone = match &self.send {
-            Some(send) => send.send(piece).is_err(),
-            None => true,
-        };
-        if gone {
-            // The archiver stopped taking content: it failed; say why.
-            let why = match self.finish_archiver() {
-                Ok((_, Err(e))) => e.to_string(),
-                Ok((_, Ok(_))) => "the archiver stopped early".to_string(),
-                Err(e) => e.to_string(),
-            };
-            return Err(io::Error::other(format!(
-                "{}: writing backup {}: {why}",
-                self.describe, self.new.id
-            )));
-        }
-        Ok(())
+/// The snapshot the archiver saves: tagged as lifeboat's, and pending.
+fn pending_snapshot(new: &NewBackup) -> SnapshotFile {
+    let mut snap = SnapshotFile {
+        hostname: snapshots::hostname(),
+        program_version: format!("lifeboat {}", env!("CARGO_PKG_VERSION")),
+        ..SnapshotFile::default()
+    };
+    for tag in [
+        snapshots::TAG.to_string(),
+        PENDING.to_string(),
+        snapshots::target_tag(&new.target),
+        snapshots::id_tag(&new.id),
+    ] {
+        snap.tags.add(tag);
     }
-
-    fn send_buffered(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let piece = std::mem::replace(&mut self.buf, Vec::with_capacity(PIECE));
-        self.send(Piece::Data(piece))
-    }
-
-    fn finish_archiver(&mut self) -> Result<Archived, StoreError> {
-        self.send = None;
-        let handle = self
-            .archiver
-            .take()
-            .ok_or_else(|| StoreError::Other(format!("{}: archiver already finished", self.describe)))?;
-        handle
-            .join()
-            .map_err(|_| StoreError::Other(format!("{}: the archiver panicked", self.describe)))
-    }
+    snap
 }
 
 impl Write for SnapshotWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let room = PIECE - self.buf.len();
-        let n = room.min(data.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == PIECE {
-            self.send_buffered()?;
-        }
-        Ok(n)
+        self.spool.write(data)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.send_buffered()
+        self.spool.flush()
     }
 }
 
 impl BackupWriter for SnapshotWriter {
-    fn publish(mut self: Box<Self>, mut manifest: Manifest) -> Result<Manifest, StoreError> {
-        let io_err = |describe: &str, id: &str, e: io::Error| StoreError::Io {
-            store: describe.to_string(),
-            action: "writing",
-            key: format!("backup {id}"),
-            source: e,
+    fn publish(
+        self: Box<Self>,
+        mut manifest: Manifest,
+        ctx: &JobContext,
+    ) -> Result<Manifest, StoreError> {
+        let SnapshotWriter {
+            describe,
+            new,
+            repo,
+            spool,
+            _pass,
+        } = *self;
+        let fail = |doing: &str, why: &dyn std::fmt::Display| {
+            StoreError::Other(format!("{describe}: {doing} backup {}: {why}", new.id))
         };
-        self.send_buffered()
-            .map_err(|e| io_err(&self.describe, &self.new.id, e))?;
-        self.send(Piece::End)
-            .map_err(|e| io_err(&self.describe, &self.new.id, e))?;
-        let (repo, saved) = self.finish_archiver()?;
-        let pending = saved.map_err(|e| {
-            StoreError::Other(format!(
-                "{}: writing backup {}: {e}",
-                self.describe, self.new.id
-            ))
-        })?;
+        let mut spool = spool.into_inner().map_err(|e| fail("spooling", &e))?;
+        let size = spool
+            .stream_position()
+            .and_then(|n| spool.rewind().map(|()| n))
+            .map_err(|e| fail("spooling", &e))?;
+        ctx.progress.phase("chunking, encrypting and storing");
+        ctx.progress.total(Some(size));
+        let source = SpoolSource {
+            name: new.file_name.clone(),
+            size,
+            reader: Mutex::new(Some(SpoolReader {
+                file: spool,
+                progress: ctx.progress.clone(),
+                cancel: ctx.cancel.clone(),
+            })),
+        };
+        // No parent: the spool is always read in full; chunks already stored are found
+        // in the index and not stored again.
+        let opts = BackupOptions::default().parent_opts(ParentOptions::default().force(true));
+        let paths = [PathBuf::from(&new.file_name)];
+        let pending = repo
+            .archive(&opts, &source, pending_snapshot(&new), &paths)
+            .map_err(|e| fail("writing", &super::one_line(&e)))?;
         let summary = pending.summary.clone().unwrap_or_default();
         if summary.total_files_processed != 1 {
-            // The archiver skips a file it could not read and saves the rest: here that
-            // would be an empty snapshot. Never publish it.
+            // The archiver skips a file it cannot read (here: cancelled) and saves the
+            // rest, an empty snapshot. Never publish that.
             let _ = repo.delete_snapshots(&[pending.id]);
-            return Err(StoreError::Other(format!(
-                "{}: backup {}: the archiver did not store the content",
-                self.describe, self.new.id
-            )));
+            if ctx.cancel.is_cancelled() {
+                return Err(StoreError::Io {
+                    store: describe.clone(),
+                    action: "writing",
+                    key: format!("backup {}", new.id),
+                    source: io::Error::other(crate::progress::Cancelled),
+                });
+            }
+            return Err(fail("writing", &"the archiver did not store the content"));
         }
         manifest.size_bytes = summary.data_added_packed;
         let mut published = pending.clone();
@@ -189,66 +146,46 @@ impl BackupWriter for SnapshotWriter {
             published.tags.add(tag.clone());
         }
         published.description = Some(snapshots::description_of(&manifest));
-        let fail = |e: Box<rustic_core::RusticError>| {
-            StoreError::Other(format!(
-                "{}: publishing backup {}: {e}",
-                self.describe, self.new.id
-            ))
-        };
-        repo.save_snapshots(vec![published]).map_err(fail)?;
+        let failed = |e: Box<rustic_core::RusticError>| fail("publishing", &super::one_line(&e));
+        repo.save_snapshots(vec![published]).map_err(failed)?;
         // The pending snapshot goes only once the final one is saved; if this step is cut
         // short, the next backup of the target forgets it (`clean_leftovers`).
-        repo.delete_snapshots(&[pending.id]).map_err(fail)?;
+        repo.delete_snapshots(&[pending.id]).map_err(failed)?;
+        let id_tag = snapshots::id_tag(&new.id);
         let saved = repo
             .get_all_snapshots()
-            .map_err(fail)?
+            .map_err(failed)?
             .into_iter()
             .filter(|s| snapshots::is_ours(s) && !snapshots::is_pending(s))
-            .find(|s| s.tags.contains(&snapshots::id_tag(&self.new.id))
-                && snapshots::target_of(s).as_deref() == Some(self.new.target.as_str()))
-            .ok_or_else(|| {
-                StoreError::Other(format!(
-                    "{}: backup {} was saved but is not listed",
-                    self.describe, self.new.id
-                ))
-            })?;
-        snapshots::manifest_of(&saved).map_err(|why| {
-            StoreError::Other(format!("{}: backup {}: {why}", self.describe, self.new.id))
-        })
+            .find(|s| {
+                s.tags.contains(&id_tag)
+                    && snapshots::target_of(s).as_deref() == Some(new.target.as_str())
+            })
+            .ok_or_else(|| fail("publishing", &"it was saved but is not listed"))?;
+        snapshots::manifest_of(&saved).map_err(|why| fail("publishing", &why))
     }
 }
 
-impl Drop for SnapshotWriter {
-    fn drop(&mut self) {
-        // Abandoned (cancelled, failed): close the channel without `End`, so the
-        // archiver's read fails; wait for it, and forget whatever it saved.
-        if self.archiver.is_some()
-            && let Ok((repo, Ok(snap))) = self.finish_archiver()
-            && snap.id != Default::default()
-        {
-            let _ = repo.delete_snapshots(&[snap.id]);
-        }
-    }
-}
-
-/// The archiver's view of the stream: one file, opened once.
-struct ChannelSource {
+/// The archiver's view of the spool: one file of known size, opened once.
+struct SpoolSource {
     name: String,
-    reader: Mutex<Option<ChannelReader>>,
+    size: u64,
+    reader: Mutex<Option<SpoolReader>>,
 }
 
-impl ReadSource for ChannelSource {
-    type Open = ChannelReader;
-    type Iter = Once<RusticResult<ReadSourceEntry<ChannelReader>>>;
+impl ReadSource for SpoolSource {
+    type Open = SpoolReader;
+    type Iter = Once<RusticResult<ReadSourceEntry<SpoolReader>>>;
 
     fn size(&self) -> RusticResult<Option<u64>> {
-        Ok(None)
+        Ok(Some(self.size))
     }
 
     fn entries(&self) -> Self::Iter {
         let meta = Metadata {
             mode: Some(0o600),
             mtime: Some(rustic_core::jiff::Timestamp::now()),
+            size: self.size,
             ..Metadata::default()
         };
         let node = Node::new_node(std::ffi::OsStr::new(&self.name), NodeType::File, meta);
@@ -260,34 +197,18 @@ impl ReadSource for ChannelSource {
     }
 }
 
-pub struct ChannelReader {
-    recv: Receiver<Piece>,
-    current: Vec<u8>,
-    pos: usize,
-    ended: bool,
+/// The spool as the archiver reads it, reporting progress and stopping when cancelled.
+pub struct SpoolReader {
+    file: File,
+    progress: std::sync::Arc<dyn Progress>,
+    cancel: Cancel,
 }
 
-impl Read for ChannelReader {
+impl Read for SpoolReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.current.len() {
-            if self.ended {
-                return Ok(0);
-            }
-            match self.recv.recv() {
-                Ok(Piece::Data(d)) => {
-                    self.current = d;
-                    self.pos = 0;
-                }
-                Ok(Piece::End) => self.ended = true,
-                Err(_) => {
-                    // Not `Interrupted`: readers retry those.
-                    return Err(io::Error::other("the backup was abandoned before its end"));
-                }
-            }
-        }
-        let n = out.len().min(self.current.len() - self.pos);
-        out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
-        self.pos += n;
+        self.cancel.check()?;
+        let n = self.file.read(out)?;
+        self.progress.advance(n as u64);
         Ok(n)
     }
 }
