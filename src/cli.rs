@@ -54,6 +54,9 @@ pub enum Command {
     Verify {
         target: String,
         backup: Option<String>,
+        /// Also have the store read back every byte it holds (a repository: every pack)
+        #[arg(long)]
+        read_data: bool,
         #[arg(long)]
         json: bool,
     },
@@ -110,6 +113,11 @@ pub enum Command {
     },
     /// On a new host: restore lifeboat's state from a store, then rebuild the catalog
     Recover(crate::cli_recover::RecoverArgs),
+    /// Backup stores: create a repository store's structure
+    Store {
+        #[command(subcommand)]
+        command: crate::cli_store::StoreCommand,
+    },
     /// Configuration
     Config {
         #[command(subcommand)]
@@ -280,6 +288,7 @@ fn run(app: &App, command: Command) -> Result<i32, Error> {
         Command::Incident { command } => crate::cli_incident::run(app, &actor, command),
         Command::Runbook { command } => crate::cli_runbook::run(app, &actor, command),
         Command::Catalog { command } => crate::cli_recover::catalog(app, &actor, command),
+        Command::Store { command } => crate::cli_store::run(app, command),
         Command::Status { json } => {
             let all = actions::status::all(app, chrono::Utc::now())?;
             if json {
@@ -295,11 +304,13 @@ fn run(app: &App, command: Command) -> Result<i32, Error> {
         Command::Verify {
             target,
             backup,
+            read_data,
             json,
         } => {
             let selector = Selector::from_args(backup.as_deref(), None)?;
             let ctx = job_context(json);
-            let report = actions::verify::run(app, &target, &selector, &actor, &ctx)?;
+            let report =
+                actions::verify::run_reading(app, &target, &selector, read_data, &actor, &ctx)?;
             finish_progress(&ctx);
             if json {
                 print_json(&report);

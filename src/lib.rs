@@ -10,6 +10,7 @@ pub mod cli; // the command line: clap definitions and rendering
 pub mod cli_incident; // `lifeboat incident …`
 pub mod cli_recover; // `lifeboat catalog rebuild`, `lifeboat recover`
 pub mod cli_runbook; // `lifeboat runbook …`
+pub mod cli_store; // `lifeboat store init`, `lifeboat store check`
 pub mod cli_web; // `lifeboat web hash-password`
 pub mod command; // the chat grammar: Command, parse, roles, usage
 pub mod config; // TOML config, ${ENV} interpolation, validation

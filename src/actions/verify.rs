@@ -55,22 +55,37 @@ pub fn run(
     actor: &str,
     ctx: &JobContext,
 ) -> Result<VerifyReport> {
+    run_reading(app, target, selector, false, actor, ctx)
+}
+
+/// Verify, and with `read_data` have the store read every byte it holds (a repository
+/// reads and authenticates every pack, not only those of this backup).
+pub fn run_reading(
+    app: &App,
+    target: &str,
+    selector: &Selector,
+    read_data: bool,
+    actor: &str,
+    ctx: &JobContext,
+) -> Result<VerifyReport> {
     if app.target(target)?.kind == crate::config::TargetKind::GcpDisk {
         return crate::actions::gcp::verify(app, target, selector, actor, ctx);
     }
     let manifest = find(app, target, selector)?;
     let done = app.executor.run("verify", target, actor, ctx, |_, ctx| {
         let (_, store) = app.store_for(target)?;
-        check(app, store.as_ref(), &manifest, ctx)
+        check(app, store.as_ref(), &manifest, read_data, ctx)
     })?;
     Ok(done.value)
 }
 
-/// Read the artifact once, checking everything that can be checked.
+/// Read the artifact once, checking everything that can be checked, then run the store's
+/// own check (a repository's structure; every pack with `read_data`).
 pub fn check(
     app: &App,
     store: &dyn BackupStore,
     manifest: &Manifest,
+    read_data: bool,
     ctx: &JobContext,
 ) -> Result<VerifyReport> {
     ctx.progress.phase("verifying");
@@ -85,6 +100,8 @@ pub fn check(
             other => Ok(vec![format!("cannot verify backups of kind {other}")]),
         }
     })?;
+    let mut problems = problems;
+    problems.extend(store.check(read_data, ctx)?);
     Ok(report(manifest, problems))
 }
 

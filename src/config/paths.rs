@@ -97,7 +97,10 @@ mod tests {
              [stores.b]\nkind=\"repository\"\nlocation=\"s3:http://127.0.0.1:9/b/p\"\npassword=\"${TOKEN}\"\n",
         )
         .unwrap();
-        assert_eq!(c.stores["a"].location.as_deref(), Some("/etc/lifeboat/vault"));
+        assert_eq!(
+            c.stores["a"].location.as_deref(),
+            Some("/etc/lifeboat/vault")
+        );
         assert_eq!(
             c.stores["b"].location.as_deref(),
             Some("s3:http://127.0.0.1:9/b/p")

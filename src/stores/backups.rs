@@ -31,8 +31,11 @@ pub trait BackupWriter: Write + Send {
     /// in; the published manifest is returned. Stores that do their heavy work here
     /// (the repository chunks and encrypts at publish) report it to `ctx` and stop when
     /// it is cancelled.
-    fn publish(self: Box<Self>, manifest: Manifest, ctx: &JobContext)
-    -> Result<Manifest, StoreError>;
+    fn publish(
+        self: Box<Self>,
+        manifest: Manifest,
+        ctx: &JobContext,
+    ) -> Result<Manifest, StoreError>;
 }
 
 pub trait BackupStore: Send + Sync {

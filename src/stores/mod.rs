@@ -119,7 +119,11 @@ pub fn open_store(name: &str, cfg: &StoreConfig) -> Result<Arc<dyn BackupStore>,
         StoreKind::S3 => Arc::new(s3::S3Store::new(name, cfg)?),
         StoreKind::Repository => {
             let location = cfg.location.as_deref().unwrap_or_default();
-            let password = cfg.password.as_ref().map(|p| p.expose()).unwrap_or_default();
+            let password = cfg
+                .password
+                .as_ref()
+                .map(|p| p.expose())
+                .unwrap_or_default();
             return Ok(Arc::new(repository::RepositoryStore::new(
                 name, location, password,
             )?));

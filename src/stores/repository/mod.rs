@@ -192,7 +192,8 @@ impl BackupStore for RepositoryStore {
         let mut found = Vec::new();
         let mut broken = Vec::new();
         for snap in self.our_snapshots(&repo)? {
-            if snapshots::is_pending(&snap) || snapshots::target_of(&snap).as_deref() != Some(target)
+            if snapshots::is_pending(&snap)
+                || snapshots::target_of(&snap).as_deref() != Some(target)
             {
                 continue;
             }
@@ -269,7 +270,9 @@ impl BackupStore for RepositoryStore {
         let pending: Vec<SnapshotId> = self
             .our_snapshots(&repo)?
             .into_iter()
-            .filter(|s| snapshots::is_pending(s) && snapshots::target_of(s).as_deref() == Some(target))
+            .filter(|s| {
+                snapshots::is_pending(s) && snapshots::target_of(s).as_deref() == Some(target)
+            })
             .map(|s| s.id)
             .collect();
         if !pending.is_empty() {

@@ -125,9 +125,10 @@ impl BackupWriter for SnapshotWriter {
             .archive(&opts, &source, pending_snapshot(&new), &paths)
             .map_err(|e| fail("writing", &super::one_line(&e)))?;
         let summary = pending.summary.clone().unwrap_or_default();
-        if summary.total_files_processed != 1 {
-            // The archiver skips a file it cannot read (here: cancelled) and saves the
-            // rest, an empty snapshot. Never publish that.
+        // Cancelled up to here (even after the last byte was read), or a file the archiver
+        // could not read (it skips those and saves the rest, an empty snapshot): never
+        // publish that.
+        if summary.total_files_processed != 1 || ctx.cancel.is_cancelled() {
             let _ = repo.delete_snapshots(&[pending.id]);
             if ctx.cancel.is_cancelled() {
                 return Err(StoreError::Io {
@@ -140,6 +141,10 @@ impl BackupWriter for SnapshotWriter {
             return Err(fail("writing", &"the archiver did not store the content"));
         }
         manifest.size_bytes = summary.data_added_packed;
+        // Chunking, encrypting and storing are most of a repository backup's time.
+        let finished = chrono::Utc::now();
+        manifest.duration_seconds = (finished - manifest.created()).as_seconds_f64().max(0.0);
+        manifest.finished_at = crate::db::time_text(finished);
         let mut published = pending.clone();
         published.tags = rustic_core::StringList::default();
         for tag in pending.tags.iter().filter(|t| t.as_str() != PENDING) {
