@@ -124,8 +124,12 @@ pub fn open_store(name: &str, cfg: &StoreConfig) -> Result<Arc<dyn BackupStore>,
                 .as_ref()
                 .map(|p| p.expose())
                 .unwrap_or_default();
+            // Its compression is the repository's own, fixed when it is created.
             return Ok(Arc::new(repository::RepositoryStore::new(
-                name, location, password,
+                name,
+                location,
+                password,
+                cfg.compression_level,
             )?));
         }
     };

@@ -2,6 +2,7 @@
 //! running the real binary, and real SQLite databases with real data.
 #![allow(dead_code)]
 
+pub mod cutter;
 pub mod fakes;
 pub mod gateway;
 pub mod history;

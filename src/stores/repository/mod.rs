@@ -38,6 +38,8 @@ pub struct RepositoryStore {
     location: String,
     backends: RepositoryBackends,
     password: String,
+    /// zstd level a new repository is created with (restic's default when unset).
+    compression_level: Option<i32>,
     /// The master key, once a password has opened a key of the repository.
     key: Mutex<Option<MasterKey>>,
     /// Backups at once, or one prune alone.
@@ -45,7 +47,12 @@ pub struct RepositoryStore {
 }
 
 impl RepositoryStore {
-    pub fn new(name: &str, location: &str, password: &str) -> Result<Self, StoreError> {
+    pub fn new(
+        name: &str,
+        location: &str,
+        password: &str,
+        compression_level: Option<i32>,
+    ) -> Result<Self, StoreError> {
         let parsed = Location::parse(location)
             .map_err(|e| StoreError::Other(format!("stores.{name}: {e}")))?;
         let backends = parsed
@@ -56,6 +63,7 @@ impl RepositoryStore {
             location: location.to_string(),
             backends,
             password: password.to_string(),
+            compression_level,
             key: Mutex::new(None),
             gate: Arc::default(),
         })
@@ -114,12 +122,14 @@ impl RepositoryStore {
         match self.open()? {
             Some(repo) => Ok(repo),
             None => {
+                let mut config = ConfigOptions::default();
+                config.set_compression = self.compression_level;
                 let repo = self
                     .unopened()?
                     .init(
                         &Credentials::password(&self.password),
                         &KeyOptions::default(),
-                        &ConfigOptions::default(),
+                        &config,
                     )
                     .map_err(|e| self.fail("initialising", e))?;
                 tracing::info!(store = %self.name, location = %self.location, "initialised the repository");
