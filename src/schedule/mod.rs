@@ -378,8 +378,6 @@ fn take_due(
     due
 }
 
-pub use crate::actions::gcp::SNAPSHOT_CHECK_INTERVAL;
-
 /// The next scheduled verify after `now`: the target's `verify_schedule`, else what its
 /// kind does unscheduled (a gcp-disk target: an hour from now).
 pub fn next_verify_due(cfg: &TargetConfig, now: DateTime<Utc>) -> Option<DateTime<Utc>> {

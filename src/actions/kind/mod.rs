@@ -167,6 +167,22 @@ mod tests {
     }
 
     #[test]
+    fn only_gcp_disk_refuses_a_restore_to_a_path_and_says_how_instead() {
+        for kind in ALL {
+            let r = of(kind).restores_to_a_path("t");
+            if kind == TargetKind::GcpDisk {
+                let e = r.unwrap_err().to_string();
+                assert!(
+                    e.contains("lifeboat restore t [<backup>] --to <new disk name>"),
+                    "{e}"
+                );
+            } else {
+                assert!(r.is_ok(), "{}", kind.as_str());
+            }
+        }
+    }
+
+    #[test]
     fn only_gcp_disk_is_verified_without_a_schedule_hourly() {
         for kind in ALL {
             let every = of(kind).unscheduled_verify_every();
