@@ -358,20 +358,17 @@ fn run(app: &App, command: Command) -> Result<i32, Error> {
             json,
         } => {
             let selector = Selector::from_args(backup.as_deref(), at.as_deref())?;
-            if app.target(&target)?.kind == crate::config::TargetKind::GcpDisk {
-                let opts = RestoreOpts { dry_run, yes, json };
-                let to = to.as_deref().map(|p| p.to_string_lossy().to_string());
-                return gcp_restore(app, &target, &selector, to, instance, opts, &actor);
-            }
-            if instance.is_some() {
-                return Err(Error::Usage(
-                    "--instance is only for gcp-disk targets".into(),
-                ));
-            }
-            let plan = actions::restore::plan(app, &target, &selector, to.as_deref())?;
+            // The kind reads `--to` (a path, or a new disk's name) and `--instance`.
+            let plan = actions::kind::for_target(app, &target)?.cli_restore_plan(
+                app,
+                &target,
+                &selector,
+                to.as_deref(),
+                instance.as_deref(),
+            )?;
             if dry_run || !yes {
                 if json {
-                    print_json(&plan);
+                    println!("{}", plan.to_json());
                 } else {
                     print!("{}", plan.describe());
                     if !dry_run {
@@ -386,21 +383,12 @@ fn run(app: &App, command: Command) -> Result<i32, Error> {
                 eprint!("{}", plan.describe());
             }
             let ctx = job_context(json);
-            let outcome = actions::restore::apply(app, &plan, &actor, &ctx)?;
+            let done = plan.apply(app, &actor, &ctx)?;
             finish_progress(&ctx);
             if json {
-                print_json(&outcome);
+                println!("{}", done.to_json());
             } else {
-                println!(
-                    "restored backup {} of {} to {} in {:.1}s",
-                    plan.backup.id,
-                    target,
-                    plan.destination.display(),
-                    outcome.duration_seconds
-                );
-                for m in &plan.move_aside {
-                    println!("previous data kept at {}", m.to.display());
-                }
+                print!("{}", done.report());
             }
             Ok(0)
         }
@@ -412,53 +400,6 @@ fn run(app: &App, command: Command) -> Result<i32, Error> {
             unreachable!("handled before the state is opened")
         }
     }
-}
-
-struct RestoreOpts {
-    dry_run: bool,
-    yes: bool,
-    json: bool,
-}
-
-/// Restore of a gcp-disk target: a new disk from a snapshot, optionally attached.
-fn gcp_restore(
-    app: &App,
-    target: &str,
-    selector: &Selector,
-    to: Option<String>,
-    instance: Option<String>,
-    opts: RestoreOpts,
-    actor: &str,
-) -> Result<i32, Error> {
-    let plan =
-        actions::gcp::restore_plan(app, target, selector, to.as_deref(), instance.as_deref())?;
-    if opts.dry_run || !opts.yes {
-        if opts.json {
-            print_json(&plan);
-        } else {
-            print!("{}", plan.describe());
-            if !opts.dry_run {
-                println!("Nothing was changed. Run again with --yes to carry out this plan.");
-            }
-        }
-        return Ok(0);
-    }
-    if !opts.json {
-        eprint!("{}", plan.describe());
-    }
-    let ctx = job_context(opts.json);
-    let outcome = actions::gcp::restore_apply(app, &plan, actor, &ctx)?;
-    finish_progress(&ctx);
-    if opts.json {
-        print_json(&outcome);
-    } else {
-        println!(
-            "{} in {:.1}s",
-            crate::executor::JobOutput::summary(&outcome),
-            outcome.duration_seconds
-        );
-    }
-    Ok(0)
 }
 
 fn list(app: &App, target: Option<&str>, json: bool) -> Result<i32, Error> {

@@ -633,7 +633,10 @@ fn a_network_cut_mid_backup_leaves_the_s3_repository_consistent() {
     v.restic_ok(&["check"]);
     assert_eq!(v.json(&["list", "big"]).as_array().unwrap().len(), 1);
     let next = v.backup("big");
-    assert_eq!(v.json(&["verify", "big", next["id"].as_str().unwrap()])["ok"], true);
+    assert_eq!(
+        v.json(&["verify", "big", next["id"].as_str().unwrap()])["ok"],
+        true
+    );
     let r = v.json(&["verify", "big", earlier["id"].as_str().unwrap()]);
     assert_eq!(r["ok"], true, "{r}");
 }

@@ -34,17 +34,15 @@ impl JobOutput for Manifest {
 
 /// Back up `target` as a job of `actor`.
 pub fn run(app: &App, target: &str, actor: &str, ctx: &JobContext) -> Result<Manifest> {
-    if app.target(target)?.kind == TargetKind::GcpDisk {
-        return crate::actions::gcp::backup(app, target, actor, ctx); // a cloud snapshot
-    }
+    let kind = crate::actions::kind::for_target(app, target)?;
     let done = app.executor.run("backup", target, actor, ctx, |_, ctx| {
-        backup_locked(app, target, ctx)
+        kind.backup(app, target, ctx)
     })?;
     Ok(done.value)
 }
 
-/// The backup itself; the caller holds the target's lock.
-fn backup_locked(app: &App, target: &str, ctx: &JobContext) -> Result<Manifest> {
+/// The backup itself, into the target's store; the caller holds the target's lock.
+pub(crate) fn backup_locked(app: &App, target: &str, ctx: &JobContext) -> Result<Manifest> {
     let cfg = app.target(target)?.clone();
     let (store_name, store) = app.store_for(target)?;
     if !matches!(cfg.kind, TargetKind::Sqlite | TargetKind::Directory) {

@@ -5,13 +5,13 @@
 //! database. The live data is never touched.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::actions::catalog::{Selector, find};
-use crate::actions::{drill_checks, drill_gcp, drill_report, drill_state, restore, verify};
+pub use crate::actions::drill_steps::Step;
+use crate::actions::drill_steps::{Drill, Sandboxed, age};
+use crate::actions::{drill_report, drill_state, restore, verify};
 use crate::app::App;
 use crate::config::{TargetConfig, TargetKind};
 use crate::db::drills::DrillRecord;
@@ -20,17 +20,6 @@ use crate::executor::JobOutput;
 use crate::progress::JobContext;
 use crate::sources::{directory, sqlite};
 use crate::stores::manifest::Manifest;
-
-/// One step of the drill's timeline.
-#[derive(Debug, Clone, Serialize)]
-pub struct Step {
-    pub name: String,
-    /// UTC, RFC 3339.
-    pub started_at: String,
-    pub duration_seconds: f64,
-    pub ok: bool,
-    pub detail: String,
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DrillReport {
@@ -180,11 +169,7 @@ pub fn refuse_unsupported(target: &str, cfg: &TargetConfig) -> Result<()> {
 /// For gcp-disk targets this is `verify`'s choice: a snapshot the catalog recorded is
 /// picked even when it was deleted, so the drill names it.
 pub fn find_backup(app: &App, target: &str, selector: &Selector) -> Result<Manifest> {
-    if app.target(target)?.kind == TargetKind::GcpDisk {
-        let gcp = crate::actions::gcp::connect(app, target)?;
-        return Ok(crate::actions::gcp::checked_snapshot(app, &gcp, target, selector)?.backup);
-    }
-    find(app, target, selector)
+    crate::actions::kind::for_target(app, target)?.drill_backup(app, target, selector)
 }
 
 fn record(r: &DrillReport) -> DrillRecord {
@@ -205,87 +190,6 @@ fn record(r: &DrillReport) -> DrillRecord {
     }
 }
 
-/// A drill as it goes: what it drills, when it started, its timeline and the problems
-/// found so far. The restore of each kind (a sandbox directory, or a disk made from a
-/// snapshot) adds its steps here.
-pub(crate) struct Drill<'a> {
-    pub app: &'a App,
-    pub target: &'a str,
-    pub cfg: &'a TargetConfig,
-    pub ctx: &'a JobContext,
-    pub started: DateTime<Utc>,
-    clock: Instant,
-    steps: Vec<Step>,
-    pub problems: Vec<String>,
-}
-
-/// What a kind's restore leaves for the report.
-pub(crate) struct Sandboxed {
-    /// The backup drilled (absent when none could be found).
-    pub backup: Option<Manifest>,
-    /// Where the copy was restored: a directory, or the drill disk's path.
-    pub sandbox: PathBuf,
-    pub created: bool,
-    pub removed: bool,
-    /// Drill start → verified restore, when it was reached.
-    pub rto_seconds: Option<f64>,
-}
-
-impl Drill<'_> {
-    /// Run one step; its outcome is `Ok(detail)` or `Err(problems)`, and an error is a
-    /// problem too (but a cancel ends the drill). Whether it passed.
-    pub fn step(
-        &mut self,
-        name: impl Into<String>,
-        work: impl FnOnce() -> Result<std::result::Result<String, Vec<String>>>,
-    ) -> Result<bool> {
-        let name = name.into();
-        self.ctx.progress.phase(&name);
-        let started = Utc::now();
-        let clock = Instant::now();
-        let outcome = match work() {
-            Ok(o) => o,
-            Err(Error::Cancelled) => return Err(Error::Cancelled),
-            Err(e) => Err(vec![e.to_string()]),
-        };
-        let (ok, detail) = match &outcome {
-            Ok(detail) => (true, detail.clone()),
-            Err(problems) => (false, problems.join("; ")),
-        };
-        self.steps.push(Step {
-            name,
-            started_at: crate::db::time_text(started),
-            duration_seconds: clock.elapsed().as_secs_f64(),
-            ok,
-            detail,
-        });
-        if let Err(p) = outcome {
-            self.problems.extend(p);
-        }
-        Ok(ok)
-    }
-
-    /// Seconds since the drill started.
-    pub fn elapsed(&self) -> f64 {
-        self.clock.elapsed().as_secs_f64()
-    }
-
-    /// The target's `checks`, one step each; a command check finds `sandbox` in
-    /// `LIFEBOAT_SANDBOX`.
-    pub fn run_checks(&mut self, sandbox: &Path) -> Result<()> {
-        let cfg = self.cfg;
-        for (i, check) in cfg.checks.iter().enumerate() {
-            let name = format!("check {}: {}", i + 1, check.describe());
-            let failed = format!("{name} failed");
-            self.step(name, || {
-                Ok(drill_checks::run(check, sandbox)
-                    .map_err(|why| vec![format!("{failed}: {why}")]))
-            })?;
-        }
-        Ok(())
-    }
-}
-
 fn drill_locked(
     app: &App,
     target: &str,
@@ -294,20 +198,8 @@ fn drill_locked(
     actor: &str,
     ctx: &JobContext,
 ) -> Result<DrillReport> {
-    let mut d = Drill {
-        app,
-        target,
-        cfg,
-        ctx,
-        started: Utc::now(),
-        clock: Instant::now(),
-        steps: Vec::new(),
-        problems: Vec::new(),
-    };
-    let done = match cfg.kind {
-        TargetKind::GcpDisk => drill_gcp::restore(&mut d, selector)?,
-        _ => restore_in_sandbox(&mut d, selector)?,
-    };
+    let mut d = Drill::new(app, target, cfg, ctx);
+    let done = crate::actions::kind::of(cfg.kind).drill_restore(&mut d, selector)?;
     let mut report = DrillReport {
         drill_id: None,
         target: target.to_string(),
@@ -343,7 +235,7 @@ fn drill_locked(
 
 /// sqlite and directory targets: the backup from the store into a fresh directory,
 /// verified, checked, and the directory removed.
-fn restore_in_sandbox(d: &mut Drill, selector: &Selector) -> Result<Sandboxed> {
+pub(crate) fn restore_in_sandbox(d: &mut Drill, selector: &Selector) -> Result<Sandboxed> {
     let (app, target, started) = (d.app, d.target, d.started);
     let mut backup = None;
     d.step("find the backup", || {
@@ -445,11 +337,6 @@ fn restore_and_check(d: &mut Drill, m: &Manifest, copy: &Path) -> Result<()> {
         )?;
     }
     Ok(())
-}
-
-/// Seconds between the backup and `at`.
-pub(crate) fn age(m: &Manifest, at: DateTime<Utc>) -> f64 {
-    (at - m.created()).num_milliseconds().max(0) as f64 / 1000.0
 }
 
 /// A private, fresh directory for this drill under the scratch directory; removed when

@@ -5,16 +5,7 @@
 use crate::actions::drill::DrillReport;
 use crate::config::TargetConfig;
 
-/// Seconds in words: "850ms", "4.2s", "3m", "1h30m", "2days".
-pub fn human(seconds: f64) -> String {
-    if seconds < 1.0 {
-        format!("{:.0}ms", seconds * 1000.0)
-    } else if seconds < 60.0 {
-        format!("{seconds:.1}s")
-    } else {
-        crate::actions::restore::human_age(seconds as i64)
-    }
-}
+pub use crate::actions::drill_steps::human;
 
 /// The objectives a drill missed, as problems. An objective that is not set is never
 /// missed.

@@ -5,17 +5,19 @@ pub mod backup;
 pub mod catalog;
 pub mod drill; // restore into a sandbox, verify, checks, RTO/RPO, the report
 pub mod drill_checks;
-pub mod drill_gcp; // a gcp-disk drill: a new disk from the snapshot, checked, deleted
 pub mod drill_report;
 pub mod drill_state; // a drill of lifeboat itself: state, catalog rebuild, counts
-pub mod gcp;
+pub mod drill_steps; // a drill's timeline, shared by the drill and each kind's restore half
+pub mod gcp; // gcp-disk targets: backups are Compute Engine snapshots
 pub mod history; // a target's backups and drills over time, for charts
+pub mod kind; // what differs by target kind, behind one trait the actions call
 pub mod prune;
 pub mod rebuild; // the catalog made again from the stores
 pub mod recover; // a new host: the state from a store, then the catalog
 pub mod restore;
 pub mod restore_remote;
 pub mod retention;
+pub mod shared; // the words actions and kinds share: Selector, VerifyReport, human_age
 pub mod status;
 pub mod verify;
 

@@ -103,26 +103,36 @@ pub fn plan(app: &App, target: &str) -> Result<PrunePlan> {
 /// Prune as a job. Each backup is forgotten before its data goes, so an interrupted prune
 /// never leaves a listed backup without its data; leftovers go at the next backup.
 pub fn run(app: &App, target: &str, actor: &str, ctx: &JobContext) -> Result<PrunePlan> {
-    if app.target(target)?.kind == crate::config::TargetKind::GcpDisk {
-        return crate::actions::gcp::prune(app, target, actor, ctx); // deletes snapshots
-    }
+    let kind = crate::actions::kind::for_target(app, target)?;
     let done = app.executor.run("prune", target, actor, ctx, |_, ctx| {
         let mut plan = plan(app, target)?;
-        let (_, store) = app.store_for(target)?;
-        ctx.progress.phase("pruning");
-        for m in &plan.remove {
-            store.remove(m)?;
-            app.db.catalog_remove(target, &m.id)?;
-            tracing::info!(target = target, backup = %m.id, "pruned");
-        }
-        if !plan.remove.is_empty() {
-            ctx.progress.phase("reclaiming space");
-            let reclaimed = store.reclaim(ctx)?;
-            if reclaimed > 0 {
-                plan.bytes_freed = reclaimed;
-            }
+        if let Some(freed) = kind.remove(app, target, &plan.remove, ctx)? {
+            plan.bytes_freed = freed;
         }
         Ok(plan)
     })?;
     Ok(done.value)
+}
+
+/// Remove backups from the target's store, then reclaim the space they held. The bytes
+/// reclaimed, when the store measured any.
+pub(crate) fn remove_from_store(
+    app: &App,
+    target: &str,
+    remove: &[Manifest],
+    ctx: &JobContext,
+) -> Result<Option<u64>> {
+    let (_, store) = app.store_for(target)?;
+    ctx.progress.phase("pruning");
+    for m in remove {
+        store.remove(m)?;
+        app.db.catalog_remove(target, &m.id)?;
+        tracing::info!(target = target, backup = %m.id, "pruned");
+    }
+    if remove.is_empty() {
+        return Ok(None);
+    }
+    ctx.progress.phase("reclaiming space");
+    let reclaimed = store.reclaim(ctx)?;
+    Ok((reclaimed > 0).then_some(reclaimed))
 }

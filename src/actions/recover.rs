@@ -15,7 +15,7 @@ use crate::actions::rebuild::{self, RebuildReport};
 use crate::actions::restore::{Move, moves_for, sibling, write_content};
 use crate::actions::verify::read_checked;
 use crate::app::App;
-use crate::config::{Config, TargetKind};
+use crate::config::Config;
 use crate::db::Db;
 use crate::db::jobs::JobRecord;
 use crate::db::recovery::ApprovalBrief;
@@ -268,11 +268,12 @@ fn settle(state: &Path, target: &str, m: &Manifest) -> Result<(Vec<JobRecord>, u
     Ok((interrupted, already + now_expired))
 }
 
-/// gcp-disk targets keep their backups as Compute Engine snapshots: list them so the
-/// catalog has them too (a failure is only a warning: `list` tries again).
+/// Targets whose kind keeps backups outside every store (gcp-disk: Compute Engine
+/// snapshots) are missed by the rebuild from the stores: list them so the catalog has
+/// them too (a failure is only a warning: `list` tries again).
 fn refresh_snapshot_targets(app: &App) {
     for (name, t) in &app.config.targets {
-        if t.kind == TargetKind::GcpDisk
+        if crate::actions::kind::of(t.kind).outside_stores()
             && let Err(e) = crate::actions::catalog::backups(app, name)
         {
             tracing::warn!(target = %name, "listing snapshots after recovery: {e}");

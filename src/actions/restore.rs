@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::actions::catalog::{Selector, find};
 use crate::actions::restore_remote;
+pub use crate::actions::shared::human_age;
 use crate::app::App;
 use crate::config::{TargetConfig, TargetKind};
 use crate::error::{Error, Result};
@@ -109,15 +110,6 @@ impl RestorePlan {
     }
 }
 
-pub fn human_age(seconds: i64) -> String {
-    let s = seconds.max(0) as u64;
-    // Minutes are precise enough once past a minute.
-    let shown = if s < 60 { s } else { s - s % 60 };
-    humantime::format_duration(std::time::Duration::from_secs(shown))
-        .to_string()
-        .replace(' ', "")
-}
-
 /// Build the restore plan. Nothing is written.
 pub fn plan(
     app: &App,
@@ -126,12 +118,8 @@ pub fn plan(
     to: Option<&Path>,
 ) -> Result<RestorePlan> {
     let cfg = app.target(target)?;
-    if cfg.kind == TargetKind::GcpDisk {
-        // A new disk from a snapshot: a plan of its own (actions::gcp), CLI only for now.
-        return Err(Error::Usage(format!(
-            "{target} is a gcp-disk target; restore it from the command line: lifeboat restore {target} [<backup>] --to <new disk name> [--instance <vm>]"
-        )));
-    }
+    // A kind restored otherwise (gcp-disk: a new disk) says how, from the command line.
+    crate::actions::kind::of(cfg.kind).restores_to_a_path(target)?;
     if !matches!(cfg.kind, TargetKind::Sqlite | TargetKind::Directory) {
         return Err(Error::Usage(format!(
             "restores of {target} ({}) are not available in this build of lifeboat",

@@ -4,49 +4,16 @@
 
 use std::io::{self, Read};
 
-use serde::Serialize;
-
 use crate::actions::catalog::{Selector, find};
 use crate::app::App;
 use crate::error::{Error, Result};
-use crate::executor::JobOutput;
 use crate::pipe::{HashReader, ProgressReader};
 use crate::progress::JobContext;
 use crate::sources::{directory, sqlite};
 use crate::stores::BackupStore;
 use crate::stores::manifest::Manifest;
 
-#[derive(Debug, Clone, Serialize)]
-pub struct VerifyReport {
-    #[serde(flatten)]
-    pub backup: Manifest,
-    pub ok: bool,
-    pub problems: Vec<String>,
-}
-
-impl JobOutput for VerifyReport {
-    fn backup_id(&self) -> Option<String> {
-        Some(self.backup.id.clone())
-    }
-    fn summary(&self) -> String {
-        if self.ok {
-            format!(
-                "backup {} of {} verified: all checks passed",
-                self.backup.id, self.backup.target
-            )
-        } else {
-            format!(
-                "backup {} of {} FAILED verification: {}",
-                self.backup.id,
-                self.backup.target,
-                self.problems.join("; ")
-            )
-        }
-    }
-    fn ok(&self) -> bool {
-        self.ok
-    }
-}
+pub use crate::actions::shared::VerifyReport;
 
 pub fn run(
     app: &App,
@@ -68,9 +35,19 @@ pub fn run_reading(
     actor: &str,
     ctx: &JobContext,
 ) -> Result<VerifyReport> {
-    if app.target(target)?.kind == crate::config::TargetKind::GcpDisk {
-        return crate::actions::gcp::verify(app, target, selector, actor, ctx);
-    }
+    crate::actions::kind::for_target(app, target)?
+        .verify(app, target, selector, read_data, actor, ctx)
+}
+
+/// Verify a backup kept in a store, picked before the job starts.
+pub(crate) fn in_store(
+    app: &App,
+    target: &str,
+    selector: &Selector,
+    read_data: bool,
+    actor: &str,
+    ctx: &JobContext,
+) -> Result<VerifyReport> {
     let manifest = find(app, target, selector)?;
     let done = app.executor.run("verify", target, actor, ctx, |_, ctx| {
         let (_, store) = app.store_for(target)?;

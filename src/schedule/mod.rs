@@ -378,20 +378,15 @@ fn take_due(
     due
 }
 
-/// How often the newest snapshot of a gcp-disk target without a `verify_schedule` is
-/// checked: a snapshot deleted in the console is noticed within this, at the cost of one
-/// API read.
-pub const SNAPSHOT_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
-
-/// The next scheduled verify after `now`: the target's `verify_schedule`, else, for a
-/// gcp-disk target, an hour from now.
+/// The next scheduled verify after `now`: the target's `verify_schedule`, else what its
+/// kind does unscheduled (a gcp-disk target: an hour from now).
 pub fn next_verify_due(cfg: &TargetConfig, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     match &cfg.verify_schedule {
         Some(schedule) => cron_next(schedule, cfg, now),
-        None if cfg.kind == TargetKind::GcpDisk => {
-            Some(now + chrono::Duration::from_std(SNAPSHOT_CHECK_INTERVAL).ok()?)
+        None => {
+            let every = crate::actions::kind::of(cfg.kind).unscheduled_verify_every()?;
+            Some(now + chrono::Duration::from_std(every).ok()?)
         }
-        None => None,
     }
 }
 

@@ -36,7 +36,11 @@ impl Cutter {
                     open.push(client.try_clone().unwrap());
                     open.push(server.try_clone().unwrap());
                 }
-                pump(client.try_clone().unwrap(), server.try_clone().unwrap(), c.clone());
+                pump(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    c.clone(),
+                );
                 pump(server, client, c.clone());
             }
         });

@@ -5,24 +5,110 @@
 //! `lifeboat-target=<target>` and `lifeboat-id=<backup id>`, so `list` asks the API.
 //! The state database's catalog keeps what lifeboat recorded when it took each one, and
 //! verify compares the two (a snapshot deleted or replaced behind lifeboat's back shows).
+//!
+//! This is the gcp-disk side of actions::kind ([`Snapshots`]); restores (a new disk from
+//! a snapshot) are in `restore`, drills (a disk made, checked and deleted) in `drill`.
+//! Like every kind's code it uses the shared vocabulary, never the actions calling it.
+
+pub mod drill;
+pub mod restore;
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use serde::Serialize;
 
-use crate::actions::catalog::Selector;
-use crate::actions::prune::PrunePlan;
-use crate::actions::restore::human_age;
-use crate::actions::verify::VerifyReport;
+use crate::actions::drill_steps::{Drill, Sandboxed};
+use crate::actions::kind::{PlannedRestore, TargetBackups};
+use crate::actions::shared::{Selector, VerifyReport};
 use crate::app::App;
 use crate::error::{Error, Result};
-use crate::executor::JobOutput;
 use crate::progress::JobContext;
-use crate::sources::gcp_disk::{
-    Gcp, LABEL_ID, LABEL_MARK, LABEL_TARGET, SnapshotInfo, gce_name, valid_gce_name,
-};
+use crate::sources::gcp_disk::{Gcp, LABEL_ID, LABEL_MARK, LABEL_TARGET, SnapshotInfo, gce_name};
 use crate::stores::manifest::{FORMAT_VERSION, GcpFacts, Manifest};
+
+/// How often the newest snapshot of a gcp-disk target without a `verify_schedule` is
+/// checked: a snapshot deleted in the console is noticed within this, at the cost of one
+/// API read.
+pub const SNAPSHOT_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// gcp-disk targets, whose backups are the snapshots of their disk.
+pub struct Snapshots;
+
+impl TargetBackups for Snapshots {
+    fn backup(&self, app: &App, target: &str, ctx: &JobContext) -> Result<Manifest> {
+        backup(app, target, ctx)
+    }
+
+    fn backups(&self, app: &App, target: &str) -> Result<Vec<Manifest>> {
+        backups(app, target)
+    }
+
+    fn verify(
+        &self,
+        app: &App,
+        target: &str,
+        selector: &Selector,
+        // A snapshot's bytes are Compute Engine's: there is nothing more to read.
+        _read_data: bool,
+        actor: &str,
+        ctx: &JobContext,
+    ) -> Result<VerifyReport> {
+        verify(app, target, selector, actor, ctx)
+    }
+
+    fn remove(
+        &self,
+        app: &App,
+        target: &str,
+        remove: &[Manifest],
+        ctx: &JobContext,
+    ) -> Result<Option<u64>> {
+        delete_snapshots(app, target, remove, ctx)?;
+        Ok(None) // the plan's sum of snapshot sizes stands
+    }
+
+    /// `verify`'s choice: a snapshot the catalog recorded is picked even when it was
+    /// deleted, so the drill names it.
+    fn drill_backup(&self, app: &App, target: &str, selector: &Selector) -> Result<Manifest> {
+        let gcp = connect(app, target)?;
+        Ok(checked_snapshot(app, &gcp, target, selector)?.backup)
+    }
+
+    fn drill_restore(&self, d: &mut Drill, selector: &Selector) -> Result<Sandboxed> {
+        drill::restore(d, selector)
+    }
+
+    /// A new disk from a snapshot has a plan of its own, on the command line only.
+    fn restores_to_a_path(&self, target: &str) -> Result<()> {
+        Err(Error::Usage(format!(
+            "{target} is a gcp-disk target; restore it from the command line: lifeboat restore {target} [<backup>] --to <new disk name> [--instance <vm>]"
+        )))
+    }
+
+    /// `--to` names the new disk.
+    fn cli_restore_plan(
+        &self,
+        app: &App,
+        target: &str,
+        selector: &Selector,
+        to: Option<&Path>,
+        instance: Option<&str>,
+    ) -> Result<Box<dyn PlannedRestore>> {
+        let to = to.map(|p| p.to_string_lossy().to_string());
+        let plan = restore::plan(app, target, selector, to.as_deref(), instance)?;
+        Ok(Box::new(plan))
+    }
+
+    fn unscheduled_verify_every(&self) -> Option<Duration> {
+        Some(SNAPSHOT_CHECK_INTERVAL)
+    }
+
+    fn outside_stores(&self) -> bool {
+        true
+    }
+}
 
 pub fn connect(app: &App, target: &str) -> Result<Gcp> {
     Gcp::connect(target, app.target(target)?)
@@ -123,49 +209,47 @@ pub fn backups(app: &App, target: &str) -> Result<Vec<Manifest>> {
     Ok(out)
 }
 
-/// Take a snapshot now, as a job.
-pub fn backup(app: &App, target: &str, actor: &str, ctx: &JobContext) -> Result<Manifest> {
-    let done = app.executor.run("backup", target, actor, ctx, |_, ctx| {
-        let gcp = connect(app, target)?;
-        let started = Utc::now();
-        let clock = std::time::Instant::now();
-        let taken: Vec<String> = gcp
-            .list_snapshots(&target_label(target))?
-            .iter()
-            .filter_map(id_of)
-            .collect();
-        let base = started.format("%Y%m%dT%H%M%SZ").to_string();
-        let id = std::iter::once(base.clone())
-            .chain((2..).map(|n| format!("{base}-{n}")))
-            .find(|id| !taken.contains(id))
-            .expect("some suffix is free");
-        let name = format!("lifeboat-{}-{}", gce_name(target, 36), id.to_lowercase());
-        let labels = BTreeMap::from([
-            (LABEL_MARK.to_string(), "1".to_string()),
-            (LABEL_TARGET.to_string(), target_label(target)),
-            (LABEL_ID.to_string(), id.to_lowercase()),
-        ]);
-        ctx.cancel
-            .check()
-            .map_err(|e| Error::io("snapshotting", e))?;
-        ctx.progress
-            .phase(&format!("snapshotting disk {}", gcp.disk));
-        let description = format!(
-            "lifeboat backup {id} of target {target} (disk {})",
-            gcp.disk
-        );
-        let snap = gcp.create_snapshot(&name, &description, labels)?;
-        let mut m = manifest_of(&gcp, target, &snap, None);
-        m.finished_at = crate::db::now_text();
-        m.duration_seconds = clock.elapsed().as_secs_f64();
-        app.db.catalog_put(&m)?;
-        Ok(m)
-    })?;
-    Ok(done.value)
+/// Take a snapshot now; the caller holds the target's lock.
+fn backup(app: &App, target: &str, ctx: &JobContext) -> Result<Manifest> {
+    let gcp = connect(app, target)?;
+    let started = Utc::now();
+    let clock = std::time::Instant::now();
+    let taken: Vec<String> = gcp
+        .list_snapshots(&target_label(target))?
+        .iter()
+        .filter_map(id_of)
+        .collect();
+    let base = started.format("%Y%m%dT%H%M%SZ").to_string();
+    let id = std::iter::once(base.clone())
+        .chain((2..).map(|n| format!("{base}-{n}")))
+        .find(|id| !taken.contains(id))
+        .expect("some suffix is free");
+    let name = format!("lifeboat-{}-{}", gce_name(target, 36), id.to_lowercase());
+    let labels = BTreeMap::from([
+        (LABEL_MARK.to_string(), "1".to_string()),
+        (LABEL_TARGET.to_string(), target_label(target)),
+        (LABEL_ID.to_string(), id.to_lowercase()),
+    ]);
+    ctx.cancel
+        .check()
+        .map_err(|e| Error::io("snapshotting", e))?;
+    ctx.progress
+        .phase(&format!("snapshotting disk {}", gcp.disk));
+    let description = format!(
+        "lifeboat backup {id} of target {target} (disk {})",
+        gcp.disk
+    );
+    let snap = gcp.create_snapshot(&name, &description, labels)?;
+    let mut m = manifest_of(&gcp, target, &snap, None);
+    m.finished_at = crate::db::now_text();
+    m.duration_seconds = clock.elapsed().as_secs_f64();
+    app.db.catalog_put(&m)?;
+    Ok(m)
 }
 
-/// Verify a snapshot backup: it exists, is READY, and is the one the catalog recorded.
-pub fn verify(
+/// Verify a snapshot backup as a job: it exists, is READY, and is the one the catalog
+/// recorded.
+fn verify(
     app: &App,
     target: &str,
     selector: &Selector,
@@ -302,256 +386,17 @@ fn check(
     problems
 }
 
-/// Prune as a job: delete the snapshots the plan removes, then their catalog rows.
-pub fn prune(app: &App, target: &str, actor: &str, ctx: &JobContext) -> Result<PrunePlan> {
-    let done = app.executor.run("prune", target, actor, ctx, |_, ctx| {
-        let plan = crate::actions::prune::plan(app, target)?;
-        let gcp = connect(app, target)?;
-        ctx.progress.phase("deleting snapshots");
-        for m in &plan.remove {
-            gcp.delete_snapshot(&m.artifact)?;
-            app.db.catalog_remove(target, &m.id)?;
-            tracing::info!(target = target, backup = %m.id, snapshot = %m.artifact, "pruned");
-        }
-        Ok(plan)
-    })?;
-    Ok(done.value)
-}
-
-/// A restore of a snapshot backup: always a NEW disk, optionally attached to an
-/// instance. The existing disk is never touched.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct GcpRestorePlan {
-    pub target: String,
-    pub backup: Manifest,
-    pub backup_age_seconds: i64,
-    pub project: String,
-    pub zone: String,
-    pub snapshot: String,
-    /// The target's own disk, left as it is.
-    pub disk: String,
-    pub new_disk: String,
-    pub instance: Option<String>,
-    pub device_name: Option<String>,
-    /// Every Compute Engine API call `apply` makes, in order.
-    pub calls: Vec<String>,
-    pub notes: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct GcpRestoreOutcome {
-    #[serde(flatten)]
-    pub plan: GcpRestorePlan,
-    pub ok: bool,
-    pub disk_url: String,
-    pub duration_seconds: f64,
-}
-
-impl JobOutput for GcpRestoreOutcome {
-    fn backup_id(&self) -> Option<String> {
-        Some(self.plan.backup.id.clone())
-    }
-    fn summary(&self) -> String {
-        let attached = match &self.plan.instance {
-            Some(i) => format!(", attached to {i}"),
-            None => String::new(),
-        };
-        format!(
-            "restored backup {} of {} to the new disk {}{attached}",
-            self.plan.backup.id, self.plan.target, self.plan.new_disk
-        )
-    }
-}
-
-impl GcpRestorePlan {
-    /// The plan in words, listing every API call.
-    pub fn describe(&self) -> String {
-        let b = &self.backup;
-        let mut out = format!(
-            "Restore plan for {}\n  backup:      {} (snapshot {}, taken {}, {} old)\n  new disk:    {} in {}/{} (the disk {} is not touched)\n",
-            self.target,
-            b.id,
-            self.snapshot,
-            b.created_at,
-            human_age(self.backup_age_seconds),
-            self.new_disk,
-            self.project,
-            self.zone,
-            self.disk,
-        );
-        if let Some(i) = &self.instance {
-            out.push_str(&format!("  attach to:   instance {i}\n"));
-        }
-        out.push_str("  API calls:\n");
-        for (n, call) in self.calls.iter().enumerate() {
-            out.push_str(&format!("    {}. {call}\n", n + 1));
-        }
-        for n in &self.notes {
-            out.push_str(&format!("  note:        {n}\n"));
-        }
-        out
-    }
-}
-
-/// Build the plan. It reads (the snapshot, whether the new disk name is free, whether
-/// the instance exists) and writes nothing.
-pub fn restore_plan(
-    app: &App,
-    target: &str,
-    selector: &Selector,
-    new_disk: Option<&str>,
-    instance: Option<&str>,
-) -> Result<GcpRestorePlan> {
+/// Delete the snapshots a prune plan removes, each then leaving the catalog; the caller
+/// holds the target's lock.
+fn delete_snapshots(app: &App, target: &str, remove: &[Manifest], ctx: &JobContext) -> Result<()> {
     let gcp = connect(app, target)?;
-    let all = backups(app, target)?;
-    let found = match selector {
-        Selector::Latest => all.first(),
-        Selector::Id(id) => all.iter().find(|m| &m.id == id),
-        Selector::At(t) => all.iter().find(|m| m.created() <= *t),
-    };
-    let backup = found.cloned().ok_or_else(|| {
-        let ids: Vec<&str> = all.iter().take(5).map(|m| m.id.as_str()).collect();
-        Error::Usage(if ids.is_empty() {
-            format!("{target} has no READY snapshot backups")
-        } else {
-            format!("no such backup of {target}; newest: {}", ids.join(", "))
-        })
-    })?;
-    let new_disk = match new_disk {
-        Some(n) => n.to_string(),
-        None => gce_name(&format!("{}-restored-{}", gcp.disk, backup.id), 63),
-    };
-    if !valid_gce_name(&new_disk) {
-        return Err(Error::Usage(format!(
-            "--to {new_disk:?}: a disk name is 1-63 lowercase letters, digits and '-', starting with a letter"
-        )));
+    ctx.progress.phase("deleting snapshots");
+    for m in remove {
+        gcp.delete_snapshot(&m.artifact)?;
+        app.db.catalog_remove(target, &m.id)?;
+        tracing::info!(target = target, backup = %m.id, snapshot = %m.artifact, "pruned");
     }
-    if new_disk == gcp.disk {
-        return Err(Error::Usage(format!(
-            "--to {new_disk}: that is the target's own disk; a restore always makes a new disk"
-        )));
-    }
-    if gcp.disk_exists(&new_disk)? {
-        return Err(Error::Usage(format!(
-            "--to {new_disk}: a disk of that name already exists in {}/{}; choose another name",
-            gcp.project, gcp.zone
-        )));
-    }
-    if let Some(i) = instance
-        && !gcp.instance_exists(i)?
-    {
-        return Err(Error::Usage(format!(
-            "--instance {i}: no such instance in {}/{}",
-            gcp.project, gcp.zone
-        )));
-    }
-    let snapshot = backup.artifact.clone();
-    let base = format!("projects/{}/zones/{}", gcp.project, gcp.zone);
-    let mut calls = vec![
-        format!(
-            "GET  projects/{}/global/snapshots/{snapshot}  (check it is READY)",
-            gcp.project
-        ),
-        format!("GET  {base}/disks/{new_disk}  (check the name is still free)"),
-        format!(
-            "POST {base}/disks  {{\"name\": \"{new_disk}\", \"sourceSnapshot\": \"{}\"}}  (then wait for the operation)",
-            gcp.snapshot_path(&snapshot)
-        ),
-    ];
-    let device_name = instance.map(|_| new_disk.clone());
-    if let Some(i) = instance {
-        calls.push(format!(
-            "POST {base}/instances/{i}/attachDisk  {{\"source\": \"{}\", \"deviceName\": \"{new_disk}\", \"autoDelete\": false}}  (then wait for the operation)",
-            gcp.disk_path(&new_disk)
-        ));
-    }
-    let mut notes = vec![format!(
-        "the restored data is on the new disk {new_disk}; the disk {} and its data stay as they are",
-        gcp.disk
-    )];
-    if instance.is_some() {
-        notes.push(format!(
-            "inside the instance the disk appears as /dev/disk/by-id/google-{new_disk}; mount it to use it"
-        ));
-    }
-    Ok(GcpRestorePlan {
-        target: target.to_string(),
-        backup_age_seconds: (Utc::now() - backup.created()).num_seconds(),
-        backup,
-        project: gcp.project.clone(),
-        zone: gcp.zone.clone(),
-        snapshot,
-        disk: gcp.disk.clone(),
-        new_disk,
-        instance: instance.map(str::to_string),
-        device_name,
-        calls,
-        notes,
-    })
-}
-
-/// Carry out a restore plan as a job, making exactly the calls it lists.
-pub fn restore_apply(
-    app: &App,
-    plan: &GcpRestorePlan,
-    actor: &str,
-    ctx: &JobContext,
-) -> Result<GcpRestoreOutcome> {
-    let done = app
-        .executor
-        .run("restore", &plan.target, actor, ctx, |_, ctx| {
-            let clock = std::time::Instant::now();
-            let gcp = connect(app, &plan.target)?;
-            ctx.progress.phase("checking the snapshot");
-            match gcp.get_snapshot(&plan.snapshot)? {
-                Some(s) if s.status == "READY" => {}
-                Some(s) => {
-                    return Err(Error::Failed(format!(
-                        "snapshot {} is {}, not READY; nothing was changed",
-                        plan.snapshot, s.status
-                    )));
-                }
-                None => {
-                    return Err(Error::Failed(format!(
-                        "snapshot {} no longer exists; nothing was changed",
-                        plan.snapshot
-                    )));
-                }
-            }
-            if gcp.disk_exists(&plan.new_disk)? {
-                return Err(Error::Failed(format!(
-                    "a disk named {} appeared since the plan was made; make a new plan",
-                    plan.new_disk
-                )));
-            }
-            ctx.cancel.check().map_err(|e| Error::io("restoring", e))?;
-            ctx.progress
-                .phase(&format!("creating disk {}", plan.new_disk));
-            let labels = BTreeMap::from([
-                (LABEL_MARK.to_string(), "1".to_string()),
-                (LABEL_TARGET.to_string(), target_label(&plan.target)),
-                (LABEL_ID.to_string(), plan.backup.id.to_lowercase()),
-            ]);
-            let disk_url =
-                gcp.create_disk(&plan.new_disk, &gcp.snapshot_path(&plan.snapshot), labels)?;
-            if let (Some(instance), Some(device)) = (&plan.instance, &plan.device_name) {
-                ctx.progress.phase(&format!("attaching to {instance}"));
-                gcp.attach_disk(instance, &gcp.disk_path(&plan.new_disk), device)
-                    .map_err(|e| {
-                        Error::Failed(format!(
-                            "{e}; the new disk {} was created and is left in place, not attached",
-                            plan.new_disk
-                        ))
-                    })?;
-            }
-            Ok(GcpRestoreOutcome {
-                plan: plan.clone(),
-                ok: true,
-                disk_url,
-                duration_seconds: clock.elapsed().as_secs_f64(),
-            })
-        })?;
-    Ok(done.value)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::actions::catalog::Selector;
-use crate::actions::drill::{Drill, Sandboxed, age};
-use crate::actions::{drill_report, gcp};
+use crate::actions::drill_steps::{Drill, Sandboxed, age, human};
+use crate::actions::gcp;
+use crate::actions::shared::Selector;
 use crate::error::{Error, Result};
 use crate::sources::gcp_disk::{
     DiskInfo, Gcp, LABEL_DRILL, LABEL_ID, LABEL_MARK, LABEL_TARGET, SnapshotInfo, gce_name,
@@ -43,7 +43,7 @@ pub(crate) fn restore(d: &mut Drill, selector: &Selector) -> Result<Sandboxed> {
                 m.artifact,
                 m.gcp.as_ref().map_or(0, |f| f.disk_size_gb),
                 m.created_at,
-                drill_report::human(age(m, started))
+                human(age(m, started))
             ))
         } else {
             Err(c.problems.clone())

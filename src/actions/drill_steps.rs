@@ -1,0 +1,140 @@
+//! The steps of a drill as it runs: the timeline every kind's drill restore adds to,
+//! what that restore leaves for the report, and the durations both put in words. The
+//! drill action and each kind's restore half (actions::kind) share these; this module
+//! imports neither.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::actions::drill_checks;
+use crate::app::App;
+use crate::config::TargetConfig;
+use crate::error::{Error, Result};
+use crate::progress::JobContext;
+use crate::stores::manifest::Manifest;
+
+/// One step of the drill's timeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub name: String,
+    /// UTC, RFC 3339.
+    pub started_at: String,
+    pub duration_seconds: f64,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// A drill as it goes: what it drills, when it started, its timeline and the problems
+/// found so far. The restore of each kind (a sandbox directory, or a disk made from a
+/// snapshot) adds its steps here.
+pub struct Drill<'a> {
+    pub app: &'a App,
+    pub target: &'a str,
+    pub cfg: &'a TargetConfig,
+    pub ctx: &'a JobContext,
+    pub started: DateTime<Utc>,
+    clock: Instant,
+    /// The timeline so far; only `step` adds to it.
+    pub(crate) steps: Vec<Step>,
+    pub problems: Vec<String>,
+}
+
+/// What a kind's restore leaves for the report.
+pub struct Sandboxed {
+    /// The backup drilled (absent when none could be found).
+    pub backup: Option<Manifest>,
+    /// Where the copy was restored: a directory, or the drill disk's path.
+    pub sandbox: PathBuf,
+    pub created: bool,
+    pub removed: bool,
+    /// Drill start → verified restore, when it was reached.
+    pub rto_seconds: Option<f64>,
+}
+
+impl<'a> Drill<'a> {
+    /// A drill of `target` starting now.
+    pub fn new(app: &'a App, target: &'a str, cfg: &'a TargetConfig, ctx: &'a JobContext) -> Self {
+        Drill {
+            app,
+            target,
+            cfg,
+            ctx,
+            started: Utc::now(),
+            clock: Instant::now(),
+            steps: Vec::new(),
+            problems: Vec::new(),
+        }
+    }
+
+    /// Run one step; its outcome is `Ok(detail)` or `Err(problems)`, and an error is a
+    /// problem too (but a cancel ends the drill). Whether it passed.
+    pub fn step(
+        &mut self,
+        name: impl Into<String>,
+        work: impl FnOnce() -> Result<std::result::Result<String, Vec<String>>>,
+    ) -> Result<bool> {
+        let name = name.into();
+        self.ctx.progress.phase(&name);
+        let started = Utc::now();
+        let clock = Instant::now();
+        let outcome = match work() {
+            Ok(o) => o,
+            Err(Error::Cancelled) => return Err(Error::Cancelled),
+            Err(e) => Err(vec![e.to_string()]),
+        };
+        let (ok, detail) = match &outcome {
+            Ok(detail) => (true, detail.clone()),
+            Err(problems) => (false, problems.join("; ")),
+        };
+        self.steps.push(Step {
+            name,
+            started_at: crate::db::time_text(started),
+            duration_seconds: clock.elapsed().as_secs_f64(),
+            ok,
+            detail,
+        });
+        if let Err(p) = outcome {
+            self.problems.extend(p);
+        }
+        Ok(ok)
+    }
+
+    /// Seconds since the drill started.
+    pub fn elapsed(&self) -> f64 {
+        self.clock.elapsed().as_secs_f64()
+    }
+
+    /// The target's `checks`, one step each; a command check finds `sandbox` in
+    /// `LIFEBOAT_SANDBOX`.
+    pub fn run_checks(&mut self, sandbox: &Path) -> Result<()> {
+        let cfg = self.cfg;
+        for (i, check) in cfg.checks.iter().enumerate() {
+            let name = format!("check {}: {}", i + 1, check.describe());
+            let failed = format!("{name} failed");
+            self.step(name, || {
+                Ok(drill_checks::run(check, sandbox)
+                    .map_err(|why| vec![format!("{failed}: {why}")]))
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Seconds between the backup and `at`.
+pub(crate) fn age(m: &Manifest, at: DateTime<Utc>) -> f64 {
+    (at - m.created()).num_milliseconds().max(0) as f64 / 1000.0
+}
+
+/// Seconds in words: "850ms", "4.2s", "3m", "1h30m", "2days".
+pub fn human(seconds: f64) -> String {
+    if seconds < 1.0 {
+        format!("{:.0}ms", seconds * 1000.0)
+    } else if seconds < 60.0 {
+        format!("{seconds:.1}s")
+    } else {
+        crate::actions::shared::human_age(seconds as i64)
+    }
+}
