@@ -488,10 +488,10 @@ fn a_full_disk_fails_clearly_and_keeps_earlier_backups() {
 
 #[test]
 fn every_action_works_on_a_repository_store() {
-    let v = Vault::local(&format!(
+    let v = Vault::local(
         "[targets.app]\nkind = \"sqlite\"\npath = \"../data/app.db\"\nstore = \"vault\"\n\
-         restore_roots = [\"../restores\"]\nretention = {{ last = 1 }}\nrto = \"10m\"\nrpo = \"1d\"\n"
-    ));
+         restore_roots = [\"../restores\"]\nretention = { last = 1 }\nrto = \"10m\"\nrpo = \"1d\"\n",
+    );
     let conn = make_app_db(&v.path("data/app.db"), 1000);
     let first = v.backup("app");
     insert_rows(&conn, 500);
