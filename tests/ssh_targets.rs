@@ -52,6 +52,23 @@ impl Setup {
         ));
     }
 
+    /// The same targets, backed up into a restic-format repository store `vault`.
+    fn use_repository(&self) -> PathBuf {
+        let r = self.remote.path().display();
+        let keys = self.sshd.target_keys();
+        let vault = self.home.path("vault");
+        self.home.write_config(&format!(
+            "[stores.vault]\nkind = \"repository\"\nlocation = \"{}\"\n\
+             password = \"${{LIFEBOAT_REPO_PASSWORD}}\"\n\n\
+             [targets.app-db]\nkind = \"sqlite\"\npath = \"{r}/data/app.db\"\nstore = \"vault\"\n\
+             restore_roots = [\"{r}/restores\"]\n{keys}\n\
+             [targets.files]\nkind = \"directory\"\npath = \"{r}/data/tree\"\nstore = \"vault\"\n\
+             restore_roots = [\"{r}/restores\"]\n{keys}\n",
+            vault.display()
+        ));
+        vault
+    }
+
     /// Files lifeboat left in the remote data directory besides the data itself.
     fn remote_leftovers(&self) -> Vec<String> {
         let mut found: Vec<String> = std::fs::read_dir(self.remote("data"))
@@ -336,6 +353,53 @@ fn remote_directory_round_trip() {
         std::fs::read_to_string(aside.join("docs/readme.md")).unwrap(),
         "changed after the backup\n"
     );
+}
+
+#[test]
+fn remote_targets_back_up_into_a_repository_that_restic_reads() {
+    let s = Setup::new();
+    let vault = s.use_repository();
+    drop(make_app_db(&s.remote("data/app.db"), 2_000));
+    make_tree(&s.remote("data/tree"));
+    let db = s.home.json(&["backup", "app-db"]);
+    let files = s.home.json(&["backup", "files"]);
+    assert_eq!(db["compression"], "restic");
+    for target in ["app-db", "files"] {
+        let v = s.home.json(&["verify", target]);
+        assert_eq!(v["ok"], true, "{v}");
+    }
+    let dest = s.remote("restores/tree");
+    s.home
+        .ok(&["restore", "files", "--to", dest.to_str().unwrap(), "--yes"]);
+    assert_eq!(
+        std::fs::read(dest.join("docs/deep/er/data.bin")).unwrap(),
+        vec![7u8; 300_000]
+    );
+
+    // restic gives the remote database back as it was backed up.
+    let out = s.home.path("restic-out");
+    let restic = std::process::Command::new("restic")
+        .arg("-r")
+        .arg(&vault)
+        .args([
+            "--no-cache",
+            "restore",
+            db["artifact"].as_str().unwrap(),
+            "--target",
+        ])
+        .arg(&out)
+        .env("RESTIC_PASSWORD", common::vault::PASSWORD)
+        .output()
+        .expect("restic (scripts/test.sh installs it)");
+    assert!(restic.status.success(), "{}", stderr(&restic));
+    let restored = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(
+            std::fs::read(out.join("app.db")).unwrap(),
+        ))
+    };
+    assert_eq!(restored, db["content_sha256"].as_str().unwrap());
+    assert_ne!(files["artifact"], db["artifact"]);
 }
 
 #[test]

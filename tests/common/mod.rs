@@ -10,6 +10,7 @@ pub mod moto;
 pub mod sim;
 pub mod socket_mode;
 pub mod sshd;
+pub mod vault;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -75,7 +76,9 @@ impl Home {
             .env("SLACK_BOT_TOKEN", "xoxb-test-token")
             .env("SLACK_APP_TOKEN", "xapp-1-A0APP-test-token")
             .env("DISCORD_PUBLIC_KEY", fakes::discord_public_key_hex())
-            .env("DISCORD_BOT_TOKEN", "discord-test-token");
+            .env("DISCORD_BOT_TOKEN", "discord-test-token")
+            // Repository stores in test configs take their password from here.
+            .env("LIFEBOAT_REPO_PASSWORD", vault::PASSWORD);
         cmd
     }
 
