@@ -139,7 +139,7 @@ impl RepositoryStore {
         }
     }
 
-    /// lifeboat's published snapshots (and the pending ones, flagged).
+    /// Every snapshot tagged as lifeboat's, whole backups or not.
     fn our_snapshots(&self, repo: &Repo) -> Result<Vec<SnapshotFile>, StoreError> {
         Ok(repo
             .get_all_snapshots()
@@ -202,9 +202,7 @@ impl BackupStore for RepositoryStore {
         let mut found = Vec::new();
         let mut broken = Vec::new();
         for snap in self.our_snapshots(&repo)? {
-            if snapshots::is_pending(&snap)
-                || snapshots::target_of(&snap).as_deref() != Some(target)
-            {
+            if snapshots::target_of(&snap).as_deref() != Some(target) {
                 continue;
             }
             match snapshots::manifest_of(&snap) {
@@ -277,19 +275,22 @@ impl BackupStore for RepositoryStore {
         let Some(repo) = self.open()? else {
             return Ok(0);
         };
-        let pending: Vec<SnapshotId> = self
+        // Snapshots of this target that are not whole backups: saves cut short right after
+        // the commit by a cancellation or an unreadable spool.
+        let partial: Vec<SnapshotId> = self
             .our_snapshots(&repo)?
             .into_iter()
             .filter(|s| {
-                snapshots::is_pending(s) && snapshots::target_of(s).as_deref() == Some(target)
+                snapshots::target_of(s).as_deref() == Some(target)
+                    && snapshots::manifest_of(s).is_err()
             })
             .map(|s| s.id)
             .collect();
-        if !pending.is_empty() {
-            repo.delete_snapshots(&pending)
+        if !partial.is_empty() {
+            repo.delete_snapshots(&partial)
                 .map_err(|e| self.fail("forgetting interrupted snapshots", e))?;
         }
-        Ok(pending.len())
+        Ok(partial.len())
     }
 
     fn discover(&self) -> Result<Discovered, StoreError> {
@@ -298,9 +299,6 @@ impl BackupStore for RepositoryStore {
             return Ok(out);
         };
         for snap in self.our_snapshots(&repo)? {
-            if snapshots::is_pending(&snap) {
-                continue;
-            }
             match snapshots::manifest_of(&snap) {
                 Ok(m) => out.backups.push(m),
                 Err(why) => out.skipped.push(format!("snapshot {}: {why}", snap.id)),
@@ -318,7 +316,7 @@ impl BackupStore for RepositoryStore {
         Ok(self
             .our_snapshots(&repo)?
             .iter()
-            .filter(|s| !snapshots::is_pending(s))
+            .filter(|s| snapshots::manifest_of(s).is_ok())
             .count())
     }
 

@@ -1,84 +1,110 @@
-//! Reading a backup back: the content file's chunks are fetched in order, each one
-//! decrypted and authenticated (its MAC) by rustic_core, so a
-//! flipped byte in a pack is an `InvalidData` error, never silently wrong content.
+//! Reading a backup back: rustic_core dumps the content file on a thread of its own,
+//! fetching several chunks at once and decrypting and authenticating each (its MAC), in
+//! order, into a bounded channel. A flipped byte in a pack is an `InvalidData` error,
+//! never silently wrong content; dropping the reader stops the dump.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-use bytes::Bytes;
 use rustic_core::repofile::{NodeType, SnapshotFile};
-use rustic_core::{BlobId, DataId, IndexedFullStatus, Repository};
+use rustic_core::{IndexedFullStatus, Repository};
 
-use crate::pipe::ReadAhead;
 use crate::stores::StoreError;
 
+/// Pieces of content waiting for the reader: memory stays at a few MiB.
+const PIECES_WAITING: usize = 8;
+
 pub struct SnapshotReader {
-    describe: String,
-    repo: Repository<IndexedFullStatus>,
-    chunks: Vec<DataId>,
-    next: usize,
-    current: Bytes,
+    pieces: Receiver<io::Result<Vec<u8>>>,
+    current: Vec<u8>,
+    pos: usize,
+    done: bool,
 }
 
 impl SnapshotReader {
-    /// The content of `snap`: the one file at the root of its tree. Reading runs a few
-    /// chunks ahead on a thread of its own.
+    /// The content of `snap`: the one file at the root of its tree.
     pub fn open(
         describe: String,
         repo: Repository<IndexedFullStatus>,
         snap: &SnapshotFile,
     ) -> Result<Box<dyn Read + Send>, StoreError> {
         let tree = repo.get_tree(&snap.tree).map_err(|e| {
-            StoreError::Other(format!("{describe}: reading snapshot {}: {e}", snap.id))
-        })?;
-        let files: Vec<_> = tree
-            .nodes
-            .iter()
-            .filter(|n| n.node_type == NodeType::File)
-            .collect();
-        let [file] = files.as_slice() else {
-            return Err(StoreError::Other(format!(
-                "{describe}: snapshot {} holds {} files, not the one a lifeboat backup has",
+            StoreError::Other(format!(
+                "{describe}: reading snapshot {}: {}",
                 snap.id,
-                files.len()
+                super::one_line(&e)
+            ))
+        })?;
+        let mut files = tree
+            .nodes
+            .into_iter()
+            .filter(|n| n.node_type == NodeType::File);
+        let (Some(file), None) = (files.next(), files.next()) else {
+            return Err(StoreError::Other(format!(
+                "{describe}: snapshot {} does not hold the one file a lifeboat backup has",
+                snap.id
             )));
         };
-        let chunks = file.content.clone().unwrap_or_default();
-        Ok(Box::new(ReadAhead::new(SnapshotReader {
-            describe,
-            repo,
-            chunks,
-            next: 0,
-            current: Bytes::new(),
-        })))
+        let (send, pieces) = sync_channel(PIECES_WAITING);
+        std::thread::Builder::new()
+            .name("lifeboat-dump".into())
+            .spawn(move || {
+                let mut out = ChannelWriter(send.clone());
+                if let Err(e) = repo.dump(&file, &mut out) {
+                    let _ = send.send(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{describe}: {}", super::one_line(&e)),
+                    )));
+                }
+            })
+            .map_err(|e| StoreError::Other(format!("starting to read a snapshot: {e}")))?;
+        Ok(Box::new(SnapshotReader {
+            pieces,
+            current: Vec::new(),
+            pos: 0,
+            done: false,
+        }))
     }
 }
 
 impl Read for SnapshotReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
-            let Some(id) = self.chunks.get(self.next) else {
+        while self.pos == self.current.len() {
+            if self.done {
                 return Ok(0);
-            };
-            self.current = self
-                .repo
-                .get_blob_cached(&BlobId::from(**id), rustic_core::repofile::BlobType::Data)
-                .map_err(|e| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!(
-                            "{}: chunk {} of {} cannot be read back: {}",
-                            self.describe,
-                            self.next + 1,
-                            self.chunks.len(),
-                            super::one_line(&e)
-                        ),
-                    )
-                })?;
-            self.next += 1;
+            }
+            match self.pieces.recv() {
+                Ok(Ok(piece)) => {
+                    self.current = piece;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => {
+                    self.done = true;
+                    return Err(e);
+                }
+                // The dump thread ended and everything it sent has been read.
+                Err(_) => self.done = true,
+            }
         }
-        let n = out.len().min(self.current.len());
-        out[..n].copy_from_slice(&self.current[..n]);
-        let _ = self.current.split_to(n);
+        let n = out.len().min(self.current.len() - self.pos);
+        out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
         Ok(n)
+    }
+}
+
+/// The dump's output: each chunk as one piece; fails once the reader is gone.
+struct ChannelWriter(SyncSender<io::Result<Vec<u8>>>);
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.0
+            .send(Ok(data.to_vec()))
+            .map_err(|_| io::Error::other("the reader of this backup is gone"))?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }

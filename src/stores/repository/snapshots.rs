@@ -8,8 +8,6 @@ use crate::stores::manifest::Manifest;
 
 /// Every snapshot lifeboat writes carries this tag.
 pub const TAG: &str = "lifeboat";
-/// A snapshot still being written: not a backup until its manifest is attached.
-pub const PENDING: &str = "lifeboat-pending";
 /// What `compression` says in a repository backup's manifest.
 pub const COMPRESSION: &str = "restic";
 
@@ -25,10 +23,6 @@ pub fn is_ours(snap: &SnapshotFile) -> bool {
     snap.tags.contains(TAG)
 }
 
-pub fn is_pending(snap: &SnapshotFile) -> bool {
-    snap.tags.contains(PENDING)
-}
-
 pub fn target_of(snap: &SnapshotFile) -> Option<String> {
     snap.tags
         .iter()
@@ -36,8 +30,9 @@ pub fn target_of(snap: &SnapshotFile) -> Option<String> {
         .map(str::to_string)
 }
 
-/// A published snapshot's manifest, with the facts only the snapshot itself knows
-/// (its id) filled in. `Err` says why a snapshot tagged as lifeboat's is not a backup.
+/// A saved snapshot's manifest, with the facts only the snapshot knows filled in: its
+/// id, the bytes it added, when it ended. `Err` says why a snapshot tagged as lifeboat's
+/// is not a whole backup (its summary must show the one file its manifest describes).
 pub fn manifest_of(snap: &SnapshotFile) -> Result<Manifest, String> {
     let text = snap
         .description
@@ -52,11 +47,25 @@ pub fn manifest_of(snap: &SnapshotFile) -> Result<Manifest, String> {
             m.id, m.target
         ));
     }
+    let summary = snap.summary.as_ref().ok_or("it has no summary")?;
+    if summary.total_files_processed != 1 || summary.total_bytes_processed != m.content_bytes {
+        return Err(format!(
+            "it holds {} file(s) of {} bytes, not the {} bytes of backup {}: an interrupted save",
+            summary.total_files_processed, summary.total_bytes_processed, m.content_bytes, m.id
+        ));
+    }
     let id = snap.id.to_hex().as_str().to_string();
     m.artifact = id.clone();
     // The snapshot id is the SHA-256 of the stored snapshot file.
     m.sha256 = id;
     m.compression = COMPRESSION.into();
+    m.size_bytes = summary.data_added_packed;
+    let ended =
+        chrono::DateTime::from_timestamp_millis(summary.backup_end.timestamp().as_millisecond())
+            .unwrap_or_else(|| m.created());
+    m.finished_at = crate::db::time_text(ended);
+    // Chunking, encrypting and storing are most of a repository backup's time.
+    m.duration_seconds = (ended - m.created()).as_seconds_f64().max(0.0);
     Ok(m)
 }
 

@@ -1,9 +1,9 @@
 //! Writing one backup as one snapshot. The content is spooled to an unnamed temporary
 //! file first: a restic tree records every file's size, and a stream's size is known
-//! only at its end (restic restores a file recorded as empty as empty). At `publish`,
-//! rustic_core's archiver reads the spool (chunking, dedup, compression, encryption) into
-//! a snapshot tagged pending; then the final snapshot, with the manifest, is saved and
-//! the pending one forgotten, so a backup is listed only when whole. An abandoned writer
+//! only at its end (restic restores a file recorded as empty as empty); by then the
+//! manifest is complete too. At `publish`, rustic_core's archiver reads the spool
+//! (chunking, dedup, compression, encryption), writes the packs and index, and saves the
+//! snapshot with the manifest last: that one file is the commit. An abandoned writer
 //! leaves nothing in the repository; the spool vanishes with its file handle.
 
 use std::fs::File;
@@ -19,7 +19,7 @@ use rustic_core::{
 };
 
 use super::gate::WriterPass;
-use super::snapshots::{self, PENDING};
+use super::snapshots;
 use crate::progress::{Cancel, JobContext, Progress};
 use crate::stores::StoreError;
 use crate::stores::backups::{BackupWriter, NewBackup};
@@ -57,16 +57,18 @@ impl SnapshotWriter {
     }
 }
 
-/// The snapshot the archiver saves: tagged as lifeboat's, and pending.
-fn pending_snapshot(new: &NewBackup) -> SnapshotFile {
+/// The snapshot the archiver saves: tagged as lifeboat's, the manifest as its
+/// description. The facts only the save knows (bytes added, when it ended, the id) are
+/// read back from the saved snapshot.
+fn snapshot_of(new: &NewBackup, manifest: &Manifest) -> SnapshotFile {
     let mut snap = SnapshotFile {
         hostname: snapshots::hostname(),
         program_version: format!("lifeboat {}", env!("CARGO_PKG_VERSION")),
+        description: Some(snapshots::description_of(manifest)),
         ..SnapshotFile::default()
     };
     for tag in [
         snapshots::TAG.to_string(),
-        PENDING.to_string(),
         snapshots::target_tag(&new.target),
         snapshots::id_tag(&new.id),
     ] {
@@ -88,7 +90,7 @@ impl Write for SnapshotWriter {
 impl BackupWriter for SnapshotWriter {
     fn publish(
         self: Box<Self>,
-        mut manifest: Manifest,
+        manifest: Manifest,
         ctx: &JobContext,
     ) -> Result<Manifest, StoreError> {
         let SnapshotWriter {
@@ -121,15 +123,16 @@ impl BackupWriter for SnapshotWriter {
         // in the index and not stored again.
         let opts = BackupOptions::default().parent_opts(ParentOptions::default().force(true));
         let paths = [PathBuf::from(&new.file_name)];
-        let pending = repo
-            .archive(&opts, &source, pending_snapshot(&new), &paths)
+        let saved = repo
+            .archive(&opts, &source, snapshot_of(&new, &manifest), &paths)
             .map_err(|e| fail("writing", &super::one_line(&e)))?;
-        let summary = pending.summary.clone().unwrap_or_default();
-        // Cancelled up to here (even after the last byte was read), or a file the archiver
-        // could not read (it skips those and saves the rest, an empty snapshot): never
-        // publish that.
-        if summary.total_files_processed != 1 || ctx.cancel.is_cancelled() {
-            let _ = repo.delete_snapshots(&[pending.id]);
+        // Saving the snapshot was the commit. Cancelled meanwhile (even after the last
+        // byte was read), or a file the archiver could not read (it skips those and saves
+        // the rest): forget it again. Were that cut short, the snapshot's summary, which
+        // does not match its manifest, keeps it from ever counting as a backup.
+        let whole = snapshots::manifest_of(&saved);
+        if whole.is_err() || ctx.cancel.is_cancelled() {
+            let _ = repo.delete_snapshots(&[saved.id]);
             if ctx.cancel.is_cancelled() {
                 return Err(StoreError::Io {
                     store: describe.clone(),
@@ -138,36 +141,8 @@ impl BackupWriter for SnapshotWriter {
                     source: io::Error::other(crate::progress::Cancelled),
                 });
             }
-            return Err(fail("writing", &"the archiver did not store the content"));
         }
-        manifest.size_bytes = summary.data_added_packed;
-        // Chunking, encrypting and storing are most of a repository backup's time.
-        let finished = chrono::Utc::now();
-        manifest.duration_seconds = (finished - manifest.created()).as_seconds_f64().max(0.0);
-        manifest.finished_at = crate::db::time_text(finished);
-        let mut published = pending.clone();
-        published.tags = rustic_core::StringList::default();
-        for tag in pending.tags.iter().filter(|t| t.as_str() != PENDING) {
-            published.tags.add(tag.clone());
-        }
-        published.description = Some(snapshots::description_of(&manifest));
-        let failed = |e: Box<rustic_core::RusticError>| fail("publishing", &super::one_line(&e));
-        repo.save_snapshots(vec![published]).map_err(failed)?;
-        // The pending snapshot goes only once the final one is saved; if this step is cut
-        // short, the next backup of the target forgets it (`clean_leftovers`).
-        repo.delete_snapshots(&[pending.id]).map_err(failed)?;
-        let id_tag = snapshots::id_tag(&new.id);
-        let saved = repo
-            .get_all_snapshots()
-            .map_err(failed)?
-            .into_iter()
-            .filter(|s| snapshots::is_ours(s) && !snapshots::is_pending(s))
-            .find(|s| {
-                s.tags.contains(&id_tag)
-                    && snapshots::target_of(s).as_deref() == Some(new.target.as_str())
-            })
-            .ok_or_else(|| fail("publishing", &"it was saved but is not listed"))?;
-        snapshots::manifest_of(&saved).map_err(|why| fail("publishing", &why))
+        whole.map_err(|why| fail("writing", &why))
     }
 }
 
