@@ -69,27 +69,7 @@ pub enum Command {
         json: bool,
     },
     /// Print a restore plan; with --yes, carry it out
-    Restore {
-        target: String,
-        backup: Option<String>,
-        /// Newest backup at or before this time (RFC 3339 or "YYYY-MM-DD HH:MM", UTC)
-        #[arg(long)]
-        at: Option<String>,
-        /// Restore to this new path instead of in place (gcp-disk: the new disk's name)
-        #[arg(long)]
-        to: Option<PathBuf>,
-        /// gcp-disk: attach the new disk to this instance
-        #[arg(long)]
-        instance: Option<String>,
-        /// Only print the plan
-        #[arg(long)]
-        dry_run: bool,
-        /// Carry out the plan
-        #[arg(long)]
-        yes: bool,
-        #[arg(long)]
-        json: bool,
-    },
+    Restore(crate::cli_restore::RestoreArgs),
     /// Apply retention rules
     Prune {
         target: Option<String>,
@@ -284,7 +264,7 @@ fn run(app: &App, command: Command) -> Result<i32, Error> {
             }
             Ok(0)
         }
-        Command::List { target, json } => list(app, target.as_deref(), json),
+        Command::List { target, json } => crate::cli_restore::list(app, target.as_deref(), json),
         Command::Incident { command } => crate::cli_incident::run(app, &actor, command),
         Command::Runbook { command } => crate::cli_runbook::run(app, &actor, command),
         Command::Catalog { command } => crate::cli_recover::catalog(app, &actor, command),
@@ -347,52 +327,10 @@ fn run(app: &App, command: Command) -> Result<i32, Error> {
             }
             Ok(if report.ok { 0 } else { 1 })
         }
-        Command::Restore {
-            target,
-            backup,
-            at,
-            to,
-            instance,
-            dry_run,
-            yes,
-            json,
-        } => {
-            let selector = Selector::from_args(backup.as_deref(), at.as_deref())?;
-            // The kind reads `--to` (a path, or a new disk's name) and `--instance`.
-            let plan = actions::kind::for_target(app, &target)?.cli_restore_plan(
-                app,
-                &target,
-                &selector,
-                to.as_deref(),
-                instance.as_deref(),
-            )?;
-            if dry_run || !yes {
-                if json {
-                    println!("{}", plan.to_json());
-                } else {
-                    print!("{}", plan.describe());
-                    if !dry_run {
-                        println!(
-                            "Nothing was changed. Run again with --yes to carry out this plan."
-                        );
-                    }
-                }
-                return Ok(0);
-            }
-            if !json {
-                eprint!("{}", plan.describe());
-            }
-            let ctx = job_context(json);
-            let done = plan.apply(app, &actor, &ctx)?;
-            finish_progress(&ctx);
-            if json {
-                println!("{}", done.to_json());
-            } else {
-                print!("{}", done.report());
-            }
-            Ok(0)
+        Command::Restore(args) => crate::cli_restore::restore(app, &actor, args),
+        Command::Prune { target, dry_run } => {
+            crate::cli_restore::prune(app, target.as_deref(), dry_run, &actor)
         }
-        Command::Prune { target, dry_run } => prune(app, target.as_deref(), dry_run, &actor),
         Command::Config { .. }
         | Command::Commands { .. }
         | Command::Web { .. }
@@ -400,77 +338,6 @@ fn run(app: &App, command: Command) -> Result<i32, Error> {
             unreachable!("handled before the state is opened")
         }
     }
-}
-
-fn list(app: &App, target: Option<&str>, json: bool) -> Result<i32, Error> {
-    let targets: Vec<String> = match target {
-        Some(t) => {
-            app.target(t)?;
-            vec![t.to_string()]
-        }
-        None => app
-            .config
-            .targets
-            .iter()
-            .filter(|(_, c)| c.keeps_backups())
-            .map(|(n, _)| n.clone())
-            .collect(),
-    };
-    let mut all = Vec::new();
-    for t in &targets {
-        all.extend(
-            actions::catalog::backups(app, t)?
-                .into_iter()
-                .map(|m| m.summary()),
-        );
-    }
-    all.sort_by(|a, b| b.created_at.cmp(&a.created_at));
-    if json {
-        print_json(&all);
-    } else if all.is_empty() {
-        println!("no backups yet");
-    } else {
-        println!(
-            "{:<20} {:<24} {:<10} {:>10}  {:<24}",
-            "TARGET", "ID", "KIND", "SIZE", "CREATED (UTC)"
-        );
-        for m in &all {
-            println!(
-                "{:<20} {:<24} {:<10} {:>10}  {:<24}",
-                m.target,
-                m.id,
-                m.kind,
-                human_bytes(m.size_bytes),
-                m.created_at
-            );
-        }
-    }
-    Ok(0)
-}
-
-fn prune(app: &App, target: Option<&str>, dry_run: bool, actor: &str) -> Result<i32, Error> {
-    let targets: Vec<String> = match target {
-        Some(t) => vec![app.target(t).map(|_| t.to_string())?],
-        None => app
-            .config
-            .targets
-            .iter()
-            .filter(|(_, c)| c.keeps_backups())
-            .map(|(n, _)| n.clone())
-            .collect(),
-    };
-    for t in targets {
-        let plan = if dry_run {
-            actions::prune::plan(app, &t)?
-        } else {
-            actions::prune::run(app, &t, actor, &JobContext::silent())?
-        };
-        print!("{}", plan.describe());
-        if dry_run && !plan.remove.is_empty() {
-            println!("  (dry run: nothing was removed)");
-        }
-    }
-    Ok(0)
 }
 
 fn print_status(all: &[actions::status::TargetStatus]) {

@@ -9,6 +9,7 @@ pub mod charts; // history charts: SVG for the status page, PNG for chat
 pub mod cli; // the command line: clap definitions and rendering
 pub mod cli_incident; // `lifeboat incident …`
 pub mod cli_recover; // `lifeboat catalog rebuild`, `lifeboat recover`
+pub mod cli_restore; // `lifeboat list`, `lifeboat restore`, `lifeboat prune`
 pub mod cli_runbook; // `lifeboat runbook …`
 pub mod cli_store; // `lifeboat store init`, `lifeboat store check`
 pub mod cli_web; // `lifeboat web hash-password`

@@ -1,0 +1,153 @@
+//! `lifeboat list`, `lifeboat restore` and `lifeboat prune`: the backups kept, a restore
+//! plan printed (and with --yes carried out), and the backups retention no longer keeps
+//! removed.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::actions::catalog::Selector;
+use crate::actions::{self, backup::human_bytes};
+use crate::app::App;
+use crate::cli::{finish_progress, job_context, print_json};
+use crate::error::Error;
+use crate::progress::JobContext;
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    pub target: String,
+    pub backup: Option<String>,
+    /// Newest backup at or before this time (RFC 3339 or "YYYY-MM-DD HH:MM", UTC)
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Restore to this new path instead of in place (gcp-disk: the new disk's name)
+    #[arg(long)]
+    pub to: Option<PathBuf>,
+    /// gcp-disk: attach the new disk to this instance
+    #[arg(long)]
+    pub instance: Option<String>,
+    /// Only print the plan
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Carry out the plan
+    #[arg(long)]
+    pub yes: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn list(app: &App, target: Option<&str>, json: bool) -> Result<i32, Error> {
+    let targets: Vec<String> = match target {
+        Some(t) => {
+            app.target(t)?;
+            vec![t.to_string()]
+        }
+        None => app
+            .config
+            .targets
+            .iter()
+            .filter(|(_, c)| c.keeps_backups())
+            .map(|(n, _)| n.clone())
+            .collect(),
+    };
+    let mut all = Vec::new();
+    for t in &targets {
+        all.extend(
+            actions::catalog::backups(app, t)?
+                .into_iter()
+                .map(|m| m.summary()),
+        );
+    }
+    all.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    if json {
+        print_json(&all);
+    } else if all.is_empty() {
+        println!("no backups yet");
+    } else {
+        println!(
+            "{:<20} {:<24} {:<10} {:>10}  {:<24}",
+            "TARGET", "ID", "KIND", "SIZE", "CREATED (UTC)"
+        );
+        for m in &all {
+            println!(
+                "{:<20} {:<24} {:<10} {:>10}  {:<24}",
+                m.target,
+                m.id,
+                m.kind,
+                human_bytes(m.size_bytes),
+                m.created_at
+            );
+        }
+    }
+    Ok(0)
+}
+
+pub fn restore(app: &App, actor: &str, args: RestoreArgs) -> Result<i32, Error> {
+    let RestoreArgs {
+        target,
+        backup,
+        at,
+        to,
+        instance,
+        dry_run,
+        yes,
+        json,
+    } = args;
+    let selector = Selector::from_args(backup.as_deref(), at.as_deref())?;
+    // The kind reads `--to` (a path, or a new disk's name) and `--instance`.
+    let plan = actions::kind::for_target(app, &target)?.cli_restore_plan(
+        app,
+        &target,
+        &selector,
+        to.as_deref(),
+        instance.as_deref(),
+    )?;
+    if dry_run || !yes {
+        if json {
+            println!("{}", plan.to_json());
+        } else {
+            print!("{}", plan.describe());
+            if !dry_run {
+                println!("Nothing was changed. Run again with --yes to carry out this plan.");
+            }
+        }
+        return Ok(0);
+    }
+    if !json {
+        eprint!("{}", plan.describe());
+    }
+    let ctx = job_context(json);
+    let done = plan.apply(app, actor, &ctx)?;
+    finish_progress(&ctx);
+    if json {
+        println!("{}", done.to_json());
+    } else {
+        print!("{}", done.report());
+    }
+    Ok(0)
+}
+
+pub fn prune(app: &App, target: Option<&str>, dry_run: bool, actor: &str) -> Result<i32, Error> {
+    let targets: Vec<String> = match target {
+        Some(t) => vec![app.target(t).map(|_| t.to_string())?],
+        None => app
+            .config
+            .targets
+            .iter()
+            .filter(|(_, c)| c.keeps_backups())
+            .map(|(n, _)| n.clone())
+            .collect(),
+    };
+    for t in targets {
+        let plan = if dry_run {
+            actions::prune::plan(app, &t)?
+        } else {
+            actions::prune::run(app, &t, actor, &JobContext::silent())?
+        };
+        print!("{}", plan.describe());
+        if dry_run && !plan.remove.is_empty() {
+            println!("  (dry run: nothing was removed)");
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,278 @@
+//! A store in an S3 bucket (or any S3-compatible server): streaming multipart uploads with
+//! bounded memory, ranged downloads with read-ahead, and errors that name bucket and key.
+//!
+//! The `Store` trait is synchronous (actions run on blocking threads); the store owns a
+//! small tokio runtime of its own. Requests run on that runtime; the data paths hand
+//! bytes between it and the caller's thread through std channels and a condition
+//! variable, so streaming never needs `block_on` (which, on a thread inside a runtime
+//! context such as a job thread of `serve`, costs a thread per call).
+//!
+//! `client` builds the SDK client, `shared` holds what every request needs (and turns SDK
+//! errors into messages), `writer` uploads and `reader` downloads.
+
+mod client;
+mod reader;
+mod shared;
+mod writer;
+
+use std::future::Future;
+use std::io::Read;
+use std::sync::Arc;
+
+use tokio::runtime::{Handle, Runtime};
+
+use super::{ObjectInfo, ObjectWriter, Store, StoreError, check_key};
+use crate::config::StoreConfig;
+use client::{client_for, payload_needs_signature};
+use reader::S3Reader;
+use shared::{Shared, WriteSettings};
+use writer::S3Writer;
+
+pub struct S3Store {
+    shared: Arc<Shared>,
+    handle: Handle,
+    /// Kept to stop the runtime's threads when the store goes; `Option` so that `Drop`
+    /// can shut it down without blocking (dropping a runtime may happen on any thread).
+    runtime: Option<Runtime>,
+}
+
+impl S3Store {
+    /// Build the client from the config section and the standard AWS credential chain.
+    /// Nothing is sent to the server here.
+    pub fn new(name: &str, cfg: &StoreConfig) -> Result<S3Store, StoreError> {
+        let bucket = cfg
+            .bucket
+            .clone()
+            .ok_or_else(|| StoreError::Other(format!("stores.{name}: no bucket")))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("lifeboat-s3")
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                StoreError::Other(format!("stores.{name}: starting the S3 runtime: {e}"))
+            })?;
+        let handle = runtime.handle().clone();
+        let client = block(&handle, client_for(cfg.clone()));
+        let describe = format!("s3 store {name:?} (s3://{bucket}/{})", cfg.prefix);
+        let settings = WriteSettings::from_config(cfg);
+        Ok(S3Store {
+            shared: Arc::new(Shared {
+                client,
+                bucket,
+                prefix: cfg.prefix.clone(),
+                describe,
+                settings,
+                sign_payload: payload_needs_signature(cfg.endpoint.as_deref()),
+            }),
+            handle,
+            runtime: Some(runtime),
+        })
+    }
+}
+
+impl Drop for S3Store {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Run a future on the store's runtime from a blocking thread. Called from inside some
+/// other runtime by mistake, it waits on a scoped thread instead of panicking.
+fn block<F>(handle: &Handle, fut: F) -> F::Output
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    if Handle::try_current().is_ok() {
+        std::thread::scope(|s| {
+            s.spawn(|| handle.block_on(fut))
+                .join()
+                .expect("S3 call panicked")
+        })
+    } else {
+        handle.block_on(fut)
+    }
+}
+
+impl Store for S3Store {
+    fn describe(&self) -> String {
+        self.shared.describe.clone()
+    }
+
+    fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>, StoreError> {
+        check_key(key)?;
+        Ok(Box::new(S3Writer::new(
+            self.shared.clone(),
+            self.handle.clone(),
+            key,
+        )))
+    }
+
+    fn open(&self, key: &str) -> Result<Box<dyn Read + Send>, StoreError> {
+        check_key(key)?;
+        let s = &self.shared;
+        let req = s
+            .client
+            .head_object()
+            .bucket(&s.bucket)
+            .key(s.full_key(key));
+        let head = match block(&self.handle, req.send()) {
+            Ok(h) => h,
+            Err(e) => {
+                let err = s.error("opening", key, e);
+                // A HEAD has no error body: a 404 may also mean the bucket is missing.
+                if err.is_not_found() {
+                    self.check_bucket()?;
+                }
+                return Err(err);
+            }
+        };
+        Ok(Box::new(S3Reader::new(
+            s.clone(),
+            self.handle.clone(),
+            key,
+            head.e_tag().map(str::to_string),
+            head.content_length().unwrap_or(0).max(0) as u64,
+        )))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        let s = &self.shared;
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let req = s
+                .client
+                .list_objects_v2()
+                .bucket(&s.bucket)
+                .prefix(s.full_key(prefix))
+                .set_continuation_token(token.take());
+            let page =
+                block(&self.handle, req.send()).map_err(|e| s.error("listing", prefix, e))?;
+            for obj in page.contents() {
+                let Some(key) = obj.key().and_then(|k| k.strip_prefix(&s.prefix)) else {
+                    continue;
+                };
+                out.push(ObjectInfo {
+                    key: key.to_string(),
+                    size: obj.size().unwrap_or(0).max(0) as u64,
+                });
+            }
+            token = page.next_continuation_token().map(str::to_string);
+            if !page.is_truncated().unwrap_or(false) || token.is_none() {
+                break;
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        check_key(key)?;
+        let s = &self.shared;
+        let req = s
+            .client
+            .delete_object()
+            .bucket(&s.bucket)
+            .key(s.full_key(key));
+        match block(&self.handle, req.send()) {
+            Ok(_) => Ok(()),
+            Err(e) => match s.error("deleting", key, e) {
+                StoreError::NotFound { .. } => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    fn sweep_incomplete(&self, prefix: &str) -> Result<usize, StoreError> {
+        let s = &self.shared;
+        let mut uploads = Vec::new();
+        let (mut key_marker, mut id_marker) = (None, None);
+        loop {
+            let req = s
+                .client
+                .list_multipart_uploads()
+                .bucket(&s.bucket)
+                .prefix(s.full_key(prefix))
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take());
+            let page = block(&self.handle, req.send())
+                .map_err(|e| s.error("listing incomplete uploads under", prefix, e))?;
+            for u in page.uploads() {
+                if let (Some(k), Some(id)) = (u.key(), u.upload_id()) {
+                    uploads.push((k.to_string(), id.to_string()));
+                }
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            id_marker = page.next_upload_id_marker().map(str::to_string);
+            if !page.is_truncated().unwrap_or(false) || key_marker.is_none() {
+                break;
+            }
+        }
+        for (key, id) in &uploads {
+            let req = s
+                .client
+                .abort_multipart_upload()
+                .bucket(&s.bucket)
+                .key(key)
+                .upload_id(id);
+            block(&self.handle, req.send()).map_err(|e| {
+                let short = key.strip_prefix(&s.prefix).unwrap_or(key);
+                s.error("aborting the incomplete upload of", short, e)
+            })?;
+        }
+        Ok(uploads.len())
+    }
+}
+
+impl S3Store {
+    /// Tell a missing bucket from a missing object.
+    fn check_bucket(&self) -> Result<(), StoreError> {
+        let s = &self.shared;
+        let req = s.client.head_bucket().bucket(&s.bucket);
+        match block(&self.handle, req.send()) {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+                Err(StoreError::Other(format!(
+                    "{}: the bucket {:?} does not exist (check `bucket`, `region` and `endpoint`)",
+                    s.describe, s.bucket
+                )))
+            }
+            Err(e) => Err(s.error("checking the bucket of", "", e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(super) fn offline_store() -> S3Store {
+        let cfg = StoreConfig {
+            kind: crate::config::StoreKind::S3,
+            path: None,
+            bucket: Some("b".into()),
+            prefix: "p/".into(),
+            region: None,
+            endpoint: Some("http://127.0.0.1:9".into()),
+            sse: None,
+            sse_kms_key_id: None,
+            object_lock_mode: None,
+            object_lock_days: None,
+            location: None,
+            password: None,
+            compression_level: None,
+        };
+        S3Store::new("off", &cfg).unwrap()
+    }
+
+    #[test]
+    fn building_the_store_sends_nothing() {
+        let store = offline_store();
+        assert_eq!(store.describe(), "s3 store \"off\" (s3://b/p/)");
+        assert_eq!(store.shared.url("t/x"), "s3://b/p/t/x");
+    }
+}
