@@ -3,9 +3,9 @@
 //! encrypted), one snapshot per backup, readable by `restic` itself.
 //!
 //! The repository is opened for each operation (the master key is kept after the first
-//! open, so the password's key derivation runs once). Pruning takes the store's lock
-//! exclusively: a prune must never see the packs of a backup still being written as
-//! unreferenced. Backups share it.
+//! open, so the password's key derivation runs once). A prune waits for the store's
+//! running backups and holds new ones back (`gate`): it must never see the packs of a
+//! backup still being written as unreferenced.
 
 mod gate;
 mod location;
@@ -183,10 +183,8 @@ impl BackupStore for RepositoryStore {
 
     fn begin(&self, new: &NewBackup) -> Result<Box<dyn BackupWriter>, StoreError> {
         let pass = self.gate.writer();
-        let repo = self
-            .open_or_init()?
-            .to_indexed_ids()
-            .map_err(|e| self.fail("reading the index", e))?;
+        // Opened (or created) now, so a wrong password fails before any content is made.
+        let repo = self.open_or_init()?;
         Ok(Box::new(writer::SnapshotWriter::start(
             self.describe(),
             repo,

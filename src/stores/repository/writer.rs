@@ -14,8 +14,7 @@ use std::sync::Mutex;
 
 use rustic_core::repofile::{Metadata, Node, NodeType, SnapshotFile};
 use rustic_core::{
-    BackupOptions, IndexedIdsStatus, ParentOptions, ReadSource, ReadSourceEntry, Repository,
-    RusticResult,
+    BackupOptions, OpenStatus, ParentOptions, ReadSource, ReadSourceEntry, Repository, RusticResult,
 };
 
 use super::gate::WriterPass;
@@ -28,7 +27,7 @@ use crate::stores::manifest::Manifest;
 pub struct SnapshotWriter {
     describe: String,
     new: NewBackup,
-    repo: Repository<IndexedIdsStatus>,
+    repo: Repository<OpenStatus>,
     spool: BufWriter<File>,
     /// Keeps prunes of this repository away until the backup is published or dropped.
     _pass: WriterPass,
@@ -37,7 +36,7 @@ pub struct SnapshotWriter {
 impl SnapshotWriter {
     pub fn start(
         describe: String,
-        repo: Repository<IndexedIdsStatus>,
+        repo: Repository<OpenStatus>,
         new: &NewBackup,
         pass: WriterPass,
     ) -> Result<SnapshotWriter, StoreError> {
@@ -123,6 +122,11 @@ impl BackupWriter for SnapshotWriter {
         // in the index and not stored again.
         let opts = BackupOptions::default().parent_opts(ParentOptions::default().force(true));
         let paths = [PathBuf::from(&new.file_name)];
+        // The index is read now, not at `begin`: chunks other backups stored meanwhile
+        // are found and not stored again.
+        let repo = repo
+            .to_indexed_ids()
+            .map_err(|e| fail("reading the index for", &super::one_line(&e)))?;
         let saved = repo
             .archive(&opts, &source, snapshot_of(&new, &manifest), &paths)
             .map_err(|e| fail("writing", &super::one_line(&e)))?;
