@@ -179,7 +179,7 @@ fn a_network_cut_mid_backup_leaves_the_s3_repository_consistent() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // The first 32 MiB pack is up; the second is on its way through the slow link.
+    // The first 16 MiB pack is up; the next ones are on their way through the slow link.
     wait_for(120, "the backup to upload a pack", || {
         moto.objects("cut").len() > before
     });

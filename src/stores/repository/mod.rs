@@ -124,6 +124,9 @@ impl RepositoryStore {
             None => {
                 let mut config = ConfigOptions::default();
                 config.set_compression = self.compression_level;
+                // restic's own pack size: rustic_core's default of 32 MiB doubles the
+                // memory the archiver holds in packs being filled and written.
+                config.set_datapack_size = Some(bytesize::ByteSize::mib(16));
                 let repo = self
                     .unopened()?
                     .init(
