@@ -84,23 +84,12 @@ impl Home {
 
     /// Run and expect success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "lifeboat {args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        succeeded(args, self.run(args))
     }
 
     /// Run with --json and parse stdout.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut all: Vec<&str> = args.to_vec();
-        all.push("--json");
-        let text = self.ok(&all);
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+        json_of(args, |a| self.ok(a))
     }
 
     /// Files in the store directory for a target, including temporary ones.
@@ -131,6 +120,26 @@ pub fn assert_contains_all(text: &str, needles: &[&str]) {
     for needle in needles {
         assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
     }
+}
+
+/// The stdout of a lifeboat run that must have succeeded; a failure shows both streams.
+pub fn succeeded(args: &[&str], out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "lifeboat {args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        stdout(&out),
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+/// `args` with `--json` appended, run by `ok`, and its stdout parsed.
+pub fn json_of(args: &[&str], ok: impl FnOnce(&[&str]) -> String) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let text = ok(&all);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
 pub fn stderr(out: &Output) -> String {

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 
 use aws_sdk_s3::Client;
 
-use super::{Home, stderr, stdout, wait_for};
+use super::{Home, wait_for};
 
 /// A `moto_server` child process on a free loopback port; killed when dropped.
 pub struct Moto {
@@ -184,22 +184,11 @@ impl S3Home {
     }
 
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "lifeboat {args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
-            out.status.code(),
-            stdout(&out),
-            stderr(&out)
-        );
-        stdout(&out)
+        super::succeeded(args, self.run(args))
     }
 
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut all = args.to_vec();
-        all.push("--json");
-        let text = self.ok(&all);
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+        super::json_of(args, |a| self.ok(a))
     }
 
     pub fn ids(&self, target: &str) -> Vec<String> {

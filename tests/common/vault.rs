@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use super::moto::aws_env;
-use super::{Home, stderr, stdout};
+use super::{Home, json_of, stderr, stdout, succeeded};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -53,22 +53,11 @@ impl Vault {
     }
 
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "lifeboat {args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
-            out.status.code(),
-            stdout(&out),
-            stderr(&out)
-        );
-        stdout(&out)
+        succeeded(args, self.run(args))
     }
 
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut all = args.to_vec();
-        all.push("--json");
-        let text = self.ok(&all);
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+        json_of(args, |a| self.ok(a))
     }
 
     pub fn backup(&self, target: &str) -> serde_json::Value {
