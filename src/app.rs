@@ -87,6 +87,21 @@ impl App {
         })
     }
 
+    /// The named target (which must exist), or with `None` every target whose backups
+    /// lifeboat keeps: what `list` and `prune` without a target go over.
+    pub fn targets_or_all(&self, name: Option<&str>) -> Result<Vec<String>> {
+        match name {
+            Some(t) => self.target(t).map(|_| vec![t.to_string()]),
+            None => Ok(self
+                .config
+                .targets
+                .iter()
+                .filter(|(_, c)| c.keeps_backups())
+                .map(|(n, _)| n.clone())
+                .collect()),
+        }
+    }
+
     pub fn store(&self, name: &str) -> Result<Arc<dyn BackupStore>> {
         self.stores
             .get(name)

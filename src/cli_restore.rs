@@ -37,19 +37,7 @@ pub struct RestoreArgs {
 }
 
 pub fn list(app: &App, target: Option<&str>, json: bool) -> Result<i32, Error> {
-    let targets: Vec<String> = match target {
-        Some(t) => {
-            app.target(t)?;
-            vec![t.to_string()]
-        }
-        None => app
-            .config
-            .targets
-            .iter()
-            .filter(|(_, c)| c.keeps_backups())
-            .map(|(n, _)| n.clone())
-            .collect(),
-    };
+    let targets = app.targets_or_all(target)?;
     let mut all = Vec::new();
     for t in &targets {
         all.extend(
@@ -128,16 +116,7 @@ pub fn restore(app: &App, actor: &str, args: RestoreArgs) -> Result<i32, Error> 
 }
 
 pub fn prune(app: &App, target: Option<&str>, dry_run: bool, actor: &str) -> Result<i32, Error> {
-    let targets: Vec<String> = match target {
-        Some(t) => vec![app.target(t).map(|_| t.to_string())?],
-        None => app
-            .config
-            .targets
-            .iter()
-            .filter(|(_, c)| c.keeps_backups())
-            .map(|(n, _)| n.clone())
-            .collect(),
-    };
+    let targets = app.targets_or_all(target)?;
     for t in targets {
         let plan = if dry_run {
             actions::prune::plan(app, &t)?

@@ -454,16 +454,7 @@ fn status_chart(app: &App, target: &str) -> Result<Reply, Error> {
 }
 
 fn list_text(app: &App, target: Option<&str>) -> Result<String, Error> {
-    let names: Vec<String> = match target {
-        Some(t) => vec![t.to_string()],
-        None => app
-            .config
-            .targets
-            .iter()
-            .filter(|(_, c)| c.keeps_backups())
-            .map(|(n, _)| n.clone())
-            .collect(),
-    };
+    let names = app.targets_or_all(target)?;
     let mut out = String::new();
     for name in names {
         let backups = actions::catalog::backups(app, &name)?;
