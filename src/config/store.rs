@@ -129,9 +129,20 @@ impl StoreConfig {
                         "stores.{name}.path: stores of kind \"repository\" take `location` (a path or s3:…), not `path`"
                     ));
                 }
-                if self.location.as_deref().is_none_or(str::is_empty) {
+                let location = self.location.as_deref().unwrap_or_default();
+                if location.is_empty() {
                     return Err(format!(
                         "stores.{name}: `location` is required for kind \"repository\""
+                    ));
+                }
+                // The full parse is the store's; refuse here what it can never open, so
+                // `config check` says so rather than the first backup.
+                if let Some((scheme, _)) = location.split_once(':')
+                    && !scheme.contains('/')
+                    && scheme != "s3"
+                {
+                    return Err(format!(
+                        "stores.{name}.location: {location:?}: a repository is a local path or s3:https://host/bucket/prefix, not {scheme}:"
                     ));
                 }
                 if self.password.as_ref().is_none_or(|p| p.expose().is_empty()) {
@@ -303,5 +314,21 @@ mod tests {
         let e =
             parse_test("[stores.l]\nkind=\"local\"\npath=\"/tmp\"\nsse=\"AES256\"\n").unwrap_err();
         assert!(e.to_string().contains("stores.l.sse"), "{e}");
+    }
+
+    #[test]
+    fn repository_locations_are_paths_or_s3() {
+        let repo = |loc: &str| {
+            parse_test(&format!(
+                "[stores.v]\nkind=\"repository\"\nlocation=\"{loc}\"\npassword=\"${{TOKEN}}\"\n"
+            ))
+        };
+        assert!(repo("vault").is_ok());
+        assert!(repo("s3:http://127.0.0.1:9000/b/p").is_ok());
+        let e = repo("sftp:host:/srv").unwrap_err().to_string();
+        assert!(
+            e.contains("stores.v.location") && e.contains("not sftp:"),
+            "{e}"
+        );
     }
 }
