@@ -481,11 +481,15 @@ fn draw(s: &mut TermState, force: bool) {
 }
 
 fn serve(app: App) -> Result<i32, Error> {
+    // Before anything opens files: HTTP clients, the state and the stores share the limit.
+    crate::front::listener::raise_file_limit();
     app.db
         .checkpoint_in_background(&app.config.server.state, std::time::Duration::from_secs(5))?;
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| Error::io("starting the runtime", e))?;
     runtime.block_on(async move {
+        // Handlers first, so a SIGTERM right after start is a clean stop, not a kill.
+        let stop = shutdown_signal();
         let listen = app.config.server.listen.clone();
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
@@ -501,7 +505,7 @@ fn serve(app: App) -> Result<i32, Error> {
         );
         let executor = app.executor.clone();
         crate::front::http::serve(app, listener, async move {
-            shutdown_signal().await;
+            stop.await;
             tracing::info!(
                 "shutting down: cancelling {} running jobs",
                 executor.running_count()
@@ -515,12 +519,15 @@ fn serve(app: App) -> Result<i32, Error> {
     })
 }
 
-async fn shutdown_signal() {
+/// Resolves at SIGTERM or SIGINT; the handlers are in place once this returns.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }

@@ -183,9 +183,9 @@ pub async fn serve(
             }
         })
     };
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let limits = crate::front::listener::Limits::for_this_process();
+    tracing::debug!("HTTP limits: {limits:?}");
+    crate::front::listener::serve(listener, router, limits, shutdown, SHUTDOWN_GRACE).await?;
     sweeper.abort();
     scheduler.abort();
     connections.stop().await;

@@ -10,6 +10,7 @@ pub mod discord_gateway;
 pub mod hooks;
 pub mod http;
 pub mod links;
+pub mod listener;
 pub mod metrics;
 pub mod outbox;
 pub mod registration;

@@ -7,12 +7,15 @@ pub mod auth;
 mod incident;
 mod layout;
 mod overview;
+mod password;
 mod target;
-
-use std::sync::Arc;
+mod throttle;
 
 use axum::Router;
-use axum::extract::{Path, Request, State};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -22,7 +25,7 @@ use maud::{Markup, html};
 
 use crate::app::App;
 use crate::db::audit::AuditEvent;
-use auth::Auth;
+use auth::{Auth, Login};
 
 #[derive(Clone)]
 struct Web {
@@ -56,19 +59,27 @@ async fn guard(State(web): State<Web>, req: Request, next: Next) -> Response {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
     let path: String = req.uri().path().chars().take(200).collect();
-    let auth = web.auth.clone();
-    let who = tokio::task::spawn_blocking(move || auth.check(header.as_deref())).await;
-    let (actor, mut response) = match who {
-        Ok(Ok(actor)) => (actor, next.run(req).await),
-        Ok(Err(refused)) => (
-            format!("web:{}", refused.claimed.as_deref().unwrap_or("anonymous")),
-            unauthorized(),
-        ),
-        Err(_) => (
-            "web:anonymous".to_string(),
-            StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-        ),
+    let (actor, mut response) = match web.auth.login(header.as_deref(), peer).await {
+        Login::Allowed(actor) => (actor, next.run(req).await),
+        Login::Refused(refused) => {
+            if let Some(wait) = refused.now_waits {
+                tracing::warn!(
+                    "status page: repeated failed logins from {}; it must wait {}s",
+                    peer.map_or("?".into(), |p| p.to_string()),
+                    wait.as_secs()
+                );
+            }
+            let who = refused.claimed.as_deref().unwrap_or("anonymous");
+            (format!("web:{who}"), unauthorized())
+        }
+        // Not audited one by one: a client that is made to wait may be a flood, and
+        // the failures that made it wait were.
+        Login::Wait(wait) => return too_many(wait),
     };
     audit(&web.app, actor, path, response.status()).await;
     let h = response.headers_mut();
@@ -86,6 +97,17 @@ async fn guard(State(web): State<Web>, req: Request, next: Next) -> Response {
         HeaderValue::from_static("no-referrer"),
     );
     response
+}
+
+/// 429 with the seconds to wait before trying again.
+fn too_many(wait: std::time::Duration) -> Response {
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, secs.to_string())],
+        "too many login attempts: try again later\n",
+    )
+        .into_response()
 }
 
 fn unauthorized() -> Response {
