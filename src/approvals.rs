@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use crate::actions::restore::RestorePlan;
 use crate::app::App;
 use crate::auth::{self, Role};
-use crate::db::approvals::{ApprovalRecord, Approver};
+use crate::db::approvals::{ApprovalRecord, ApprovalStatus, Approver};
 use crate::error::Error;
 use crate::notify::{Button, ChatMessage};
 
@@ -41,7 +41,15 @@ pub enum Outcome {
     Expired(ApprovalRecord),
 }
 
-/// Apply one click by `actor` (from `channel`) on request `id`.
+/// How often a click re-reads a request that another click changed in between before it
+/// gives up; each retry means another decision was recorded, so a few are plenty.
+const CLICK_ATTEMPTS: usize = 8;
+
+/// Apply one click by `actor` (from `channel`) on request `id`. The decision is written
+/// only if the request is still as it was read (compare-and-set), so two clicks that
+/// arrive together never both decide: the later one reads the request again and is judged
+/// on what the first one left (an approval counted next to the first, or "already
+/// decided").
 pub fn click(
     app: &App,
     id: &str,
@@ -50,97 +58,143 @@ pub fn click(
     decision: Decision,
     now: DateTime<Utc>,
 ) -> Result<Outcome, Error> {
-    let Some(mut req) = app.db.approval_get(id)? else {
-        return Ok(Outcome::Refused(
-            "this restore request is unknown to lifeboat.".into(),
-        ));
-    };
-    let refuse = |why: String| {
-        let _ = app.db.audit(
-            actor,
-            "approval refused",
-            Some(&req.target),
-            "refused",
-            Some(&format!("request {id}: {why}")),
-        );
-        Ok(Outcome::Refused(why))
-    };
+    for _ in 0..CLICK_ATTEMPTS {
+        let Some(req) = app.db.approval_get(id)? else {
+            return Ok(Outcome::Refused(
+                "this restore request is unknown to lifeboat.".into(),
+            ));
+        };
+        match judge(app, &req, actor, channel, decision, now) {
+            Judged::Refuse(why) => {
+                app.db.audit(
+                    actor,
+                    "approval refused",
+                    Some(&req.target),
+                    "refused",
+                    Some(&format!("request {id}: {why}")),
+                )?;
+                return Ok(Outcome::Refused(why));
+            }
+            Judged::Decide(decided, step) => {
+                if !app.db.approval_decide(&req, &decided)? {
+                    continue; // another click came first: judge this one on what it left
+                }
+                audit_decision(app, &decided, actor, step)?;
+                return finish(*decided, step);
+            }
+        }
+    }
+    Err(Error::Failed(format!(
+        "restore request {id} kept changing while this click was recorded; try again"
+    )))
+}
+
+/// What one click would do to a request as read.
+enum Judged {
+    Refuse(String),
+    Decide(Box<ApprovalRecord>, Step),
+}
+
+/// The decision a click makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Expire,
+    Deny,
+    Approve,
+    Complete,
+}
+
+fn judge(
+    app: &App,
+    req: &ApprovalRecord,
+    actor: &str,
+    channel: &str,
+    decision: Decision,
+    now: DateTime<Utc>,
+) -> Judged {
     if !auth::channel_allowed(&app.config.access, channel) {
-        return refuse("lifeboat does not take decisions from this channel.".into());
+        return Judged::Refuse("lifeboat does not take decisions from this channel.".into());
     }
-    if req.status != "pending" {
-        return refuse(format!("this restore request is already {}.", req.status));
+    if req.status != ApprovalStatus::Pending {
+        return Judged::Refuse(format!("this restore request is already {}.", req.status));
     }
+    let mut next = req.clone();
     if crate::db::parse_time(&req.expires_at).is_some_and(|t| now >= t) {
-        req.status = "expired".into();
-        req.decided_at = Some(crate::db::time_text(now));
-        app.db.approval_update(&req)?;
-        app.db.audit(
-            "lifeboat",
-            "restore request expired",
-            Some(&req.target),
-            "expired",
-            Some(&format!("request {id}")),
-        )?;
-        return Ok(Outcome::Expired(req));
+        next.status = ApprovalStatus::Expired;
+        next.decided_at = Some(crate::db::time_text(now));
+        return Judged::Decide(Box::new(next), Step::Expire);
     }
     if auth::role_of(&app.config.access, actor) != Some(Role::Admin) {
-        return refuse("only admins can approve or deny restores.".into());
+        return Judged::Refuse("only admins can approve or deny restores.".into());
     }
     match decision {
         Decision::Deny => {
-            req.status = "denied".into();
-            req.denied_by = Some(actor.to_string());
-            req.decided_at = Some(crate::db::time_text(now));
-            app.db.approval_update(&req)?;
-            app.db.audit(
-                actor,
-                "restore denied",
-                Some(&req.target),
-                "denied",
-                Some(&format!("request {id}")),
-            )?;
-            Ok(Outcome::Denied(req))
+            next.status = ApprovalStatus::Denied;
+            next.denied_by = Some(actor.to_string());
+            next.decided_at = Some(crate::db::time_text(now));
+            Judged::Decide(Box::new(next), Step::Deny)
         }
         Decision::Approve => {
             if actor == req.requester {
-                return refuse(
+                return Judged::Refuse(
                     "you requested this restore; another admin has to approve it.".into(),
                 );
             }
             if req.approvers.iter().any(|a| a.actor == actor) {
-                return refuse("you have already approved this restore.".into());
+                return Judged::Refuse("you have already approved this restore.".into());
             }
-            req.approvers.push(Approver {
+            next.approvers.push(Approver {
                 actor: actor.to_string(),
                 at: crate::db::time_text(now),
             });
-            app.db.audit(
-                actor,
-                "restore approved",
-                Some(&req.target),
-                "approved",
-                Some(&format!(
-                    "request {id} ({} of {})",
-                    req.approvers.len(),
-                    req.required
-                )),
-            )?;
-            if (req.approvers.len() as u32) < req.required {
-                app.db.approval_update(&req)?;
-                return Ok(Outcome::Pending(req));
+            if (next.approvers.len() as u32) < req.required {
+                return Judged::Decide(Box::new(next), Step::Approve);
             }
-            req.status = "approved".into();
-            req.decided_at = Some(crate::db::time_text(now));
-            app.db.approval_update(&req)?;
-            let plan: RestorePlan = serde_json::from_str(&req.plan).map_err(|e| {
-                Error::Failed(format!(
-                    "the stored plan of request {id} is unreadable: {e}"
-                ))
-            })?;
-            Ok(Outcome::Approved(req, Box::new(plan)))
+            next.status = ApprovalStatus::Approved;
+            next.decided_at = Some(crate::db::time_text(now));
+            Judged::Decide(Box::new(next), Step::Complete)
         }
     }
+}
+
+/// The audit record of a decision that was written.
+fn audit_decision(app: &App, req: &ApprovalRecord, actor: &str, step: Step) -> Result<(), Error> {
+    let id = &req.id;
+    let (who, action, outcome, detail) = match step {
+        Step::Expire => (
+            "lifeboat",
+            "restore request expired",
+            "expired",
+            format!("request {id}"),
+        ),
+        Step::Deny => (actor, "restore denied", "denied", format!("request {id}")),
+        Step::Approve | Step::Complete => (
+            actor,
+            "restore approved",
+            "approved",
+            format!("request {id} ({} of {})", req.approvers.len(), req.required),
+        ),
+    };
+    app.db
+        .audit(who, action, Some(&req.target), outcome, Some(&detail))?;
+    Ok(())
+}
+
+fn finish(req: ApprovalRecord, step: Step) -> Result<Outcome, Error> {
+    Ok(match step {
+        Step::Expire => Outcome::Expired(req),
+        Step::Deny => Outcome::Denied(req),
+        Step::Approve => Outcome::Pending(req),
+        Step::Complete => {
+            let plan: RestorePlan = serde_json::from_str(&req.plan).map_err(|e| {
+                Error::Failed(format!(
+                    "the stored plan of request {} is unreadable: {e}",
+                    req.id
+                ))
+            })?;
+            Outcome::Approved(req, Box::new(plan))
+        }
+    })
 }
 
 /// The request's message: the plan, who approved, and the buttons while it is pending.
@@ -157,8 +211,8 @@ pub fn message(req: &ApprovalRecord, plan: &RestorePlan) -> ChatMessage {
             short_time(&a.at)
         ));
     }
-    let buttons = match req.status.as_str() {
-        "pending" => {
+    let buttons = match req.status {
+        ApprovalStatus::Pending => {
             text.push_str(&format!(
                 "\nNeeds {} approval(s) from admins other than the requester; {} so far. Expires at {}.",
                 req.required,
@@ -180,7 +234,7 @@ pub fn message(req: &ApprovalRecord, plan: &RestorePlan) -> ChatMessage {
                 },
             ]
         }
-        "denied" => {
+        ApprovalStatus::Denied => {
             text.push_str(&format!(
                 "\n⛔ denied by {} at {}. Nothing was changed.",
                 req.denied_by.as_deref().unwrap_or("?"),
@@ -188,11 +242,11 @@ pub fn message(req: &ApprovalRecord, plan: &RestorePlan) -> ChatMessage {
             ));
             Vec::new()
         }
-        "expired" => {
+        ApprovalStatus::Expired => {
             text.push_str("\n⌛ expired without enough approvals. Nothing was changed; request it again if still needed.");
             Vec::new()
         }
-        _ => {
+        ApprovalStatus::Approved => {
             text.push_str("\nApproved: restoring now.");
             Vec::new()
         }
@@ -204,4 +258,176 @@ fn short_time(rfc3339: &str) -> String {
     crate::db::parse_time(rfc3339)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_else(|| rfc3339.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Barrier};
+
+    use super::*;
+    use crate::db::approvals::ApprovalStatus;
+
+    const ADMINS: [&str; 3] = ["slack:UA1", "slack:UA2", "slack:UA3"];
+
+    fn app() -> (App, tempfile::TempDir) {
+        let text = "[access]\nadmins = [\"slack:UA1\", \"slack:UA2\", \"slack:UA3\"]\nchannels = [\"slack:C0OPS\"]\n\
+                    [targets.app-db]\nkind = \"external\"\nschedule = \"0 0 3 * * *\"\ntoken = \"${T}\"\n";
+        let config =
+            crate::config::Config::parse(text, "t.toml", std::path::Path::new("/etc"), &|_| {
+                Some("0123456789abcdef".into())
+            })
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let app = App::for_tests(config, Default::default(), dir.path().to_path_buf());
+        (app, dir)
+    }
+
+    /// A plan as the current release stores it with a request.
+    fn plan_json() -> String {
+        serde_json::json!({
+            "target": "app-db",
+            "backup": {
+                "format": 1, "id": "20260101T000000Z", "target": "app-db", "kind": "sqlite",
+                "store": "local", "created_at": "2026-01-01T00:00:00.000Z",
+                "finished_at": "2026-01-01T00:00:01.000Z", "duration_seconds": 1.0,
+                "status": "complete", "artifact": "app-db/x.zst", "compression": "zstd",
+                "size_bytes": 1, "sha256": "00", "content_bytes": 1, "content_sha256": "00",
+                "lifeboat_version": "0.1.0"
+            },
+            "backup_age_seconds": 60, "destination": "/srv/app.db", "in_place": true,
+            "move_aside": [], "aside": null, "staging": "/srv/.app.db.staging", "notes": []
+        })
+        .to_string()
+    }
+
+    fn request(app: &App, n: usize, required: u32) -> String {
+        let now = Utc::now();
+        let id = format!("request-{n}");
+        app.db
+            .approval_insert(&ApprovalRecord {
+                id: id.clone(),
+                target: "app-db".into(),
+                platform: "slack".into(),
+                channel: "C0OPS".into(),
+                message_ref: None,
+                requester: ADMINS[0].into(),
+                required,
+                plan: plan_json(),
+                status: ApprovalStatus::Pending,
+                created_at: crate::db::time_text(now),
+                expires_at: crate::db::time_text(now + chrono::Duration::minutes(30)),
+                decided_at: None,
+                approvers: Vec::new(),
+                denied_by: None,
+                runbook_run: None,
+            })
+            .unwrap();
+        id
+    }
+
+    /// `clicks` all released at once on request `id`; their outcomes.
+    fn together(app: &App, id: &str, clicks: &[(&'static str, Decision)]) -> Vec<Outcome> {
+        let barrier = Arc::new(Barrier::new(clicks.len()));
+        std::thread::scope(|s| {
+            let handles: Vec<_> = clicks
+                .iter()
+                .map(|(actor, decision)| {
+                    let barrier = barrier.clone();
+                    s.spawn(move || {
+                        barrier.wait();
+                        click(app, id, actor, "slack:C0OPS", *decision, Utc::now()).unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    }
+
+    #[test]
+    fn simultaneous_clicks_decide_a_request_exactly_once() {
+        let (app, _dir) = app();
+        for round in 0..150 {
+            // Two Approves and a Deny, one approval required: exactly one decides.
+            let id = request(&app, round, 1);
+            let outcomes = together(
+                &app,
+                &id,
+                &[
+                    (ADMINS[1], Decision::Approve),
+                    (ADMINS[2], Decision::Approve),
+                    (ADMINS[2], Decision::Deny),
+                ],
+            );
+            let approved = outcomes
+                .iter()
+                .filter(|o| matches!(o, Outcome::Approved(..)))
+                .count();
+            let denied = outcomes
+                .iter()
+                .filter(|o| matches!(o, Outcome::Denied(..)))
+                .count();
+            assert_eq!(approved + denied, 1, "round {round}: {outcomes:?}");
+            let stored = app.db.approval_get(&id).unwrap().unwrap();
+            let expect = if approved == 1 {
+                ApprovalStatus::Approved
+            } else {
+                ApprovalStatus::Denied
+            };
+            assert_eq!(stored.status, expect, "round {round}");
+            assert_eq!(stored.denied_by.is_some(), denied == 1, "round {round}");
+            for o in &outcomes {
+                if let Outcome::Refused(why) = o {
+                    assert!(why.contains("already"), "round {round}: {why}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn two_approvals_that_arrive_together_both_count() {
+        let (app, _dir) = app();
+        for round in 0..100 {
+            let id = request(&app, round, 2);
+            let outcomes = together(
+                &app,
+                &id,
+                &[
+                    (ADMINS[1], Decision::Approve),
+                    (ADMINS[2], Decision::Approve),
+                ],
+            );
+            let kinds: Vec<&str> = outcomes
+                .iter()
+                .map(|o| match o {
+                    Outcome::Pending(_) => "pending",
+                    Outcome::Approved(..) => "approved",
+                    _ => "other",
+                })
+                .collect();
+            assert!(
+                kinds.contains(&"pending") && kinds.contains(&"approved"),
+                "round {round}: {outcomes:?}"
+            );
+            let stored = app.db.approval_get(&id).unwrap().unwrap();
+            assert_eq!(stored.status, ApprovalStatus::Approved);
+            assert_eq!(stored.approvers.len(), 2, "round {round}");
+        }
+    }
+
+    #[test]
+    fn statuses_written_by_earlier_releases_read_back() {
+        let (app, _dir) = app();
+        let id = request(&app, 0, 1);
+        for word in ["approved", "denied", "expired", "pending"] {
+            app.db
+                .lock()
+                .execute(
+                    "UPDATE approvals SET status = ?1 WHERE id = ?2",
+                    [word, id.as_str()],
+                )
+                .unwrap();
+            let read = app.db.approval_get(&id).unwrap().unwrap();
+            assert_eq!(read.status.as_str(), word);
+        }
+    }
 }

@@ -266,7 +266,7 @@ fn run(app: &App, inv: &Invocation, command: Command, _role: Role) -> Result<Rep
                     },
                 });
             }
-            let approval = new_approval(&inv.actor, &inv.channel, &plan, required, None);
+            let approval = new_approval(&inv.actor, &inv.channel, &plan, required, None)?;
             app.db.approval_insert(&approval)?;
             app.db.audit(
                 &inv.actor,
@@ -365,11 +365,11 @@ pub fn new_approval(
     plan: &RestorePlan,
     required: u32,
     runbook_run: Option<i64>,
-) -> ApprovalRecord {
+) -> Result<ApprovalRecord, Error> {
     let now = Utc::now();
     let (platform, channel) = channel.split_once(':').unwrap_or(("", channel));
-    ApprovalRecord {
-        id: random_id(),
+    Ok(ApprovalRecord {
+        id: random_id()?,
         target: plan.target.clone(),
         platform: platform.to_string(),
         channel: channel.to_string(),
@@ -377,24 +377,26 @@ pub fn new_approval(
         requester: actor.to_string(),
         required,
         plan: serde_json::to_string(plan).expect("plan serializes"),
-        status: "pending".into(),
+        status: crate::db::approvals::ApprovalStatus::Pending,
         created_at: crate::db::time_text(now),
         expires_at: crate::db::time_text(now + APPROVAL_TTL),
         decided_at: None,
         approvers: Vec::new(),
         denied_by: None,
         runbook_run,
-    }
+    })
 }
 
-/// An unguessable id for approval buttons: 128 bits from the OS.
-fn random_id() -> String {
+/// An unguessable id for approval buttons: 128 bits from the OS's random source. Without
+/// one no request is made: a guessable id would let anyone who sees one button forge
+/// another request's click.
+fn random_id() -> Result<String, Error> {
+    use std::io::Read;
     let mut bytes = [0u8; 16];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        use std::io::Read;
-        let _ = f.read_exact(&mut bytes);
-    }
-    hex::encode(bytes)
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| Error::io("reading the OS's random source (/dev/urandom)", e))?;
+    Ok(hex::encode(bytes))
 }
 
 fn status_text(app: &App) -> Result<String, Error> {

@@ -1,10 +1,63 @@
 //! Restore approval requests: the plan they are bound to, who approved and when, and
 //! their state. Kept in the database so they survive a restart of the bot.
 
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
 use super::{Db, DbError};
+
+/// Where a request stands. Stored as its word (`pending`, `approved`, `denied`,
+/// `expired`), as every release has stored it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalStatus {
+    Pending,
+    Approved,
+    Denied,
+    Expired,
+}
+
+impl ApprovalStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalStatus::Pending => "pending",
+            ApprovalStatus::Approved => "approved",
+            ApprovalStatus::Denied => "denied",
+            ApprovalStatus::Expired => "expired",
+        }
+    }
+
+    fn parse(word: &str) -> Option<ApprovalStatus> {
+        [
+            ApprovalStatus::Pending,
+            ApprovalStatus::Approved,
+            ApprovalStatus::Denied,
+            ApprovalStatus::Expired,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == word)
+    }
+}
+
+impl std::fmt::Display for ApprovalStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ToSql for ApprovalStatus {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for ApprovalStatus {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let word = value.as_str()?;
+        ApprovalStatus::parse(word)
+            .ok_or_else(|| FromSqlError::Other(format!("unknown approval status {word:?}").into()))
+    }
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Approver {
@@ -23,8 +76,7 @@ pub struct ApprovalRecord {
     pub required: u32,
     /// The restore plan as JSON: exactly what will run once approved.
     pub plan: String,
-    /// pending | approved | denied | expired
-    pub status: String,
+    pub status: ApprovalStatus,
     pub created_at: String,
     pub expires_at: String,
     pub decided_at: Option<String>,
@@ -57,6 +109,11 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<ApprovalRecord> {
     })
 }
 
+/// The approvers as stored (and compared): a JSON array.
+fn approvers_json(approvers: &[Approver]) -> String {
+    serde_json::to_string(approvers).unwrap_or_else(|_| "[]".into())
+}
+
 impl Db {
     pub fn approval_insert(&self, a: &ApprovalRecord) -> Result<(), DbError> {
         self.lock().execute(
@@ -74,7 +131,7 @@ impl Db {
                 a.created_at,
                 a.expires_at,
                 a.decided_at,
-                serde_json::to_string(&a.approvers).unwrap_or_else(|_| "[]".into()),
+                approvers_json(&a.approvers),
                 a.denied_by,
                 a.runbook_run
             ],
@@ -102,11 +159,36 @@ impl Db {
                 a.message_ref,
                 a.status,
                 a.decided_at,
-                serde_json::to_string(&a.approvers).unwrap_or_else(|_| "[]".into()),
+                approvers_json(&a.approvers),
                 a.denied_by
             ],
         )?;
         Ok(())
+    }
+
+    /// Save a decision on `read` (status, approvers, who denied, when) only if the stored
+    /// request is still as it was read: one statement that compares and sets, so of two
+    /// clicks that read the same request only one can write. False when another decision
+    /// came first; read the request again.
+    pub fn approval_decide(
+        &self,
+        read: &ApprovalRecord,
+        decided: &ApprovalRecord,
+    ) -> Result<bool, DbError> {
+        let changed = self.lock().execute(
+            "UPDATE approvals SET status = ?2, decided_at = ?3, approvers = ?4, denied_by = ?5 \
+             WHERE id = ?1 AND status = ?6 AND json(approvers) = json(?7)",
+            params![
+                decided.id,
+                decided.status,
+                decided.decided_at,
+                approvers_json(&decided.approvers),
+                decided.denied_by,
+                read.status,
+                approvers_json(&read.approvers)
+            ],
+        )?;
+        Ok(changed == 1)
     }
 
     /// Pending requests whose time ran out before `now` (RFC 3339).

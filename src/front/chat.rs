@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 use crate::actions;
 use crate::app::App;
 use crate::approvals::{self, Decision, Outcome};
+use crate::db::approvals::ApprovalStatus;
 use crate::dispatch::{ChatJob, Invocation, Reply};
 use crate::notify::{
     ChatMessage, ChatProgress, Document, Notifier, Updater, post_document, with_retries,
@@ -324,7 +325,7 @@ impl Chat {
         let Ok(plan) = serde_json::from_str::<actions::restore::RestorePlan>(&req.plan) else {
             return Some("the stored plan is unreadable".into());
         };
-        let expired = req.status == "expired";
+        let expired = req.status == ApprovalStatus::Expired;
         self.update_request(platform, &req, &plan).await;
         if let Some(plan) = run {
             let job = ChatJob::Restore {
@@ -367,11 +368,15 @@ impl Chat {
         let db = self.app.db.clone();
         let now = crate::db::now_text();
         let expired = tokio::task::spawn_blocking(move || {
-            let found = db.approvals_expired(&now)?;
-            for mut req in found.clone() {
-                req.status = "expired".into();
-                req.decided_at = Some(now.clone());
-                db.approval_update(&req)?;
+            let mut expired = Vec::new();
+            for req in db.approvals_expired(&now)? {
+                let mut decided = req.clone();
+                decided.status = ApprovalStatus::Expired;
+                decided.decided_at = Some(now.clone());
+                // A click that decided it meanwhile wins; nothing to expire then.
+                if !db.approval_decide(&req, &decided)? {
+                    continue;
+                }
                 db.audit(
                     "lifeboat",
                     "restore request expired",
@@ -379,13 +384,13 @@ impl Chat {
                     "expired",
                     Some(&format!("request {}", req.id)),
                 )?;
+                expired.push(decided);
             }
-            Ok::<_, crate::db::DbError>(found)
+            Ok::<_, crate::db::DbError>(expired)
         })
         .await;
         let Ok(Ok(found)) = expired else { return };
-        for mut req in found {
-            req.status = "expired".into();
+        for req in found {
             if let Ok(plan) = serde_json::from_str(&req.plan) {
                 let platform = if req.platform == "discord" {
                     "discord"

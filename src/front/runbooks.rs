@@ -12,6 +12,7 @@ use tokio::runtime::Handle;
 use super::chat::Chat;
 use crate::actions::restore::RestorePlan;
 use crate::auth::{self, Role};
+use crate::db::approvals::ApprovalStatus;
 use crate::error::{Error, Result};
 use crate::notify::{Button, ChatMessage, Notifier, Updater, with_retries};
 use crate::progress::JobContext;
@@ -249,7 +250,7 @@ impl RunHooks for ChatRun {
             plan,
             required,
             Some(run.run_id),
-        );
+        )?;
         app.db.approval_insert(&approval)?;
         app.db.audit_event(&crate::db::audit::AuditEvent {
             actor: &run.actor,
@@ -272,10 +273,10 @@ impl RunHooks for ChatRun {
         self.chat.post_approval(platform, approval, plan.clone());
         let decided = self.wait(|| {
             let req = app.db.approval_get(&id)?;
-            Ok(req.filter(|r| r.status != "pending"))
+            Ok(req.filter(|r| r.status != ApprovalStatus::Pending))
         })?;
-        Ok(match decided.status.as_str() {
-            "approved" => Answer {
+        Ok(match decided.status {
+            ApprovalStatus::Approved => Answer {
                 ok: true,
                 detail: format!(
                     "approved by {}",
@@ -287,14 +288,14 @@ impl RunHooks for ChatRun {
                         .join(", ")
                 ),
             },
-            "denied" => Answer {
+            ApprovalStatus::Denied => Answer {
                 ok: false,
                 detail: format!(
                     "denied by {}",
                     decided.denied_by.as_deref().unwrap_or("an admin")
                 ),
             },
-            other => Answer {
+            other @ (ApprovalStatus::Expired | ApprovalStatus::Pending) => Answer {
                 ok: false,
                 detail: format!("the request {other}"),
             },
