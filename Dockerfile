@@ -9,8 +9,10 @@
 # /var/lib/lifeboat volume. To use your own config, mount it over
 # /etc/lifeboat/lifeboat.toml (relative paths in it resolve against /etc/lifeboat) and
 # pass secrets as environment variables (-e SLACK_BOT_TOKEN=... etc.).
-# Note: the runtime image has no ssh client, so targets with `host = "ssh://..."` need
-# an image that adds openssh-client.
+# Targets on other hosts (`host = "ssh://..."`) use the image's ssh client: mount the key
+# and known_hosts read-only, e.g.
+#   -v /srv/lifeboat/ssh:/var/lib/lifeboat/.ssh:ro
+# and name them in the target (`ssh_identity`, `ssh_known_hosts`).
 
 ############################ build ############################
 FROM rust:1-bookworm AS builder
@@ -39,10 +41,10 @@ RUN cargo build --release --locked \
 ############################ runtime ############################
 FROM debian:bookworm-slim
 
-# ca-certificates for HTTPS (Slack, Discord, S3, GCP); sqlite3 for operators' manual
-# checks of databases and restored copies.
+# ca-certificates for HTTPS (Slack, Discord, S3, GCP); openssh-client for targets on
+# other hosts; sqlite3 for operators' manual checks of databases and restored copies.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates sqlite3 \
+ && apt-get install -y --no-install-recommends ca-certificates openssh-client sqlite3 \
  && rm -rf /var/lib/apt/lists/*
 
 # An unprivileged user with a fixed uid/gid, so volume ownership is predictable.

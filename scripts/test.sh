@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 # sqlite3 CLI for the remote-target tests, openssl to make a private CA for the HTTPS
 # store test, headless chromium for the status page's rendering tests and screenshots,
 # Debian's argon2 tool to make password hashes independently of lifeboat, and restic to
-# read and write repositories beside lifeboat (they fail, never skip, without them).
-APT_PACKAGES=(util-linux prometheus openssh-server openssh-client sqlite3 openssl chromium argon2 restic)
+# read and write repositories beside lifeboat, and systemd's systemd-analyze to check the
+# shipped unit (they fail, never skip, without them).
+APT_PACKAGES=(util-linux prometheus openssh-server openssh-client sqlite3 openssl chromium argon2 restic systemd)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
