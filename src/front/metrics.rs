@@ -187,7 +187,7 @@ fn render(
         "lifeboat_chat_connected",
         "gauge",
         "1 while serve's outgoing chat connection (Slack Socket Mode, Discord Gateway) is up.",
-        crate::front::links::metric_samples(&app.db.chat_links()?),
+        crate::front::chat::links::metric_samples(&app.db.chat_links()?),
     );
     let http = requests
         .iter()

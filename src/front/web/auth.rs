@@ -106,7 +106,7 @@ impl Auth {
 fn unknown_user_hash() -> &'static str {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HASH.get_or_init(|| {
-        crate::cli_web::hash_password("no user has this password").unwrap_or_default()
+        crate::password::hash_password("no user has this password").unwrap_or_default()
     })
 }
 

@@ -2,6 +2,10 @@
 //! threads with a deadline (the platforms want an answer within 3 seconds), starting
 //! chat jobs that post and update one message, and acting on approval clicks.
 
+pub mod links; // chat connection states (Socket Mode, Gateway) for health, metrics, status
+pub mod outbox; // alerts queued in the state database until a platform takes them
+pub mod runbooks; // runbooks started from chat: steps posted, manual steps and approvals asked
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -9,7 +9,7 @@ use clap::Args;
 use crate::actions::catalog::Selector;
 use crate::actions::{self, backup::human_bytes};
 use crate::app::App;
-use crate::cli::{finish_progress, job_context, print_json};
+use crate::cli::render::{finish_progress, job_context, print_json};
 use crate::error::Error;
 use crate::progress::JobContext;
 
