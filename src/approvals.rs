@@ -71,9 +71,9 @@ pub fn click(
     if req.status != "pending" {
         return refuse(format!("this restore request is already {}.", req.status));
     }
-    if crate::db::parse_time(&req.expires_at).is_some_and(|t| now >= t) {
+    if crate::units::parse_time(&req.expires_at).is_some_and(|t| now >= t) {
         req.status = "expired".into();
-        req.decided_at = Some(crate::db::time_text(now));
+        req.decided_at = Some(crate::units::time_text(now));
         app.db.approval_update(&req)?;
         app.db.audit(
             "lifeboat",
@@ -91,7 +91,7 @@ pub fn click(
         Decision::Deny => {
             req.status = "denied".into();
             req.denied_by = Some(actor.to_string());
-            req.decided_at = Some(crate::db::time_text(now));
+            req.decided_at = Some(crate::units::time_text(now));
             app.db.approval_update(&req)?;
             app.db.audit(
                 actor,
@@ -113,7 +113,7 @@ pub fn click(
             }
             req.approvers.push(Approver {
                 actor: actor.to_string(),
-                at: crate::db::time_text(now),
+                at: crate::units::time_text(now),
             });
             app.db.audit(
                 actor,
@@ -131,7 +131,7 @@ pub fn click(
                 return Ok(Outcome::Pending(req));
             }
             req.status = "approved".into();
-            req.decided_at = Some(crate::db::time_text(now));
+            req.decided_at = Some(crate::units::time_text(now));
             app.db.approval_update(&req)?;
             let plan: RestorePlan = serde_json::from_str(&req.plan).map_err(|e| {
                 Error::Failed(format!(
@@ -201,7 +201,7 @@ pub fn message(req: &ApprovalRecord, plan: &RestorePlan) -> ChatMessage {
 }
 
 fn short_time(rfc3339: &str) -> String {
-    crate::db::parse_time(rfc3339)
+    crate::units::parse_time(rfc3339)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_else(|| rfc3339.to_string())
 }

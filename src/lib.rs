@@ -25,3 +25,4 @@ pub mod schedule; // cron backups, the watchdog and its alerts
 pub mod sources; // how each target kind is copied and put back
 pub mod ssh; // other hosts: the system ssh client, one connection per job, quoting
 pub mod stores; // where backups are kept: local directory, S3, memory (tests)
+pub mod units; // how times, ages and sizes are written: a leaf every layer may use

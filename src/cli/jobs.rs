@@ -1,10 +1,11 @@
 //! `lifeboat backup`, `verify`, `drill` and `status`: run one job now in this terminal and
 //! print its result, or show every target's state.
 
-use crate::actions::{self, backup::human_bytes, catalog::Selector};
+use crate::actions::{self, catalog::Selector};
 use crate::app::App;
 use crate::cli::render::{finish_progress, job_context, print_json};
 use crate::error::Error;
+use crate::units::human_bytes;
 
 pub fn backup(app: &App, actor: &str, target: &str, json: bool) -> Result<i32, Error> {
     let ctx = job_context(json);
@@ -93,8 +94,8 @@ fn print_status(all: &[actions::status::TargetStatus]) {
     let now = chrono::Utc::now();
     for s in all {
         let last = match (&s.last_backup, s.last_backup_age_seconds) {
-            (Some(id), Some(age)) => format!("{id} ({} ago)", actions::restore::human_age(age)),
-            (None, Some(age)) => format!("reported {} ago", actions::restore::human_age(age)),
+            (Some(id), Some(age)) => format!("{id} ({} ago)", crate::units::human_age(age)),
+            (None, Some(age)) => format!("reported {} ago", crate::units::human_age(age)),
             _ => "never".into(),
         };
         let flag = if s.overdue { "  OVERDUE" } else { "" };
@@ -110,12 +111,12 @@ fn print_status(all: &[actions::status::TargetStatus]) {
             _ => {}
         }
         if let Some(next) = &s.next_due {
-            let when = crate::db::parse_time(next)
+            let when = crate::units::parse_time(next)
                 .map(|t| (t - now).num_seconds())
                 .unwrap_or(0);
             println!(
                 "  next due:    {next} (in {})",
-                actions::restore::human_age(when)
+                crate::units::human_age(when)
             );
         }
         if let Some(since) = &s.overdue_since {

@@ -81,7 +81,7 @@ fn describe(r: &recover::RecoverReport) -> String {
         "restored state backup {} (taken {}, {} old) from store {} to {}\n",
         b.id,
         b.created_at,
-        crate::actions::restore::human_age(r.state_backup_age_seconds),
+        crate::units::human_age(r.state_backup_age_seconds),
         r.store,
         r.state_path.display()
     );

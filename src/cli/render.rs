@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::actions::backup::human_bytes;
 use crate::progress::{Cancel, JobContext, Progress, Silent};
+use crate::units::human_bytes;
 
 pub fn print_json<T: Serialize>(value: &T) {
     let mut out = std::io::stdout().lock();

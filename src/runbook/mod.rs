@@ -412,11 +412,11 @@ fn remote(
     base: &Path,
     config: &Config,
 ) -> Result<crate::ssh::Remote, String> {
-    let parsed = crate::ssh::Host::parse(host)?;
+    let parsed = crate::config::Host::parse(host)?;
     let same_host = config.targets.values().find(|t| {
         t.host
             .as_deref()
-            .is_some_and(|h| crate::ssh::Host::parse(h).ok().as_ref() == Some(&parsed))
+            .is_some_and(|h| crate::config::Host::parse(h).ok().as_ref() == Some(&parsed))
     });
     let pick = |own: Option<PathBuf>, borrowed: Option<&PathBuf>, key: &str| match own {
         Some(p) if p.is_relative() => Ok(base.join(p)),

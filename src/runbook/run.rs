@@ -151,7 +151,7 @@ pub fn run(
     hooks.update(&state);
     for (i, step) in runbook.steps.iter().enumerate() {
         state.steps[i].state = StepState::Running;
-        state.steps[i].started_at = Some(crate::db::now_text());
+        state.steps[i].started_at = Some(crate::units::now_text());
         audit(
             "runbook step started",
             "started",
@@ -162,7 +162,7 @@ pub fn run(
         let clock = Instant::now();
         let result = execute(app, &mut state, i, step, values, actor, hooks);
         let r = &mut state.steps[i];
-        r.finished_at = Some(crate::db::now_text());
+        r.finished_at = Some(crate::units::now_text());
         r.actual_seconds = Some(clock.elapsed().as_secs_f64());
         let failed = result.is_err();
         match result {
@@ -203,7 +203,7 @@ pub fn run(
     } else {
         "failed".into()
     };
-    state.finished_at = Some(crate::db::now_text());
+    state.finished_at = Some(crate::units::now_text());
     save(app, &state, Some(&state.state.clone()));
     audit(
         "runbook finished",
@@ -340,7 +340,7 @@ fn execute(
                         format!(
                             "backup {} ({})",
                             m.id,
-                            actions::backup::human_bytes(m.size_bytes)
+                            crate::units::human_bytes(m.size_bytes)
                         )
                     })
                     .map_err(words),

@@ -102,7 +102,7 @@ fn check(key: &str, bytes: &[u8], sizes: &HashMap<&str, u64>) -> Result<Manifest
     if m.status != "complete" {
         return Err(format!("status {:?}, not complete", m.status));
     }
-    if crate::db::parse_time(&m.created_at).is_none() {
+    if crate::units::parse_time(&m.created_at).is_none() {
         return Err(format!("created_at {:?} is not a time", m.created_at));
     }
     // gcp-disk backups are snapshots: their record is the manifest alone.

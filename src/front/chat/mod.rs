@@ -369,7 +369,7 @@ impl Chat {
     /// Expire pending requests whose 30 minutes are up, and say so on their messages.
     pub async fn expire_requests(&self) {
         let db = self.app.db.clone();
-        let now = crate::db::now_text();
+        let now = crate::units::now_text();
         let expired = tokio::task::spawn_blocking(move || {
             let found = db.approvals_expired(&now)?;
             for mut req in found.clone() {
@@ -425,7 +425,7 @@ fn run_action(
     match job {
         ChatJob::Drill { target, selector } => {
             match actions::drill::run(app, target, selector, actor, ctx) {
-                Ok(r) => (r.chat_summary(), Some(Document::drill(&r))),
+                Ok(r) => (r.chat_summary(), Some(actions::drill_report::document(&r))),
                 Err(e) => (format!("❌ drill of {target} failed: {e}"), None),
             }
         }
@@ -434,7 +434,7 @@ fn run_action(
 }
 
 fn run_other(app: &App, job: &ChatJob, actor: &str, ctx: &JobContext) -> String {
-    use crate::actions::backup::human_bytes;
+    use crate::units::human_bytes;
     match job {
         ChatJob::Drill { target, .. } => format!("drill of {target} runs through run_action"),
         ChatJob::Backup { target } => match actions::backup::run(app, target, actor, ctx) {

@@ -63,7 +63,7 @@ pub fn manifest_of(snap: &SnapshotFile) -> Result<Manifest, String> {
     let ended =
         chrono::DateTime::from_timestamp_millis(summary.backup_end.timestamp().as_millisecond())
             .unwrap_or_else(|| m.created());
-    m.finished_at = crate::db::time_text(ended);
+    m.finished_at = crate::units::time_text(ended);
     // Chunking, encrypting and storing are most of a repository backup's time.
     m.duration_seconds = (ended - m.created()).as_seconds_f64().max(0.0);
     Ok(m)
