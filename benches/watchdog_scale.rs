@@ -100,7 +100,7 @@ fn idle() {
     home.ok(&["status", "--json"]);
     let db = rusqlite::Connection::open(home.path("var/lifeboat.db")).unwrap();
     db.execute_batch("BEGIN").unwrap();
-    let now = lifeboat::db::now_text();
+    let now = lifeboat::units::now_text();
     for i in 0..targets {
         db.execute(
             "INSERT INTO jobs (kind, target, actor, state, started_at, finished_at, pid) VALUES ('backup', ?1, 'hook', 'succeeded', ?2, ?2, 0)",

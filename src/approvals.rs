@@ -119,9 +119,9 @@ fn judge(
         return Judged::Refuse(format!("this restore request is already {}.", req.status));
     }
     let mut next = req.clone();
-    if crate::db::parse_time(&req.expires_at).is_some_and(|t| now >= t) {
+    if crate::units::parse_time(&req.expires_at).is_some_and(|t| now >= t) {
         next.status = ApprovalStatus::Expired;
-        next.decided_at = Some(crate::db::time_text(now));
+        next.decided_at = Some(crate::units::time_text(now));
         return Judged::Decide(Box::new(next), Step::Expire);
     }
     if auth::role_of(&app.config.access, actor) != Some(Role::Admin) {
@@ -131,7 +131,7 @@ fn judge(
         Decision::Deny => {
             next.status = ApprovalStatus::Denied;
             next.denied_by = Some(actor.to_string());
-            next.decided_at = Some(crate::db::time_text(now));
+            next.decided_at = Some(crate::units::time_text(now));
             Judged::Decide(Box::new(next), Step::Deny)
         }
         Decision::Approve => {
@@ -145,13 +145,13 @@ fn judge(
             }
             next.approvers.push(Approver {
                 actor: actor.to_string(),
-                at: crate::db::time_text(now),
+                at: crate::units::time_text(now),
             });
             if (next.approvers.len() as u32) < req.required {
                 return Judged::Decide(Box::new(next), Step::Approve);
             }
             next.status = ApprovalStatus::Approved;
-            next.decided_at = Some(crate::db::time_text(now));
+            next.decided_at = Some(crate::units::time_text(now));
             Judged::Decide(Box::new(next), Step::Complete)
         }
     }
@@ -255,7 +255,7 @@ pub fn message(req: &ApprovalRecord, plan: &RestorePlan) -> ChatMessage {
 }
 
 fn short_time(rfc3339: &str) -> String {
-    crate::db::parse_time(rfc3339)
+    crate::units::parse_time(rfc3339)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_else(|| rfc3339.to_string())
 }
@@ -314,8 +314,8 @@ mod tests {
                 required,
                 plan: plan_json(),
                 status: ApprovalStatus::Pending,
-                created_at: crate::db::time_text(now),
-                expires_at: crate::db::time_text(now + chrono::Duration::minutes(30)),
+                created_at: crate::units::time_text(now),
+                expires_at: crate::units::time_text(now + chrono::Duration::minutes(30)),
                 decided_at: None,
                 approvers: Vec::new(),
                 denied_by: None,

@@ -5,9 +5,9 @@
 
 use chrono::Utc;
 
+use crate::actions;
 use crate::actions::catalog::Selector;
 use crate::actions::restore::RestorePlan;
-use crate::actions::{self, backup::human_bytes};
 use crate::app::App;
 use crate::auth::{self, Role};
 use crate::command::incident::{ExportFormat, IncidentArgs};
@@ -17,6 +17,7 @@ use crate::db::approvals::ApprovalRecord;
 use crate::db::audit::AuditEvent;
 use crate::error::Error;
 use crate::incident;
+use crate::units::human_bytes;
 
 /// How long a restore request waits for its approvals.
 pub const APPROVAL_TTL: chrono::Duration = chrono::Duration::minutes(30);
@@ -329,7 +330,7 @@ fn incident_reply(app: &App, inv: &Invocation, args: IncidentArgs) -> Result<Rep
                 i.id,
                 i.title,
                 inv.actor,
-                actions::restore::human_age(x.duration_seconds)
+                crate::units::human_age(x.duration_seconds)
             ))
         }
         IncidentArgs::Export { format } => {
@@ -378,8 +379,8 @@ pub fn new_approval(
         required,
         plan: serde_json::to_string(plan).expect("plan serializes"),
         status: crate::db::approvals::ApprovalStatus::Pending,
-        created_at: crate::db::time_text(now),
-        expires_at: crate::db::time_text(now + APPROVAL_TTL),
+        created_at: crate::units::time_text(now),
+        expires_at: crate::units::time_text(now + APPROVAL_TTL),
         decided_at: None,
         approvers: Vec::new(),
         denied_by: None,
@@ -414,7 +415,7 @@ fn status_text(app: &App) -> Result<String, Error> {
 
 fn status_line(s: &actions::status::TargetStatus) -> String {
     let last = match (&s.last_backup, s.last_backup_age_seconds) {
-        (Some(id), Some(age)) => format!("{id}, {} ago", actions::restore::human_age(age)),
+        (Some(id), Some(age)) => format!("{id}, {} ago", crate::units::human_age(age)),
         _ => "no backup yet".into(),
     };
     let flag = if s.overdue { " — OVERDUE" } else { "" };

@@ -1,5 +1,24 @@
-//! The domain's error type: user errors (shown as they are), failures with a plain-words
-//! reason, busy targets, cancellation, and the stores' and database's own errors.
+//! The domain's error type, and the rules every module follows when it fails.
+//!
+//! **User errors** are the request's fault and are shown as they are: `Usage` (unknown
+//! target or backup, a path not allowed, a bad parameter: exit code 2, a private chat
+//! reply) and `Busy` (another job holds the target). Their text is the whole answer, so it
+//! says what to do instead.
+//!
+//! **Internal errors** are everything else: the operation ran and failed (`Failed`, `Io`,
+//! `StorageFull`, `Sqlite`, `Store`, `Db`) or was `Cancelled`. Chat shows them after
+//! "that did not work:", the CLI after "lifeboat:" with exit code 1, and both are logged.
+//!
+//! - A failure caused by another error keeps that error as its `#[source]` (`Error::io`,
+//!   `Error::sqlite`, `#[from]`), never only its text; the message shows the cause's
+//!   text once, after the context, so users read one line.
+//! - Context says what was being done, in lower case and without a trailing period:
+//!   `reading /srv/app.db`, `cannot listen on 0.0.0.0:8080`, then `: <cause>`.
+//! - Modules with failures of their own (stores, db, probes, runbook files) have a
+//!   `thiserror` enum of their own that converts into this one; no domain function
+//!   returns `Result<_, String>`.
+//! - `anyhow`-style catch-alls stay at the edges (main, tests); a user never sees a
+//!   `Debug` rendering.
 
 use crate::db::DbError;
 use crate::stores::StoreError;
@@ -15,6 +34,27 @@ pub enum Error {
     /// The operation ran and failed; the text says why in plain words.
     #[error("{0}")]
     Failed(String),
+    /// An I/O operation failed: what was being done, and the error itself.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The disk or store being written is full.
+    #[error("{context}: no space left on device")]
+    StorageFull {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A SQLite operation on a database lifeboat backs up or restores failed.
+    #[error("{context}: {source}")]
+    Sqlite {
+        context: String,
+        #[source]
+        source: rusqlite::Error,
+    },
     #[error("cancelled")]
     Cancelled,
     #[error(transparent)]
@@ -31,17 +71,18 @@ impl Error {
         if crate::progress::is_cancellation(&e) {
             return Error::Cancelled;
         }
-        if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<StoreError>()) {
-            return Error::Failed(format!("{context}: {inner}"));
-        }
+        let context = context.to_string();
         if crate::pipe::is_storage_full(&e) {
-            return Error::Failed(format!("{context}: no space left on device"));
+            return Error::StorageFull { context, source: e };
         }
-        Error::Failed(format!("{context}: {e}"))
+        Error::Io { context, source: e }
     }
 
     pub fn sqlite(context: impl std::fmt::Display, e: rusqlite::Error) -> Error {
-        Error::Failed(format!("{context}: {e}"))
+        Error::Sqlite {
+            context: context.to_string(),
+            source: e,
+        }
     }
 
     /// Exit code for the CLI: 2 for a wrong request, 1 for a failure.
@@ -56,5 +97,27 @@ impl Error {
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
         Error::Db(DbError::Sql(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn io_errors_keep_their_cause_and_read_as_before() {
+        let e = Error::io(
+            "reading /srv/app.db",
+            std::io::Error::new(std::io::ErrorKind::NotFound, "gone"),
+        );
+        assert_eq!(e.to_string(), "reading /srv/app.db: gone");
+        let cause = e.source().expect("the io::Error is kept");
+        assert_eq!(cause.to_string(), "gone");
+        let full = Error::io("writing", std::io::Error::from_raw_os_error(libc::ENOSPC));
+        assert_eq!(full.to_string(), "writing: no space left on device");
+        assert!(full.source().is_some());
+        assert_eq!(Error::Usage("x".into()).exit_code(), 2);
+        assert_eq!(full.exit_code(), 1);
     }
 }

@@ -167,17 +167,6 @@ pub async fn post_document(notifier: &dyn Notifier, channel: &str, doc: &Documen
     }
 }
 
-impl Document {
-    /// A drill's report as a Markdown file.
-    pub fn drill(r: &crate::actions::drill::DrillReport) -> Document {
-        Document {
-            filename: r.filename(),
-            title: format!("Drill report: {}", r.headline()),
-            content: Body::Text(r.report.clone()),
-        }
-    }
-}
-
 /// How many times a failed call is tried before it is logged and dropped.
 const ATTEMPTS: u32 = 5;
 
@@ -362,7 +351,7 @@ impl ChatProgress {
     fn render(&self) {
         let (phase, total, done, started) = self.state.lock().unwrap().clone();
         let secs = started.elapsed().as_secs_f64().max(0.001);
-        let human = crate::actions::backup::human_bytes;
+        let human = crate::units::human_bytes;
         let mut line = format!("{}\n{phase}", self.headline);
         if done > 0 {
             line.push_str(&format!(": {}", human(done)));

@@ -7,14 +7,48 @@ use std::io::{Read, Seek};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Why a probe could not be made (a probe that ran and got an answer is not an error,
+/// whatever the answer: its caller judges it).
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// No answer to the request: refused, unresolvable, timed out.
+    #[error("{0}")]
+    Request(#[source] Box<ureq::Error>),
+    #[error("reading the answer: {0}")]
+    Body(#[source] Box<ureq::Error>),
+    #[error("no command given")]
+    NoCommand,
+    #[error("cannot capture the output: {0}")]
+    Capture(#[source] std::io::Error),
+    #[error("cannot start {program}: {source}")]
+    Start {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("waiting for {program}: {source}")]
+    Wait {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// GET `url` within `timeout`: its status, and its body (up to 1 MiB) if `with_body`.
-pub fn http_get(url: &str, timeout: Duration, with_body: bool) -> Result<(u16, String), String> {
+pub fn http_get(
+    url: &str,
+    timeout: Duration,
+    with_body: bool,
+) -> Result<(u16, String), ProbeError> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(timeout))
         .build()
         .into();
-    let mut response = agent.get(url).call().map_err(|e| e.to_string())?;
+    let mut response = agent
+        .get(url)
+        .call()
+        .map_err(|e| ProbeError::Request(Box::new(e)))?;
     let status = response.status().as_u16();
     let body = if with_body {
         response
@@ -22,7 +56,7 @@ pub fn http_get(url: &str, timeout: Duration, with_body: bool) -> Result<(u16, S
             .with_config()
             .limit(1 << 20)
             .read_to_string()
-            .map_err(|e| format!("reading the answer: {e}"))?
+            .map_err(|e| ProbeError::Body(Box::new(e)))?
     } else {
         String::new()
     };
@@ -50,15 +84,14 @@ pub fn run_command(
     argv: &[String],
     env: &[(&str, &OsStr)],
     timeout: Duration,
-) -> Result<CommandEnd, String> {
+) -> Result<CommandEnd, ProbeError> {
     let Some((program, args)) = argv.split_first() else {
-        return Err("no command given".into());
+        return Err(ProbeError::NoCommand);
     };
     // One file for both streams keeps their order and never blocks a chatty command.
-    let capture = |e: std::io::Error| format!("cannot capture the output: {e}");
-    let mut output = tempfile::tempfile().map_err(capture)?;
-    let stdout = output.try_clone().map_err(capture)?;
-    let stderr = output.try_clone().map_err(capture)?;
+    let mut output = tempfile::tempfile().map_err(ProbeError::Capture)?;
+    let stdout = output.try_clone().map_err(ProbeError::Capture)?;
+    let stderr = output.try_clone().map_err(ProbeError::Capture)?;
     let mut child = Command::new(program)
         .args(args)
         .envs(env.iter().copied())
@@ -66,7 +99,10 @@ pub fn run_command(
         .stdout(stdout)
         .stderr(stderr)
         .spawn()
-        .map_err(|e| format!("cannot start {program}: {e}"))?;
+        .map_err(|source| ProbeError::Start {
+            program: program.clone(),
+            source,
+        })?;
     let deadline = Instant::now() + timeout;
     let status = loop {
         match child.try_wait() {
@@ -77,7 +113,12 @@ pub fn run_command(
                 return Ok(CommandEnd::TimedOut);
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(format!("waiting for {program}: {e}")),
+            Err(source) => {
+                return Err(ProbeError::Wait {
+                    program: program.clone(),
+                    source,
+                });
+            }
         }
     };
     let len = output.metadata().map(|m| m.len()).unwrap_or(0);
@@ -126,6 +167,7 @@ mod tests {
             missing
                 .err()
                 .unwrap()
+                .to_string()
                 .contains("cannot start /nonexistent/tool")
         );
     }

@@ -45,7 +45,7 @@ fn job_end(home: &Home) -> SystemTime {
             |r| r.get(0),
         )
         .unwrap();
-    let t = lifeboat::db::parse_time(&finished).unwrap();
+    let t = lifeboat::units::parse_time(&finished).unwrap();
     SystemTime::UNIX_EPOCH + Duration::from_millis(t.timestamp_millis() as u64)
 }
 

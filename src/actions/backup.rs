@@ -16,6 +16,7 @@ use crate::sources::{directory, remote_directory, remote_sqlite, sqlite};
 use crate::ssh::{Remote, Session};
 use crate::stores::manifest::{FORMAT_VERSION, Manifest};
 use crate::stores::{BackupStore, NewBackup};
+use crate::units::human_bytes;
 
 impl JobOutput for Manifest {
     fn backup_id(&self) -> Option<String> {
@@ -106,8 +107,8 @@ pub(crate) fn backup_locked(app: &App, target: &str, ctx: &JobContext) -> Result
         target: target.to_string(),
         kind: cfg.kind.as_str().to_string(),
         store: store_name,
-        created_at: crate::db::time_text(started),
-        finished_at: crate::db::time_text(finished),
+        created_at: crate::units::time_text(started),
+        finished_at: crate::units::time_text(finished),
         duration_seconds: clock.elapsed().as_secs_f64(),
         status: "complete".into(),
         // The store fills in how it keeps the backup when it publishes it.
@@ -170,19 +171,4 @@ fn new_id(store: &dyn BackupStore, target: &str, at: chrono::DateTime<Utc>) -> R
         .map(|n| format!("{base}-{n}"))
         .find(|id| !taken(id))
         .expect("some suffix is free"))
-}
-
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
 }

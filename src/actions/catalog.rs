@@ -46,7 +46,7 @@ pub fn find(app: &App, target: &str, selector: &Selector) -> Result<Manifest> {
             Selector::Id(id) => Error::Usage(format!("no backup {id:?} of {target}; {known}")),
             Selector::At(t) => Error::Usage(format!(
                 "no backup of {target} at or before {}; {known}",
-                crate::db::time_text(*t)
+                crate::units::time_text(*t)
             )),
         }
     })

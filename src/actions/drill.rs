@@ -101,7 +101,7 @@ impl DrillReport {
 
     /// The report's file name: `drill-<target>-<UTC start>.md`.
     pub fn filename(&self) -> String {
-        let stamp = crate::db::parse_time(&self.started_at)
+        let stamp = crate::units::parse_time(&self.started_at)
             .map(|t| t.format("%Y%m%dT%H%M%SZ").to_string())
             .unwrap_or_default();
         format!("drill-{}-{stamp}.md", self.target)
@@ -208,8 +208,8 @@ fn drill_locked(
         rpo_seconds: done.backup.as_ref().map(|m| age(m, d.started)),
         backup: done.backup.map(|m| m.summary()),
         actor: actor.to_string(),
-        started_at: crate::db::time_text(d.started),
-        finished_at: crate::db::now_text(),
+        started_at: crate::units::time_text(d.started),
+        finished_at: crate::units::now_text(),
         ok: false,
         restore_ok: d.problems.is_empty(),
         objectives_met: false,
@@ -293,8 +293,8 @@ fn restore_and_check(d: &mut Drill, m: &Manifest, copy: &Path) -> Result<()> {
         Ok(if found.is_empty() {
             Ok(format!(
                 "{} stored, {} restored to {}; stored and content SHA-256 match the manifest",
-                crate::actions::backup::human_bytes(m.size_bytes),
-                crate::actions::backup::human_bytes(m.content_bytes),
+                crate::units::human_bytes(m.size_bytes),
+                crate::units::human_bytes(m.content_bytes),
                 copy.display()
             ))
         } else {

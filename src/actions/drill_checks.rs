@@ -78,15 +78,16 @@ fn command_check(
     timeout: Duration,
 ) -> Result<String, String> {
     let env = [("LIFEBOAT_SANDBOX", copy.as_os_str())];
-    let (code, output) = match crate::probe::run_command(argv, &env, timeout)? {
-        CommandEnd::Exited { code, output, .. } => (code, output),
-        CommandEnd::TimedOut => {
-            return Err(format!(
-                "still running after {}; stopped",
-                humantime::format_duration(timeout)
-            ));
-        }
-    };
+    let (code, output) =
+        match crate::probe::run_command(argv, &env, timeout).map_err(|e| e.to_string())? {
+            CommandEnd::Exited { code, output, .. } => (code, output),
+            CommandEnd::TimedOut => {
+                return Err(format!(
+                    "still running after {}; stopped",
+                    humantime::format_duration(timeout)
+                ));
+            }
+        };
     let tail = output_tail(&output);
     let shown = if tail.is_empty() {
         String::new()

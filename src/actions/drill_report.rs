@@ -172,7 +172,7 @@ pub fn render(r: &DrillReport) -> String {
             "- backup: `{}` taken {} UTC, {} stored in `{}`\n",
             b.id,
             b.created_at,
-            crate::actions::backup::human_bytes(b.size_bytes),
+            crate::units::human_bytes(b.size_bytes),
             b.store
         )),
         None => md.push_str("- backup: none found\n"),
@@ -246,5 +246,14 @@ fn list(md: &mut String, items: &[String], empty: &str) {
     }
     for i in items {
         md.push_str(&format!("- {i}\n"));
+    }
+}
+
+/// The report as a Markdown file for chat.
+pub fn document(r: &DrillReport) -> crate::notify::Document {
+    crate::notify::Document {
+        filename: r.filename(),
+        title: format!("Drill report: {}", r.headline()),
+        content: crate::notify::Body::Text(r.report.clone()),
     }
 }

@@ -91,7 +91,7 @@ impl<'a> Drill<'a> {
         };
         self.steps.push(Step {
             name,
-            started_at: crate::db::time_text(started),
+            started_at: crate::units::time_text(started),
             duration_seconds: clock.elapsed().as_secs_f64(),
             ok,
             detail,
@@ -135,6 +135,6 @@ pub fn human(seconds: f64) -> String {
     } else if seconds < 60.0 {
         format!("{seconds:.1}s")
     } else {
-        crate::actions::shared::human_age(seconds as i64)
+        crate::units::human_age(seconds as i64)
     }
 }

@@ -39,14 +39,14 @@ pub struct History {
 pub fn history(app: &App, target: &str, now: DateTime<Utc>, days: i64) -> Result<History> {
     let cfg = app.target(target)?;
     let from = now - chrono::Duration::days(days);
-    let since = crate::db::time_text(from);
+    let since = crate::units::time_text(from);
     let backups = app
         .db
         .backup_history(target, &since, cfg.keeps_backups())?
         .into_iter()
         .filter_map(|r| {
             Some(BackupPoint {
-                at: crate::db::parse_time(&r.created_at)?,
+                at: crate::units::parse_time(&r.created_at)?,
                 size_bytes: r.size_bytes,
                 duration_seconds: r.duration_seconds,
             })
@@ -58,7 +58,7 @@ pub fn history(app: &App, target: &str, now: DateTime<Utc>, days: i64) -> Result
         .into_iter()
         .filter_map(|d| {
             Some(DrillPoint {
-                at: crate::db::parse_time(&d.started_at)?,
+                at: crate::units::parse_time(&d.started_at)?,
                 ok: d.ok,
                 rto_seconds: d.rto_seconds,
                 rpo_seconds: d.rpo_seconds,

@@ -17,7 +17,7 @@ pub mod recover; // a new host: the state from a store, then the catalog
 pub mod restore;
 pub mod restore_remote;
 pub mod retention;
-pub mod shared; // the words actions and kinds share: Selector, VerifyReport, human_age
+pub mod shared; // the words actions and kinds share: Selector, VerifyReport
 pub mod status;
 pub mod verify;
 

@@ -3,7 +3,6 @@
 
 use serde::Serialize;
 
-use crate::actions::backup::human_bytes;
 use crate::actions::catalog::backups;
 use crate::actions::retention;
 use crate::app::App;
@@ -11,6 +10,7 @@ use crate::error::Result;
 use crate::executor::JobOutput;
 use crate::progress::JobContext;
 use crate::stores::manifest::Manifest;
+use crate::units::human_bytes;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Kept {

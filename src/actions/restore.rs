@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::actions::catalog::{Selector, find};
 use crate::actions::restore_remote;
-pub use crate::actions::shared::human_age;
 use crate::app::App;
 use crate::config::{TargetConfig, TargetKind};
 use crate::error::{Error, Result};
@@ -18,6 +17,7 @@ use crate::pipe::{DurableFile, HashReader, ProgressReader};
 use crate::progress::JobContext;
 use crate::sources::{directory, sqlite};
 use crate::stores::manifest::Manifest;
+pub use crate::units::human_age;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Move {
@@ -76,7 +76,7 @@ impl RestorePlan {
             b.id,
             b.created_at,
             human_age(self.backup_age_seconds),
-            crate::actions::backup::human_bytes(b.content_bytes),
+            crate::units::human_bytes(b.content_bytes),
             self.host
                 .as_ref()
                 .map(|h| format!("{h}:"))

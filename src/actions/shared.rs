@@ -79,16 +79,6 @@ impl JobOutput for VerifyReport {
     }
 }
 
-/// Seconds as a short age: "45s", "3m", "1h30m", "2days".
-pub fn human_age(seconds: i64) -> String {
-    let s = seconds.max(0) as u64;
-    // Minutes are precise enough once past a minute.
-    let shown = if s < 60 { s } else { s - s % 60 };
-    humantime::format_duration(std::time::Duration::from_secs(shown))
-        .to_string()
-        .replace(' ', "")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -89,7 +89,7 @@ pub fn one(app: &App, name: &str, cfg: &TargetConfig, now: DateTime<Utc>) -> Res
     let newest_at = catalog
         .newest_created_at
         .as_deref()
-        .and_then(crate::db::parse_time);
+        .and_then(crate::units::parse_time);
     // Targets without a store (external jobs) are judged by their reports.
     let reported = match cfg.store {
         Some(_) => None,
@@ -97,7 +97,7 @@ pub fn one(app: &App, name: &str, cfg: &TargetConfig, now: DateTime<Utc>) -> Res
             .db
             .backup_facts(name)?
             .last_ok
-            .and_then(|j| crate::db::parse_time(&j.started_at)),
+            .and_then(|j| crate::units::parse_time(&j.started_at)),
     };
     let last_at = newest_at.or(reported);
     let (next_due, missed_since) = due(cfg, last_at, now);
@@ -126,13 +126,13 @@ pub fn one(app: &App, name: &str, cfg: &TargetConfig, now: DateTime<Utc>) -> Res
         kind: cfg.kind.as_str().to_string(),
         store: cfg.store.clone(),
         last_backup: catalog.newest_id.clone(),
-        last_backup_at: last_at.map(crate::db::time_text),
+        last_backup_at: last_at.map(crate::units::time_text),
         last_backup_age_seconds: last_at.map(|t| (now - t).num_seconds()),
         last_backup_size_bytes: catalog.newest_size_bytes,
         backups: catalog.count,
-        next_due: next_due.map(crate::db::time_text),
+        next_due: next_due.map(crate::units::time_text),
         overdue: missed_since.is_some(),
-        overdue_since: missed_since.map(crate::db::time_text),
+        overdue_since: missed_since.map(crate::units::time_text),
         last_job,
         last_verify_ok: last_verify.as_ref().map(|j| j.state == "succeeded"),
         last_verify: last_verify.map(describe_job),
@@ -219,14 +219,17 @@ pub fn health(s: &TargetStatus, now: DateTime<Utc>) -> (Health, Vec<String>) {
         s.rpo_objective_seconds,
     );
     if s.rto_objective_seconds.is_some() {
-        let drilled = s.last_drill_at.as_deref().and_then(crate::db::parse_time);
+        let drilled = s
+            .last_drill_at
+            .as_deref()
+            .and_then(crate::units::parse_time);
         match drilled {
             None => add(Health::Amber, "never drilled".into()),
             Some(t) if (now - t).to_std().unwrap_or_default() > DRILL_STALE => add(
                 Health::Amber,
                 format!(
                     "last drilled {} ago",
-                    super::restore::human_age((now - t).num_seconds())
+                    crate::units::human_age((now - t).num_seconds())
                 ),
             ),
             Some(_) => {}

@@ -2,8 +2,9 @@
 //! their absolute remote paths, and the file checks `config check` makes for them.
 
 use std::path::Path;
+use std::process::{Command, Stdio};
 
-use super::{TargetConfig, TargetKind};
+use super::{Host, TargetConfig, TargetKind};
 
 /// The SSH keys of a target: all or nothing, and only where lifeboat can use them.
 pub(super) fn validate_remote(name: &str, t: &TargetConfig) -> Result<(), String> {
@@ -27,7 +28,7 @@ pub(super) fn validate_remote(name: &str, t: &TargetConfig) -> Result<(), String
             t.kind.as_str()
         ));
     }
-    crate::ssh::Host::parse(host).map_err(|e| format!("{}: {e}", key("host")))?;
+    Host::parse(host).map_err(|e| format!("{}: {e}", key("host")))?;
     // Key authentication only, with a key of lifeboat's own: no agent, no passwords.
     for (value, k) in [
         (&t.ssh_identity, "ssh_identity"),
@@ -81,16 +82,30 @@ pub(super) fn check_remote_files(name: &str, t: &TargetConfig) -> Vec<String> {
         }
     }
     if problems.is_empty()
-        && let Ok(Some(remote)) = crate::ssh::Remote::of_target(t)
-        && let Ok(false) = remote.known_host_listed()
+        && let Some(Ok(host)) = t.host.as_deref().map(Host::parse)
+        && let Some(known_hosts) = &t.ssh_known_hosts
+        && let Ok(false) = known_host_listed(&host, known_hosts)
     {
         problems.push(format!(
             "targets.{name}.ssh_known_hosts: {} has no key for {}; add the host's key line after checking its fingerprint",
-            remote.known_hosts.display(),
-            remote.host.known_hosts_name()
+            known_hosts.display(),
+            host.known_hosts_name()
         ));
     }
     problems
+}
+
+/// Whether `known_hosts` holds a key for this host (hashed entries included).
+fn known_host_listed(host: &Host, known_hosts: &Path) -> std::io::Result<bool> {
+    let out = Command::new("ssh-keygen")
+        .arg("-F")
+        .arg(host.known_hosts_name())
+        .arg("-f")
+        .arg(known_hosts)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()?;
+    Ok(out.status.success() && !out.stdout.is_empty())
 }
 
 #[cfg(test)]

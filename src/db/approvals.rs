@@ -205,7 +205,7 @@ impl Db {
     pub fn chat_event_first_seen(&self, event_id: &str) -> Result<bool, DbError> {
         let n = self.lock().execute(
             "INSERT OR IGNORE INTO chat_events (event_id, received_at) VALUES (?1, ?2)",
-            params![event_id, super::now_text()],
+            params![event_id, crate::units::now_text()],
         )?;
         Ok(n == 1)
     }

@@ -5,7 +5,8 @@ use rusqlite::params;
 use serde::Serialize;
 
 use super::incidents::{TimelineEvent, insert_event, open_for_event};
-use super::{Db, DbError, now_text};
+use super::{Db, DbError};
+use crate::units::now_text;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditRecord {

@@ -34,7 +34,7 @@ impl Db {
         state: &str,
         detail: &str,
     ) -> Result<(), DbError> {
-        let now = super::now_text();
+        let now = crate::units::now_text();
         self.lock().execute(
             "INSERT INTO chat_links (platform, mode, state, since, detail, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?4)

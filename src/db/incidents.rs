@@ -5,7 +5,8 @@
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 use serde::Serialize;
 
-use super::{Db, DbError, now_text};
+use super::{Db, DbError};
+use crate::units::now_text;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct IncidentRecord {

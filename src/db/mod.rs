@@ -324,21 +324,6 @@ fn is_busy(e: &rusqlite::Error) -> bool {
     )
 }
 
-/// Current UTC time as RFC 3339 with second precision, the format of every stored time.
-pub fn now_text() -> String {
-    time_text(chrono::Utc::now())
-}
-
-pub fn time_text(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-pub fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.with_timezone(&chrono::Utc))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

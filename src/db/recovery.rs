@@ -4,7 +4,8 @@
 use rusqlite::params;
 
 use super::jobs::JobRecord;
-use super::{Db, DbError, now_text};
+use super::{Db, DbError};
+use crate::units::now_text;
 
 impl Db {
     /// Mark every job recorded as running as interrupted, whatever its lock says: on a

@@ -3,7 +3,8 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Db, DbError, now_text};
+use super::{Db, DbError};
+use crate::units::now_text;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Confirmation {

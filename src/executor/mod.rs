@@ -220,7 +220,7 @@ const JOB_NICENESS: i32 = 10;
 /// Run `work` (a backup, verify, restore, drill or runbook run) on a thread of its own at a
 /// lower CPU priority; threads it starts (e.g. zstd's workers) inherit the priority. Jobs
 /// do not use tokio's blocking pool, whose threads also answer chat requests.
-pub async fn on_job_thread<T, F>(work: F) -> std::result::Result<T, String>
+pub async fn on_job_thread<T, F>(work: F) -> Result<T>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
@@ -236,10 +236,10 @@ where
             lower_this_threads_priority();
             let _ = done.send(work());
         })
-        .map_err(|e| format!("cannot start a job thread: {e}"))?;
+        .map_err(|e| Error::io("cannot start a job thread", e))?;
     result
         .await
-        .map_err(|_| "the job stopped unexpectedly (see the log)".to_string())
+        .map_err(|_| Error::Failed("the job stopped unexpectedly (see the log)".into()))
 }
 
 /// Lower the calling thread's priority by `JOB_NICENESS` (Linux nice values are per thread).
@@ -364,7 +364,12 @@ mod tests {
         let spawned = on_job_thread(|| tokio::spawn(async { 7 })).await.unwrap();
         assert_eq!(spawned.await.unwrap(), 7);
         let panicked = on_job_thread(|| -> i32 { panic!("boom") }).await;
-        assert!(panicked.unwrap_err().contains("stopped unexpectedly"));
+        assert!(
+            panicked
+                .unwrap_err()
+                .to_string()
+                .contains("stopped unexpectedly")
+        );
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub fn render(app: &App, out: &mut String) -> Result<(), crate::error::Error> {
         "Unix time the open watchdog alert opened.",
         open.iter()
             .filter_map(|a| {
-                let t = crate::db::parse_time(&a.opened_at)?;
+                let t = crate::units::parse_time(&a.opened_at)?;
                 Some((labels(a), t.timestamp() as f64))
             })
             .collect(),

@@ -184,9 +184,9 @@ pub async fn alertmanager(State(hooks): State<Hooks>, headers: HeaderMap, body: 
         let at = alert
             .starts_at
             .as_deref()
-            .and_then(crate::db::parse_time)
+            .and_then(crate::units::parse_time)
             .filter(|t| t.timestamp() > 0)
-            .map(crate::db::time_text);
+            .map(crate::units::time_text);
         let stamped = tokio::task::spawn_blocking(move || {
             app.db.audit_event(&AuditEvent {
                 actor: "hook:alertmanager",

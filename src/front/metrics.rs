@@ -109,13 +109,13 @@ fn render(
         let facts = app.db.backup_facts(name)?;
         if let Some(ok) = &facts.last_ok {
             if let Some(t) =
-                crate::db::parse_time(ok.finished_at.as_deref().unwrap_or(&ok.started_at))
+                crate::units::parse_time(ok.finished_at.as_deref().unwrap_or(&ok.started_at))
             {
                 last_success.push((label.clone(), t.timestamp() as f64));
             }
             if let (Some(start), Some(end)) = (
-                crate::db::parse_time(&ok.started_at),
-                ok.finished_at.as_deref().and_then(crate::db::parse_time),
+                crate::units::parse_time(&ok.started_at),
+                ok.finished_at.as_deref().and_then(crate::units::parse_time),
             ) {
                 duration.push((
                     label.clone(),
@@ -132,7 +132,7 @@ fn render(
         let newest = facts
             .last_ok
             .as_ref()
-            .and_then(|j| crate::db::parse_time(&j.started_at));
+            .and_then(|j| crate::units::parse_time(&j.started_at));
         let (_, missed) = crate::actions::status::due(cfg, newest, now);
         overdue.push((label, if missed.is_some() { 1.0 } else { 0.0 }));
     }
@@ -187,7 +187,7 @@ fn render(
         "lifeboat_chat_connected",
         "gauge",
         "1 while serve's outgoing chat connection (Slack Socket Mode, Discord Gateway) is up.",
-        crate::front::links::metric_samples(&app.db.chat_links()?),
+        crate::front::chat::links::metric_samples(&app.db.chat_links()?),
     );
     let http = requests
         .iter()

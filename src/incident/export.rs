@@ -53,11 +53,11 @@ pub fn build(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<IncidentExport> {
     let timeline = db.incident_timeline(incident.id)?;
-    let opened = crate::db::parse_time(&incident.opened_at).unwrap_or(now);
+    let opened = crate::units::parse_time(&incident.opened_at).unwrap_or(now);
     let end = incident
         .closed_at
         .as_deref()
-        .and_then(crate::db::parse_time)
+        .and_then(crate::units::parse_time)
         .unwrap_or(now);
     let mut people: Vec<String> = Vec::new();
     for e in &timeline {
@@ -81,9 +81,11 @@ pub fn build(
             .map(|e| e.text.clone()),
     );
     let mut restores = Vec::new();
-    for job in
-        db.jobs_started_between("restore", &incident.opened_at, &crate::db::time_text(end))?
-    {
+    for job in db.jobs_started_between(
+        "restore",
+        &incident.opened_at,
+        &crate::units::time_text(end),
+    )? {
         let backup = match &job.backup_id {
             Some(id) => db
                 .catalog_list(&job.target)?
@@ -91,8 +93,11 @@ pub fn build(
                 .find(|m| &m.id == id),
             None => None,
         };
-        let started = crate::db::parse_time(&job.started_at);
-        let finished = job.finished_at.as_deref().and_then(crate::db::parse_time);
+        let started = crate::units::parse_time(&job.started_at);
+        let finished = job
+            .finished_at
+            .as_deref()
+            .and_then(crate::units::parse_time);
         restores.push(RestoreFacts {
             rto_seconds: finished
                 .filter(|_| job.state == "succeeded")
@@ -128,7 +133,7 @@ pub fn build(
 
 /// `2026-11-22T10:00:00.000Z` → `2026-11-22 10:00:00`.
 pub fn clock(rfc3339: &str) -> String {
-    match crate::db::parse_time(rfc3339) {
+    match crate::units::parse_time(rfc3339) {
         Some(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
         None => rfc3339.to_string(),
     }
@@ -140,7 +145,7 @@ pub fn one_line(s: &str) -> String {
 }
 
 fn age(seconds: Option<i64>) -> String {
-    seconds.map_or("—".into(), crate::actions::restore::human_age)
+    seconds.map_or("—".into(), crate::units::human_age)
 }
 
 impl IncidentExport {

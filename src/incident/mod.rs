@@ -85,7 +85,7 @@ pub fn close(db: &Db, scope: Scope<'_>, actor: &str) -> Result<IncidentRecord> {
 pub fn status_text(db: &Db, scope: Scope<'_>) -> Result<String> {
     let incident = current(db, scope)?;
     let timeline = db.incident_timeline(incident.id)?;
-    let since = crate::db::parse_time(&incident.opened_at)
+    let since = crate::units::parse_time(&incident.opened_at)
         .map(|t| (chrono::Utc::now() - t).num_seconds())
         .unwrap_or(0);
     let actions = timeline.iter().filter(|e| e.kind == "action").count();
@@ -93,7 +93,7 @@ pub fn status_text(db: &Db, scope: Scope<'_>) -> Result<String> {
         "🚨 Incident #{} \"{}\": open for {} (since {} UTC), {} timeline entries, {} action items.\nLatest:",
         incident.id,
         incident.title,
-        crate::actions::restore::human_age(since),
+        crate::units::human_age(since),
         export::clock(&incident.opened_at),
         timeline.len(),
         actions

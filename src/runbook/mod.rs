@@ -2,8 +2,11 @@
 //! estimate (lifeboat actions, HTTP checks, fixed commands, manual steps), checked
 //! against the config when loaded. Running them is in `run`, their report in `report`.
 
+mod load;
 pub mod report;
 pub mod run;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +16,40 @@ use serde::Deserialize;
 
 use crate::config::{Config, HumanDuration, TargetKind};
 use crate::error::{Error, Result};
+
+pub use load::{Loaded, find, list_text, load_all};
+
+/// Why a runbook file cannot be used; shown as it is to whoever lists or runs it.
+#[derive(Debug, thiserror::Error)]
+pub enum RunbookError {
+    #[error("cannot read: {0}")]
+    Read(#[source] std::io::Error),
+    /// Not TOML, or not the shape of a runbook (an unknown key, a missing title).
+    #[error("{}", .0.to_string().trim_end())]
+    Toml(#[source] toml::de::Error),
+    #[error("step {step} ({title}): {source}")]
+    Step {
+        step: usize,
+        title: String,
+        #[source]
+        source: Box<RunbookError>,
+    },
+    /// What is wrong with the file, in words.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<String> for RunbookError {
+    fn from(why: String) -> Self {
+        RunbookError::Invalid(why)
+    }
+}
+
+impl From<&str> for RunbookError {
+    fn from(why: &str) -> Self {
+        RunbookError::Invalid(why.to_string())
+    }
+}
 
 /// How long a command or HTTP step may take unless the step says otherwise.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(600);
@@ -138,25 +175,32 @@ impl Runbook {
 
     /// Parse and check one runbook against the config: every step has exactly one kind,
     /// every target exists and supports the action, remote hosts have their keys.
-    pub fn parse(name: &str, text: &str, base: &Path, config: &Config) -> Result<Runbook, String> {
-        let file: RunbookFile =
-            toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+    pub fn parse(
+        name: &str,
+        text: &str,
+        base: &Path,
+        config: &Config,
+    ) -> Result<Runbook, RunbookError> {
+        let file: RunbookFile = toml::from_str(text).map_err(RunbookError::Toml)?;
         if file.steps.is_empty() {
             return Err("a runbook needs at least one [[step]]".into());
         }
         for p in file.params.keys() {
             if !p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || p.is_empty() {
-                return Err(format!(
-                    "param {p:?}: names may use letters, digits and '_' only"
-                ));
+                return Err(
+                    format!("param {p:?}: names may use letters, digits and '_' only").into(),
+                );
             }
         }
         let mut steps = Vec::new();
         for (i, s) in file.steps.into_iter().enumerate() {
             let n = i + 1;
             let title = s.title.clone();
-            let step = step(s, base, config, &file.params)
-                .map_err(|e| format!("step {n} ({title}): {e}"))?;
+            let step = step(s, base, config, &file.params).map_err(|e| RunbookError::Step {
+                step: n,
+                title,
+                source: Box::new(e),
+            })?;
             steps.push(step);
         }
         Ok(Runbook {
@@ -237,7 +281,7 @@ fn step(
     base: &Path,
     config: &Config,
     params: &BTreeMap<String, String>,
-) -> Result<Step, String> {
+) -> Result<Step, RunbookError> {
     let kinds = [
         s.action.is_some(),
         s.http.is_some(),
@@ -247,9 +291,9 @@ fn step(
     if kinds.iter().filter(|k| **k).count() != 1 {
         return Err("give exactly one of `action`, `http`, `command` or `manual`".into());
     }
-    let unused = |keys: &[(&str, bool)]| -> Result<(), String> {
+    let unused = |keys: &[(&str, bool)]| -> Result<(), RunbookError> {
         match keys.iter().find(|(_, set)| *set) {
-            Some((k, _)) => Err(format!("`{k}` does not belong to this kind of step")),
+            Some((k, _)) => Err(format!("`{k}` does not belong to this kind of step").into()),
             None => Ok(()),
         }
     };
@@ -272,7 +316,8 @@ fn step(
             other => {
                 return Err(format!(
                     "unknown action {other:?}: use backup, verify, restore or drill"
-                ));
+                )
+                .into());
             }
         };
         let target = s.target.ok_or("an action step needs `target`")?;
@@ -288,13 +333,15 @@ fn step(
         };
         if !usable {
             return Err(
-                format!("target {target} (kind {:?}) cannot {action:?}", cfg.kind).to_lowercase(),
+                format!("target {target} (kind {:?}) cannot {action:?}", cfg.kind)
+                    .to_lowercase()
+                    .into(),
             );
         }
         for text in [&s.backup, &s.at, &s.to].into_iter().flatten() {
             for p in placeholders(text) {
                 if !params.contains_key(&p) {
-                    return Err(format!("{{{p}}} is not a declared param"));
+                    return Err(format!("{{{p}}} is not a declared param").into());
                 }
             }
         }
@@ -320,7 +367,7 @@ fn step(
             ("backup", s.backup.is_some()),
         ])?;
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(format!("{url:?} is not an http(s) URL"));
+            return Err(format!("{url:?} is not an http(s) URL").into());
         }
         StepKind::Http {
             url,
@@ -382,7 +429,7 @@ fn step(
 
 /// Expand `{path:<target>}` to the target's configured path (from the config, which is
 /// trusted; nothing a chat user types ever reaches a command).
-fn target_paths(arg: &str, config: &Config) -> Result<String, String> {
+fn target_paths(arg: &str, config: &Config) -> Result<String, RunbookError> {
     let mut out = String::new();
     let mut rest = arg;
     while let Some(start) = rest.find("{path:") {
@@ -411,12 +458,12 @@ fn remote(
     known_hosts: Option<PathBuf>,
     base: &Path,
     config: &Config,
-) -> Result<crate::ssh::Remote, String> {
-    let parsed = crate::ssh::Host::parse(host)?;
+) -> Result<crate::ssh::Remote, RunbookError> {
+    let parsed = crate::config::Host::parse(host).map_err(RunbookError::Invalid)?;
     let same_host = config.targets.values().find(|t| {
         t.host
             .as_deref()
-            .is_some_and(|h| crate::ssh::Host::parse(h).ok().as_ref() == Some(&parsed))
+            .is_some_and(|h| crate::config::Host::parse(h).ok().as_ref() == Some(&parsed))
     });
     let pick = |own: Option<PathBuf>, borrowed: Option<&PathBuf>, key: &str| match own {
         Some(p) if p.is_relative() => Ok(base.join(p)),
@@ -443,222 +490,4 @@ fn remote(
             .and_then(|t| t.ssh_timeout)
             .map_or(crate::ssh::DEFAULT_IDLE_TIMEOUT, |d| d.0),
     })
-}
-
-/// One file of the runbooks directory: its runbook, or why it cannot be used.
-#[derive(Debug)]
-pub struct Loaded {
-    pub name: String,
-    pub path: PathBuf,
-    pub runbook: Result<Runbook, String>,
-}
-
-/// Every `*.toml` in the config's runbooks directory, sorted by name. A missing
-/// directory is no runbooks.
-pub fn load_all(config: &Config) -> Result<Vec<Loaded>> {
-    let dir = &config.server.runbooks;
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(format!("reading {}", dir.display()), e)),
-    };
-    let mut found = Vec::new();
-    for entry in entries {
-        let path = entry
-            .map_err(|e| Error::io(format!("reading {}", dir.display()), e))?
-            .path();
-        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
-            continue;
-        }
-        let name = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default()
-            .to_string();
-        let runbook = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read: {e}"))
-            .and_then(|text| Runbook::parse(&name, &text, dir, config));
-        found.push(Loaded {
-            name,
-            path,
-            runbook,
-        });
-    }
-    found.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(found)
-}
-
-/// The runbook called `name`, ready to run.
-pub fn find(config: &Config, name: &str) -> Result<Runbook> {
-    let all = load_all(config)?;
-    let names: Vec<&str> = all.iter().map(|l| l.name.as_str()).collect();
-    match all.iter().find(|l| l.name == name) {
-        Some(l) => l
-            .runbook
-            .clone()
-            .map_err(|e| Error::Usage(format!("runbook {name} cannot run: {e}"))),
-        None => Err(Error::Usage(format!(
-            "no runbook named {name:?}; runbooks: {}",
-            if names.is_empty() {
-                "none".to_string()
-            } else {
-                names.join(", ")
-            }
-        ))),
-    }
-}
-
-/// The list `/runbook list` and `lifeboat runbook list` show.
-pub fn list_text(config: &Config) -> Result<String> {
-    let all = load_all(config)?;
-    if all.is_empty() {
-        return Ok("no runbooks yet".into());
-    }
-    let mut out = String::new();
-    for l in &all {
-        match &l.runbook {
-            Ok(r) => {
-                let params: String = r.params.keys().map(|k| format!(" {k}=…")).collect();
-                out.push_str(&format!(
-                    "• {}{params} — {} ({} steps, about {})\n",
-                    l.name,
-                    r.title,
-                    r.steps.len(),
-                    report::estimate_text(r.estimate().as_secs())
-                ));
-            }
-            Err(e) => out.push_str(&format!("• {} — cannot run: {e}\n", l.name)),
-        }
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn example_config() -> Config {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-        let text = std::fs::read_to_string(dir.join("example.toml")).unwrap();
-        let any_var = |name: &str| Some(format!("value-of-{name}"));
-        let mut config = Config::parse(&text, "example.toml", &dir, &any_var).unwrap();
-        config.server.runbooks = Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks");
-        config
-    }
-
-    /// Every runbook we ship parses and checks out against the example config, whose
-    /// targets are modelled on the same systems.
-    #[test]
-    fn every_shipped_runbook_is_valid_against_the_example_config() {
-        let config = example_config();
-        let all = load_all(&config).unwrap();
-        let names: Vec<&str> = all.iter().map(|l| l.name.as_str()).collect();
-        for expected in [
-            "data-volume-restore",
-            "gcp-data-disk-loss",
-            "lifeboat-host-loss",
-            "pitr-before-bad-write",
-            "sqlite-restore",
-            "vps-loss-gitea",
-        ] {
-            assert!(
-                names.contains(&expected),
-                "runbooks/{expected}.toml missing"
-            );
-        }
-        for l in &all {
-            let r = l
-                .runbook
-                .as_ref()
-                .unwrap_or_else(|e| panic!("{}: {e}", l.path.display()));
-            assert!(!r.title.is_empty());
-            assert!(r.steps.iter().all(|s| !s.estimate.is_zero()), "{}", l.name);
-        }
-        let text = list_text(&config).unwrap();
-        assert!(text.contains("pitr-before-bad-write before=…"), "{text}");
-    }
-
-    fn parse(text: &str) -> Result<Runbook, String> {
-        Runbook::parse("t", text, Path::new("/etc/lifeboat"), &example_config())
-    }
-
-    #[test]
-    fn mistakes_are_named_with_their_step() {
-        let head = "title = \"t\"\n[[step]]\ntitle = \"one\"\nestimate = \"1m\"\n";
-        let cases = [
-            ("", "exactly one of"),
-            ("manual = \"x\"\nhttp = \"http://a\"\n", "exactly one of"),
-            (
-                "action = \"backup\"\ntarget = \"nope\"\n",
-                "unknown target \"nope\"",
-            ),
-            (
-                "action = \"verify\"\ntarget = \"vps-nightly-script\"\n",
-                "cannot verify",
-            ),
-            (
-                "action = \"explode\"\ntarget = \"gitea-db\"\n",
-                "unknown action",
-            ),
-            (
-                "action = \"restore\"\ntarget = \"gitea-db\"\nat = \"{when}\"\n",
-                "{when} is not a declared param",
-            ),
-            ("http = \"ftp://x\"\n", "not an http(s) URL"),
-            ("command = []\n", "at least the program"),
-            ("command = [\"cat\", \"{path:nope}\"]\n", "{path:nope}"),
-            (
-                "command = [\"true\"]\nhost = \"ssh://u@elsewhere:22\"\n",
-                "ssh_identity",
-            ),
-            ("manual = \"x\"\nstatus = 200\n", "`status` does not belong"),
-            ("manual = \"x\"\nestimat = \"1m\"\n", "estimat"),
-        ];
-        for (step, want) in cases {
-            let e = parse(&format!("{head}{step}")).unwrap_err();
-            assert!(e.contains(want), "{step:?}: {e}");
-            if want != "estimat" {
-                assert!(e.starts_with("step 1 (one)"), "{e}");
-            }
-        }
-        assert!(
-            parse("title = \"t\"\n")
-                .unwrap_err()
-                .contains("at least one")
-        );
-    }
-
-    #[test]
-    fn commands_get_target_paths_and_borrow_a_targets_ssh_settings() {
-        let r = parse(
-            "title = \"t\"\n[[step]]\ntitle = \"c\"\nestimate = \"1m\"\ncommand = [\"sqlite3\", \"{path:gitea-db}\", \"PRAGMA integrity_check;\"]\nhost = \"ssh://deploy@staging.internal:22\"\n",
-        )
-        .unwrap();
-        match &r.steps[0].kind {
-            StepKind::Command { argv, remote, .. } => {
-                assert_eq!(argv[1], "/var/lib/gitea/data/gitea.db");
-                let remote = remote.as_ref().unwrap();
-                assert!(remote.known_hosts.ends_with("known_hosts"), "{remote:?}");
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn params_are_required_and_checked() {
-        let config = example_config();
-        let r = find(&config, "pitr-before-bad-write").unwrap();
-        assert!(matches!(r.check_params(&[]), Err(Error::Usage(m)) if m.contains("needs before=")));
-        assert!(matches!(
-            r.check_params(&[("when".into(), "x".into())]),
-            Err(Error::Usage(m)) if m.contains("no parameter \"when\"")
-        ));
-        let v = r
-            .check_params(&[("before".into(), "2026-11-22T09:55:00Z".into())])
-            .unwrap();
-        assert_eq!(fill("{before}", &v), "2026-11-22T09:55:00Z");
-        assert!(
-            matches!(find(&config, "nope"), Err(Error::Usage(m)) if m.contains("sqlite-restore"))
-        );
-    }
 }

@@ -1,8 +1,8 @@
 //! A run's report: one row per step with its estimate and actual time, and the total.
 
 use super::run::{RunState, StepState};
-use crate::actions::restore::human_age;
 use crate::incident::export::{clock, one_line};
+use crate::units::human_age;
 
 /// An estimate exactly as written: "13m30s".
 pub fn estimate_text(seconds: u64) -> String {

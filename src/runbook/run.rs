@@ -151,7 +151,7 @@ pub fn run(
     hooks.update(&state);
     for (i, step) in runbook.steps.iter().enumerate() {
         state.steps[i].state = StepState::Running;
-        state.steps[i].started_at = Some(crate::db::now_text());
+        state.steps[i].started_at = Some(crate::units::now_text());
         audit(
             "runbook step started",
             "started",
@@ -162,7 +162,7 @@ pub fn run(
         let clock = Instant::now();
         let result = execute(app, &mut state, i, step, values, actor, hooks);
         let r = &mut state.steps[i];
-        r.finished_at = Some(crate::db::now_text());
+        r.finished_at = Some(crate::units::now_text());
         r.actual_seconds = Some(clock.elapsed().as_secs_f64());
         let failed = result.is_err();
         match result {
@@ -172,7 +172,7 @@ pub fn run(
             }
             Err(e) => {
                 r.state = StepState::Failed;
-                r.detail = Some(e);
+                r.detail = Some(e.to_string());
             }
         }
         audit(
@@ -203,7 +203,7 @@ pub fn run(
     } else {
         "failed".into()
     };
-    state.finished_at = Some(crate::db::now_text());
+    state.finished_at = Some(crate::units::now_text());
     save(app, &state, Some(&state.state.clone()));
     audit(
         "runbook finished",
@@ -250,7 +250,48 @@ fn next_advice(runbook: &Runbook, failed: usize, chat: bool) -> String {
     text
 }
 
-/// Carry out one step; Ok is what happened, Err why it failed (in words).
+/// Why a step failed, in the words its report shows; the error behind it, if any, is
+/// kept as the source.
+#[derive(Debug, thiserror::Error)]
+#[error("{detail}")]
+pub struct StepFailed {
+    detail: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl StepFailed {
+    /// `detail`, caused by `source`.
+    fn because(detail: String, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StepFailed {
+            detail,
+            source: Some(Box::new(source)),
+        }
+    }
+}
+
+impl From<String> for StepFailed {
+    fn from(detail: String) -> Self {
+        StepFailed {
+            detail,
+            source: None,
+        }
+    }
+}
+
+impl From<Error> for StepFailed {
+    fn from(e: Error) -> Self {
+        StepFailed::because(e.to_string(), e)
+    }
+}
+
+impl From<crate::probe::ProbeError> for StepFailed {
+    fn from(e: crate::probe::ProbeError) -> Self {
+        StepFailed::because(e.to_string(), e)
+    }
+}
+
+/// Carry out one step; Ok is what happened, Err why it failed.
 fn execute(
     app: &App,
     state: &mut RunState,
@@ -259,20 +300,17 @@ fn execute(
     values: &BTreeMap<String, String>,
     actor: &str,
     hooks: &dyn RunHooks,
-) -> std::result::Result<String, String> {
-    let words = |e: Error| e.to_string();
+) -> std::result::Result<String, StepFailed> {
     match &step.kind {
         StepKind::Manual { instructions } => {
             state.steps[index].state = StepState::Waiting;
             hooks.update(state);
-            let answer = hooks
-                .manual(state, index, step, instructions)
-                .map_err(words)?;
+            let answer = hooks.manual(state, index, step, instructions)?;
             state.steps[index].state = StepState::Running;
             if answer.ok {
                 Ok(answer.detail)
             } else {
-                Err(answer.detail)
+                Err(answer.detail.into())
             }
         }
         StepKind::Http {
@@ -292,7 +330,7 @@ fn execute(
             let (code, output) = match remote {
                 Some(r) => {
                     let args: Vec<&str> = argv.iter().map(String::as_str).collect();
-                    let out = crate::ssh::run(r, &args, &ctx).map_err(words)?;
+                    let out = crate::ssh::run(r, &args, &ctx)?;
                     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
                     (out.code, format!("{stdout}\n{}", out.stderr))
                 }
@@ -308,7 +346,8 @@ fn execute(
                         argv[0],
                         tail.map(|t| format!(" (last line: {t})"))
                             .unwrap_or_default()
-                    ));
+                    )
+                    .into());
                 }
                 Ok(format!(
                     "{} exited {code}{}",
@@ -320,7 +359,8 @@ fn execute(
                     "{} exited {code}, expected {exit_code}{}",
                     argv[0],
                     tail.map(|t| format!(": {t}")).unwrap_or_default()
-                ))
+                )
+                .into())
             }
         }
         StepKind::Action {
@@ -333,20 +373,19 @@ fn execute(
             let ctx = hooks.job_context();
             let backup = backup.as_deref().map(|b| fill(b, values));
             let at = at.as_deref().map(|a| fill(a, values));
-            let selector = Selector::from_args(backup.as_deref(), at.as_deref()).map_err(words)?;
+            let selector = Selector::from_args(backup.as_deref(), at.as_deref())?;
             match action {
                 ActionKind::Backup => actions::backup::run(app, target, actor, &ctx)
                     .map(|m| {
                         format!(
                             "backup {} ({})",
                             m.id,
-                            actions::backup::human_bytes(m.size_bytes)
+                            crate::units::human_bytes(m.size_bytes)
                         )
                     })
-                    .map_err(words),
+                    .map_err(StepFailed::from),
                 ActionKind::Verify => {
-                    let r =
-                        actions::verify::run(app, target, &selector, actor, &ctx).map_err(words)?;
+                    let r = actions::verify::run(app, target, &selector, actor, &ctx)?;
                     if r.ok {
                         Ok(format!("backup {} verified", r.backup.id))
                     } else {
@@ -354,7 +393,8 @@ fn execute(
                             "backup {} failed verification: {}",
                             r.backup.id,
                             r.problems.join("; ")
-                        ))
+                        )
+                        .into())
                     }
                 }
                 ActionKind::Drill => drill(app, target, &selector, actor, &ctx),
@@ -365,18 +405,18 @@ fn execute(
                         target,
                         &selector,
                         to.as_deref().map(std::path::Path::new),
-                    )
-                    .map_err(words)?;
+                    )?;
                     state.steps[index].state = StepState::Waiting;
                     hooks.update(state);
-                    let answer = hooks.approve_restore(state, &plan).map_err(words)?;
+                    let answer = hooks.approve_restore(state, &plan)?;
                     state.steps[index].state = StepState::Running;
                     hooks.update(state);
                     if !answer.ok {
-                        return Err(format!("the restore was not approved: {}", answer.detail));
+                        return Err(
+                            format!("the restore was not approved: {}", answer.detail).into()
+                        );
                     }
-                    let outcome =
-                        actions::restore::apply(app, &plan, actor, &ctx).map_err(words)?;
+                    let outcome = actions::restore::apply(app, &plan, actor, &ctx)?;
                     let mut text = format!(
                         "restored backup {} to {} ({})",
                         plan.backup.id,
@@ -400,8 +440,8 @@ fn drill(
     selector: &Selector,
     actor: &str,
     ctx: &JobContext,
-) -> std::result::Result<String, String> {
-    let r = actions::drill::run(app, target, selector, actor, ctx).map_err(|e| e.to_string())?;
+) -> std::result::Result<String, StepFailed> {
+    let r = actions::drill::run(app, target, selector, actor, ctx)?;
     let measured = |s: Option<f64>| s.map_or("not reached".to_string(), |s| format!("{s:.0}s"));
     let summary = format!(
         "drill of backup {}: RTO {}, RPO {}",
@@ -412,7 +452,7 @@ fn drill(
     if r.ok {
         Ok(summary)
     } else {
-        Err(format!("{summary}; {}", r.problems.join("; ")))
+        Err(format!("{summary}; {}", r.problems.join("; ")).into())
     }
 }
 
@@ -429,22 +469,22 @@ pub fn http_check(
     status: u16,
     body_contains: Option<&str>,
     timeout: Duration,
-) -> std::result::Result<String, String> {
+) -> std::result::Result<String, StepFailed> {
     let (got, body) = crate::probe::http_get(url, timeout, body_contains.is_some())
-        .map_err(|e| format!("GET {url} failed: {e}"))?;
+        .map_err(|e| StepFailed::because(format!("GET {url} failed: {e}"), e))?;
     if got != status {
-        return Err(format!("GET {url} answered {got}, expected {status}"));
+        return Err(format!("GET {url} answered {got}, expected {status}").into());
     }
     if let Some(needle) = body_contains
         && !body.contains(needle)
     {
-        return Err(format!("GET {url} answered {got} but without {needle:?}"));
+        return Err(format!("GET {url} answered {got} but without {needle:?}").into());
     }
     Ok(format!("GET {url} answered {got}"))
 }
 
 /// Run a command on this host with a time limit; its exit code and its output's end.
-fn run_local(argv: &[String], timeout: Duration) -> std::result::Result<(i32, String), String> {
+fn run_local(argv: &[String], timeout: Duration) -> std::result::Result<(i32, String), StepFailed> {
     match crate::probe::run_command(argv, &[], timeout)? {
         // A command killed by a signal has no exit code; report it as 128 + signal, as
         // shells do.
@@ -457,6 +497,7 @@ fn run_local(argv: &[String], timeout: Duration) -> std::result::Result<(i32, St
             "{} did not finish within {}; it was stopped",
             argv[0],
             humantime::format_duration(timeout)
-        )),
+        )
+        .into()),
     }
 }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::watchdog::{Problem, line};
 use crate::db::alerts::{AlertRecord, Facet};
-use crate::db::{parse_time, time_text};
+use crate::units::{parse_time, time_text};
 
 /// What the channel should be told about an alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,7 +173,7 @@ pub fn recovery_text(alert: &AlertRecord, now: DateTime<Utc>) -> String {
         .and_then(parse_time)
         .unwrap_or(now);
     let open = parse_time(&alert.opened_at)
-        .map(|t| crate::actions::restore::human_age((closed - t).num_seconds()))
+        .map(|t| crate::units::human_age((closed - t).num_seconds()))
         .unwrap_or_default();
     let counts: Vec<String> = alert
         .facets
@@ -198,7 +198,7 @@ pub fn recovery_text(alert: &AlertRecord, now: DateTime<Utc>) -> String {
 fn open_for(alert: &AlertRecord, now: DateTime<Utc>) -> Option<String> {
     let t = parse_time(&alert.opened_at)?;
     let secs = (now - t).num_seconds();
-    (secs >= 60).then(|| crate::actions::restore::human_age(secs))
+    (secs >= 60).then(|| crate::units::human_age(secs))
 }
 
 #[cfg(test)]

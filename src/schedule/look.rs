@@ -52,13 +52,13 @@ pub fn look(
     if watch.first_seen.is_none() {
         // A target is judged from when lifeboat first watched it: a due time before that
         // (a new config, a fresh install) is not a missed backup.
-        watch.first_seen = Some(crate::db::time_text(now));
+        watch.first_seen = Some(crate::units::time_text(now));
         app.db.watch_put(name, &watch)?;
     }
     let watched_since = watch
         .first_seen
         .as_deref()
-        .and_then(crate::db::parse_time)
+        .and_then(crate::units::parse_time)
         .unwrap_or(now);
     let facts = Facts {
         now,
@@ -67,7 +67,7 @@ pub fn look(
         last_ok: backups
             .last_ok
             .as_ref()
-            .and_then(|j| crate::db::parse_time(&j.started_at)),
+            .and_then(|j| crate::units::parse_time(&j.started_at)),
         last_failure,
         consecutive_failures: backups.consecutive_failures,
         verify_failure: last_verify
@@ -77,9 +77,9 @@ pub fn look(
                 let why = j.message.clone();
                 (j.id, why.unwrap_or_else(|| "verification failed".into()))
             }),
-        running: running
-            .as_ref()
-            .and_then(|j| crate::db::parse_time(&j.started_at).map(|t| (j.id, j.kind.clone(), t))),
+        running: running.as_ref().and_then(|j| {
+            crate::units::parse_time(&j.started_at).map(|t| (j.id, j.kind.clone(), t))
+        }),
         max_duration: cfg.max_duration.map(|d| d.0),
         drill_failure: last_drill
             .as_ref()
@@ -90,7 +90,7 @@ pub fn look(
         last_drill_ok: app
             .db
             .drill_last_passing(name)?
-            .and_then(|d| crate::db::parse_time(&d.started_at)),
+            .and_then(|d| crate::units::parse_time(&d.started_at)),
     };
     let problems = watchdog::problems(&facts);
     let realert = chrono::Duration::from_std(cfg.realert.map_or(DEFAULT_REALERT, |d| d.0))
@@ -206,7 +206,7 @@ pub fn look(
 
 /// When an open alert is due to be posted again (soon, when a post is owed).
 fn repost_at(a: &AlertRecord, realert: chrono::Duration, now: DateTime<Utc>) -> DateTime<Utc> {
-    match a.posted_at.as_deref().and_then(crate::db::parse_time) {
+    match a.posted_at.as_deref().and_then(crate::units::parse_time) {
         Some(at) => at + realert,
         None => now + RETRY_POST,
     }
@@ -264,10 +264,10 @@ pub fn delivered(
                     Some(&detail),
                 )?;
             }
-            alert.posted_at = Some(crate::db::time_text(now));
+            alert.posted_at = Some(crate::units::time_text(now));
             alert.messages = refs;
         }
-        Say::Recovery => alert.recovery_posted_at = Some(crate::db::time_text(now)),
+        Say::Recovery => alert.recovery_posted_at = Some(crate::units::time_text(now)),
         Say::Edit => return Ok(()),
     }
     app.db.alert_save(&alert)?;

@@ -510,7 +510,10 @@ async fn scheduled_drill(app: App, name: String, sinks: AlertSinks) {
     let (text, doc) = match outcome {
         Ok(Ok(r)) => {
             tracing::info!(target = %name, ok = r.ok, "scheduled drill: {}", r.headline());
-            (r.chat_summary(), Some(crate::notify::Document::drill(&r)))
+            (
+                r.chat_summary(),
+                Some(crate::actions::drill_report::document(&r)),
+            )
         }
         Ok(Err(crate::error::Error::Busy(msg))) => {
             tracing::info!(target = %name, "scheduled drill skipped: {msg}");

@@ -64,7 +64,7 @@ impl Problem {
     pub fn token(&self) -> String {
         match self {
             Problem::Missed { due, .. } | Problem::DrillStale { due, .. } => {
-                format!("due {}", crate::db::time_text(*due))
+                format!("due {}", crate::units::time_text(*due))
             }
             Problem::Failed { job, .. } | Problem::VerifyFailed { job, .. } => format!("job {job}"),
             Problem::DrillFailed { drill, .. } => format!("drill {drill}"),
@@ -149,8 +149,8 @@ pub fn problems(f: &Facts) -> Vec<Problem> {
 
 /// The line of an alert that says what is wrong and what to do.
 pub fn line(target: &str, p: &Problem, external: bool, now: DateTime<Utc>) -> String {
-    let age = |t: DateTime<Utc>| crate::actions::restore::human_age((now - t).num_seconds());
-    let at = |t: DateTime<Utc>| crate::db::time_text(t);
+    let age = |t: DateTime<Utc>| crate::units::human_age((now - t).num_seconds());
+    let at = |t: DateTime<Utc>| crate::units::time_text(t);
     match p {
         Problem::Missed { due, last_ok } => {
             let last = match last_ok {
@@ -206,7 +206,7 @@ mod tests {
     use super::*;
 
     fn t(s: &str) -> DateTime<Utc> {
-        crate::db::parse_time(s).unwrap()
+        crate::units::parse_time(s).unwrap()
     }
 
     fn facts(now: &str) -> Facts {

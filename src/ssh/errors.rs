@@ -145,7 +145,7 @@ fn package_of(cmd: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ssh::Host;
+    use crate::config::Host;
     use std::path::PathBuf;
 
     fn remote() -> Remote {

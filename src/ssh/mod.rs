@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::config::TargetConfig;
+use crate::config::{Host, TargetConfig};
 use crate::error::{Error, Result};
 use crate::progress::JobContext;
 
@@ -32,81 +32,6 @@ const ALIVE_COUNT_MAX: u32 = 4;
 /// How long the shared connection outlives its last use if lifeboat dies without
 /// closing it; a live session closes it explicitly when dropped.
 const CONTROL_PERSIST: &str = "60s";
-
-/// `ssh://user@host:port`, parsed and checked so no part can be read as an ssh option.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Host {
-    pub user: String,
-    pub host: String,
-    pub port: u16,
-}
-
-impl Host {
-    pub fn parse(text: &str) -> std::result::Result<Host, String> {
-        let shape = "must look like ssh://user@host:port (port optional, default 22)";
-        let rest = text
-            .strip_prefix("ssh://")
-            .ok_or_else(|| shape.to_string())?;
-        let (user, hostport) = rest.split_once('@').ok_or_else(|| shape.to_string())?;
-        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let (h, after) = v6.split_once(']').ok_or_else(|| shape.to_string())?;
-            (h, after.strip_prefix(':'))
-        } else {
-            match hostport.split_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (hostport, None),
-            }
-        };
-        let port = match port {
-            None => 22,
-            Some(p) => p
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p > 0)
-                .ok_or_else(|| format!("{p:?} is not a port number; {shape}"))?,
-        };
-        let word_ok = |s: &str, extra: &[u8]| {
-            !s.is_empty()
-                && !s.starts_with('-')
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b) || extra.contains(&b))
-        };
-        if !word_ok(user, b"") {
-            return Err(format!(
-                "user {user:?}: letters, digits, '.', '_', '-' only; {shape}"
-            ));
-        }
-        if !word_ok(host, b":") {
-            return Err(format!(
-                "host {host:?} is not a host name or address; {shape}"
-            ));
-        }
-        Ok(Host {
-            user: user.into(),
-            host: host.into(),
-            port,
-        })
-    }
-
-    /// The name `known_hosts` files use: `host`, or `[host]:port` off port 22.
-    pub fn known_hosts_name(&self) -> String {
-        if self.port == 22 {
-            self.host.clone()
-        } else {
-            format!("[{}]:{}", self.host, self.port)
-        }
-    }
-}
-
-impl std::fmt::Display for Host {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "{}@[{}]:{}", self.user, self.host, self.port)
-        } else {
-            write!(f, "{}@{}:{}", self.user, self.host, self.port)
-        }
-    }
-}
 
 /// Everything needed to reach one host, from a target's config.
 #[derive(Debug, Clone)]
@@ -135,19 +60,6 @@ impl Remote {
             known_hosts: need(&cfg.ssh_known_hosts, "ssh_known_hosts")?,
             idle_timeout: cfg.ssh_timeout.map_or(DEFAULT_IDLE_TIMEOUT, |d| d.0),
         }))
-    }
-
-    /// Whether `ssh_known_hosts` holds a key for this host (hashed entries included).
-    pub fn known_host_listed(&self) -> std::io::Result<bool> {
-        let out = Command::new("ssh-keygen")
-            .arg("-F")
-            .arg(self.host.known_hosts_name())
-            .arg("-f")
-            .arg(&self.known_hosts)
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .output()?;
-        Ok(out.status.success() && !out.stdout.is_empty())
     }
 }
 
@@ -367,43 +279,6 @@ pub(crate) fn assert_valid_sh(script: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hosts_parse_with_and_without_port() {
-        let h = Host::parse("ssh://deploy@db1.internal:2222").unwrap();
-        assert_eq!(
-            h,
-            Host {
-                user: "deploy".into(),
-                host: "db1.internal".into(),
-                port: 2222
-            }
-        );
-        assert_eq!(h.known_hosts_name(), "[db1.internal]:2222");
-        let h = Host::parse("ssh://backup@10.0.0.5").unwrap();
-        assert_eq!(h.port, 22);
-        assert_eq!(h.known_hosts_name(), "10.0.0.5");
-        let h = Host::parse("ssh://b@[::1]:22").unwrap();
-        assert_eq!(h.host, "::1");
-        assert_eq!(h.to_string(), "b@[::1]:22");
-    }
-
-    #[test]
-    fn hosts_that_could_smuggle_options_are_refused() {
-        for bad in [
-            "db1:22",
-            "ssh://db1:22",
-            "ssh://-oProxyCommand=x@db1",
-            "ssh://u@-oProxyCommand=x",
-            "ssh://u@db1:0",
-            "ssh://u@db1:99999",
-            "ssh://u@db 1",
-            "ssh://u@db1;id",
-            "ssh://u@",
-        ] {
-            assert!(Host::parse(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn percent_in_paths_is_escaped_for_ssh() {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use super::manifest::{MANIFEST_SUFFIX, Manifest};
-use super::{Store, StoreError};
+use super::{Rejected, Store, StoreError};
 
 /// Manifests read at once: a remote store answers each in a round trip.
 const READERS: usize = 8;
@@ -86,34 +86,37 @@ fn read_all<'k, S: Store + ?Sized>(
 }
 
 /// One manifest, checked against where it was found and what the store holds.
-fn check(key: &str, bytes: &[u8], sizes: &HashMap<&str, u64>) -> Result<Manifest, String> {
-    let m: Manifest = serde_json::from_slice(bytes).map_err(|e| {
-        format!(
-            "unreadable manifest ({} bytes; truncated or damaged): {e}",
+fn check(key: &str, bytes: &[u8], sizes: &HashMap<&str, u64>) -> Result<Manifest, Rejected> {
+    let m: Manifest = serde_json::from_slice(bytes).map_err(|source| Rejected::Unreadable {
+        what: format!(
+            "unreadable manifest ({} bytes; truncated or damaged)",
             bytes.len()
-        )
+        ),
+        source,
     })?;
     if Manifest::key(&m.target, &m.id) != key {
         return Err(format!(
             "the manifest names backup {} of {}, which does not belong under this key",
             m.id, m.target
-        ));
+        )
+        .into());
     }
     if m.status != "complete" {
-        return Err(format!("status {:?}, not complete", m.status));
+        return Err(format!("status {:?}, not complete", m.status).into());
     }
-    if crate::db::parse_time(&m.created_at).is_none() {
-        return Err(format!("created_at {:?} is not a time", m.created_at));
+    if crate::units::parse_time(&m.created_at).is_none() {
+        return Err(format!("created_at {:?} is not a time", m.created_at).into());
     }
     // gcp-disk backups are snapshots: their record is the manifest alone.
     if m.gcp.is_none() {
         match sizes.get(m.artifact.as_str()) {
-            None => return Err(format!("its artifact {} is missing", m.artifact)),
+            None => return Err(format!("its artifact {} is missing", m.artifact).into()),
             Some(&size) if size != m.size_bytes => {
                 return Err(format!(
                     "its artifact {} has {size} bytes, the manifest says {}",
                     m.artifact, m.size_bytes
-                ));
+                )
+                .into());
             }
             Some(_) => {}
         }

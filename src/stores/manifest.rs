@@ -102,7 +102,7 @@ impl Manifest {
     }
 
     pub fn created(&self) -> chrono::DateTime<chrono::Utc> {
-        crate::db::parse_time(&self.created_at).unwrap_or_default()
+        crate::units::parse_time(&self.created_at).unwrap_or_default()
     }
 
     /// The manifest without the per-file list, for listings.

@@ -35,6 +35,32 @@ pub enum StoreError {
     Other(String),
 }
 
+/// Why a stored backup does not count as one (it is skipped and named, never fatal):
+/// a manifest that cannot be read, or one that does not match what the store holds.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejected {
+    #[error("{what}: {source}")]
+    Unreadable {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{0}")]
+    Mismatch(String),
+}
+
+impl From<String> for Rejected {
+    fn from(why: String) -> Self {
+        Rejected::Mismatch(why)
+    }
+}
+
+impl From<&str> for Rejected {
+    fn from(why: &str) -> Self {
+        Rejected::Mismatch(why.to_string())
+    }
+}
+
 impl StoreError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, StoreError::NotFound { .. })

@@ -131,7 +131,7 @@ impl Sim {
     /// A finished job of `kind` on `target` at the simulated now (`state`: succeeded,
     /// failed), as a report or a job would leave it; the watchdog is told at once.
     pub fn job(&self, kind: &str, target: &str, state: &str, message: &str) {
-        let now = lifeboat::db::time_text(self.now());
+        let now = lifeboat::units::time_text(self.now());
         self.conn()
             .prepare_cached(
                 "INSERT INTO jobs (kind, target, actor, state, started_at, finished_at, message, pid)
@@ -155,7 +155,7 @@ impl Sim {
 
     /// A job that started now and keeps running; returns its id.
     pub fn start_job(&self, kind: &str, target: &str) -> i64 {
-        let now = lifeboat::db::time_text(self.now());
+        let now = lifeboat::units::time_text(self.now());
         let c = self.conn();
         c.execute(
             "INSERT INTO jobs (kind, target, actor, state, started_at, pid) VALUES (?1, ?2, 'sim', 'running', ?3, ?4)",
@@ -166,7 +166,7 @@ impl Sim {
     }
 
     pub fn end_job(&self, id: i64, target: &str) {
-        let now = lifeboat::db::time_text(self.now());
+        let now = lifeboat::units::time_text(self.now());
         self.conn()
             .execute(
                 "UPDATE jobs SET state = 'succeeded', finished_at = ?2 WHERE id = ?1",
@@ -178,7 +178,7 @@ impl Sim {
 
     /// A drill record, started and finished at the simulated now.
     pub fn drill(&self, target: &str, ok: bool) {
-        let now = lifeboat::db::time_text(self.now());
+        let now = lifeboat::units::time_text(self.now());
         self.app
             .db
             .drill_insert(&lifeboat::db::drills::DrillRecord {

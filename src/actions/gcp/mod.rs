@@ -139,14 +139,14 @@ fn created_of(id: &str, s: &SnapshotInfo) -> DateTime<Utc> {
     NaiveDateTime::parse_from_str(stem, "%Y%m%dT%H%M%SZ")
         .map(|t| t.and_utc())
         .ok()
-        .or_else(|| crate::db::parse_time(&s.creation_timestamp))
+        .or_else(|| crate::units::parse_time(&s.creation_timestamp))
         .unwrap_or_default()
 }
 
 /// A snapshot as a backup, completed from the catalog's record when there is one.
 fn manifest_of(gcp: &Gcp, target: &str, s: &SnapshotInfo, recorded: Option<&Manifest>) -> Manifest {
     let id = id_of(s).unwrap_or_else(|| s.name.clone());
-    let created = crate::db::time_text(created_of(&id, s));
+    let created = crate::units::time_text(created_of(&id, s));
     let facts = GcpFacts {
         project: gcp.project.clone(),
         zone: gcp.zone.clone(),
@@ -241,7 +241,7 @@ fn backup(app: &App, target: &str, ctx: &JobContext) -> Result<Manifest> {
     );
     let snap = gcp.create_snapshot(&name, &description, labels)?;
     let mut m = manifest_of(&gcp, target, &snap, None);
-    m.finished_at = crate::db::now_text();
+    m.finished_at = crate::units::now_text();
     m.duration_seconds = clock.elapsed().as_secs_f64();
     app.db.catalog_put(&m)?;
     Ok(m)
@@ -423,11 +423,11 @@ mod tests {
         let id = id_of(&s).unwrap();
         assert_eq!(id, "20261122T083000Z");
         assert_eq!(
-            crate::db::time_text(created_of(&id, &s)),
+            crate::units::time_text(created_of(&id, &s)),
             "2026-11-22T08:30:00.000Z"
         );
         assert_eq!(
-            crate::db::time_text(created_of("20261122T083000Z-2", &s)),
+            crate::units::time_text(created_of("20261122T083000Z-2", &s)),
             "2026-11-22T08:30:00.000Z"
         );
     }

@@ -9,13 +9,14 @@ use serde::Serialize;
 
 use super::{backups, connect, target_label};
 use crate::actions::kind::{PlannedRestore, RestoreDone, pretty_json};
-use crate::actions::shared::{Selector, human_age};
+use crate::actions::shared::Selector;
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::executor::JobOutput;
 use crate::progress::JobContext;
 use crate::sources::gcp_disk::{LABEL_ID, LABEL_MARK, LABEL_TARGET, gce_name, valid_gce_name};
 use crate::stores::manifest::Manifest;
+use crate::units::human_age;
 
 /// A restore of a snapshot backup: always a NEW disk, optionally attached to an
 /// instance. The existing disk is never touched.

@@ -62,7 +62,7 @@ pub fn badge(h: Health) -> Markup {
 
 /// "2026-03-04 05:06" from an RFC 3339 text (the text itself if it does not parse).
 pub fn short(ts: &str) -> String {
-    crate::db::parse_time(ts).map_or_else(|| ts.to_string(), short_time)
+    crate::units::parse_time(ts).map_or_else(|| ts.to_string(), short_time)
 }
 
 pub fn short_time(t: DateTime<Utc>) -> String {
@@ -71,14 +71,14 @@ pub fn short_time(t: DateTime<Utc>) -> String {
 
 /// "3h 5m ago" / "in 2h".
 pub fn relative(ts: &str, now: DateTime<Utc>) -> String {
-    let Some(t) = crate::db::parse_time(ts) else {
+    let Some(t) = crate::units::parse_time(ts) else {
         return ts.to_string();
     };
     let secs = (now - t).num_seconds();
     if secs >= 0 {
-        format!("{} ago", crate::actions::restore::human_age(secs))
+        format!("{} ago", crate::units::human_age(secs))
     } else {
-        format!("in {}", crate::actions::restore::human_age(-secs))
+        format!("in {}", crate::units::human_age(-secs))
     }
 }
 
@@ -87,7 +87,7 @@ pub fn seconds(s: Option<f64>) -> String {
 }
 
 pub fn bytes(b: Option<u64>) -> String {
-    b.map_or_else(|| "—".into(), crate::actions::backup::human_bytes)
+    b.map_or_else(|| "—".into(), crate::units::human_bytes)
 }
 
 /// "12m of 30m" colored by how the measurement compares with its objective.

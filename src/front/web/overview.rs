@@ -245,7 +245,7 @@ mod tests {
 
     #[test]
     fn running_jobs_show_their_live_progress() {
-        let now = crate::db::parse_time("2026-03-01T10:05:00.000Z").unwrap();
+        let now = crate::units::parse_time("2026-03-01T10:05:00.000Z").unwrap();
         let live = LiveProgress {
             phase: "compressing and storing".into(),
             done_bytes: 3 << 20,

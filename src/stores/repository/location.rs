@@ -8,6 +8,15 @@ use std::sync::Arc;
 use rustic_backend::{LocalBackend, OpenDALBackend};
 use rustic_core::{RepositoryBackends, WriteBackend};
 
+/// A location that cannot be used: written wrongly, or refused by its backend.
+#[derive(Debug, thiserror::Error)]
+pub enum LocationError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Backend(#[source] Box<rustic_core::RusticError>),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     Local(PathBuf),
@@ -21,23 +30,23 @@ pub enum Location {
 }
 
 impl Location {
-    pub fn parse(text: &str) -> Result<Location, String> {
+    pub fn parse(text: &str) -> Result<Location, LocationError> {
         let Some(rest) = text.strip_prefix("s3:") else {
             if let Some((scheme, _)) = text.split_once(':')
                 && !scheme.contains('/')
             {
-                return Err(format!(
+                return Err(LocationError::Invalid(format!(
                     "repository location {text:?}: only local paths and s3:… are supported, not {scheme}:"
-                ));
+                )));
             }
             return Ok(Location::Local(PathBuf::from(text)));
         };
         let (scheme, hostpath) = match rest.split_once("://") {
             Some((s @ ("http" | "https"), hp)) => (s, hp),
             Some((other, _)) => {
-                return Err(format!(
+                return Err(LocationError::Invalid(format!(
                     "repository location {text:?}: the endpoint must be http:// or https://, not {other}://"
-                ));
+                )));
             }
             None => ("https", rest),
         };
@@ -46,14 +55,14 @@ impl Location {
         let bucket = parts.next().unwrap_or_default();
         let prefix = parts.next().unwrap_or_default().trim_matches('/');
         if host.is_empty() || bucket.is_empty() {
-            return Err(format!(
+            return Err(LocationError::Invalid(format!(
                 "repository location {text:?}: expected s3:https://host/bucket[/prefix]"
-            ));
+            )));
         }
         if prefix.split('/').any(|p| p == "..") {
-            return Err(format!(
+            return Err(LocationError::Invalid(format!(
                 "repository location {text:?}: the prefix may not contain `..`"
-            ));
+            )));
         }
         Ok(Location::S3 {
             endpoint: format!("{scheme}://{host}"),
@@ -64,11 +73,11 @@ impl Location {
 
     /// The backend rustic_core reads and writes through. S3 credentials and region come
     /// from the usual AWS variables, as for restic.
-    pub fn backends(&self) -> Result<RepositoryBackends, String> {
+    pub fn backends(&self) -> Result<RepositoryBackends, LocationError> {
         let be: Arc<dyn WriteBackend> = match self {
             Location::Local(path) => Arc::new(
                 LocalBackend::new(path.to_string_lossy(), BTreeMap::new())
-                    .map_err(|e| e.to_string())?,
+                    .map_err(LocationError::Backend)?,
             ),
             Location::S3 {
                 endpoint,
@@ -90,7 +99,7 @@ impl Location {
                         options.insert(key.to_string(), v);
                     }
                 }
-                Arc::new(OpenDALBackend::new("s3", options).map_err(|e| e.to_string())?)
+                Arc::new(OpenDALBackend::new("s3", options).map_err(LocationError::Backend)?)
             }
         };
         Ok(RepositoryBackends::new(be, None))

@@ -4,6 +4,7 @@
 
 use rustic_core::repofile::SnapshotFile;
 
+use crate::stores::Rejected;
 use crate::stores::manifest::Manifest;
 
 /// Every snapshot lifeboat writes carries this tag.
@@ -33,26 +34,30 @@ pub fn target_of(snap: &SnapshotFile) -> Option<String> {
 /// A saved snapshot's manifest, with the facts only the snapshot knows filled in: its
 /// id, the bytes it added, when it ended. `Err` says why a snapshot tagged as lifeboat's
 /// is not a whole backup (its summary must show the one file its manifest describes).
-pub fn manifest_of(snap: &SnapshotFile) -> Result<Manifest, String> {
+pub fn manifest_of(snap: &SnapshotFile) -> Result<Manifest, Rejected> {
     let text = snap
         .description
         .as_deref()
         .ok_or("tagged lifeboat but carries no manifest")?;
-    let mut m: Manifest =
-        serde_json::from_str(text).map_err(|e| format!("unreadable manifest: {e}"))?;
+    let mut m: Manifest = serde_json::from_str(text).map_err(|source| Rejected::Unreadable {
+        what: "unreadable manifest".into(),
+        source,
+    })?;
     if target_of(snap).as_deref() != Some(m.target.as_str()) || !snap.tags.contains(&id_tag(&m.id))
     {
         return Err(format!(
             "its tags do not match its manifest (backup {} of {})",
             m.id, m.target
-        ));
+        )
+        .into());
     }
     let summary = snap.summary.as_ref().ok_or("it has no summary")?;
     if summary.total_files_processed != 1 || summary.total_bytes_processed != m.content_bytes {
         return Err(format!(
             "it holds {} file(s) of {} bytes, not the {} bytes of backup {}: an interrupted save",
             summary.total_files_processed, summary.total_bytes_processed, m.content_bytes, m.id
-        ));
+        )
+        .into());
     }
     let id = snap.id.to_hex().as_str().to_string();
     m.artifact = id.clone();
@@ -63,7 +68,7 @@ pub fn manifest_of(snap: &SnapshotFile) -> Result<Manifest, String> {
     let ended =
         chrono::DateTime::from_timestamp_millis(summary.backup_end.timestamp().as_millisecond())
             .unwrap_or_else(|| m.created());
-    m.finished_at = crate::db::time_text(ended);
+    m.finished_at = crate::units::time_text(ended);
     // Chunking, encrypting and storing are most of a repository backup's time.
     m.duration_seconds = (ended - m.created()).as_seconds_f64().max(0.0);
     Ok(m)

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 
 use crate::config::{DiscordMode, SlackMode};
 use crate::db::Db;
-use crate::front::links::Backoff;
+use crate::front::chat::links::Backoff;
 use crate::notify::{ChatMessage, Notifier, NotifyError};
 
 /// How often held alerts check whether the connection is back.

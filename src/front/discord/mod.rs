@@ -2,6 +2,8 @@
 //! checked in a layer, PING → PONG, application commands turned into the same command
 //! text Slack sends, message-component buttons, and serenity's HTTP client for messages.
 
+pub mod gateway; // the Gateway: the outgoing WebSocket connection
+
 use std::sync::Arc;
 
 use async_trait::async_trait;

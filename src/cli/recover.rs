@@ -5,7 +5,7 @@ use clap::{Args, Subcommand};
 
 use crate::actions::{rebuild, recover};
 use crate::app::App;
-use crate::cli::{finish_progress, job_context, print_json};
+use crate::cli::render::{finish_progress, job_context, print_json};
 use crate::config::Config;
 use crate::error::Error;
 
@@ -53,10 +53,9 @@ pub fn catalog(app: &App, actor: &str, command: CatalogCommand) -> Result<i32, E
 }
 
 /// Runs before any state is opened: the state is what it brings back.
-pub fn recover(config: Config, args: RecoverArgs) -> i32 {
+pub fn recover(config: Config, args: RecoverArgs, actor: &str) -> i32 {
     let ctx = job_context(args.json);
-    let actor = crate::cli::actor();
-    let result = recover::run(config, &args.store, args.backup.as_deref(), &actor, &ctx);
+    let result = recover::run(config, &args.store, args.backup.as_deref(), actor, &ctx);
     finish_progress(&ctx);
     let (_app, report) = match result {
         Ok(r) => r,
@@ -82,7 +81,7 @@ fn describe(r: &recover::RecoverReport) -> String {
         "restored state backup {} (taken {}, {} old) from store {} to {}\n",
         b.id,
         b.created_at,
-        crate::actions::restore::human_age(r.state_backup_age_seconds),
+        crate::units::human_age(r.state_backup_age_seconds),
         r.store,
         r.state_path.display()
     );

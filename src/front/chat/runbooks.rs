@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::runtime::Handle;
 
-use super::chat::Chat;
+use super::Chat;
 use crate::actions::restore::RestorePlan;
 use crate::auth::{self, Role};
 use crate::db::approvals::ApprovalStatus;

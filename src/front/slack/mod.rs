@@ -2,6 +2,9 @@
 //! window) checked in a layer, slash commands, Block Kit buttons, the Events API, and the
 //! Web API client (slack-morphism) that posts and updates job messages.
 
+pub mod inbound; // what Slack sends, over HTTP or Socket Mode, turned into dispatch calls
+pub mod socket; // Socket Mode: the outgoing WebSocket connection
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +23,6 @@ use slack_morphism::prelude::*;
 
 use crate::config::SlackConfig;
 use crate::front::chat::Chat;
-use crate::front::slack_inbound;
 use crate::notify::{ChatMessage, Notifier, NotifyError};
 
 /// Requests older or newer than this are refused (replay protection).
@@ -95,13 +97,13 @@ async fn check_signature(State(secret): State<Arc<String>>, req: Request, next: 
         .await
 }
 
-// The HTTP transport: parse the request, hand it to `slack_inbound`, answer with its JSON.
+// The HTTP transport: parse the request, hand it to `inbound`, answer with its JSON.
 
 async fn commands(State(chat): State<Chat>, body: Bytes) -> Response {
     let Ok(event) = serde_urlencoded::from_bytes::<SlackCommandEvent>(&body) else {
         return (StatusCode::BAD_REQUEST, "malformed slash command").into_response();
     };
-    Json(slack_inbound::command(&chat, event).await).into_response()
+    Json(inbound::command(&chat, event).await).into_response()
 }
 
 #[derive(serde::Deserialize)]
@@ -121,7 +123,7 @@ async fn interactions(State(chat): State<Chat>, body: Bytes) -> Response {
         }
     };
     // Answered at once; the decision and message updates happen in the background.
-    match slack_inbound::interaction(&chat, event) {
+    match inbound::interaction(&chat, event) {
         Ok(()) => StatusCode::OK.into_response(),
         Err(why) => (StatusCode::BAD_REQUEST, why).into_response(),
     }
@@ -132,7 +134,7 @@ async fn events(State(chat): State<Chat>, headers: HeaderMap, body: Bytes) -> Re
         return (StatusCode::BAD_REQUEST, "unreadable event").into_response();
     };
     let retry = crate::front::http::header_text(&headers, "x-slack-retry-num");
-    match slack_inbound::event(&chat, &event, &retry).await {
+    match inbound::event(&chat, &event, &retry).await {
         Value::Null => StatusCode::OK.into_response(),
         answer => Json(answer).into_response(),
     }

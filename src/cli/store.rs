@@ -4,6 +4,7 @@
 use clap::Subcommand;
 
 use crate::app::App;
+use crate::cli::render::{finish_progress, job_context};
 use crate::error::Result;
 
 #[derive(Subcommand, Debug)]
@@ -33,9 +34,9 @@ pub fn run(app: &App, command: StoreCommand) -> Result<i32> {
         }
         StoreCommand::Check { name, read_data } => {
             let store = app.store(&name)?;
-            let ctx = crate::cli::job_context(false);
+            let ctx = job_context(false);
             let problems = store.check(read_data, &ctx)?;
-            crate::cli::finish_progress(&ctx);
+            finish_progress(&ctx);
             if problems.is_empty() {
                 println!("{}: no problems found", store.describe());
                 Ok(0)

@@ -2,6 +2,10 @@
 //! threads with a deadline (the platforms want an answer within 3 seconds), starting
 //! chat jobs that post and update one message, and acting on approval clicks.
 
+pub mod links; // chat connection states (Socket Mode, Gateway) for health, metrics, status
+pub mod outbox; // alerts queued in the state database until a platform takes them
+pub mod runbooks; // runbooks started from chat: steps posted, manual steps and approvals asked
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -366,7 +370,7 @@ impl Chat {
     /// Expire pending requests whose 30 minutes are up, and say so on their messages.
     pub async fn expire_requests(&self) {
         let db = self.app.db.clone();
-        let now = crate::db::now_text();
+        let now = crate::units::now_text();
         let expired = tokio::task::spawn_blocking(move || {
             let mut expired = Vec::new();
             for req in db.approvals_expired(&now)? {
@@ -426,7 +430,7 @@ fn run_action(
     match job {
         ChatJob::Drill { target, selector } => {
             match actions::drill::run(app, target, selector, actor, ctx) {
-                Ok(r) => (r.chat_summary(), Some(Document::drill(&r))),
+                Ok(r) => (r.chat_summary(), Some(actions::drill_report::document(&r))),
                 Err(e) => (format!("❌ drill of {target} failed: {e}"), None),
             }
         }
@@ -435,7 +439,7 @@ fn run_action(
 }
 
 fn run_other(app: &App, job: &ChatJob, actor: &str, ctx: &JobContext) -> String {
-    use crate::actions::backup::human_bytes;
+    use crate::units::human_bytes;
     match job {
         ChatJob::Drill { target, .. } => format!("drill of {target} runs through run_action"),
         ChatJob::Backup { target } => match actions::backup::run(app, target, actor, ctx) {

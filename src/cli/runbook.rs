@@ -9,6 +9,7 @@ use clap::Subcommand;
 
 use crate::actions::restore::RestorePlan;
 use crate::app::App;
+use crate::cli::render::{finish_progress, job_context};
 use crate::error::{Error, Result};
 use crate::progress::JobContext;
 use crate::runbook::run::{Answer, RunHooks, RunState, StepState};
@@ -50,7 +51,7 @@ pub fn run(app: &App, actor: &str, command: RunbookCommand) -> Result<i32> {
             let values = book.check_params(&parse_params(&params)?)?;
             let hooks = Terminal {
                 actor: actor.to_string(),
-                ctx: crate::cli::job_context(false),
+                ctx: job_context(false),
                 shown: Mutex::new(BTreeMap::new()),
             };
             eprintln!(
@@ -60,7 +61,7 @@ pub fn run(app: &App, actor: &str, command: RunbookCommand) -> Result<i32> {
                 book.steps.len()
             );
             let state = runbook::run::run(app, &book, &values, actor, None, &hooks)?;
-            crate::cli::finish_progress(&hooks.ctx);
+            finish_progress(&hooks.ctx);
             print!("{}", runbook::report::markdown(&state));
             Ok(if state.ok() { 0 } else { 1 })
         }

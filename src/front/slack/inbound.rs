@@ -1,6 +1,6 @@
 //! What lifeboat does with a Slack slash command, button click or event, whichever
 //! transport brought it: a signed HTTP request (`front::slack`) or a Socket Mode envelope
-//! (`front::slack_socket`). Both hand over the same typed payloads and send back the
+//! (`front::slack::socket`). Both hand over the same typed payloads and send back the
 //! returned JSON (as the HTTP response body, or as the acknowledgement's payload), so
 //! parsing, authorization, audit and jobs are one code path.
 

@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::DiscordConfig;
 use crate::front::chat::Chat;
+use crate::front::chat::links::{Backoff, Link};
 use crate::front::discord::{http_client, interaction_response};
-use crate::front::links::{Backoff, Link};
 
 /// How often the shards' state is looked at for `/healthz` and `/metrics`.
 const WATCH_EVERY: Duration = Duration::from_millis(500);

@@ -6,12 +6,13 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::actions;
 use crate::actions::catalog::Selector;
-use crate::actions::{self, backup::human_bytes};
 use crate::app::App;
-use crate::cli::{finish_progress, job_context, print_json};
+use crate::cli::render::{finish_progress, job_context, print_json};
 use crate::error::Error;
 use crate::progress::JobContext;
+use crate::units::human_bytes;
 
 #[derive(Args, Debug)]
 pub struct RestoreArgs {

@@ -1,6 +1,6 @@
 //! Slack Socket Mode: lifeboat opens the connection (apps.connections.open with the
 //! app-level token, then a WebSocket to the URL it returns), so Slack needs no public URL.
-//! Each envelope's payload goes through `slack_inbound`, exactly as the HTTP endpoints'
+//! Each envelope's payload goes through `slack::inbound`, exactly as the HTTP endpoints'
 //! bodies do, and is acknowledged with its `envelope_id` within Slack's 3 seconds.
 //!
 //! The client is lifeboat's own, on tokio-tungstenite: slack-morphism's
@@ -21,8 +21,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Secret, SlackConfig};
 use crate::front::chat::Chat;
-use crate::front::links::{Backoff, Link};
-use crate::front::slack_inbound;
+use crate::front::chat::links::{Backoff, Link};
+use crate::front::slack::inbound;
 
 /// A ping is sent this often; a connection silent for `SILENT_LIMIT` is given up.
 const PING_EVERY: Duration = Duration::from_secs(10);
@@ -236,7 +236,7 @@ async fn envelope(chat: &Chat, kind: &str, mut frame: Value) -> Option<Value> {
     let payload = frame["payload"].take();
     match kind {
         "slash_commands" => match serde_json::from_value::<SlackCommandEvent>(payload) {
-            Ok(event) => Some(slack_inbound::command(chat, event).await),
+            Ok(event) => Some(inbound::command(chat, event).await),
             Err(e) => {
                 tracing::warn!(
                     "Slack Socket Mode: unreadable slash command ({e}); acknowledged and dropped"
@@ -247,7 +247,7 @@ async fn envelope(chat: &Chat, kind: &str, mut frame: Value) -> Option<Value> {
         "interactive" => {
             match serde_json::from_value::<SlackInteractionEvent>(payload) {
                 Ok(event) => {
-                    if let Err(why) = slack_inbound::interaction(chat, event) {
+                    if let Err(why) = inbound::interaction(chat, event) {
                         tracing::warn!("Slack Socket Mode: {why}; acknowledged and dropped");
                     }
                 }
@@ -259,7 +259,7 @@ async fn envelope(chat: &Chat, kind: &str, mut frame: Value) -> Option<Value> {
         }
         "events_api" => {
             let retry = frame["retry_attempt"].as_u64().unwrap_or(0).to_string();
-            slack_inbound::event(chat, &payload, &retry).await;
+            inbound::event(chat, &payload, &retry).await;
             None
         }
         other => {

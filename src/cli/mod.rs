@@ -1,0 +1,251 @@
+//! The command line: clap definitions, and running each command as the local operator
+//! (`cli:<unix user>`). One file per command family; `render` shows results (text,
+//! `--json`, terminal progress) for all of them.
+
+mod config;
+mod incident;
+mod jobs;
+mod recover;
+mod render;
+mod restore;
+mod runbook;
+mod store;
+mod web;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::app::App;
+use crate::config::{Config, DEFAULT_PATH};
+use crate::error::Error;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "lifeboat",
+    version,
+    about = "Disaster-recovery bot: back up, verify, restore and drill from chat or the command line"
+)]
+pub struct Cli {
+    /// Config file [default: config/lifeboat.toml, or the built-in default when absent]
+    #[arg(long, global = true, env = "LIFEBOAT_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the HTTP endpoints until SIGTERM or SIGINT
+    Serve,
+    /// Back up a target now
+    Backup {
+        target: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List backups, newest first
+    List {
+        target: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every target: last backup and its age, next due, overdue, last verify, last drill
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify a backup (default: latest)
+    Verify {
+        target: String,
+        backup: Option<String>,
+        /// Also have the store read back every byte it holds (a repository: every pack)
+        #[arg(long)]
+        read_data: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a backup (default: latest) into a sandbox, verify it, run the target's
+    /// checks and measure RTO/RPO against its objectives; prints the drill report
+    Drill {
+        target: String,
+        backup: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a restore plan; with --yes, carry it out
+    Restore(restore::RestoreArgs),
+    /// Apply retention rules
+    Prune {
+        target: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Incidents and their timelines
+    Incident {
+        #[command(subcommand)]
+        command: incident::IncidentCommand,
+    },
+    /// Runbooks: list them, or run one step by step
+    Runbook {
+        #[command(subcommand)]
+        command: runbook::RunbookCommand,
+    },
+    /// The catalog of backups: rebuild it from the stores
+    Catalog {
+        #[command(subcommand)]
+        command: recover::CatalogCommand,
+    },
+    /// On a new host: restore lifeboat's state from a store, then rebuild the catalog
+    Recover(recover::RecoverArgs),
+    /// Backup stores: create a repository store's structure
+    Store {
+        #[command(subcommand)]
+        command: store::StoreCommand,
+    },
+    /// Configuration
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// The status page: make password hashes for `[web] users`
+    Web {
+        #[command(subcommand)]
+        command: web::WebCommand,
+    },
+    /// Chat platform registration files
+    Commands {
+        #[command(subcommand)]
+        command: CommandsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CommandsCommand {
+    /// Write the Slack app manifest and Discord commands into commands/
+    Export {
+        /// Directory to write into
+        #[arg(long, default_value = "commands")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Validate the config: syntax, keys, cron, durations, references, paths
+    Check,
+}
+
+/// Parse arguments, run, and return the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    if let Command::Web { command } = &cli.command {
+        return web::run(command);
+    }
+    init_logging(matches!(cli.command, Command::Serve));
+    let explicit = cli.config.is_some();
+    let path = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH));
+    let config = match Config::load(&path, explicit) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("lifeboat: {e}");
+            return 2;
+        }
+    };
+    if let Command::Recover(args) = cli.command {
+        return recover::recover(config, args, &actor());
+    }
+    match &cli.command {
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => return config::check(&config),
+        Command::Commands {
+            command: CommandsCommand::Export { dir },
+        } => {
+            return config::export_commands(&config, dir);
+        }
+        _ => {}
+    }
+    let (app, swept) = match App::open(config) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("lifeboat: {e}");
+            return 1;
+        }
+    };
+    for job in swept {
+        eprintln!(
+            "lifeboat: note: job {} ({} of {}, started {} by {}) was interrupted before it finished",
+            job.id, job.kind, job.target, job.started_at, job.actor
+        );
+    }
+    match run(&app, cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("lifeboat: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn init_logging(serving: bool) {
+    let default = if serving { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LIFEBOAT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The identity the CLI acts as: `cli:<unix user>`.
+pub fn actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| format!("uid{}", unsafe { libc::geteuid() }));
+    format!("cli:{user}")
+}
+
+fn run(app: &App, command: Command) -> Result<i32, Error> {
+    let actor = actor();
+    match command {
+        Command::Serve => crate::front::serve::run(app.clone()),
+        Command::Backup { target, json } => jobs::backup(app, &actor, &target, json),
+        Command::List { target, json } => restore::list(app, target.as_deref(), json),
+        Command::Incident { command } => incident::run(app, &actor, command),
+        Command::Runbook { command } => runbook::run(app, &actor, command),
+        Command::Catalog { command } => recover::catalog(app, &actor, command),
+        Command::Store { command } => store::run(app, command),
+        Command::Status { json } => jobs::status(app, json),
+        Command::Verify {
+            target,
+            backup,
+            read_data,
+            json,
+        } => jobs::verify(app, &actor, &target, backup.as_deref(), read_data, json),
+        Command::Drill {
+            target,
+            backup,
+            json,
+        } => jobs::drill(app, &actor, &target, backup.as_deref(), json),
+        Command::Restore(args) => restore::restore(app, &actor, args),
+        Command::Prune { target, dry_run } => {
+            restore::prune(app, target.as_deref(), dry_run, &actor)
+        }
+        Command::Config { .. }
+        | Command::Commands { .. }
+        | Command::Web { .. }
+        | Command::Recover(_) => {
+            unreachable!("handled before the state is opened")
+        }
+    }
+}

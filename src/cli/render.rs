@@ -1,0 +1,103 @@
+//! How the command line shows results: `--json` output, and a job context whose progress
+//! is drawn on the terminal (phase, bytes, rate, ETA) and which Ctrl-C cancels.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::progress::{Cancel, JobContext, Progress, Silent};
+use crate::units::human_bytes;
+
+pub fn print_json<T: Serialize>(value: &T) {
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer_pretty(&mut out, value);
+    let _ = writeln!(out);
+}
+
+/// A job context for the CLI: progress on a terminal only, and Ctrl-C cancels cleanly
+/// (a second Ctrl-C exits at once).
+pub fn job_context(json: bool) -> JobContext {
+    let cancel = Cancel::new();
+    let flag = cancel.flag();
+    let _ = signal_hook::flag::register_conditional_shutdown(
+        signal_hook::consts::SIGINT,
+        130,
+        flag.clone(),
+    );
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, flag.clone());
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, flag);
+    let progress: Arc<dyn Progress> = if !json && std::io::stdout().is_terminal() {
+        Arc::new(TerminalProgress::default())
+    } else {
+        Arc::new(Silent)
+    };
+    JobContext { progress, cancel }
+}
+
+pub fn finish_progress(_ctx: &JobContext) {
+    if std::io::stdout().is_terminal() {
+        eprint!("\r\x1b[2K");
+    }
+}
+
+/// Phase, bytes, rate and ETA on one line of stderr, redrawn at most ten times a second.
+#[derive(Default)]
+struct TerminalProgress {
+    state: std::sync::Mutex<TermState>,
+}
+
+#[derive(Default)]
+struct TermState {
+    phase: String,
+    total: Option<u64>,
+    done: u64,
+    started: Option<std::time::Instant>,
+    drawn: Option<std::time::Instant>,
+}
+
+impl Progress for TerminalProgress {
+    fn phase(&self, name: &str) {
+        let mut s = self.state.lock().unwrap();
+        *s = TermState {
+            phase: name.to_string(),
+            started: Some(std::time::Instant::now()),
+            ..TermState::default()
+        };
+        draw(&mut s, true);
+    }
+    fn total(&self, bytes: Option<u64>) {
+        self.state.lock().unwrap().total = bytes;
+    }
+    fn advance(&self, bytes: u64) {
+        let mut s = self.state.lock().unwrap();
+        s.done += bytes;
+        draw(&mut s, false);
+    }
+}
+
+fn draw(s: &mut TermState, force: bool) {
+    let now = std::time::Instant::now();
+    if !force
+        && s.drawn
+            .is_some_and(|d| now - d < std::time::Duration::from_millis(100))
+    {
+        return;
+    }
+    s.drawn = Some(now);
+    let secs = s
+        .started
+        .map_or(0.0, |t| (now - t).as_secs_f64())
+        .max(0.001);
+    let rate = s.done as f64 / secs;
+    let mut line = format!("{}: {}", s.phase, human_bytes(s.done));
+    if let Some(total) = s.total.filter(|t| *t > 0) {
+        let pct = (s.done as f64 / total as f64 * 100.0).min(100.0);
+        line.push_str(&format!(" of {} ({pct:.0}%)", human_bytes(total)));
+        if rate > 0.0 && s.done < total {
+            line.push_str(&format!(", ETA {:.0}s", (total - s.done) as f64 / rate));
+        }
+    }
+    line.push_str(&format!(", {}/s", human_bytes(rate as u64)));
+    eprint!("\r\x1b[2K{line}");
+}
