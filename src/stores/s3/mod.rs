@@ -8,11 +8,13 @@
 //! context such as a job thread of `serve`, costs a thread per call).
 //!
 //! `client` builds the SDK client, `shared` holds what every request needs (and turns SDK
-//! errors into messages), `writer` uploads and `reader` downloads.
+//! errors into messages), `writer` uploads, `reader` downloads and `sweep` removes the
+//! uploads interrupted backups left open.
 
 mod client;
 mod reader;
 mod shared;
+mod sweep;
 mod writer;
 
 use std::future::Future;
@@ -188,43 +190,7 @@ impl Store for S3Store {
     }
 
     fn sweep_incomplete(&self, prefix: &str) -> Result<usize, StoreError> {
-        let s = &self.shared;
-        let mut uploads = Vec::new();
-        let (mut key_marker, mut id_marker) = (None, None);
-        loop {
-            let req = s
-                .client
-                .list_multipart_uploads()
-                .bucket(&s.bucket)
-                .prefix(s.full_key(prefix))
-                .set_key_marker(key_marker.take())
-                .set_upload_id_marker(id_marker.take());
-            let page = block(&self.handle, req.send())
-                .map_err(|e| s.error("listing incomplete uploads under", prefix, e))?;
-            for u in page.uploads() {
-                if let (Some(k), Some(id)) = (u.key(), u.upload_id()) {
-                    uploads.push((k.to_string(), id.to_string()));
-                }
-            }
-            key_marker = page.next_key_marker().map(str::to_string);
-            id_marker = page.next_upload_id_marker().map(str::to_string);
-            if !page.is_truncated().unwrap_or(false) || key_marker.is_none() {
-                break;
-            }
-        }
-        for (key, id) in &uploads {
-            let req = s
-                .client
-                .abort_multipart_upload()
-                .bucket(&s.bucket)
-                .key(key)
-                .upload_id(id);
-            block(&self.handle, req.send()).map_err(|e| {
-                let short = key.strip_prefix(&s.prefix).unwrap_or(key);
-                s.error("aborting the incomplete upload of", short, e)
-            })?;
-        }
-        Ok(uploads.len())
+        sweep::sweep(&self.shared, &self.handle, prefix)
     }
 }
 
