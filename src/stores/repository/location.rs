@@ -8,6 +8,8 @@ use std::sync::Arc;
 use rustic_backend::{LocalBackend, OpenDALBackend};
 use rustic_core::{RepositoryBackends, WriteBackend};
 
+use super::flat::WithoutDirectories;
+
 /// A location that cannot be used: written wrongly, or refused by its backend.
 #[derive(Debug, thiserror::Error)]
 pub enum LocationError {
@@ -99,7 +101,9 @@ impl Location {
                         options.insert(key.to_string(), v);
                     }
                 }
-                Arc::new(OpenDALBackend::new("s3", options).map_err(LocationError::Backend)?)
+                let opendal = OpenDALBackend::new("s3", options).map_err(LocationError::Backend)?;
+                // restic writes no directory markers on S3, and some servers break on them.
+                Arc::new(WithoutDirectories(Arc::new(opendal)))
             }
         };
         Ok(RepositoryBackends::new(be, None))

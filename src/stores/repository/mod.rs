@@ -7,6 +7,7 @@
 //! running backups and holds new ones back (`gate`): it must never see the packs of a
 //! backup still being written as unreferenced.
 
+mod flat;
 mod gate;
 mod location;
 mod reader;
