@@ -4,6 +4,7 @@
 use std::io::{self, Write};
 use std::sync::{Arc, Condvar, Mutex};
 
+use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use bytes::{Bytes, BytesMut};
@@ -144,9 +145,13 @@ impl S3Writer {
             .set_ssekms_key_id(s.sse_kms_key_id.clone())
             .set_object_lock_mode(s.lock.as_ref().map(|(m, _)| m.clone()))
             .set_object_lock_retain_until_date(s.lock.as_ref().map(|(_, d)| retain_until(*d)));
-        let out = block(&self.handle, req.send())
-            .map_err(|e| self.shared.error("starting the upload of", &self.key, e))?;
-        let id = out.upload_id().unwrap_or_default().to_string();
+        let id = match block(&self.handle, req.send()) {
+            Ok(out) => out.upload_id().unwrap_or_default().to_string(),
+            Err(e) => match e.raw_response().and_then(upload_id_in_unusual_answer) {
+                Some(id) => id,
+                None => return Err(self.shared.error("starting the upload of", &self.key, e)),
+            },
+        };
         if id.is_empty() {
             return Err(StoreError::Other(format!(
                 "{}: the server returned no upload id for {}",
@@ -256,6 +261,22 @@ impl S3Writer {
     }
 }
 
+/// The upload id of an answer to `CreateMultipartUpload` that the SDK would not read
+/// because its XML root is `InitiateMultipartUpload`, not AWS's
+/// `InitiateMultipartUploadResult`: rclone's S3 server answers so (restic and boto3
+/// accept it). Only a successful answer of that shape gives an id.
+fn upload_id_in_unusual_answer(raw: &HttpResponse) -> Option<String> {
+    if raw.status().as_u16() != 200 {
+        return None;
+    }
+    let xml = std::str::from_utf8(raw.body().bytes()?).ok()?;
+    let root = xml.find("<InitiateMultipartUpload>")?;
+    let start = root + xml[root..].find("<UploadId>")? + "<UploadId>".len();
+    let id = xml[start..start + xml[start..].find("</UploadId>")?].trim();
+    // Ids are plain text; anything escaped or nested is not an answer understood here.
+    (!id.is_empty() && !id.contains(['<', '&'])).then(|| id.to_string())
+}
+
 impl Write for S3Writer {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let limit = self.limit();
@@ -319,6 +340,45 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn an_upload_id_is_read_from_rclones_answer_and_nothing_else() {
+        let answer = |status: u16, body: &str| {
+            HttpResponse::new(
+                status.try_into().unwrap(),
+                aws_sdk_s3::primitives::SdkBody::from(body),
+            )
+        };
+        let rclone = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<InitiateMultipartUpload>\n  \
+            <Bucket>b</Bucket>\n  <Key>p/t/x</Key>\n  <UploadId>62cb40af-1d74</UploadId>\n\
+            </InitiateMultipartUpload>";
+        assert_eq!(
+            upload_id_in_unusual_answer(&answer(200, rclone)).as_deref(),
+            Some("62cb40af-1d74")
+        );
+        for (status, body) in [
+            (500, rclone),
+            (200, "<Other><UploadId>x</UploadId></Other>"),
+            (
+                200,
+                "<InitiateMultipartUpload><UploadId></UploadId></InitiateMultipartUpload>",
+            ),
+            (
+                200,
+                "<InitiateMultipartUpload><UploadId>a&amp;b</UploadId></InitiateMultipartUpload>",
+            ),
+            (
+                200,
+                "<InitiateMultipartUpload><Key>k</Key></InitiateMultipartUpload>",
+            ),
+        ] {
+            assert_eq!(
+                upload_id_in_unusual_answer(&answer(status, body)),
+                None,
+                "{body}"
+            );
+        }
+    }
 
     #[test]
     fn part_sizes_grow_so_ten_thousand_parts_are_never_needed() {
