@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::cutter::Cutter;
-use common::moto::Moto;
+use common::moto::{S3Kind, S3Server};
 use common::vault::{Vault, count_packs, largest_pack, sha256_file, sqlite_target};
 use common::{Home, make_app_db, make_big_db, stderr, stdout, wait_for};
 
@@ -157,12 +157,12 @@ fn a_full_disk_fails_clearly_and_keeps_earlier_backups() {
     v.restic_ok(&["check"]);
 }
 
-#[test]
-fn a_network_cut_mid_backup_leaves_the_s3_repository_consistent() {
-    let moto = Moto::start();
-    moto.create_bucket("cut", false);
+crate::on_moto_and_rclone!(a_network_cut_mid_backup_leaves_the_s3_repository_consistent);
+fn a_network_cut_mid_backup_leaves_the_s3_repository_consistent(kind: S3Kind) {
+    let s3 = S3Server::on(kind);
+    s3.create_bucket("cut", false);
     // 4 MiB/s: the 64 MiB backup is surely still uploading when the cable is cut.
-    let cable = Cutter::slow(moto.addr(), 4 << 20);
+    let cable = Cutter::slow(s3.addr(), 4 << 20);
     let location = format!("s3:{}/cut/vault", cable.url());
     let v = Vault::with(Home::new(), location, &sqlite_target("big", "big.db"), true);
     drop(make_app_db(&v.path("data/big.db"), 300));
@@ -172,7 +172,7 @@ fn a_network_cut_mid_backup_leaves_the_s3_repository_consistent() {
     }
     make_big_db(&v.path("data/big.db"), 64);
 
-    let before = moto.objects("cut").len();
+    let before = s3.objects("cut").len();
     let child = v
         .command(&["backup", "big"])
         .stdout(std::process::Stdio::piped())
@@ -181,7 +181,7 @@ fn a_network_cut_mid_backup_leaves_the_s3_repository_consistent() {
         .unwrap();
     // The first 16 MiB pack is up; the next ones are on their way through the slow link.
     wait_for(120, "the backup to upload a pack", || {
-        moto.objects("cut").len() > before
+        s3.objects("cut").len() > before
     });
     cable.cut();
     let out = child.wait_with_output().unwrap();

@@ -7,6 +7,7 @@ pub mod fakes;
 pub mod gateway;
 pub mod history;
 pub mod moto;
+pub mod rclone;
 pub mod sim;
 pub mod socket_mode;
 pub mod sshd;

@@ -1,20 +1,34 @@
-//! moto's S3 server on loopback for the tests, started and stopped by each test, and a
-//! lifeboat home whose store `offsite` is a bucket in it.
+//! An S3 server on loopback for the tests, started and stopped by each test: moto's, or
+//! rclone's (`rclone.rs`); and a lifeboat home whose store `offsite` is a bucket in it.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use aws_sdk_s3::Client;
+use aws_sdk_s3::error::ProvideErrorMetadata;
 
 use super::{Home, wait_for};
 
-/// A `moto_server` child process on a free loopback port; killed when dropped.
-pub struct Moto {
+/// Which S3 server a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum S3Kind {
+    Moto,
+    Rclone,
+}
+
+/// An S3 server's child process on a free loopback port; killed when dropped.
+pub struct S3Server {
     pub child: Child,
     pub port: u16,
     pub rt: tokio::runtime::Runtime,
+    pub kind: S3Kind,
+    /// rclone's buckets: the folders of this directory.
+    pub root: Option<tempfile::TempDir>,
 }
+
+/// Most tests run on moto only.
+pub type Moto = S3Server;
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -24,7 +38,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-impl Moto {
+impl S3Server {
+    /// A server of this kind (the tests of both kinds use the credentials test/test).
+    pub fn on(kind: S3Kind) -> S3Server {
+        match kind {
+            S3Kind::Moto => Moto::start(),
+            S3Kind::Rclone => super::rclone::start(),
+        }
+    }
+
     pub fn start() -> Moto {
         Moto::start_with(&[])
     }
@@ -57,6 +79,8 @@ impl Moto {
             child,
             port,
             rt: tokio::runtime::Runtime::new().unwrap(),
+            kind: S3Kind::Moto,
+            root: None,
         };
         wait_for(60, "moto_server to accept connections", || {
             TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -86,6 +110,10 @@ impl Moto {
     }
 
     pub fn create_bucket(&self, name: &str, object_lock: bool) {
+        assert!(
+            !(object_lock && self.kind == S3Kind::Rclone),
+            "rclone's S3 server has no object lock (it ignores the setting)"
+        );
         let c = self.client();
         self.rt
             .block_on(
@@ -113,10 +141,15 @@ impl Moto {
     /// Multipart uploads still open in the bucket.
     pub fn open_uploads(&self, bucket: &str) -> Vec<String> {
         let c = self.client();
-        let out = self
+        let out = match self
             .rt
             .block_on(c.list_multipart_uploads().bucket(bucket).send())
-            .unwrap();
+        {
+            Ok(out) => out,
+            // rclone's answer when none are open.
+            Err(e) if e.code() == Some("NoSuchUpload") => return Vec::new(),
+            Err(e) => panic!("listing the open uploads: {e:?}"),
+        };
         out.uploads()
             .iter()
             .map(|u| u.key().unwrap_or_default().to_string())
@@ -124,7 +157,7 @@ impl Moto {
     }
 }
 
-impl Drop for Moto {
+impl Drop for S3Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
