@@ -7,7 +7,6 @@ use super::alerts::{self, Change, Say, Seen};
 use super::watchdog::{self, Facts};
 use super::{DEFAULT_REALERT, next_drill_due, next_due, prev_due};
 use crate::app::App;
-use crate::config::TargetKind;
 use crate::db::alerts::AlertRecord;
 use crate::db::jobs::JobState;
 
@@ -46,7 +45,12 @@ pub fn look(
         .last
         .as_ref()
         .filter(|j| matches!(j.state, JobState::Failed | JobState::Interrupted))
-        .map(|j| (j.id, j.message.clone().unwrap_or_else(|| j.state.to_string())));
+        .map(|j| {
+            (
+                j.id,
+                j.message.clone().unwrap_or_else(|| j.state.to_string()),
+            )
+        });
     let last_verify = app.db.job_last(name, "verify", false)?;
     let last_drill = app.db.drill_last(name, false)?;
     let mut watch = app.db.watch_get(name)?;
@@ -96,7 +100,7 @@ pub fn look(
     let problems = watchdog::problems(&facts);
     let realert = chrono::Duration::from_std(cfg.realert.map_or(DEFAULT_REALERT, |d| d.0))
         .unwrap_or_default();
-    let external = cfg.kind == TargetKind::External;
+    let external = !super::takes_backups(name, cfg);
 
     // What proves a target well again, finished after the alert opened.
     let after = |finished: Option<&str>, a: &AlertRecord| {
