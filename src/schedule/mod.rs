@@ -18,7 +18,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::app::App;
-use crate::config::{CronSchedule, TargetConfig, TargetKind};
+use crate::config::{CronSchedule, TargetConfig};
 use crate::notify::{ChatMessage, Notifier, with_retries};
 use crate::progress::JobContext;
 use plan::Plan;
@@ -144,7 +144,7 @@ impl Scheduler {
             .and_then(Result::ok)
             .unwrap_or(0);
         for (name, cfg) in self.app.config.targets.iter() {
-            if cfg.kind != TargetKind::External
+            if takes_backups(name, cfg)
                 && let Some(next) = next_due(cfg, now)
             {
                 self.next_run.insert(name.clone(), next);
@@ -378,13 +378,19 @@ fn take_due(
     due
 }
 
+/// Whether lifeboat backs the target up itself (an external target only reports).
+pub(crate) fn takes_backups(name: &str, cfg: &TargetConfig) -> bool {
+    crate::sources::choose(name, cfg).is_ok_and(|s| s.takes_backups())
+}
+
 /// The next scheduled verify after `now`: the target's `verify_schedule`, else what its
 /// kind does unscheduled (a gcp-disk target: an hour from now).
 pub fn next_verify_due(cfg: &TargetConfig, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     match &cfg.verify_schedule {
         Some(schedule) => cron_next(schedule, cfg, now),
         None => {
-            let every = crate::actions::kind::of(cfg.kind).unscheduled_verify_every()?;
+            let source = crate::sources::choose("", cfg).ok()?;
+            let every = source.unscheduled_verify_every()?;
             Some(now + chrono::Duration::from_std(every).ok()?)
         }
     }

@@ -1,23 +1,23 @@
-//! Restores of targets on another host: the same plan and the same rules as a local
-//! restore (stage next to the destination, check, move the current data aside, rename
-//! the copy in, never delete), every filesystem step done by the host's own shell.
-//! Paths are the host's: they are checked lexically here and looked at only there.
+//! Putting a restored copy in place on another host: the same plan and the same rules
+//! as on this host (stage next to the destination, check, move the current data aside,
+//! rename the copy in, never delete), every filesystem step done by the host's own
+//! shell. Paths are the host's: they are checked lexically here and looked at only there.
 
 use std::path::{Component, Path, PathBuf};
 
-use chrono::Utc;
-
-use crate::actions::catalog::{Selector, find};
-use crate::actions::restore::{
-    Move, RestoreOutcome, RestorePlan, failed_checks, sibling, stream_content,
-};
-use crate::app::App;
-use crate::config::{TargetConfig, TargetKind};
+use super::{JOURNALS, Move, Placement, Roots, aside_for, sibling, staging_for};
 use crate::error::{Error, Result};
 use crate::progress::JobContext;
-use crate::sources::remote_sqlite::PRELUDE;
-use crate::sources::{remote_directory, remote_sqlite, sqlite};
-use crate::ssh::{Remote, Session};
+use crate::ssh::Session;
+
+/// Shell helpers every remote script starts with: `say` fails with a reason lifeboat
+/// shows as is, `need` fails naming a missing command, and signals end the script
+/// through its EXIT trap so temporary files never stay behind.
+pub const PRELUDE: &str = r#"
+say() { printf 'lifeboat-error: %s\n' "$*" >&2; exit 3; }
+need() { for c in "$@"; do command -v "$c" >/dev/null 2>&1 || { printf 'lifeboat-missing: %s\n' "$c" >&2; exit 127; }; done; }
+trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 141' PIPE; trap 'exit 143' TERM
+"#;
 
 /// For each argument: `d <physical path>` for a directory, `e` for anything else that
 /// exists (dangling links included), `n` for nothing; NUL-terminated.
@@ -77,64 +77,44 @@ fn script(body: &str) -> String {
     format!("{PRELUDE}{body}")
 }
 
-/// The plan for a remote target, made by looking at the host (nothing is written).
+/// The plan of a restore of `backup_id` on the session's host, made by looking there
+/// (nothing is written).
 pub fn plan(
-    app: &App,
-    target: &str,
-    cfg: &TargetConfig,
-    selector: &Selector,
+    session: &Session,
+    roots: &Roots,
+    backup_id: &str,
     to: Option<&Path>,
-) -> Result<RestorePlan> {
-    let remote = Remote::of_target(cfg)?.expect("called for remote targets");
-    let backup = find(app, target, selector)?;
-    let live = cfg
-        .path
-        .clone()
-        .expect("validated: path-based kind has a path");
-    let ctx = JobContext::silent();
-    let session = Session::open(&remote, &ctx)?;
+    ctx: &JobContext,
+) -> Result<Placement> {
     let (destination, in_place) = match to {
-        Some(to) => (check_destination(&session, cfg, &live, to, &ctx)?, false),
-        None => (live.clone(), true),
+        Some(to) => (check_destination(session, roots, to, ctx)?, false),
+        None => (roots.live.clone(), true),
     };
-    let stamp = Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     let mut move_aside = Vec::new();
-    let mut notes = Vec::new();
-    let aside = in_place.then(|| sibling(&destination, &format!(".pre-restore-{stamp}")));
+    let aside = in_place.then(|| aside_for(&destination));
     if let Some(aside) = &aside {
         // The journal files belong to a database and travel with it; which are there is
         // looked at again when the plan is carried out.
         let mut candidates = vec![(destination.clone(), aside.clone())];
-        for suffix in ["-wal", "-shm", "-journal"] {
+        for suffix in JOURNALS {
             candidates.push((sibling(&destination, suffix), sibling(aside, suffix)));
         }
-        if cfg.kind == TargetKind::Sqlite {
-            notes.push("stop the application using this database first; it would keep writing to the moved-aside file".into());
-        }
         let paths: Vec<&Path> = candidates.iter().map(|(from, _)| from.as_path()).collect();
-        let found = probe(&session, &paths, &ctx)?;
+        let found = probe(session, &paths, ctx)?;
         for ((from, to), state) in candidates.into_iter().zip(found) {
             if state != Probe::Missing {
                 move_aside.push(Move { from, to });
             }
         }
     }
-    let name = destination
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let staging = destination.with_file_name(format!(".{name}.lifeboat-restore-{}", backup.id));
-    Ok(RestorePlan {
-        target: target.to_string(),
-        backup_age_seconds: (Utc::now() - backup.created()).num_seconds(),
-        backup: backup.summary(),
+    Ok(Placement {
+        staging: staging_for(&destination, backup_id),
         destination,
         in_place,
         move_aside,
         aside,
-        staging,
-        notes,
-        host: Some(remote.host.to_string()),
+        notes: Vec::new(),
+        host: Some(session.remote().host.to_string()),
     })
 }
 
@@ -178,8 +158,7 @@ fn probe(session: &Session, paths: &[&Path], ctx: &JobContext) -> Result<Vec<Pro
 /// the target's own location or a restore root, also once symlinks are followed there.
 fn check_destination(
     session: &Session,
-    cfg: &TargetConfig,
-    live: &Path,
+    roots: &Roots,
     to: &Path,
     ctx: &JobContext,
 ) -> Result<PathBuf> {
@@ -198,14 +177,7 @@ fn check_destination(
     let (Some(parent), Some(_)) = (to.parent(), to.file_name()) else {
         return Err(Error::Usage("--to: not a usable path".into()));
     };
-    let own_root = match cfg.kind {
-        TargetKind::Sqlite => live.parent().map(Path::to_path_buf),
-        _ => Some(live.to_path_buf()),
-    };
-    let roots: Vec<PathBuf> = own_root
-        .into_iter()
-        .chain(cfg.restore_roots.iter().cloned())
-        .collect();
+    let roots = roots.all();
     let listed: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
     let refuse = || {
         Error::Usage(format!(
@@ -244,83 +216,50 @@ fn check_destination(
     Ok(to)
 }
 
-/// Carry out a remote plan; the caller holds the target's lock.
-pub fn apply_locked(app: &App, plan: &RestorePlan, ctx: &JobContext) -> Result<RestoreOutcome> {
-    let clock = std::time::Instant::now();
-    let cfg = app.target(&plan.target)?;
-    let remote = Remote::of_target(cfg)?.expect("a plan with a host is for a remote target");
-    let session = Session::open(&remote, ctx)?;
-    let staging = plan.staging.to_string_lossy().into_owned();
-    let dest = plan.destination.to_string_lossy().into_owned();
-    let aside = plan
-        .aside
-        .as_ref()
-        .map(|a| a.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let args = [staging.as_str(), dest.as_str(), aside.as_str()];
+/// The three arguments PREPARE and SWAP take.
+fn args(at: &Placement) -> [String; 3] {
+    let text = |p: &Path| p.to_string_lossy().into_owned();
+    [
+        text(&at.staging),
+        text(&at.destination),
+        at.aside.as_deref().map(text).unwrap_or_default(),
+    ]
+}
+
+/// Before staging: the plan still holds, the parent exists, our own leftovers are gone.
+pub(crate) fn prepare(session: &Session, at: &Placement, ctx: &JobContext) -> Result<()> {
+    let args = args(at);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     session.output(&script(PREPARE), &args, "preparing the restore", ctx)?;
+    Ok(())
+}
 
-    if let Err(e) = stage(app, &session, plan, ctx) {
-        // Remove what was staged; the current data was not touched.
-        let _ = session.output(
-            "rm -rf -- \"$1\" \"$1-journal\" \"$1-wal\" \"$1-shm\"",
-            &[&staging],
-            "removing the unfinished copy",
-            &JobContext::silent(),
-        );
-        return Err(match e {
-            Error::Cancelled => Error::Cancelled,
-            other => Error::Failed(format!("{other}; nothing was changed")),
-        });
-    }
-
-    ctx.progress.phase("moving into place");
+/// Move the current data aside and rename the staged copy in, all on the host.
+pub(crate) fn put_in_place(
+    session: &Session,
+    at: &Placement,
+    ctx: &JobContext,
+) -> Result<Vec<Move>> {
+    let args = args(at);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     session.output(
         &script(SWAP),
         &args,
         "moving the restored copy into place",
         ctx,
     )?;
-    Ok(RestoreOutcome {
-        plan: plan.clone(),
-        ok: true,
-        duration_seconds: clock.elapsed().as_secs_f64(),
-    })
+    Ok(at.move_aside.clone())
 }
 
-/// Stream the backup into the staging path on the host and check it there.
-fn stage(app: &App, session: &Session, plan: &RestorePlan, ctx: &JobContext) -> Result<()> {
-    let m = &plan.backup;
-    match m.kind.as_str() {
-        "sqlite" => {
-            let like = plan.in_place.then_some(plan.destination.as_path());
-            let mut arrived = None;
-            stream_content(app, plan, ctx, |content| {
-                arrived = Some(remote_sqlite::stage(
-                    session,
-                    content,
-                    &plan.staging,
-                    m.content_bytes,
-                    like,
-                    ctx,
-                )?);
-                Ok(())
-            })?;
-            if let (Some(expected), Some(got)) = (&m.sqlite, arrived) {
-                ctx.progress.phase("checking the restored database");
-                let problems =
-                    sqlite::compare("quick_check", &got.quick_check, &got.tables, expected);
-                failed_checks(m, problems)?;
-            }
-            Ok(())
-        }
-        "directory" => stream_content(app, plan, ctx, |content| {
-            remote_directory::stage(session, content, &plan.staging, ctx)
-        }),
-        other => Err(Error::Failed(format!(
-            "cannot restore backups of kind {other}"
-        ))),
-    }
+/// Remove what was staged; the current data was not touched.
+pub(crate) fn discard(session: &Session, at: &Placement) {
+    let staging = at.staging.to_string_lossy();
+    let _ = session.output(
+        "rm -rf -- \"$1\" \"$1-journal\" \"$1-wal\" \"$1-shm\"",
+        &[&staging],
+        "removing the unfinished copy",
+        &JobContext::silent(),
+    );
 }
 
 #[cfg(test)]

@@ -10,11 +10,11 @@ use std::path::Path;
 
 use tar::EntryType;
 
+use super::{Filter, safe_link, safe_relative};
 use crate::error::{Error, Result};
 use crate::pipe::{HashReader, ProgressReader};
 use crate::progress::JobContext;
-use crate::sources::directory::{Filter, safe_link, safe_relative};
-use crate::sources::remote_sqlite::PRELUDE;
+use crate::sources::place::ssh::PRELUDE;
 use crate::ssh::Session;
 use crate::stores::manifest::{DirectoryFacts, FileEntry};
 

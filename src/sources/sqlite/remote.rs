@@ -10,17 +10,9 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::pipe::ProgressReader;
 use crate::progress::JobContext;
+use crate::sources::place::ssh::PRELUDE;
 use crate::ssh::{RemoteChild, Session};
 use crate::stores::manifest::SqliteFacts;
-
-/// Shell helpers every remote script starts with: `say` fails with a reason lifeboat
-/// shows as is, `need` fails naming a missing command, and signals end the script
-/// through its EXIT trap so temporary files never stay behind.
-pub const PRELUDE: &str = r#"
-say() { printf 'lifeboat-error: %s\n' "$*" >&2; exit 3; }
-need() { for c in "$@"; do command -v "$c" >/dev/null 2>&1 || { printf 'lifeboat-missing: %s\n' "$c" >&2; exit 127; }; done; }
-trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 141' PIPE; trap 'exit 143' TERM
-"#;
 
 /// Facts about a database file `$f`, one tagged line each; table names in hex so any
 /// name survives the trip. `sqlite_master` rather than `sqlite_schema`: older hosts.
