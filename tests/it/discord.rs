@@ -2,10 +2,8 @@
 //! a command answered at once and followed by a channel message that is edited to the
 //! result, and approval buttons, through a fake Discord API.
 
-mod common;
-
-use common::fakes::*;
-use common::*;
+use crate::common::fakes::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 const CHANNEL: &str = "112233";

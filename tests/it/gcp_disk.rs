@@ -3,16 +3,14 @@
 //! fields and long-running operations). The fake answers only the requests it expects
 //! and records every call, so the tests also check which calls lifeboat makes.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use crate::common::*;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use common::*;
 use serde_json::{Value, json};
 
 const PROJECT: &str = "acme-analytics";
@@ -971,7 +969,7 @@ fn a_gcp_disk_drill_whose_disk_creation_fails_says_why_and_leaves_no_disk() {
 
 #[test]
 fn serve_notices_a_snapshot_deleted_behind_lifeboats_back_and_alerts() {
-    use common::fakes::{FakeApi, Serve};
+    use crate::common::fakes::{FakeApi, Serve};
     let fake = FakeCompute::start();
     let api = FakeApi::start();
     let home = gcp_home_with(&fake, false, "verify_schedule = \"*/2 * * * * *\"");

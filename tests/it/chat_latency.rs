@@ -3,12 +3,10 @@
 //! one a second. Real `serve`, requests signed as Slack and Discord sign them, recording
 //! fakes of both APIs that answer 429 with Retry-After as the real ones do.
 
-mod common;
-
 use std::time::{Duration, SystemTime};
 
-use common::fakes::*;
-use common::*;
+use crate::common::fakes::*;
+use crate::common::*;
 use serde_json::json;
 
 const SLACK_CHANNEL: &str = "C0OPS";

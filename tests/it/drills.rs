@@ -2,13 +2,11 @@
 //! run against the restored copy, objectives met and missed, damaged artifacts, `/drill`
 //! from Slack with the report uploaded, scheduled drills and the watchdog's drill alerts.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::fakes::*;
-use common::*;
+use crate::common::fakes::*;
+use crate::common::*;
 use serde_json::Value;
 
 const OPS: &str = "U0OPS1";

@@ -3,11 +3,9 @@
 //! recording alert channel. Every message is counted: one alert per outage, its repeats
 //! every `realert`, edits as its count grows, and exactly one recovery notice.
 
-mod common;
-
+use crate::common::sim::Sim;
+use crate::common::*;
 use chrono::{DateTime, Utc};
-use common::sim::Sim;
-use common::*;
 
 fn t(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
@@ -21,16 +19,10 @@ fn home(targets: &str) -> Home {
 
 const NIGHTLY: &str = "[targets.nightly]\nkind = \"external\"\nschedule = \"0 0 3 * * *\"\ngrace = \"1h\"\nrealert = \"5h\"\ntoken = \"${SLACK_BOT_TOKEN}\"\n";
 
-fn with_token<T>(f: impl FnOnce() -> T) -> T {
-    // The config reads the token from the environment; the value does not matter here.
-    unsafe { std::env::set_var("SLACK_BOT_TOKEN", "xoxb-test-token") };
-    f()
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_daily_outage_is_one_alert_repeated_every_realert_and_one_recovery() {
     let home = home(NIGHTLY);
-    let sim = with_token(|| Sim::start(&home.config_path(), t("2026-11-22T00:00:00Z")));
+    let sim = Sim::start(&home.config_path(), t("2026-11-22T00:00:00Z"));
     sim.run_until(t("2026-11-22T03:59:59Z")).await;
     assert!(sim.sent().is_empty(), "within the grace: {:?}", sim.sent());
     sim.run_until(t("2026-11-22T04:00:02Z")).await;
@@ -79,7 +71,7 @@ async fn a_daily_outage_is_one_alert_repeated_every_realert_and_one_recovery() {
 #[tokio::test(start_paused = true)]
 async fn failed_and_missed_of_one_target_are_one_alert_through_a_restart() {
     let home = home(&NIGHTLY.replace("realert = \"5h\"", "realert = \"10h\""));
-    let mut sim = with_token(|| Sim::start(&home.config_path(), t("2026-11-22T00:00:00Z")));
+    let mut sim = Sim::start(&home.config_path(), t("2026-11-22T00:00:00Z"));
     // The job runs at 03:20 each day and fails, so at 04:00 the due time is missed too.
     sim.run_until(t("2026-11-22T03:20:00Z")).await;
     sim.report("nightly", false);
@@ -154,7 +146,7 @@ async fn failed_and_missed_of_one_target_are_one_alert_through_a_restart() {
 #[tokio::test(start_paused = true)]
 async fn flapping_reports_give_exactly_one_alert_and_one_recovery_each_time() {
     let home = home(NIGHTLY);
-    let sim = with_token(|| Sim::start(&home.config_path(), t("2026-11-22T00:00:00Z")));
+    let sim = Sim::start(&home.config_path(), t("2026-11-22T00:00:00Z"));
     sim.run_until(t("2026-11-22T03:10:00Z")).await;
     sim.report("nightly", true);
     sim.pass(60).await;

@@ -3,13 +3,11 @@
 //! that the fake Web API's apps.connections.open points to, and the fake Web API recording
 //! what lifeboat posts. No signing secret: lifeboat needs no public URL.
 
-mod common;
-
 use std::time::Duration;
 
-use common::fakes::*;
-use common::socket_mode::SocketModeServer;
-use common::*;
+use crate::common::fakes::*;
+use crate::common::socket_mode::SocketModeServer;
+use crate::common::*;
 use serde_json::{Value, json};
 
 const ADMIN1: &str = "U0ADMIN1";

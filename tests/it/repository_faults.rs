@@ -2,15 +2,13 @@
 //! mid-backup, a full disk and a network cut to S3, each checked afterwards with the real
 //! `restic check` and by restoring earlier backups.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::cutter::Cutter;
-use common::moto::Moto;
-use common::vault::{Vault, count_packs, largest_pack, sha256_file, sqlite_target};
-use common::{Home, make_app_db, make_big_db, stderr, stdout, wait_for};
+use crate::common::cutter::Cutter;
+use crate::common::moto::Moto;
+use crate::common::vault::{Vault, count_packs, largest_pack, sha256_file, sqlite_target};
+use crate::common::{Home, make_app_db, make_big_db, stderr, stdout, wait_for};
 
 #[test]
 fn flipped_pack_bytes_are_found_by_verify_and_drill() {

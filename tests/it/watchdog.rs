@@ -1,12 +1,10 @@
 //! Schedules and the watchdog through the real server: second-level cron schedules with
 //! short graces, a fake Slack API as the alert channel, restarts in between.
 
-mod common;
-
 use std::time::Duration;
 
-use common::fakes::*;
-use common::*;
+use crate::common::fakes::*;
+use crate::common::*;
 
 const ALERTS: &str = "C0ALERTS";
 

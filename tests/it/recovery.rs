@@ -3,15 +3,13 @@
 //! it), `lifeboat recover` on a fresh directory with only the config, a state backup
 //! that fails its checksum, `serve` offering a rebuild, and the drill of lifeboat itself.
 
-mod common;
-
 use std::fs::File;
 use std::io::Write;
 use std::process::Stdio;
 
-use common::fakes::FakeApi;
-use common::moto::*;
-use common::*;
+use crate::common::fakes::FakeApi;
+use crate::common::moto::*;
+use crate::common::*;
 use rusqlite::Connection;
 
 const TARGETS: &str = "[targets.app-db]\nkind = \"sqlite\"\npath = \"../data/app.db\"\nstore = \"offsite\"\nschedule = \"*/2 * * * * *\"\nrestore_roots = [\"../restores\"]\n";
@@ -305,7 +303,7 @@ fn recover_on_a_fresh_directory_brings_back_state_catalog_incident_and_approvals
 
     // The next scheduled backup runs.
     std::fs::copy(new.path("restores/app.db"), new.path("data/app.db")).unwrap();
-    let serve = common::fakes::Serve::from_command(new.command(&["serve"]));
+    let serve = crate::common::fakes::Serve::from_command(new.command(&["serve"]));
     wait_for(30, "a scheduled backup after recovery", || {
         new.ids("app-db").len() > 3
     });
@@ -429,7 +427,7 @@ fn serve_with_an_empty_catalog_but_backups_in_a_store_offers_a_rebuild() {
     // With the catalog rebuilt, the next start says nothing.
     home.ok(&["catalog", "rebuild"]);
     let before = api.calls_to("chat.postMessage").len();
-    let serve = common::fakes::Serve::start(&home);
+    let serve = crate::common::fakes::Serve::start(&home);
     std::thread::sleep(std::time::Duration::from_secs(2));
     assert_eq!(api.calls_to("chat.postMessage").len(), before);
     serve.stop();

@@ -1,12 +1,10 @@
 //! The command line and the config file as a user meets them: config errors name the
 //! file, key and problem and exit 2; `serve` answers /healthz and stops cleanly.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::Stdio;
 
-use common::*;
+use crate::common::*;
 
 fn check(home: &Home, text: &str) -> (i32, String) {
     std::fs::write(home.config_path(), text).unwrap();

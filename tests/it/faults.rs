@@ -1,12 +1,10 @@
 //! Faults during jobs: the process killed mid-backup, Ctrl-C, a second backup while one
 //! runs, and a full disk. Each leaves nothing that looks complete, and the next run works.
 
-mod common;
-
 use std::io::Read;
 use std::process::Stdio;
 
-use common::*;
+use crate::common::*;
 
 fn big_home(mb: usize) -> Home {
     let home = Home::new();

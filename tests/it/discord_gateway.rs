@@ -3,13 +3,11 @@
 //! resume) that the fake REST API's `GET /gateway` points to, and answers posted to the
 //! interactions' callbacks on the fake API. No public key: lifeboat needs no public URL.
 
-mod common;
-
 use std::time::Duration;
 
-use common::fakes::*;
-use common::gateway::{GatewayServer, SESSION};
-use common::*;
+use crate::common::fakes::*;
+use crate::common::gateway::{GatewayServer, SESSION};
+use crate::common::*;
 use serde_json::{Value, json};
 
 const CHANNEL: &str = "112233";

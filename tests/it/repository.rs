@@ -3,11 +3,9 @@
 //! deduplicate; a wrong password is refused without a change; every action, on a local
 //! path and on S3 through moto. Faults are in `repository_faults.rs`.
 
-mod common;
-
-use common::moto::Moto;
-use common::vault::{PASSWORD, Vault, dir_size, sha256_file, sqlite_target, tree_hashes};
-use common::{Home, count, insert_rows, make_app_db, make_big_db, stderr, stdout};
+use crate::common::moto::Moto;
+use crate::common::vault::{PASSWORD, Vault, dir_size, sha256_file, sqlite_target, tree_hashes};
+use crate::common::{Home, count, insert_rows, make_app_db, make_big_db, stderr, stdout};
 
 #[test]
 fn restic_reads_what_lifeboat_wrote() {

@@ -4,14 +4,12 @@
 //! manual step confirmed by button, a restore approved by another admin, and a failing
 //! HTTP check that stops the run.
 
-mod common;
-
 use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
 
-use common::fakes::*;
-use common::*;
+use crate::common::fakes::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn shipped_runbooks() -> String {

@@ -80,7 +80,18 @@ impl Sim {
     }
 
     fn boot(config: &Path, clock: Arc<TokioClock>, rec: Arc<Recorder>) -> Sim {
-        let cfg = lifeboat::config::Config::load(config, true).expect("config loads");
+        // The test secrets are looked up here, not in this process's environment, which
+        // every test in the binary shares.
+        let text = std::fs::read_to_string(config).expect("config readable");
+        let env = |name: &str| {
+            super::secrets()
+                .into_iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v)
+        };
+        let base = config.parent().expect("config in a directory");
+        let cfg = lifeboat::config::Config::parse(&text, &config.display().to_string(), base, &env)
+            .expect("config loads");
         let (app, _) = App::open(cfg).expect("state opens");
         let notifier: Arc<dyn Notifier> = rec.clone();
         let scheduler = Scheduler::new(app.clone(), vec![(notifier, "C0ALERTS".into())])

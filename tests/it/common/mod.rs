@@ -71,14 +71,7 @@ impl Home {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
         cmd.arg("--config").arg(self.config_path()).args(args);
         cmd.env_remove("LIFEBOAT_CONFIG");
-        // The chat sections of test configs take their secrets from these.
-        cmd.env("SLACK_SIGNING_SECRET", fakes::SLACK_SECRET)
-            .env("SLACK_BOT_TOKEN", "xoxb-test-token")
-            .env("SLACK_APP_TOKEN", "xapp-1-A0APP-test-token")
-            .env("DISCORD_PUBLIC_KEY", fakes::discord_public_key_hex())
-            .env("DISCORD_BOT_TOKEN", "discord-test-token")
-            // Repository stores in test configs take their password from here.
-            .env("LIFEBOAT_REPO_PASSWORD", vault::PASSWORD);
+        cmd.envs(secrets());
         cmd
     }
 
@@ -104,6 +97,21 @@ impl Home {
         v.sort();
         v
     }
+}
+
+/// The environment test configs take their secrets from (`${SLACK_BOT_TOKEN}`, …): given
+/// to every lifeboat the tests start, and looked up by in-process config loads, so that
+/// no test changes its own process's environment.
+pub fn secrets() -> Vec<(&'static str, String)> {
+    vec![
+        ("SLACK_SIGNING_SECRET", fakes::SLACK_SECRET.to_string()),
+        ("SLACK_BOT_TOKEN", "xoxb-test-token".to_string()),
+        ("SLACK_APP_TOKEN", "xapp-1-A0APP-test-token".to_string()),
+        ("DISCORD_PUBLIC_KEY", fakes::discord_public_key_hex()),
+        ("DISCORD_BOT_TOKEN", "discord-test-token".to_string()),
+        // Repository stores in test configs take their password from here.
+        ("LIFEBOAT_REPO_PASSWORD", vault::PASSWORD.to_string()),
+    ]
 }
 
 /// Run `lifeboat drill … --json`; returns the exit code and the parsed report.

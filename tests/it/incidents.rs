@@ -3,10 +3,8 @@
 //! action item) stamped on its timeline, and exported as Markdown to the channel and as
 //! JSON from the CLI, in order and complete.
 
-mod common;
-
-use common::fakes::*;
-use common::*;
+use crate::common::fakes::*;
+use crate::common::*;
 use serde_json::Value;
 
 const ADMIN1: &str = "U0ADMIN1";

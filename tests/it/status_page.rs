@@ -2,15 +2,13 @@
 //! backups, drills, an alert and an incident; headless Chromium (Debian's) logs in, dumps
 //! the DOM and takes the screenshots the README shows; plain HTTP for the refusals.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::common::fakes::*;
+use crate::common::history::{Seed, finished_job, seed};
+use crate::common::*;
 use chrono::{Duration, Utc};
-use common::fakes::*;
-use common::history::{Seed, finished_job, seed};
-use common::*;
 use rusqlite::{Connection, params};
 
 const PASSWORD: &str = "hunter2-but-longer";
@@ -131,7 +129,7 @@ fn page_home(extra: &str) -> Home {
     finished_job(&db, "backup", "files", "failed", "disk full on the store");
     db.execute(
         "INSERT OR REPLACE INTO watch (target, conditions, bad_since, alerted_at, first_seen) VALUES ('files', 'failed', ?1, ?1, ?1)",
-        params![common::history::text(now - Duration::minutes(3))],
+        params![crate::common::history::text(now - Duration::minutes(3))],
     )
     .unwrap();
     drop(db);

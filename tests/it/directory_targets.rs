@@ -1,13 +1,11 @@
 //! Directory targets end to end: round trips keep modes, mtimes, symlinks and empty
 //! directories; include/exclude; verify per file; hostile archives are refused.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use sha2::{Digest, Sha256};
 
 fn dir_home(extra: &str) -> Home {

@@ -1,10 +1,8 @@
 //! Slack end to end: the real server on a loopback port, requests signed as Slack signs
 //! them, and a fake Slack Web API that records what lifeboat posts.
 
-mod common;
-
-use common::fakes::*;
-use common::*;
+use crate::common::fakes::*;
+use crate::common::*;
 use serde_json::Value;
 
 const ADMIN1: &str = "U0ADMIN1";

@@ -4,8 +4,6 @@
 //! cancellation, wrong credentials, a missing bucket, encryption and object lock, HTTPS
 //! with a private CA, and request bodies signed over plain HTTP.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -14,8 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::moto::*;
-use common::*;
+use crate::common::moto::*;
+use crate::common::*;
 use rusqlite::Connection;
 
 const TARGETS: &str = "[targets.app-db]\nkind = \"sqlite\"\npath = \"../data/app.db\"\nstore = \"offsite\"\nrestore_roots = [\"../restores\"]\n\n\

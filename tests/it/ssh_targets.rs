@@ -4,15 +4,13 @@
 //! missing remote binary. Each failure must say why in plain words and leave nothing
 //! that looks complete on either side.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::sshd::{Sshd, keygen};
-use common::*;
+use crate::common::sshd::{Sshd, keygen};
+use crate::common::*;
 use rusqlite::Connection;
 
 /// A lifeboat home whose targets live on `sshd`'s host, under `remote`.
@@ -388,7 +386,7 @@ fn remote_targets_back_up_into_a_repository_that_restic_reads() {
             "--target",
         ])
         .arg(&out)
-        .env("RESTIC_PASSWORD", common::vault::PASSWORD)
+        .env("RESTIC_PASSWORD", crate::common::vault::PASSWORD)
         .output()
         .expect("restic (scripts/test.sh installs it)");
     assert!(restic.status.success(), "{}", stderr(&restic));

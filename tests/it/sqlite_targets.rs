@@ -1,12 +1,10 @@
 //! SQLite targets end to end through the real binary: online backup while the app writes,
 //! verify, restore in place and to a new path, point in time, and damaged backups.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::*;
+use crate::common::*;
 use rusqlite::Connection;
 
 fn sqlite_home() -> Home {
