@@ -13,17 +13,14 @@ const SLACK_CHANNEL: &str = "C0OPS";
 const DISCORD_CHANNEL: &str = "112233";
 
 fn home(api: &FakeApi) -> Home {
-    let home = Home::new();
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nstate = \"../var/lifeboat.db\"\n\n\
-         [access]\noperators = [\"slack:U0OPS\", \"discord:5551\"]\nchannels = [\"slack:{SLACK_CHANNEL}\", \"discord:{DISCORD_CHANNEL}\"]\n\n\
-         [slack]\nsigning_secret = \"${{SLACK_SIGNING_SECRET}}\"\nbot_token = \"${{SLACK_BOT_TOKEN}}\"\napi_url = \"{0}/api/\"\n\n\
-         [discord]\npublic_key = \"${{DISCORD_PUBLIC_KEY}}\"\nbot_token = \"${{DISCORD_BOT_TOKEN}}\"\napplication_id = \"4242\"\napi_url = \"{0}/api/v10\"\n\n\
-         [stores.local]\nkind = \"local\"\npath = \"../backups\"\n\n\
-         [targets.app]\nkind = \"sqlite\"\npath = \"../data/app.db\"\nstore = \"local\"\n",
-        api.base
+    let home = Home::with_config(
+        &ConfigBuilder::new()
+            .operators(&["slack:U0OPS", "discord:5551"])
+            .channels(&["slack:C0OPS", "discord:112233"])
+            .slack(api, None)
+            .discord(api, None)
+            .sqlite_target("app", "../data/app.db"),
     );
-    std::fs::write(home.config_path(), text).unwrap();
     make_big_db(&home.path("data/app.db"), 2);
     home
 }
@@ -69,12 +66,7 @@ fn slack_the_result_lands_within_a_second_of_the_end_despite_a_429() {
     let serve = Serve::start(&home);
     let (code, _) = slack_command(&serve, "U0OPS", SLACK_CHANNEL, "/backup", "now app");
     assert_eq!(code, 200);
-    let calls = api.wait_until(30, "the result", |c| {
-        c.iter().any(|c| {
-            c.path.ends_with("chat.update")
-                && c.body["text"].as_str().unwrap_or("").contains("✅ backup")
-        })
-    });
+    let calls = api.wait_update(30, "✅ backup");
     let edits: Vec<Call> = calls
         .into_iter()
         .filter(|c| c.path.ends_with("chat.update"))
@@ -112,27 +104,9 @@ fn discord_the_result_lands_within_a_second_of_the_end_despite_a_429() {
             {"name": "now", "type": 1, "options": [{"name": "target", "type": 3, "value": "app"}]}]}
     })
     .to_string();
-    let ts = now();
-    let headers = [
-        ("x-signature-ed25519", discord_signature(ts, &body)),
-        ("x-signature-timestamp", ts.to_string()),
-    ];
-    let (code, reply) = post(
-        &serve.url("/discord/interactions"),
-        "application/json",
-        &headers,
-        &body,
-    );
+    let (code, reply) = discord_interaction(&serve, &body);
     assert_eq!(code, 200, "{reply}");
-    let calls = api.wait_until(30, "the result", |c| {
-        c.iter().any(|c| {
-            c.method == "PATCH"
-                && c.body["content"]
-                    .as_str()
-                    .unwrap_or("")
-                    .contains("✅ backup")
-        })
-    });
+    let calls = api.wait_edit(30, "✅ backup");
     let edits: Vec<Call> = calls.into_iter().filter(|c| c.method == "PATCH").collect();
     assert!(
         edits.len() >= 2,

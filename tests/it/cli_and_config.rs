@@ -1,9 +1,7 @@
 //! The command line and the config file as a user meets them: config errors name the
 //! file, key and problem and exit 2; `serve` answers /healthz and stops cleanly.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::Stdio;
-
+use crate::common::fakes::Serve;
 use crate::common::*;
 
 fn check(home: &Home, text: &str) -> (i32, String) {
@@ -143,37 +141,12 @@ fn the_embedded_default_runs_without_a_config_file() {
     assert!(dir.path().join("var/backups/lifeboat-state").is_dir());
 }
 
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let code = text[9..12].parse().unwrap();
-    (code, text)
-}
-
 #[test]
 fn serve_answers_healthz_and_stops_on_sigterm() {
     let home = Home::new();
     home.write_config("");
-    let mut child = home
-        .command(&["serve"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("serve printed its address").unwrap();
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    let (code, body) = http_get(&addr, "/healthz");
+    let serve = Serve::start(&home);
+    let (code, body) = serve.get("/healthz");
     assert_eq!(code, 200, "{body}");
     assert!(
         body.contains("\"status\":\"ok\"") && body.contains(env!("CARGO_PKG_VERSION")),
@@ -183,10 +156,7 @@ fn serve_answers_healthz_and_stops_on_sigterm() {
     // An unusable state database turns health red.
     let conn = rusqlite::Connection::open(home.path("var/lifeboat.db")).unwrap();
     conn.execute_batch("DROP TABLE jobs").unwrap();
-    let (code, body) = http_get(&addr, "/healthz");
+    let (code, body) = serve.get("/healthz");
     assert_eq!(code, 503, "{body}");
-
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
+    serve.stop();
 }

@@ -11,16 +11,15 @@ const OPS: &str = "5551";
 const ADMIN: &str = "5552";
 
 fn discord_home(api: &FakeApi) -> Home {
-    let home = Home::new();
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nstate = \"../var/lifeboat.db\"\n\n\
-         [access]\nadmins = [\"discord:{ADMIN}\"]\noperators = [\"discord:{OPS}\"]\nviewers = [\"*\"]\nchannels = [\"discord:{CHANNEL}\"]\n\n\
-         [discord]\npublic_key = \"${{DISCORD_PUBLIC_KEY}}\"\nbot_token = \"${{DISCORD_BOT_TOKEN}}\"\napplication_id = \"4242\"\nalert_channel = \"{CHANNEL}\"\napi_url = \"{}/api/v10\"\n\n\
-         [stores.local]\nkind = \"local\"\npath = \"../backups\"\n\n\
-         [targets.app-db]\nkind = \"sqlite\"\npath = \"../data/app.db\"\nstore = \"local\"\n",
-        api.base
+    let home = Home::with_config(
+        &ConfigBuilder::new()
+            .admins(&["discord:5552"])
+            .operators(&["discord:5551"])
+            .viewers(&["*"])
+            .channels(&["discord:112233"])
+            .discord(api, Some(CHANNEL))
+            .sqlite_target("app-db", "../data/app.db"),
     );
-    std::fs::write(home.config_path(), text).unwrap();
     drop(make_app_db(&home.path("data/app.db"), 300));
     home
 }
@@ -65,18 +64,7 @@ fn command(user_id: &str, name: &str, options: Value) -> Value {
 }
 
 fn send(serve: &Serve, body: &Value) -> (u16, Value) {
-    let text = body.to_string();
-    let ts = now();
-    let headers = [
-        ("x-signature-ed25519", discord_signature(ts, &text)),
-        ("x-signature-timestamp", ts.to_string()),
-    ];
-    let (code, reply) = post(
-        &serve.url("/discord/interactions"),
-        "application/json",
-        &headers,
-        &text,
-    );
+    let (code, reply) = discord_interaction(serve, &body.to_string());
     (code, serde_json::from_str(&reply).unwrap_or(Value::Null))
 }
 
@@ -145,15 +133,7 @@ fn a_command_is_acknowledged_then_reported_in_one_edited_message() {
             .contains("Starting a backup of app-db")
     );
 
-    let calls = api.wait_until(30, "the edit with the result", |c| {
-        c.iter().any(|c| {
-            c.method == "PATCH"
-                && c.body["content"]
-                    .as_str()
-                    .unwrap_or("")
-                    .contains("✅ backup")
-        })
-    });
+    let calls = api.wait_edit(30, "✅ backup");
     let posts: Vec<&Call> = calls.iter().filter(|c| c.method == "POST").collect();
     assert_eq!(posts.len(), 1);
     assert_eq!(

@@ -375,15 +375,11 @@ fn a_state_backup_failing_its_checksum_is_refused_and_the_next_newest_offered() 
 #[test]
 fn serve_with_an_empty_catalog_but_backups_in_a_store_offers_a_rebuild() {
     let api = FakeApi::start();
-    let home = Home::new();
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nstate = \"../var/lifeboat.db\"\n\n\
-         [slack]\nsigning_secret = \"${{SLACK_SIGNING_SECRET}}\"\nbot_token = \"${{SLACK_BOT_TOKEN}}\"\nalert_channel = \"C0ALERTS\"\napi_url = \"{}/api/\"\n\n\
-         [stores.local]\nkind = \"local\"\npath = \"../backups\"\n\n\
-         [targets.app-db]\nkind = \"sqlite\"\npath = \"../data/app.db\"\nstore = \"local\"\n",
-        api.base
+    let home = Home::with_config(
+        &ConfigBuilder::new()
+            .slack(&api, Some("C0ALERTS"))
+            .sqlite_target("app-db", "../data/app.db"),
     );
-    std::fs::write(home.config_path(), text).unwrap();
     make_app_db(&home.path("data/app.db"), 10);
     home.ok(&["backup", "app-db"]);
     home.ok(&["backup", "app-db"]);

@@ -17,11 +17,6 @@ pub struct Cutter {
 }
 
 impl Cutter {
-    /// Forward 127.0.0.1:<port> to `to`.
-    pub fn start(to: SocketAddr) -> Cutter {
-        Cutter::slow(to, u64::MAX)
-    }
-
     /// Forward at most `bytes_per_second` each way on each connection.
     pub fn slow(to: SocketAddr, bytes_per_second: u64) -> Cutter {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();

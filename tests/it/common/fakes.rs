@@ -1,6 +1,5 @@
 //! Fakes of the chat platforms' Web APIs (they record every call and answer as the real
 //! ones do), request signing exactly as Slack and Discord sign, and a running `serve`.
-#![allow(dead_code)]
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
@@ -121,6 +120,27 @@ impl FakeApi {
             .unwrap()
             .answers
             .push((suffix.to_string(), body));
+    }
+
+    /// Wait until a Slack message was edited to a text containing `needle` (a job's
+    /// result); returns every call so far.
+    pub fn wait_update(&self, secs: u64, needle: &str) -> Vec<Call> {
+        self.wait_until(secs, &format!("an update saying {needle:?}"), |c| {
+            c.iter().any(|c| {
+                c.path.ends_with("chat.update")
+                    && c.body["text"].as_str().unwrap_or("").contains(needle)
+            })
+        })
+    }
+
+    /// Wait until a Discord message was edited to content containing `needle`; returns
+    /// every call so far.
+    pub fn wait_edit(&self, secs: u64, needle: &str) -> Vec<Call> {
+        self.wait_until(secs, &format!("an edit saying {needle:?}"), |c| {
+            c.iter().any(|c| {
+                c.method == "PATCH" && c.body["content"].as_str().unwrap_or("").contains(needle)
+            })
+        })
     }
 
     /// Wait until `cond` holds over the recorded calls.
@@ -457,6 +477,29 @@ pub fn signed_slack_post(
         ("x-slack-signature", slack_signature(SLACK_SECRET, ts, body)),
     ];
     post(&serve.url(path), content_type, &headers, body)
+}
+
+/// An interaction as Discord sends it to the interactions endpoint, signed.
+pub fn discord_interaction(serve: &Serve, body: &str) -> (u16, String) {
+    let ts = now();
+    let headers = [
+        ("x-signature-ed25519", discord_signature(ts, body)),
+        ("x-signature-timestamp", ts.to_string()),
+    ];
+    post(
+        &serve.url("/discord/interactions"),
+        "application/json",
+        &headers,
+        body,
+    )
+}
+
+/// The `text` of each call (messages and their edits).
+pub fn texts(calls: &[Call]) -> Vec<String> {
+    calls
+        .iter()
+        .map(|c| c.body["text"].as_str().unwrap_or_default().to_string())
+        .collect()
 }
 
 /// A Block Kit button click as Slack sends it, signed.

@@ -2,10 +2,8 @@
 //! HELLO, IDENTIFY → READY, heartbeats and their acks, dispatched INTERACTION_CREATE
 //! events with sequence numbers, RECONNECT, RESUME → RESUMED with the missed events
 //! replayed, and connections cut without a close handshake.
-#![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -241,9 +239,4 @@ fn answer(state: &Mutex<State>, v: &Value, resume_url: &str) -> Vec<String> {
         }
         _ => Vec::new(),
     }
-}
-
-/// Wait helper with a clearer name for Gateway tests.
-pub fn settle() {
-    std::thread::sleep(Duration::from_millis(300));
 }

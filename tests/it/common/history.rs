@@ -2,7 +2,6 @@
 //! its schema): catalog entries with their manifests, the backup and verify jobs that
 //! made and checked them, drills with measured RTO/RPO, for the status page's tests and
 //! benchmark.
-#![allow(dead_code)]
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use rusqlite::{Connection, params};

@@ -1,7 +1,9 @@
 //! Shared helpers for the integration tests: a temporary lifeboat home with a config,
 //! running the real binary, and real SQLite databases with real data.
+// The benchmarks include these modules too, and each uses only a part of them.
 #![allow(dead_code)]
 
+pub mod config;
 pub mod cutter;
 pub mod fakes;
 pub mod gateway;
@@ -16,6 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use rusqlite::Connection;
+
+pub use config::ConfigBuilder;
 
 /// A temporary directory laid out like a lifeboat installation.
 pub struct Home {
@@ -39,27 +43,48 @@ impl Home {
         self.path("config/lifeboat.toml")
     }
 
+    /// A new home with `config` written as its config.
+    pub fn with_config(config: &ConfigBuilder) -> Home {
+        let home = Home::new();
+        config.write(&home);
+        home
+    }
+
     /// Write a config with a local store `local` (under backups/) plus `targets` TOML.
     pub fn write_config(&self, targets: &str) {
-        let text = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nstate = \"../var/lifeboat.db\"\n\n\
-             [stores.local]\nkind = \"local\"\npath = \"../backups\"\n\n{targets}"
-        );
-        std::fs::write(self.config_path(), text).unwrap();
+        ConfigBuilder::new().raw(targets).write(self);
     }
 
     /// The phases jobs on `target` went through, oldest first, from the audit log.
     pub fn job_phases(&self, target: &str) -> Vec<String> {
+        self.state_strings(&format!(
+            "SELECT detail FROM audit WHERE target = '{target}' AND outcome = 'running' ORDER BY id"
+        ))
+    }
+
+    /// The text column `sql` selects from the state database, row by row.
+    pub fn state_strings(&self, sql: &str) -> Vec<String> {
         let db = Connection::open(self.path("var/lifeboat.db")).unwrap();
-        let mut stmt = db
-            .prepare(
-                "SELECT detail FROM audit WHERE target = ?1 AND outcome = 'running' ORDER BY id",
-            )
-            .unwrap();
-        stmt.query_map([target], |r| r.get::<_, String>(0))
+        let mut stmt = db.prepare(sql).unwrap();
+        stmt.query_map([], |r| r.get::<_, String>(0))
             .unwrap()
-            .map(|r| r.unwrap())
+            .map(Result::unwrap)
             .collect()
+    }
+
+    /// Wait until `n` restore requests have their chat message saved: from then on a
+    /// click on their buttons finds them.
+    pub fn wait_approvals_posted(&self, n: i64) {
+        let db = Connection::open(self.path("var/lifeboat.db")).unwrap();
+        wait_for(10, "the approval requests' messages to be saved", || {
+            db.query_row(
+                "SELECT count(*) FROM approvals WHERE message_ref IS NOT NULL",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap_or(0)
+                >= n
+        });
     }
 
     /// Run the lifeboat binary with this home's config.
@@ -214,6 +239,38 @@ pub fn make_big_db(path: &Path, mb: usize) {
     conn.execute_batch("COMMIT").unwrap();
 }
 
+/// A small rollback-journal database at `path` whose application holds a write
+/// transaction: a backup of it waits for the lock (up to lifeboat's 30 s busy timeout)
+/// until the returned connection runs `COMMIT`, so a test decides when a backup ends.
+pub fn held_db(path: &Path) -> Connection {
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE blobs (id INTEGER PRIMARY KEY, data BLOB);
+         INSERT INTO blobs (data) VALUES (randomblob(4096));
+         BEGIN EXCLUSIVE;
+         INSERT INTO blobs (data) VALUES (randomblob(4096));",
+    )
+    .unwrap();
+    conn
+}
+
+/// Check `/metrics` text with Prometheus's own `promtool` (it is written to `dir` first).
+pub fn promtool_check(dir: &Path, text: &str) {
+    let path = dir.join("metrics.txt");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&path).unwrap())
+        .output()
+        .expect("promtool (Debian package prometheus) is installed by scripts/test.sh");
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Wait until `cond` holds, polling; panics after `secs` seconds.
 pub fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
@@ -253,4 +310,54 @@ pub fn http_server(addr: &str, status: u16, body: &'static str) -> std::net::Soc
         }
     });
     local
+}
+
+/// The application writing to its database on a thread of its own, 50 rows a
+/// transaction, until stopped: a backup taken meanwhile must still be consistent.
+pub struct AppWriter {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    batches: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl AppWriter {
+    /// Start writing to the database at `path`; returns once the first batch is in.
+    pub fn start(path: &Path) -> AppWriter {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let batches = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let thread = {
+            let (stop, batches, path) = (stop.clone(), batches.clone(), path.to_path_buf());
+            std::thread::spawn(move || {
+                let conn = Connection::open(&path).unwrap();
+                conn.busy_timeout(std::time::Duration::from_secs(5))
+                    .unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    insert_rows(&conn, 50);
+                    batches.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        };
+        let writer = AppWriter {
+            stop,
+            batches,
+            thread,
+        };
+        writer.wait_more(1);
+        writer
+    }
+
+    /// Wait until `n` more batches have been committed.
+    pub fn wait_more(&self, n: i64) {
+        let count = || self.batches.load(std::sync::atomic::Ordering::SeqCst);
+        let until = count() + n;
+        wait_for(60, "the application's writes", || count() >= until);
+    }
+
+    /// Stop writing; returns how many batches were committed.
+    pub fn stop(self) -> i64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap();
+        self.batches.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }

@@ -1,7 +1,6 @@
 //! lifeboat's real scheduler and watchdog in this process on a simulated clock (tokio's
 //! paused time: days pass in seconds), over a real state database, with a recording
 //! notifier as the alert channel. Reports and drills are written with simulated times.
-#![allow(dead_code)]
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -133,6 +132,35 @@ impl Sim {
     pub async fn pass(&self, secs: i64) {
         let t = self.now() + chrono::Duration::seconds(secs);
         self.run_until(t).await;
+    }
+
+    /// Wait until a `kind` job of `target` has ended, holding the simulated clock: jobs
+    /// run on threads of their own, in real time, as fast as the machine goes.
+    pub async fn wait_finished(&self, kind: &str, target: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let ended: i64 = self
+                .conn()
+                .query_row(
+                    "SELECT count(*) FROM jobs WHERE kind = ?1 AND target = ?2 AND state != 'running'",
+                    [kind, target],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            if ended > 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {kind} job of {target} ended within 60 s"
+            );
+            // A blocking task keeps tokio's paused clock from jumping ahead meanwhile.
+            tokio::task::spawn_blocking(|| {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            })
+            .await
+            .unwrap();
+        }
     }
 
     fn conn(&self) -> &rusqlite::Connection {

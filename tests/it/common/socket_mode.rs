@@ -1,7 +1,6 @@
 //! A local server speaking Slack's Socket Mode protocol over plain WebSocket: `hello` on
 //! connect, envelopes with an `envelope_id`, acknowledgements recorded as they come,
 //! `disconnect` (refresh) messages, and a connection cut without a close handshake.
-#![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
