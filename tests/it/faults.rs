@@ -8,9 +8,9 @@ use crate::common::*;
 
 fn big_home(mb: usize) -> Home {
     let home = Home::new();
-    home.write_config(
-        "[targets.big]\nkind = \"sqlite\"\npath = \"../data/big.db\"\nstore = \"local\"\n",
-    );
+    ConfigBuilder::new()
+        .sqlite_target("big", "../data/big.db")
+        .write(&home);
     make_big_db(&home.path("data/big.db"), mb);
     home
 }
@@ -48,13 +48,25 @@ fn assert_cancelled_leaving_nothing(home: &Home, child: std::process::Child) {
     );
 }
 
+/// A home whose target `big` is a database the application holds a write transaction
+/// on: a backup of it starts its artifact and then waits until the test commits.
+fn held_home() -> (Home, rusqlite::Connection) {
+    let home = Home::new();
+    ConfigBuilder::new()
+        .sqlite_target("big", "../data/big.db")
+        .write(&home);
+    let app = held_db(&home.path("data/big.db"));
+    (home, app)
+}
+
 #[test]
 fn killed_mid_backup_leaves_nothing_listed_and_is_reported() {
-    let home = big_home(96);
-    // Kill while the artifact is being written to the store.
+    let (home, app) = held_home();
+    // Kill while the artifact is open in the store (and the backup surely unfinished).
     let mut child = backup_under_way(&home, Stdio::null());
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     child.wait().unwrap();
+    app.execute_batch("COMMIT").unwrap();
 
     assert_eq!(home.json(&["list", "big"]).as_array().unwrap().len(), 0);
     let status = home.json(&["status"]);
@@ -90,7 +102,7 @@ fn killed_mid_backup_leaves_nothing_listed_and_is_reported() {
 
 #[test]
 fn interrupted_job_is_reported_by_the_next_command() {
-    let home = big_home(64);
+    let (home, _app) = held_home();
     let mut child = backup_under_way(&home, Stdio::null());
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     child.wait().unwrap();
@@ -151,7 +163,7 @@ fn ctrl_c_stops_a_directory_backup_in_the_middle_of_a_large_file() {
 
 #[test]
 fn a_second_backup_while_one_runs_is_refused_naming_it() {
-    let home = big_home(96);
+    let (home, app) = held_home();
     let mut child = home
         .command(&["backup", "big"])
         .stdout(Stdio::null())
@@ -163,16 +175,14 @@ fn a_second_backup_while_one_runs_is_refused_naming_it() {
     });
     let out = home.run(&["backup", "big"]);
     let first_done = child.try_wait().unwrap().is_some();
-    assert!(
-        !first_done,
-        "the first backup finished too early for this test"
-    );
+    assert!(!first_done, "the first backup waits for the application");
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
         err.contains("busy") && err.contains("job 1") && err.contains("backup by cli:"),
         "{err}"
     );
+    app.execute_batch("COMMIT").unwrap();
     assert!(child.wait().unwrap().success());
     assert_eq!(home.json(&["list", "big"]).as_array().unwrap().len(), 1);
 }

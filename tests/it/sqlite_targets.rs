@@ -1,9 +1,6 @@
 //! SQLite targets end to end through the real binary: online backup while the app writes,
 //! verify, restore in place and to a new path, point in time, and damaged backups.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use crate::common::*;
 use rusqlite::Connection;
 
@@ -22,27 +19,11 @@ fn backup_while_the_app_writes_restores_to_exactly_the_manifest() {
     drop(make_app_db(&db_path, 20_000));
 
     // The application keeps inserting in its own transactions during the backup.
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let stop = stop.clone();
-        let path = db_path.clone();
-        std::thread::spawn(move || {
-            let conn = Connection::open(&path).unwrap();
-            conn.busy_timeout(std::time::Duration::from_secs(5))
-                .unwrap();
-            let mut batches = 0;
-            while !stop.load(Ordering::Relaxed) {
-                insert_rows(&conn, 50);
-                batches += 1;
-            }
-            batches
-        })
-    };
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    let writer = AppWriter::start(&db_path);
     let backup = home.json(&["backup", "app-db"]);
-    std::thread::sleep(std::time::Duration::from_millis(100));
-    stop.store(true, Ordering::Relaxed);
-    let batches = writer.join().unwrap();
+    // Writes after the backup too: the live database keeps them.
+    writer.wait_more(1);
+    let batches = writer.stop();
     assert!(batches > 0, "the writer made no progress");
 
     assert_eq!(backup["status"], "complete");

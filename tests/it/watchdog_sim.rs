@@ -127,14 +127,9 @@ async fn failed_and_missed_of_one_target_are_one_alert_through_a_restart() {
         "{}",
         all[5].text
     );
-    let db = rusqlite::Connection::open(home.path("var/lifeboat.db")).unwrap();
-    let audited: Vec<String> = db
-        .prepare("SELECT outcome || ' ' || detail FROM audit WHERE action IN ('alert', 'recovery') ORDER BY id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let audited = home.state_strings(
+        "SELECT outcome || ' ' || detail FROM audit WHERE action IN ('alert', 'recovery') ORDER BY id",
+    );
     assert!(
         audited.iter().all(|a| a.contains("A1 backup")),
         "{audited:#?}"
@@ -221,7 +216,10 @@ async fn verify_drill_and_too_long_alerts_close_only_on_their_evidence() {
     );
 
     // The drill due at 05:00 runs and fails: an alert. At 06:00 it is stale too: the
-    // same alert, edited. Only a passing drill closes it.
+    // same alert, edited. Only a passing drill closes it. The drill is real work on a
+    // thread of its own: the simulated clock waits for it.
+    sim.run_until(at(0, "05:00:01")).await;
+    sim.wait_finished("drill", "drilled").await;
     sim.run_until(at(0, "05:30:00")).await;
     let failed = sim.posts("the last drill of drilled failed");
     assert_eq!(failed.len(), 1, "{:#?}", sim.sent());

@@ -10,12 +10,9 @@ mod faults;
 mod sqlite;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::common::sshd::{Sshd, keygen};
 use crate::common::*;
-use rusqlite::Connection;
 
 /// A lifeboat home whose targets live on `sshd`'s host, under `remote`.
 struct Setup {
@@ -112,20 +109,6 @@ impl Setup {
             0
         );
     }
-}
-
-fn writer_thread(path: PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<i64> {
-    std::thread::spawn(move || {
-        let conn = Connection::open(&path).unwrap();
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .unwrap();
-        let mut batches = 0;
-        while !stop.load(Ordering::Relaxed) {
-            insert_rows(&conn, 50);
-            batches += 1;
-        }
-        batches
-    })
 }
 
 /// A tree with what a remote archive must keep: nesting, a quoted name, a symlink, an

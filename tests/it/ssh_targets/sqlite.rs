@@ -2,8 +2,6 @@
 //! reader that makes the backup copy instead, and restores in place with move-aside.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use rusqlite::Connection;
 
@@ -15,13 +13,10 @@ fn remote_sqlite_round_trip_while_the_app_writes() {
     let s = Setup::new();
     let db_path = s.remote("data/app.db");
     drop(make_app_db(&db_path, 20_000));
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = writer_thread(db_path.clone(), stop.clone());
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    let writer = AppWriter::start(&db_path);
     let backup = s.home.json(&["backup", "app-db"]);
-    std::thread::sleep(std::time::Duration::from_millis(100));
-    stop.store(true, Ordering::Relaxed);
-    let batches = writer.join().unwrap();
+    writer.wait_more(1);
+    let batches = writer.stop();
     assert!(batches > 0, "the writer made no progress");
 
     assert_eq!(backup["status"], "complete");
