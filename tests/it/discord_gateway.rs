@@ -29,16 +29,15 @@ fn setup(rows: usize) -> Setup {
         "/gateway/bot",
         json!({"url": gateway.url, "shards": 1, "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 14400000, "max_concurrency": 1}}),
     );
-    let home = Home::new();
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nstate = \"../var/lifeboat.db\"\n\n\
-         [access]\nadmins = [\"discord:{ADMIN}\", \"discord:{ADMIN2}\"]\noperators = [\"discord:{OPS}\"]\nchannels = [\"discord:{CHANNEL}\"]\n\n\
-         [discord]\nmode = \"gateway\"\nbot_token = \"${{DISCORD_BOT_TOKEN}}\"\napplication_id = \"4242\"\nalert_channel = \"{CHANNEL}\"\napi_url = \"{}/api/v10\"\n\n\
-         [stores.local]\nkind = \"local\"\npath = \"../backups\"\n\n\
-         [targets.app-db]\nkind = \"sqlite\"\npath = \"../data/app.db\"\nstore = \"local\"\nrestore_approvals = 1\n",
-        api.base
+    let home = Home::with_config(
+        &ConfigBuilder::new()
+            .admins(&["discord:5552", "discord:5553"])
+            .operators(&["discord:5551"])
+            .channels(&["discord:112233"])
+            .discord_gateway(&api, CHANNEL)
+            .sqlite_target("app-db", "../data/app.db")
+            .with("restore_approvals = 1"),
     );
-    std::fs::write(home.config_path(), text).unwrap();
     drop(make_app_db(&home.path("data/app.db"), rows));
     Setup { api, gateway, home }
 }
@@ -118,18 +117,7 @@ fn a_backup_from_the_gateway_is_answered_at_once_and_reported_in_one_edited_mess
         metrics.contains("lifeboat_chat_connected{platform=\"discord\",mode=\"gateway\"} 1"),
         "{metrics}"
     );
-    let path = s.home.path("metrics.txt");
-    std::fs::write(&path, &metrics).unwrap();
-    let out = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::fs::File::open(&path).unwrap())
-        .output()
-        .expect("promtool (Debian package prometheus) is installed by scripts/test.sh");
-    assert!(
-        out.status.success(),
-        "promtool: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_check(s.home.dir.path(), &metrics);
 
     let started = std::time::Instant::now();
     let id = s.gateway.interaction(backup_now(OPS));
@@ -187,10 +175,21 @@ fn a_refused_user_gets_a_private_reason_and_nothing_runs() {
             .contains("not on lifeboat's access list"),
         "{reply}"
     );
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        !s.api.calls().iter().any(|c| c.path.contains("/channels/")),
-        "nothing posted"
+    // A job asked for after the refusal: once it has posted its result, a job the
+    // refusal had started would have posted too.
+    let later = s.gateway.interaction(backup_now(OPS));
+    answer(&s, &later);
+    result_edit(&s, "✅ backup", 30);
+    let posts: Vec<Call> = s
+        .api
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "POST" && c.path.contains("/channels/"))
+        .collect();
+    assert_eq!(
+        posts.len(),
+        1,
+        "nothing posted but the later job: {posts:#?}"
     );
     let db = rusqlite::Connection::open(s.home.path("var/lifeboat.db")).unwrap();
     let refused: i64 = db
@@ -235,7 +234,7 @@ fn a_restore_is_approved_by_a_second_admin_through_a_button() {
         .as_str()
         .unwrap()
         .to_string();
-    std::thread::sleep(Duration::from_millis(200));
+    s.home.wait_approvals_posted(1);
     let click = |who: &str| {
         let mut c = interaction(3, who, json!({"custom_id": approve, "component_type": 2}));
         c["message"] = discord_message(CHANNEL, "1001", "plan");

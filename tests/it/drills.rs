@@ -59,19 +59,9 @@ fn a_sqlite_drill_restores_a_live_database_into_a_sandbox_and_passes_its_checks(
     // The application keeps writing while the backup runs.
     let db = home.path("data/app.db");
     drop(make_app_db(&db, 200));
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let (db, stop) = (db.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let conn = rusqlite::Connection::open(&db).unwrap();
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                insert_rows(&conn, 20);
-            }
-        })
-    };
+    let writer = AppWriter::start(&db);
     home.ok(&["backup", "db"]);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    writer.join().unwrap();
+    writer.stop();
     let before = checksums(&home.path("data"));
 
     let (code, r) = drill(&home, "db");
@@ -266,16 +256,13 @@ fn a_directory_drill_checks_every_restored_file_and_leaves_the_tree_alone() {
 }
 
 fn chat_home(api: &FakeApi, targets: &str) -> Home {
-    let home = Home::new();
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nstate = \"../var/lifeboat.db\"\n\n\
-         [access]\noperators = [\"slack:{OPS}\"]\nchannels = [\"slack:{CHANNEL}\"]\n\n\
-         [slack]\nsigning_secret = \"${{SLACK_SIGNING_SECRET}}\"\nbot_token = \"${{SLACK_BOT_TOKEN}}\"\nalert_channel = \"{CHANNEL}\"\napi_url = \"{}/api/\"\n\n\
-         [stores.local]\nkind = \"local\"\npath = \"../backups\"\n\n{targets}",
-        api.base
-    );
-    std::fs::write(home.config_path(), text).unwrap();
-    home
+    Home::with_config(
+        &ConfigBuilder::new()
+            .operators(&["slack:U0OPS1"])
+            .channels(&["slack:C0OPS"])
+            .slack(api, Some(CHANNEL))
+            .raw(targets),
+    )
 }
 
 fn texts(calls: &[Call], suffix: &str) -> Vec<String> {
@@ -383,7 +370,12 @@ fn scheduled_drills_report_to_the_alert_channel_and_a_failing_one_alerts() {
         .find(|t| t.contains("the last drill of db failed"))
         .unwrap();
     assert!(alert.contains("stored bytes differ"), "{alert}");
-    std::thread::sleep(Duration::from_secs(5));
+    // Two more scheduled drills report after the alert: had they alerted again, those
+    // alerts would be in by then.
+    let failed = count_matching(&api, "drill of db FAILED");
+    api.wait_until(20, "two more failed drills", |_| {
+        count_matching(&api, "drill of db FAILED") >= failed + 2
+    });
     assert_eq!(
         count_matching(&api, "the last drill of db failed"),
         1,

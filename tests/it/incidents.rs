@@ -15,17 +15,17 @@ const CHANNEL: &str = "C0OPS";
 const AM_TOKEN: &str = "am-secret-token";
 
 fn chat_home(api: &FakeApi) -> Home {
-    let home = Home::new();
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nstate = \"../var/lifeboat.db\"\n\n\
-         [access]\nadmins = [\"slack:{ADMIN1}\", \"slack:{ADMIN2}\"]\noperators = [\"slack:{OPS}\"]\nviewers = [\"slack:{VIEWER}\"]\nchannels = [\"slack:{CHANNEL}\"]\n\n\
-         [slack]\nsigning_secret = \"${{SLACK_SIGNING_SECRET}}\"\nbot_token = \"${{SLACK_BOT_TOKEN}}\"\nalert_channel = \"{CHANNEL}\"\napi_url = \"{}/api/\"\n\n\
-         [hooks]\nalertmanager_token = \"${{AM_TOKEN}}\"\n\n\
-         [stores.local]\nkind = \"local\"\npath = \"../backups\"\n\n\
-         [targets.app-db]\nkind = \"sqlite\"\npath = \"../data/app.db\"\nstore = \"local\"\nrestore_approvals = 1\n",
-        api.base
+    let home = Home::with_config(
+        &ConfigBuilder::new()
+            .admins(&["slack:U0ADMIN1", "slack:U0ADMIN2"])
+            .operators(&["slack:U0OPS1"])
+            .viewers(&["slack:U0VIEW1"])
+            .channels(&["slack:C0OPS"])
+            .slack(api, Some(CHANNEL))
+            .alertmanager_token("AM_TOKEN")
+            .sqlite_target("app-db", "../data/app.db")
+            .with("restore_approvals = 1"),
     );
-    std::fs::write(home.config_path(), text).unwrap();
     drop(make_app_db(&home.path("data/app.db"), 300));
     home
 }
@@ -107,7 +107,7 @@ fn an_incident_records_everything_in_order_and_exports_a_post_mortem() {
         .as_str()
         .unwrap()
         .to_string();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    home.wait_approvals_posted(1);
     slack_click(
         &serve,
         ADMIN2,
@@ -274,9 +274,9 @@ fn an_incident_records_everything_in_order_and_exports_a_post_mortem() {
 #[test]
 fn the_cli_runs_incidents_too() {
     let home = Home::new();
-    home.write_config(
-        "[targets.app-db]\nkind = \"sqlite\"\npath = \"../data/app.db\"\nstore = \"local\"\n",
-    );
+    ConfigBuilder::new()
+        .sqlite_target("app-db", "../data/app.db")
+        .write(&home);
     drop(make_app_db(&home.path("data/app.db"), 50));
     // Nothing open yet: a clear refusal, exit 2.
     let out = home.run(&["incident", "note", "hello"]);

@@ -21,15 +21,12 @@ fn shipped_runbooks() -> String {
 
 /// A home whose config has `targets` and the repository's runbooks.
 fn home_with(targets: &str) -> Home {
-    let home = Home::new();
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nstate = \"../var/lifeboat.db\"\nrunbooks = \"{}\"\n\n\
-         [stores.local]\nkind = \"local\"\npath = \"../backups\"\n\n\
-         [stores.offsite]\nkind = \"local\"\npath = \"../offsite\"\n\n{targets}",
-        shipped_runbooks()
-    );
-    std::fs::write(home.config_path(), text).unwrap();
-    home
+    Home::with_config(
+        &ConfigBuilder::new()
+            .runbooks(&shipped_runbooks())
+            .local_store("offsite", "../offsite")
+            .raw(targets),
+    )
 }
 
 /// Run a runbook from the CLI, answering its questions with `answers` (one per line).
@@ -260,12 +257,11 @@ fn a_refused_restore_stops_the_run_with_what_to_do_next() {
 // --- from Slack ---
 
 const ADMIN1: &str = "U0ADMIN1";
-const ADMIN2: &str = "U0ADMIN2";
 const OPS: &str = "U0OPS1";
 const VIEWER: &str = "U0VIEW1";
 const CHANNEL: &str = "C0OPS";
 
-fn chat_home(api: &FakeApi, health_port: u16) -> Home {
+fn chat_home(api: &FakeApi, health_port: u16, approvals: u32) -> Home {
     let home = Home::new();
     std::fs::create_dir_all(home.path("runbooks")).unwrap();
     std::fs::write(
@@ -281,15 +277,16 @@ fn chat_home(api: &FakeApi, health_port: u16) -> Home {
         ),
     )
     .unwrap();
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nstate = \"../var/lifeboat.db\"\nrunbooks = \"../runbooks\"\n\n\
-         [access]\nadmins = [\"slack:{ADMIN1}\", \"slack:{ADMIN2}\"]\noperators = [\"slack:{OPS}\"]\nviewers = [\"slack:{VIEWER}\"]\nchannels = [\"slack:{CHANNEL}\"]\n\n\
-         [slack]\nsigning_secret = \"${{SLACK_SIGNING_SECRET}}\"\nbot_token = \"${{SLACK_BOT_TOKEN}}\"\nalert_channel = \"{CHANNEL}\"\napi_url = \"{}/api/\"\n\n\
-         [stores.local]\nkind = \"local\"\npath = \"../backups\"\n\n\
-         [targets.app-db]\nkind = \"sqlite\"\npath = \"../data/app.db\"\nstore = \"local\"\nrestore_approvals = 1\n",
-        api.base
-    );
-    std::fs::write(home.config_path(), text).unwrap();
+    ConfigBuilder::new()
+        .runbooks("../runbooks")
+        .admins(&["slack:U0ADMIN1", "slack:U0ADMIN2"])
+        .operators(&["slack:U0OPS1"])
+        .viewers(&["slack:U0VIEW1"])
+        .channels(&["slack:C0OPS"])
+        .slack(api, Some(CHANNEL))
+        .sqlite_target("app-db", "../data/app.db")
+        .with(&format!("restore_approvals = {approvals}"))
+        .write(&home);
     drop(make_app_db(&home.path("data/app.db"), 80));
     home
 }
@@ -346,7 +343,7 @@ fn wait_text(api: &FakeApi, what: &str, needle: &str) -> String {
 fn a_runbook_from_slack_waits_for_buttons_and_approvals_and_reports_each_step() {
     let health = http_server("127.0.0.1:0", 200, "all ok");
     let api = FakeApi::start();
-    let home = chat_home(&api, health.port());
+    let home = chat_home(&api, health.port(), 1);
     let serve = Serve::start(&home);
 
     let (_, body) = slack_command(&serve, VIEWER, CHANNEL, "/runbook", "list");
@@ -388,7 +385,7 @@ fn a_runbook_from_slack_waits_for_buttons_and_approvals_and_reports_each_step() 
 
     // Step 3 restores: the request waits for another admin's approval.
     let approval = button(&api, "approve");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    home.wait_approvals_posted(1);
     slack_click(
         &serve,
         ADMIN1,
@@ -446,12 +443,8 @@ fn a_runbook_from_slack_waits_for_buttons_and_approvals_and_reports_each_step() 
 fn a_failing_http_check_stops_the_run_and_says_what_to_do() {
     let health = http_server("127.0.0.1:0", 503, "down");
     let api = FakeApi::start();
-    let home = chat_home(&api, health.port());
     // No approval needed here, so the run reaches the check by itself after step 2.
-    let config = std::fs::read_to_string(home.config_path())
-        .unwrap()
-        .replace("restore_approvals = 1", "restore_approvals = 0");
-    std::fs::write(home.config_path(), config).unwrap();
+    let home = chat_home(&api, health.port(), 0);
     let serve = Serve::start(&home);
     slack_command(&serve, OPS, CHANNEL, "/runbook", "run app-recovery");
     let done = button(&api, "step_done");

@@ -13,16 +13,17 @@ const VIEWER: &str = "U0VIEW1";
 const OPS_CHANNEL: &str = "C0OPS";
 
 fn chat_home(api: &FakeApi, approvals: u32) -> Home {
-    let home = Home::new();
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nstate = \"../var/lifeboat.db\"\n\n\
-         [access]\nadmins = [\"slack:{ADMIN1}\", \"slack:{ADMIN2}\", \"slack:{ADMIN3}\"]\noperators = [\"slack:{OPS}\"]\nviewers = [\"slack:{VIEWER}\"]\nchannels = [\"slack:{OPS_CHANNEL}\"]\n\n\
-         [slack]\nsigning_secret = \"${{SLACK_SIGNING_SECRET}}\"\nbot_token = \"${{SLACK_BOT_TOKEN}}\"\nalert_channel = \"{OPS_CHANNEL}\"\napi_url = \"{}/api/\"\n\n\
-         [stores.local]\nkind = \"local\"\npath = \"../backups\"\n\n\
-         [targets.app-db]\nkind = \"sqlite\"\npath = \"../data/app.db\"\nstore = \"local\"\nrestore_approvals = {approvals}\nrestore_roots = [\"../restores\"]\n",
-        api.base
+    let home = Home::with_config(
+        &ConfigBuilder::new()
+            .admins(&["slack:U0ADMIN1", "slack:U0ADMIN2", "slack:U0ADMIN3"])
+            .operators(&["slack:U0OPS1"])
+            .viewers(&["slack:U0VIEW1"])
+            .channels(&["slack:C0OPS"])
+            .slack(api, Some(OPS_CHANNEL))
+            .sqlite_target("app-db", "../data/app.db")
+            .with(&format!("restore_approvals = {approvals}"))
+            .with("restore_roots = [\"../restores\"]"),
     );
-    std::fs::write(home.config_path(), text).unwrap();
     drop(make_app_db(&home.path("data/app.db"), 500));
     home
 }
@@ -31,13 +32,6 @@ fn ack_text(body: &str) -> String {
     let v: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"));
     assert_eq!(v["response_type"], "ephemeral", "{body}");
     v["text"].as_str().unwrap().to_string()
-}
-
-fn texts(calls: &[Call]) -> Vec<String> {
-    calls
-        .iter()
-        .map(|c| c.body["text"].as_str().unwrap_or_default().to_string())
-        .collect()
 }
 
 #[test]
@@ -57,12 +51,7 @@ fn a_backup_from_chat_posts_one_message_and_updates_it_to_the_result() {
         "{body}"
     );
 
-    let calls = api.wait_until(30, "the final update", |c| {
-        c.iter().any(|c| {
-            c.path.ends_with("chat.update")
-                && c.body["text"].as_str().unwrap_or("").contains("✅ backup")
-        })
-    });
+    let calls = api.wait_update(30, "✅ backup");
     let posts: Vec<&Call> = calls
         .iter()
         .filter(|c| c.path.ends_with("chat.postMessage"))
@@ -167,10 +156,14 @@ fn refusals_are_private_and_audited_and_run_nothing() {
     // Viewers may look.
     let (_, body) = slack_command(&serve, VIEWER, OPS_CHANNEL, "/backup", "status");
     assert!(ack_text(&body).contains("app-db"), "{body}");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // A job sent after the refusals: once it has posted its result, a job any refusal
+    // had started would have posted too.
+    slack_command(&serve, OPS, OPS_CHANNEL, "/verify", "app-db");
+    api.wait_update(30, "verified");
+    let posts = texts(&api.calls_to("chat.postMessage"));
     assert!(
-        api.calls_to("chat.postMessage").is_empty(),
-        "nothing was run: {:?}",
+        posts.len() == 1 && posts[0].contains("verify"),
+        "nothing was run but the later verify: {:?}",
         api.calls()
     );
     let db = rusqlite::Connection::open(home.path("var/lifeboat.db")).unwrap();
@@ -248,17 +241,25 @@ fn bad_stale_and_missing_signatures_get_401_and_nothing_happens() {
         ),
     ];
     assert_eq!(post(&url, form, &big, &huge).0, 413);
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    assert!(api.calls().is_empty());
-    let db = rusqlite::Connection::open(home.path("var/lifeboat.db")).unwrap();
-    let n: i64 = db
-        .query_row("SELECT count(*) FROM audit", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(n, 0, "a refused signature reaches nothing");
+    // A correctly signed command after them: once its job has reported, anything a
+    // refused request had set off would have shown too.
+    slack_command(&serve, OPS, OPS_CHANNEL, "/backup", "now app-db");
+    api.wait_update(30, "✅ backup");
+    assert_eq!(
+        api.calls_to("chat.postMessage").len(),
+        1,
+        "{:?}",
+        api.calls()
+    );
+    let commands = home.state_strings("SELECT detail FROM audit WHERE action = 'command'");
+    assert!(
+        commands.len() == 1 && commands[0].starts_with("/backup now app-db"),
+        "a refused signature reaches nothing: {commands:?}"
+    );
 }
 
 /// Request a restore as ADMIN1; returns the approval id and the request message's ts.
-fn request_restore(serve: &Serve, api: &FakeApi) -> (String, String) {
+fn request_restore(home: &Home, serve: &Serve, api: &FakeApi) -> (String, String) {
     let (_, body) = slack_command(serve, ADMIN1, OPS_CHANNEL, "/restore", "app-db");
     assert!(ack_text(&body).contains("posted"), "{body}");
     let calls = api.wait_until(10, "the approval request", |c| {
@@ -285,7 +286,7 @@ fn request_restore(serve: &Serve, api: &FakeApi) -> (String, String) {
         .unwrap()
         .to_string();
     // The message reference is saved once the post returns.
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    home.wait_approvals_posted(1);
     (value, "1700000000.001001".to_string())
 }
 
@@ -301,7 +302,7 @@ fn the_approval_flow_refuses_self_double_and_non_admin_clicks() {
     home.json(&["backup", "app-db"]);
     insert_rows(&rusqlite::Connection::open(&db_path).unwrap(), 7);
     let serve = Serve::start(&home);
-    let (id, ts) = request_restore(&serve, &api);
+    let (id, ts) = request_restore(&home, &serve, &api);
     let plan_text = texts(&api.calls_to("chat.postMessage")).pop().unwrap();
     assert!(
         plan_text.contains("Restore requested by slack:U0ADMIN1")
@@ -318,11 +319,7 @@ fn the_approval_flow_refuses_self_double_and_non_admin_clicks() {
         ephemerals(&api).iter().any(|t| t.contains("only admins"))
     });
     slack_click(&serve, ADMIN2, OPS_CHANNEL, &ts, "approve", &id);
-    api.wait_until(10, "first approval shown", |_| {
-        texts(&api.calls_to("chat.update"))
-            .iter()
-            .any(|t| t.contains("approved by slack:U0ADMIN2"))
-    });
+    api.wait_update(10, "approved by slack:U0ADMIN2");
     slack_click(&serve, ADMIN2, OPS_CHANNEL, &ts, "approve", &id);
     api.wait_until(10, "double approval refusal", |_| {
         ephemerals(&api)
@@ -336,11 +333,7 @@ fn the_approval_flow_refuses_self_double_and_non_admin_clicks() {
     );
 
     slack_click(&serve, ADMIN3, OPS_CHANNEL, &ts, "approve", &id);
-    api.wait_until(30, "the restore result", |_| {
-        texts(&api.calls_to("chat.update"))
-            .iter()
-            .any(|t| t.contains("✅ restored"))
-    });
+    api.wait_update(30, "✅ restored");
     assert_eq!(
         count(&rusqlite::Connection::open(&db_path).unwrap(), "repository"),
         500,
@@ -373,13 +366,9 @@ fn deny_cancels_and_changes_nothing() {
     home.json(&["backup", "app-db"]);
     let before = std::fs::read(home.path("data/app.db")).unwrap();
     let serve = Serve::start(&home);
-    let (id, ts) = request_restore(&serve, &api);
+    let (id, ts) = request_restore(&home, &serve, &api);
     slack_click(&serve, ADMIN2, OPS_CHANNEL, &ts, "deny", &id);
-    api.wait_until(10, "the denial", |_| {
-        texts(&api.calls_to("chat.update"))
-            .iter()
-            .any(|t| t.contains("denied by slack:U0ADMIN2"))
-    });
+    api.wait_update(10, "denied by slack:U0ADMIN2");
     let update = api.calls_to("chat.update").pop().unwrap();
     assert!(
         !update.body["blocks"]
@@ -395,7 +384,22 @@ fn deny_cancels_and_changes_nothing() {
             .iter()
             .any(|t| t.contains("already denied"))
     });
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The refusal answered a click on a decided request: no restore was, or will be, run.
+    let db = rusqlite::Connection::open(home.path("var/lifeboat.db")).unwrap();
+    let status: String = db
+        .query_row("SELECT status FROM approvals WHERE id = ?1", [&id], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(status, "denied");
+    let restores: i64 = db
+        .query_row(
+            "SELECT count(*) FROM jobs WHERE kind = 'restore'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(restores, 0);
     assert_eq!(std::fs::read(home.path("data/app.db")).unwrap(), before);
 }
 
@@ -405,13 +409,13 @@ fn approvals_survive_a_restart_and_expire_after_their_time() {
     let home = chat_home(&api, 1);
     home.json(&["backup", "app-db"]);
     let serve = Serve::start(&home);
-    let (first_id, ts) = request_restore(&serve, &api);
+    let (first_id, ts) = request_restore(&home, &serve, &api);
     let (_, second_body) = slack_command(&serve, ADMIN1, OPS_CHANNEL, "/restore", "app-db");
     assert!(ack_text(&second_body).contains("posted"));
     api.wait_until(10, "two requests", |_| {
         api.calls_to("chat.postMessage").len() == 2
     });
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    home.wait_approvals_posted(2);
     serve.stop();
 
     // While the bot is down, the second request's 30 minutes run out.
@@ -422,22 +426,14 @@ fn approvals_survive_a_restart_and_expire_after_their_time() {
     )
     .unwrap();
     let serve = Serve::start(&home);
-    api.wait_until(20, "the expiry notice", |_| {
-        texts(&api.calls_to("chat.update"))
-            .iter()
-            .any(|t| t.contains("expired"))
-    });
+    api.wait_update(20, "expired");
 
     insert_rows(
         &rusqlite::Connection::open(home.path("data/app.db")).unwrap(),
         3,
     );
     slack_click(&serve, ADMIN2, OPS_CHANNEL, &ts, "approve", &first_id);
-    api.wait_until(30, "the restore after the restart", |_| {
-        texts(&api.calls_to("chat.update"))
-            .iter()
-            .any(|t| t.contains("✅ restored"))
-    });
+    api.wait_update(30, "✅ restored");
     assert_eq!(
         count(
             &rusqlite::Connection::open(home.path("data/app.db")).unwrap(),
@@ -496,10 +492,18 @@ fn url_verification_and_event_retries_run_once() {
     api.wait_until(10, "the answer to the mention", |_| {
         !api.calls_to("chat.postMessage").is_empty()
     });
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // A new event after the retry: once it is answered, the retry has been dealt with.
+    let later = event.replace("Ev0MENTION1", "Ev0MENTION2");
+    assert_eq!(
+        signed_slack_post(&serve, "/slack/events", "application/json", &later).0,
+        200
+    );
+    api.wait_until(10, "the answer to the later mention", |_| {
+        api.calls_to("chat.postMessage").len() >= 2
+    });
     assert_eq!(
         api.calls_to("chat.postMessage").len(),
-        1,
+        2,
         "the retry was not acted on"
     );
 }

@@ -28,17 +28,16 @@ fn setup(rows: usize) -> Setup {
         "apps.connections.open",
         json!({"ok": true, "url": socket.url}),
     );
-    let home = Home::new();
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nstate = \"../var/lifeboat.db\"\n\n\
-         [access]\nadmins = [\"slack:{ADMIN1}\", \"slack:{ADMIN2}\"]\noperators = [\"slack:{OPS}\"]\nchannels = [\"slack:{CHANNEL}\"]\n\n\
-         [slack]\nmode = \"socket\"\napp_token = \"${{SLACK_APP_TOKEN}}\"\nbot_token = \"${{SLACK_BOT_TOKEN}}\"\nalert_channel = \"{CHANNEL}\"\napi_url = \"{}/api/\"\n\n\
-         [hooks]\nalertmanager_token = \"${{SLACK_SIGNING_SECRET}}\"\n\n\
-         [stores.local]\nkind = \"local\"\npath = \"../backups\"\n\n\
-         [targets.app-db]\nkind = \"sqlite\"\npath = \"../data/app.db\"\nstore = \"local\"\nrestore_approvals = 1\n",
-        api.base
+    let home = Home::with_config(
+        &ConfigBuilder::new()
+            .admins(&["slack:U0ADMIN1", "slack:U0ADMIN2"])
+            .operators(&["slack:U0OPS1"])
+            .channels(&["slack:C0OPS"])
+            .slack_socket(&api, CHANNEL)
+            .alertmanager_token("SLACK_SIGNING_SECRET")
+            .sqlite_target("app-db", "../data/app.db")
+            .with("restore_approvals = 1"),
     );
-    std::fs::write(home.config_path(), text).unwrap();
     drop(make_app_db(&home.path("data/app.db"), rows));
     Setup { api, socket, home }
 }
@@ -54,13 +53,6 @@ fn start(s: &Setup) -> Serve {
 fn ack_text(ack: &Value) -> String {
     assert_eq!(ack["payload"]["response_type"], "ephemeral", "{ack}");
     ack["payload"]["text"].as_str().unwrap().to_string()
-}
-
-fn texts(calls: &[Call]) -> Vec<String> {
-    calls
-        .iter()
-        .map(|c| c.body["text"].as_str().unwrap_or_default().to_string())
-        .collect()
 }
 
 fn metric(serve: &Serve, line_start: &str) -> Option<String> {
@@ -97,12 +89,7 @@ fn a_backup_over_the_socket_is_acked_at_once_and_reported_in_one_updated_message
         "{ack}"
     );
 
-    let calls = s.api.wait_until(30, "the final update", |c| {
-        c.iter().any(|c| {
-            c.path.ends_with("chat.update")
-                && c.body["text"].as_str().unwrap_or("").contains("✅ backup")
-        })
-    });
+    let calls = s.api.wait_update(30, "✅ backup");
     let posts: Vec<&Call> = calls
         .iter()
         .filter(|c| c.path.ends_with("chat.postMessage"))
@@ -168,10 +155,15 @@ fn refused_commands_are_acked_with_the_reason_audited_and_run_nothing() {
             "{reply}"
         );
     }
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        s.api.calls_to("chat.postMessage").is_empty(),
-        "nothing was run"
+    // A job sent after the refusals: once it has posted, a job any refusal had started
+    // would have posted too.
+    let later = s.socket.slash(OPS, CHANNEL, "/backup", "now app-db");
+    s.socket.ack(&later, 5);
+    s.api.wait_update(30, "✅ backup");
+    assert_eq!(
+        s.api.calls_to("chat.postMessage").len(),
+        1,
+        "nothing was run but the later backup"
     );
     let db = rusqlite::Connection::open(s.home.path("var/lifeboat.db")).unwrap();
     let refused: i64 = db
@@ -182,7 +174,11 @@ fn refused_commands_are_acked_with_the_reason_audited_and_run_nothing() {
         )
         .unwrap();
     assert_eq!(refused, 3, "each refusal is audited, as over HTTP");
-    assert!(s.home.json(&["list"]).as_array().unwrap().is_empty());
+    assert_eq!(
+        s.home.json(&["list"]).as_array().unwrap().len(),
+        1,
+        "the later backup only"
+    );
     serve.stop();
 }
 
@@ -211,7 +207,7 @@ fn a_restore_requested_over_the_socket_is_approved_by_a_second_admin_with_a_butt
         .expect("buttons")["elements"]
         .clone();
     let approval = buttons[0]["value"].as_str().unwrap().to_string();
-    std::thread::sleep(Duration::from_millis(200));
+    s.home.wait_approvals_posted(1);
 
     // The requester's own click is acknowledged and refused.
     let click = s.socket.click(ADMIN1, CHANNEL, ts, "approve", &approval);
@@ -232,11 +228,7 @@ fn a_restore_requested_over_the_socket_is_approved_by_a_second_admin_with_a_butt
 
     let click = s.socket.click(ADMIN2, CHANNEL, ts, "approve", &approval);
     s.socket.ack(&click, 5);
-    s.api.wait_until(30, "the restore result", |_| {
-        texts(&s.api.calls_to("chat.update"))
-            .iter()
-            .any(|t| t.contains("✅ restored"))
-    });
+    s.api.wait_update(30, "✅ restored");
     assert_eq!(
         count(&rusqlite::Connection::open(&db_path).unwrap(), "repository"),
         500,
@@ -282,12 +274,7 @@ fn a_cut_connection_is_reported_retried_with_backoff_and_the_running_job_still_r
 
     // Posting goes through the Web API, not the socket: the job's result and an alert
     // raised meanwhile are delivered while the socket is down.
-    let calls = s.api.wait_until(60, "the job's result", |c| {
-        c.iter().any(|c| {
-            c.path.ends_with("chat.update")
-                && c.body["text"].as_str().unwrap_or("").contains("✅ backup")
-        })
-    });
+    let calls = s.api.wait_update(60, "✅ backup");
     let result = calls
         .iter()
         .find(|c| c.body["text"].as_str().unwrap_or("").contains("✅ backup"))
@@ -340,7 +327,11 @@ fn a_cut_connection_is_reported_retried_with_backoff_and_the_running_job_still_r
         &alert.to_string(),
     );
     assert_eq!(code, 200);
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_for(10, "the alert to be held", || {
+        serve
+            .log_text()
+            .contains("the alert is posted once the connection is back")
+    });
     s.api.set_down(false);
     let back = std::time::Instant::now();
     s.socket.accept();
@@ -356,7 +347,21 @@ fn a_cut_connection_is_reported_retried_with_backoff_and_the_running_job_still_r
                     .contains("BackupHostDown")
         })
     });
-    std::thread::sleep(Duration::from_millis(500));
+    // An alert raised after it: once that one is posted, a second posting of the held
+    // one would have come before it.
+    let later = json!({"version": "4", "status": "firing", "alerts": [{"status": "firing", "labels": {"alertname": "LaterAlert"}, "annotations": {"summary": "raised after"}}]});
+    let (code, _) = post(
+        &serve.url("/hooks/alertmanager"),
+        "application/json",
+        &[("authorization", format!("Bearer {SLACK_SECRET}"))],
+        &later.to_string(),
+    );
+    assert_eq!(code, 200);
+    s.api.wait_until(20, "the later alert", |_| {
+        texts(&s.api.calls_to("chat.postMessage"))
+            .iter()
+            .any(|t| t.contains("LaterAlert"))
+    });
     let delivered = s
         .api
         .calls()

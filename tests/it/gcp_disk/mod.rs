@@ -24,21 +24,29 @@ fn gcp_home(fake: &FakeCompute, broken: bool) -> Home {
 
 /// As `gcp_home`, with `data_disk` as the rest of data-disk's config.
 fn gcp_home_with(fake: &FakeCompute, broken: bool, data_disk: &str) -> Home {
-    let home = Home::new();
-    let target = |name: &str, project: &str, disk: &str, more: &str| {
-        format!(
-            "[targets.{name}]\nkind = \"gcp-disk\"\nproject = \"{project}\"\nzone = \"{ZONE}\"\ndisk = \"{disk}\"\nendpoint = \"{}\"\ncredentials = \"anonymous\"\npoll_interval = \"20ms\"\n{more}\n",
-            fake.url
+    Home::with_config(&gcp_config(fake, broken, data_disk))
+}
+
+/// The config of `gcp_home_with`, to add to.
+fn gcp_config(fake: &FakeCompute, broken: bool, data_disk: &str) -> ConfigBuilder {
+    let target = |config: ConfigBuilder, name: &str, project: &str, disk: &str| {
+        config.target(
+            name,
+            "gcp-disk",
+            &format!(
+                "project = \"{project}\"\nzone = \"{ZONE}\"\ndisk = \"{disk}\"\nendpoint = \"{}\"\ncredentials = \"anonymous\"\npoll_interval = \"20ms\"",
+                fake.url
+            ),
         )
     };
-    let mut config = target("data-disk", PROJECT, "data-disk", data_disk)
-        + &target("home-disk", PROJECT, "home-disk", "");
+    let mut config =
+        target(ConfigBuilder::new(), "data-disk", PROJECT, "data-disk").with(data_disk);
+    config = target(config, "home-disk", PROJECT, "home-disk");
     if broken {
-        config += &target("gone-disk", PROJECT, "no-such-disk", "");
-        config += &target("locked", "locked-project", "data-disk", "");
+        config = target(config, "gone-disk", PROJECT, "no-such-disk");
+        config = target(config, "locked", "locked-project", "data-disk");
     }
-    home.write_config(&config);
-    home
+    config
 }
 
 /// `lifeboat status --json` of one target.

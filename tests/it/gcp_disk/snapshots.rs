@@ -238,17 +238,11 @@ fn serve_notices_a_snapshot_deleted_behind_lifeboats_back_and_alerts() {
     use crate::common::fakes::{FakeApi, Serve};
     let fake = FakeCompute::start();
     let api = FakeApi::start();
-    let home = gcp_home_with(&fake, false, "verify_schedule = \"*/2 * * * * *\"");
-    let config = std::fs::read_to_string(home.config_path()).unwrap();
-    std::fs::write(
-        home.config_path(),
-        format!(
-            "{config}\n[access]\nchannels = [\"slack:C0ALERTS\"]\n\n[slack]\nsigning_secret = \"${{SLACK_SIGNING_SECRET}}\"\n\
-             bot_token = \"${{SLACK_BOT_TOKEN}}\"\nalert_channel = \"C0ALERTS\"\napi_url = \"{}/api/\"\n",
-            api.base
-        ),
-    )
-    .unwrap();
+    let home = Home::with_config(
+        &gcp_config(&fake, false, "verify_schedule = \"*/2 * * * * *\"")
+            .channels(&["slack:C0ALERTS"])
+            .slack(&api, Some("C0ALERTS")),
+    );
     let b = home.json(&["backup", "data-disk"]);
     let snap = b["gcp"]["snapshot"].as_str().unwrap().to_string();
     let alerts = || -> Vec<String> {
@@ -260,7 +254,16 @@ fn serve_notices_a_snapshot_deleted_behind_lifeboats_back_and_alerts() {
 
     let serve = Serve::start(&home);
     // While the snapshot exists, scheduled verifies pass and nothing is said.
-    std::thread::sleep(std::time::Duration::from_secs(3));
+    let db = rusqlite::Connection::open(home.path("var/lifeboat.db")).unwrap();
+    wait_for(20, "a passing scheduled verify", || {
+        db.query_row(
+            "SELECT count(*) FROM jobs WHERE kind = 'verify' AND target = 'data-disk' AND state = 'succeeded'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap()
+            >= 1
+    });
     assert!(alerts().is_empty(), "{:?}", alerts());
     fake.state.lock().unwrap().snapshots.remove(&snap);
     api.wait_until(20, "the verify alert", |_| {
