@@ -49,6 +49,18 @@ fn start(s: &Setup) -> Serve {
     serve
 }
 
+/// An Alertmanager alert `name` firing, sent to serve's hook.
+fn fire(serve: &Serve, name: &str, summary: &str) {
+    let alert = json!({"version": "4", "status": "firing", "alerts": [{"status": "firing", "labels": {"alertname": name}, "annotations": {"summary": summary}}]});
+    let (code, _) = post(
+        &serve.url("/hooks/alertmanager"),
+        "application/json",
+        &[("authorization", format!("Bearer {SLACK_SECRET}"))],
+        &alert.to_string(),
+    );
+    assert_eq!(code, 200);
+}
+
 /// The acknowledgement's payload text (the ephemeral answer).
 fn ack_text(ack: &Value) -> String {
     assert_eq!(ack["payload"]["response_type"], "ephemeral", "{ack}");
@@ -283,14 +295,7 @@ fn a_cut_connection_is_reported_retried_with_backoff_and_the_running_job_still_r
         result.at > cut_at,
         "the job was still running when the socket went"
     );
-    let alert = json!({"version": "4", "status": "firing", "alerts": [{"status": "firing", "labels": {"alertname": "DiskFull"}, "annotations": {"summary": "disk 97% full"}}]});
-    let (code, _) = post(
-        &serve.url("/hooks/alertmanager"),
-        "application/json",
-        &[("authorization", format!("Bearer {SLACK_SECRET}"))],
-        &alert.to_string(),
-    );
-    assert_eq!(code, 200);
+    fire(&serve, "DiskFull", "disk 97% full");
     s.api.wait_until(10, "the alert", |_| {
         texts(&s.api.calls_to("chat.postMessage"))
             .iter()
@@ -319,14 +324,7 @@ fn a_cut_connection_is_reported_retried_with_backoff_and_the_running_job_still_r
     // Now Slack is out of reach altogether (Web API too): an alert raised meanwhile is
     // held, and posted once Slack is back.
     s.api.set_down(true);
-    let alert = json!({"version": "4", "status": "firing", "alerts": [{"status": "firing", "labels": {"alertname": "BackupHostDown"}, "annotations": {"summary": "db1 unreachable"}}]});
-    let (code, _) = post(
-        &serve.url("/hooks/alertmanager"),
-        "application/json",
-        &[("authorization", format!("Bearer {SLACK_SECRET}"))],
-        &alert.to_string(),
-    );
-    assert_eq!(code, 200);
+    fire(&serve, "BackupHostDown", "db1 unreachable");
     wait_for(10, "the alert to be held", || {
         serve
             .log_text()
@@ -349,14 +347,7 @@ fn a_cut_connection_is_reported_retried_with_backoff_and_the_running_job_still_r
     });
     // An alert raised after it: once that one is posted, a second posting of the held
     // one would have come before it.
-    let later = json!({"version": "4", "status": "firing", "alerts": [{"status": "firing", "labels": {"alertname": "LaterAlert"}, "annotations": {"summary": "raised after"}}]});
-    let (code, _) = post(
-        &serve.url("/hooks/alertmanager"),
-        "application/json",
-        &[("authorization", format!("Bearer {SLACK_SECRET}"))],
-        &later.to_string(),
-    );
-    assert_eq!(code, 200);
+    fire(&serve, "LaterAlert", "raised after");
     s.api.wait_until(20, "the later alert", |_| {
         texts(&s.api.calls_to("chat.postMessage"))
             .iter()
