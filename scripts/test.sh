@@ -23,8 +23,8 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
-# PyPI packages the tests use: moto's S3 server for tests/s3_store.rs. Pinned: moto 5.2.x
-# answers GetBucketVersioning with an XML root the Rust SDK rejects.
+# PyPI packages the tests use: moto's S3 server for the S3 store and repository tests.
+# Pinned: moto 5.2.x answers GetBucketVersioning with an XML root the Rust SDK rejects.
 PIP_PACKAGES=("moto[server]==5.1.22")
 
 if ! python3 -m pip --version >/dev/null 2>&1; then
