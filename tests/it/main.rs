@@ -4,14 +4,17 @@
 
 mod common;
 
+mod approval_races;
 mod chat_latency;
 mod cli_and_config;
+mod deploy;
 mod directory_targets;
 mod discord;
 mod discord_gateway;
 mod drills;
 mod faults;
 mod gcp_disk;
+mod http_floods;
 mod incidents;
 mod recovery;
 mod repository;
@@ -22,6 +25,7 @@ mod slack;
 mod slack_socket;
 mod sqlite_targets;
 mod ssh_targets;
+mod state_damage;
 mod status_page;
 mod watchdog;
 mod watchdog_sim;

@@ -2,12 +2,10 @@
 //! request is decided exactly once, never both approved and denied, and exactly the
 //! approved ones run a restore.
 
-mod common;
-
 use std::sync::{Arc, Barrier};
 
-use common::fakes::*;
-use common::*;
+use crate::common::fakes::*;
+use crate::common::*;
 use rusqlite::Connection;
 
 const REQUESTER: &str = "U0ADMIN1";

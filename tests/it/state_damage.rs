@@ -3,12 +3,10 @@
 //! the alert channel hears it once, commands that meet it say how to recover, and
 //! `lifeboat recover` works over the damaged file without deleting it.
 
-mod common;
-
 use std::io::{Seek, SeekFrom, Write};
 
-use common::fakes::*;
-use common::*;
+use crate::common::fakes::*;
+use crate::common::*;
 use rusqlite::Connection;
 
 const CHANNEL: &str = "C0OPS";

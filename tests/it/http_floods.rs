@@ -4,8 +4,6 @@
 //! and its answers: every bad attempt refused, health checks and signed commands served,
 //! the right password still let in.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::fd::FromRawFd;
@@ -13,8 +11,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::fakes::*;
-use common::*;
+use crate::common::fakes::*;
+use crate::common::*;
 
 const PASSWORD: &str = "the-right-password";
 const TOKEN: &str = "flood-test-token-0123456789abcdef";
