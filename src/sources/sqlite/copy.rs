@@ -424,7 +424,15 @@ mod tests {
         create(&db, true);
         let stop = Arc::new(AtomicBool::new(false));
         let writing = writer(&db, stop.clone());
-        std::thread::sleep(Duration::from_millis(100));
+        // The backup starts once the writer has committed, so it meets a busy database.
+        let look = Connection::open(&db).unwrap();
+        while look
+            .query_row("SELECT count(*) FROM a", [], |r| r.get::<_, i64>(0))
+            .unwrap()
+            <= 20000
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let (facts, method) = backup_and_check(&db, dir.path(), &dir.path().join("copy.db"));
         stop.store(true, Ordering::Relaxed);
         let added = writing.join().unwrap();
