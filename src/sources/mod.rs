@@ -132,47 +132,92 @@ pub trait Source: Send + Sync {
         ))
     }
 
+    /// How a backup's content is checked and written out on this host (verify and
+    /// drills), whatever host the target itself is on; `None` for kinds whose backups
+    /// lifeboat cannot look into.
+    fn content(&self) -> Option<&'static dyn Content> {
+        None
+    }
+
     /// Check a backup's content as it streams from the store (verify); the problems
     /// found. `scratch` is a private directory on this host.
     fn check_content(
         &self,
-        _m: &Manifest,
-        _content: &mut dyn Read,
-        _scratch: &Path,
-        _ctx: &JobContext,
+        m: &Manifest,
+        content: &mut dyn Read,
+        scratch: &Path,
+        ctx: &JobContext,
     ) -> Result<Vec<String>> {
-        Ok(vec![format!(
-            "cannot verify backups of kind {}",
-            self.kind().as_str()
-        )])
+        match self.content() {
+            Some(c) => c.check_content(m, content, scratch, ctx),
+            None => Ok(vec![format!(
+                "cannot verify backups of kind {}",
+                self.kind().as_str()
+            )]),
+        }
     }
 
     /// Write a backup's content as a new copy at `dest` on this host (a drill's sandbox).
     fn write_copy(
         &self,
-        _m: &Manifest,
-        _content: &mut dyn Read,
-        _dest: &Path,
-        _ctx: &JobContext,
+        m: &Manifest,
+        content: &mut dyn Read,
+        dest: &Path,
+        ctx: &JobContext,
     ) -> Result<()> {
-        Err(Error::Failed(format!(
-            "cannot restore backups of kind {}",
-            self.kind().as_str()
-        )))
+        match self.content() {
+            Some(c) => c.write_copy(m, content, dest, ctx),
+            None => Err(Error::Failed(format!(
+                "cannot restore backups of kind {}",
+                self.kind().as_str()
+            ))),
+        }
     }
 
     /// What [`check_copy`](Source::check_copy) is called on a drill's timeline.
     fn copy_check_name(&self) -> &'static str {
-        "check the restored copy"
+        self.content()
+            .map_or("check the restored copy", |c| c.copy_check_name())
     }
 
     /// Check a copy [`write_copy`](Source::write_copy) made against its manifest:
     /// `Ok(what was seen)` or `Err(problems)`.
-    fn check_copy(&self, _m: &Manifest, _copy: &Path, _ctx: &JobContext) -> Result<Checked> {
-        Ok(Err(vec![
-            "the manifest has nothing to check the copy against".into(),
-        ]))
+    fn check_copy(&self, m: &Manifest, copy: &Path, ctx: &JobContext) -> Result<Checked> {
+        match self.content() {
+            Some(c) => c.check_copy(m, copy, ctx),
+            None => Ok(Err(vec![
+                "the manifest has nothing to check the copy against".into(),
+            ])),
+        }
     }
+}
+
+/// One kind of backup content (a SQLite file, a tree), checked and written on this host:
+/// the same for a local target and one over SSH.
+pub trait Content: Send + Sync {
+    /// The problems found in the content as it streams from the store.
+    fn check_content(
+        &self,
+        m: &Manifest,
+        content: &mut dyn Read,
+        scratch: &Path,
+        ctx: &JobContext,
+    ) -> Result<Vec<String>>;
+
+    /// Write the content as a new copy at `dest`.
+    fn write_copy(
+        &self,
+        m: &Manifest,
+        content: &mut dyn Read,
+        dest: &Path,
+        ctx: &JobContext,
+    ) -> Result<()>;
+
+    /// What checking a copy is called on a drill's timeline.
+    fn copy_check_name(&self) -> &'static str;
+
+    /// Check a written copy against its manifest.
+    fn check_copy(&self, m: &Manifest, copy: &Path, ctx: &JobContext) -> Result<Checked>;
 }
 
 /// A check's outcome: what was seen, or the problems found.

@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::progress::JobContext;
 use crate::sources::directory;
 use crate::sources::place::{self, Placement, Roots};
-use crate::sources::{Checked, Copied, Copier, CopyContext, Move, Restoring, Source};
+use crate::sources::{Content, Copied, Copier, CopyContext, Move, Restoring, Source};
 use crate::stores::manifest::Manifest;
 
 pub struct LocalDirectory {
@@ -61,32 +61,8 @@ impl Source for LocalDirectory {
         Ok(Box::new(Restore { at: at.clone() }))
     }
 
-    fn check_content(
-        &self,
-        m: &Manifest,
-        content: &mut dyn Read,
-        _scratch: &Path,
-        ctx: &JobContext,
-    ) -> Result<Vec<String>> {
-        directory::check_content(m, content, ctx)
-    }
-
-    fn write_copy(
-        &self,
-        _m: &Manifest,
-        content: &mut dyn Read,
-        dest: &Path,
-        ctx: &JobContext,
-    ) -> Result<()> {
-        directory::write_copy(content, dest, ctx)
-    }
-
-    fn copy_check_name(&self) -> &'static str {
-        directory::COPY_CHECK
-    }
-
-    fn check_copy(&self, m: &Manifest, copy: &Path, ctx: &JobContext) -> Result<Checked> {
-        directory::check_copy(m, copy, ctx)
+    fn content(&self) -> Option<&'static dyn Content> {
+        Some(&directory::TreeContent)
     }
 }
 

@@ -153,3 +153,37 @@ pub(crate) fn check_copy(
 pub(crate) fn content_name(target: &str) -> String {
     format!("{target}.tar")
 }
+
+/// A directory tree (a tar stream) as backup content: every file checked against the
+/// manifest's list, written out as the tree.
+pub struct TreeContent;
+
+impl super::Content for TreeContent {
+    fn check_content(
+        &self,
+        m: &Manifest,
+        content: &mut dyn Read,
+        _scratch: &Path,
+        ctx: &JobContext,
+    ) -> Result<Vec<String>> {
+        check_content(m, content, ctx)
+    }
+
+    fn write_copy(
+        &self,
+        _m: &Manifest,
+        content: &mut dyn Read,
+        dest: &Path,
+        ctx: &JobContext,
+    ) -> Result<()> {
+        write_copy(content, dest, ctx)
+    }
+
+    fn copy_check_name(&self) -> &'static str {
+        COPY_CHECK
+    }
+
+    fn check_copy(&self, m: &Manifest, copy: &Path, ctx: &JobContext) -> Result<super::Checked> {
+        check_copy(m, copy, ctx)
+    }
+}

@@ -8,7 +8,7 @@ use crate::config::TargetKind;
 use crate::error::Result;
 use crate::progress::JobContext;
 use crate::sources::place::{self, Placement, Roots, STOP_THE_APP};
-use crate::sources::{Checked, Copied, Copier, CopyContext, Move, Restoring, Source, sqlite};
+use crate::sources::{Content, Copied, Copier, CopyContext, Move, Restoring, Source, sqlite};
 use crate::stores::manifest::Manifest;
 
 pub struct LocalSqlite {
@@ -63,32 +63,8 @@ impl Source for LocalSqlite {
         }))
     }
 
-    fn check_content(
-        &self,
-        m: &Manifest,
-        content: &mut dyn Read,
-        scratch: &Path,
-        _ctx: &JobContext,
-    ) -> Result<Vec<String>> {
-        sqlite::check_content(m, content, scratch)
-    }
-
-    fn write_copy(
-        &self,
-        m: &Manifest,
-        content: &mut dyn Read,
-        dest: &Path,
-        _ctx: &JobContext,
-    ) -> Result<()> {
-        sqlite::write_copy(m, content, dest)
-    }
-
-    fn copy_check_name(&self) -> &'static str {
-        sqlite::COPY_CHECK
-    }
-
-    fn check_copy(&self, m: &Manifest, copy: &Path, _ctx: &JobContext) -> Result<Checked> {
-        sqlite::check_restored(m, copy)
+    fn content(&self) -> Option<&'static dyn Content> {
+        Some(&sqlite::SqliteContent)
     }
 }
 

@@ -219,3 +219,42 @@ pub(crate) fn content_name(target: &str, path: &Path) -> String {
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| format!("{target}.sqlite"))
 }
+
+/// A SQLite file as backup content: checked with `integrity_check` and the manifest's
+/// row counts, written out as the file itself.
+pub struct SqliteContent;
+
+impl super::Content for SqliteContent {
+    fn check_content(
+        &self,
+        m: &Manifest,
+        content: &mut dyn Read,
+        scratch: &Path,
+        _ctx: &crate::progress::JobContext,
+    ) -> Result<Vec<String>> {
+        check_content(m, content, scratch)
+    }
+
+    fn write_copy(
+        &self,
+        m: &Manifest,
+        content: &mut dyn Read,
+        dest: &Path,
+        _ctx: &crate::progress::JobContext,
+    ) -> Result<()> {
+        write_copy(m, content, dest)
+    }
+
+    fn copy_check_name(&self) -> &'static str {
+        COPY_CHECK
+    }
+
+    fn check_copy(
+        &self,
+        m: &Manifest,
+        copy: &Path,
+        _ctx: &crate::progress::JobContext,
+    ) -> Result<super::Checked> {
+        check_restored(m, copy)
+    }
+}
