@@ -88,6 +88,8 @@ pub struct Scheduler {
     /// Targets with a running job at the last look, and the newest job id seen then.
     busy: Vec<String>,
     last_job: i64,
+    /// Bumped at each turn of the loop, for the heartbeat.
+    alive: crate::monitor::heartbeat::Alive,
 }
 
 impl Scheduler {
@@ -105,6 +107,7 @@ impl Scheduler {
             poll: TICK,
             busy: Vec::new(),
             last_job: i64::MAX,
+            alive: Default::default(),
         }
     }
 
@@ -130,6 +133,11 @@ impl Scheduler {
     /// A handle that makes the scheduler look at one target at once (e.g. after a ping).
     pub fn target_waker(&self) -> TargetWake {
         self.wake_target.clone()
+    }
+
+    /// When the loop last turned: the heartbeat pings only while it keeps turning.
+    pub fn alive(&self) -> crate::monitor::heartbeat::Alive {
+        self.alive.clone()
     }
 
     /// Run until the task is dropped or aborted.
@@ -160,6 +168,7 @@ impl Scheduler {
             self.next_check.set(name, now);
         }
         loop {
+            self.alive.beat();
             let now = self.clock.now();
             self.start_due_backups(now);
             self.start_due_drills(now);

@@ -16,6 +16,7 @@ mod faults;
 mod gcp_disk;
 mod http_floods;
 mod incidents;
+mod monitoring;
 mod recovery;
 mod repository;
 mod repository_faults;
