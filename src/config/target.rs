@@ -107,6 +107,9 @@ pub struct TargetConfig {
     pub token: Option<Secret>,
     /// A healthchecks.io-style monitor told of each backup's start, success and failure.
     pub ping_url: Option<Secret>,
+    /// `serve` backs the target up at start when it has no backup at all yet.
+    #[serde(default)]
+    pub backup_on_start: bool,
     /// Added by lifeboat itself (the state database's target), not written in the file.
     #[serde(skip)]
     pub built_in: bool,
@@ -131,7 +134,7 @@ impl TargetConfig {
 
 /// The keys only some kinds of target read, and those kinds. Any other kind refuses
 /// them at load: a `disk` on a sqlite target is a mistake to say, not a key to ignore.
-const KIND_KEYS: [(&str, &[TargetKind]); 12] = [
+const KIND_KEYS: [(&str, &[TargetKind]); 13] = [
     ("path", &[TargetKind::Sqlite, TargetKind::Directory]),
     ("include", &[TargetKind::Directory]),
     ("exclude", &[TargetKind::Directory]),
@@ -145,6 +148,7 @@ const KIND_KEYS: [(&str, &[TargetKind]); 12] = [
     ("token", &[TargetKind::External]),
     // An external target's backups run elsewhere: lifeboat never sees them start.
     ("ping_url", LIFEBOAT_BACKS_UP),
+    ("backup_on_start", LIFEBOAT_BACKS_UP),
 ];
 
 /// The kinds whose backups lifeboat takes itself.
@@ -171,6 +175,7 @@ impl TargetConfig {
             "command" => self.command.is_some(),
             "token" => self.token.is_some(),
             "ping_url" => self.ping_url.is_some(),
+            "backup_on_start" => self.backup_on_start,
             _ => false,
         }
     }

@@ -6,6 +6,7 @@
 
 pub mod alerts;
 pub mod look;
+mod on_start;
 pub mod open_alerts;
 mod plan;
 pub mod startup;
@@ -167,6 +168,7 @@ impl Scheduler {
             // down is reported now, and nothing already reported is repeated.
             self.next_check.set(name, now);
         }
+        on_start::backup_the_never_backed_up(&self.app, &self.wake_target).await;
         loop {
             self.alive.beat();
             let now = self.clock.now();

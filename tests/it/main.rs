@@ -13,6 +13,7 @@ mod discord;
 mod discord_gateway;
 mod drills;
 mod faults;
+mod first_start;
 mod gcp_disk;
 mod http_floods;
 mod incidents;
