@@ -22,6 +22,7 @@ pub mod charts; // history charts: SVG for the status page, PNG for chat
 pub mod error; // the domain error type and the rules for using it
 pub mod executor; // jobs: records, per-target locks, cancellation, crash sweep
 pub mod incident; // incidents: timelines fed by the audit log, post-mortem export
+pub mod monitor; // outside monitors: the heartbeat of serve, each backup's pings
 pub mod runbook; // runbook files, running them step by step, their reports
 pub mod schedule; // cron backups, the watchdog and its alerts
 

@@ -9,6 +9,7 @@ use chrono::Utc;
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::executor::JobOutput;
+use crate::monitor::pings::BackupPings;
 use crate::pipe::HashWriter;
 use crate::progress::JobContext;
 use crate::sources::CopyContext;
@@ -31,13 +32,24 @@ impl JobOutput for Manifest {
     }
 }
 
-/// Back up `target` as a job of `actor`.
+/// Back up `target` as a job of `actor`. Every backup (CLI, chat, schedule, runbook)
+/// passes here, so this is where the target's monitor (`ping_url`) hears of it: the
+/// start once the job holds the target, then how it ended. The pings go out from a
+/// thread of their own and never change the job's outcome.
 pub fn run(app: &App, target: &str, actor: &str, ctx: &JobContext) -> Result<Manifest> {
     let kind = crate::actions::kind::for_target(app, target)?;
+    let pings = BackupPings::new(target, app.target(target)?.ping_url.as_ref());
     let done = app.executor.run("backup", target, actor, ctx, |_, ctx| {
+        pings.started();
         kind.backup(app, target, ctx)
-    })?;
-    Ok(done.value)
+    });
+    match &done {
+        Ok(_) => pings.finished(Ok(())),
+        // Refused before it started (the target busy): the monitor heard no start.
+        Err(Error::Busy(_)) => {}
+        Err(e) => pings.finished(Err(e.to_string())),
+    }
+    Ok(done?.value)
 }
 
 /// The backup itself, into the target's store; the caller holds the target's lock.

@@ -206,11 +206,18 @@ pub fn main() -> i32 {
             job.id, job.kind, job.target, job.started_at, job.actor
         );
     }
-    match run(&app, cli.command) {
+    let code = match run(&app, cli.command) {
         Ok(code) => code,
         Err(e) => failed(&e),
-    }
+    };
+    // A backup's monitor pings go out from threads that would die with the process.
+    crate::monitor::pings::wait_sent(EXIT_PING_WAIT);
+    code
 }
+
+/// How long a command waits at exit for its backups' monitor pings (each has a 10s
+/// timeout and a few retries): long enough for a slow monitor, bounded for a dead one.
+const EXIT_PING_WAIT: Duration = Duration::from_secs(30);
 
 fn init_logging(serving: bool) {
     let default = if serving { "info" } else { "warn" };

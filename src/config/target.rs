@@ -105,6 +105,11 @@ pub struct TargetConfig {
     pub command: Option<Vec<String>>,
     /// external: bearer token for `POST /hooks/ping/<target>`.
     pub token: Option<Secret>,
+    /// A healthchecks.io-style monitor told of each backup's start, success and failure.
+    pub ping_url: Option<Secret>,
+    /// `serve` backs the target up at start when it has no backup at all yet.
+    #[serde(default)]
+    pub backup_on_start: bool,
     /// Added by lifeboat itself (the state database's target), not written in the file.
     #[serde(skip)]
     pub built_in: bool,
@@ -129,7 +134,7 @@ impl TargetConfig {
 
 /// The keys only some kinds of target read, and those kinds. Any other kind refuses
 /// them at load: a `disk` on a sqlite target is a mistake to say, not a key to ignore.
-const KIND_KEYS: [(&str, &[TargetKind]); 11] = [
+const KIND_KEYS: [(&str, &[TargetKind]); 13] = [
     ("path", &[TargetKind::Sqlite, TargetKind::Directory]),
     ("include", &[TargetKind::Directory]),
     ("exclude", &[TargetKind::Directory]),
@@ -141,6 +146,17 @@ const KIND_KEYS: [(&str, &[TargetKind]); 11] = [
     ("poll_interval", &[TargetKind::GcpDisk]),
     ("command", &[TargetKind::Command]),
     ("token", &[TargetKind::External]),
+    // An external target's backups run elsewhere: lifeboat never sees them start.
+    ("ping_url", LIFEBOAT_BACKS_UP),
+    ("backup_on_start", LIFEBOAT_BACKS_UP),
+];
+
+/// The kinds whose backups lifeboat takes itself.
+const LIFEBOAT_BACKS_UP: &[TargetKind] = &[
+    TargetKind::Sqlite,
+    TargetKind::Directory,
+    TargetKind::GcpDisk,
+    TargetKind::Command,
 ];
 
 impl TargetConfig {
@@ -158,6 +174,8 @@ impl TargetConfig {
             "poll_interval" => self.poll_interval.is_some(),
             "command" => self.command.is_some(),
             "token" => self.token.is_some(),
+            "ping_url" => self.ping_url.is_some(),
+            "backup_on_start" => self.backup_on_start,
             _ => false,
         }
     }
@@ -239,6 +257,14 @@ impl Config {
                 "{}: no store named {store:?} (stores: {})",
                 key("store"),
                 names(self.stores.keys())
+            ));
+        }
+        if let Some(url) = &t.ping_url
+            && !is_http_url(url.expose())
+        {
+            return Err(format!(
+                "{}: must be a URL starting with http:// or https://",
+                key("ping_url")
             ));
         }
         validate_remote(name, t)?;
@@ -349,6 +375,29 @@ mod tests {
             e.contains("targets.a.token") && e.contains("\"external\""),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_ping_url_is_a_secret_url_of_a_target_lifeboat_backs_up() {
+        let base = "[stores.l]\nkind=\"local\"\npath=\"/tmp\"\n[targets.a]\nkind=\"sqlite\"\npath=\"/tmp/a.db\"\nstore=\"l\"\n";
+        let t = parse(&format!(
+            "{base}ping_url=\"https://hc.example/${{TOKEN}}\"\n"
+        ))
+        .unwrap();
+        let url = t.targets["a"].ping_url.as_ref().unwrap();
+        assert_eq!(url.expose(), "https://hc.example/s3cr3t");
+        let e = parse(&format!("{base}ping_url=\"https://hc.example/x\"\n")).unwrap_err();
+        assert!(e.to_string().contains("targets.a.ping_url"), "{e}");
+        let e = parse(&format!("{base}ping_url=\"${{TOKEN}}\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("targets.a.ping_url") && !e.contains("s3cr3t"),
+            "{e}"
+        );
+        let ext = "[targets.e]\nkind=\"external\"\nschedule=\"0 0 * * * *\"\ntoken=\"${TOKEN}\"\n";
+        let e = parse(&format!("{ext}ping_url=\"http://x/${{TOKEN}}\"\n")).unwrap_err();
+        assert!(e.to_string().contains("targets.e.ping_url"), "{e}");
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub fn router(app: &App, chat: &Chat, hooks: Hooks) -> Result<Router, String> {
                 .with_state(hooks),
         );
     if app.config.web.enabled {
-        router = router.merge(crate::front::web::routes(app.clone()));
+        router = router.merge(crate::front::web::routes(app.clone())?);
     }
     // The signed endpoints are served whenever their secret is configured (always in
     // HTTP mode; optionally beside Socket Mode or the Gateway).

@@ -158,7 +158,21 @@ pub async fn serve(
         connections,
         alarm_sinks,
     } = build(app.clone()).map_err(std::io::Error::other)?;
+    if let (Some(token), Ok(addr)) = (
+        crate::front::web::generated_token(&app).map_err(std::io::Error::other)?,
+        listener.local_addr(),
+    ) {
+        tracing::info!(
+            "status page: {}",
+            crate::front::web::link::start_url(addr, &token)
+        );
+    }
     let alarm = tokio::spawn(crate::front::state_alarm::watch(app.clone(), alarm_sinks));
+    // The heartbeat pings only while the scheduler's loop turns (a wedged one stops it).
+    let heartbeat = app.config.server.heartbeat.clone().map(|h| {
+        let state = app.config.server.state.clone();
+        tokio::spawn(crate::monitor::heartbeat::run(h, state, scheduler.alive()))
+    });
     let scheduler = tokio::spawn(scheduler.run());
     let connections = connections.start().await;
     let sweeper = {
@@ -175,6 +189,9 @@ pub async fn serve(
     crate::front::listener::serve(listener, router, limits, shutdown, SHUTDOWN_GRACE).await?;
     sweeper.abort();
     alarm.abort();
+    if let Some(h) = heartbeat {
+        h.abort();
+    }
     scheduler.abort();
     connections.stop().await;
     chat.stop();

@@ -6,6 +6,7 @@
 
 pub mod alerts;
 pub mod look;
+mod on_start;
 pub mod open_alerts;
 mod plan;
 pub mod startup;
@@ -88,6 +89,8 @@ pub struct Scheduler {
     /// Targets with a running job at the last look, and the newest job id seen then.
     busy: Vec<String>,
     last_job: i64,
+    /// Bumped at each turn of the loop, for the heartbeat.
+    alive: crate::monitor::heartbeat::Alive,
 }
 
 impl Scheduler {
@@ -105,6 +108,7 @@ impl Scheduler {
             poll: TICK,
             busy: Vec::new(),
             last_job: i64::MAX,
+            alive: Default::default(),
         }
     }
 
@@ -130,6 +134,11 @@ impl Scheduler {
     /// A handle that makes the scheduler look at one target at once (e.g. after a ping).
     pub fn target_waker(&self) -> TargetWake {
         self.wake_target.clone()
+    }
+
+    /// When the loop last turned: the heartbeat pings only while it keeps turning.
+    pub fn alive(&self) -> crate::monitor::heartbeat::Alive {
+        self.alive.clone()
     }
 
     /// Run until the task is dropped or aborted.
@@ -159,7 +168,9 @@ impl Scheduler {
             // down is reported now, and nothing already reported is repeated.
             self.next_check.set(name, now);
         }
+        on_start::backup_the_never_backed_up(&self.app, &self.wake_target).await;
         loop {
+            self.alive.beat();
             let now = self.clock.now();
             self.start_due_backups(now);
             self.start_due_drills(now);

@@ -13,7 +13,7 @@ const CHANNEL: &str = "C0OPS";
 
 /// A home with a Slack alert channel, a local store that keeps state backups, and a state
 /// database of a few MiB (an audit log of some years) with a state backup of it.
-fn damaged_home(api: &FakeApi) -> Home {
+pub(crate) fn damaged_home(api: &FakeApi) -> Home {
     let home = Home::new();
     home.write_config(&format!(
         "[server.state_backup]\nstore = \"local\"\n\n\
@@ -42,7 +42,7 @@ fn damaged_home(api: &FakeApi) -> Home {
 
 /// Overwrite a run of pages in the middle of the file (the audit log's), as a bad disk
 /// would, leaving the header and the first pages (schema, jobs) intact.
-fn damage(path: &std::path::Path) {
+pub(crate) fn damage(path: &std::path::Path) {
     let len = std::fs::metadata(path).unwrap().len();
     let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
     let start = (len / 2) / 4096 * 4096;
