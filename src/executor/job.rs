@@ -1,0 +1,138 @@
+//! The one job runner: a [`Job`] value (backup, verify, restore, drill, prune) that chat,
+//! the scheduler, runbooks and the command line build, run here — in `serve` with a job
+//! slot and a job thread of its own, always with the caller's progress and cancellation —
+//! and get back as a [`JobReport`] they only render.
+
+use std::sync::Arc;
+
+use tokio::sync::TryAcquireError;
+
+use crate::actions::catalog::Selector;
+use crate::actions::drill::DrillReport;
+use crate::actions::kind::{PlannedRestore, RestoreDone};
+use crate::actions::prune::PrunePlan;
+use crate::actions::restore::{RestoreOutcome, RestorePlan};
+use crate::actions::verify::VerifyReport;
+use crate::actions::{self};
+use crate::app::App;
+use crate::error::{Error, Result};
+use crate::progress::JobContext;
+use crate::stores::manifest::Manifest;
+
+/// One piece of work on one target, as the executor runs it (a job record, the target's
+/// lock); what it reports is the matching [`JobReport`] variant.
+#[derive(Debug, Clone)]
+pub enum Job {
+    Backup {
+        target: String,
+    },
+    /// With `read_data`, the store reads every byte it holds.
+    Verify {
+        target: String,
+        selector: Selector,
+        read_data: bool,
+    },
+    /// A restore of files put in place at a path (chat, approvals, runbooks).
+    Restore {
+        plan: Box<RestorePlan>,
+        /// The approval request that allowed it, if one was needed.
+        approval_id: Option<String>,
+    },
+    /// A restore as the command line plans it through the target's kind (a gcp-disk
+    /// target's: a new disk).
+    PlannedRestore {
+        plan: Arc<dyn PlannedRestore>,
+    },
+    Drill {
+        target: String,
+        selector: Selector,
+    },
+    /// Remove the backups retention no longer keeps.
+    Prune {
+        target: String,
+    },
+}
+
+/// What a job that ran to its end reports: the action's own report.
+pub enum JobReport {
+    Backup(Manifest),
+    /// `ok == false` when the backup failed verification.
+    Verify(VerifyReport),
+    Restore(RestoreOutcome),
+    PlannedRestore(Box<dyn RestoreDone>),
+    /// `ok == false` when the drill failed or missed an objective.
+    Drill(DrillReport),
+    Prune(PrunePlan),
+}
+
+impl Job {
+    /// Run the job on this thread (the command line, a runbook's thread, or
+    /// [`Job::run_in_slot`]'s job thread). `Err` is a job that could not run or failed.
+    pub fn run(&self, app: &App, actor: &str, ctx: &JobContext) -> Result<JobReport> {
+        Ok(match self {
+            Job::Backup { target } => {
+                JobReport::Backup(actions::backup::run(app, target, actor, ctx)?)
+            }
+            Job::Verify {
+                target,
+                selector,
+                read_data,
+            } => JobReport::Verify(actions::verify::run_reading(
+                app, target, selector, *read_data, actor, ctx,
+            )?),
+            Job::Restore { plan, .. } => {
+                JobReport::Restore(actions::restore::apply(app, plan, actor, ctx)?)
+            }
+            Job::PlannedRestore { plan } => JobReport::PlannedRestore(plan.apply(app, actor, ctx)?),
+            Job::Drill { target, selector } => {
+                JobReport::Drill(actions::drill::run(app, target, selector, actor, ctx)?)
+            }
+            Job::Prune { target } => {
+                JobReport::Prune(actions::prune::run(app, target, actor, ctx)?)
+            }
+        })
+    }
+
+    /// Run the job as `serve` runs jobs: in a free job slot (`queued` is called first when
+    /// none is free) on a job thread. The outer `Err`: the job thread was lost; the inner
+    /// result is [`Job::run`]'s.
+    pub async fn run_in_slot(
+        &self,
+        app: &App,
+        actor: &str,
+        ctx: JobContext,
+        queued: impl FnOnce(),
+    ) -> Result<Result<JobReport>> {
+        let (job, job_app, actor) = (self.clone(), app.clone(), actor.to_string());
+        in_slot(app, queued, move || job.run(&job_app, &actor, &ctx)).await
+    }
+}
+
+/// Run `work` in one of `serve`'s job slots (`server.max_jobs`, shared by chat and the
+/// scheduler) on a job thread: the one place a slot is taken. When no slot is free,
+/// `queued` is called, then the work waits for one.
+pub async fn in_slot<T, F>(app: &App, queued: impl FnOnce(), work: F) -> Result<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let permit = match app.slots.clone().try_acquire_owned() {
+        Ok(p) => p,
+        Err(TryAcquireError::NoPermits) => {
+            queued();
+            app.slots
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| stopping())?
+        }
+        Err(TryAcquireError::Closed) => return Err(stopping()),
+    };
+    let result = super::on_job_thread(work).await;
+    drop(permit);
+    result
+}
+
+fn stopping() -> Error {
+    Error::Failed("no job slot: lifeboat is stopping".into())
+}
