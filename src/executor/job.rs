@@ -66,6 +66,18 @@ pub enum JobReport {
 }
 
 impl Job {
+    /// The target the job runs on.
+    pub fn target(&self) -> &str {
+        match self {
+            Job::Backup { target }
+            | Job::Verify { target, .. }
+            | Job::Drill { target, .. }
+            | Job::Prune { target } => target,
+            Job::Restore { plan, .. } => &plan.target,
+            Job::PlannedRestore { plan } => plan.target(),
+        }
+    }
+
     /// Run the job on this thread (the command line, a runbook's thread, or
     /// [`Job::run_in_slot`]'s job thread). `Err` is a job that could not run or failed.
     pub fn run(&self, app: &App, actor: &str, ctx: &JobContext) -> Result<JobReport> {

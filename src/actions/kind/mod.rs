@@ -81,6 +81,8 @@ pub trait TargetBackups: Sync {
 
 /// A restore plan as the command line shows it and then carries it out.
 pub trait PlannedRestore: std::fmt::Debug + Send + Sync {
+    /// The target it restores.
+    fn target(&self) -> &str;
     /// The plan in words, as `--dry-run` prints it.
     fn describe(&self) -> String;
     /// The plan as `--json` prints it.
