@@ -16,6 +16,7 @@ use crate::actions::verify::VerifyReport;
 use crate::actions::{self};
 use crate::app::App;
 use crate::error::{Error, Result};
+use crate::executor::JobOutput;
 use crate::progress::JobContext;
 use crate::stores::manifest::Manifest;
 
@@ -63,6 +64,29 @@ pub enum JobReport {
     /// `ok == false` when the drill failed or missed an objective.
     Drill(DrillReport),
     Prune(PrunePlan),
+}
+
+impl JobReport {
+    /// Whether the job's result counts as success (a failed verify or drill does not).
+    pub fn ok(&self) -> bool {
+        match self {
+            JobReport::Verify(r) => r.ok,
+            JobReport::Drill(r) => r.ok,
+            _ => true,
+        }
+    }
+
+    /// The backup the job made or used, as its job record keeps it.
+    pub fn backup_id(&self) -> Option<String> {
+        match self {
+            JobReport::Backup(m) => m.backup_id(),
+            JobReport::Verify(r) => r.backup_id(),
+            JobReport::Restore(o) => o.backup_id(),
+            JobReport::PlannedRestore(_) => None,
+            JobReport::Drill(r) => r.backup_id(),
+            JobReport::Prune(p) => p.backup_id(),
+        }
+    }
 }
 
 impl Job {
