@@ -172,3 +172,62 @@ where
 fn stopping() -> Error {
     Error::Failed("no job slot: lifeboat is stopping".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    fn app(slots: usize) -> (App, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let config =
+            crate::config::Config::parse("", "t.toml", std::path::Path::new("/etc"), &|_| None)
+                .unwrap();
+        let mut app = App::for_tests(config, Default::default(), dir.path().to_path_buf());
+        app.slots = Arc::new(tokio::sync::Semaphore::new(slots));
+        (app, dir)
+    }
+
+    #[tokio::test]
+    async fn work_waits_for_a_free_slot_and_says_it_is_queued() {
+        let (app, _dir) = app(1);
+        let held = app.slots.clone().try_acquire_owned().unwrap();
+        let queued = Arc::new(AtomicBool::new(false));
+        let saw = queued.clone();
+        let slots = app.slots.clone();
+        let waiting = tokio::spawn(async move {
+            in_slot(
+                &app,
+                || saw.store(true, Ordering::SeqCst),
+                || std::thread::current().name().map(String::from),
+            )
+            .await
+        });
+        // Nothing runs until the slot is given back; then the work runs on a job thread.
+        while !queued.load(Ordering::SeqCst) {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(slots.available_permits(), 0);
+        drop(held);
+        let thread = waiting.await.unwrap().unwrap();
+        assert_eq!(thread.as_deref(), Some("lifeboat-job"));
+        assert_eq!(slots.available_permits(), 1, "the slot is given back");
+    }
+
+    #[tokio::test]
+    async fn a_job_on_an_unknown_target_reports_the_actions_error() {
+        let (app, _dir) = app(1);
+        let job = Job::Backup {
+            target: "nope".into(),
+        };
+        let ran = job
+            .run_in_slot(&app, "cli:alice", JobContext::silent(), || {
+                panic!("a slot is free")
+            })
+            .await
+            .expect("the job thread ran");
+        let err = ran.err().expect("an unknown target is refused");
+        assert!(err.to_string().contains("unknown target"), "{err}");
+        assert_eq!(job.target(), "nope");
+    }
+}
