@@ -20,7 +20,7 @@ pub mod actions; // backup, verify, restore, prune, status: what lifeboat does t
 pub mod app; // the shared context: config, db, executor, stores
 pub mod charts; // history charts: SVG for the status page, PNG for chat
 pub mod error; // the domain error type and the rules for using it
-pub mod executor; // jobs: records, per-target locks, cancellation, crash sweep
+pub mod executor; // jobs: the Job runner, records, per-target locks, cancellation, crash sweep
 pub mod incident; // incidents: timelines fed by the audit log, post-mortem export
 pub mod monitor; // outside monitors: the heartbeat of serve, each backup's pings
 pub mod runbook; // runbook files, running them step by step, their reports

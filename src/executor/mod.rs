@@ -1,6 +1,9 @@
 //! Runs jobs: a job record from start to end, one job per target at a time (a lock file
 //! the OS releases if the process dies), cancellation, and the sweep that marks jobs left
-//! running by a crashed process as interrupted.
+//! running by a crashed process as interrupted. What the jobs are, and the one place
+//! they are run from, is in `job`.
+
+pub mod job;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};

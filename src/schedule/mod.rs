@@ -20,6 +20,7 @@ use chrono::{DateTime, Utc};
 
 use crate::app::App;
 use crate::config::{CronSchedule, TargetConfig};
+use crate::executor::job::{self, Job, JobReport};
 use crate::notify::{ChatMessage, Notifier, with_retries};
 use crate::progress::JobContext;
 use plan::Plan;
@@ -439,44 +440,53 @@ pub(crate) fn prev_due(
     }
 }
 
-/// A scheduled backup: quiet unless it fails (the watchdog alerts), then retention.
+/// A scheduled backup: quiet unless it fails (the watchdog alerts), then retention in the
+/// same job slot.
 async fn scheduled_backup(app: App, name: String) {
-    let Ok(permit) = app.slots.clone().acquire_owned().await else {
-        return;
-    };
-    let actor = "schedule".to_string();
+    let actor = "schedule";
     let task_app = app.clone();
-    let outcome = crate::executor::on_job_thread(move || {
-        let ctx = JobContext::silent();
-        match crate::actions::backup::run(&task_app, &name, &actor, &ctx) {
-            Err(crate::error::Error::Busy(msg)) => {
-                tracing::info!(target = %name, "scheduled backup skipped: {msg}");
-                let _ = task_app.db.audit(
-                    &actor,
-                    "scheduled backup skipped",
-                    Some(&name),
-                    "skipped",
-                    Some(&msg),
-                );
-            }
-            Err(e) => tracing::warn!(target = %name, "scheduled backup failed: {e}"),
-            Ok(m) => {
-                tracing::info!(target = %name, backup = %m.id, "scheduled backup complete");
-                match crate::actions::prune::run(&task_app, &name, &actor, &ctx) {
-                    Ok(plan) if !plan.remove.is_empty() => {
-                        let ids: Vec<&str> = plan.remove.iter().map(|m| m.id.as_str()).collect();
-                        tracing::info!(target = %name, "retention removed {}", ids.join(", "));
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(target = %name, "retention after the backup failed: {e}")
+    let outcome = job::in_slot(
+        &app,
+        || {},
+        move || {
+            let ctx = JobContext::silent();
+            let backup = Job::Backup {
+                target: name.clone(),
+            };
+            match backup.run(&task_app, actor, &ctx) {
+                Err(crate::error::Error::Busy(msg)) => {
+                    tracing::info!(target = %name, "scheduled backup skipped: {msg}");
+                    let _ = task_app.db.audit(
+                        actor,
+                        "scheduled backup skipped",
+                        Some(&name),
+                        "skipped",
+                        Some(&msg),
+                    );
+                }
+                Err(e) => tracing::warn!(target = %name, "scheduled backup failed: {e}"),
+                Ok(done) => {
+                    let id = done.backup_id().unwrap_or_default();
+                    tracing::info!(target = %name, backup = %id, "scheduled backup complete");
+                    let prune = Job::Prune {
+                        target: name.clone(),
+                    };
+                    match prune.run(&task_app, actor, &ctx) {
+                        Ok(JobReport::Prune(plan)) if !plan.remove.is_empty() => {
+                            let ids: Vec<&str> =
+                                plan.remove.iter().map(|m| m.id.as_str()).collect();
+                            tracing::info!(target = %name, "retention removed {}", ids.join(", "));
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(target = %name, "retention after the backup failed: {e}")
+                        }
                     }
                 }
             }
-        }
-    })
+        },
+    )
     .await;
-    drop(permit);
     if let Err(e) = outcome {
         tracing::error!("scheduled backup task: {e}");
     }
@@ -486,52 +496,43 @@ async fn scheduled_backup(app: App, name: String) {
 /// failure becomes the watchdog's `verify_failed` alert. No backup yet, or a busy target,
 /// skips the run.
 async fn scheduled_verify(app: App, name: String) {
-    let Ok(permit) = app.slots.clone().acquire_owned().await else {
-        return;
+    let verify = Job::Verify {
+        target: name.clone(),
+        selector: crate::actions::catalog::Selector::Latest,
+        read_data: false,
     };
-    let task_app = app.clone();
-    let outcome = crate::executor::on_job_thread(move || {
-        let ctx = JobContext::silent();
-        let selector = crate::actions::catalog::Selector::Latest;
-        match crate::actions::verify::run(&task_app, &name, &selector, "schedule", &ctx) {
-            Ok(r) if r.ok => tracing::info!(target = %name, "scheduled verify passed"),
-            Ok(r) => {
-                tracing::warn!(target = %name, "scheduled verify failed: {}", r.problems.join("; "))
-            }
-            Err(e) => tracing::info!(target = %name, "scheduled verify did not run: {e}"),
+    let outcome = verify
+        .run_in_slot(&app, "schedule", JobContext::silent(), || {})
+        .await;
+    match outcome {
+        Ok(Ok(JobReport::Verify(r))) if !r.ok => {
+            tracing::warn!(target = %name, "scheduled verify failed: {}", r.problems.join("; "))
         }
-    })
-    .await;
-    drop(permit);
-    if let Err(e) = outcome {
-        tracing::error!("scheduled verify task: {e}");
+        Ok(Ok(_)) => tracing::info!(target = %name, "scheduled verify passed"),
+        Ok(Err(e)) => tracing::info!(target = %name, "scheduled verify did not run: {e}"),
+        Err(e) => tracing::error!("scheduled verify task: {e}"),
     }
 }
 
 /// A scheduled drill: its summary and report go to the alert channels, whatever the
 /// outcome; a busy target skips the run (recorded in the audit log).
 async fn scheduled_drill(app: App, name: String, sinks: AlertSinks) {
-    let Ok(permit) = app.slots.clone().acquire_owned().await else {
-        return;
+    let drill = Job::Drill {
+        target: name.clone(),
+        selector: crate::actions::catalog::Selector::Latest,
     };
-    let actor = "schedule".to_string();
-    let task_app = app.clone();
-    let task_name = name.clone();
-    let outcome = crate::executor::on_job_thread(move || {
-        let ctx = JobContext::silent();
-        let selector = crate::actions::catalog::Selector::Latest;
-        crate::actions::drill::run(&task_app, &task_name, &selector, &actor, &ctx)
-    })
-    .await;
-    drop(permit);
+    let outcome = drill
+        .run_in_slot(&app, "schedule", JobContext::silent(), || {})
+        .await;
     let (text, doc) = match outcome {
-        Ok(Ok(r)) => {
+        Ok(Ok(JobReport::Drill(r))) => {
             tracing::info!(target = %name, ok = r.ok, "scheduled drill: {}", r.headline());
             (
                 r.chat_summary(),
                 Some(crate::actions::drill_report::document(&r)),
             )
         }
+        Ok(Ok(_)) => return,
         Ok(Err(crate::error::Error::Busy(msg))) => {
             tracing::info!(target = %name, "scheduled drill skipped: {msg}");
             let _ = app.db.audit(

@@ -80,7 +80,9 @@ pub trait TargetBackups: Sync {
 }
 
 /// A restore plan as the command line shows it and then carries it out.
-pub trait PlannedRestore {
+pub trait PlannedRestore: std::fmt::Debug + Send + Sync {
+    /// The target it restores.
+    fn target(&self) -> &str;
     /// The plan in words, as `--dry-run` prints it.
     fn describe(&self) -> String;
     /// The plan as `--json` prints it.
@@ -90,7 +92,7 @@ pub trait PlannedRestore {
 }
 
 /// A finished command-line restore.
-pub trait RestoreDone {
+pub trait RestoreDone: Send {
     /// The outcome as `--json` prints it.
     fn to_json(&self) -> String;
     /// The lines printed once it is done, each ending in a newline.
