@@ -8,7 +8,7 @@
 //! `cargo bench --bench chat_load` (env: LOAD_DB_MB, default 1024; LOAD_SECONDS per phase,
 //! default 12; LOAD_CONNECTIONS, default 200; LOAD_RATE for the paced phase, default 1000).
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::sync::{Arc, Mutex};

@@ -6,7 +6,7 @@
 //! default 30). Prints the time to the complete response of each view: min, median,
 //! p95, max.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};

@@ -12,7 +12,7 @@
 //! `cargo bench --bench watchdog_scale` (env: SCALE_TARGETS, default 10000;
 //! SCALE_IDLE_SECONDS, default 30; SCALE_PART = all | idle | week; SCALE_DAYS, default 7).
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::fmt::Write;

@@ -30,7 +30,7 @@ pub use env::{Secret, expand};
 pub use hooks::HooksConfig;
 pub use host::Host;
 pub use paths::normalize;
-pub use server::ServerConfig;
+pub use server::{HEARTBEAT_MIN_EVERY, Heartbeat, ServerConfig};
 pub use state_backup::{STATE_TARGET, StateBackup};
 pub use store::{StoreConfig, StoreKind};
 pub use target::{Retention, TargetConfig, TargetKind};

@@ -16,6 +16,7 @@ use crate::command::{Command, help_text};
 use crate::db::approvals::ApprovalRecord;
 use crate::db::audit::AuditEvent;
 use crate::error::Error;
+use crate::executor::job::Job;
 use crate::incident;
 use crate::units::human_bytes;
 
@@ -36,24 +37,12 @@ pub struct Invocation {
 /// Work a reply starts in the background; it reports in the channel.
 #[derive(Debug, Clone)]
 pub enum ChatJob {
-    Backup {
-        target: String,
-    },
-    Verify {
-        target: String,
-        selector: Selector,
-    },
-    Restore {
-        approval_id: Option<String>,
-        plan: Box<RestorePlan>,
-    },
+    /// A job the executor runs (a backup, verify, restore or drill).
+    Job(Job),
+    /// A runbook run: its steps reported one by one.
     Runbook {
         runbook: Box<crate::runbook::Runbook>,
         values: std::collections::BTreeMap<String, String>,
-    },
-    Drill {
-        target: String,
-        selector: Selector,
     },
 }
 
@@ -216,7 +205,7 @@ fn run(app: &App, inv: &Invocation, command: Command, _role: Role) -> Result<Rep
                 ack: format!(
                     "Drilling {target}: restoring into a sandbox and checking it; the result and the report follow in the channel."
                 ),
-                job: ChatJob::Drill { target, selector },
+                job: ChatJob::Job(Job::Drill { target, selector }),
             })
         }
         Command::BackupStatus { target: None } => Ok(Reply::Private(status_text(app)?)),
@@ -228,7 +217,7 @@ fn run(app: &App, inv: &Invocation, command: Command, _role: Role) -> Result<Rep
             refuse_if_busy(app, &target)?;
             Ok(Reply::Job {
                 ack: format!("Starting a backup of {target}; progress follows in the channel."),
-                job: ChatJob::Backup { target },
+                job: ChatJob::Job(Job::Backup { target }),
             })
         }
         Command::Verify { target, backup } => {
@@ -237,7 +226,11 @@ fn run(app: &App, inv: &Invocation, command: Command, _role: Role) -> Result<Rep
             actions::catalog::find(app, &target, &selector)?;
             Ok(Reply::Job {
                 ack: format!("Verifying {target}; the result follows in the channel."),
-                job: ChatJob::Verify { target, selector },
+                job: ChatJob::Job(Job::Verify {
+                    target,
+                    selector,
+                    read_data: false,
+                }),
             })
         }
         Command::Restore(args) => {
@@ -261,10 +254,10 @@ fn run(app: &App, inv: &Invocation, command: Command, _role: Role) -> Result<Rep
                         "Restoring {} (no approval required by the config).",
                         args.target
                     ),
-                    job: ChatJob::Restore {
+                    job: ChatJob::Job(Job::Restore {
                         approval_id: None,
                         plan: Box::new(plan),
-                    },
+                    }),
                 });
             }
             let approval = new_approval(&inv.actor, &inv.channel, &plan, required, None)?;

@@ -85,6 +85,11 @@ impl Error {
         }
     }
 
+    /// Whether lifeboat's own state database was found damaged on the way.
+    pub fn is_state_damage(&self) -> bool {
+        matches!(self, Error::Db(d) if d.is_damage())
+    }
+
     /// Exit code for the CLI: 2 for a wrong request, 1 for a failure.
     pub fn exit_code(&self) -> i32 {
         match self {
@@ -96,7 +101,7 @@ impl Error {
 
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
-        Error::Db(DbError::Sql(e))
+        Error::Db(DbError::from(e))
     }
 }
 

@@ -7,13 +7,12 @@ use std::time::Instant;
 use chrono::Utc;
 
 use crate::app::App;
-use crate::config::TargetKind;
 use crate::error::{Error, Result};
 use crate::executor::JobOutput;
+use crate::monitor::pings::BackupPings;
 use crate::pipe::HashWriter;
 use crate::progress::JobContext;
-use crate::sources::{directory, remote_directory, remote_sqlite, sqlite};
-use crate::ssh::{Remote, Session};
+use crate::sources::CopyContext;
 use crate::stores::manifest::{FORMAT_VERSION, Manifest};
 use crate::stores::{BackupStore, NewBackup};
 use crate::units::human_bytes;
@@ -33,68 +32,54 @@ impl JobOutput for Manifest {
     }
 }
 
-/// Back up `target` as a job of `actor`.
+/// Back up `target` as a job of `actor`. Every backup (CLI, chat, schedule, runbook)
+/// passes here, so this is where the target's monitor (`ping_url`) hears of it: the
+/// start once the job holds the target, then how it ended. The pings go out from a
+/// thread of their own and never change the job's outcome.
 pub fn run(app: &App, target: &str, actor: &str, ctx: &JobContext) -> Result<Manifest> {
     let kind = crate::actions::kind::for_target(app, target)?;
+    let pings = BackupPings::new(target, app.target(target)?.ping_url.as_ref());
     let done = app.executor.run("backup", target, actor, ctx, |_, ctx| {
+        pings.started();
         kind.backup(app, target, ctx)
-    })?;
-    Ok(done.value)
+    });
+    match &done {
+        Ok(_) => pings.finished(Ok(())),
+        // Refused before it started (the target busy): the monitor heard no start.
+        Err(Error::Busy(_)) => {}
+        Err(e) => pings.finished(Err(e.to_string())),
+    }
+    Ok(done?.value)
 }
 
 /// The backup itself, into the target's store; the caller holds the target's lock.
 pub(crate) fn backup_locked(app: &App, target: &str, ctx: &JobContext) -> Result<Manifest> {
-    let cfg = app.target(target)?.clone();
+    let source = crate::actions::kind::source(app, target)?;
     let (store_name, store) = app.store_for(target)?;
-    if !matches!(cfg.kind, TargetKind::Sqlite | TargetKind::Directory) {
-        return Err(Error::Usage(format!(
-            "backups of {} targets are not available in this build of lifeboat",
-            cfg.kind.as_str()
-        )));
-    }
-    // Connect first: a host that cannot be reached leaves not even a partial write.
-    let session = match Remote::of_target(&cfg)? {
-        Some(remote) => Some(Session::open(&remote, ctx)?),
-        None => None,
-    };
+    // Reach the data first: a host that cannot be reached leaves not even a partial write.
+    let mut copier = source.connect(ctx)?;
     clean_leftovers(store.as_ref(), target)?;
     let started = Utc::now();
     let clock = Instant::now();
     let id = new_id(store.as_ref(), target, started)?;
-    let path = cfg
-        .path
-        .clone()
-        .expect("validated: path-based kind has a path");
     let new = NewBackup {
         target: target.to_string(),
         id: id.clone(),
-        kind: cfg.kind.as_str().to_string(),
-        file_name: content_name(target, cfg.kind, &path),
+        kind: source.kind(),
+        file_name: source.content_name(),
+        artifact_ext: source.artifact_ext(),
     };
     let mut content = HashWriter::new(store.begin(&new)?);
     let write_err = |e| Error::io(format!("writing backup {id} to {}", store.describe()), e);
-    let (sqlite_facts, directory_facts) = match (cfg.kind, &session) {
-        (TargetKind::Sqlite, Some(session)) => {
-            let facts = remote_sqlite::backup(session, &path, &mut content, ctx)?;
-            (Some(facts), None)
-        }
-        (TargetKind::Directory, Some(session)) => {
-            let filter = directory::Filter::new(&cfg.include, &cfg.exclude)?;
-            let facts = remote_directory::backup(session, &path, &filter, &mut content, ctx)?;
-            (None, Some(facts))
-        }
-        (TargetKind::Sqlite, None) => {
-            let scratch = app.scratch()?;
-            let (facts, _) = sqlite::backup(&path, scratch.path(), &mut content, &write_err, ctx)?;
-            (Some(facts), None)
-        }
-        (TargetKind::Directory, None) => {
-            let filter = directory::Filter::new(&cfg.include, &cfg.exclude)?;
-            let facts = directory::write_tar(&path, &filter, &mut content, ctx)?;
-            (None, Some(facts))
-        }
-        _ => unreachable!("checked above"),
-    };
+    let copied = copier.copy(
+        &mut content,
+        &CopyContext {
+            job: ctx,
+            scratch: &|| app.scratch(),
+            write_err: &write_err,
+        },
+    )?;
+    drop(copier);
     let (mut writer, content_bytes, content_sha256) = content.finish();
     writer.flush().map_err(write_err)?;
     ctx.cancel.check().map_err(|e| Error::io("storing", e))?;
@@ -105,7 +90,7 @@ pub(crate) fn backup_locked(app: &App, target: &str, ctx: &JobContext) -> Result
         format: FORMAT_VERSION,
         id: id.clone(),
         target: target.to_string(),
-        kind: cfg.kind.as_str().to_string(),
+        kind: source.kind(),
         store: store_name,
         created_at: crate::units::time_text(started),
         finished_at: crate::units::time_text(finished),
@@ -119,8 +104,8 @@ pub(crate) fn backup_locked(app: &App, target: &str, ctx: &JobContext) -> Result
         content_bytes,
         content_sha256,
         lifeboat_version: env!("CARGO_PKG_VERSION").into(),
-        sqlite: sqlite_facts,
-        directory: directory_facts,
+        sqlite: copied.sqlite,
+        directory: copied.directory,
         gcp: None,
     };
     let manifest = match writer.publish(manifest, ctx) {
@@ -144,18 +129,6 @@ fn clean_leftovers(store: &dyn BackupStore, target: &str) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// The name the content has inside the backup: what `restic restore` writes out.
-fn content_name(target: &str, kind: TargetKind, path: &std::path::Path) -> String {
-    match kind {
-        TargetKind::Sqlite => path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| format!("{target}.sqlite")),
-        _ => format!("{target}.tar"),
-    }
 }
 
 /// Backup ids are the UTC start time, sortable and readable: `20261122T083000Z`, with a

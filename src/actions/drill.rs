@@ -11,21 +11,21 @@ use serde::Serialize;
 use crate::actions::catalog::{Selector, find};
 pub use crate::actions::drill_steps::Step;
 use crate::actions::drill_steps::{Drill, Sandboxed, age};
-use crate::actions::{drill_report, drill_state, restore, verify};
+use crate::actions::{drill_report, drill_state, verify};
 use crate::app::App;
 use crate::config::{TargetConfig, TargetKind};
 use crate::db::drills::DrillRecord;
 use crate::error::{Error, Result};
 use crate::executor::JobOutput;
 use crate::progress::JobContext;
-use crate::sources::{directory, sqlite};
+use crate::sources::{self, Source};
 use crate::stores::manifest::Manifest;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DrillReport {
     pub drill_id: Option<i64>,
     pub target: String,
-    pub kind: String,
+    pub kind: TargetKind,
     pub backup_id: Option<String>,
     /// The backup restored (absent when none could be found).
     pub backup: Option<Manifest>,
@@ -46,6 +46,10 @@ pub struct DrillReport {
     /// Where the copy was restored, removed at the end of the drill: a directory, or for
     /// a gcp-disk target the drill disk's path (`projects/…/zones/…/disks/…`).
     pub sandbox: PathBuf,
+    /// Whether the sandbox is a cloud disk (deleted afterwards) rather than a directory
+    /// (removed afterwards).
+    #[serde(skip)]
+    pub sandbox_is_disk: bool,
     /// Whether the sandbox was made (a gcp-disk drill stops before it when the snapshot
     /// is unusable or the disk name is taken).
     pub sandbox_created: bool,
@@ -82,7 +86,7 @@ impl DrillReport {
         let icon = if r.ok { "✅" } else { "❌" };
         let mut text = format!("{icon} {}", r.headline());
         if let Some(id) = &r.backup_id {
-            let sandbox = if r.kind == "gcp-disk" {
+            let sandbox = if r.sandbox_is_disk {
                 "a new disk"
             } else {
                 "a sandbox"
@@ -147,22 +151,18 @@ pub fn run(
     Ok(done.value)
 }
 
-/// Drills restore sqlite, directory and gcp-disk targets; other kinds are refused with why.
+/// Drills restore what their target's source can write into a sandbox (a sqlite or
+/// directory target on any host: the backup comes from the store onto this host) or make
+/// into a new disk (gcp-disk); other kinds are refused with why.
 pub fn refuse_unsupported(target: &str, cfg: &TargetConfig) -> Result<()> {
-    let why = match cfg.kind {
-        // A target on another host drills like a local one: the backup comes from the
-        // store into a sandbox on this host, and the target's host is never touched.
-        // A gcp-disk target's sandbox is a new disk made from the snapshot, deleted again.
-        TargetKind::Sqlite | TargetKind::Directory | TargetKind::GcpDisk => return Ok(()),
-        TargetKind::Command => {
-            "drills of command targets are not available: lifeboat cannot load their dump back; restore with the application's own tool"
-        }
-        TargetKind::External => "external targets keep no backups lifeboat could restore",
-    };
-    Err(Error::Usage(format!(
-        "cannot drill {target} ({}): {why}",
-        cfg.kind.as_str()
-    )))
+    let source = sources::choose(target, cfg)?;
+    match source.drill_refusal() {
+        None => Ok(()),
+        Some(why) => Err(Error::Usage(format!(
+            "cannot drill {target} ({}): {why}",
+            source.kind()
+        ))),
+    }
 }
 
 /// The backup a drill of `target` would restore, or a usage error saying what exists.
@@ -199,11 +199,11 @@ fn drill_locked(
     ctx: &JobContext,
 ) -> Result<DrillReport> {
     let mut d = Drill::new(app, target, cfg, ctx);
-    let done = crate::actions::kind::of(cfg.kind).drill_restore(&mut d, selector)?;
+    let done = crate::actions::kind::for_target(app, target)?.drill_restore(&mut d, selector)?;
     let mut report = DrillReport {
         drill_id: None,
         target: target.to_string(),
-        kind: cfg.kind.as_str().to_string(),
+        kind: cfg.kind,
         backup_id: done.backup.as_ref().map(|m| m.id.clone()),
         rpo_seconds: done.backup.as_ref().map(|m| age(m, d.started)),
         backup: done.backup.map(|m| m.summary()),
@@ -217,6 +217,7 @@ fn drill_locked(
         rto_objective_seconds: cfg.rto.map(|d| d.0.as_secs_f64()),
         rpo_objective_seconds: cfg.rpo.map(|d| d.0.as_secs_f64()),
         sandbox: done.sandbox,
+        sandbox_is_disk: done.is_disk,
         sandbox_created: done.created,
         sandbox_removed: done.removed,
         steps: d.steps,
@@ -233,10 +234,11 @@ fn drill_locked(
     Ok(report)
 }
 
-/// sqlite and directory targets: the backup from the store into a fresh directory,
-/// verified, checked, and the directory removed.
+/// Targets whose backups are in a store: the backup into a fresh directory on this host
+/// (whatever host the target is on), verified, checked, and the directory removed.
 pub(crate) fn restore_in_sandbox(d: &mut Drill, selector: &Selector) -> Result<Sandboxed> {
     let (app, target, started) = (d.app, d.target, d.started);
+    let source = sources::choose(target, d.cfg)?;
     let mut backup = None;
     d.step("find the backup", || {
         let m = find(app, target, selector)?;
@@ -255,7 +257,7 @@ pub(crate) fn restore_in_sandbox(d: &mut Drill, selector: &Selector) -> Result<S
     if let Some(m) = &backup {
         let copy = sandbox_path.join(copy_name(d.cfg));
         let before = d.problems.len();
-        restore_and_check(d, m, &copy)?;
+        restore_and_check(d, source.as_ref(), m, &copy)?;
         if d.problems.len() == before {
             rto_seconds = Some(d.elapsed());
         }
@@ -276,6 +278,7 @@ pub(crate) fn restore_in_sandbox(d: &mut Drill, selector: &Selector) -> Result<S
     Ok(Sandboxed {
         backup,
         sandbox: sandbox_path,
+        is_disk: false,
         created: true,
         removed,
         rto_seconds,
@@ -283,12 +286,14 @@ pub(crate) fn restore_in_sandbox(d: &mut Drill, selector: &Selector) -> Result<S
 }
 
 /// Restore into the sandbox, verify the copy, run the checks: one timeline step each.
-fn restore_and_check(d: &mut Drill, m: &Manifest, copy: &Path) -> Result<()> {
+fn restore_and_check(d: &mut Drill, source: &dyn Source, m: &Manifest, copy: &Path) -> Result<()> {
     let (app, ctx) = (d.app, d.ctx);
     let restored = d.step("fetch, decompress and restore into the sandbox", || {
         let (_, store) = app.store_for(&m.target)?;
         let found = verify::read_checked(store.as_ref(), m, ctx, |content| {
-            restore::write_content(m, content, copy, ctx).map(|()| Vec::new())
+            source
+                .write_copy(m, content, copy, ctx)
+                .map(|()| Vec::new())
         })?;
         Ok(if found.is_empty() {
             Ok(format!(
@@ -304,30 +309,7 @@ fn restore_and_check(d: &mut Drill, m: &Manifest, copy: &Path) -> Result<()> {
     if !restored {
         return Ok(());
     }
-    let verify_name = match &m.sqlite {
-        Some(_) => "integrity_check and row counts",
-        None => "every file's SHA-256 on the restored copy",
-    };
-    d.step(verify_name, || {
-        let found = match (&m.sqlite, &m.directory) {
-            (Some(facts), _) => sqlite::check_copy(copy, facts, true)?,
-            (_, Some(facts)) => directory::check_tree(copy, facts, ctx)?,
-            _ => vec!["the manifest has nothing to check the copy against".into()],
-        };
-        Ok(if found.is_empty() {
-            Ok(match (&m.sqlite, &m.directory) {
-                (Some(f), _) => format!(
-                    "integrity_check ok; {} tables, {} rows, as in the manifest",
-                    f.tables.len(),
-                    f.tables.values().sum::<u64>()
-                ),
-                (_, Some(f)) => format!("{} files match the manifest", f.files),
-                _ => String::new(),
-            })
-        } else {
-            Err(found)
-        })
-    })?;
+    d.step(source.copy_check_name(), || source.check_copy(m, copy, ctx))?;
     d.run_checks(copy)?;
     if drill_state::is_state_target(app, d.target) {
         // The rest of a recovery, on the copy: RTO then covers bringing lifeboat back.

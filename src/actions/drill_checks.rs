@@ -10,13 +10,25 @@ use rusqlite::{Connection, OpenFlags};
 use crate::config::Check;
 use crate::probe::CommandEnd;
 
+/// Why a check failed, in words for the drill's timeline: an outcome of the check, not
+/// an error of the drill.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CheckFailed(pub String);
+
+impl From<String> for CheckFailed {
+    fn from(why: String) -> Self {
+        CheckFailed(why)
+    }
+}
+
 /// How long an HTTP check may take when it sets no `timeout`.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a command check may run when it sets no `timeout`.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Run one check against the restored copy at `copy`: `Ok(what was seen)` or `Err(why)`.
-pub fn run(check: &Check, copy: &Path) -> Result<String, String> {
+pub fn run(check: &Check, copy: &Path) -> Result<String, CheckFailed> {
     if let Some(sql) = &check.sql {
         return sql_check(sql, check.min, check.equals, copy);
     }
@@ -42,7 +54,7 @@ fn sql_check(
     min: Option<i64>,
     equals: Option<i64>,
     copy: &Path,
-) -> Result<String, String> {
+) -> Result<String, CheckFailed> {
     let conn = Connection::open_with_flags(copy, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| format!("cannot open the restored copy: {e}"))?;
     let value: i64 = conn
@@ -51,23 +63,23 @@ fn sql_check(
     if let Some(min) = min
         && value < min
     {
-        return Err(format!("returned {value}, expected at least {min}"));
+        return Err(format!("returned {value}, expected at least {min}").into());
     }
     if let Some(eq) = equals
         && value != eq
     {
-        return Err(format!("returned {value}, expected {eq}"));
+        return Err(format!("returned {value}, expected {eq}").into());
     }
     Ok(format!("returned {value}"))
 }
 
-fn http_check(url: &str, want: u16, timeout: Duration) -> Result<String, String> {
+fn http_check(url: &str, want: u16, timeout: Duration) -> Result<String, CheckFailed> {
     let (got, _) =
         crate::probe::http_get(url, timeout, false).map_err(|e| format!("no answer: {e}"))?;
     if got == want {
         Ok(format!("HTTP {got}"))
     } else {
-        Err(format!("HTTP {got}, expected {want}"))
+        Err(format!("HTTP {got}, expected {want}").into())
     }
 }
 
@@ -76,18 +88,19 @@ fn command_check(
     want: i32,
     copy: &Path,
     timeout: Duration,
-) -> Result<String, String> {
+) -> Result<String, CheckFailed> {
     let env = [("LIFEBOAT_SANDBOX", copy.as_os_str())];
-    let (code, output) =
-        match crate::probe::run_command(argv, &env, timeout).map_err(|e| e.to_string())? {
-            CommandEnd::Exited { code, output, .. } => (code, output),
-            CommandEnd::TimedOut => {
-                return Err(format!(
-                    "still running after {}; stopped",
-                    humantime::format_duration(timeout)
-                ));
-            }
-        };
+    let (code, output) = match crate::probe::run_command(argv, &env, timeout)
+        .map_err(|e| CheckFailed(e.to_string()))?
+    {
+        CommandEnd::Exited { code, output, .. } => (code, output),
+        CommandEnd::TimedOut => {
+            return Err(CheckFailed(format!(
+                "still running after {}; stopped",
+                humantime::format_duration(timeout)
+            )));
+        }
+    };
     let tail = output_tail(&output);
     let shown = if tail.is_empty() {
         String::new()
@@ -96,8 +109,8 @@ fn command_check(
     };
     match code {
         Some(c) if c == want => Ok(format!("exit {c}{shown}")),
-        Some(c) => Err(format!("exit {c}, expected {want}{shown}")),
-        None => Err(format!("ended by a signal{shown}")),
+        Some(c) => Err(format!("exit {c}, expected {want}{shown}").into()),
+        None => Err(format!("ended by a signal{shown}").into()),
     }
 }
 
@@ -143,7 +156,7 @@ mod tests {
         );
         assert_eq!(run(&ok, dir.path()).unwrap(), "exit 0; output: fine");
         let bad = cmd(&["sh", "-c", "echo broken >&2; exit 3"], None);
-        let e = run(&bad, dir.path()).unwrap_err();
+        let e = run(&bad, dir.path()).unwrap_err().0;
         assert!(
             e.contains("exit 3, expected 0") && e.contains("broken"),
             "{e}"
@@ -151,7 +164,7 @@ mod tests {
         assert!(run(&cmd(&["sh", "-c", "exit 3"], Some(3)), dir.path()).is_ok());
         let mut slow = cmd(&["sleep", "5"], None);
         slow.timeout = Some(crate::config::HumanDuration(Duration::from_millis(200)));
-        assert!(run(&slow, dir.path()).unwrap_err().contains("stopped"));
+        assert!(run(&slow, dir.path()).unwrap_err().0.contains("stopped"));
     }
 
     #[test]
@@ -167,11 +180,13 @@ mod tests {
         assert!(
             sql_check(q, Some(3), None, &db)
                 .unwrap_err()
+                .0
                 .contains("at least 3")
         );
         assert!(
             sql_check(q, None, Some(1), &db)
                 .unwrap_err()
+                .0
                 .contains("expected 1")
         );
         assert!(sql_check("SELECT count(*) FROM nope", None, None, &db).is_err());

@@ -119,7 +119,7 @@ pub fn action_items(r: &DrillReport, cfg: &TargetConfig) -> Vec<String> {
     }
     if r.sandbox_created && !r.sandbox_removed {
         items.push(match (&cfg.project, &cfg.zone, r.sandbox.file_name()) {
-            (Some(project), Some(zone), Some(disk)) if r.kind == "gcp-disk" => format!(
+            (Some(project), Some(zone), Some(disk)) if r.sandbox_is_disk => format!(
                 "delete the leftover drill disk by hand: `gcloud compute disks delete {} --project {project} --zone {zone}`",
                 disk.to_string_lossy()
             ),
@@ -179,11 +179,7 @@ pub fn render(r: &DrillReport) -> String {
     }
     md.push_str(&format!(
         "- sandbox: {}`{}` ({})\n\n",
-        if r.kind == "gcp-disk" {
-            "new disk "
-        } else {
-            ""
-        },
+        if r.sandbox_is_disk { "new disk " } else { "" },
         r.sandbox.display(),
         sandbox_fate(r)
     ));
@@ -233,9 +229,9 @@ pub fn render(r: &DrillReport) -> String {
 pub fn sandbox_fate(r: &DrillReport) -> &'static str {
     match (r.sandbox_created, r.sandbox_removed) {
         (false, _) => "not made",
-        (true, true) if r.kind == "gcp-disk" => "deleted afterwards",
+        (true, true) if r.sandbox_is_disk => "deleted afterwards",
         (true, true) => "removed afterwards",
-        (true, false) if r.kind == "gcp-disk" => "NOT deleted",
+        (true, false) if r.sandbox_is_disk => "NOT deleted",
         (true, false) => "NOT removed",
     }
 }

@@ -48,6 +48,8 @@ pub struct Sandboxed {
     pub backup: Option<Manifest>,
     /// Where the copy was restored: a directory, or the drill disk's path.
     pub sandbox: PathBuf,
+    /// Whether the sandbox is a cloud disk rather than a directory.
+    pub is_disk: bool,
     pub created: bool,
     pub removed: bool,
     /// Drill start → verified restore, when it was reached.

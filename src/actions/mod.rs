@@ -10,22 +10,12 @@ pub mod drill_state; // a drill of lifeboat itself: state, catalog rebuild, coun
 pub mod drill_steps; // a drill's timeline, shared by the drill and each kind's restore half
 pub mod gcp; // gcp-disk targets: backups are Compute Engine snapshots
 pub mod history; // a target's backups and drills over time, for charts
-pub mod kind; // what differs by target kind, behind one trait the actions call
+pub mod kind; // what differs by where a target's backups are kept: a store or snapshots
 pub mod prune;
 pub mod rebuild; // the catalog made again from the stores
 pub mod recover; // a new host: the state from a store, then the catalog
 pub mod restore;
-pub mod restore_remote;
 pub mod retention;
 pub mod shared; // the words actions and kinds share: Selector, VerifyReport
 pub mod status;
 pub mod verify;
-
-/// The file extension of a target kind's artifact (before `.zst`).
-pub fn artifact_ext(kind: crate::config::TargetKind) -> &'static str {
-    match kind {
-        crate::config::TargetKind::Sqlite => "sqlite",
-        crate::config::TargetKind::Directory => "tar",
-        _ => "bin",
-    }
-}

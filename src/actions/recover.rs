@@ -12,7 +12,6 @@ use chrono::Utc;
 use serde::Serialize;
 
 use crate::actions::rebuild::{self, RebuildReport};
-use crate::actions::restore::{Move, moves_for, sibling, write_content};
 use crate::actions::verify::read_checked;
 use crate::app::App;
 use crate::config::Config;
@@ -21,6 +20,9 @@ use crate::db::jobs::JobRecord;
 use crate::db::recovery::ApprovalBrief;
 use crate::error::{Error, Result};
 use crate::progress::JobContext;
+use crate::sources::Move;
+use crate::sources::place::local::moves_for;
+use crate::sources::place::sibling;
 use crate::sources::sqlite;
 use crate::stores::manifest::Manifest;
 use crate::stores::{BackupStore, open_store};
@@ -151,7 +153,7 @@ fn fetch_state(
     remove_file_if_any(&staging)?;
     ctx.progress.phase("fetching and checking the state backup");
     let mut problems = match read_checked(store, &m, ctx, |content| {
-        write_content(&m, content, &staging, ctx).map(|()| Vec::new())
+        sqlite::write_copy(&m, content, &staging).map(|()| Vec::new())
     }) {
         Ok(p) => p,
         Err(Error::Cancelled) => {
@@ -273,9 +275,9 @@ fn settle(state: &Path, target: &str, m: &Manifest) -> Result<(Vec<JobRecord>, u
 /// them too (a failure is only a warning: `list` tries again).
 fn refresh_snapshot_targets(app: &App) {
     for (name, t) in &app.config.targets {
-        if crate::actions::kind::of(t.kind).outside_stores()
-            && let Err(e) = crate::actions::catalog::backups(app, name)
-        {
+        let snapshots = crate::sources::choose(name, t)
+            .is_ok_and(|s| s.kept() == crate::sources::Kept::AsSnapshots);
+        if snapshots && let Err(e) = crate::actions::catalog::backups(app, name) {
             tracing::warn!(target = %name, "listing snapshots after recovery: {e}");
         }
     }

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::app::App;
 use crate::config::TargetConfig;
+use crate::db::jobs::JobState;
 use crate::error::Result;
 
 /// Grace before a scheduled backup counts as missed, when the target sets none.
@@ -134,7 +135,7 @@ pub fn one(app: &App, name: &str, cfg: &TargetConfig, now: DateTime<Utc>) -> Res
         overdue: missed_since.is_some(),
         overdue_since: missed_since.map(crate::units::time_text),
         last_job,
-        last_verify_ok: last_verify.as_ref().map(|j| j.state == "succeeded"),
+        last_verify_ok: last_verify.as_ref().map(|j| j.state == JobState::Succeeded),
         last_verify: last_verify.map(describe_job),
         last_drill: drill.as_ref().map(describe_drill),
         last_drill_at: drill.as_ref().map(|d| d.started_at.clone()),
@@ -143,7 +144,7 @@ pub fn one(app: &App, name: &str, cfg: &TargetConfig, now: DateTime<Utc>) -> Res
         last_drill_rpo_seconds: drill.as_ref().and_then(|d| d.rpo_seconds),
         rto_objective_seconds: objective(cfg.rto),
         rpo_objective_seconds: objective(cfg.rpo),
-        last_backup_state: last_backup_job.map(|j| j.state),
+        last_backup_state: last_backup_job.map(|j| j.state.to_string()),
         running: running.as_ref().map(|j| {
             format!(
                 "job {}: {} by {} since {}",

@@ -1,6 +1,6 @@
-//! Verify a backup: re-read the artifact and check every checksum; for SQLite, restore
-//! into scratch and run `integrity_check` and compare row counts; for directories, check
-//! every file's hash against the manifest.
+//! Verify a backup: re-read the artifact and check every checksum, and have the target's
+//! source check the content (a database: `integrity_check` and row counts on a scratch
+//! copy; a tree: every file's hash against the manifest).
 
 use std::io::{self, Read};
 
@@ -9,7 +9,7 @@ use crate::app::App;
 use crate::error::{Error, Result};
 use crate::pipe::{HashReader, ProgressReader};
 use crate::progress::JobContext;
-use crate::sources::{directory, sqlite};
+use crate::sources::Source;
 use crate::stores::BackupStore;
 use crate::stores::manifest::Manifest;
 
@@ -49,9 +49,17 @@ pub(crate) fn in_store(
     ctx: &JobContext,
 ) -> Result<VerifyReport> {
     let manifest = find(app, target, selector)?;
+    let source = crate::actions::kind::source(app, target)?;
     let done = app.executor.run("verify", target, actor, ctx, |_, ctx| {
         let (_, store) = app.store_for(target)?;
-        check(app, store.as_ref(), &manifest, read_data, ctx)
+        check(
+            app,
+            source.as_ref(),
+            store.as_ref(),
+            &manifest,
+            read_data,
+            ctx,
+        )
     })?;
     Ok(done.value)
 }
@@ -60,6 +68,7 @@ pub(crate) fn in_store(
 /// own check (a repository's structure; every pack with `read_data`).
 pub fn check(
     app: &App,
+    source: &dyn Source,
     store: &dyn BackupStore,
     manifest: &Manifest,
     read_data: bool,
@@ -68,14 +77,7 @@ pub fn check(
     ctx.progress.phase("verifying");
     let scratch = app.scratch()?;
     let problems = read_checked(store, manifest, ctx, |content| {
-        match manifest.kind.as_str() {
-            "sqlite" => check_sqlite(content, scratch.path(), manifest),
-            "directory" => match &manifest.directory {
-                Some(facts) => directory::check_tar(content, facts, ctx),
-                None => Ok(vec!["the manifest has no file list".into()]),
-            },
-            other => Ok(vec![format!("cannot verify backups of kind {other}")]),
-        }
+        source.check_content(manifest, content, scratch.path(), ctx)
     })?;
     let mut problems = problems;
     problems.extend(store.check(read_data, ctx)?);
@@ -147,20 +149,4 @@ fn report(manifest: &Manifest, problems: Vec<String>) -> VerifyReport {
         ok: problems.is_empty(),
         problems,
     }
-}
-
-fn check_sqlite(
-    content: &mut dyn Read,
-    scratch: &std::path::Path,
-    manifest: &Manifest,
-) -> Result<Vec<String>> {
-    let Some(facts) = &manifest.sqlite else {
-        return Ok(vec!["the manifest has no database facts".into()]);
-    };
-    let path = scratch.join("verify.sqlite");
-    let mut file =
-        std::fs::File::create_new(&path).map_err(|e| Error::io("creating the scratch copy", e))?;
-    crate::pipe::copy(content, &mut file).map_err(|e| Error::io("decompressing", e))?;
-    drop(file);
-    sqlite::check_copy(&path, facts, true)
 }

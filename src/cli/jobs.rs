@@ -3,27 +3,15 @@
 
 use crate::actions::{self, catalog::Selector};
 use crate::app::App;
-use crate::cli::render::{finish_progress, job_context, print_json};
+use crate::cli::render::{print_json, run_job};
 use crate::error::Error;
-use crate::units::human_bytes;
+use crate::executor::job::Job;
 
 pub fn backup(app: &App, actor: &str, target: &str, json: bool) -> Result<i32, Error> {
-    let ctx = job_context(json);
-    let m = actions::backup::run(app, target, actor, &ctx)?;
-    finish_progress(&ctx);
-    if json {
-        print_json(&m.summary());
-    } else {
-        println!(
-            "backup {} of {} complete: {} stored ({} before compression) in {:.1}s",
-            m.id,
-            m.target,
-            human_bytes(m.size_bytes),
-            human_bytes(m.content_bytes),
-            m.duration_seconds
-        );
-    }
-    Ok(0)
+    let job = Job::Backup {
+        target: target.to_string(),
+    };
+    run_job(app, actor, &job, json)
 }
 
 pub fn verify(
@@ -34,27 +22,12 @@ pub fn verify(
     read_data: bool,
     json: bool,
 ) -> Result<i32, Error> {
-    let selector = Selector::from_args(backup, None)?;
-    let ctx = job_context(json);
-    let report = actions::verify::run_reading(app, target, &selector, read_data, actor, &ctx)?;
-    finish_progress(&ctx);
-    if json {
-        print_json(&report);
-    } else if report.ok {
-        println!(
-            "backup {} of {} verified: all checks passed",
-            report.backup.id, target
-        );
-    } else {
-        println!(
-            "backup {} of {} FAILED verification:",
-            report.backup.id, target
-        );
-        for p in &report.problems {
-            println!("  - {p}");
-        }
-    }
-    Ok(if report.ok { 0 } else { 1 })
+    let job = Job::Verify {
+        target: target.to_string(),
+        selector: Selector::from_args(backup, None)?,
+        read_data,
+    };
+    run_job(app, actor, &job, json)
 }
 
 pub fn drill(
@@ -64,17 +37,11 @@ pub fn drill(
     backup: Option<&str>,
     json: bool,
 ) -> Result<i32, Error> {
-    let selector = Selector::from_args(backup, None)?;
-    let ctx = job_context(json);
-    let report = actions::drill::run(app, target, &selector, actor, &ctx)?;
-    finish_progress(&ctx);
-    if json {
-        print_json(&report);
-    } else {
-        eprintln!("{}", report.headline());
-        print!("{}", report.report);
-    }
-    Ok(if report.ok { 0 } else { 1 })
+    let job = Job::Drill {
+        target: target.to_string(),
+        selector: Selector::from_args(backup, None)?,
+    };
+    run_job(app, actor, &job, json)
 }
 
 pub fn status(app: &App, json: bool) -> Result<i32, Error> {

@@ -18,6 +18,8 @@ use clap::{Parser, Subcommand};
 
 use crate::app::App;
 use crate::config::{Config, DEFAULT_PATH};
+use std::time::Duration;
+
 use crate::error::Error;
 
 #[derive(Parser, Debug)]
@@ -175,12 +177,28 @@ pub fn main() -> i32 {
         }
         _ => {}
     }
+    let recovery = crate::db::damage::advice(&config.server.state, config.state_backup_store());
+    let failed = |e: &Error| {
+        eprintln!("lifeboat: {e}");
+        if e.is_state_damage() {
+            eprintln!("lifeboat: to recover, {recovery}");
+        }
+        e.exit_code()
+    };
+    // Commands refuse a damaged state up front, naming the fix; `serve` runs on to answer
+    // /healthz with 503 and tell the alert channels.
+    if !matches!(cli.command, Command::Serve)
+        && let Some(detail) = crate::db::damage::check(&config.server.state, Duration::ZERO)
+    {
+        let damaged = crate::db::DbError::Damaged {
+            detail,
+            source: None,
+        };
+        return failed(&Error::Db(damaged));
+    }
     let (app, swept) = match App::open(config) {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("lifeboat: {e}");
-            return 1;
-        }
+        Err(e) => return failed(&e),
     };
     for job in swept {
         eprintln!(
@@ -188,14 +206,18 @@ pub fn main() -> i32 {
             job.id, job.kind, job.target, job.started_at, job.actor
         );
     }
-    match run(&app, cli.command) {
+    let code = match run(&app, cli.command) {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("lifeboat: {e}");
-            e.exit_code()
-        }
-    }
+        Err(e) => failed(&e),
+    };
+    // A backup's monitor pings go out from threads that would die with the process.
+    crate::monitor::pings::wait_sent(EXIT_PING_WAIT);
+    code
 }
+
+/// How long a command waits at exit for its backups' monitor pings (each has a 10s
+/// timeout and a few retries): long enough for a slow monitor, bounded for a dead one.
+const EXIT_PING_WAIT: Duration = Duration::from_secs(30);
 
 fn init_logging(serving: bool) {
     let default = if serving { "info" } else { "warn" };

@@ -1,11 +1,15 @@
-//! How the command line shows results: `--json` output, and a job context whose progress
-//! is drawn on the terminal (phase, bytes, rate, ETA) and which Ctrl-C cancels.
+//! How the command line shows results: a job run in this terminal and its report printed
+//! (as text or `--json`), with a job context whose progress is drawn on the terminal
+//! (phase, bytes, rate, ETA) and which Ctrl-C cancels.
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::app::App;
+use crate::error::Error;
+use crate::executor::job::{Job, JobReport};
 use crate::progress::{Cancel, JobContext, Progress, Silent};
 use crate::units::human_bytes;
 
@@ -13,6 +17,64 @@ pub fn print_json<T: Serialize>(value: &T) {
     let mut out = std::io::stdout().lock();
     let _ = serde_json::to_writer_pretty(&mut out, value);
     let _ = writeln!(out);
+}
+
+/// Run `job` here with terminal progress and Ctrl-C, and print its report; the exit code.
+pub fn run_job(app: &App, actor: &str, job: &Job, json: bool) -> Result<i32, Error> {
+    let ctx = job_context(json);
+    let report = job.run(app, actor, &ctx)?;
+    finish_progress(&ctx);
+    Ok(print_report(job, &report, json))
+}
+
+/// Print a job's report as text or JSON; the exit code (1: a failed verify or drill).
+pub fn print_report(job: &Job, report: &JobReport, json: bool) -> i32 {
+    let target = job.target();
+    match report {
+        JobReport::Backup(m) if json => print_json(&m.summary()),
+        JobReport::Backup(m) => println!(
+            "backup {} of {} complete: {} stored ({} before compression) in {:.1}s",
+            m.id,
+            m.target,
+            human_bytes(m.size_bytes),
+            human_bytes(m.content_bytes),
+            m.duration_seconds
+        ),
+        JobReport::Verify(r) if json => print_json(r),
+        JobReport::Verify(r) if r.ok => println!(
+            "backup {} of {target} verified: all checks passed",
+            r.backup.id
+        ),
+        JobReport::Verify(r) => {
+            println!("backup {} of {target} FAILED verification:", r.backup.id);
+            for p in &r.problems {
+                println!("  - {p}");
+            }
+        }
+        JobReport::Drill(r) if json => print_json(r),
+        JobReport::Drill(r) => {
+            eprintln!("{}", r.headline());
+            print!("{}", r.report);
+        }
+        JobReport::PlannedRestore(done) if json => println!("{}", done.to_json()),
+        JobReport::PlannedRestore(done) => print!("{}", done.report()),
+        JobReport::Restore(o) if json => print_json(o),
+        JobReport::Restore(o) => {
+            let plan = &o.plan;
+            println!(
+                "restored backup {} of {target} to {} in {:.1}s",
+                plan.backup.id,
+                plan.destination.display(),
+                o.duration_seconds
+            );
+            for m in &plan.move_aside {
+                println!("previous data kept at {}", m.to.display());
+            }
+        }
+        JobReport::Prune(plan) if json => print_json(plan),
+        JobReport::Prune(plan) => print!("{}", plan.describe()),
+    }
+    if report.ok() { 0 } else { 1 }
 }
 
 /// A job context for the CLI: progress on a terminal only, and Ctrl-C cancels cleanly

@@ -9,8 +9,9 @@ use clap::Args;
 use crate::actions;
 use crate::actions::catalog::Selector;
 use crate::app::App;
-use crate::cli::render::{finish_progress, job_context, print_json};
+use crate::cli::render::{print_json, print_report, run_job};
 use crate::error::Error;
+use crate::executor::job::Job;
 use crate::progress::JobContext;
 use crate::units::human_bytes;
 
@@ -105,27 +106,22 @@ pub fn restore(app: &App, actor: &str, args: RestoreArgs) -> Result<i32, Error> 
     if !json {
         eprint!("{}", plan.describe());
     }
-    let ctx = job_context(json);
-    let done = plan.apply(app, actor, &ctx)?;
-    finish_progress(&ctx);
-    if json {
-        println!("{}", done.to_json());
-    } else {
-        print!("{}", done.report());
-    }
-    Ok(0)
+    let job = Job::PlannedRestore { plan: plan.into() };
+    run_job(app, actor, &job, json)
 }
 
 pub fn prune(app: &App, target: Option<&str>, dry_run: bool, actor: &str) -> Result<i32, Error> {
     let targets = app.targets_or_all(target)?;
     for t in targets {
-        let plan = if dry_run {
-            actions::prune::plan(app, &t)?
-        } else {
-            actions::prune::run(app, &t, actor, &JobContext::silent())?
-        };
+        if !dry_run {
+            let job = Job::Prune { target: t };
+            let report = job.run(app, actor, &JobContext::silent())?;
+            print_report(&job, &report, false);
+            continue;
+        }
+        let plan = actions::prune::plan(app, &t)?;
         print!("{}", plan.describe());
-        if dry_run && !plan.remove.is_empty() {
+        if !plan.remove.is_empty() {
             println!("  (dry run: nothing was removed)");
         }
     }

@@ -31,6 +31,9 @@ const SECRET_KEYS: &[&str] = &[
     "token",
     "alertmanager_token",
     "password",
+    // Monitor URLs: whoever has one can report for lifeboat.
+    "url",
+    "ping_url",
 ];
 
 /// The process environment, for `Config::load`.

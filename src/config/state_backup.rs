@@ -60,6 +60,11 @@ impl Config {
             .map(|(n, t)| (n.as_str(), t))
     }
 
+    /// The store that keeps state backups, if any (what `lifeboat recover --store` takes).
+    pub fn state_backup_store(&self) -> Option<&str> {
+        self.state_target().and_then(|(_, t)| t.store.as_deref())
+    }
+
     /// The name state backups are kept under: the state target's, else the built-in one.
     pub fn state_target_name(&self) -> &str {
         self.state_target().map_or(STATE_TARGET, |(n, _)| n)

@@ -4,12 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::remote::{check_remote_files, validate_remote};
 use super::{Check, Config, CronSchedule, HumanDuration, Secret, TimeZone, is_http_url, names};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// What a target is. Also the `kind` of its backups' manifests, under the same names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TargetKind {
     Sqlite,
@@ -28,6 +29,12 @@ impl TargetKind {
             TargetKind::Command => "command",
             TargetKind::External => "external",
         }
+    }
+}
+
+impl std::fmt::Display for TargetKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
     }
 }
 
@@ -98,6 +105,11 @@ pub struct TargetConfig {
     pub command: Option<Vec<String>>,
     /// external: bearer token for `POST /hooks/ping/<target>`.
     pub token: Option<Secret>,
+    /// A healthchecks.io-style monitor told of each backup's start, success and failure.
+    pub ping_url: Option<Secret>,
+    /// `serve` backs the target up at start when it has no backup at all yet.
+    #[serde(default)]
+    pub backup_on_start: bool,
     /// Added by lifeboat itself (the state database's target), not written in the file.
     #[serde(skip)]
     pub built_in: bool,
@@ -120,10 +132,75 @@ impl TargetConfig {
     }
 }
 
+/// The keys only some kinds of target read, and those kinds. Any other kind refuses
+/// them at load: a `disk` on a sqlite target is a mistake to say, not a key to ignore.
+const KIND_KEYS: [(&str, &[TargetKind]); 13] = [
+    ("path", &[TargetKind::Sqlite, TargetKind::Directory]),
+    ("include", &[TargetKind::Directory]),
+    ("exclude", &[TargetKind::Directory]),
+    ("project", &[TargetKind::GcpDisk]),
+    ("zone", &[TargetKind::GcpDisk]),
+    ("disk", &[TargetKind::GcpDisk]),
+    ("endpoint", &[TargetKind::GcpDisk]),
+    ("credentials", &[TargetKind::GcpDisk]),
+    ("poll_interval", &[TargetKind::GcpDisk]),
+    ("command", &[TargetKind::Command]),
+    ("token", &[TargetKind::External]),
+    // An external target's backups run elsewhere: lifeboat never sees them start.
+    ("ping_url", LIFEBOAT_BACKS_UP),
+    ("backup_on_start", LIFEBOAT_BACKS_UP),
+];
+
+/// The kinds whose backups lifeboat takes itself.
+const LIFEBOAT_BACKS_UP: &[TargetKind] = &[
+    TargetKind::Sqlite,
+    TargetKind::Directory,
+    TargetKind::GcpDisk,
+    TargetKind::Command,
+];
+
+impl TargetConfig {
+    /// Whether the key `k` of [`KIND_KEYS`] is set.
+    fn has(&self, k: &str) -> bool {
+        match k {
+            "path" => self.path.is_some(),
+            "include" => !self.include.is_empty(),
+            "exclude" => !self.exclude.is_empty(),
+            "project" => self.project.is_some(),
+            "zone" => self.zone.is_some(),
+            "disk" => self.disk.is_some(),
+            "endpoint" => self.endpoint.is_some(),
+            "credentials" => self.credentials.is_some(),
+            "poll_interval" => self.poll_interval.is_some(),
+            "command" => self.command.is_some(),
+            "token" => self.token.is_some(),
+            "ping_url" => self.ping_url.is_some(),
+            "backup_on_start" => self.backup_on_start,
+            _ => false,
+        }
+    }
+
+    /// The first key set that belongs to other kinds: the key and the error to show.
+    fn foreign_key(&self, name: &str) -> Option<String> {
+        let (k, kinds) = KIND_KEYS
+            .iter()
+            .find(|(k, kinds)| !kinds.contains(&self.kind) && self.has(k))?;
+        let owners: Vec<String> = kinds.iter().map(|o| format!("\"{o}\"")).collect();
+        Some(format!(
+            "targets.{name}.{k}: not a key of kind \"{}\" (only {} targets have it); remove it, or fix `kind`",
+            self.kind,
+            owners.join(" and ")
+        ))
+    }
+}
+
 impl Config {
     pub(super) fn validate_target(&self, name: &str, t: &TargetConfig) -> Result<(), String> {
         let key = |k: &str| format!("targets.{name}.{k}");
         let kind = t.kind.as_str();
+        if let Some(e) = t.foreign_key(name) {
+            return Err(e);
+        }
         let needs = |present: bool, k: &str| -> Result<(), String> {
             if present {
                 Ok(())
@@ -180,6 +257,14 @@ impl Config {
                 "{}: no store named {store:?} (stores: {})",
                 key("store"),
                 names(self.stores.keys())
+            ));
+        }
+        if let Some(url) = &t.ping_url
+            && !is_http_url(url.expose())
+        {
+            return Err(format!(
+                "{}: must be a URL starting with http:// or https://",
+                key("ping_url")
             ));
         }
         validate_remote(name, t)?;
@@ -239,6 +324,80 @@ mod tests {
         let e = parse("[targets.a]\nkind=\"sqlite\"\npath=\"/tmp/a.db\"\nstore=\"nope\"\n")
             .unwrap_err();
         assert!(e.to_string().contains("targets.a.store"), "{e}");
+    }
+
+    #[test]
+    fn a_key_of_another_kind_is_refused_at_load_naming_it() {
+        let base = "[stores.l]\nkind=\"local\"\npath=\"/tmp\"\n";
+        let sqlite =
+            format!("{base}[targets.a]\nkind=\"sqlite\"\npath=\"/tmp/a.db\"\nstore=\"l\"\n");
+        let gcp = "[targets.d]\nkind=\"gcp-disk\"\nproject=\"p\"\nzone=\"z\"\ndisk=\"d\"\n";
+        let cmd = format!("{base}[targets.c]\nkind=\"command\"\ncommand=[\"dump\"]\nstore=\"l\"\n");
+        assert!(parse(&sqlite).is_ok());
+        assert!(parse(gcp).is_ok());
+        assert!(parse(&cmd).is_ok());
+        for (text, named, owner) in [
+            (
+                format!("{sqlite}disk=\"d\"\n"),
+                "targets.a.disk",
+                "\"gcp-disk\"",
+            ),
+            (
+                format!("{sqlite}include=[\"*.db\"]\n"),
+                "targets.a.include",
+                "\"directory\"",
+            ),
+            (
+                format!("{sqlite}command=[\"x\"]\n"),
+                "targets.a.command",
+                "\"command\"",
+            ),
+            (
+                format!("{gcp}path=\"/srv\"\n"),
+                "targets.d.path",
+                "\"sqlite\" and \"directory\"",
+            ),
+            (
+                format!("{cmd}poll_interval=\"1s\"\n"),
+                "targets.c.poll_interval",
+                "\"gcp-disk\"",
+            ),
+        ] {
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(e.contains(named), "{named}: {e}");
+            assert!(e.contains("not a key of kind"), "{e}");
+            assert!(e.contains(owner), "{owner}: {e}");
+        }
+        let e = parse(&format!("{sqlite}token=\"${{TOKEN}}\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("targets.a.token") && e.contains("\"external\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_ping_url_is_a_secret_url_of_a_target_lifeboat_backs_up() {
+        let base = "[stores.l]\nkind=\"local\"\npath=\"/tmp\"\n[targets.a]\nkind=\"sqlite\"\npath=\"/tmp/a.db\"\nstore=\"l\"\n";
+        let t = parse(&format!(
+            "{base}ping_url=\"https://hc.example/${{TOKEN}}\"\n"
+        ))
+        .unwrap();
+        let url = t.targets["a"].ping_url.as_ref().unwrap();
+        assert_eq!(url.expose(), "https://hc.example/s3cr3t");
+        let e = parse(&format!("{base}ping_url=\"https://hc.example/x\"\n")).unwrap_err();
+        assert!(e.to_string().contains("targets.a.ping_url"), "{e}");
+        let e = parse(&format!("{base}ping_url=\"${{TOKEN}}\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("targets.a.ping_url") && !e.contains("s3cr3t"),
+            "{e}"
+        );
+        let ext = "[targets.e]\nkind=\"external\"\nschedule=\"0 0 * * * *\"\ntoken=\"${TOKEN}\"\n";
+        let e = parse(&format!("{ext}ping_url=\"http://x/${{TOKEN}}\"\n")).unwrap_err();
+        assert!(e.to_string().contains("targets.e.ping_url"), "{e}");
     }
 
     #[test]

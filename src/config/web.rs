@@ -1,5 +1,6 @@
 //! `[web]`: the read-only status page of `serve` — off unless enabled, and only for the
-//! listed users (argon2 password hashes) or the holder of a bearer token.
+//! listed users (argon2 password hashes) or the holder of a bearer token: one from the
+//! environment, or one lifeboat generates and keeps in its state directory.
 
 use std::collections::BTreeMap;
 
@@ -19,18 +20,25 @@ pub struct WebConfig {
     pub users: BTreeMap<String, String>,
     /// A bearer token (from the environment) for scripts and dashboards.
     pub token: Option<Secret>,
+    /// Generate a token at first start, keep it in the state directory (`web-token`)
+    /// and print the page's address with it at start: the built-in config's login.
+    #[serde(default)]
+    pub generate_token: bool,
 }
 
 impl WebConfig {
     /// Whether this section holds something that is not an argon2 hash (checked even
     /// while the page is off), or enables a page nobody can log in to.
     pub fn validate(&self) -> Result<(), String> {
-        if self.enabled && self.users.is_empty() && self.token.is_none() {
+        if self.enabled && self.users.is_empty() && self.token.is_none() && !self.generate_token {
             return Err(
                 "web.enabled: the status page needs a login: add `[web] users` \
-                 (name = argon2 hash) or `token = \"${SOME_VARIABLE}\"`"
+                 (name = argon2 hash), `token = \"${SOME_VARIABLE}\"` or `generate_token = true`"
                     .into(),
             );
+        }
+        if self.token.is_some() && self.generate_token {
+            return Err("web.generate_token: the config sets `token` too; keep one of them".into());
         }
         for (name, hash) in &self.users {
             if name.is_empty() || name.contains(':') || name.chars().any(char::is_control) {
@@ -81,6 +89,7 @@ mod tests {
                 .map(|(n, h)| (n.to_string(), h.to_string()))
                 .collect(),
             token: token.map(|t| Secret(t.to_string())),
+            generate_token: false,
         }
     }
 
@@ -90,6 +99,16 @@ mod tests {
         assert!(e.contains("web.enabled") && e.contains("users"), "{e}");
         assert!(web(&[], Some("0123456789abcdef")).validate().is_ok());
         assert!(web(&[("alice", HASH)], None).validate().is_ok());
+        let generated = WebConfig {
+            generate_token: true,
+            ..web(&[], None)
+        };
+        assert!(generated.validate().is_ok());
+        let both = WebConfig {
+            generate_token: true,
+            ..web(&[], Some("0123456789abcdef"))
+        };
+        assert!(both.validate().unwrap_err().contains("web.generate_token"));
         let off = WebConfig::default();
         assert!(off.validate().is_ok(), "a disabled page needs nothing");
         let off_but_wrong = WebConfig {

@@ -12,7 +12,7 @@ impl Db {
         self.lock().execute(
             "INSERT OR REPLACE INTO catalog (target, id, store, kind, created_at, size_bytes, sha256, manifest)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![m.target, m.id, m.store, m.kind, m.created_at, m.size_bytes as i64, m.sha256, json],
+            params![m.target, m.id, m.store, m.kind.as_str(), m.created_at, m.size_bytes as i64, m.sha256, json],
         )?;
         Ok(())
     }
@@ -35,7 +35,7 @@ impl Db {
             tx.execute(
                 "INSERT INTO catalog (target, id, store, kind, created_at, size_bytes, sha256, manifest)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![m.target, m.id, m.store, m.kind, m.created_at, m.size_bytes as i64, m.sha256, json],
+                params![m.target, m.id, m.store, m.kind.as_str(), m.created_at, m.size_bytes as i64, m.sha256, json],
             )?;
         }
         tx.commit()?;
@@ -142,7 +142,7 @@ impl Db {
             tx.execute(
                 "INSERT OR REPLACE INTO catalog (target, id, store, kind, created_at, size_bytes, sha256, manifest)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![m.target, m.id, store, m.kind, m.created_at, m.size_bytes as i64, m.sha256, json],
+                params![m.target, m.id, store, m.kind.as_str(), m.created_at, m.size_bytes as i64, m.sha256, json],
             )?;
         }
         for (target, id) in existing.keys() {

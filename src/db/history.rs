@@ -71,7 +71,7 @@ mod tests {
             format: 1,
             id: id.into(),
             target: "t1".into(),
-            kind: "sqlite".into(),
+            kind: crate::config::TargetKind::Sqlite,
             store: "local".into(),
             created_at: at.into(),
             finished_at: at.into(),

@@ -1,10 +1,65 @@
 //! Job records: one row per backup, verify, restore, drill or prune, from start to end.
 
-use rusqlite::{OptionalExtension, Row, params};
-use serde::Serialize;
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{OptionalExtension, Row, ToSql, params};
+use serde::{Deserialize, Serialize};
 
 use super::{Db, DbError};
 use crate::units::now_text;
+
+/// Where a job is: stored, shown and serialised by the same lowercase words as ever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    /// The process running it stopped (a crash, a restart) before it finished.
+    Interrupted,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 5] = [
+        JobState::Running,
+        JobState::Succeeded,
+        JobState::Failed,
+        JobState::Cancelled,
+        JobState::Interrupted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+            JobState::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl ToSql for JobState {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for JobState {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let text = value.as_str()?;
+        JobState::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .ok_or_else(|| FromSqlError::Other(format!("unknown job state {text:?}").into()))
+    }
+}
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct JobRecord {
@@ -12,8 +67,7 @@ pub struct JobRecord {
     pub kind: String,
     pub target: String,
     pub actor: String,
-    /// running | succeeded | failed | cancelled | interrupted
-    pub state: String,
+    pub state: JobState,
     pub started_at: String,
     pub finished_at: Option<String>,
     pub backup_id: Option<String>,
@@ -53,7 +107,7 @@ impl Db {
             kind: kind.into(),
             target: target.into(),
             actor: actor.into(),
-            state: "running".into(),
+            state: JobState::Running,
             started_at: started,
             finished_at: None,
             backup_id: None,
@@ -65,7 +119,7 @@ impl Db {
     pub fn job_finish(
         &self,
         id: i64,
-        state: &str,
+        state: JobState,
         backup_id: Option<&str>,
         message: Option<&str>,
         detail: Option<&str>,
@@ -141,5 +195,42 @@ impl Db {
         ))?;
         let rows = stmt.query_map(params![kind, from, to], from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows as releases before the enum wrote them (plain words in `state`) read back.
+    #[test]
+    fn job_rows_written_with_words_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("state.db")).unwrap();
+        for state in ["running", "succeeded", "failed", "cancelled", "interrupted"] {
+            db.lock()
+                .execute(
+                    "INSERT INTO jobs (kind, target, actor, state, started_at, pid) VALUES ('backup', 't', 'cli:root', ?1, '2026-01-01T00:00:00.000Z', 1)",
+                    [state],
+                )
+                .unwrap();
+            let id = db.lock().last_insert_rowid();
+            let job = db.job_get(id).unwrap().unwrap();
+            assert_eq!(job.state.as_str(), state);
+            assert_eq!(
+                serde_json::to_value(&job).unwrap()["state"],
+                serde_json::json!(state)
+            );
+        }
+        let job = db.job_insert("verify", "t", "cli:root").unwrap();
+        db.job_finish(job.id, JobState::Failed, None, Some("no"), None)
+            .unwrap();
+        let text: String = db
+            .lock()
+            .query_row("SELECT state FROM jobs WHERE id = ?1", [job.id], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(text, "failed");
     }
 }

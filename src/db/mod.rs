@@ -6,6 +6,7 @@ pub mod approvals;
 pub mod audit;
 pub mod catalog;
 pub mod chat_links;
+pub mod damage;
 pub mod drills;
 pub mod history;
 pub mod incidents;
@@ -192,6 +193,9 @@ const MIGRATIONS: &[&str] = &[
      );",
 ];
 
+/// How often a long-running `serve` checks its whole state database for damage.
+const DAMAGE_CHECK_EVERY: Duration = Duration::from_secs(60);
+
 /// A shared handle on the state database. Cheap to clone; one connection per process,
 /// serialized by a mutex (statements are short; data paths never hold it).
 #[derive(Clone)]
@@ -207,9 +211,35 @@ pub enum DbError {
         source: rusqlite::Error,
     },
     #[error("state database: {0}")]
-    Sql(#[from] rusqlite::Error),
+    Sql(#[source] rusqlite::Error),
+    /// SQLite found the file damaged; the CLI adds how to recover with the config's names.
+    #[error("the state database is damaged ({detail})")]
+    Damaged {
+        detail: String,
+        #[source]
+        source: Option<rusqlite::Error>,
+    },
     #[error("state database {path}: {message}")]
     Io { path: String, message: String },
+}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> DbError {
+        if damage::is_damage(&e) {
+            damage::note(&e.to_string());
+            return DbError::Damaged {
+                detail: e.to_string(),
+                source: Some(e),
+            };
+        }
+        DbError::Sql(e)
+    }
+}
+
+impl DbError {
+    pub fn is_damage(&self) -> bool {
+        matches!(self, DbError::Damaged { .. })
+    }
 }
 
 impl Db {
@@ -234,6 +264,7 @@ impl Db {
                 Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(50));
                 }
+                Err(e) if damage::is_damage(&e) => return Err(DbError::from(e)),
                 other => return other.map_err(open_err),
             }
         }
@@ -263,11 +294,14 @@ impl Db {
         })?;
         checkpointer.busy_timeout(Duration::from_secs(10))?;
         self.lock().pragma_update(None, "wal_autocheckpoint", 0)?;
+        let state = path.to_path_buf();
         std::thread::Builder::new()
             .name("lifeboat-checkpoint".into())
             .spawn(move || {
                 loop {
                     std::thread::sleep(every);
+                    // Damage shows up here even when nothing asks /healthz.
+                    damage::check(&state, DAMAGE_CHECK_EVERY);
                     let r = checkpointer
                         .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0));
                     if let Err(e) = r {

@@ -13,7 +13,13 @@ impl Db {
     pub fn jobs_interrupt_all(&self, why: &str) -> Result<Vec<JobRecord>, DbError> {
         let running = self.jobs_running(None)?;
         for job in &running {
-            self.job_finish(job.id, "interrupted", None, Some(why), None)?;
+            self.job_finish(
+                job.id,
+                super::jobs::JobState::Interrupted,
+                None,
+                Some(why),
+                None,
+            )?;
             self.audit(
                 "lifeboat",
                 &format!("{} interrupted", job.kind),

@@ -53,7 +53,11 @@ impl Db {
         let job = self.job_insert("backup", target, actor)?;
         self.job_finish(
             job.id,
-            if ok { "succeeded" } else { "failed" },
+            if ok {
+                super::jobs::JobState::Succeeded
+            } else {
+                super::jobs::JobState::Failed
+            },
             None,
             Some(message),
             None,

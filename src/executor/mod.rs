@@ -1,6 +1,9 @@
 //! Runs jobs: a job record from start to end, one job per target at a time (a lock file
 //! the OS releases if the process dies), cancellation, and the sweep that marks jobs left
-//! running by a crashed process as interrupted.
+//! running by a crashed process as interrupted. What the jobs are, and the one place
+//! they are run from, is in `job`.
+
+pub mod job;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -8,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::db::Db;
-use crate::db::jobs::JobRecord;
+use crate::db::jobs::{JobRecord, JobState};
 use crate::error::{Error, Result};
 use crate::progress::{Cancel, JobContext, Progress};
 
@@ -94,7 +97,7 @@ impl Executor {
             if let Some(lock) = self.try_lock(&job.target)? {
                 self.db.job_finish(
                     job.id,
-                    "interrupted",
+                    JobState::Interrupted,
                     None,
                     Some("the process running this job stopped before it finished"),
                     None,
@@ -158,10 +161,10 @@ impl Executor {
         let result = work(&job, &stamped);
         self.running.lock().unwrap().remove(&job.id);
         let (state, backup_id, message) = match &result {
-            Ok(v) if v.ok() => ("succeeded", v.backup_id(), v.summary()),
-            Ok(v) => ("failed", v.backup_id(), v.summary()),
-            Err(Error::Cancelled) => ("cancelled", None, "cancelled".to_string()),
-            Err(e) => ("failed", None, e.to_string()),
+            Ok(v) if v.ok() => (JobState::Succeeded, v.backup_id(), v.summary()),
+            Ok(v) => (JobState::Failed, v.backup_id(), v.summary()),
+            Err(Error::Cancelled) => (JobState::Cancelled, None, "cancelled".to_string()),
+            Err(e) => (JobState::Failed, None, e.to_string()),
         };
         self.db
             .job_finish(job.id, state, backup_id.as_deref(), Some(&message), None)?;
@@ -169,7 +172,7 @@ impl Executor {
             actor,
             &format!("{kind} finished"),
             Some(target),
-            state,
+            state.as_str(),
             Some(&format!("job {}: {message}", job.id)),
         )?;
         drop(lock);
@@ -348,7 +351,7 @@ mod tests {
                 Ok(Out)
             })
             .unwrap();
-        assert_eq!(r.job.state, "succeeded");
+        assert_eq!(r.job.state, JobState::Succeeded);
         assert_eq!(ex.progress_of(r.job.id), None, "finished jobs have none");
     }
 
@@ -380,7 +383,10 @@ mod tests {
         let job = db.job_insert("backup", "t1", "cli:alice").unwrap(); // as if a process died
         let swept = ex.sweep_interrupted().unwrap();
         assert_eq!(swept.len(), 1);
-        assert_eq!(db.job_get(job.id).unwrap().unwrap().state, "interrupted");
+        assert_eq!(
+            db.job_get(job.id).unwrap().unwrap().state,
+            JobState::Interrupted
+        );
         assert!(ex.sweep_interrupted().unwrap().is_empty());
     }
 }

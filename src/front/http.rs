@@ -36,7 +36,7 @@ pub fn router(app: &App, chat: &Chat, hooks: Hooks) -> Result<Router, String> {
                 .with_state(hooks),
         );
     if app.config.web.enabled {
-        router = router.merge(crate::front::web::routes(app.clone()));
+        router = router.merge(crate::front::web::routes(app.clone())?);
     }
     // The signed endpoints are served whenever their secret is configured (always in
     // HTTP mode; optionally beside Socket Mode or the Gateway).
@@ -67,13 +67,28 @@ pub fn router(app: &App, chat: &Chat, hooks: Hooks) -> Result<Router, String> {
     Ok(router)
 }
 
+/// How old a whole-file check of the state database `/healthz` may rely on.
+const DAMAGE_CHECK_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(10);
+
 async fn healthz(State(app): State<App>) -> impl IntoResponse {
     let db = app.db.clone();
-    let healthy =
-        tokio::task::spawn_blocking(move || db.ping().and_then(|()| db.chat_links())).await;
+    let state = app.config.server.state.clone();
+    let healthy = tokio::task::spawn_blocking(move || {
+        if let Some(why) = crate::db::damage::check(&state, DAMAGE_CHECK_MAX_AGE) {
+            return Err(Unusable::Damaged(why));
+        }
+        db.ping()
+            .and_then(|()| db.chat_links())
+            .map_err(|e| match e.is_damage() {
+                true => Unusable::Damaged(e.to_string()),
+                false => Unusable::Failing(e),
+            })
+    })
+    .await;
+    let version = env!("CARGO_PKG_VERSION");
     match healthy {
         Ok(Ok(links)) => {
-            let mut body = json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")});
+            let mut body = json!({"status": "ok", "version": version});
             // Outgoing chat connections are reported, not judged: a Slack or Discord
             // outage is no reason to restart lifeboat.
             if !links.is_empty() {
@@ -81,20 +96,36 @@ async fn healthz(State(app): State<App>) -> impl IntoResponse {
             }
             (StatusCode::OK, Json(body))
         }
-        Ok(Err(e)) => {
-            tracing::error!("health check: {e}");
+        Ok(Err(unusable)) => {
+            let reason = match unusable {
+                Unusable::Damaged(why) => format!(
+                    "the state database is damaged ({why}); to recover, {}",
+                    crate::db::damage::advice(
+                        &app.config.server.state,
+                        app.config.state_backup_store()
+                    )
+                ),
+                Unusable::Failing(e) => {
+                    tracing::error!("health check: {e}");
+                    "state database is unusable".to_string()
+                }
+            };
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(
-                    json!({"status": "unavailable", "version": env!("CARGO_PKG_VERSION"), "reason": "state database is unusable"}),
-                ),
+                Json(json!({"status": "unavailable", "version": version, "reason": reason})),
             )
         }
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "version": env!("CARGO_PKG_VERSION")})),
+            Json(json!({"status": "unavailable", "version": version})),
         ),
     }
+}
+
+/// Why `/healthz` says the state cannot be used.
+enum Unusable {
+    Damaged(String),
+    Failing(crate::db::DbError),
 }
 
 /// For the signature layers: the whole body (at most `MAX_BODY`, else the 413 to answer)

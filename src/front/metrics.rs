@@ -213,6 +213,27 @@ fn render(
             1.0,
         )],
     );
+    if app.config.server.heartbeat.is_some() {
+        let (ok, failed, last_ok) = crate::monitor::heartbeat::counts();
+        family(
+            "lifeboat_heartbeat_pings_total",
+            "counter",
+            "Heartbeat requests to [server] heartbeat since start, by outcome.",
+            vec![
+                ("{outcome=\"ok\"}".into(), ok as f64),
+                ("{outcome=\"failed\"}".into(), failed as f64),
+            ],
+        );
+        family(
+            "lifeboat_heartbeat_last_success_timestamp_seconds",
+            "gauge",
+            "Unix time the heartbeat monitor last accepted a ping.",
+            last_ok
+                .map(|t| (String::new(), t as f64))
+                .into_iter()
+                .collect(),
+        );
+    }
     super::alert_metrics::render(app, &mut out)?;
     Ok(out)
 }

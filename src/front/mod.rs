@@ -12,4 +12,5 @@ pub mod metrics; // /metrics: Prometheus text
 pub mod registration; // the Slack app manifest and Discord commands, from the code
 pub mod serve; // `lifeboat serve`: start-up wiring, connections, graceful shutdown
 pub mod slack; // Slack: signed requests, Socket Mode, inbound payloads, the Web API
+pub mod state_alarm; // one chat alert when the state database is found damaged
 pub mod web; // the status page: HTML views and charts, behind a login

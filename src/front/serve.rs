@@ -26,6 +26,8 @@ pub fn run(app: App) -> Result<i32, Error> {
     crate::front::listener::raise_file_limit();
     app.db
         .checkpoint_in_background(&app.config.server.state, Duration::from_secs(5))?;
+    // A state damaged before start is reported at once (health, the chat alert).
+    crate::db::damage::check(&app.config.server.state, Duration::ZERO);
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| Error::io("starting the runtime", e))?;
     runtime.block_on(async move {
@@ -80,6 +82,9 @@ pub struct Server {
     pub scheduler: Scheduler,
     /// Slack Socket Mode and the Discord Gateway, where configured.
     pub connections: Connections,
+    /// The alert channels without the outbox (which keeps its queue in the state), for
+    /// the one alert that the state itself is damaged.
+    pub alarm_sinks: AlertSinks,
 }
 
 /// Build the chat state (notifiers for the configured platforms), the scheduler with its
@@ -113,6 +118,7 @@ pub fn build(app: App) -> Result<Server, String> {
     ) {
         sinks.push((n.clone(), c));
     }
+    let alarm_sinks = sinks.clone();
     let sinks: AlertSinks = sinks
         .into_iter()
         .map(|(n, c)| (crate::front::chat::outbox::for_alerts(&app, n), c))
@@ -130,6 +136,7 @@ pub fn build(app: App) -> Result<Server, String> {
         connections: Connections::new(&chat),
         chat,
         scheduler,
+        alarm_sinks,
     })
 }
 
@@ -149,7 +156,23 @@ pub async fn serve(
         chat,
         scheduler,
         connections,
+        alarm_sinks,
     } = build(app.clone()).map_err(std::io::Error::other)?;
+    if let (Some(token), Ok(addr)) = (
+        crate::front::web::generated_token(&app).map_err(std::io::Error::other)?,
+        listener.local_addr(),
+    ) {
+        tracing::info!(
+            "status page: {}",
+            crate::front::web::link::start_url(addr, &token)
+        );
+    }
+    let alarm = tokio::spawn(crate::front::state_alarm::watch(app.clone(), alarm_sinks));
+    // The heartbeat pings only while the scheduler's loop turns (a wedged one stops it).
+    let heartbeat = app.config.server.heartbeat.clone().map(|h| {
+        let state = app.config.server.state.clone();
+        tokio::spawn(crate::monitor::heartbeat::run(h, state, scheduler.alive()))
+    });
     let scheduler = tokio::spawn(scheduler.run());
     let connections = connections.start().await;
     let sweeper = {
@@ -165,6 +188,10 @@ pub async fn serve(
     tracing::debug!("HTTP limits: {limits:?}");
     crate::front::listener::serve(listener, router, limits, shutdown, SHUTDOWN_GRACE).await?;
     sweeper.abort();
+    alarm.abort();
+    if let Some(h) = heartbeat {
+        h.abort();
+    }
     scheduler.abort();
     connections.stop().await;
     chat.stop();

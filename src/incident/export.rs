@@ -100,7 +100,7 @@ pub fn build(
             .and_then(crate::units::parse_time);
         restores.push(RestoreFacts {
             rto_seconds: finished
-                .filter(|_| job.state == "succeeded")
+                .filter(|_| job.state == crate::db::jobs::JobState::Succeeded)
                 .map(|f| (f - opened).num_seconds()),
             rpo_seconds: match (&backup, started) {
                 (Some(b), Some(s)) => Some((s - b.created()).num_seconds()),
@@ -111,7 +111,7 @@ pub fn build(
             backup_id: job.backup_id,
             started_at: job.started_at,
             finished_at: job.finished_at,
-            state: job.state,
+            state: job.state.to_string(),
         });
     }
     Ok(IncidentExport {

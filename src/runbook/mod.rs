@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{Config, HumanDuration, TargetKind};
+use crate::config::{Config, HumanDuration};
 use crate::error::{Error, Result};
 
 pub use load::{Loaded, find, list_text, load_all};
@@ -328,7 +328,9 @@ fn step(
             )
         })?;
         let usable = match action {
-            ActionKind::Backup => cfg.kind != TargetKind::External,
+            ActionKind::Backup => {
+                crate::sources::choose(&target, cfg).is_ok_and(|s| s.takes_backups())
+            }
             _ => cfg.keeps_backups(),
         };
         if !usable {

@@ -13,6 +13,7 @@ use crate::actions::{self, catalog::Selector, restore::RestorePlan};
 use crate::app::App;
 use crate::db::audit::AuditEvent;
 use crate::error::{Error, Result};
+use crate::executor::job::{Job, JobReport};
 use crate::progress::JobContext;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -374,35 +375,23 @@ fn execute(
             let backup = backup.as_deref().map(|b| fill(b, values));
             let at = at.as_deref().map(|a| fill(a, values));
             let selector = Selector::from_args(backup.as_deref(), at.as_deref())?;
-            match action {
-                ActionKind::Backup => actions::backup::run(app, target, actor, &ctx)
-                    .map(|m| {
-                        format!(
-                            "backup {} ({})",
-                            m.id,
-                            crate::units::human_bytes(m.size_bytes)
-                        )
-                    })
-                    .map_err(StepFailed::from),
-                ActionKind::Verify => {
-                    let r = actions::verify::run(app, target, &selector, actor, &ctx)?;
-                    if r.ok {
-                        Ok(format!("backup {} verified", r.backup.id))
-                    } else {
-                        Err(format!(
-                            "backup {} failed verification: {}",
-                            r.backup.id,
-                            r.problems.join("; ")
-                        )
-                        .into())
-                    }
-                }
-                ActionKind::Drill => drill(app, target, &selector, actor, &ctx),
+            let target = target.clone();
+            let (job, approved) = match action {
+                ActionKind::Backup => (Job::Backup { target }, None),
+                ActionKind::Verify => (
+                    Job::Verify {
+                        target,
+                        selector,
+                        read_data: false,
+                    },
+                    None,
+                ),
+                ActionKind::Drill => (Job::Drill { target, selector }, None),
                 ActionKind::Restore => {
                     let to = to.as_deref().map(|t| fill(t, values));
                     let plan = actions::restore::plan(
                         app,
-                        target,
+                        &target,
                         &selector,
                         to.as_deref().map(std::path::Path::new),
                     )?;
@@ -416,43 +405,67 @@ fn execute(
                             format!("the restore was not approved: {}", answer.detail).into()
                         );
                     }
-                    let outcome = actions::restore::apply(app, &plan, actor, &ctx)?;
-                    let mut text = format!(
-                        "restored backup {} to {} ({})",
-                        plan.backup.id,
-                        plan.destination.display(),
-                        answer.detail
-                    );
-                    for m in &outcome.plan.move_aside {
-                        text.push_str(&format!("; previous data kept at {}", m.to.display()));
-                    }
-                    Ok(text)
+                    let plan = Box::new(plan);
+                    let job = Job::Restore {
+                        plan,
+                        approval_id: None,
+                    };
+                    (job, Some(answer.detail))
                 }
-            }
+            };
+            let report = job.run(app, actor, &ctx)?;
+            job_step(report, approved.as_deref())
         }
     }
 }
 
-/// A drill as a step: passes when the drill passes (restore, checks and objectives).
-fn drill(
-    app: &App,
-    target: &str,
-    selector: &Selector,
-    actor: &str,
-    ctx: &JobContext,
-) -> std::result::Result<String, StepFailed> {
-    let r = actions::drill::run(app, target, selector, actor, ctx)?;
-    let measured = |s: Option<f64>| s.map_or("not reached".to_string(), |s| format!("{s:.0}s"));
-    let summary = format!(
-        "drill of backup {}: RTO {}, RPO {}",
-        r.backup_id.as_deref().unwrap_or("?"),
-        measured(r.rto_seconds),
-        measured(r.rpo_seconds)
-    );
-    if r.ok {
-        Ok(summary)
-    } else {
-        Err(format!("{summary}; {}", r.problems.join("; ")).into())
+/// A job step's report in the run's words: Ok what happened, Err why the step failed (a
+/// verify that found problems; a drill that failed or missed an objective). `approved`
+/// is who allowed a restore.
+fn job_step(report: JobReport, approved: Option<&str>) -> std::result::Result<String, StepFailed> {
+    match report {
+        JobReport::Backup(m) => Ok(format!(
+            "backup {} ({})",
+            m.id,
+            crate::units::human_bytes(m.size_bytes)
+        )),
+        JobReport::Verify(r) if r.ok => Ok(format!("backup {} verified", r.backup.id)),
+        JobReport::Verify(r) => Err(format!(
+            "backup {} failed verification: {}",
+            r.backup.id,
+            r.problems.join("; ")
+        )
+        .into()),
+        JobReport::Drill(r) => {
+            let measured =
+                |s: Option<f64>| s.map_or("not reached".to_string(), |s| format!("{s:.0}s"));
+            let summary = format!(
+                "drill of backup {}: RTO {}, RPO {}",
+                r.backup_id.as_deref().unwrap_or("?"),
+                measured(r.rto_seconds),
+                measured(r.rpo_seconds)
+            );
+            if r.ok {
+                Ok(summary)
+            } else {
+                Err(format!("{summary}; {}", r.problems.join("; ")).into())
+            }
+        }
+        JobReport::Restore(outcome) => {
+            let plan = &outcome.plan;
+            let mut text = format!(
+                "restored backup {} to {} ({})",
+                plan.backup.id,
+                plan.destination.display(),
+                approved.unwrap_or_default()
+            );
+            for m in &plan.move_aside {
+                text.push_str(&format!("; previous data kept at {}", m.to.display()));
+            }
+            Ok(text)
+        }
+        JobReport::PlannedRestore(done) => Ok(done.report().trim_end().to_string()),
+        JobReport::Prune(plan) => Ok(crate::executor::JobOutput::summary(&plan)),
     }
 }
 

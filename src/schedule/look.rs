@@ -7,8 +7,8 @@ use super::alerts::{self, Change, Say, Seen};
 use super::watchdog::{self, Facts};
 use super::{DEFAULT_REALERT, next_drill_due, next_due, prev_due};
 use crate::app::App;
-use crate::config::TargetKind;
 use crate::db::alerts::AlertRecord;
+use crate::db::jobs::JobState;
 
 /// The kinds of alert a target can have open, one each at most.
 pub const KINDS: [&str; 4] = ["backup", "verify", "drill", "too_long"];
@@ -44,8 +44,13 @@ pub fn look(
     let last_failure = backups
         .last
         .as_ref()
-        .filter(|j| j.state == "failed" || j.state == "interrupted")
-        .map(|j| (j.id, j.message.clone().unwrap_or_else(|| j.state.clone())));
+        .filter(|j| matches!(j.state, JobState::Failed | JobState::Interrupted))
+        .map(|j| {
+            (
+                j.id,
+                j.message.clone().unwrap_or_else(|| j.state.to_string()),
+            )
+        });
     let last_verify = app.db.job_last(name, "verify", false)?;
     let last_drill = app.db.drill_last(name, false)?;
     let mut watch = app.db.watch_get(name)?;
@@ -72,7 +77,7 @@ pub fn look(
         consecutive_failures: backups.consecutive_failures,
         verify_failure: last_verify
             .as_ref()
-            .filter(|j| j.state == "failed")
+            .filter(|j| j.state == JobState::Failed)
             .map(|j| {
                 let why = j.message.clone();
                 (j.id, why.unwrap_or_else(|| "verification failed".into()))
@@ -95,7 +100,7 @@ pub fn look(
     let problems = watchdog::problems(&facts);
     let realert = chrono::Duration::from_std(cfg.realert.map_or(DEFAULT_REALERT, |d| d.0))
         .unwrap_or_default();
-    let external = cfg.kind == TargetKind::External;
+    let external = !super::takes_backups(name, cfg);
 
     // What proves a target well again, finished after the alert opened.
     let after = |finished: Option<&str>, a: &AlertRecord| {
@@ -106,7 +111,10 @@ pub fn look(
     let evidence = |a: &AlertRecord| -> Option<String> {
         match a.kind.as_str() {
             "backup" => {
-                let last = backups.last.as_ref().filter(|j| j.state == "succeeded")?;
+                let last = backups
+                    .last
+                    .as_ref()
+                    .filter(|j| j.state == JobState::Succeeded)?;
                 let at = after(last.finished_at.as_deref(), a)?;
                 Some(if external {
                     format!("a success report at {at}")
@@ -115,7 +123,9 @@ pub fn look(
                 })
             }
             "verify" => {
-                let last = last_verify.as_ref().filter(|j| j.state == "succeeded")?;
+                let last = last_verify
+                    .as_ref()
+                    .filter(|j| j.state == JobState::Succeeded)?;
                 let at = after(last.finished_at.as_deref(), a)?;
                 Some(format!("a passing verify at {at}"))
             }

@@ -6,6 +6,7 @@
 
 pub mod alerts;
 pub mod look;
+mod on_start;
 pub mod open_alerts;
 mod plan;
 pub mod startup;
@@ -18,7 +19,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::app::App;
-use crate::config::{CronSchedule, TargetConfig, TargetKind};
+use crate::config::{CronSchedule, TargetConfig};
+use crate::executor::job::{self, Job, JobReport};
 use crate::notify::{ChatMessage, Notifier, with_retries};
 use crate::progress::JobContext;
 use plan::Plan;
@@ -88,6 +90,8 @@ pub struct Scheduler {
     /// Targets with a running job at the last look, and the newest job id seen then.
     busy: Vec<String>,
     last_job: i64,
+    /// Bumped at each turn of the loop, for the heartbeat.
+    alive: crate::monitor::heartbeat::Alive,
 }
 
 impl Scheduler {
@@ -105,6 +109,7 @@ impl Scheduler {
             poll: TICK,
             busy: Vec::new(),
             last_job: i64::MAX,
+            alive: Default::default(),
         }
     }
 
@@ -132,6 +137,11 @@ impl Scheduler {
         self.wake_target.clone()
     }
 
+    /// When the loop last turned: the heartbeat pings only while it keeps turning.
+    pub fn alive(&self) -> crate::monitor::heartbeat::Alive {
+        self.alive.clone()
+    }
+
     /// Run until the task is dropped or aborted.
     pub async fn run(mut self) {
         tokio::spawn(startup::offer_rebuild(self.app.clone(), self.sinks.clone()));
@@ -144,7 +154,7 @@ impl Scheduler {
             .and_then(Result::ok)
             .unwrap_or(0);
         for (name, cfg) in self.app.config.targets.iter() {
-            if cfg.kind != TargetKind::External
+            if takes_backups(name, cfg)
                 && let Some(next) = next_due(cfg, now)
             {
                 self.next_run.insert(name.clone(), next);
@@ -159,7 +169,9 @@ impl Scheduler {
             // down is reported now, and nothing already reported is repeated.
             self.next_check.set(name, now);
         }
+        on_start::backup_the_never_backed_up(&self.app, &self.wake_target).await;
         loop {
+            self.alive.beat();
             let now = self.clock.now();
             self.start_due_backups(now);
             self.start_due_drills(now);
@@ -378,13 +390,19 @@ fn take_due(
     due
 }
 
+/// Whether lifeboat backs the target up itself (an external target only reports).
+pub(crate) fn takes_backups(name: &str, cfg: &TargetConfig) -> bool {
+    crate::sources::choose(name, cfg).is_ok_and(|s| s.takes_backups())
+}
+
 /// The next scheduled verify after `now`: the target's `verify_schedule`, else what its
 /// kind does unscheduled (a gcp-disk target: an hour from now).
 pub fn next_verify_due(cfg: &TargetConfig, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     match &cfg.verify_schedule {
         Some(schedule) => cron_next(schedule, cfg, now),
         None => {
-            let every = crate::actions::kind::of(cfg.kind).unscheduled_verify_every()?;
+            let source = crate::sources::choose("", cfg).ok()?;
+            let every = source.unscheduled_verify_every()?;
             Some(now + chrono::Duration::from_std(every).ok()?)
         }
     }
@@ -422,44 +440,53 @@ pub(crate) fn prev_due(
     }
 }
 
-/// A scheduled backup: quiet unless it fails (the watchdog alerts), then retention.
+/// A scheduled backup: quiet unless it fails (the watchdog alerts), then retention in the
+/// same job slot.
 async fn scheduled_backup(app: App, name: String) {
-    let Ok(permit) = app.slots.clone().acquire_owned().await else {
-        return;
-    };
-    let actor = "schedule".to_string();
+    let actor = "schedule";
     let task_app = app.clone();
-    let outcome = crate::executor::on_job_thread(move || {
-        let ctx = JobContext::silent();
-        match crate::actions::backup::run(&task_app, &name, &actor, &ctx) {
-            Err(crate::error::Error::Busy(msg)) => {
-                tracing::info!(target = %name, "scheduled backup skipped: {msg}");
-                let _ = task_app.db.audit(
-                    &actor,
-                    "scheduled backup skipped",
-                    Some(&name),
-                    "skipped",
-                    Some(&msg),
-                );
-            }
-            Err(e) => tracing::warn!(target = %name, "scheduled backup failed: {e}"),
-            Ok(m) => {
-                tracing::info!(target = %name, backup = %m.id, "scheduled backup complete");
-                match crate::actions::prune::run(&task_app, &name, &actor, &ctx) {
-                    Ok(plan) if !plan.remove.is_empty() => {
-                        let ids: Vec<&str> = plan.remove.iter().map(|m| m.id.as_str()).collect();
-                        tracing::info!(target = %name, "retention removed {}", ids.join(", "));
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(target = %name, "retention after the backup failed: {e}")
+    let outcome = job::in_slot(
+        &app,
+        || {},
+        move || {
+            let ctx = JobContext::silent();
+            let backup = Job::Backup {
+                target: name.clone(),
+            };
+            match backup.run(&task_app, actor, &ctx) {
+                Err(crate::error::Error::Busy(msg)) => {
+                    tracing::info!(target = %name, "scheduled backup skipped: {msg}");
+                    let _ = task_app.db.audit(
+                        actor,
+                        "scheduled backup skipped",
+                        Some(&name),
+                        "skipped",
+                        Some(&msg),
+                    );
+                }
+                Err(e) => tracing::warn!(target = %name, "scheduled backup failed: {e}"),
+                Ok(done) => {
+                    let id = done.backup_id().unwrap_or_default();
+                    tracing::info!(target = %name, backup = %id, "scheduled backup complete");
+                    let prune = Job::Prune {
+                        target: name.clone(),
+                    };
+                    match prune.run(&task_app, actor, &ctx) {
+                        Ok(JobReport::Prune(plan)) if !plan.remove.is_empty() => {
+                            let ids: Vec<&str> =
+                                plan.remove.iter().map(|m| m.id.as_str()).collect();
+                            tracing::info!(target = %name, "retention removed {}", ids.join(", "));
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(target = %name, "retention after the backup failed: {e}")
+                        }
                     }
                 }
             }
-        }
-    })
+        },
+    )
     .await;
-    drop(permit);
     if let Err(e) = outcome {
         tracing::error!("scheduled backup task: {e}");
     }
@@ -469,52 +496,43 @@ async fn scheduled_backup(app: App, name: String) {
 /// failure becomes the watchdog's `verify_failed` alert. No backup yet, or a busy target,
 /// skips the run.
 async fn scheduled_verify(app: App, name: String) {
-    let Ok(permit) = app.slots.clone().acquire_owned().await else {
-        return;
+    let verify = Job::Verify {
+        target: name.clone(),
+        selector: crate::actions::catalog::Selector::Latest,
+        read_data: false,
     };
-    let task_app = app.clone();
-    let outcome = crate::executor::on_job_thread(move || {
-        let ctx = JobContext::silent();
-        let selector = crate::actions::catalog::Selector::Latest;
-        match crate::actions::verify::run(&task_app, &name, &selector, "schedule", &ctx) {
-            Ok(r) if r.ok => tracing::info!(target = %name, "scheduled verify passed"),
-            Ok(r) => {
-                tracing::warn!(target = %name, "scheduled verify failed: {}", r.problems.join("; "))
-            }
-            Err(e) => tracing::info!(target = %name, "scheduled verify did not run: {e}"),
+    let outcome = verify
+        .run_in_slot(&app, "schedule", JobContext::silent(), || {})
+        .await;
+    match outcome {
+        Ok(Ok(JobReport::Verify(r))) if !r.ok => {
+            tracing::warn!(target = %name, "scheduled verify failed: {}", r.problems.join("; "))
         }
-    })
-    .await;
-    drop(permit);
-    if let Err(e) = outcome {
-        tracing::error!("scheduled verify task: {e}");
+        Ok(Ok(_)) => tracing::info!(target = %name, "scheduled verify passed"),
+        Ok(Err(e)) => tracing::info!(target = %name, "scheduled verify did not run: {e}"),
+        Err(e) => tracing::error!("scheduled verify task: {e}"),
     }
 }
 
 /// A scheduled drill: its summary and report go to the alert channels, whatever the
 /// outcome; a busy target skips the run (recorded in the audit log).
 async fn scheduled_drill(app: App, name: String, sinks: AlertSinks) {
-    let Ok(permit) = app.slots.clone().acquire_owned().await else {
-        return;
+    let drill = Job::Drill {
+        target: name.clone(),
+        selector: crate::actions::catalog::Selector::Latest,
     };
-    let actor = "schedule".to_string();
-    let task_app = app.clone();
-    let task_name = name.clone();
-    let outcome = crate::executor::on_job_thread(move || {
-        let ctx = JobContext::silent();
-        let selector = crate::actions::catalog::Selector::Latest;
-        crate::actions::drill::run(&task_app, &task_name, &selector, &actor, &ctx)
-    })
-    .await;
-    drop(permit);
+    let outcome = drill
+        .run_in_slot(&app, "schedule", JobContext::silent(), || {})
+        .await;
     let (text, doc) = match outcome {
-        Ok(Ok(r)) => {
+        Ok(Ok(JobReport::Drill(r))) => {
             tracing::info!(target = %name, ok = r.ok, "scheduled drill: {}", r.headline());
             (
                 r.chat_summary(),
                 Some(crate::actions::drill_report::document(&r)),
             )
         }
+        Ok(Ok(_)) => return,
         Ok(Err(crate::error::Error::Busy(msg))) => {
             tracing::info!(target = %name, "scheduled drill skipped: {msg}");
             let _ = app.db.audit(

@@ -16,7 +16,10 @@ pub struct NewBackup {
     pub target: String,
     pub id: String,
     /// The target kind, as in the manifest: `sqlite` or `directory`.
-    pub kind: String,
+    pub kind: crate::config::TargetKind,
+    /// What an artifact of the content is called after its id (before `.zst`): `sqlite`
+    /// for a database, `tar` for a tree.
+    pub artifact_ext: &'static str,
     /// The name the content has inside the backup: the database's file name for sqlite
     /// (`gitea.db`), `<target>.tar` for a directory.
     pub file_name: String,

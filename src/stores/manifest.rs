@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError};
+use crate::config::TargetKind;
 
 pub const MANIFEST_SUFFIX: &str = ".manifest.json";
 pub const FORMAT_VERSION: u32 = 1;
@@ -15,8 +16,8 @@ pub struct Manifest {
     pub format: u32,
     pub id: String,
     pub target: String,
-    /// The target kind: sqlite, directory, ...
-    pub kind: String,
+    /// The target kind: sqlite, directory, gcp-disk (the names the config uses).
+    pub kind: TargetKind,
     pub store: String,
     /// When the backup started (RFC 3339, UTC): the point in time the data is from.
     pub created_at: String,
@@ -159,4 +160,45 @@ pub fn orphan_artifacts(store: &dyn Store, target: &str) -> Result<Vec<String>, 
         })
         .map(|o| o.key.clone())
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Manifests as releases before the kind became an enum wrote them keep reading, and
+    /// are written back with the same words.
+    #[test]
+    fn manifests_written_with_kind_words_read_back() {
+        let sqlite = r#"{"format":1,"id":"20261122T083000Z","target":"app-db","kind":"sqlite",
+            "store":"local","created_at":"2026-11-22T08:30:00.000Z","finished_at":"2026-11-22T08:30:02.000Z",
+            "duration_seconds":2.1,"status":"complete","artifact":"app-db/20261122T083000Z.sqlite.zst",
+            "compression":"zstd","size_bytes":10,"sha256":"ab","content_bytes":20,"content_sha256":"cd",
+            "lifeboat_version":"0.2.0","sqlite":{"sqlite_version":"3.45.1","page_size":4096,"page_count":5,
+            "quick_check":"ok","tables":{"users":3}}}"#;
+        let directory = r#"{"format":1,"id":"20261122T083000Z","target":"volume","kind":"directory",
+            "store":"local","created_at":"2026-11-22T08:30:00.000Z","finished_at":"2026-11-22T08:30:02.000Z",
+            "duration_seconds":2.1,"status":"complete","artifact":"volume/20261122T083000Z.tar.zst",
+            "compression":"zstd","size_bytes":10,"sha256":"ab","content_bytes":20,"content_sha256":"cd",
+            "lifeboat_version":"0.2.0","directory":{"files":1,"directories":0,"symlinks":0,"skipped":[],
+            "entries":[{"path":"a.txt","type":"file","mode":420,"size":2,"sha256":"ef"}]}}"#;
+        let gcp = r#"{"format":1,"id":"20261122T083000Z","target":"disk","kind":"gcp-disk",
+            "store":"gcp-snapshots:p","created_at":"2026-11-22T08:30:00.000Z","finished_at":"2026-11-22T08:31:00.000Z",
+            "duration_seconds":60.0,"status":"complete","artifact":"lifeboat-disk-20261122t083000z",
+            "compression":"none","size_bytes":10,"sha256":"","content_bytes":1073741824,"content_sha256":"",
+            "lifeboat_version":"0.2.0","gcp":{"project":"p","zone":"z","disk":"d","snapshot":"s",
+            "snapshot_status":"READY","source_disk":"projects/p/zones/z/disks/d","disk_size_gb":1}}"#;
+        for (text, kind) in [
+            (sqlite, TargetKind::Sqlite),
+            (directory, TargetKind::Directory),
+            (gcp, TargetKind::GcpDisk),
+        ] {
+            let m: Manifest = serde_json::from_str(text).unwrap();
+            assert_eq!(m.kind, kind);
+            let again = serde_json::to_value(&m).unwrap();
+            assert_eq!(again["kind"], serde_json::json!(kind.as_str()));
+            let original: serde_json::Value = serde_json::from_str(text).unwrap();
+            assert_eq!(again, original, "written back as it was read");
+        }
+    }
 }

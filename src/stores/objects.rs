@@ -32,12 +32,7 @@ impl ObjectBackups {
 
 /// `sqlite` artifacts end in `.sqlite.zst`, directories in `.tar.zst`.
 fn artifact_key(new: &NewBackup) -> String {
-    let ext = match new.kind.as_str() {
-        "sqlite" => "sqlite",
-        "directory" => "tar",
-        _ => "bin",
-    };
-    format!("{}/{}.{ext}.zst", new.target, new.id)
+    format!("{}/{}.{}.zst", new.target, new.id, new.artifact_ext)
 }
 
 impl BackupStore for ObjectBackups {

@@ -52,6 +52,7 @@ pub(crate) fn restore(d: &mut Drill, selector: &Selector) -> Result<Sandboxed> {
     let mut done = Sandboxed {
         backup: found.as_ref().map(|c| c.backup.clone()),
         sandbox,
+        is_disk: true,
         created: false,
         removed: false,
         rto_seconds: None,

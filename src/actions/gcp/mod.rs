@@ -6,7 +6,7 @@
 //! The state database's catalog keeps what lifeboat recorded when it took each one, and
 //! verify compares the two (a snapshot deleted or replaced behind lifeboat's back shows).
 //!
-//! This is the gcp-disk side of actions::kind ([`Snapshots`]); restores (a new disk from
+//! This is the keeper of actions::kind for the gcp-disk source ([`Snapshots`]); restores (a new disk from
 //! a snapshot) are in `restore`, drills (a disk made, checked and deleted) in `drill`.
 //! Like every kind's code it uses the shared vocabulary, never the actions calling it.
 
@@ -15,7 +15,6 @@ pub mod restore;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 
@@ -25,13 +24,10 @@ use crate::actions::shared::{Selector, VerifyReport};
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::progress::JobContext;
-use crate::sources::gcp_disk::{Gcp, LABEL_ID, LABEL_MARK, LABEL_TARGET, SnapshotInfo, gce_name};
+use crate::sources::gcp_disk::{
+    self, Gcp, LABEL_ID, LABEL_MARK, LABEL_TARGET, SnapshotInfo, gce_name,
+};
 use crate::stores::manifest::{FORMAT_VERSION, GcpFacts, Manifest};
-
-/// How often the newest snapshot of a gcp-disk target without a `verify_schedule` is
-/// checked: a snapshot deleted in the console is noticed within this, at the cost of one
-/// API read.
-pub const SNAPSHOT_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// gcp-disk targets, whose backups are the snapshots of their disk.
 pub struct Snapshots;
@@ -80,13 +76,6 @@ impl TargetBackups for Snapshots {
         drill::restore(d, selector)
     }
 
-    /// A new disk from a snapshot has a plan of its own, on the command line only.
-    fn restores_to_a_path(&self, target: &str) -> Result<()> {
-        Err(Error::Usage(format!(
-            "{target} is a gcp-disk target; restore it from the command line: lifeboat restore {target} [<backup>] --to <new disk name> [--instance <vm>]"
-        )))
-    }
-
     /// `--to` names the new disk.
     fn cli_restore_plan(
         &self,
@@ -99,14 +88,6 @@ impl TargetBackups for Snapshots {
         let to = to.map(|p| p.to_string_lossy().to_string());
         let plan = restore::plan(app, target, selector, to.as_deref(), instance)?;
         Ok(Box::new(plan))
-    }
-
-    fn unscheduled_verify_every(&self) -> Option<Duration> {
-        Some(SNAPSHOT_CHECK_INTERVAL)
-    }
-
-    fn outside_stores(&self) -> bool {
-        true
     }
 }
 
@@ -165,7 +146,7 @@ fn manifest_of(gcp: &Gcp, target: &str, s: &SnapshotInfo, recorded: Option<&Mani
         format: FORMAT_VERSION,
         id,
         target: target.to_string(),
-        kind: "gcp-disk".into(),
+        kind: gcp_disk::KIND,
         store: store_label(gcp),
         created_at: created,
         finished_at,
@@ -439,7 +420,7 @@ mod tests {
             format: 1,
             id: "20261122T083000Z".into(),
             target: "t".into(),
-            kind: "gcp-disk".into(),
+            kind: gcp_disk::KIND,
             store: "gcp-snapshots:p".into(),
             created_at: String::new(),
             finished_at: String::new(),

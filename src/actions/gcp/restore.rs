@@ -255,6 +255,10 @@ pub fn apply(
 }
 
 impl PlannedRestore for GcpRestorePlan {
+    fn target(&self) -> &str {
+        &self.target
+    }
+
     fn describe(&self) -> String {
         GcpRestorePlan::describe(self)
     }

@@ -73,6 +73,10 @@ impl TargetBackups for InStore {
 }
 
 impl PlannedRestore for RestorePlan {
+    fn target(&self) -> &str {
+        &self.target
+    }
+
     fn describe(&self) -> String {
         RestorePlan::describe(self)
     }

@@ -1,42 +1,35 @@
-//! The one shape the actions talk to for what differs between target kinds: where a
-//! kind's backups live and how they are taken, listed, verified, removed, drilled and
-//! restored. [`of`] is the only place that picks an implementation by kind, so adding a
-//! kind means one implementation and one arm there, not a branch in every action.
+//! What the actions do differently by where a target's backups are kept: in its store
+//! ([`in_store::InStore`]: sqlite and directory; command and external refuse through
+//! their sources), or as Compute Engine snapshots ([`crate::actions::gcp::Snapshots`]).
+//! This is not a second choice by kind: the target's [`Source`], picked once in
+//! [`sources::choose`](crate::sources::choose), says where its copies are kept ([`Kept`]),
+//! and [`of`] only reads that.
 //!
-//! Two implementations exist. Kinds whose backups are kept in a store (sqlite,
-//! directory, and command and external, which refuse what they cannot do with the
-//! existing messages) are [`in_store::InStore`]: its code is each action's own store code,
-//! which talks to the [`BackupStore`](crate::stores::BackupStore) shape. gcp-disk keeps
-//! its backups as Compute Engine snapshots, [`crate::actions::gcp::Snapshots`]; that code
-//! uses only this module and the shared vocabulary (actions::shared, actions::drill_steps),
-//! never the actions that call it.
-//!
-//! The action keeps what is common to every kind (the job and the target's lock, the
-//! retention plan, the drill's report); the kind does the part that differs. Verify is
-//! the one operation whose job the kind runs itself, because the kinds pick the backup at
+//! The action keeps what is common to every target (the job and the target's lock, the
+//! retention plan, the drill's report); the keeper does the part that differs. Verify is
+//! the one operation whose job the keeper runs itself, because the two pick the backup at
 //! different times: a stored backup before the job (a mistyped id is no job), a snapshot
 //! inside it (a snapshot deleted behind lifeboat's back is a failed verify on record).
 //!
 //! Restore has two entry points. Chat, approvals and runbooks carry a
 //! [`RestorePlan`](crate::actions::restore::RestorePlan) of files put in place at a path;
-//! a kind without such a restore (gcp-disk) refuses it, saying what to do instead. The
-//! command line takes any kind's plan as a [`PlannedRestore`], shown and then carried out
-//! whatever it holds (a path, or a new disk and an instance).
+//! a source without such a restore (gcp-disk) refuses it, saying what to do instead. The
+//! command line takes any target's plan as a [`PlannedRestore`], shown and then carried
+//! out whatever it holds (a path, or a new disk and an instance).
 
 pub mod in_store;
 
 use std::path::Path;
-use std::time::Duration;
 
 use crate::actions::drill_steps::{Drill, Sandboxed};
 use crate::actions::shared::{Selector, VerifyReport};
 use crate::app::App;
-use crate::config::TargetKind;
 use crate::error::Result;
 use crate::progress::JobContext;
+use crate::sources::{Kept, Source};
 use crate::stores::manifest::Manifest;
 
-/// What a target kind does for the actions.
+/// What the actions do with a target's backups where they are kept.
 pub trait TargetBackups: Sync {
     /// Take a backup now. The caller holds the target's lock, in a `backup` job.
     fn backup(&self, app: &App, target: &str, ctx: &JobContext) -> Result<Manifest>;
@@ -74,13 +67,6 @@ pub trait TargetBackups: Sync {
     /// target's checks, remove the sandbox; a step on the drill's timeline each.
     fn drill_restore(&self, d: &mut Drill, selector: &Selector) -> Result<Sandboxed>;
 
-    /// `Ok` when a backup's files can be put in place at a path (the target's own, or
-    /// `--to`): the restore plan chat, approvals and runbooks carry. Otherwise a usage
-    /// error saying how this kind is restored instead.
-    fn restores_to_a_path(&self, _target: &str) -> Result<()> {
-        Ok(())
-    }
-
     /// The command line's restore plan: `--to` and `--instance` as the kind reads them.
     /// Nothing is written.
     fn cli_restore_plan(
@@ -91,22 +77,12 @@ pub trait TargetBackups: Sync {
         to: Option<&Path>,
         instance: Option<&str>,
     ) -> Result<Box<dyn PlannedRestore>>;
-
-    /// How often the newest backup is verified when the target sets no
-    /// `verify_schedule`; `None`: only when asked.
-    fn unscheduled_verify_every(&self) -> Option<Duration> {
-        None
-    }
-
-    /// Whether the backups live outside every configured store, so that rebuilding the
-    /// catalog from the stores misses them and it must list them from the kind itself.
-    fn outside_stores(&self) -> bool {
-        false
-    }
 }
 
 /// A restore plan as the command line shows it and then carries it out.
-pub trait PlannedRestore {
+pub trait PlannedRestore: std::fmt::Debug + Send + Sync {
+    /// The target it restores.
+    fn target(&self) -> &str;
     /// The plan in words, as `--dry-run` prints it.
     fn describe(&self) -> String;
     /// The plan as `--json` prints it.
@@ -116,82 +92,33 @@ pub trait PlannedRestore {
 }
 
 /// A finished command-line restore.
-pub trait RestoreDone {
+pub trait RestoreDone: Send {
     /// The outcome as `--json` prints it.
     fn to_json(&self) -> String;
     /// The lines printed once it is done, each ending in a newline.
     fn report(&self) -> String;
 }
 
-/// The implementation for a kind: the one place that decides by kind.
-pub fn of(kind: TargetKind) -> &'static dyn TargetBackups {
-    match kind {
-        TargetKind::GcpDisk => &crate::actions::gcp::Snapshots,
-        TargetKind::Sqlite | TargetKind::Directory | TargetKind::Command | TargetKind::External => {
-            &in_store::InStore
-        }
+/// The target's source: its config, through the one chooser.
+pub fn source(app: &App, target: &str) -> Result<Box<dyn Source>> {
+    crate::sources::choose(target, app.target(target)?)
+}
+
+/// The keeper of a source's backups.
+pub fn of(source: &dyn Source) -> &'static dyn TargetBackups {
+    match source.kept() {
+        Kept::InStore => &in_store::InStore,
+        Kept::AsSnapshots => &crate::actions::gcp::Snapshots,
     }
 }
 
-/// The implementation for a configured target, or a usage error naming the targets.
+/// The keeper of a configured target's backups, or a usage error naming the targets.
 pub fn for_target(app: &App, target: &str) -> Result<&'static dyn TargetBackups> {
-    Ok(of(app.target(target)?.kind))
+    Ok(of(source(app, target)?.as_ref()))
 }
 
 /// Pretty JSON, as the command line prints values (an unserialisable value prints
 /// nothing rather than failing a restore that already happened).
 pub(crate) fn pretty_json(value: &impl serde::Serialize) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const ALL: [TargetKind; 5] = [
-        TargetKind::Sqlite,
-        TargetKind::Directory,
-        TargetKind::GcpDisk,
-        TargetKind::Command,
-        TargetKind::External,
-    ];
-
-    #[test]
-    fn only_gcp_disk_keeps_its_backups_outside_the_stores() {
-        for kind in ALL {
-            assert_eq!(
-                of(kind).outside_stores(),
-                kind == TargetKind::GcpDisk,
-                "{}",
-                kind.as_str()
-            );
-        }
-    }
-
-    #[test]
-    fn only_gcp_disk_refuses_a_restore_to_a_path_and_says_how_instead() {
-        for kind in ALL {
-            let r = of(kind).restores_to_a_path("t");
-            if kind == TargetKind::GcpDisk {
-                let e = r.unwrap_err().to_string();
-                assert!(
-                    e.contains("lifeboat restore t [<backup>] --to <new disk name>"),
-                    "{e}"
-                );
-            } else {
-                assert!(r.is_ok(), "{}", kind.as_str());
-            }
-        }
-    }
-
-    #[test]
-    fn only_gcp_disk_is_verified_without_a_schedule_hourly() {
-        for kind in ALL {
-            let every = of(kind).unscheduled_verify_every();
-            match kind {
-                TargetKind::GcpDisk => assert_eq!(every, Some(Duration::from_secs(3600))),
-                _ => assert_eq!(every, None, "{}", kind.as_str()),
-            }
-        }
-    }
 }

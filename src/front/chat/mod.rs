@@ -4,6 +4,7 @@
 
 pub mod links; // chat connection states (Socket Mode, Gateway) for health, metrics, status
 pub mod outbox; // alerts queued in the state database until a platform takes them
+mod report; // a chat job's words: its name while it runs, its report as text
 pub mod runbooks; // runbooks started from chat: steps posted, manual steps and approvals asked
 
 use std::sync::Arc;
@@ -14,11 +15,10 @@ use tokio_util::task::TaskTracker;
 use crate::actions;
 use crate::app::App;
 use crate::approvals::{self, Decision, Outcome};
-use crate::db::approvals::ApprovalStatus;
+use crate::db::approvals::{ApprovalRecord, ApprovalStatus};
 use crate::dispatch::{ChatJob, Invocation, Reply};
-use crate::notify::{
-    ChatMessage, ChatProgress, Document, Notifier, Updater, post_document, with_retries,
-};
+use crate::executor::job::Job;
+use crate::notify::{ChatMessage, ChatProgress, Notifier, Updater, post_document, with_retries};
 use crate::progress::{Cancel, JobContext};
 
 /// The part of the 3-second budget dispatch may use before we answer "working on it".
@@ -193,15 +193,15 @@ impl Chat {
             return;
         };
         let chat = self.clone();
-        if let ChatJob::Runbook { runbook, values } = job {
-            self.tasks.spawn(async move {
+        match job {
+            ChatJob::Runbook { runbook, values } => self.tasks.spawn(async move {
                 chat.run_runbook(notifier, channel, actor, *runbook, values)
                     .await
-            });
-            return;
-        }
-        self.tasks
-            .spawn(async move { chat.run_job(notifier, channel, actor, job, message).await });
+            }),
+            ChatJob::Job(job) => self
+                .tasks
+                .spawn(async move { chat.run_job(notifier, channel, actor, job, message).await }),
+        };
     }
 
     async fn run_job(
@@ -209,10 +209,10 @@ impl Chat {
         notifier: Arc<dyn Notifier>,
         channel: String,
         actor: String,
-        job: ChatJob,
+        job: Job,
         message: Option<String>,
     ) {
-        let what = describe(&job);
+        let what = report::describe(&job);
         let headline = format!("⏳ {what}, requested by {actor}");
         let first = ChatMessage::text(&headline);
         let message = match message {
@@ -224,20 +224,6 @@ impl Chat {
         };
         let updater =
             message.map(|m| Arc::new(Updater::spawn(notifier.clone(), channel.clone(), m)));
-        let permit = match self.app.slots.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => {
-                if let Some(u) = &updater {
-                    u.set(ChatMessage::text(format!(
-                        "{headline}\nqueued: waiting for a free job slot"
-                    )));
-                }
-                match self.app.slots.clone().acquire_owned().await {
-                    Ok(p) => p,
-                    Err(_) => return,
-                }
-            }
-        };
         let progress: Arc<dyn crate::progress::Progress> = match &updater {
             Some(u) => Arc::new(ChatProgress::new(headline.clone(), u.clone())),
             None => Arc::new(crate::progress::Silent),
@@ -246,14 +232,21 @@ impl Chat {
             progress,
             cancel: Cancel::new(),
         };
-        let app = self.app.clone();
+        let queued = || {
+            if let Some(u) = &updater {
+                u.set(ChatMessage::text(format!(
+                    "{headline}\nqueued: waiting for a free job slot"
+                )));
+            }
+        };
         let started = std::time::Instant::now();
-        let result =
-            crate::executor::on_job_thread(move || run_action(&app, &job, &actor, &ctx)).await;
-        drop(permit);
+        let result = job.run_in_slot(&self.app, &actor, ctx, queued).await;
         self.job_ended.notify_one();
         let (mut text, document) = match result {
-            Ok(done) => done,
+            Ok(result) => {
+                let approval = self.approval_of(&job).await;
+                report::render(&job, approval.as_ref(), result)
+            }
             Err(e) => (format!("❌ {what} failed: internal error ({e})"), None),
         };
         text.push_str(&self.timeline_note(notifier.platform(), &channel).await);
@@ -271,6 +264,22 @@ impl Chat {
         if let Some(doc) = document {
             post_document(notifier.as_ref(), &channel, &doc).await;
         }
+    }
+
+    /// The approval request that allowed a restore job, if it needed one.
+    async fn approval_of(&self, job: &Job) -> Option<ApprovalRecord> {
+        let Job::Restore {
+            approval_id: Some(id),
+            ..
+        } = job
+        else {
+            return None;
+        };
+        let (db, id) = (self.app.db.clone(), id.clone());
+        tokio::task::spawn_blocking(move || db.approval_get(&id).ok().flatten())
+            .await
+            .ok()
+            .flatten()
     }
 
     /// "📎 on incident #N's timeline" when the job's events went onto an open incident
@@ -332,10 +341,10 @@ impl Chat {
         let expired = req.status == ApprovalStatus::Expired;
         self.update_request(platform, &req, &plan).await;
         if let Some(plan) = run {
-            let job = ChatJob::Restore {
+            let job = ChatJob::Job(Job::Restore {
                 approval_id: Some(req.id.clone()),
                 plan,
-            };
+            });
             self.start_job(
                 platform,
                 req.channel.clone(),
@@ -403,100 +412,6 @@ impl Chat {
                 };
                 self.update_request(platform, &req, &plan).await;
             }
-        }
-    }
-}
-
-fn describe(job: &ChatJob) -> String {
-    match job {
-        ChatJob::Drill { target, .. } => format!("drill of {target}"),
-        ChatJob::Backup { target } => format!("backup of {target}"),
-        ChatJob::Verify { target, .. } => format!("verify of {target}"),
-        ChatJob::Restore { plan, .. } => {
-            format!("restore of {} from backup {}", plan.target, plan.backup.id)
-        }
-        ChatJob::Runbook { runbook, .. } => format!("runbook {}", runbook.name),
-    }
-}
-
-/// Run the action on a blocking thread; the result as the message's final text, and a
-/// document to share after it, if the job made one.
-fn run_action(
-    app: &App,
-    job: &ChatJob,
-    actor: &str,
-    ctx: &JobContext,
-) -> (String, Option<Document>) {
-    match job {
-        ChatJob::Drill { target, selector } => {
-            match actions::drill::run(app, target, selector, actor, ctx) {
-                Ok(r) => (r.chat_summary(), Some(actions::drill_report::document(&r))),
-                Err(e) => (format!("❌ drill of {target} failed: {e}"), None),
-            }
-        }
-        other => (run_other(app, other, actor, ctx), None),
-    }
-}
-
-fn run_other(app: &App, job: &ChatJob, actor: &str, ctx: &JobContext) -> String {
-    use crate::units::human_bytes;
-    match job {
-        ChatJob::Drill { target, .. } => format!("drill of {target} runs through run_action"),
-        ChatJob::Backup { target } => match actions::backup::run(app, target, actor, ctx) {
-            Ok(m) => format!(
-                "✅ backup `{}` of {target} complete: {} stored ({} before compression) in {:.1}s",
-                m.id,
-                human_bytes(m.size_bytes),
-                human_bytes(m.content_bytes),
-                m.duration_seconds
-            ),
-            Err(e) => format!("❌ backup of {target} failed: {e}"),
-        },
-        ChatJob::Verify { target, selector } => {
-            match actions::verify::run(app, target, selector, actor, ctx) {
-                Ok(r) if r.ok => format!(
-                    "✅ backup `{}` of {target} verified: all checks passed",
-                    r.backup.id
-                ),
-                Ok(r) => format!(
-                    "❌ backup `{}` of {target} FAILED verification:\n• {}",
-                    r.backup.id,
-                    r.problems.join("\n• ")
-                ),
-                Err(e) => format!("❌ verify of {target} failed: {e}"),
-            }
-        }
-        ChatJob::Runbook { runbook, .. } => {
-            format!("runbook {} runs through Chat::run_runbook", runbook.name)
-        }
-        ChatJob::Restore { plan, approval_id } => {
-            let mut text = String::new();
-            if let Some(req) = approval_id
-                .as_deref()
-                .and_then(|id| app.db.approval_get(id).ok().flatten())
-            {
-                text.push_str(&format!("Restore requested by {}", req.requester));
-                for a in &req.approvers {
-                    text.push_str(&format!("\n✅ approved by {} at {}", a.actor, a.at));
-                }
-                text.push('\n');
-            }
-            match actions::restore::apply(app, plan, actor, ctx) {
-                Ok(o) => {
-                    text.push_str(&format!(
-                        "✅ restored backup `{}` of {} to {} in {:.1}s",
-                        plan.backup.id,
-                        plan.target,
-                        plan.destination.display(),
-                        o.duration_seconds
-                    ));
-                    for m in &o.plan.move_aside {
-                        text.push_str(&format!("\nprevious data kept at {}", m.to.display()));
-                    }
-                }
-                Err(e) => text.push_str(&format!("❌ restore of {} failed: {e}", plan.target)),
-            }
-            text
         }
     }
 }

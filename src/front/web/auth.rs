@@ -1,5 +1,6 @@
 //! Who may look at the status page: HTTP Basic logins checked against `[web] users`'
-//! argon2 hashes, or `Authorization: Bearer <[web] token>`. Verified credentials are
+//! argon2 hashes, or `Authorization: Bearer <token>` (`[web] token`, or the one lifeboat
+//! generated; a browser brings it in the address or a cookie, see `link`). Verified credentials are
 //! remembered briefly (by a SHA-256 of the header) so each page view does not pay for an
 //! argon2 verification. Wrong passwords cannot take the bot down: the checks are bounded
 //! (`password`) and a client that keeps failing must wait (`throttle`).
@@ -67,10 +68,14 @@ enum Credentials {
 }
 
 impl Auth {
-    pub fn new(cfg: &WebConfig) -> Auth {
+    /// The logins of `cfg`; `generated` is the token lifeboat made (`generate_token`).
+    pub fn new(cfg: &WebConfig, generated: Option<String>) -> Auth {
         Auth::with(
             cfg.users.clone(),
-            cfg.token.as_ref().map(|t| t.expose().to_string()),
+            cfg.token
+                .as_ref()
+                .map(|t| t.expose().to_string())
+                .or(generated),
             Checker::for_this_machine(),
         )
     }

@@ -6,10 +6,12 @@
 pub mod auth;
 mod incident;
 mod layout;
+pub mod link;
 mod overview;
 mod password;
 mod target;
 mod throttle;
+pub mod token_file;
 
 use axum::Router;
 use std::net::SocketAddr;
@@ -34,17 +36,30 @@ struct Web {
 }
 
 /// The page's routes, each behind the login check and the audit.
-pub fn routes(app: App) -> Router {
+pub fn routes(app: App) -> Result<Router, String> {
+    let generated = generated_token(&app)?;
     let web = Web {
-        auth: Arc::new(Auth::new(&app.config.web)),
+        auth: Arc::new(Auth::new(&app.config.web, generated)),
         app,
     };
-    Router::new()
+    Ok(Router::new()
         .route("/", get(overview_view))
         .route("/targets/{name}", get(target_view))
         .route("/incidents/{id}", get(incident_view))
         .route_layer(axum::middleware::from_fn_with_state(web.clone(), guard))
-        .with_state(web)
+        .with_state(web))
+}
+
+/// The token lifeboat made for the page (`[web] generate_token`), made at first start.
+pub fn generated_token(app: &App) -> Result<Option<String>, String> {
+    let web = &app.config.web;
+    if !(web.enabled && web.generate_token) {
+        return Ok(None);
+    }
+    let path = token_file::path(&app.config.server.state);
+    token_file::load_or_create(&path)
+        .map(Some)
+        .map_err(|e| format!("the status page's token: {e}"))
 }
 
 /// What the browser may do with our pages: show them, with inline style and inline
@@ -54,18 +69,19 @@ const POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src dat
 
 /// Log in, run the view, audit the visit, and set the page's security headers.
 async fn guard(State(web): State<Web>, req: Request, next: Next) -> Response {
-    let header = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let presented = link::Presented::of(req.headers(), req.uri().query());
+    let header = presented.header();
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let path: String = req.uri().path().chars().take(200).collect();
     let (actor, mut response) = match web.auth.login(header.as_deref(), peer).await {
-        Login::Allowed(actor) => (actor, next.run(req).await),
+        // A token in the address is swapped for a cookie and the address without it.
+        Login::Allowed(actor) => match &presented {
+            link::Presented::Query(token) => (actor, link::exchange(&path, token)),
+            _ => (actor, next.run(req).await),
+        },
         Login::Refused(refused) => {
             if let Some(wait) = refused.now_waits {
                 tracing::warn!(
@@ -75,7 +91,10 @@ async fn guard(State(web): State<Web>, req: Request, next: Next) -> Response {
                 );
             }
             let who = refused.claimed.as_deref().unwrap_or("anonymous");
-            (format!("web:{who}"), unauthorized())
+            (
+                format!("web:{who}"),
+                unauthorized(!web.app.config.web.users.is_empty()),
+            )
         }
         // Not audited one by one: a client that is made to wait may be a flood, and
         // the failures that made it wait were.
@@ -110,7 +129,16 @@ fn too_many(wait: std::time::Duration) -> Response {
         .into_response()
 }
 
-fn unauthorized() -> Response {
+/// 401; a browser is asked for a password only when there are users to log in as.
+fn unauthorized(passwords: bool) -> Response {
+    if !passwords {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "open the status page at the address with ?token= that lifeboat printed at \
+             start, or send Authorization: Bearer <token>\n",
+        )
+            .into_response();
+    }
     (
         StatusCode::UNAUTHORIZED,
         [(
@@ -126,7 +154,8 @@ fn unauthorized() -> Response {
 /// timelines (looking is not an event of the incident).
 async fn audit(app: &App, actor: String, path: String, status: StatusCode) {
     let outcome = match status.as_u16() {
-        200..=299 => "ok",
+        // 303: a token in the address, accepted and swapped for a cookie.
+        200..=299 | 303 => "ok",
         401 => "refused",
         404 => "not found",
         _ => "failed",

@@ -234,7 +234,7 @@ mod tests {
             kind: "backup".into(),
             target: "app-db".into(),
             actor: "slack:U1".into(),
-            state: "running".into(),
+            state: crate::db::jobs::JobState::Running,
             started_at: "2026-03-01T10:00:00.000Z".into(),
             finished_at: None,
             backup_id: None,

@@ -1,0 +1,208 @@
+//! Discord end to end: interactions signed with Ed25519 as Discord signs them, PING/PONG,
+//! a command answered at once and followed by a channel message that is edited to the
+//! result, and approval buttons, through a fake Discord API.
+
+use crate::common::fakes::*;
+use crate::common::*;
+use serde_json::{Value, json};
+
+const CHANNEL: &str = "112233";
+const OPS: &str = "5551";
+const ADMIN: &str = "5552";
+
+fn discord_home(api: &FakeApi) -> Home {
+    let home = Home::with_config(
+        &ConfigBuilder::new()
+            .admins(&["discord:5552"])
+            .operators(&["discord:5551"])
+            .viewers(&["*"])
+            .channels(&["discord:112233"])
+            .discord(api, Some(CHANNEL))
+            .sqlite_target("app-db", "../data/app.db"),
+    );
+    drop(make_app_db(&home.path("data/app.db"), 300));
+    home
+}
+
+fn user(id: &str) -> Value {
+    json!({"id": id, "username": format!("user{id}"), "discriminator": "0", "global_name": null, "avatar": null})
+}
+
+/// An interaction as Discord delivers it, with the fields its models require.
+fn interaction(kind: u8, user_id: &str, data: Value) -> Value {
+    let mut i = json!({
+        "id": "900000000000000001",
+        "application_id": "4242",
+        "type": kind,
+        "token": "interaction-token",
+        "version": 1,
+        "channel_id": CHANNEL,
+        "channel": {"id": CHANNEL, "type": 0},
+        "guild_id": "777",
+        "member": {"user": user(user_id), "roles": [], "joined_at": "2026-01-01T00:00:00.000000+00:00", "deaf": false, "mute": false, "flags": 0, "permissions": "0"},
+        "user": user(user_id),
+        "app_permissions": "0",
+        "locale": "en-US",
+        "guild_locale": "en-US",
+        "entitlements": [],
+        "authorizing_integration_owners": {},
+        "context": 0,
+        "attachment_size_limit": 8388608
+    });
+    if !data.is_null() {
+        i["data"] = data;
+    }
+    i
+}
+
+fn command(user_id: &str, name: &str, options: Value) -> Value {
+    interaction(
+        2,
+        user_id,
+        json!({"id": "800", "name": name, "type": 1, "options": options}),
+    )
+}
+
+fn send(serve: &Serve, body: &Value) -> (u16, Value) {
+    let (code, reply) = discord_interaction(serve, &body.to_string());
+    (code, serde_json::from_str(&reply).unwrap_or(Value::Null))
+}
+
+#[test]
+fn ping_is_answered_with_pong_and_bad_signatures_get_401() {
+    let api = FakeApi::start();
+    let home = discord_home(&api);
+    let serve = Serve::start(&home);
+    let ping = json!({"id": "1", "application_id": "4242", "type": 1, "token": "t", "version": 1});
+    let (code, reply) = send(&serve, &ping);
+    assert_eq!(code, 200);
+    assert_eq!(reply, json!({"type": 1}));
+
+    let text = ping.to_string();
+    let ts = now();
+    let url = serve.url("/discord/interactions");
+    let forged = [
+        ("x-signature-ed25519", "00".repeat(64)),
+        ("x-signature-timestamp", ts.to_string()),
+    ];
+    assert_eq!(post(&url, "application/json", &forged, &text).0, 401);
+    let stale_ts = ts - 600;
+    let stale = [
+        ("x-signature-ed25519", discord_signature(stale_ts, &text)),
+        ("x-signature-timestamp", stale_ts.to_string()),
+    ];
+    assert_eq!(post(&url, "application/json", &stale, &text).0, 401);
+    assert_eq!(post(&url, "application/json", &[], &text).0, 401);
+    let other_body = [
+        ("x-signature-ed25519", discord_signature(ts, &text)),
+        ("x-signature-timestamp", ts.to_string()),
+    ];
+    assert_eq!(
+        post(
+            &url,
+            "application/json",
+            &other_body,
+            &text.replace("4242", "4243")
+        )
+        .0,
+        401
+    );
+    serve.stop();
+}
+
+#[test]
+fn a_command_is_acknowledged_then_reported_in_one_edited_message() {
+    let api = FakeApi::start();
+    let home = discord_home(&api);
+    let serve = Serve::start(&home);
+    let body = command(
+        OPS,
+        "backup",
+        json!([{"name": "now", "type": 1, "options": [{"name": "target", "type": 3, "value": "app-db"}]}]),
+    );
+    let started = std::time::Instant::now();
+    let (code, reply) = send(&serve, &body);
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    assert_eq!(code, 200);
+    assert_eq!(reply["type"], 4, "{reply}");
+    assert_eq!(reply["data"]["flags"], 64, "ephemeral: {reply}");
+    assert!(
+        reply["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("Starting a backup of app-db")
+    );
+
+    let calls = api.wait_edit(30, "✅ backup");
+    let posts: Vec<&Call> = calls.iter().filter(|c| c.method == "POST").collect();
+    assert_eq!(posts.len(), 1);
+    assert_eq!(
+        posts[0].path,
+        format!("/api/v10/channels/{CHANNEL}/messages")
+    );
+    assert_eq!(posts[0].auth, "Bot discord-test-token");
+    assert!(calls.iter().filter(|c| c.method == "PATCH").all(|c| {
+        c.path
+            .starts_with(&format!("/api/v10/channels/{CHANNEL}/messages/"))
+    }));
+    assert_eq!(home.json(&["list", "app-db"]).as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn refusals_and_approval_buttons() {
+    let api = FakeApi::start();
+    let home = discord_home(&api);
+    home.json(&["backup", "app-db"]);
+    let serve = Serve::start(&home);
+    // Anyone may be a viewer here, but backups need an operator.
+    let body = command(
+        "9999",
+        "backup",
+        json!([{"name": "now", "type": 1, "options": [{"name": "target", "type": 3, "value": "app-db"}]}]),
+    );
+    let (_, reply) = send(&serve, &body);
+    assert!(
+        reply["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("needs the operator role"),
+        "{reply}"
+    );
+
+    let body = command(
+        ADMIN,
+        "restore",
+        json!([{"name": "target", "type": 3, "value": "app-db"}]),
+    );
+    let (_, reply) = send(&serve, &body);
+    assert!(
+        reply["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("posted"),
+        "{reply}"
+    );
+    let calls = api.wait_until(10, "the approval request", |c| {
+        c.iter().any(|c| c.method == "POST")
+    });
+    let request = calls.iter().find(|c| c.method == "POST").unwrap();
+    let buttons = request.body["components"][0]["components"]
+        .as_array()
+        .unwrap();
+    let approve = buttons[0]["custom_id"].as_str().unwrap().to_string();
+    assert!(approve.starts_with("approve:"), "{approve}");
+
+    // The requester cannot approve their own restore.
+    let click = interaction(3, ADMIN, json!({"custom_id": approve, "component_type": 2}));
+    let mut click = click;
+    click["message"] = discord_message(CHANNEL, "1001", "plan");
+    let (_, reply) = send(&serve, &click);
+    assert_eq!(reply["data"]["flags"], 64);
+    assert!(
+        reply["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("another admin"),
+        "{reply}"
+    );
+}

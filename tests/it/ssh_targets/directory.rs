@@ -1,0 +1,152 @@
+//! Remote directory targets over SSH, remote targets backed up into a repository that
+//! restic reads, and two targets on one host at once.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use super::*;
+use crate::common::*;
+
+#[test]
+fn remote_directory_round_trip() {
+    let s = Setup::new();
+    let tree = s.remote("data/tree");
+    make_tree(&tree);
+    let backup = s.home.json(&["backup", "files"]);
+    assert_eq!(backup["kind"], "directory");
+    let verify = s.home.json(&["verify", "files"]);
+    assert_eq!(verify["ok"], true, "{verify}");
+
+    let manifest_path = s.home.path(&format!(
+        "backups/files/{}.manifest.json",
+        backup["id"].as_str().unwrap()
+    ));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(manifest_path).unwrap()).unwrap();
+    let entries = manifest["directory"]["entries"].as_array().unwrap();
+    let paths: Vec<&str> = entries
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        !paths
+            .iter()
+            .any(|p| p.starts_with("cache") || p.ends_with(".tmp")),
+        "{paths:?}"
+    );
+    let data = entries
+        .iter()
+        .find(|e| e["path"] == "docs/deep/er/data.bin")
+        .unwrap();
+    let want = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(vec![7u8; 300_000]))
+    };
+    assert_eq!(data["sha256"], want.as_str());
+    let link = entries.iter().find(|e| e["path"] == "readme-link").unwrap();
+    assert_eq!(link["type"], "symlink");
+
+    let dest = s.remote("restores/tree");
+    s.home
+        .ok(&["restore", "files", "--to", dest.to_str().unwrap(), "--yes"]);
+    assert_eq!(
+        std::fs::read(dest.join("docs/deep/er/data.bin")).unwrap(),
+        vec![7u8; 300_000]
+    );
+    assert_eq!(
+        std::fs::read_to_string(dest.join("it's a \"file\" $(id).txt")).unwrap(),
+        "quoted name\n"
+    );
+    assert_eq!(
+        std::fs::read_link(dest.join("readme-link")).unwrap(),
+        Path::new("docs/readme.md")
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dest.join("run.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o750);
+    assert!(!dest.join("cache").exists() && !dest.join("scratch.tmp").exists());
+
+    // In place: the current tree is moved aside on the host, never deleted.
+    std::fs::write(tree.join("docs/readme.md"), "changed after the backup\n").unwrap();
+    let out = s.home.json(&["restore", "files", "--yes"]);
+    let aside = PathBuf::from(out["move_aside"][0]["to"].as_str().unwrap());
+    assert_eq!(
+        std::fs::read_to_string(tree.join("docs/readme.md")).unwrap(),
+        "hello\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(aside.join("docs/readme.md")).unwrap(),
+        "changed after the backup\n"
+    );
+}
+
+#[test]
+fn remote_targets_back_up_into_a_repository_that_restic_reads() {
+    let s = Setup::new();
+    let vault = s.use_repository();
+    drop(make_app_db(&s.remote("data/app.db"), 2_000));
+    make_tree(&s.remote("data/tree"));
+    let db = s.home.json(&["backup", "app-db"]);
+    let files = s.home.json(&["backup", "files"]);
+    assert_eq!(db["compression"], "restic");
+    for target in ["app-db", "files"] {
+        let v = s.home.json(&["verify", target]);
+        assert_eq!(v["ok"], true, "{v}");
+    }
+    let dest = s.remote("restores/tree");
+    s.home
+        .ok(&["restore", "files", "--to", dest.to_str().unwrap(), "--yes"]);
+    assert_eq!(
+        std::fs::read(dest.join("docs/deep/er/data.bin")).unwrap(),
+        vec![7u8; 300_000]
+    );
+
+    // restic gives the remote database back as it was backed up.
+    let out = s.home.path("restic-out");
+    let restic = std::process::Command::new("restic")
+        .arg("-r")
+        .arg(&vault)
+        .args([
+            "--no-cache",
+            "restore",
+            db["artifact"].as_str().unwrap(),
+            "--target",
+        ])
+        .arg(&out)
+        .env("RESTIC_PASSWORD", crate::common::vault::PASSWORD)
+        .output()
+        .expect("restic (scripts/test.sh installs it)");
+    assert!(restic.status.success(), "{}", stderr(&restic));
+    let restored = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(
+            std::fs::read(out.join("app.db")).unwrap(),
+        ))
+    };
+    assert_eq!(restored, db["content_sha256"].as_str().unwrap());
+    assert_ne!(files["artifact"], db["artifact"]);
+}
+
+#[test]
+fn two_targets_on_one_host_back_up_at_once() {
+    let s = Setup::new();
+    drop(make_app_db(&s.remote("data/app.db"), 5_000));
+    make_tree(&s.remote("data/tree"));
+    let spawn = |target: &str| {
+        s.home
+            .command(&["backup", target])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn("app-db"), spawn("files"));
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    assert_eq!(s.home.json(&["list"]).as_array().unwrap().len(), 2);
+}
