@@ -257,37 +257,39 @@ pub fn delivered(
     to: Option<(&str, &str)>,
     now: DateTime<Utc>,
 ) -> Result<(), crate::error::Error> {
-    let Some(mut alert) = app.db.alert_get(out.alert.id)? else {
-        return Ok(());
-    };
-    match out.say {
-        Say::Post => {
-            // Another channel took this same post first: only its message is new.
-            let first = alert.posted_at == out.alert.posted_at;
-            if first && alert.posted_at.is_some() {
-                alert.repeats += 1;
-                let detail = format!("{} {}: {}", alert.label(), alert.kind, out.text);
-                app.db.audit(
-                    "lifeboat",
-                    "alert",
-                    Some(&alert.target),
-                    "repeated",
-                    Some(&detail),
-                )?;
+    let at = crate::units::time_text(now);
+    let mut repeated = false;
+    let stored = app
+        .db
+        .alert_delivered(out.alert.id, |alert| match out.say {
+            Say::Post => {
+                // Another channel took this same post first: only its message is new.
+                if alert.posted_at == out.alert.posted_at {
+                    repeated = alert.posted_at.is_some();
+                    alert.repeats += u64::from(repeated);
+                    alert.posted_at = Some(at);
+                }
+                if let Some((sink, message)) = to {
+                    anchor(alert, sink, message);
+                }
+                true
             }
-            if first {
-                alert.posted_at = Some(crate::units::time_text(now));
+            Say::Recovery if alert.recovery_posted_at.is_none() => {
+                alert.recovery_posted_at = Some(at);
+                true
             }
-            if let Some((sink, message)) = to {
-                anchor(&mut alert, sink, message);
-            }
-        }
-        Say::Recovery if alert.recovery_posted_at.is_none() => {
-            alert.recovery_posted_at = Some(crate::units::time_text(now))
-        }
-        Say::Recovery | Say::Edit => return Ok(()),
+            Say::Recovery | Say::Edit => false,
+        })?;
+    if let Some(alert) = stored.filter(|_| repeated) {
+        let detail = format!("{} {}: {}", alert.label(), alert.kind, out.text);
+        app.db.audit(
+            "lifeboat",
+            "alert",
+            Some(&alert.target),
+            "repeated",
+            Some(&detail),
+        )?;
     }
-    app.db.alert_save(&alert)?;
     Ok(())
 }
 
@@ -301,11 +303,13 @@ pub fn reanchored(
     message: &str,
     why: &str,
 ) -> Result<(), crate::error::Error> {
-    let Some(mut alert) = app.db.alert_get(out.alert.id)? else {
+    let stored = app.db.alert_delivered(out.alert.id, |alert| {
+        anchor(alert, sink, message);
+        true
+    })?;
+    let Some(alert) = stored else {
         return Ok(());
     };
-    anchor(&mut alert, sink, message);
-    app.db.alert_save(&alert)?;
     let detail = format!(
         "{} {}: its message in {sink} could not be edited ({why}); posted afresh",
         alert.label(),
