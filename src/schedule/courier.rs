@@ -5,6 +5,7 @@
 //! a channel lifeboat cannot post to is reported once (log, audit, `/healthz`, `status`).
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -84,15 +85,16 @@ impl Courier {
         if out.say != Say::Edit {
             let key = (out.alert.id, out.say);
             let mut pending = self.pending.lock().unwrap();
-            if pending.contains_key(&key) {
-                if out.say == Say::Recovery {
+            match pending.entry(key) {
+                Entry::Occupied(_) if out.say == Say::Recovery => {
                     return;
                 }
                 // The post is under way: by the time this comes up in a queue, the queue
                 // knows the message it made, so newer content is an edit of it.
-                out.say = Say::Edit;
-            } else {
-                pending.insert(key, self.queues.len().max(1));
+                Entry::Occupied(_) => out.say = Say::Edit,
+                Entry::Vacant(v) => {
+                    v.insert(self.queues.len().max(1));
+                }
             }
         }
         if self.queues.is_empty() {
@@ -201,8 +203,8 @@ impl Queue {
             Some((_, said)) if *said == job.out.text => return,
             Some((message, _)) => message.clone(),
             None => {
-                let posted = job.out.alert.messages.iter();
-                match posted.filter(|(s, _)| *s == self.sink).next_back() {
+                let mut posted = job.out.alert.messages.iter();
+                match posted.rfind(|(s, _)| *s == self.sink) {
                     Some((_, message)) => message.clone(),
                     None => return,
                 }
