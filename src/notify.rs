@@ -39,8 +39,27 @@ pub enum NotifyError {
     /// The platform said slow down; retry after this long (if it said).
     #[error("rate limited")]
     RateLimited(Option<Duration>),
+    /// Anything that may pass: a network error, a 5xx, an answer not understood.
     #[error("{0}")]
     Failed(String),
+    /// The message to edit is gone or can no longer be edited (deleted by someone, too
+    /// old): retrying cannot help; a fresh message can.
+    #[error("the message cannot be edited: {0}")]
+    MessageGone(String),
+    /// Lifeboat cannot post to the channel at all (unknown, archived, not a member, no
+    /// access): retrying cannot help until someone fixes the channel or the config.
+    #[error("the channel cannot be posted to: {0}")]
+    ChannelUnusable(String),
+}
+
+impl NotifyError {
+    /// Whether trying the same call again could succeed.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            NotifyError::MessageGone(_) | NotifyError::ChannelUnusable(_)
+        )
+    }
 }
 
 /// One chat platform's messaging API. Channel and message references are the platform's
@@ -171,8 +190,9 @@ pub async fn post_document(notifier: &dyn Notifier, channel: &str, doc: &Documen
 const ATTEMPTS: u32 = 5;
 
 /// Run `call` until it succeeds, waiting out rate limits (the platform's Retry-After, or
-/// a growing pause when it gives none) and transient failures. Never panics: the last
-/// error is returned for the caller to log.
+/// a growing pause when it gives none) and transient failures. A permanent error
+/// (message gone, channel unusable) is returned at once: waiting cannot fix it. Never
+/// panics: the last error is returned for the caller to log.
 pub async fn with_retries<T, F, Fut>(what: &str, mut call: F) -> Result<T, NotifyError>
 where
     F: FnMut() -> Fut,
@@ -189,6 +209,7 @@ where
                 tokio::time::sleep(wait).await;
                 last = NotifyError::RateLimited(after);
             }
+            Err(e) if e.is_permanent() => return Err(e),
             Err(e) => {
                 tracing::warn!("{what}: {e} (attempt {attempt})");
                 tokio::time::sleep(pause).await;
@@ -308,6 +329,11 @@ async fn edit_loop(
                     .min(Duration::from_secs(60));
                 tracing::info!("updating message {message}: rate limited for {wait:?}");
                 blocked_until = Instant::now() + wait;
+            }
+            Err(e) if e.is_permanent() => {
+                // Nothing later can land either: stop editing rather than retry in vain.
+                tracing::warn!("no longer updating message {message} in {channel}: {e}");
+                return;
             }
             Err(e) => {
                 tracing::warn!("updating message {message} in {channel}: {e}");

@@ -46,13 +46,22 @@ pub fn drill(
 
 pub fn status(app: &App, json: bool) -> Result<i32, Error> {
     let all = actions::status::all(app, chrono::Utc::now())?;
+    let unusable = app.db.chat_channels_unusable()?;
     if json {
+        let mut all = serde_json::to_value(&all).unwrap_or_default();
+        // Every target's alerts go to every alert channel, so each target names the ones
+        // they cannot reach (added only then: the output stays one entry per target).
+        for target in all.as_array_mut().into_iter().flatten() {
+            if !unusable.is_empty() {
+                target["unreachable_alert_channels"] = serde_json::json!(unusable);
+            }
+        }
         print_json(&all);
     } else {
         print_status(&all);
-        crate::front::chat::links::status_lines(&app.db.chat_links()?)
-            .iter()
-            .for_each(|l| println!("{l}"));
+        let chat = crate::front::chat::links::status_lines(&app.db.chat_links()?);
+        let channels = crate::front::chat::links::unusable_lines(&unusable);
+        chat.iter().chain(&channels).for_each(|l| println!("{l}"));
     }
     Ok(0)
 }

@@ -128,23 +128,45 @@ impl Db {
         Ok(())
     }
 
-    /// Store everything that can change on an alert after it opened.
+    /// Store the watchdog's judgement of an alert: its occurrences and its closing.
+    /// What was delivered where is the alert channels' to write (`alert_delivered`), so
+    /// a look and a delivery recorded at the same moment never undo each other.
     pub fn alert_save(&self, a: &AlertRecord) -> Result<(), DbError> {
         self.lock().execute(
-            "UPDATE alerts SET posted_at = ?2, repeats = ?3, facets = ?4, messages = ?5,
-             closed_at = ?6, closed_by = ?7, recovery_posted_at = ?8 WHERE id = ?1",
-            params![
-                a.id,
-                a.posted_at,
-                a.repeats as i64,
-                json(&a.facets),
-                json(&a.messages),
-                a.closed_at,
-                a.closed_by,
-                a.recovery_posted_at
-            ],
+            "UPDATE alerts SET facets = ?2, closed_at = ?3, closed_by = ?4 WHERE id = ?1",
+            params![a.id, json(&a.facets), a.closed_at, a.closed_by],
         )?;
         Ok(())
+    }
+
+    /// Record a delivery: `change` edits the alert's delivery (when it was posted, its
+    /// repeats, its messages, its recovery notice) and says whether to keep the edit.
+    /// Read and written under one lock, as every alert channel records on its own.
+    /// Returns the alert as stored, if it exists.
+    pub fn alert_delivered(
+        &self,
+        id: i64,
+        change: impl FnOnce(&mut AlertRecord) -> bool,
+    ) -> Result<Option<AlertRecord>, DbError> {
+        let conn = self.lock();
+        let sql = format!("SELECT {COLUMNS} FROM alerts WHERE id = ?1");
+        let Some(mut a) = conn.query_row(&sql, [id], from_row).optional()? else {
+            return Ok(None);
+        };
+        if change(&mut a) {
+            conn.execute(
+                "UPDATE alerts SET posted_at = ?2, repeats = ?3, messages = ?4,
+                 recovery_posted_at = ?5 WHERE id = ?1",
+                params![
+                    a.id,
+                    a.posted_at,
+                    a.repeats as i64,
+                    json(&a.messages),
+                    a.recovery_posted_at
+                ],
+            )?;
+        }
+        Ok(Some(a))
     }
 }
 
@@ -180,9 +202,18 @@ mod tests {
             db.alert_insert(&mut twin).is_err(),
             "a second open backup alert"
         );
+        let mut stale = a.clone();
+        db.alert_delivered(a.id, |d| {
+            d.messages.push(("slack:C1".into(), "1.2".into()));
+            true
+        })
+        .unwrap();
         a.messages.push(("slack:C1".into(), "1.2".into()));
-        a.closed_at = Some("2026-11-22T05:00:00.000Z".into());
-        db.alert_save(&a).unwrap();
+        // A look that read the alert before the delivery was recorded closes it without
+        // undoing the delivery.
+        stale.closed_at = Some("2026-11-22T05:00:00.000Z".into());
+        db.alert_save(&stale).unwrap();
+        a.closed_at = stale.closed_at.clone();
         assert_eq!(db.alert_get(a.id).unwrap().unwrap(), a);
         assert_eq!(
             db.alerts_live("db").unwrap(),

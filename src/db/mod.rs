@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod approvals;
 pub mod audit;
 pub mod catalog;
+pub mod chat_channels;
 pub mod chat_links;
 pub mod damage;
 pub mod drills;
@@ -190,6 +191,14 @@ const MIGRATIONS: &[&str] = &[
         since TEXT NOT NULL,
         detail TEXT NOT NULL DEFAULT '',
         updated_at TEXT NOT NULL
+     );",
+    // 9: alert channels lifeboat cannot post to, for /healthz and `lifeboat status`
+    "CREATE TABLE chat_channels (
+        platform TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        problem TEXT NOT NULL,
+        since TEXT NOT NULL,
+        PRIMARY KEY (platform, channel)
      );",
 ];
 

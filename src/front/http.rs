@@ -78,7 +78,7 @@ async fn healthz(State(app): State<App>) -> impl IntoResponse {
             return Err(Unusable::Damaged(why));
         }
         db.ping()
-            .and_then(|()| db.chat_links())
+            .and_then(|()| Ok((db.chat_links()?, db.chat_channels_unusable()?)))
             .map_err(|e| match e.is_damage() {
                 true => Unusable::Damaged(e.to_string()),
                 false => Unusable::Failing(e),
@@ -87,12 +87,12 @@ async fn healthz(State(app): State<App>) -> impl IntoResponse {
     .await;
     let version = env!("CARGO_PKG_VERSION");
     match healthy {
-        Ok(Ok(links)) => {
+        Ok(Ok((links, unusable))) => {
             let mut body = json!({"status": "ok", "version": version});
-            // Outgoing chat connections are reported, not judged: a Slack or Discord
-            // outage is no reason to restart lifeboat.
-            if !links.is_empty() {
-                body["chat"] = crate::front::chat::links::health(&links);
+            // Outgoing chat connections and alert channels are reported, not judged: a
+            // Slack or Discord outage, or a deleted channel, is no reason to restart.
+            if !links.is_empty() || !unusable.is_empty() {
+                body["chat"] = crate::front::chat::links::health(&links, &unusable);
             }
             (StatusCode::OK, Json(body))
         }

@@ -12,7 +12,7 @@ use crate::db::alerts::{AlertRecord, Facet};
 use crate::units::{parse_time, time_text};
 
 /// What the channel should be told about an alert.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Say {
     /// Post it: its opening, or a repeat when `realert` has passed (or a post is owed).
     Post,

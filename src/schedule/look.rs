@@ -245,41 +245,89 @@ fn audit_change(
     Ok(())
 }
 
-/// Store that an outgoing message was delivered: `refs` are the messages it made, one
-/// per alert channel that took it (empty when every channel refused; then the post is
-/// still owed and tried again).
+/// Store that an outgoing message was delivered: `to` is the alert channel that took it
+/// and the message it made there (None when no alert channel is configured: the log and
+/// the audit trail are then the delivery). The first channel to take a post marks the
+/// alert posted (a repeat is counted and audited once); each channel's message is kept
+/// for later edits. A channel that refused records nothing: when every one refused,
+/// the post is still owed and tried again.
 pub fn delivered(
     app: &App,
     out: &Outgoing,
-    refs: Vec<(String, String)>,
-    any_sink: bool,
+    to: Option<(&str, &str)>,
     now: DateTime<Utc>,
 ) -> Result<(), crate::error::Error> {
-    if any_sink && refs.is_empty() {
-        return Ok(());
+    let at = crate::units::time_text(now);
+    let mut repeated = false;
+    let stored = app
+        .db
+        .alert_delivered(out.alert.id, |alert| match out.say {
+            Say::Post => {
+                // Another channel took this same post first: only its message is new.
+                if alert.posted_at == out.alert.posted_at {
+                    repeated = alert.posted_at.is_some();
+                    alert.repeats += u64::from(repeated);
+                    alert.posted_at = Some(at);
+                }
+                if let Some((sink, message)) = to {
+                    anchor(alert, sink, message);
+                }
+                true
+            }
+            Say::Recovery if alert.recovery_posted_at.is_none() => {
+                alert.recovery_posted_at = Some(at);
+                true
+            }
+            Say::Recovery | Say::Edit => false,
+        })?;
+    if let Some(alert) = stored.filter(|_| repeated) {
+        let detail = format!("{} {}: {}", alert.label(), alert.kind, out.text);
+        app.db.audit(
+            "lifeboat",
+            "alert",
+            Some(&alert.target),
+            "repeated",
+            Some(&detail),
+        )?;
     }
-    let Some(mut alert) = app.db.alert_get(out.alert.id)? else {
+    Ok(())
+}
+
+/// Store that an alert's message in `sink` could not be edited (`why`) and the alert now
+/// lives in a fresh `message` there: later edits go to it, and the audit trail (and the
+/// timeline of any open incident) says so.
+pub fn reanchored(
+    app: &App,
+    out: &Outgoing,
+    sink: &str,
+    message: &str,
+    why: &str,
+) -> Result<(), crate::error::Error> {
+    let stored = app.db.alert_delivered(out.alert.id, |alert| {
+        anchor(alert, sink, message);
+        true
+    })?;
+    let Some(alert) = stored else {
         return Ok(());
     };
-    match out.say {
-        Say::Post => {
-            if alert.posted_at.is_some() {
-                alert.repeats += 1;
-                let detail = format!("{} {}: {}", alert.label(), alert.kind, out.text);
-                app.db.audit(
-                    "lifeboat",
-                    "alert",
-                    Some(&alert.target),
-                    "repeated",
-                    Some(&detail),
-                )?;
-            }
-            alert.posted_at = Some(crate::units::time_text(now));
-            alert.messages = refs;
-        }
-        Say::Recovery => alert.recovery_posted_at = Some(crate::units::time_text(now)),
-        Say::Edit => return Ok(()),
-    }
-    app.db.alert_save(&alert)?;
+    let detail = format!(
+        "{} {}: its message in {sink} could not be edited ({why}); posted afresh",
+        alert.label(),
+        alert.kind
+    );
+    tracing::warn!(target = %alert.target, alert = %alert.label(), "{detail}");
+    app.db.audit(
+        "lifeboat",
+        "alert",
+        Some(&alert.target),
+        "re-anchored",
+        Some(&detail),
+    )?;
     Ok(())
+}
+
+/// Make `message` the alert's message in `sink`, replacing the one before.
+fn anchor(alert: &mut AlertRecord, sink: &str, message: &str) {
+    alert.messages.retain(|(s, _)| s != sink);
+    alert.messages.push((sink.to_string(), message.to_string()));
 }

@@ -2,9 +2,11 @@
 //! executor (skipping a run whose previous one still runs), applies retention afterwards,
 //! and looks at every target when its deadlines, repeats or jobs need it (at most once a
 //! second), posting each alert once, repeating it every `realert`, editing it as its
-//! count grows, and posting one recovery notice when evidence closes it.
+//! count grows, and posting one recovery notice when evidence closes it. What it says
+//! goes through the alert channels' queues (`courier`), never awaited.
 
 pub mod alerts;
+mod courier;
 pub mod look;
 mod on_start;
 pub mod open_alerts;
@@ -153,6 +155,7 @@ impl Scheduler {
             .ok()
             .and_then(Result::ok)
             .unwrap_or(0);
+        let courier = courier::Courier::start(self.app.clone(), &self.sinks);
         for (name, cfg) in self.app.config.targets.iter() {
             if takes_backups(name, cfg)
                 && let Some(next) = next_due(cfg, now)
@@ -176,7 +179,7 @@ impl Scheduler {
             self.start_due_backups(now);
             self.start_due_drills(now);
             self.start_due_verifies(now);
-            self.check(now).await;
+            self.check(now, &courier).await;
             let pause = self.pause(now);
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
@@ -257,7 +260,7 @@ impl Scheduler {
         }
     }
 
-    async fn check(&mut self, now: DateTime<Utc>) {
+    async fn check(&mut self, now: DateTime<Utc>, courier: &courier::Courier) {
         // Running jobs are few; looking at them every tick catches too-long jobs however
         // they were started (chat, CLI, schedule). Jobs that started since the last look
         // (finished already or not) and jobs that ended since then are how work done by
@@ -304,7 +307,7 @@ impl Scheduler {
                 Ok((outgoing, next)) => {
                     self.next_check.set(&name, next);
                     for out in outgoing {
-                        self.deliver(out, now).await;
+                        courier.send(out, now);
                     }
                 }
                 Err(e) => {
@@ -313,48 +316,6 @@ impl Scheduler {
                         .set(&name, now + chrono::Duration::seconds(30));
                 }
             }
-        }
-    }
-
-    /// Post (or edit) one alert message in every alert channel, then record where it went.
-    async fn deliver(&self, out: look::Outgoing, now: DateTime<Utc>) {
-        let msg = ChatMessage::text(&out.text);
-        let mut refs = Vec::new();
-        for (notifier, channel) in &self.sinks {
-            let sink = format!("{}:{channel}", notifier.platform());
-            if out.say == alerts::Say::Edit {
-                // An empty reference is a post the outbox still holds for a lost connection:
-                // there is no message to edit yet.
-                let posted = out.alert.messages.iter();
-                for (_, message) in posted.filter(|(s, m)| *s == sink && !m.is_empty()) {
-                    let r = with_retries("editing an alert", || {
-                        notifier.update(channel, message, &msg)
-                    })
-                    .await;
-                    if let Err(e) = r {
-                        tracing::error!(
-                            "could not edit alert {} in {sink}: {e}",
-                            out.alert.label()
-                        );
-                    }
-                }
-                continue;
-            }
-            match with_retries("posting an alert", || notifier.post(channel, &msg)).await {
-                Ok(message) => refs.push((sink, message)),
-                Err(e) => tracing::error!(
-                    "could not post alert {} to {sink}: {e}; trying again later",
-                    out.alert.label()
-                ),
-            }
-        }
-        let app = self.app.clone();
-        let any_sink = !self.sinks.is_empty();
-        let stored =
-            tokio::task::spawn_blocking(move || look::delivered(&app, &out, refs, any_sink, now))
-                .await;
-        if let Ok(Err(e)) = stored {
-            tracing::error!("watchdog: recording a delivered alert: {e}");
         }
     }
 }

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod alert_delivery;
 mod approval_races;
 mod chat_latency;
 mod cli_and_config;

@@ -1,9 +1,11 @@
-//! serve's outgoing chat connections (Slack Socket Mode, Discord Gateway): their state as
-//! `/healthz`, `/metrics` and `lifeboat status` show it, and the reconnection backoff.
+//! serve's outgoing chat connections (Slack Socket Mode, Discord Gateway) and the alert
+//! channels it cannot post to: their state as `/healthz`, `/metrics` and `lifeboat
+//! status` show it, and the reconnection backoff.
 
 use std::time::Duration;
 
 use crate::db::Db;
+use crate::db::chat_channels::UnusableChannel;
 use crate::db::chat_links::ChatLink;
 
 /// One platform's connection, as its client reports it.
@@ -103,9 +105,10 @@ pub fn metric_samples(links: &[ChatLink]) -> Vec<(String, f64)> {
         .collect()
 }
 
-/// `/healthz`'s view: platform → mode, state, since, detail.
-pub fn health(links: &[ChatLink]) -> serde_json::Value {
-    links
+/// `/healthz`'s view: platform → mode, state, since, detail; and, for a platform with
+/// alert channels lifeboat cannot post to, `unusable_channels` (channel, problem, since).
+pub fn health(links: &[ChatLink], unusable: &[UnusableChannel]) -> serde_json::Value {
+    let mut chat: serde_json::Map<String, serde_json::Value> = links
         .iter()
         .map(|l| {
             (
@@ -113,8 +116,34 @@ pub fn health(links: &[ChatLink]) -> serde_json::Value {
                 serde_json::json!({"mode": l.mode, "connected": l.connected(), "state": l.state, "since": l.since, "detail": l.detail}),
             )
         })
-        .collect::<serde_json::Map<_, _>>()
-        .into()
+        .collect();
+    for c in unusable {
+        let platform = chat
+            .entry(c.platform.clone())
+            .or_insert_with(|| serde_json::json!({}));
+        let entry =
+            serde_json::json!({"channel": c.channel, "problem": c.problem, "since": c.since});
+        match platform["unusable_channels"].as_array_mut() {
+            Some(list) => list.push(entry),
+            None => platform["unusable_channels"] = serde_json::json!([entry]),
+        }
+    }
+    chat.into()
+}
+
+/// Lines for `lifeboat status`, one per alert channel lifeboat cannot post to.
+pub fn unusable_lines(unusable: &[UnusableChannel]) -> Vec<String> {
+    unusable
+        .iter()
+        .map(|c| {
+            format!(
+                "alert channel {} cannot be posted to since {}: {}",
+                c.sink(),
+                c.since,
+                c.problem
+            )
+        })
+        .collect()
 }
 
 /// Lines for `lifeboat status`, one per connection serve keeps (none in HTTP mode).
@@ -143,6 +172,31 @@ pub fn status_lines(links: &[ChatLink]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unusable_channels_join_their_platform_in_the_health_view() {
+        let link = ChatLink {
+            platform: "slack".into(),
+            mode: "socket".into(),
+            state: "connected".into(),
+            since: "t0".into(),
+            detail: String::new(),
+        };
+        let gone = |platform: &str, channel: &str| UnusableChannel {
+            platform: platform.into(),
+            channel: channel.into(),
+            problem: "channel_not_found".into(),
+            since: "t1".into(),
+        };
+        let v = health(&[link], &[gone("slack", "C0"), gone("discord", "9")]);
+        assert_eq!(v["slack"]["connected"], true);
+        assert_eq!(v["slack"]["unusable_channels"][0]["channel"], "C0");
+        assert_eq!(
+            v["discord"]["unusable_channels"][0]["problem"],
+            "channel_not_found"
+        );
+        assert_eq!(health(&[], &[]), serde_json::json!({}));
+    }
 
     #[test]
     fn backoff_doubles_to_a_minute_and_starts_over_after_a_connection() {

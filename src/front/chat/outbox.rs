@@ -148,6 +148,8 @@ impl Notifier for Outbox {
     async fn post(&self, channel: &str, msg: &ChatMessage) -> Result<String, NotifyError> {
         match self.inner.post(channel, msg).await {
             Ok(r) => Ok(r),
+            // The platform answered, and said no: holding the alert would not change that.
+            Err(e) if e.is_permanent() => Err(e),
             Err(e) if !Outbox::connected(&self.db, self.platform()).await => {
                 tracing::warn!(
                     "{} is out of reach ({e}); the alert is posted once the connection is back",

@@ -280,12 +280,24 @@ fn content(msg: &ChatMessage) -> String {
     msg.text.chars().take(MAX_CONTENT).collect()
 }
 
+/// Discord's JSON error codes that no retry can change: Unknown Message; and Unknown
+/// Channel, Missing Access, Missing Permissions (the bot cannot post there).
+const MESSAGE_GONE: [isize; 1] = [10008];
+const CHANNEL_UNUSABLE: [isize; 3] = [10003, 50001, 50013];
+
 fn notify_error(e: serenity::Error) -> NotifyError {
-    if let serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(r)) = &e
-        && r.status_code.as_u16() == 429
-    {
-        // serenity does not expose Retry-After here; `with_retries` backs off instead.
-        return NotifyError::RateLimited(None);
+    if let serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(r)) = &e {
+        if r.status_code.as_u16() == 429 {
+            // serenity does not expose Retry-After here; `with_retries` backs off instead.
+            return NotifyError::RateLimited(None);
+        }
+        let why = format!("Discord API: {} ({})", r.error.message, r.error.code);
+        if MESSAGE_GONE.contains(&r.error.code) {
+            return NotifyError::MessageGone(why);
+        }
+        if CHANNEL_UNUSABLE.contains(&r.error.code) {
+            return NotifyError::ChannelUnusable(why);
+        }
     }
     NotifyError::Failed(format!("Discord API: {e}"))
 }

@@ -243,9 +243,29 @@ fn split_for_sections(text: &str) -> Vec<String> {
     out
 }
 
+/// Slack's answers that no retry can change: the message is gone (deleted, or no longer
+/// editable), or the channel cannot be posted to by this bot.
+const MESSAGE_GONE: [&str; 3] = [
+    "message_not_found",
+    "cant_update_message",
+    "edit_window_closed",
+];
+const CHANNEL_UNUSABLE: [&str; 4] = [
+    "channel_not_found",
+    "not_in_channel",
+    "is_archived",
+    "restricted_action",
+];
+
 fn notify_error(e: SlackClientError) -> NotifyError {
     match e {
         SlackClientError::RateLimitError(r) => NotifyError::RateLimited(r.retry_after),
+        SlackClientError::ApiError(api) if MESSAGE_GONE.contains(&api.code.as_str()) => {
+            NotifyError::MessageGone(format!("Slack API: {}", api.code))
+        }
+        SlackClientError::ApiError(api) if CHANNEL_UNUSABLE.contains(&api.code.as_str()) => {
+            NotifyError::ChannelUnusable(format!("Slack API: {}", api.code))
+        }
         other => NotifyError::Failed(format!(
             "Slack API: {}",
             other.to_string().lines().next().unwrap_or_default()

@@ -36,6 +36,11 @@ struct FakeState {
     answers: Vec<(String, Value)>,
     /// While set, every call is answered 503 (the platform is out of reach).
     down: bool,
+    /// Messages someone deleted: the first Slack post whose text contains the needle,
+    /// and its ts once posted; edits of it are answered `message_not_found`.
+    deleted: Vec<(String, Option<String>)>,
+    /// Slack channels that are gone: posts there are answered `channel_not_found`.
+    gone_channels: Vec<String>,
     next_id: u64,
 }
 
@@ -111,6 +116,23 @@ impl FakeApi {
     /// Answer every call with 503 while `down` (recorded all the same).
     pub fn set_down(&self, down: bool) {
         self.state.lock().unwrap().down = down;
+    }
+
+    /// As if someone deleted the first Slack message posted with `needle` in its text:
+    /// every edit of it is answered `{"ok": false, "error": "message_not_found"}`.
+    pub fn delete_first_message(&self, needle: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .deleted
+            .push((needle.to_string(), None));
+    }
+
+    /// As if the Slack channel was deleted: every post there is answered
+    /// `{"ok": false, "error": "channel_not_found"}`.
+    pub fn delete_channel(&self, channel: &str) {
+        let mut s = self.state.lock().unwrap();
+        s.gone_channels.push(channel.to_string());
     }
 
     /// Answer calls to paths ending with `suffix` with `body` (200, JSON).
@@ -234,11 +256,27 @@ async fn handle(
     }
     if path.starts_with("/api/chat.") {
         let channel = parsed["channel"].as_str().unwrap_or("C0").to_string();
+        let refused = |error: &str| Json(json!({"ok": false, "error": error})).into_response();
+        if s.gone_channels.contains(&channel) {
+            return refused("channel_not_found");
+        }
+        let edited = parsed["ts"].as_str().map(String::from);
+        if path.ends_with("chat.update") && s.deleted.iter().any(|(_, ts)| *ts == edited) {
+            return refused("message_not_found");
+        }
         let ts = parsed["ts"]
             .as_str()
             .map(String::from)
             .unwrap_or_else(|| format!("1700000000.{id:06}"));
         let text = parsed["text"].clone();
+        if path.ends_with("chat.postMessage") {
+            let said = text.as_str().unwrap_or_default();
+            for (needle, deleted) in s.deleted.iter_mut() {
+                if deleted.is_none() && said.contains(needle.as_str()) {
+                    *deleted = Some(ts.clone());
+                }
+            }
+        }
         // The shapes Slack answers chat.postMessage, chat.update and chat.postEphemeral with.
         let message =
             json!({"type": "message", "text": text, "user": "U0BOT", "bot_id": "B0BOT", "ts": ts});
