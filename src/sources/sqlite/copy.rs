@@ -110,9 +110,11 @@ pub fn pin(src: &Path) -> Result<Option<Pinned>> {
             return Ok(None);
         }
         // With the write lock held no checkpoint can start, so one that is running (the
-        // application's automatic one, after its last commit) is about to end: wait it out.
+        // application's automatic one, after its last commit) is about to end: wait it out,
+        // up to a second (longer on a loaded machine than on a quiet one; the application's
+        // writers wait that long at most, within their busy timeout).
         let mut state = checkpoint(&conn);
-        for _ in 0..20 {
+        for _ in 0..200 {
             if state != Checkpoint::Busy {
                 break;
             }
