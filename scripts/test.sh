@@ -39,7 +39,8 @@ for spec in "${PIP_PACKAGES[@]}"; do
   name="${spec%%==*}"
   name="${name%%[*}"
   want="${spec##*==}"
-  have="$(python3 -m pip show "$name" 2>/dev/null | sed -n 's/^Version: //p')"
+  # Not installed: pip show fails, which must not end the script (pipefail, set -e).
+  have="$(python3 -m pip show "$name" 2>/dev/null | sed -n 's/^Version: //p' || true)"
   [ "$have" = "$want" ] || pip_missing+=("$spec")
 done
 if ((${#pip_missing[@]})); then
