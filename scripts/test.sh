@@ -9,9 +9,10 @@ cd "$(dirname "$0")/.."
 # sqlite3 CLI for the remote-target tests, openssl to make a private CA for the HTTPS
 # store test, headless chromium for the status page's rendering tests and screenshots,
 # Debian's argon2 tool to make password hashes independently of lifeboat, and restic to
-# read and write repositories beside lifeboat, and systemd's systemd-analyze to check the
-# shipped unit (they fail, never skip, without them).
-APT_PACKAGES=(util-linux prometheus openssh-server openssh-client sqlite3 openssl chromium argon2 restic systemd)
+# read and write repositories beside lifeboat, systemd's systemd-analyze to check the
+# shipped unit, and btrfs-progs (mkfs.btrfs, btrfs) for the btrfs snapshot tests, which
+# make a btrfs on a loop device (they fail, never skip, without them).
+APT_PACKAGES=(util-linux prometheus openssh-server openssh-client sqlite3 openssl chromium argon2 restic systemd btrfs-progs)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

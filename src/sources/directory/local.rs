@@ -1,12 +1,13 @@
-//! A directory tree on this host: walked into a tar stream with include/exclude applied,
-//! restored by extracting beside it (refusing anything that would escape) and renaming
-//! it in.
+//! A directory tree on this host: walked into a tar stream with include/exclude applied
+//! (from a btrfs snapshot of it with `snapshot = "btrfs"`, see `snapshot`), restored by
+//! extracting beside it (refusing anything that would escape) and renaming it in.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::Filter;
-use crate::config::TargetKind;
+use super::snapshot;
+use crate::config::{Snapshot, TargetKind};
 use crate::error::Result;
 use crate::progress::JobContext;
 use crate::sources::directory;
@@ -20,6 +21,8 @@ pub struct LocalDirectory {
     pub include: Vec<String>,
     pub exclude: Vec<String>,
     pub roots: Roots,
+    /// Read from a snapshot of the tree, not the live tree.
+    pub snapshot: Option<Snapshot>,
 }
 
 impl Source for LocalDirectory {
@@ -39,7 +42,42 @@ impl Source for LocalDirectory {
         "tar"
     }
 
+    fn setup_problems(&self) -> Vec<String> {
+        let problem = match self.snapshot {
+            Some(Snapshot::Btrfs) if self.path.exists() => snapshot::check(&self.path).err(),
+            _ => None,
+        };
+        problem
+            .map(|e| format!("targets.{}.snapshot: {e}", self.target))
+            .into_iter()
+            .collect()
+    }
+
+    fn clean_after_crash(&self) -> Result<Vec<String>> {
+        if self.snapshot.is_none() {
+            return Ok(Vec::new());
+        }
+        let removed = snapshot::remove_leftovers(&self.path, &self.target)?;
+        Ok(removed
+            .iter()
+            .map(|p| {
+                format!(
+                    "removed the btrfs snapshot {} an interrupted backup left",
+                    p.display()
+                )
+            })
+            .collect())
+    }
+
     fn connect(&self, _ctx: &JobContext) -> Result<Box<dyn Copier + '_>> {
+        if self.snapshot.is_some() {
+            // Refused before anything is written; then what a crash left goes (under the
+            // target's lock, which the backup holds).
+            snapshot::check(&self.path)?;
+            for removed in self.clean_after_crash()? {
+                tracing::warn!(target = self.target.as_str(), "{removed}");
+            }
+        }
         Ok(Box::new(Copy(self)))
     }
 
@@ -71,7 +109,20 @@ struct Copy<'a>(&'a LocalDirectory);
 impl Copier for Copy<'_> {
     fn copy(&mut self, into: &mut dyn Write, cx: &CopyContext<'_>) -> Result<Copied> {
         let filter = Filter::new(&self.0.include, &self.0.exclude)?;
-        let facts = directory::write_tar(&self.0.path, &filter, into, cx.job)?;
+        let taken = match self.0.snapshot {
+            Some(Snapshot::Btrfs) => Some(snapshot::Snapshot::take(
+                &self.0.path,
+                &self.0.target,
+                cx.job,
+            )?),
+            None => None,
+        };
+        let root = taken.as_ref().map_or(self.0.path.as_path(), |s| s.path());
+        let facts = directory::write_tar(root, &filter, into, cx.job)?;
+        if let Some(Err(e)) = taken.map(snapshot::Snapshot::remove) {
+            // The copy is whole; the next backup removes what is left.
+            tracing::warn!(target = self.0.target.as_str(), "{e}");
+        }
         Ok(Copied {
             sqlite: None,
             directory: Some(facts),

@@ -13,6 +13,7 @@ mod archive;
 mod extract;
 pub mod local;
 mod remote;
+pub mod snapshot;
 pub mod ssh;
 
 use std::io::Read;

@@ -1,0 +1,400 @@
+//! btrfs snapshots of a directory target (`snapshot = "btrfs"`): a read-only snapshot of
+//! the target's subvolume, taken beside it at the start of the copy, read instead of the
+//! live tree (the archive's paths are relative to the root, so the backup has the shape
+//! of one taken from the live tree), and removed at the end, whatever happened. One a
+//! crash left behind is recognised by its name and removed at the target's next backup
+//! and when `serve` starts, always under the target's lock.
+//!
+//! A snapshot is atomic: every file is as it was at one instant, as after a power cut,
+//! which is what databases that survive a power cut (DuckDB, SQLite) recover from; the
+//! application never has to pause.
+//!
+//! Through the kernel's btrfs ioctls rather than the `btrfs` program: lifeboat needs
+//! nothing installed beside it (its container image included), there is no output to
+//! parse, and a failure is the kernel's own error number, explained here in words.
+
+use std::ffi::{CString, OsStr};
+use std::fs::File;
+use std::io;
+use std::mem::size_of;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::progress::JobContext;
+
+/// `statfs`'s `f_type` of a btrfs filesystem.
+const BTRFS_SUPER_MAGIC: i64 = 0x9123_683E;
+/// The inode number of every btrfs subvolume's root directory.
+const SUBVOLUME_ROOT_INODE: u64 = 256;
+
+// From <linux/btrfs.h>: _IOW(0x94, 23, struct btrfs_ioctl_vol_args_v2),
+// _IOW(0x94, 15, struct btrfs_ioctl_vol_args), _IOWR(0x94, 61, the rootref args).
+const IOC_SNAP_CREATE_V2: u64 = 0x5000_9417;
+const IOC_SNAP_DESTROY: u64 = 0x5000_940f;
+const IOC_GET_SUBVOL_ROOTREF: u64 = 0xd000_943d;
+const SUBVOL_RDONLY: u64 = 1 << 1;
+
+/// `struct btrfs_ioctl_vol_args_v2`: the snapshot's source, flags and name.
+#[repr(C)]
+struct SnapshotArgs {
+    fd: i64,
+    transid: u64,
+    flags: u64,
+    unused: [u64; 4],
+    name: [u8; 4040],
+}
+
+/// `struct btrfs_ioctl_vol_args`: the name of a subvolume to delete.
+#[repr(C)]
+struct DestroyArgs {
+    fd: i64,
+    name: [u8; 4088],
+}
+
+/// `struct btrfs_ioctl_get_subvol_rootref_args`: the subvolumes inside a subvolume.
+#[repr(C)]
+struct RootrefArgs {
+    min_treeid: u64,
+    rootref: [[u64; 2]; 255],
+    num_items: u8,
+    align: [u8; 7],
+}
+
+const _: () = assert!(size_of::<SnapshotArgs>() == 4096);
+const _: () = assert!(size_of::<DestroyArgs>() == 4096);
+const _: () = assert!(size_of::<RootrefArgs>() == 4096);
+
+/// What a snapshot of `target`'s data is called, after this prefix and a time stamp. Target
+/// names have no dots, so one target's prefix never matches another's snapshots.
+fn name_prefix(target: &str) -> String {
+    format!(".{target}.lifeboat-snapshot.")
+}
+
+/// Check that `path` can be snapshotted: the root of a btrfs subvolume with no other
+/// subvolume inside (a snapshot would leave those out), whose parent directory is on the
+/// same btrfs filesystem (the snapshot is made there). The refusal says what to do.
+pub fn check(path: &Path) -> Result<()> {
+    let refused = |why: String| {
+        Error::Failed(format!(
+            "snapshot = \"btrfs\": {why}; see \"Directory targets on btrfs\" in the README"
+        ))
+    };
+    let meta =
+        std::fs::metadata(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    if !meta.is_dir() {
+        return Err(refused(format!("{} is not a directory", path.display())));
+    }
+    let fs = filesystem_type(path)?;
+    if fs != BTRFS_SUPER_MAGIC {
+        return Err(refused(format!(
+            "{} is on {}, not on btrfs; remove `snapshot`, or keep the data in a btrfs subvolume",
+            path.display(),
+            filesystem_name(fs)
+        )));
+    }
+    if meta.ino() != SUBVOLUME_ROOT_INODE {
+        return Err(refused(format!(
+            "{} is a plain directory on btrfs, not the root of a subvolume; make it one \
+             (`btrfs subvolume create`, then move the files in), or set `path` to the subvolume",
+            path.display()
+        )));
+    }
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .ok_or_else(|| {
+            refused(format!(
+                "{} has no directory above it to hold a snapshot",
+                path.display()
+            ))
+        })?;
+    if filesystem_type(parent)? != BTRFS_SUPER_MAGIC {
+        return Err(refused(format!(
+            "{} is the top of its btrfs filesystem and a snapshot must be made inside it, \
+             but {} is on another filesystem; keep the data in a subvolume below the top \
+             (e.g. `btrfs subvolume create {}/data`)",
+            path.display(),
+            parent.display(),
+            path.display()
+        )));
+    }
+    let nested = nested_subvolumes(path)?;
+    if nested > 0 {
+        return Err(refused(format!(
+            "{} holds {nested} other btrfs subvolume(s) (`btrfs subvolume list -o {}` lists them), \
+             and a snapshot leaves their files out: back those up as targets of their own and \
+             make them plain directories here, or remove `snapshot`",
+            path.display(),
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// A read-only snapshot of a target's subvolume, beside it; removed when dropped.
+pub struct Snapshot {
+    /// Where the snapshot is, for reading.
+    at: PathBuf,
+    /// The directory holding it, and its name there (what the kernel deletes by).
+    beside: File,
+    name: CString,
+    removed: bool,
+}
+
+impl Snapshot {
+    /// Take a read-only snapshot of `live` (checked by [`check`]) for a backup of `target`.
+    pub fn take(live: &Path, target: &str, ctx: &JobContext) -> Result<Snapshot> {
+        ctx.progress.phase("taking a btrfs snapshot");
+        check(live)?;
+        let parent = live
+            .parent()
+            .expect("check() refuses a path without a parent");
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ").to_string();
+        let name = format!("{}{}", name_prefix(target), stamp.replace('.', ""));
+        let source = open_dir(live)?;
+        let beside = open_dir(parent)?;
+        let mut args = SnapshotArgs {
+            fd: source.as_raw_fd() as i64,
+            transid: 0,
+            flags: SUBVOL_RDONLY,
+            unused: [0; 4],
+            name: [0; 4040],
+        };
+        args.name[..name.len()].copy_from_slice(name.as_bytes());
+        let at = parent.join(&name);
+        // SAFETY: the argument is the kernel's struct, laid out and sized as it expects
+        // (checked above), with a NUL-terminated name; both descriptors are open.
+        let r = unsafe {
+            libc::ioctl(
+                beside.as_raw_fd(),
+                IOC_SNAP_CREATE_V2 as _,
+                &mut args as *mut SnapshotArgs,
+            )
+        };
+        if r != 0 {
+            return Err(Error::io(
+                format!(
+                    "taking a btrfs snapshot of {} at {}",
+                    live.display(),
+                    at.display()
+                ),
+                io::Error::last_os_error(),
+            ));
+        }
+        tracing::debug!("took the btrfs snapshot {}", at.display());
+        Ok(Snapshot {
+            at,
+            beside,
+            name: CString::new(name).expect("no NUL in a snapshot's name"),
+            removed: false,
+        })
+    }
+
+    /// Where the snapshot can be read.
+    pub fn path(&self) -> &Path {
+        &self.at
+    }
+
+    /// Delete the snapshot now.
+    pub fn remove(mut self) -> Result<()> {
+        self.removed = true;
+        destroy(&self.beside, &self.name).map_err(|e| {
+            Error::io(
+                format!("removing the btrfs snapshot {}", self.at.display()),
+                e,
+            )
+        })
+    }
+}
+
+impl Drop for Snapshot {
+    /// A copy that failed, was cancelled or panicked still removes its snapshot.
+    fn drop(&mut self) {
+        if !self.removed
+            && let Err(e) = destroy(&self.beside, &self.name)
+        {
+            tracing::warn!(
+                "could not remove the btrfs snapshot {} (the next backup tries again): {e}",
+                self.at.display()
+            );
+        }
+    }
+}
+
+/// Remove the snapshots of `target`'s data at `live` that an interrupted backup left
+/// beside it; the caller holds the target's lock. Only subvolumes named as lifeboat
+/// names its snapshots are removed, never a plain directory. The paths removed.
+pub fn remove_leftovers(live: &Path, target: &str) -> Result<Vec<PathBuf>> {
+    let Some(parent) = live.parent().filter(|p| p.is_dir()) else {
+        return Ok(Vec::new());
+    };
+    let listed = std::fs::read_dir(parent)
+        .map_err(|e| Error::io(format!("listing {}", parent.display()), e))?;
+    let mut removed = Vec::new();
+    let mut beside = None;
+    for entry in listed {
+        let entry = entry.map_err(|e| Error::io(format!("listing {}", parent.display()), e))?;
+        let name = entry.file_name();
+        let at = entry.path();
+        let is_snapshot = is_snapshot_name(target, &name)
+            && std::fs::symlink_metadata(&at)
+                .is_ok_and(|m| m.is_dir() && m.ino() == SUBVOLUME_ROOT_INODE)
+            && filesystem_type(&at).is_ok_and(|t| t == BTRFS_SUPER_MAGIC);
+        if !is_snapshot {
+            continue;
+        }
+        if beside.is_none() {
+            beside = Some(open_dir(parent)?);
+        }
+        let dir = beside.as_ref().expect("opened above");
+        destroy(
+            dir,
+            &CString::new(name.as_bytes()).expect("a file name has no NUL"),
+        )
+        .map_err(|e| {
+            Error::io(
+                format!("removing the leftover btrfs snapshot {}", at.display()),
+                e,
+            )
+        })?;
+        removed.push(at);
+    }
+    Ok(removed)
+}
+
+fn open_dir(path: &Path) -> Result<File> {
+    File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))
+}
+
+fn destroy(beside: &File, name: &CString) -> io::Result<()> {
+    let bytes = name.as_bytes();
+    let mut args = DestroyArgs {
+        fd: 0,
+        name: [0; 4088],
+    };
+    args.name[..bytes.len()].copy_from_slice(bytes);
+    // SAFETY: the kernel's struct, sized as it expects, with a NUL-terminated name.
+    let r = unsafe {
+        libc::ioctl(
+            beside.as_raw_fd(),
+            IOC_SNAP_DESTROY as _,
+            &mut args as *mut DestroyArgs,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// How many subvolumes are inside the subvolume at `path` (at least; 255 means "many").
+fn nested_subvolumes(path: &Path) -> Result<usize> {
+    let dir = open_dir(path)?;
+    // SAFETY: all-zero is a valid value of this plain struct of integers.
+    let mut args: Box<RootrefArgs> = Box::new(unsafe { std::mem::zeroed() });
+    // SAFETY: the kernel's struct, sized as it expects, on an open descriptor.
+    let r = unsafe {
+        libc::ioctl(
+            dir.as_raw_fd(),
+            IOC_GET_SUBVOL_ROOTREF as _,
+            &mut *args as *mut RootrefArgs,
+        )
+    };
+    let e = io::Error::last_os_error();
+    // EOVERFLOW: more than fit in one answer, which is already an answer.
+    if r != 0 && e.raw_os_error() != Some(libc::EOVERFLOW) {
+        return Err(Error::io(
+            format!("listing the subvolumes inside {}", path.display()),
+            e,
+        ));
+    }
+    Ok(args.num_items as usize)
+}
+
+/// `statfs`'s filesystem type of `path`.
+fn filesystem_type(path: &Path) -> Result<i64> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| Error::Failed(format!("{} has a NUL in its name", path.display())))?;
+    // SAFETY: all-zero is a valid `statfs`; the path is NUL-terminated.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(Error::io(
+            format!("reading the filesystem of {}", path.display()),
+            io::Error::last_os_error(),
+        ));
+    }
+    Ok(st.f_type as i64)
+}
+
+/// The filesystems a path is most often on, named; others by their number.
+fn filesystem_name(magic: i64) -> String {
+    match magic {
+        0xEF53 => "ext4".into(),
+        0x0102_1994 => "tmpfs".into(),
+        0x5846_5342 => "xfs".into(),
+        0x794C_7630 => "overlayfs".into(),
+        0x2FC1_2FC1 => "zfs".into(),
+        0x6969 => "nfs".into(),
+        other => format!("a filesystem of type {other:#x}"),
+    }
+}
+
+/// Whether `name` is one lifeboat gives a snapshot of `target`'s data.
+fn is_snapshot_name(target: &str, name: &OsStr) -> bool {
+    name.as_bytes()
+        .strip_prefix(name_prefix(target).as_bytes())
+        .is_some_and(|s| !s.is_empty() && s.iter().all(u8::is_ascii_alphanumeric))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_targets_snapshot_names_never_match_anothers() {
+        let name = OsStr::new(".app-a.lifeboat-snapshot.20261205T150000123456Z");
+        assert!(is_snapshot_name("app-a", name));
+        assert!(!is_snapshot_name("app", name));
+        assert!(!is_snapshot_name(
+            "app-a",
+            OsStr::new(".app-a.lifeboat-snapshot.")
+        ));
+        assert!(!is_snapshot_name(
+            "app-a",
+            OsStr::new(".app-a.lifeboat-snapshot.x.y")
+        ));
+    }
+
+    #[test]
+    fn a_path_on_tmpfs_or_ext4_is_refused_naming_its_filesystem() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = check(dir.path()).unwrap_err().to_string();
+        let on_btrfs = filesystem_type(dir.path()).unwrap() == BTRFS_SUPER_MAGIC;
+        let why = if on_btrfs {
+            "not the root of a subvolume"
+        } else {
+            "not on btrfs"
+        };
+        assert!(e.contains(why) && e.contains("snapshot = \"btrfs\""), "{e}");
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        let e = check(&file).unwrap_err().to_string();
+        assert!(e.contains("is not a directory"), "{e}");
+    }
+
+    #[test]
+    fn nothing_is_removed_beside_a_path_that_has_no_snapshots() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("data");
+        std::fs::create_dir(&live).unwrap();
+        // A plain directory with a snapshot's name is never taken for one.
+        let lookalike = dir.path().join(".t.lifeboat-snapshot.20261205T150000Z");
+        std::fs::create_dir(&lookalike).unwrap();
+        assert!(remove_leftovers(&live, "t").unwrap().is_empty());
+        assert!(lookalike.is_dir());
+    }
+}
