@@ -43,41 +43,15 @@ impl Source for LocalDirectory {
     }
 
     fn setup_problems(&self) -> Vec<String> {
-        let problem = match self.snapshot {
-            Some(Snapshot::Btrfs) if self.path.exists() => snapshot::check(&self.path).err(),
-            _ => None,
-        };
-        problem
-            .map(|e| format!("targets.{}.snapshot: {e}", self.target))
-            .into_iter()
-            .collect()
+        snapshot::setup_problems(self.snapshot, &self.path, &self.target)
     }
 
     fn clean_after_crash(&self) -> Result<Vec<String>> {
-        if self.snapshot.is_none() {
-            return Ok(Vec::new());
-        }
-        let removed = snapshot::remove_leftovers(&self.path, &self.target)?;
-        Ok(removed
-            .iter()
-            .map(|p| {
-                format!(
-                    "removed the btrfs snapshot {} an interrupted backup left",
-                    p.display()
-                )
-            })
-            .collect())
+        snapshot::clean_after_crash(self.snapshot, &self.path, &self.target)
     }
 
     fn connect(&self, _ctx: &JobContext) -> Result<Box<dyn Copier + '_>> {
-        if self.snapshot.is_some() {
-            // Refused before anything is written; then what a crash left goes (under the
-            // target's lock, which the backup holds).
-            snapshot::check(&self.path)?;
-            for removed in self.clean_after_crash()? {
-                tracing::warn!(target = self.target.as_str(), "{removed}");
-            }
-        }
+        snapshot::before_backup(self.snapshot, &self.path, &self.target)?;
         Ok(Box::new(Copy(self)))
     }
 
@@ -109,20 +83,10 @@ struct Copy<'a>(&'a LocalDirectory);
 impl Copier for Copy<'_> {
     fn copy(&mut self, into: &mut dyn Write, cx: &CopyContext<'_>) -> Result<Copied> {
         let filter = Filter::new(&self.0.include, &self.0.exclude)?;
-        let taken = match self.0.snapshot {
-            Some(Snapshot::Btrfs) => Some(snapshot::Snapshot::take(
-                &self.0.path,
-                &self.0.target,
-                cx.job,
-            )?),
-            None => None,
-        };
-        let root = taken.as_ref().map_or(self.0.path.as_path(), |s| s.path());
-        let facts = directory::write_tar(root, &filter, into, cx.job)?;
-        if let Some(Err(e)) = taken.map(snapshot::Snapshot::remove) {
-            // The copy is whole; the next backup removes what is left.
-            tracing::warn!(target = self.0.target.as_str(), "{e}");
-        }
+        let (path, target) = (&self.0.path, &self.0.target);
+        let facts = snapshot::reading(self.0.snapshot, path, target, cx.job, |root| {
+            directory::write_tar(root, &filter, into, cx.job)
+        })?;
         Ok(Copied {
             sqlite: None,
             directory: Some(facts),

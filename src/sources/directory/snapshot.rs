@@ -22,6 +22,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use crate::config;
 use crate::error::{Error, Result};
 use crate::progress::JobContext;
 
@@ -132,6 +133,72 @@ pub fn check(path: &Path) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// What `config check` finds wrong with a target's `snapshot` on this host.
+pub fn setup_problems(asked: Option<config::Snapshot>, path: &Path, target: &str) -> Vec<String> {
+    let problem = match asked {
+        Some(config::Snapshot::Btrfs) if path.exists() => check(path).err(),
+        _ => None,
+    };
+    problem
+        .map(|e| format!("targets.{target}.snapshot: {e}"))
+        .into_iter()
+        .collect()
+}
+
+/// Remove the snapshots a crashed backup of the target left (see [`remove_leftovers`]);
+/// what was removed, in words.
+pub fn clean_after_crash(
+    asked: Option<config::Snapshot>,
+    path: &Path,
+    target: &str,
+) -> Result<Vec<String>> {
+    if asked.is_none() {
+        return Ok(Vec::new());
+    }
+    Ok(remove_leftovers(path, target)?
+        .iter()
+        .map(|p| {
+            format!(
+                "removed the btrfs snapshot {} an interrupted backup left",
+                p.display()
+            )
+        })
+        .collect())
+}
+
+/// At the start of a backup, under the target's lock: refuse a path that cannot be
+/// snapshotted before anything is written, and remove what a crash left.
+pub fn before_backup(asked: Option<config::Snapshot>, path: &Path, target: &str) -> Result<()> {
+    if asked.is_some() {
+        check(path)?;
+        for removed in clean_after_crash(asked, path, target)? {
+            tracing::warn!(target = target, "{removed}");
+        }
+    }
+    Ok(())
+}
+
+/// Run `read` on the tree to back up: a snapshot of `path` taken now when one is asked
+/// for (removed again however `read` ends), else `path` itself.
+pub fn reading<T>(
+    asked: Option<config::Snapshot>,
+    path: &Path,
+    target: &str,
+    ctx: &JobContext,
+    read: impl FnOnce(&Path) -> Result<T>,
+) -> Result<T> {
+    let Some(config::Snapshot::Btrfs) = asked else {
+        return read(path);
+    };
+    let taken = Snapshot::take(path, target, ctx)?;
+    let read = read(taken.path())?;
+    if let Err(e) = taken.remove() {
+        // What was read is whole; the next backup removes what is left.
+        tracing::warn!(target = target, "{e}");
+    }
+    Ok(read)
 }
 
 /// A read-only snapshot of a target's subvolume, beside it; removed when dropped.
