@@ -177,6 +177,39 @@ fn a_backup_from_a_snapshot_has_the_live_trees_paths_and_leaves_no_snapshot() {
 }
 
 #[test]
+fn a_restore_in_place_leaves_the_path_a_subvolume_the_next_backup_snapshots() {
+    let fs = Btrfs::new(256);
+    let live = fs.subvolume("vol");
+    fill(&live);
+    let before = tree(&live);
+    let home = snapshot_home(&live);
+    home.json(&["backup", "vol"]);
+    fs::write(live.join("system.duckdb"), b"overwritten by a bad deploy").unwrap();
+    fs::remove_dir_all(live.join("parquet")).unwrap();
+
+    let plan = home.ok(&["restore", "vol"]);
+    assert!(plan.contains("new btrfs subvolume"), "{plan}");
+    let out = home.json(&["restore", "vol", "--yes"]);
+    assert_eq!(tree(&live), before);
+    let aside = out["move_aside"][0]["to"].as_str().unwrap();
+    let aside_name = Path::new(aside)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    // The restored tree is a subvolume of its own, the damaged one kept beside it.
+    assert_eq!(fs.subvolumes(), vec!["vol".to_string(), aside_name.clone()]);
+    assert_eq!(
+        fs::read(Path::new(aside).join("system.duckdb")).unwrap(),
+        b"overwritten by a bad deploy"
+    );
+
+    let again = home.json(&["backup", "vol"]);
+    assert_eq!(again["status"], "complete");
+    assert_eq!(fs.subvolumes(), vec!["vol".to_string(), aside_name]);
+}
+
+#[test]
 fn a_file_deleted_or_changed_in_the_live_tree_during_the_backup_is_copied_as_it_was() {
     let fs = Btrfs::new(256);
     let live = fs.subvolume("vol");
@@ -354,7 +387,7 @@ fn paths_that_are_not_the_root_of_a_btrfs_subvolume_are_refused_clearly() {
             "is a plain directory on btrfs, not the root of a subvolume",
         ),
         (tmpfs.path().to_path_buf(), "is on tmpfs, not on btrfs"),
-        (fs.mount.clone(), "is the top of its btrfs filesystem"),
+        (fs.mount.clone(), "is where its btrfs filesystem is mounted"),
         (nested_parent.clone(), "holds 1 other btrfs subvolume(s)"),
     ] {
         let home = snapshot_home(&path);

@@ -60,7 +60,11 @@ impl Source for LocalDirectory {
     }
 
     fn plan_restore(&self, backup: &Manifest, to: Option<&Path>) -> Result<Placement> {
-        place::local::plan(&self.roots, &backup.id, to)
+        let mut plan = place::local::plan(&self.roots, &backup.id, to)?;
+        if self.snapshot.is_some() && plan.in_place {
+            plan.notes.push(snapshot::RESTORE_NOTE.into());
+        }
+        Ok(plan)
     }
 
     fn restore(
@@ -70,7 +74,10 @@ impl Source for LocalDirectory {
         _ctx: &JobContext,
     ) -> Result<Box<dyn Restoring + '_>> {
         place::local::prepare(at)?;
-        Ok(Box::new(Restore { at: at.clone() }))
+        Ok(Box::new(Restore {
+            at: at.clone(),
+            subvolume: self.snapshot.is_some() && at.in_place,
+        }))
     }
 
     fn content(&self) -> Option<&'static dyn Content> {
@@ -97,11 +104,17 @@ impl Copier for Copy<'_> {
 /// A restore on this host: the tree extracted at the staging path, renamed in.
 struct Restore {
     at: Placement,
+    /// Staged in a new btrfs subvolume (in place, for a target read from snapshots).
+    subvolume: bool,
 }
 
 impl Restoring for Restore {
     fn stage(&mut self, content: &mut dyn Read, ctx: &JobContext) -> Result<()> {
-        directory::write_copy(content, &self.at.staging, ctx)
+        if !self.subvolume {
+            return directory::write_copy(content, &self.at.staging, ctx);
+        }
+        snapshot::create_subvolume(&self.at.staging)?;
+        directory::extract_tar(content, &self.at.staging, ctx).map(|_| ())
     }
 
     /// Extraction already checked every entry's name and link as it went.

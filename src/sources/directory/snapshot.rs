@@ -36,6 +36,8 @@ const SUBVOLUME_ROOT_INODE: u64 = 256;
 const IOC_SNAP_CREATE_V2: u64 = 0x5000_9417;
 const IOC_SNAP_DESTROY: u64 = 0x5000_940f;
 const IOC_GET_SUBVOL_ROOTREF: u64 = 0xd000_943d;
+// _IOW(0x94, 14, struct btrfs_ioctl_vol_args)
+const IOC_SUBVOL_CREATE: u64 = 0x5000_940e;
 const SUBVOL_RDONLY: u64 = 1 << 1;
 
 /// `struct btrfs_ioctl_vol_args_v2`: the snapshot's source, flags and name.
@@ -48,7 +50,7 @@ struct SnapshotArgs {
     name: [u8; 4040],
 }
 
-/// `struct btrfs_ioctl_vol_args`: the name of a subvolume to delete.
+/// `struct btrfs_ioctl_vol_args`: the name of a subvolume to delete or create.
 #[repr(C)]
 struct DestroyArgs {
     fd: i64,
@@ -114,9 +116,9 @@ pub fn check(path: &Path) -> Result<()> {
         })?;
     if filesystem_type(parent)? != BTRFS_SUPER_MAGIC {
         return Err(refused(format!(
-            "{} is the top of its btrfs filesystem and a snapshot must be made inside it, \
-             but {} is on another filesystem; keep the data in a subvolume below the top \
-             (e.g. `btrfs subvolume create {}/data`)",
+            "{} is where its btrfs filesystem is mounted, and a snapshot is made beside the \
+             path inside the same filesystem, but {} is on another one; keep the data in a \
+             subvolume below the mount point (e.g. `btrfs subvolume create {}/data`)",
             path.display(),
             parent.display(),
             path.display()
@@ -330,6 +332,49 @@ pub fn remove_leftovers(live: &Path, target: &str) -> Result<Vec<PathBuf>> {
         removed.push(at);
     }
     Ok(removed)
+}
+
+/// What the plan of a restore in place says of a target read from snapshots.
+pub const RESTORE_NOTE: &str = "the restored tree is staged in a new btrfs subvolume, so the path stays one and the next backup can snapshot it";
+
+/// Make `path` a new, empty btrfs subvolume: a restore in place stages the tree in one, so
+/// the target's path is still a subvolume once the copy is renamed in.
+pub fn create_subvolume(path: &Path) -> Result<()> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(Error::Failed(format!(
+            "{} is not a usable path",
+            path.display()
+        )));
+    };
+    let beside = open_dir(parent)?;
+    let mut args = DestroyArgs {
+        fd: 0,
+        name: [0; 4088],
+    };
+    let bytes = name.as_bytes();
+    if bytes.len() >= args.name.len() {
+        return Err(Error::Failed(format!(
+            "{} has too long a name",
+            path.display()
+        )));
+    }
+    args.name[..bytes.len()].copy_from_slice(bytes);
+    // SAFETY: the kernel's struct (the same as for deleting), sized as it expects, with a
+    // NUL-terminated name, on an open descriptor of the directory to hold it.
+    let r = unsafe {
+        libc::ioctl(
+            beside.as_raw_fd(),
+            IOC_SUBVOL_CREATE as _,
+            &mut args as *mut DestroyArgs,
+        )
+    };
+    if r != 0 {
+        return Err(Error::io(
+            format!("creating the btrfs subvolume {}", path.display()),
+            io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
 }
 
 fn open_dir(path: &Path) -> Result<File> {
