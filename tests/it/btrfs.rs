@@ -472,3 +472,54 @@ fn seed_001_duckdb_written_without_a_pause_restores_consistent_five_times() {
     assert!(writer.stop() > committed);
     assert_eq!(snapshots_beside(&live), Vec::<String>::new());
 }
+
+/// lifeboat as the shipped unit and image run it, an unprivileged user: refused before any
+/// snapshot is taken, naming what it lacks; with those capabilities, it works.
+#[test]
+fn an_unprivileged_lifeboat_is_refused_naming_the_capabilities_it_needs() {
+    let fs = Btrfs::new(256);
+    let live = fs.subvolume("vol");
+    fill(&live);
+    let home = snapshot_home(&live);
+    let nobody = "65534";
+    btrfs::run(
+        "chown",
+        &[
+            "-R",
+            &format!("{nobody}:{nobody}"),
+            home.dir.path().to_str().unwrap(),
+        ],
+    );
+    btrfs::run("chmod", &["755", fs.outside().to_str().unwrap()]);
+    let backup_as_nobody = |caps: Option<&str>| {
+        let mut cmd = std::process::Command::new("setpriv");
+        cmd.args(["--reuid", nobody, "--regid", nobody, "--clear-groups"]);
+        if let Some(caps) = caps {
+            cmd.arg(format!("--inh-caps={caps}"))
+                .arg(format!("--ambient-caps={caps}"));
+        }
+        cmd.arg(env!("CARGO_BIN_EXE_lifeboat"))
+            .arg("--config")
+            .arg(home.config_path())
+            .args(["backup", "vol"])
+            .env_remove("LIFEBOAT_CONFIG")
+            .envs(secrets())
+            .output()
+            .unwrap()
+    };
+
+    let out = backup_as_nobody(None);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_contains_all(&stderr(&out), &["CAP_SYS_ADMIN", "uid 65534", "CAP_FOWNER"]);
+    assert_eq!(fs.subvolumes(), vec!["vol".to_string()]);
+    assert!(
+        home.store_files("vol").is_empty(),
+        "{:?}",
+        home.store_files("vol")
+    );
+
+    let out = backup_as_nobody(Some("+sys_admin,+fowner,+dac_override"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fs.subvolumes(), vec!["vol".to_string()]);
+    assert_eq!(home.json(&["list", "vol"]).as_array().unwrap().len(), 1);
+}

@@ -124,6 +124,15 @@ pub fn check(path: &Path) -> Result<()> {
             path.display()
         )));
     }
+    if !may_delete_snapshots() {
+        return Err(refused(format!(
+            "deleting a snapshot of {} takes root or CAP_SYS_ADMIN, which lifeboat runs without \
+             (uid {}); give it CAP_SYS_ADMIN, CAP_FOWNER and CAP_DAC_OVERRIDE \
+             (systemd: AmbientCapabilities=, docker: --cap-add)",
+            path.display(),
+            unsafe { libc::geteuid() }
+        )));
+    }
     let nested = nested_subvolumes(path)?;
     if nested > 0 {
         return Err(refused(format!(
@@ -244,13 +253,24 @@ impl Snapshot {
             )
         };
         if r != 0 {
+            let e = io::Error::last_os_error();
+            let denied = matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES));
+            let hint = if denied {
+                format!(
+                    " (lifeboat's user must own {} or have CAP_FOWNER, and write {} or have CAP_DAC_OVERRIDE)",
+                    live.display(),
+                    parent.display()
+                )
+            } else {
+                String::new()
+            };
             return Err(Error::io(
                 format!(
-                    "taking a btrfs snapshot of {} at {}",
+                    "taking a btrfs snapshot of {} at {}{hint}",
                     live.display(),
                     at.display()
                 ),
-                io::Error::last_os_error(),
+                e,
             ));
         }
         tracing::debug!("took the btrfs snapshot {}", at.display());
@@ -401,6 +421,20 @@ fn destroy(beside: &File, name: &CString) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// Whether this process may delete a read-only snapshot: CAP_SYS_ADMIN in its effective
+/// set (root has it). When that cannot be read, the kernel is left to answer.
+fn may_delete_snapshots() -> bool {
+    const CAP_SYS_ADMIN: u32 = 21;
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return true;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_none_or(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
 }
 
 /// How many subvolumes are inside the subvolume at `path` (at least; 255 means "many").
