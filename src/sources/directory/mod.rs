@@ -11,6 +11,7 @@
 //! can compare each entry's size, mtime and ctime with what they were when it was read.
 
 mod archive;
+mod btrfs;
 mod extract;
 pub mod local;
 mod remote;

@@ -9,66 +9,18 @@
 //! which is what databases that survive a power cut (DuckDB, SQLite) recover from; the
 //! application never has to pause.
 //!
-//! Through the kernel's btrfs ioctls rather than the `btrfs` program: lifeboat needs
-//! nothing installed beside it (its container image included), there is no output to
-//! parse, and a failure is the kernel's own error number, explained here in words.
+//! The kernel calls themselves are in `btrfs`.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io;
-use std::mem::size_of;
-use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use super::btrfs::{self, SUBVOLUME_ROOT_INODE, SUPER_MAGIC};
 use crate::config;
 use crate::error::{Error, Result};
 use crate::progress::JobContext;
-
-/// `statfs`'s `f_type` of a btrfs filesystem.
-const BTRFS_SUPER_MAGIC: i64 = 0x9123_683E;
-/// The inode number of every btrfs subvolume's root directory.
-const SUBVOLUME_ROOT_INODE: u64 = 256;
-
-// From <linux/btrfs.h>: _IOW(0x94, 23, struct btrfs_ioctl_vol_args_v2),
-// _IOW(0x94, 15, struct btrfs_ioctl_vol_args), _IOWR(0x94, 61, the rootref args).
-const IOC_SNAP_CREATE_V2: u64 = 0x5000_9417;
-const IOC_SNAP_DESTROY: u64 = 0x5000_940f;
-const IOC_GET_SUBVOL_ROOTREF: u64 = 0xd000_943d;
-// _IOW(0x94, 14, struct btrfs_ioctl_vol_args)
-const IOC_SUBVOL_CREATE: u64 = 0x5000_940e;
-const SUBVOL_RDONLY: u64 = 1 << 1;
-
-/// `struct btrfs_ioctl_vol_args_v2`: the snapshot's source, flags and name.
-#[repr(C)]
-struct SnapshotArgs {
-    fd: i64,
-    transid: u64,
-    flags: u64,
-    unused: [u64; 4],
-    name: [u8; 4040],
-}
-
-/// `struct btrfs_ioctl_vol_args`: the name of a subvolume to delete or create.
-#[repr(C)]
-struct DestroyArgs {
-    fd: i64,
-    name: [u8; 4088],
-}
-
-/// `struct btrfs_ioctl_get_subvol_rootref_args`: the subvolumes inside a subvolume.
-#[repr(C)]
-struct RootrefArgs {
-    min_treeid: u64,
-    rootref: [[u64; 2]; 255],
-    num_items: u8,
-    align: [u8; 7],
-}
-
-const _: () = assert!(size_of::<SnapshotArgs>() == 4096);
-const _: () = assert!(size_of::<DestroyArgs>() == 4096);
-const _: () = assert!(size_of::<RootrefArgs>() == 4096);
 
 /// What a snapshot of `target`'s data is called, after this prefix and a time stamp. Target
 /// names have no dots, so one target's prefix never matches another's snapshots.
@@ -91,11 +43,11 @@ pub fn check(path: &Path) -> Result<()> {
         return Err(refused(format!("{} is not a directory", path.display())));
     }
     let fs = filesystem_type(path)?;
-    if fs != BTRFS_SUPER_MAGIC {
+    if fs != SUPER_MAGIC {
         return Err(refused(format!(
             "{} is on {}, not on btrfs; remove `snapshot`, or keep the data in a btrfs subvolume",
             path.display(),
-            filesystem_name(fs)
+            btrfs::filesystem_name(fs)
         )));
     }
     if meta.ino() != SUBVOLUME_ROOT_INODE {
@@ -114,7 +66,7 @@ pub fn check(path: &Path) -> Result<()> {
                 path.display()
             ))
         })?;
-    if filesystem_type(parent)? != BTRFS_SUPER_MAGIC {
+    if filesystem_type(parent)? != SUPER_MAGIC {
         return Err(refused(format!(
             "{} is where its btrfs filesystem is mounted, and a snapshot is made beside the \
              path inside the same filesystem, but {} is on another one; keep the data in a \
@@ -124,7 +76,7 @@ pub fn check(path: &Path) -> Result<()> {
             path.display()
         )));
     }
-    if !may_delete_snapshots() {
+    if !btrfs::may_delete_snapshots() {
         return Err(refused(format!(
             "deleting a snapshot of {} takes root or CAP_SYS_ADMIN, which lifeboat runs without \
              (uid {}); give it CAP_SYS_ADMIN, CAP_FOWNER and CAP_DAC_OVERRIDE \
@@ -133,7 +85,12 @@ pub fn check(path: &Path) -> Result<()> {
             unsafe { libc::geteuid() }
         )));
     }
-    let nested = nested_subvolumes(path)?;
+    let nested = btrfs::nested_subvolumes(&open_dir(path)?).map_err(|e| {
+        Error::io(
+            format!("listing the subvolumes inside {}", path.display()),
+            e,
+        )
+    })?;
     if nested > 0 {
         return Err(refused(format!(
             "{} holds {nested} other btrfs subvolume(s) (`btrfs subvolume list -o {}` lists them), \
@@ -218,7 +175,7 @@ pub struct Snapshot {
     at: PathBuf,
     /// The directory holding it, and its name there (what the kernel deletes by).
     beside: File,
-    name: CString,
+    name: OsString,
     removed: bool,
 }
 
@@ -234,26 +191,9 @@ impl Snapshot {
         let name = format!("{}{}", name_prefix(target), stamp.replace('.', ""));
         let source = open_dir(live)?;
         let beside = open_dir(parent)?;
-        let mut args = SnapshotArgs {
-            fd: source.as_raw_fd() as i64,
-            transid: 0,
-            flags: SUBVOL_RDONLY,
-            unused: [0; 4],
-            name: [0; 4040],
-        };
-        args.name[..name.len()].copy_from_slice(name.as_bytes());
         let at = parent.join(&name);
-        // SAFETY: the argument is the kernel's struct, laid out and sized as it expects
-        // (checked above), with a NUL-terminated name; both descriptors are open.
-        let r = unsafe {
-            libc::ioctl(
-                beside.as_raw_fd(),
-                IOC_SNAP_CREATE_V2 as _,
-                &mut args as *mut SnapshotArgs,
-            )
-        };
-        if r != 0 {
-            let e = io::Error::last_os_error();
+        let taken = btrfs::snapshot_readonly(&source, &beside, OsStr::new(&name));
+        if let Err(e) = taken {
             let denied = matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES));
             let hint = if denied {
                 format!(
@@ -277,7 +217,7 @@ impl Snapshot {
         Ok(Snapshot {
             at,
             beside,
-            name: CString::new(name).expect("no NUL in a snapshot's name"),
+            name: name.into(),
             removed: false,
         })
     }
@@ -290,7 +230,7 @@ impl Snapshot {
     /// Delete the snapshot now.
     pub fn remove(mut self) -> Result<()> {
         self.removed = true;
-        destroy(&self.beside, &self.name).map_err(|e| {
+        btrfs::delete_subvolume(&self.beside, &self.name).map_err(|e| {
             Error::io(
                 format!("removing the btrfs snapshot {}", self.at.display()),
                 e,
@@ -303,7 +243,7 @@ impl Drop for Snapshot {
     /// A copy that failed, was cancelled or panicked still removes its snapshot.
     fn drop(&mut self) {
         if !self.removed
-            && let Err(e) = destroy(&self.beside, &self.name)
+            && let Err(e) = btrfs::delete_subvolume(&self.beside, &self.name)
         {
             tracing::warn!(
                 "could not remove the btrfs snapshot {} (the next backup tries again): {e}",
@@ -331,7 +271,7 @@ pub fn remove_leftovers(live: &Path, target: &str) -> Result<Vec<PathBuf>> {
         let is_snapshot = is_snapshot_name(target, &name)
             && std::fs::symlink_metadata(&at)
                 .is_ok_and(|m| m.is_dir() && m.ino() == SUBVOLUME_ROOT_INODE)
-            && filesystem_type(&at).is_ok_and(|t| t == BTRFS_SUPER_MAGIC);
+            && btrfs::filesystem_type(&at).is_ok_and(|t| t == SUPER_MAGIC);
         if !is_snapshot {
             continue;
         }
@@ -339,11 +279,7 @@ pub fn remove_leftovers(live: &Path, target: &str) -> Result<Vec<PathBuf>> {
             beside = Some(open_dir(parent)?);
         }
         let dir = beside.as_ref().expect("opened above");
-        destroy(
-            dir,
-            &CString::new(name.as_bytes()).expect("a file name has no NUL"),
-        )
-        .map_err(|e| {
+        btrfs::delete_subvolume(dir, &name).map_err(|e| {
             Error::io(
                 format!("removing the leftover btrfs snapshot {}", at.display()),
                 e,
@@ -366,127 +302,22 @@ pub fn create_subvolume(path: &Path) -> Result<()> {
             path.display()
         )));
     };
-    let beside = open_dir(parent)?;
-    let mut args = DestroyArgs {
-        fd: 0,
-        name: [0; 4088],
-    };
-    let bytes = name.as_bytes();
-    if bytes.len() >= args.name.len() {
-        return Err(Error::Failed(format!(
-            "{} has too long a name",
-            path.display()
-        )));
-    }
-    args.name[..bytes.len()].copy_from_slice(bytes);
-    // SAFETY: the kernel's struct (the same as for deleting), sized as it expects, with a
-    // NUL-terminated name, on an open descriptor of the directory to hold it.
-    let r = unsafe {
-        libc::ioctl(
-            beside.as_raw_fd(),
-            IOC_SUBVOL_CREATE as _,
-            &mut args as *mut DestroyArgs,
-        )
-    };
-    if r != 0 {
-        return Err(Error::io(
+    btrfs::create_subvolume(&open_dir(parent)?, name).map_err(|e| {
+        Error::io(
             format!("creating the btrfs subvolume {}", path.display()),
-            io::Error::last_os_error(),
-        ));
-    }
-    Ok(())
+            e,
+        )
+    })
 }
 
 fn open_dir(path: &Path) -> Result<File> {
     File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))
 }
 
-fn destroy(beside: &File, name: &CString) -> io::Result<()> {
-    let bytes = name.as_bytes();
-    let mut args = DestroyArgs {
-        fd: 0,
-        name: [0; 4088],
-    };
-    args.name[..bytes.len()].copy_from_slice(bytes);
-    // SAFETY: the kernel's struct, sized as it expects, with a NUL-terminated name.
-    let r = unsafe {
-        libc::ioctl(
-            beside.as_raw_fd(),
-            IOC_SNAP_DESTROY as _,
-            &mut args as *mut DestroyArgs,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// Whether this process may delete a read-only snapshot: CAP_SYS_ADMIN in its effective
-/// set (root has it). When that cannot be read, the kernel is left to answer.
-fn may_delete_snapshots() -> bool {
-    const CAP_SYS_ADMIN: u32 = 21;
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return true;
-    };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_none_or(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
-}
-
-/// How many subvolumes are inside the subvolume at `path` (at least; 255 means "many").
-fn nested_subvolumes(path: &Path) -> Result<usize> {
-    let dir = open_dir(path)?;
-    // SAFETY: all-zero is a valid value of this plain struct of integers.
-    let mut args: Box<RootrefArgs> = Box::new(unsafe { std::mem::zeroed() });
-    // SAFETY: the kernel's struct, sized as it expects, on an open descriptor.
-    let r = unsafe {
-        libc::ioctl(
-            dir.as_raw_fd(),
-            IOC_GET_SUBVOL_ROOTREF as _,
-            &mut *args as *mut RootrefArgs,
-        )
-    };
-    let e = io::Error::last_os_error();
-    // EOVERFLOW: more than fit in one answer, which is already an answer.
-    if r != 0 && e.raw_os_error() != Some(libc::EOVERFLOW) {
-        return Err(Error::io(
-            format!("listing the subvolumes inside {}", path.display()),
-            e,
-        ));
-    }
-    Ok(args.num_items as usize)
-}
-
-/// `statfs`'s filesystem type of `path`.
+/// `statfs`'s filesystem type of `path`, failures in words.
 fn filesystem_type(path: &Path) -> Result<i64> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| Error::Failed(format!("{} has a NUL in its name", path.display())))?;
-    // SAFETY: all-zero is a valid `statfs`; the path is NUL-terminated.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(Error::io(
-            format!("reading the filesystem of {}", path.display()),
-            io::Error::last_os_error(),
-        ));
-    }
-    Ok(st.f_type as i64)
-}
-
-/// The filesystems a path is most often on, named; others by their number.
-fn filesystem_name(magic: i64) -> String {
-    match magic {
-        0xEF53 => "ext4".into(),
-        0x0102_1994 => "tmpfs".into(),
-        0x5846_5342 => "xfs".into(),
-        0x794C_7630 => "overlayfs".into(),
-        0x2FC1_2FC1 => "zfs".into(),
-        0x6969 => "nfs".into(),
-        other => format!("a filesystem of type {other:#x}"),
-    }
+    btrfs::filesystem_type(path)
+        .map_err(|e| Error::io(format!("reading the filesystem of {}", path.display()), e))
 }
 
 /// Whether `name` is one lifeboat gives a snapshot of `target`'s data.
@@ -519,7 +350,7 @@ mod tests {
     fn a_path_on_tmpfs_or_ext4_is_refused_naming_its_filesystem() {
         let dir = tempfile::tempdir().unwrap();
         let e = check(dir.path()).unwrap_err().to_string();
-        let on_btrfs = filesystem_type(dir.path()).unwrap() == BTRFS_SUPER_MAGIC;
+        let on_btrfs = filesystem_type(dir.path()).unwrap() == SUPER_MAGIC;
         let why = if on_btrfs {
             "not the root of a subvolume"
         } else {
