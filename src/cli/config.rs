@@ -9,7 +9,13 @@ pub fn check(config: &Config) -> i32 {
     for w in config.state_backup_warnings() {
         eprintln!("lifeboat: {}: warning: {w}", config.source);
     }
-    let problems = config.check_reachable();
+    let mut problems = config.check_reachable();
+    // What only the target's source can tell (a path that is no btrfs subvolume).
+    for (name, target) in &config.targets {
+        if let Ok(source) = crate::sources::choose(name, target) {
+            problems.extend(source.setup_problems());
+        }
+    }
     if problems.is_empty() {
         println!(
             "{}: ok ({} stores, {} targets)",

@@ -38,6 +38,14 @@ impl std::fmt::Display for TargetKind {
     }
 }
 
+/// The filesystem snapshot a directory target is read from (`snapshot = "btrfs"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Snapshot {
+    /// A read-only snapshot of the btrfs subvolume at the target's path.
+    Btrfs,
+}
+
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Retention {
@@ -84,6 +92,8 @@ pub struct TargetConfig {
     pub include: Vec<String>,
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// directory, on this host: read a filesystem snapshot instead of the live tree.
+    pub snapshot: Option<Snapshot>,
     /// Remote host (`ssh://user@host:port`) and its SSH settings: the private key
     /// lifeboat authenticates with (required), the known_hosts file its host key is
     /// checked against (required), and how long a remote command may send nothing
@@ -134,10 +144,11 @@ impl TargetConfig {
 
 /// The keys only some kinds of target read, and those kinds. Any other kind refuses
 /// them at load: a `disk` on a sqlite target is a mistake to say, not a key to ignore.
-const KIND_KEYS: [(&str, &[TargetKind]); 13] = [
+const KIND_KEYS: [(&str, &[TargetKind]); 14] = [
     ("path", &[TargetKind::Sqlite, TargetKind::Directory]),
     ("include", &[TargetKind::Directory]),
     ("exclude", &[TargetKind::Directory]),
+    ("snapshot", &[TargetKind::Directory]),
     ("project", &[TargetKind::GcpDisk]),
     ("zone", &[TargetKind::GcpDisk]),
     ("disk", &[TargetKind::GcpDisk]),
@@ -166,6 +177,7 @@ impl TargetConfig {
             "path" => self.path.is_some(),
             "include" => !self.include.is_empty(),
             "exclude" => !self.exclude.is_empty(),
+            "snapshot" => self.snapshot.is_some(),
             "project" => self.project.is_some(),
             "zone" => self.zone.is_some(),
             "disk" => self.disk.is_some(),
@@ -268,6 +280,13 @@ impl Config {
             ));
         }
         validate_remote(name, t)?;
+        if t.snapshot.is_some() && t.host.is_some() {
+            return Err(format!(
+                "{}: a snapshot is taken on this host, and this target is on {}; remove `snapshot` (or run lifeboat on that host)",
+                key("snapshot"),
+                t.host.as_deref().unwrap_or_default()
+            ));
+        }
         if !t.include.is_empty() || !t.exclude.is_empty() {
             for g in t.include.iter().chain(&t.exclude) {
                 globset::Glob::new(g)
@@ -411,5 +430,34 @@ mod tests {
         assert!(e.to_string().contains("targets.d.store"), "{e}");
         let e = parse(&format!("{gcp}credentials=\"mine\"\n")).unwrap_err();
         assert!(e.to_string().contains("targets.d.credentials"), "{e}");
+    }
+
+    #[test]
+    fn a_btrfs_snapshot_is_a_key_of_local_directory_targets_only() {
+        let base = "[stores.l]\nkind=\"local\"\npath=\"/tmp\"\n";
+        let tree =
+            format!("{base}[targets.t]\nkind=\"directory\"\npath=\"/srv/data\"\nstore=\"l\"\n");
+        let t = parse(&format!("{tree}snapshot=\"btrfs\"\n")).unwrap();
+        assert_eq!(t.targets["t"].snapshot, Some(super::Snapshot::Btrfs));
+        let e = parse(&format!("{tree}snapshot=\"zfs\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("btrfs"), "{e}");
+        let far = format!(
+            "{tree}snapshot=\"btrfs\"\nhost=\"ssh://b@db1:22\"\nssh_identity=\"/k\"\nssh_known_hosts=\"/h\"\n"
+        );
+        let e = parse(&far).unwrap_err().to_string();
+        assert!(
+            e.contains("targets.t.snapshot") && e.contains("ssh://b@db1:22"),
+            "{e}"
+        );
+        let db = format!(
+            "{base}[targets.a]\nkind=\"sqlite\"\npath=\"/tmp/a.db\"\nstore=\"l\"\nsnapshot=\"btrfs\"\n"
+        );
+        let e = parse(&db).unwrap_err().to_string();
+        assert!(
+            e.contains("targets.a.snapshot") && e.contains("not a key of kind"),
+            "{e}"
+        );
     }
 }

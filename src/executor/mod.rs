@@ -119,6 +119,17 @@ impl Executor {
         Ok(swept)
     }
 
+    /// Run `work` holding `target`'s lock, without a job record (housekeeping at start);
+    /// `None` when a job holds the target (it cleans up after itself).
+    pub fn holding<T>(&self, target: &str, work: impl FnOnce() -> T) -> Result<Option<T>> {
+        let Some(lock) = self.try_lock(target)? else {
+            return Ok(None);
+        };
+        let done = work();
+        drop(lock);
+        Ok(Some(done))
+    }
+
     /// Run `work` as a job of `kind` on `target`, refusing at once if another job holds
     /// the target. The job is recorded before it starts and when it ends, whatever happens.
     pub fn run<T: JobOutput>(

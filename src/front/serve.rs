@@ -28,6 +28,8 @@ pub fn run(app: App) -> Result<i32, Error> {
         .checkpoint_in_background(&app.config.server.state, Duration::from_secs(5))?;
     // A state damaged before start is reported at once (health, the chat alert).
     crate::db::damage::check(&app.config.server.state, Duration::ZERO);
+    // Before listening: once /healthz answers, what crashed backups left is gone.
+    crate::actions::leftovers::clean_at_start(&app);
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| Error::io("starting the runtime", e))?;
     runtime.block_on(async move {

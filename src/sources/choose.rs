@@ -66,6 +66,7 @@ pub fn choose(name: &str, cfg: &TargetConfig) -> Result<Box<dyn Source>> {
                     include,
                     exclude,
                     roots,
+                    snapshot: cfg.snapshot,
                 }),
                 Some(remote) => Box::new(SshDirectory {
                     target,

@@ -93,6 +93,18 @@ pub trait Source: Send + Sync {
         "bin"
     }
 
+    /// What `config check` finds wrong on this host beyond the config itself (a btrfs
+    /// snapshot asked of a path that is not a subvolume), in words.
+    fn setup_problems(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Remove what a backup interrupted by a crash left beside the data (a filesystem
+    /// snapshot); the caller holds the target's lock. What was removed, in words.
+    fn clean_after_crash(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
     /// Reach the data, ready to copy it.
     fn connect(&self, _ctx: &JobContext) -> Result<Box<dyn Copier + '_>> {
         Err(Error::Usage(format!(

@@ -1,12 +1,13 @@
-//! A directory tree on this host: walked into a tar stream with include/exclude applied,
-//! restored by extracting beside it (refusing anything that would escape) and renaming
-//! it in.
+//! A directory tree on this host: walked into a tar stream with include/exclude applied
+//! (from a btrfs snapshot of it with `snapshot = "btrfs"`, see `snapshot`), restored by
+//! extracting beside it (refusing anything that would escape) and renaming it in.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::Filter;
-use crate::config::TargetKind;
+use super::snapshot;
+use crate::config::{Snapshot, TargetKind};
 use crate::error::Result;
 use crate::progress::JobContext;
 use crate::sources::directory;
@@ -20,6 +21,8 @@ pub struct LocalDirectory {
     pub include: Vec<String>,
     pub exclude: Vec<String>,
     pub roots: Roots,
+    /// Read from a snapshot of the tree, not the live tree.
+    pub snapshot: Option<Snapshot>,
 }
 
 impl Source for LocalDirectory {
@@ -39,7 +42,16 @@ impl Source for LocalDirectory {
         "tar"
     }
 
+    fn setup_problems(&self) -> Vec<String> {
+        snapshot::setup_problems(self.snapshot, &self.path, &self.target)
+    }
+
+    fn clean_after_crash(&self) -> Result<Vec<String>> {
+        snapshot::clean_after_crash(self.snapshot, &self.path, &self.target)
+    }
+
     fn connect(&self, _ctx: &JobContext) -> Result<Box<dyn Copier + '_>> {
+        snapshot::before_backup(self.snapshot, &self.path, &self.target)?;
         Ok(Box::new(Copy(self)))
     }
 
@@ -48,7 +60,11 @@ impl Source for LocalDirectory {
     }
 
     fn plan_restore(&self, backup: &Manifest, to: Option<&Path>) -> Result<Placement> {
-        place::local::plan(&self.roots, &backup.id, to)
+        let mut plan = place::local::plan(&self.roots, &backup.id, to)?;
+        if self.snapshot.is_some() && plan.in_place {
+            plan.notes.push(snapshot::RESTORE_NOTE.into());
+        }
+        Ok(plan)
     }
 
     fn restore(
@@ -58,7 +74,10 @@ impl Source for LocalDirectory {
         _ctx: &JobContext,
     ) -> Result<Box<dyn Restoring + '_>> {
         place::local::prepare(at)?;
-        Ok(Box::new(Restore { at: at.clone() }))
+        Ok(Box::new(Restore {
+            at: at.clone(),
+            subvolume: self.snapshot.is_some() && at.in_place,
+        }))
     }
 
     fn content(&self) -> Option<&'static dyn Content> {
@@ -71,7 +90,10 @@ struct Copy<'a>(&'a LocalDirectory);
 impl Copier for Copy<'_> {
     fn copy(&mut self, into: &mut dyn Write, cx: &CopyContext<'_>) -> Result<Copied> {
         let filter = Filter::new(&self.0.include, &self.0.exclude)?;
-        let facts = directory::write_tar(&self.0.path, &filter, into, cx.job)?;
+        let (path, target) = (&self.0.path, &self.0.target);
+        let facts = snapshot::reading(self.0.snapshot, path, target, cx.job, |root| {
+            directory::write_tar(root, &filter, into, cx.job)
+        })?;
         Ok(Copied {
             sqlite: None,
             directory: Some(facts),
@@ -82,11 +104,17 @@ impl Copier for Copy<'_> {
 /// A restore on this host: the tree extracted at the staging path, renamed in.
 struct Restore {
     at: Placement,
+    /// Staged in a new btrfs subvolume (in place, for a target read from snapshots).
+    subvolume: bool,
 }
 
 impl Restoring for Restore {
     fn stage(&mut self, content: &mut dyn Read, ctx: &JobContext) -> Result<()> {
-        directory::write_copy(content, &self.at.staging, ctx)
+        if !self.subvolume {
+            return directory::write_copy(content, &self.at.staging, ctx);
+        }
+        snapshot::create_subvolume(&self.at.staging)?;
+        directory::extract_tar(content, &self.at.staging, ctx).map(|_| ())
     }
 
     /// Extraction already checked every entry's name and link as it went.

@@ -2,7 +2,8 @@
 //! tar stream with a manifest of every entry (mode, size, SHA-256, link). What both
 //! places a tree can be (this host: `local`, another host: `ssh`) share lives here: the
 //! include/exclude filter, the checks on names a backup holds, and what a backup's
-//! content is on this host (a tree extracted safely, checked file by file).
+//! content is on this host (a tree extracted safely, checked file by file). A local tree
+//! may be read from a btrfs snapshot of itself (`snapshot`).
 //!
 //! Next (not built yet): a directory source will hand its tree over entry by entry
 //! (path, metadata, content on demand) rather than as one tar stream, so a repository
@@ -10,9 +11,11 @@
 //! can compare each entry's size, mtime and ctime with what they were when it was read.
 
 mod archive;
+mod btrfs;
 mod extract;
 pub mod local;
 mod remote;
+pub mod snapshot;
 pub mod ssh;
 
 use std::io::Read;

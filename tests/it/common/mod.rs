@@ -3,8 +3,10 @@
 // The benchmarks include these modules too, and each uses only a part of them.
 #![allow(dead_code)]
 
+pub mod btrfs;
 pub mod config;
 pub mod cutter;
+pub mod duckdb;
 pub mod fakes;
 pub mod gateway;
 pub mod history;
