@@ -32,6 +32,7 @@ pub mod probe; // HTTP GET and time-limited commands shared by drill checks and 
 pub mod sources; // how each target kind is copied and put back
 pub mod ssh; // other hosts: the system ssh client, one connection per job, quoting
 pub mod stores; // where backups are kept: local directory, S3, memory (tests)
+pub mod target_hooks; // [targets.<t>.hooks]: commands around backups and restores, owed after crashes
 
 // The floor: used by every layer
 pub mod config; // TOML config, ${ENV} interpolation, validation

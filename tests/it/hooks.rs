@@ -1,0 +1,504 @@
+//! Target hooks (`[targets.<t>.hooks]`) with the real binary: real commands on this host
+//! and over a real sshd, their order and environment, time limits that kill what a hook
+//! started (here and on the remote side), secrets kept out, `after_*` hooks owed across a
+//! SIGKILL and run at the next action or `serve` start, restore hooks only in place, and
+//! seed 002's SQLite app stopped and started around a restore in place.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use crate::common::fakes::{FakeApi, Serve, texts};
+use crate::common::sshd::Sshd;
+use crate::common::{
+    ConfigBuilder, Home, assert_contains_all, count, held_db, make_app_db, stderr, wait_for,
+};
+
+/// `sh -c <script>` as a TOML argv list.
+fn sh(script: &str) -> String {
+    format!(
+        "[\"sh\", \"-c\", {}]",
+        toml::Value::String(script.to_string())
+    )
+}
+
+/// Lines of a file the hooks append to (none when it does not exist).
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// Whether a process is gone (or only a zombie waiting for its parent).
+fn gone(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.is_empty() || stat.rsplit_once(") ").is_some_and(|(_, s)| s.starts_with('Z'))
+}
+
+fn pid_in(path: &Path) -> i32 {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A directory target `t` of `data/` with `hooks` (TOML lines of its hooks section).
+fn directory_home(hooks: &str) -> Home {
+    let home = Home::new();
+    std::fs::write(home.path("data/a.txt"), "some data\n").unwrap();
+    let config = ConfigBuilder::new()
+        .directory_target("t", "../data")
+        .raw(&format!("[targets.t.hooks]\n{hooks}\n"));
+    config.write(&home);
+    home
+}
+
+#[test]
+fn hooks_run_in_order_with_their_environment_and_after_backup_before_publishing() {
+    let home = Home::new();
+    let log = home.path("hooks.log");
+    let l = log.display();
+    std::fs::write(home.path("data/a.txt"), "some data\n").unwrap();
+    let backups = home.path("backups/t");
+    let hooks = format!(
+        "before_backup = [{}, {}]\nafter_backup = [{}]\n",
+        sh(&format!(
+            "echo \"before1 $LIFEBOAT_TARGET $LIFEBOAT_ACTION $LIFEBOAT_JOB $LIFEBOAT_BACKUP ${{LIFEBOAT_RESULT-unset}}\" >> {l}"
+        )),
+        sh(&format!("echo before2 >> {l}; echo hello from the hook")),
+        sh(&format!(
+            "echo \"after $LIFEBOAT_RESULT $LIFEBOAT_BACKUP\" >> {l}; ls {} | grep -c manifest >> {l} || true",
+            backups.display()
+        )),
+    );
+    ConfigBuilder::new()
+        .directory_target("t", "../data")
+        .raw(&format!("[targets.t.hooks]\n{hooks}"))
+        .write(&home);
+    let out = home.run(&["backup", "t", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = m["id"].as_str().unwrap();
+    let job = home.state_strings("SELECT CAST(id AS TEXT) FROM jobs WHERE kind = 'backup'");
+    assert_eq!(
+        lines(&log),
+        vec![
+            format!("before1 t backup {} {id} unset", job[0]),
+            "before2".to_string(),
+            format!("after ok {id}"),
+            // No manifest yet: the after hook ran when reading ended, before publishing.
+            "0".to_string(),
+        ]
+    );
+    // Shown on the command line, kept with the job and audited.
+    assert_contains_all(
+        &stderr(&out),
+        &["before_backup `sh -c", "ok; output:", "hello from the hook"],
+    );
+    let kept = home.state_strings(&format!(
+        "SELECT phase || ' ' || outcome || ' ' || tail FROM hook_runs WHERE job_id = {} ORDER BY id",
+        job[0]
+    ));
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    assert!(kept[1].contains("hello from the hook"), "{kept:?}");
+    let audited = home.state_strings("SELECT action FROM audit WHERE action LIKE 'hook %'");
+    assert_eq!(
+        audited,
+        ["hook before_backup", "hook before_backup", "hook after_backup"]
+    );
+    assert!(home.state_strings("SELECT target FROM hooks_owed").is_empty());
+}
+
+#[test]
+fn a_hook_that_hangs_is_killed_at_its_timeout_and_the_after_hook_still_runs() {
+    let home = Home::new();
+    let pidfile = home.path("hung.pid");
+    let log = home.path("hooks.log");
+    let hooks = format!(
+        "timeout = \"1s\"\nbefore_backup = [{}]\nafter_backup = [{}]\n",
+        sh(&format!(
+            "sleep 1000 & echo $! > {}; wait",
+            pidfile.display()
+        )),
+        sh(&format!("echo \"after $LIFEBOAT_RESULT\" >> {}", log.display())),
+    );
+    std::fs::write(home.path("data/a.txt"), "x").unwrap();
+    ConfigBuilder::new()
+        .directory_target("t", "../data")
+        .raw(&format!("[targets.t.hooks]\n{hooks}"))
+        .write(&home);
+    let out = home.run(&["backup", "t"]);
+    assert!(!out.status.success());
+    assert_contains_all(
+        &stderr(&out),
+        &["before_backup", "timed out after 1s", "nothing was backed up"],
+    );
+    assert_eq!(lines(&log), ["after failed"]);
+    // What the hook started went with it; nothing was published.
+    assert!(gone(pid_in(&pidfile)), "the hook's child survived its timeout");
+    assert!(
+        home.store_files("t").iter().all(|f| !f.ends_with(".manifest.json")),
+        "{:?}",
+        home.store_files("t")
+    );
+    let state = home.state_strings("SELECT state FROM jobs");
+    assert_eq!(state, ["failed"]);
+}
+
+#[test]
+fn a_hook_that_is_not_executable_stops_the_backup_and_says_so() {
+    let home = Home::new();
+    let script = home.path("pause.sh");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap(); // mode 0644: not executable
+    let log = home.path("hooks.log");
+    let h = directory_home(&format!(
+        "before_backup = [[\"{}\"]]\nafter_backup = [{}]\n",
+        script.display(),
+        sh(&format!("echo after $LIFEBOAT_RESULT >> {}", log.display()))
+    ));
+    let out = h.run(&["backup", "t"]);
+    assert!(!out.status.success());
+    assert_contains_all(&stderr(&out), &["not executable", "pause.sh"]);
+    assert_eq!(lines(&log), ["after failed"]);
+    // `config check` accepts the config (the file exists): the failure is at run time.
+    let missing = directory_home("before_backup = [[]]\n");
+    let out = missing.run(&["config", "check"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("targets.t.hooks.before_backup[0]"), "{}", stderr(&out));
+}
+
+#[test]
+fn hooks_get_no_secrets_of_lifeboat_and_secret_values_are_masked() {
+    let home = Home::new();
+    let token = "tok-9f8e7d6c5b4a";
+    let secret_file = home.path("leak.txt");
+    std::fs::write(&secret_file, format!("the token is {token}\n")).unwrap();
+    std::fs::write(home.path("data/a.txt"), "x").unwrap();
+    let env_out = home.path("env.txt");
+    ConfigBuilder::new()
+        .alertmanager_token("HOOK_TEST_TOKEN")
+        .directory_target("t", "../data")
+        .raw(&format!(
+            "[targets.t.hooks]\nbefore_backup = [{}]\n",
+            sh(&format!(
+                "env > {}; cat {}",
+                env_out.display(),
+                secret_file.display()
+            ))
+        ))
+        .write(&home);
+    let out = home
+        .command(&["backup", "t"])
+        .env("HOOK_TEST_TOKEN", token)
+        .env("AWS_SECRET_ACCESS_KEY", "aws-secret-value-123")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let env = std::fs::read_to_string(&env_out).unwrap();
+    for leaked in [
+        "HOOK_TEST_TOKEN",
+        token,
+        "AWS_SECRET_ACCESS_KEY",
+        "SLACK_BOT_TOKEN",
+        "LIFEBOAT_REPO_PASSWORD",
+    ] {
+        assert!(!env.contains(leaked), "{leaked} reached the hook: {env}");
+    }
+    assert!(env.contains("LIFEBOAT_TARGET=t"), "{env}");
+    // The hook printed the secret: lifeboat keeps and shows it masked.
+    let shown = stderr(&out);
+    assert!(!shown.contains(token), "{shown}");
+    assert!(shown.contains("the token is ***"), "{shown}");
+    for kept in home
+        .state_strings("SELECT tail FROM hook_runs")
+        .into_iter()
+        .chain(home.state_strings("SELECT coalesce(detail, '') FROM audit"))
+    {
+        assert!(!kept.contains(token), "{kept}");
+    }
+}
+
+#[test]
+fn restore_hooks_run_only_for_restores_in_place_and_the_plan_lists_them() {
+    let home = Home::new();
+    let db = home.path("data/app.db");
+    make_app_db(&db, 10);
+    let log = home.path("hooks.log");
+    let l = log.display();
+    ConfigBuilder::new()
+        .sqlite_target("t", "../data/app.db")
+        .with("restore_roots = [\"../restores\"]")
+        .raw(&format!(
+            "[targets.t.hooks]\nbefore_restore = [{}]\nafter_restore = [{}]\n",
+            sh(&format!(
+                "echo \"stop $LIFEBOAT_ACTION $LIFEBOAT_BACKUP\" >> {l}"
+            )),
+            sh(&format!("echo \"start $LIFEBOAT_RESULT\" >> {l}")),
+        ))
+        .write(&home);
+    let id = home.json(&["backup", "t"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(lines(&log).is_empty(), "no backup hooks are set");
+    let to = home.path("restores/copy.db");
+    let plan = home.ok(&["restore", "t", "--to", to.to_str().unwrap(), "--dry-run"]);
+    assert!(!plan.contains("hook:"), "{plan}");
+    home.ok(&["restore", "t", "--to", to.to_str().unwrap(), "--yes"]);
+    assert!(lines(&log).is_empty(), "a restore to a new path ran hooks");
+    let plan = home.ok(&["restore", "t", "--dry-run"]);
+    assert_contains_all(
+        &plan,
+        &[
+            "hook:        before putting it in place, on this host: sh -c",
+            "hook:        after putting it in place, on this host: sh -c",
+        ],
+    );
+    assert!(lines(&log).is_empty(), "a dry run ran hooks");
+    home.ok(&["restore", "t", "--yes"]);
+    assert_eq!(
+        lines(&log),
+        [format!("stop restore {id}"), "start ok".to_string()]
+    );
+    // A drill never touches live data, so it runs no hooks.
+    let (code, _) = crate::common::drill(&home, "t");
+    assert_eq!(code, 0);
+    assert_eq!(lines(&log).len(), 2);
+}
+
+/// The rollback-journal database `held_db` makes: a backup of it waits until the
+/// returned connection commits, so a test can kill lifeboat between `before_backup` and
+/// `after_backup` at a moment it chooses.
+fn owed_home() -> (Home, rusqlite::Connection, PathBuf) {
+    let home = Home::new();
+    let held = held_db(&home.path("data/app.db"));
+    let log = home.path("hooks.log");
+    let l = log.display();
+    ConfigBuilder::new()
+        .sqlite_target("t", "../data/app.db")
+        .raw(&format!(
+            "[targets.t.hooks]\nbefore_backup = [{}]\nafter_backup = [{}]\n",
+            sh(&format!("echo \"before $LIFEBOAT_JOB\" >> {l}")),
+            sh(&format!(
+                "echo \"after $LIFEBOAT_RESULT $LIFEBOAT_JOB\" >> {l}"
+            )),
+        ))
+        .write(&home);
+    (home, held, log)
+}
+
+/// Start a backup of `t`, wait until its `before_backup` ran, and SIGKILL lifeboat.
+fn kill_between_before_and_after(home: &Home, log: &Path) {
+    let mut child = home
+        .command(&["backup", "t"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(30, "the before_backup hook", || !lines(log).is_empty());
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    assert_eq!(lines(log), ["before 1"], "nothing after a SIGKILL");
+}
+
+#[test]
+fn after_a_sigkill_the_owed_after_hook_runs_at_the_next_action_on_the_target() {
+    let (home, held, log) = owed_home();
+    kill_between_before_and_after(&home, &log);
+    assert_eq!(home.state_strings("SELECT target FROM hooks_owed"), ["t"]);
+    // Neither `status` nor `config check` runs it.
+    home.ok(&["status"]);
+    home.ok(&["config", "check"]);
+    assert_eq!(lines(&log).len(), 1);
+    held.execute_batch("COMMIT").unwrap();
+    let out = home.run(&["backup", "t"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        lines(&log),
+        ["before 1", "after failed 1", "before 2", "after ok 2"]
+    );
+    assert!(stderr(&out).contains("owed since"), "{}", stderr(&out));
+    assert!(home.state_strings("SELECT target FROM hooks_owed").is_empty());
+    let audited = home.state_strings(
+        "SELECT detail FROM audit WHERE action = 'hook after_backup' ORDER BY id",
+    );
+    assert!(
+        audited[0].contains("job 1: owed since"),
+        "the owed run is audited as such: {audited:?}"
+    );
+}
+
+#[test]
+fn after_a_sigkill_serve_runs_the_owed_after_hook_at_start_and_posts_it() {
+    let (home, held, log) = owed_home();
+    kill_between_before_and_after(&home, &log);
+    held.execute_batch("COMMIT").unwrap();
+    let slack = FakeApi::start();
+    let config = ConfigBuilder::new()
+        .slack(&slack, Some("C0ALERTS"))
+        .sqlite_target("t", "../data/app.db");
+    let hooks = std::fs::read_to_string(home.config_path()).unwrap();
+    let section = &hooks[hooks.find("[targets.t.hooks]").unwrap()..];
+    config.raw(section).write(&home);
+    let serve = Serve::start(&home);
+    wait_for(30, "the owed after_backup hook", || lines(&log).len() == 2);
+    assert_eq!(lines(&log), ["before 1", "after failed 1"]);
+    let calls = slack.wait_until(30, "the owed hook posted", |c| {
+        texts(c).iter().any(|t| t.contains("owed"))
+    });
+    let posted = texts(&calls).join("\n");
+    assert_contains_all(&posted, &["t after_backup", "job 1", "`sh -c"]);
+    serve.stop();
+    assert!(home.state_strings("SELECT target FROM hooks_owed").is_empty());
+}
+
+#[test]
+fn hooks_over_ssh_get_their_variables_and_are_killed_on_the_host_at_the_timeout() {
+    let sshd = Sshd::start();
+    let home = Home::new();
+    std::fs::write(home.path("data/a.txt"), "x").unwrap();
+    let out_file = home.path("remote-env.txt");
+    let pidfile = home.path("remote.pid");
+    // A local target whose hooks run on another host (`hooks.host`).
+    ConfigBuilder::new()
+        .directory_target("t", "../data")
+        .raw(&format!(
+            "[targets.t.hooks]\nhost = \"{}\"\nssh_identity = \"{}\"\nssh_known_hosts = \"{}\"\nbefore_backup = [{}]\nafter_backup = [[\"sh\", \"-c\", \"echo \\\"$0 $LIFEBOAT_RESULT\\\" >> $1\", \"it's quoted\", \"{}\"]]\n",
+            sshd.url(),
+            sshd.client_key().display(),
+            sshd.known_hosts().display(),
+            sh(&format!(
+                "echo \"$LIFEBOAT_TARGET $LIFEBOAT_ACTION $LIFEBOAT_JOB $LIFEBOAT_BACKUP\" > {}; env | grep -c SLACK >> {} || true",
+                out_file.display(),
+                out_file.display()
+            )),
+            out_file.display()
+        ))
+        .write(&home);
+    let m = home.json(&["backup", "t"]);
+    let id = m["id"].as_str().unwrap();
+    assert_eq!(
+        lines(&out_file),
+        [
+            format!("t backup 1 {id}"),
+            "0".to_string(),
+            "it's quoted ok".to_string()
+        ]
+    );
+    // A hook that outlives its time limit is killed on the host, not just locally.
+    let text = std::fs::read_to_string(home.config_path()).unwrap();
+    let hanging = text.replace(
+        "before_backup = [",
+        &format!(
+            "timeout = \"2s\"\nbefore_backup = [{}, ",
+            sh(&format!("echo $$ > {}; exec sleep 1000", pidfile.display()))
+        ),
+    );
+    std::fs::write(home.config_path(), hanging).unwrap();
+    let out = home.run(&["backup", "t"]);
+    assert!(!out.status.success());
+    assert_contains_all(&stderr(&out), &["timed out after 2s", "nothing was backed up"]);
+    let pid = pid_in(&pidfile);
+    wait_for(10, "the remote hook to be gone", || gone(pid));
+    assert_eq!(lines(&out_file).last().unwrap(), "it's quoted failed");
+}
+
+#[test]
+fn a_hook_on_an_unreachable_host_stops_the_backup_and_stays_owed() {
+    let sshd = Sshd::start();
+    let home = Home::new();
+    std::fs::write(home.path("data/a.txt"), "x").unwrap();
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    ConfigBuilder::new()
+        .directory_target("t", "../data")
+        .raw(&format!(
+            "[targets.t.hooks]\nhost = \"ssh://root@127.0.0.1:{port}\"\nssh_identity = \"{}\"\nssh_known_hosts = \"{}\"\nbefore_backup = [[\"true\"]]\nafter_backup = [[\"true\"]]\n",
+            sshd.client_key().display(),
+            sshd.known_hosts().display(),
+        ))
+        .write(&home);
+    let out = home.run(&["backup", "t"]);
+    assert!(!out.status.success());
+    assert_contains_all(&stderr(&out), &["before_backup", "not run", "nothing was backed up"]);
+    assert!(home.json(&["list", "t"]).as_array().unwrap().is_empty());
+    // The after hook could not reach the host either: it stays owed for the next try.
+    assert_eq!(home.state_strings("SELECT target FROM hooks_owed"), ["t"]);
+}
+
+/// Seed 002: a Gitea-style app holding its SQLite database open. `before_restore` stops
+/// it (and waits until it is gone), `after_restore` starts it again; the restarted app
+/// sees the restored data.
+#[test]
+fn seed_002_a_restore_in_place_stops_and_starts_the_app_holding_the_database() {
+    let home = Home::new();
+    let db = home.path("data/gitea.db");
+    let conn = make_app_db(&db, 3);
+    drop(conn);
+    let app = home.path("app.py");
+    let seen = home.path("seen.txt");
+    let pidfile = home.path("app.pid");
+    // The app: opens the database, says what it sees, and keeps the connection (and a
+    // read of the WAL index) open until it is stopped.
+    std::fs::write(
+        &app,
+        "import os, sqlite3, sys, time\n\
+         conn = sqlite3.connect(sys.argv[1])\n\
+         n = conn.execute('SELECT count(*) FROM repository').fetchone()[0]\n\
+         open(sys.argv[3], 'w').write(str(os.getpid()))\n\
+         open(sys.argv[2], 'a').write(f'{os.getpid()} {n}\\n')\n\
+         while True:\n    time.sleep(3600)\n",
+    )
+    .unwrap();
+    let start = format!(
+        "python3 {} {} {} {} </dev/null >/dev/null 2>&1 &",
+        app.display(),
+        db.display(),
+        seen.display(),
+        pidfile.display()
+    );
+    let stop = format!(
+        "pid=$(cat {}); kill $pid; while kill -0 $pid 2>/dev/null; do sleep 0.05; done",
+        pidfile.display()
+    );
+    ConfigBuilder::new()
+        .sqlite_target("gitea", "../data/gitea.db")
+        .raw(&format!(
+            "[targets.gitea.hooks]\nbefore_restore = [{}]\nafter_restore = [{}]\n",
+            sh(&stop),
+            sh(&start)
+        ))
+        .write(&home);
+    // The app runs, holding the database open, while it is backed up.
+    let first = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&start)
+        .status()
+        .unwrap();
+    assert!(first.success());
+    wait_for(30, "the app to start", || lines(&seen).len() == 1);
+    let first_pid = pid_in(&pidfile);
+    assert!(lines(&seen)[0].ends_with(" 3"));
+    home.ok(&["backup", "gitea"]);
+    // Work after the backup: two more repositories.
+    let writer = rusqlite::Connection::open(&db).unwrap();
+    crate::common::insert_rows(&writer, 2);
+    assert_eq!(count(&writer, "repository"), 5);
+    drop(writer);
+    let out = home.run(&["restore", "gitea", "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(gone(first_pid), "before_restore stopped the app");
+    wait_for(30, "the app to be started again", || lines(&seen).len() == 2);
+    let restarted = &lines(&seen)[1];
+    let new_pid = pid_in(&pidfile);
+    assert_ne!(new_pid, first_pid);
+    assert_eq!(restarted, &format!("{new_pid} 3"), "the app sees the restored data");
+    unsafe { libc::kill(new_pid, libc::SIGTERM) };
+    wait_for(30, "the app to stop", || gone(new_pid));
+}
