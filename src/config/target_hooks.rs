@@ -188,7 +188,7 @@ mod tests {
             ("host=\"vm1\"", "hooks.host"),
             ("host=\"ssh://root@vm1\"", "hooks.ssh_identity"),
             ("ssh_identity=\"k\"", "only used with `hooks.host`"),
-            ("before_backup=[\"docker\"]", "hooks"),
+            ("before_backup=[\"docker\"]", "expected a sequence"),
             ("befor_backup=[[\"x\"]]", "unknown field"),
         ] {
             let e = parse(&format!("{BASE}[targets.a.hooks]\n{hooks}\n"))
@@ -205,6 +205,9 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("targets.e.hooks") && e.contains("external"), "{e}");
+        assert!(
+            e.contains("targets.e.hooks") && e.contains("external"),
+            "{e}"
+        );
     }
 }

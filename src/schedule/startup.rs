@@ -29,10 +29,8 @@ pub async fn offer_rebuild(app: App, sinks: AlertSinks) {
 /// then tell the alert channels.
 pub async fn settle_owed_hooks(app: App, sinks: AlertSinks) {
     let settling = app.clone();
-    let settled = tokio::task::spawn_blocking(move || {
-        crate::target_hooks::owed::settle_all(&settling)
-    })
-    .await;
+    let settled =
+        tokio::task::spawn_blocking(move || crate::target_hooks::owed::settle_all(&settling)).await;
     if let Err(e) = settled {
         tracing::error!("running the owed hooks: {e}");
     }

@@ -159,9 +159,11 @@ impl<'a> ActionHooks<'a> {
             return Ok(());
         }
         let runner = Runner::of(self.app.target(&self.target)?)?;
-        self.ctx
-            .progress
-            .phase(&format!("{} {}", self.action.before(), runner.place.describe()));
+        self.ctx.progress.phase(&format!(
+            "{} {}",
+            self.action.before(),
+            runner.place.describe()
+        ));
         let runs = runner.run_list(
             &self.before,
             &self.env(None),
@@ -200,9 +202,9 @@ impl<'a> ActionHooks<'a> {
                 "the {} itself succeeded, but {what} {after}; what it should have started or resumed may not be running",
                 self.action.as_str()
             ))),
-            Err(Error::Cancelled) => Err(Error::Failed(format!(
-                "cancelled, and then {what} {after}"
-            ))),
+            Err(Error::Cancelled) => {
+                Err(Error::Failed(format!("cancelled, and then {what} {after}")))
+            }
             Err(e) => Err(Error::Failed(format!("{e}; and then {what} {after}"))),
         }
     }
@@ -222,9 +224,11 @@ impl<'a> ActionHooks<'a> {
         let runner = self.app.target(&self.target).and_then(Runner::of);
         let runs = match runner {
             Ok(runner) => {
-                self.ctx
-                    .progress
-                    .phase(&format!("{} {}", self.action.after(), runner.place.describe()));
+                self.ctx.progress.phase(&format!(
+                    "{} {}",
+                    self.action.after(),
+                    runner.place.describe()
+                ));
                 // Never cancelled: an app must not be left stopped because the job was.
                 runner.run_list(&self.after, &self.env(Some(result)), false, None, |run| {
                     self.report(self.action.after(), run, None)
@@ -242,7 +246,11 @@ impl<'a> ActionHooks<'a> {
         if let Some(row) = owed_row.filter(|_| reached)
             && let Err(e) = self.app.db.hooks_paid(row)
         {
-            tracing::error!("clearing the owed {} of {}: {e}", self.action.after(), self.target);
+            tracing::error!(
+                "clearing the owed {} of {}: {e}",
+                self.action.after(),
+                self.target
+            );
         }
         let failed: Vec<String> = runs
             .iter()

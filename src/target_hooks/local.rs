@@ -29,7 +29,12 @@ pub(super) fn run(
     };
     let (mut reader, writer) = match std::io::pipe() {
         Ok(p) => p,
-        Err(e) => return (Outcome::NotRun(format!("cannot make a pipe: {e}")), Vec::new()),
+        Err(e) => {
+            return (
+                Outcome::NotRun(format!("cannot make a pipe: {e}")),
+                Vec::new(),
+            );
+        }
     };
     let child = {
         let mut cmd = Command::new(program);
@@ -46,7 +51,12 @@ pub(super) fn run(
             Ok(w) => {
                 cmd.stdout(w).stderr(writer);
             }
-            Err(e) => return (Outcome::NotRun(format!("cannot make a pipe: {e}")), Vec::new()),
+            Err(e) => {
+                return (
+                    Outcome::NotRun(format!("cannot make a pipe: {e}")),
+                    Vec::new(),
+                );
+            }
         }
         // `cmd` (holding the pipe's writing ends) is dropped at the end of this block, so
         // the output ends when the command and its children close theirs.
@@ -154,7 +164,16 @@ mod tests {
             .collect();
         for name in &names {
             assert!(
-                ["PATH", "HOME", "LANG", "LIFEBOAT_TARGET", "PWD", "SHLVL", "_"].contains(name),
+                [
+                    "PATH",
+                    "HOME",
+                    "LANG",
+                    "LIFEBOAT_TARGET",
+                    "PWD",
+                    "SHLVL",
+                    "_"
+                ]
+                .contains(name),
                 "{name} leaked into the hook's environment: {text}"
             );
         }
@@ -181,18 +200,34 @@ mod tests {
             .trim()
             .parse()
             .unwrap();
-        // The background sleep was in the group: it is gone (or a zombie being reaped).
-        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        assert!(
-            state.is_empty() || state.contains(") Z"),
-            "the hook's child survived: {state}"
-        );
+        // The background sleep was in the group: SIGKILL reaches it (delivery is not
+        // instant, so it is waited for), and it is gone or a zombie being reaped.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            if state.is_empty() || state.contains(") Z") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the hook's child survived: {state}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     #[test]
     fn missing_and_unexecutable_programs_are_named() {
-        let (o, _) = run(&argv(&["no-such-program-x"]), &[], Duration::from_secs(5), None);
-        assert!(matches!(&o, Outcome::NotRun(w) if w.contains("no such program")), "{o:?}");
+        let (o, _) = run(
+            &argv(&["no-such-program-x"]),
+            &[],
+            Duration::from_secs(5),
+            None,
+        );
+        assert!(
+            matches!(&o, Outcome::NotRun(w) if w.contains("no such program")),
+            "{o:?}"
+        );
         let dir = tempfile::tempdir().unwrap();
         let script = dir.path().join("hook.sh");
         std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
@@ -202,6 +237,9 @@ mod tests {
             Duration::from_secs(5),
             None,
         );
-        assert!(matches!(&o, Outcome::NotRun(w) if w.contains("not executable")), "{o:?}");
+        assert!(
+            matches!(&o, Outcome::NotRun(w) if w.contains("not executable")),
+            "{o:?}"
+        );
     }
 }

@@ -8,7 +8,15 @@
 const MIN_MASKED: usize = 4;
 
 /// Environment variable names whose values lifeboat treats as secrets.
-const SECRET_NAME_PARTS: &[&str] = &["TOKEN", "SECRET", "PASSWORD", "PASSWD", "ACCESS_KEY", "API_KEY", "CREDENTIAL"];
+const SECRET_NAME_PARTS: &[&str] = &[
+    "TOKEN",
+    "SECRET",
+    "PASSWORD",
+    "PASSWD",
+    "ACCESS_KEY",
+    "API_KEY",
+    "CREDENTIAL",
+];
 
 #[derive(Debug, Clone, Default)]
 pub struct Masker {

@@ -81,8 +81,11 @@ fn settle_one(app: &App, o: &OwedHooks, ctx: &JobContext) {
         o.since,
         o.job_id
     );
-    ctx.progress
-        .phase(&format!("{phase} owed since {} {}", o.since, runner.place.describe()));
+    ctx.progress.phase(&format!(
+        "{phase} owed since {} {}",
+        o.since,
+        runner.place.describe()
+    ));
     let env = HookEnv {
         target: o.target.clone(),
         action: if o.action == "restore" {

@@ -33,7 +33,10 @@ fn lines(path: &Path) -> Vec<String> {
 /// Whether a process is gone (or only a zombie waiting for its parent).
 fn gone(pid: i32) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat.is_empty() || stat.rsplit_once(") ").is_some_and(|(_, s)| s.starts_with('Z'))
+    stat.is_empty()
+        || stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, s)| s.starts_with('Z'))
 }
 
 fn pid_in(path: &Path) -> i32 {
@@ -65,7 +68,8 @@ fn hooks_run_in_order_with_their_environment_and_after_backup_before_publishing(
     let hooks = format!(
         "before_backup = [{}, {}]\nafter_backup = [{}]\n",
         sh(&format!(
-            "echo \"before1 $LIFEBOAT_TARGET $LIFEBOAT_ACTION $LIFEBOAT_JOB $LIFEBOAT_BACKUP ${{LIFEBOAT_RESULT-unset}}\" >> {l}"
+            // `${..}` is the config's own interpolation (at load); the shell's is `$NAME`.
+            "r=unset; [ -n \"$LIFEBOAT_RESULT\" ] && r=set; echo \"before1 $LIFEBOAT_TARGET $LIFEBOAT_ACTION $LIFEBOAT_JOB $LIFEBOAT_BACKUP $r\" >> {l}"
         )),
         sh(&format!("echo before2 >> {l}; echo hello from the hook")),
         sh(&format!(
@@ -106,9 +110,16 @@ fn hooks_run_in_order_with_their_environment_and_after_backup_before_publishing(
     let audited = home.state_strings("SELECT action FROM audit WHERE action LIKE 'hook %'");
     assert_eq!(
         audited,
-        ["hook before_backup", "hook before_backup", "hook after_backup"]
+        [
+            "hook before_backup",
+            "hook before_backup",
+            "hook after_backup"
+        ]
     );
-    assert!(home.state_strings("SELECT target FROM hooks_owed").is_empty());
+    assert!(
+        home.state_strings("SELECT target FROM hooks_owed")
+            .is_empty()
+    );
 }
 
 #[test]
@@ -122,7 +133,10 @@ fn a_hook_that_hangs_is_killed_at_its_timeout_and_the_after_hook_still_runs() {
             "sleep 1000 & echo $! > {}; wait",
             pidfile.display()
         )),
-        sh(&format!("echo \"after $LIFEBOAT_RESULT\" >> {}", log.display())),
+        sh(&format!(
+            "echo \"after $LIFEBOAT_RESULT\" >> {}",
+            log.display()
+        )),
     );
     std::fs::write(home.path("data/a.txt"), "x").unwrap();
     ConfigBuilder::new()
@@ -133,13 +147,20 @@ fn a_hook_that_hangs_is_killed_at_its_timeout_and_the_after_hook_still_runs() {
     assert!(!out.status.success());
     assert_contains_all(
         &stderr(&out),
-        &["before_backup", "timed out after 1s", "nothing was backed up"],
+        &[
+            "before_backup",
+            "timed out after 1s",
+            "nothing was backed up",
+        ],
     );
     assert_eq!(lines(&log), ["after failed"]);
     // What the hook started went with it; nothing was published.
-    assert!(gone(pid_in(&pidfile)), "the hook's child survived its timeout");
+    let pid = pid_in(&pidfile);
+    wait_for(10, "the hook's child to be killed with it", || gone(pid));
     assert!(
-        home.store_files("t").iter().all(|f| !f.ends_with(".manifest.json")),
+        home.store_files("t")
+            .iter()
+            .all(|f| !f.ends_with(".manifest.json")),
         "{:?}",
         home.store_files("t")
     );
@@ -166,7 +187,11 @@ fn a_hook_that_is_not_executable_stops_the_backup_and_says_so() {
     let missing = directory_home("before_backup = [[]]\n");
     let out = missing.run(&["config", "check"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("targets.t.hooks.before_backup[0]"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("targets.t.hooks.before_backup[0]"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -320,10 +345,12 @@ fn after_a_sigkill_the_owed_after_hook_runs_at_the_next_action_on_the_target() {
         ["before 1", "after failed 1", "before 2", "after ok 2"]
     );
     assert!(stderr(&out).contains("owed since"), "{}", stderr(&out));
-    assert!(home.state_strings("SELECT target FROM hooks_owed").is_empty());
-    let audited = home.state_strings(
-        "SELECT detail FROM audit WHERE action = 'hook after_backup' ORDER BY id",
+    assert!(
+        home.state_strings("SELECT target FROM hooks_owed")
+            .is_empty()
     );
+    let audited = home
+        .state_strings("SELECT detail FROM audit WHERE action = 'hook after_backup' ORDER BY id");
     assert!(
         audited[0].contains("job 1: owed since"),
         "the owed run is audited as such: {audited:?}"
@@ -351,7 +378,10 @@ fn after_a_sigkill_serve_runs_the_owed_after_hook_at_start_and_posts_it() {
     let posted = texts(&calls).join("\n");
     assert_contains_all(&posted, &["t after_backup", "job 1", "`sh -c"]);
     serve.stop();
-    assert!(home.state_strings("SELECT target FROM hooks_owed").is_empty());
+    assert!(
+        home.state_strings("SELECT target FROM hooks_owed")
+            .is_empty()
+    );
 }
 
 #[test]
@@ -399,7 +429,10 @@ fn hooks_over_ssh_get_their_variables_and_are_killed_on_the_host_at_the_timeout(
     std::fs::write(home.config_path(), hanging).unwrap();
     let out = home.run(&["backup", "t"]);
     assert!(!out.status.success());
-    assert_contains_all(&stderr(&out), &["timed out after 2s", "nothing was backed up"]);
+    assert_contains_all(
+        &stderr(&out),
+        &["timed out after 2s", "nothing was backed up"],
+    );
     let pid = pid_in(&pidfile);
     wait_for(10, "the remote hook to be gone", || gone(pid));
     assert_eq!(lines(&out_file).last().unwrap(), "it's quoted failed");
@@ -426,7 +459,10 @@ fn a_hook_on_an_unreachable_host_stops_the_backup_and_stays_owed() {
         .write(&home);
     let out = home.run(&["backup", "t"]);
     assert!(!out.status.success());
-    assert_contains_all(&stderr(&out), &["before_backup", "not run", "nothing was backed up"]);
+    assert_contains_all(
+        &stderr(&out),
+        &["before_backup", "not run", "nothing was backed up"],
+    );
     assert!(home.json(&["list", "t"]).as_array().unwrap().is_empty());
     // The after hook could not reach the host either: it stays owed for the next try.
     assert_eq!(home.state_strings("SELECT target FROM hooks_owed"), ["t"]);
@@ -494,11 +530,17 @@ fn seed_002_a_restore_in_place_stops_and_starts_the_app_holding_the_database() {
     let out = home.run(&["restore", "gitea", "--yes"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(gone(first_pid), "before_restore stopped the app");
-    wait_for(30, "the app to be started again", || lines(&seen).len() == 2);
+    wait_for(30, "the app to be started again", || {
+        lines(&seen).len() == 2
+    });
     let restarted = &lines(&seen)[1];
     let new_pid = pid_in(&pidfile);
     assert_ne!(new_pid, first_pid);
-    assert_eq!(restarted, &format!("{new_pid} 3"), "the app sees the restored data");
+    assert_eq!(
+        restarted,
+        &format!("{new_pid} 3"),
+        "the app sees the restored data"
+    );
     unsafe { libc::kill(new_pid, libc::SIGTERM) };
     wait_for(30, "the app to stop", || gone(new_pid));
 }

@@ -27,8 +27,8 @@ use crate::app::App;
 use crate::error::Result;
 use crate::progress::JobContext;
 use crate::sources::{Kept, Source};
-use crate::target_hooks::ActionHooks;
 use crate::stores::manifest::Manifest;
+use crate::target_hooks::ActionHooks;
 
 /// What the actions do with a target's backups where they are kept.
 pub trait TargetBackups: Sync {
