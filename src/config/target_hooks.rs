@@ -67,8 +67,7 @@ pub(super) fn validate_hooks(name: &str, t: &TargetConfig) -> Result<(), String>
     let key = |k: &str| format!("targets.{name}.hooks.{k}");
     if t.kind == TargetKind::External {
         return Err(format!(
-            "{}: an external target's backups run elsewhere; lifeboat has nothing to run hooks around",
-            format!("targets.{name}.hooks")
+            "targets.{name}.hooks: an external target's backups run elsewhere; lifeboat has nothing to run hooks around"
         ));
     }
     for (list, commands) in h.lists() {
