@@ -187,6 +187,11 @@ pub fn plan(
     let backup = find(app, target, selector)?;
     let at = source.plan_restore(&backup, to)?;
     let hooks = PlanHooks::of(app, target, at.in_place)?;
+    let mut notes = at.notes;
+    if !hooks.before_restore.is_empty() {
+        // The hooks stop it: asking a person to is no longer the plan.
+        notes.retain(|n| n != crate::sources::place::STOP_THE_APP);
+    }
     Ok(RestorePlan {
         target: target.to_string(),
         backup_age_seconds: (Utc::now() - backup.created()).num_seconds(),
@@ -196,7 +201,7 @@ pub fn plan(
         move_aside: at.move_aside,
         aside: at.aside,
         staging: at.staging,
-        notes: at.notes,
+        notes,
         host: at.host,
         hooks,
     })
