@@ -544,3 +544,98 @@ fn seed_002_a_restore_in_place_stops_and_starts_the_app_holding_the_database() {
     unsafe { libc::kill(new_pid, libc::SIGTERM) };
     wait_for(30, "the app to stop", || gone(new_pid));
 }
+
+#[test]
+fn a_failing_hook_and_its_output_are_on_the_open_incidents_timeline() {
+    let home = directory_home(&format!(
+        "before_backup = [{}]\n",
+        sh("echo 'container analyst is not running' >&2; exit 4")
+    ));
+    home.ok(&["incident", "start", "data", "volume", "damaged"]);
+    let out = home.run(&["backup", "t"]);
+    assert!(!out.status.success());
+    // The command line says which command failed, how, and what it printed.
+    assert_contains_all(
+        &stderr(&out),
+        &[
+            "before_backup `sh -c",
+            "failed (exit 4)",
+            "container analyst is not running",
+        ],
+    );
+    let export = home.ok(&["incident", "export"]);
+    assert_contains_all(
+        &export,
+        &[
+            "hook before_backup t (failed)",
+            "failed (exit 4)",
+            "container analyst is not running",
+        ],
+    );
+}
+
+#[test]
+fn a_chat_backup_whose_hook_fails_says_so_with_the_hooks_output() {
+    let api = FakeApi::start();
+    let home = Home::new();
+    std::fs::write(home.path("data/a.txt"), "x").unwrap();
+    ConfigBuilder::new()
+        .operators(&["slack:U0OPS1"])
+        .channels(&["slack:C0OPS"])
+        .slack(&api, Some("C0OPS"))
+        .directory_target("t", "../data")
+        .raw(&format!(
+            "[targets.t.hooks]\nbefore_backup = [{}]\n",
+            sh("echo 'cannot pause: 3 writers busy'; exit 2")
+        ))
+        .write(&home);
+    let serve = Serve::start(&home);
+    let (code, _) =
+        crate::common::fakes::slack_command(&serve, "U0OPS1", "C0OPS", "/backup", "now t");
+    assert_eq!(code, 200);
+    let calls = api.wait_update(30, "❌ backup of t failed");
+    let text = texts(&calls).join("\n");
+    assert_contains_all(
+        &text,
+        &[
+            "before_backup `sh -c",
+            "failed (exit 2)",
+            "cannot pause: 3 writers busy",
+            "nothing was backed up",
+        ],
+    );
+    serve.stop();
+}
+
+#[test]
+fn a_cancelled_backup_kills_its_before_hook_and_still_runs_the_after_hook() {
+    let home = Home::new();
+    let log = home.path("hooks.log");
+    let l = log.display();
+    std::fs::write(home.path("data/a.txt"), "x").unwrap();
+    ConfigBuilder::new()
+        .directory_target("t", "../data")
+        .raw(&format!(
+            "[targets.t.hooks]\nbefore_backup = [{}]\nafter_backup = [{}]\n",
+            sh(&format!("echo paused >> {l}; exec sleep 1000")),
+            sh(&format!("echo \"resumed $LIFEBOAT_RESULT\" >> {l}")),
+        ))
+        .write(&home);
+    let child = home
+        .command(&["backup", "t"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(30, "the before_backup hook", || !lines(&log).is_empty());
+    // Ctrl-C: the job is cancelled, the hook killed, and the app resumed.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert_eq!(lines(&log), ["paused", "resumed cancelled"]);
+    assert_eq!(home.state_strings("SELECT state FROM jobs"), ["cancelled"]);
+    assert!(
+        home.state_strings("SELECT target FROM hooks_owed")
+            .is_empty()
+    );
+}
