@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::remote::known_host_listed;
 use super::{Host, HumanDuration, TargetConfig, TargetKind};
 
 /// How long one hook command may run when `timeout` is not given.
@@ -124,12 +125,12 @@ pub(super) fn validate_hooks(name: &str, t: &TargetConfig) -> Result<(), String>
     Ok(())
 }
 
-/// `config check`: the key files of `hooks.host` exist.
+/// `config check`: the key files of `hooks.host` exist, and its host key is listed.
 pub(super) fn check_hook_files(name: &str, t: &TargetConfig) -> Vec<String> {
     let Some(h) = t.hooks.as_ref().filter(|h| h.host.is_some()) else {
         return Vec::new();
     };
-    [
+    let mut problems: Vec<String> = [
         (&h.ssh_identity, "ssh_identity"),
         (&h.ssh_known_hosts, "ssh_known_hosts"),
     ]
@@ -143,7 +144,19 @@ pub(super) fn check_hook_files(name: &str, t: &TargetConfig) -> Vec<String> {
             )
         })
     })
-    .collect()
+    .collect();
+    if problems.is_empty()
+        && let Some(Ok(host)) = h.host.as_deref().map(Host::parse)
+        && let Some(known_hosts) = &h.ssh_known_hosts
+        && let Ok(false) = known_host_listed(&host, known_hosts)
+    {
+        problems.push(format!(
+            "targets.{name}.hooks.ssh_known_hosts: {} has no key for {}; add the host's key line after checking its fingerprint",
+            known_hosts.display(),
+            host.known_hosts_name()
+        ));
+    }
+    problems
 }
 
 #[cfg(test)]
@@ -195,6 +208,35 @@ mod tests {
                 .to_string();
             assert!(e.contains(named), "{hooks}: {e}");
         }
+    }
+
+    #[test]
+    fn config_check_finds_the_hooks_host_keys_missing() {
+        let c = parse(&format!(
+            "{BASE}[targets.a.hooks]\nhost=\"ssh://root@vm1\"\nssh_identity=\"/nonexistent/k\"\nssh_known_hosts=\"/nonexistent/kh\"\n"
+        ))
+        .unwrap();
+        let problems = super::check_hook_files("a", &c.targets["a"]);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].contains("targets.a.hooks.ssh_identity"),
+            "{problems:?}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let (k, kh) = (dir.path().join("k"), dir.path().join("kh"));
+        std::fs::write(&k, "key").unwrap();
+        std::fs::write(&kh, "").unwrap();
+        let c = parse(&format!(
+            "{BASE}[targets.a.hooks]\nhost=\"ssh://root@vm1\"\nssh_identity=\"{}\"\nssh_known_hosts=\"{}\"\n",
+            k.display(),
+            kh.display()
+        ))
+        .unwrap();
+        let problems = super::check_hook_files("a", &c.targets["a"]);
+        assert!(
+            problems.len() == 1 && problems[0].contains("has no key for vm1"),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -639,3 +639,43 @@ fn a_cancelled_backup_kills_its_before_hook_and_still_runs_the_after_hook() {
             .is_empty()
     );
 }
+
+#[test]
+fn a_remote_targets_hooks_run_on_its_own_host_around_a_restore_in_place() {
+    let sshd = Sshd::start();
+    let home = Home::new();
+    let db = home.path("data/app.db");
+    drop(make_app_db(&db, 5));
+    let log = home.path("hooks.log");
+    let l = log.display();
+    ConfigBuilder::new()
+        .target(
+            "r",
+            "sqlite",
+            &format!(
+                "path = \"{}\"\nstore = \"local\"\n{}",
+                db.display(),
+                sshd.target_keys()
+            ),
+        )
+        .raw(&format!(
+            "[targets.r.hooks]\nbefore_restore = [{}]\nafter_restore = [{}]\n",
+            // sshd sets SSH_CONNECTION; lifeboat's own clean environment has none.
+            sh(&format!(
+                "w=here; [ -n \"$SSH_CONNECTION\" ] && w=over-ssh; echo \"stop $LIFEBOAT_TARGET $w\" >> {l}"
+            )),
+            sh(&format!("echo \"start $LIFEBOAT_RESULT\" >> {l}")),
+        ))
+        .write(&home);
+    home.ok(&["backup", "r"]);
+    let plan = home.ok(&["restore", "r", "--dry-run"]);
+    assert!(
+        plan.contains(&format!(
+            "before putting it in place, on root@127.0.0.1:{}",
+            sshd.port
+        )),
+        "{plan}"
+    );
+    home.ok(&["restore", "r", "--yes"]);
+    assert_eq!(lines(&log), ["stop r over-ssh", "start ok"]);
+}
