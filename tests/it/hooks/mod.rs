@@ -4,17 +4,18 @@
 //! SIGKILL and run at the next action or `serve` start, restore hooks only in place, and
 //! seed 002's SQLite app stopped and started around a restore in place.
 
-use std::path::{Path, PathBuf};
+mod owed;
+mod seed_002;
+mod ssh;
+
+use std::path::Path;
 use std::process::Stdio;
 
 use crate::common::fakes::{FakeApi, Serve, texts};
-use crate::common::sshd::Sshd;
-use crate::common::{
-    ConfigBuilder, Home, assert_contains_all, count, held_db, make_app_db, stderr, wait_for,
-};
+use crate::common::{ConfigBuilder, Home, assert_contains_all, make_app_db, stderr, wait_for};
 
 /// `sh -c <script>` as a TOML argv list.
-fn sh(script: &str) -> String {
+pub(super) fn sh(script: &str) -> String {
     format!(
         "[\"sh\", \"-c\", {}]",
         toml::Value::String(script.to_string())
@@ -22,7 +23,7 @@ fn sh(script: &str) -> String {
 }
 
 /// Lines of a file the hooks append to (none when it does not exist).
-fn lines(path: &Path) -> Vec<String> {
+pub(super) fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
@@ -31,7 +32,7 @@ fn lines(path: &Path) -> Vec<String> {
 }
 
 /// Whether a process is gone (or only a zombie waiting for its parent).
-fn gone(pid: i32) -> bool {
+pub(super) fn gone(pid: i32) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     stat.is_empty()
         || stat
@@ -39,7 +40,7 @@ fn gone(pid: i32) -> bool {
             .is_some_and(|(_, s)| s.starts_with('Z'))
 }
 
-fn pid_in(path: &Path) -> i32 {
+pub(super) fn pid_in(path: &Path) -> i32 {
     std::fs::read_to_string(path)
         .unwrap()
         .trim()
@@ -48,7 +49,7 @@ fn pid_in(path: &Path) -> i32 {
 }
 
 /// A directory target `t` of `data/` with `hooks` (TOML lines of its hooks section).
-fn directory_home(hooks: &str) -> Home {
+pub(super) fn directory_home(hooks: &str) -> Home {
     let home = Home::new();
     std::fs::write(home.path("data/a.txt"), "some data\n").unwrap();
     let config = ConfigBuilder::new()
@@ -293,258 +294,6 @@ fn restore_hooks_run_only_for_restores_in_place_and_the_plan_lists_them() {
     assert_eq!(lines(&log).len(), 2);
 }
 
-/// The rollback-journal database `held_db` makes: a backup of it waits until the
-/// returned connection commits, so a test can kill lifeboat between `before_backup` and
-/// `after_backup` at a moment it chooses.
-fn owed_home() -> (Home, rusqlite::Connection, PathBuf) {
-    let home = Home::new();
-    let held = held_db(&home.path("data/app.db"));
-    let log = home.path("hooks.log");
-    let l = log.display();
-    ConfigBuilder::new()
-        .sqlite_target("t", "../data/app.db")
-        .raw(&format!(
-            "[targets.t.hooks]\nbefore_backup = [{}]\nafter_backup = [{}]\n",
-            sh(&format!("echo \"before $LIFEBOAT_JOB\" >> {l}")),
-            sh(&format!(
-                "echo \"after $LIFEBOAT_RESULT $LIFEBOAT_JOB\" >> {l}"
-            )),
-        ))
-        .write(&home);
-    (home, held, log)
-}
-
-/// Start a backup of `t`, wait until its `before_backup` ran, and SIGKILL lifeboat.
-fn kill_between_before_and_after(home: &Home, log: &Path) {
-    let mut child = home
-        .command(&["backup", "t"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(30, "the before_backup hook", || !lines(log).is_empty());
-    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-    child.wait().unwrap();
-    assert_eq!(lines(log), ["before 1"], "nothing after a SIGKILL");
-}
-
-#[test]
-fn after_a_sigkill_the_owed_after_hook_runs_at_the_next_action_on_the_target() {
-    let (home, held, log) = owed_home();
-    kill_between_before_and_after(&home, &log);
-    assert_eq!(home.state_strings("SELECT target FROM hooks_owed"), ["t"]);
-    // Neither `status` nor `config check` runs it.
-    home.ok(&["status"]);
-    home.ok(&["config", "check"]);
-    assert_eq!(lines(&log).len(), 1);
-    held.execute_batch("COMMIT").unwrap();
-    let out = home.run(&["backup", "t"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(
-        lines(&log),
-        ["before 1", "after failed 1", "before 2", "after ok 2"]
-    );
-    assert!(stderr(&out).contains("owed since"), "{}", stderr(&out));
-    assert!(
-        home.state_strings("SELECT target FROM hooks_owed")
-            .is_empty()
-    );
-    let audited = home
-        .state_strings("SELECT detail FROM audit WHERE action = 'hook after_backup' ORDER BY id");
-    assert!(
-        audited[0].contains("job 1: owed since"),
-        "the owed run is audited as such: {audited:?}"
-    );
-}
-
-#[test]
-fn after_a_sigkill_serve_runs_the_owed_after_hook_at_start_and_posts_it() {
-    let (home, held, log) = owed_home();
-    kill_between_before_and_after(&home, &log);
-    held.execute_batch("COMMIT").unwrap();
-    let slack = FakeApi::start();
-    let config = ConfigBuilder::new()
-        .slack(&slack, Some("C0ALERTS"))
-        .sqlite_target("t", "../data/app.db");
-    let hooks = std::fs::read_to_string(home.config_path()).unwrap();
-    let section = &hooks[hooks.find("[targets.t.hooks]").unwrap()..];
-    config.raw(section).write(&home);
-    let serve = Serve::start(&home);
-    wait_for(30, "the owed after_backup hook", || lines(&log).len() == 2);
-    assert_eq!(lines(&log), ["before 1", "after failed 1"]);
-    let calls = slack.wait_until(30, "the owed hook posted", |c| {
-        texts(c).iter().any(|t| t.contains("owed"))
-    });
-    let posted = texts(&calls).join("\n");
-    assert_contains_all(&posted, &["t after_backup", "job 1", "`sh -c"]);
-    serve.stop();
-    assert!(
-        home.state_strings("SELECT target FROM hooks_owed")
-            .is_empty()
-    );
-}
-
-#[test]
-fn hooks_over_ssh_get_their_variables_and_are_killed_on_the_host_at_the_timeout() {
-    let sshd = Sshd::start();
-    let home = Home::new();
-    std::fs::write(home.path("data/a.txt"), "x").unwrap();
-    let out_file = home.path("remote-env.txt");
-    let pidfile = home.path("remote.pid");
-    // A local target whose hooks run on another host (`hooks.host`).
-    ConfigBuilder::new()
-        .directory_target("t", "../data")
-        .raw(&format!(
-            "[targets.t.hooks]\nhost = \"{}\"\nssh_identity = \"{}\"\nssh_known_hosts = \"{}\"\nbefore_backup = [{}]\nafter_backup = [[\"sh\", \"-c\", \"echo \\\"$0 $LIFEBOAT_RESULT\\\" >> $1\", \"it's quoted\", \"{}\"]]\n",
-            sshd.url(),
-            sshd.client_key().display(),
-            sshd.known_hosts().display(),
-            sh(&format!(
-                "echo \"$LIFEBOAT_TARGET $LIFEBOAT_ACTION $LIFEBOAT_JOB $LIFEBOAT_BACKUP\" > {}; env | grep -c SLACK >> {} || true",
-                out_file.display(),
-                out_file.display()
-            )),
-            out_file.display()
-        ))
-        .write(&home);
-    let m = home.json(&["backup", "t"]);
-    let id = m["id"].as_str().unwrap();
-    assert_eq!(
-        lines(&out_file),
-        [
-            format!("t backup 1 {id}"),
-            "0".to_string(),
-            "it's quoted ok".to_string()
-        ]
-    );
-    // A hook that outlives its time limit is killed on the host, not just locally.
-    let text = std::fs::read_to_string(home.config_path()).unwrap();
-    let hanging = text.replace(
-        "before_backup = [",
-        &format!(
-            "timeout = \"2s\"\nbefore_backup = [{}, ",
-            sh(&format!("echo $$ > {}; exec sleep 1000", pidfile.display()))
-        ),
-    );
-    std::fs::write(home.config_path(), hanging).unwrap();
-    let out = home.run(&["backup", "t"]);
-    assert!(!out.status.success());
-    assert_contains_all(
-        &stderr(&out),
-        &["timed out after 2s", "nothing was backed up"],
-    );
-    let pid = pid_in(&pidfile);
-    wait_for(10, "the remote hook to be gone", || gone(pid));
-    assert_eq!(lines(&out_file).last().unwrap(), "it's quoted failed");
-}
-
-#[test]
-fn a_hook_on_an_unreachable_host_stops_the_backup_and_stays_owed() {
-    let sshd = Sshd::start();
-    let home = Home::new();
-    std::fs::write(home.path("data/a.txt"), "x").unwrap();
-    // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    ConfigBuilder::new()
-        .directory_target("t", "../data")
-        .raw(&format!(
-            "[targets.t.hooks]\nhost = \"ssh://root@127.0.0.1:{port}\"\nssh_identity = \"{}\"\nssh_known_hosts = \"{}\"\nbefore_backup = [[\"true\"]]\nafter_backup = [[\"true\"]]\n",
-            sshd.client_key().display(),
-            sshd.known_hosts().display(),
-        ))
-        .write(&home);
-    let out = home.run(&["backup", "t"]);
-    assert!(!out.status.success());
-    assert_contains_all(
-        &stderr(&out),
-        &["before_backup", "not run", "nothing was backed up"],
-    );
-    assert!(home.json(&["list", "t"]).as_array().unwrap().is_empty());
-    // The after hook could not reach the host either: it stays owed for the next try.
-    assert_eq!(home.state_strings("SELECT target FROM hooks_owed"), ["t"]);
-}
-
-/// Seed 002: a Gitea-style app holding its SQLite database open. `before_restore` stops
-/// it (and waits until it is gone), `after_restore` starts it again; the restarted app
-/// sees the restored data.
-#[test]
-fn seed_002_a_restore_in_place_stops_and_starts_the_app_holding_the_database() {
-    let home = Home::new();
-    let db = home.path("data/gitea.db");
-    let conn = make_app_db(&db, 3);
-    drop(conn);
-    let app = home.path("app.py");
-    let seen = home.path("seen.txt");
-    let pidfile = home.path("app.pid");
-    // The app: opens the database, says what it sees, and keeps the connection (and a
-    // read of the WAL index) open until it is stopped.
-    std::fs::write(
-        &app,
-        "import os, sqlite3, sys, time\n\
-         conn = sqlite3.connect(sys.argv[1])\n\
-         n = conn.execute('SELECT count(*) FROM repository').fetchone()[0]\n\
-         open(sys.argv[3], 'w').write(str(os.getpid()))\n\
-         open(sys.argv[2], 'a').write(f'{os.getpid()} {n}\\n')\n\
-         while True:\n    time.sleep(3600)\n",
-    )
-    .unwrap();
-    let start = format!(
-        "python3 {} {} {} {} </dev/null >/dev/null 2>&1 &",
-        app.display(),
-        db.display(),
-        seen.display(),
-        pidfile.display()
-    );
-    let stop = format!(
-        "pid=$(cat {}); kill $pid; while kill -0 $pid 2>/dev/null; do sleep 0.05; done",
-        pidfile.display()
-    );
-    ConfigBuilder::new()
-        .sqlite_target("gitea", "../data/gitea.db")
-        .raw(&format!(
-            "[targets.gitea.hooks]\nbefore_restore = [{}]\nafter_restore = [{}]\n",
-            sh(&stop),
-            sh(&start)
-        ))
-        .write(&home);
-    // The app runs, holding the database open, while it is backed up.
-    let first = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(&start)
-        .status()
-        .unwrap();
-    assert!(first.success());
-    wait_for(30, "the app to start", || lines(&seen).len() == 1);
-    let first_pid = pid_in(&pidfile);
-    assert!(lines(&seen)[0].ends_with(" 3"));
-    home.ok(&["backup", "gitea"]);
-    // Work after the backup: two more repositories.
-    let writer = rusqlite::Connection::open(&db).unwrap();
-    crate::common::insert_rows(&writer, 2);
-    assert_eq!(count(&writer, "repository"), 5);
-    drop(writer);
-    let out = home.run(&["restore", "gitea", "--yes"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(gone(first_pid), "before_restore stopped the app");
-    wait_for(30, "the app to be started again", || {
-        lines(&seen).len() == 2
-    });
-    let restarted = &lines(&seen)[1];
-    let new_pid = pid_in(&pidfile);
-    assert_ne!(new_pid, first_pid);
-    assert_eq!(
-        restarted,
-        &format!("{new_pid} 3"),
-        "the app sees the restored data"
-    );
-    unsafe { libc::kill(new_pid, libc::SIGTERM) };
-    wait_for(30, "the app to stop", || gone(new_pid));
-}
-
 #[test]
 fn a_failing_hook_and_its_output_are_on_the_open_incidents_timeline() {
     let home = directory_home(&format!(
@@ -638,44 +387,4 @@ fn a_cancelled_backup_kills_its_before_hook_and_still_runs_the_after_hook() {
         home.state_strings("SELECT target FROM hooks_owed")
             .is_empty()
     );
-}
-
-#[test]
-fn a_remote_targets_hooks_run_on_its_own_host_around_a_restore_in_place() {
-    let sshd = Sshd::start();
-    let home = Home::new();
-    let db = home.path("data/app.db");
-    drop(make_app_db(&db, 5));
-    let log = home.path("hooks.log");
-    let l = log.display();
-    ConfigBuilder::new()
-        .target(
-            "r",
-            "sqlite",
-            &format!(
-                "path = \"{}\"\nstore = \"local\"\n{}",
-                db.display(),
-                sshd.target_keys()
-            ),
-        )
-        .raw(&format!(
-            "[targets.r.hooks]\nbefore_restore = [{}]\nafter_restore = [{}]\n",
-            // sshd sets SSH_CONNECTION; lifeboat's own clean environment has none.
-            sh(&format!(
-                "w=here; [ -n \"$SSH_CONNECTION\" ] && w=over-ssh; echo \"stop $LIFEBOAT_TARGET $w\" >> {l}"
-            )),
-            sh(&format!("echo \"start $LIFEBOAT_RESULT\" >> {l}")),
-        ))
-        .write(&home);
-    home.ok(&["backup", "r"]);
-    let plan = home.ok(&["restore", "r", "--dry-run"]);
-    assert!(
-        plan.contains(&format!(
-            "before putting it in place, on root@127.0.0.1:{}",
-            sshd.port
-        )),
-        "{plan}"
-    );
-    home.ok(&["restore", "r", "--yes"]);
-    assert_eq!(lines(&log), ["stop r over-ssh", "start ok"]);
 }
