@@ -20,13 +20,14 @@ mod server;
 mod state_backup;
 mod store;
 mod target;
+mod target_hooks;
 mod time;
 mod web;
 
 pub use access::AccessConfig;
 pub use chat::{DiscordConfig, DiscordMode, SlackConfig, SlackMode};
 pub use checks::Check;
-pub use env::{Secret, expand};
+pub use env::{Secret, expand, known_secret_values};
 pub use hooks::HooksConfig;
 pub use host::Host;
 pub use paths::normalize;
@@ -35,6 +36,7 @@ pub use state_backup::{STATE_TARGET, StateBackup};
 pub use store::{StoreConfig, StoreKind};
 pub use target::Snapshot;
 pub use target::{Retention, TargetConfig, TargetKind};
+pub use target_hooks::{DEFAULT_HOOK_TIMEOUT, TargetHooks};
 pub use time::{CronSchedule, HumanDuration, TimeZone};
 pub use web::WebConfig;
 

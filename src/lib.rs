@@ -25,6 +25,7 @@ pub mod incident; // incidents: timelines fed by the audit log, post-mortem expo
 pub mod monitor; // outside monitors: the heartbeat of serve, each backup's pings
 pub mod runbook; // runbook files, running them step by step, their reports
 pub mod schedule; // cron backups, the watchdog and its alerts
+pub mod target_hooks; // [targets.<t>.hooks]: commands around backups and restores, owed after crashes
 
 // Sources, stores and state
 pub mod db; // the bot's own SQLite state: jobs, catalog, audit

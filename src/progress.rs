@@ -13,6 +13,9 @@ pub trait Progress: Send + Sync {
     fn total(&self, bytes: Option<u64>);
     /// `bytes` more were processed in the current phase.
     fn advance(&self, bytes: u64);
+    /// A line worth showing as it happens (a hook command's outcome and output tail);
+    /// shown where a person watches (the terminal), ignored elsewhere.
+    fn note(&self, _text: &str) {}
 }
 
 /// Progress that goes nowhere.

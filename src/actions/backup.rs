@@ -15,6 +15,7 @@ use crate::progress::JobContext;
 use crate::sources::CopyContext;
 use crate::stores::manifest::{FORMAT_VERSION, Manifest};
 use crate::stores::{BackupStore, NewBackup};
+use crate::target_hooks::ActionHooks;
 use crate::units::human_bytes;
 
 impl JobOutput for Manifest {
@@ -35,13 +36,17 @@ impl JobOutput for Manifest {
 /// Back up `target` as a job of `actor`. Every backup (CLI, chat, schedule, runbook)
 /// passes here, so this is where the target's monitor (`ping_url`) hears of it: the
 /// start once the job holds the target, then how it ended. The pings go out from a
-/// thread of their own and never change the job's outcome.
+/// thread of their own and never change the job's outcome. Here too, under the lock,
+/// hooks a crashed process still owed run first, and the target's `after_backup` hooks
+/// run whatever happened once a `before_backup` started.
 pub fn run(app: &App, target: &str, actor: &str, ctx: &JobContext) -> Result<Manifest> {
     let kind = crate::actions::kind::for_target(app, target)?;
     let pings = BackupPings::new(target, app.target(target)?.ping_url.as_ref());
-    let done = app.executor.run("backup", target, actor, ctx, |_, ctx| {
+    let done = app.executor.run("backup", target, actor, ctx, |job, ctx| {
         pings.started();
-        kind.backup(app, target, ctx)
+        crate::target_hooks::owed::settle(app, target, ctx);
+        let hooks = ActionHooks::for_backup(app, target, job.id, ctx)?;
+        hooks.finish(kind.backup(app, target, ctx, &hooks))
     });
     match &done {
         Ok(_) => pings.finished(Ok(())),
@@ -53,7 +58,15 @@ pub fn run(app: &App, target: &str, actor: &str, ctx: &JobContext) -> Result<Man
 }
 
 /// The backup itself, into the target's store; the caller holds the target's lock.
-pub(crate) fn backup_locked(app: &App, target: &str, ctx: &JobContext) -> Result<Manifest> {
+/// `before_backup` runs once the data is reached and before anything is written;
+/// `after_backup` as soon as the source has finished reading (the store may still be
+/// compressing and uploading).
+pub(crate) fn backup_locked(
+    app: &App,
+    target: &str,
+    ctx: &JobContext,
+    hooks: &ActionHooks<'_>,
+) -> Result<Manifest> {
     let source = crate::actions::kind::source(app, target)?;
     let (store_name, store) = app.store_for(target)?;
     // Reach the data first: a host that cannot be reached leaves not even a partial write.
@@ -62,6 +75,7 @@ pub(crate) fn backup_locked(app: &App, target: &str, ctx: &JobContext) -> Result
     let started = Utc::now();
     let clock = Instant::now();
     let id = new_id(store.as_ref(), target, started)?;
+    hooks.before(Some(&id))?;
     let new = NewBackup {
         target: target.to_string(),
         id: id.clone(),
@@ -77,8 +91,11 @@ pub(crate) fn backup_locked(app: &App, target: &str, ctx: &JobContext) -> Result
             job: ctx,
             scratch: &|| app.scratch(),
             write_err: &write_err,
+            finished_reading: &|| hooks.reading_ended(),
         },
     )?;
+    // Sources that know better say so earlier; at the latest, reading ends here.
+    hooks.reading_ended();
     drop(copier);
     let (mut writer, content_bytes, content_sha256) = content.finish();
     writer.flush().map_err(write_err)?;

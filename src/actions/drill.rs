@@ -144,6 +144,8 @@ pub fn run(
         find_backup(app, target, selector)?; // a mistyped id is the caller's mistake, not a drill
     }
     let done = app.executor.run("drill", target, actor, ctx, |_, ctx| {
+        // Hooks a stopped process owed for this target run first, under its lock.
+        crate::target_hooks::owed::settle(app, target, ctx);
         let mut report = drill_locked(app, target, cfg, selector, actor, ctx)?;
         report.drill_id = Some(app.db.drill_insert(&record(&report))?);
         Ok(report)

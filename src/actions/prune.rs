@@ -105,6 +105,8 @@ pub fn plan(app: &App, target: &str) -> Result<PrunePlan> {
 pub fn run(app: &App, target: &str, actor: &str, ctx: &JobContext) -> Result<PrunePlan> {
     let kind = crate::actions::kind::for_target(app, target)?;
     let done = app.executor.run("prune", target, actor, ctx, |_, ctx| {
+        // Hooks a stopped process owed for this target run first, under its lock.
+        crate::target_hooks::owed::settle(app, target, ctx);
         let mut plan = plan(app, target)?;
         if let Some(freed) = kind.remove(app, target, &plan.remove, ctx)? {
             plan.bytes_freed = freed;

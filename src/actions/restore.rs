@@ -16,6 +16,7 @@ use crate::progress::JobContext;
 pub use crate::sources::Move;
 use crate::sources::Placement;
 use crate::stores::manifest::Manifest;
+use crate::target_hooks::ActionHooks;
 pub use crate::units::human_age;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -35,6 +36,60 @@ pub struct RestorePlan {
     /// The host the paths are on (`user@host:port`); absent for this machine.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// In place only: the target's restore hooks, as the plan shows them and the restore
+    /// runs them (what was approved is what runs).
+    #[serde(default, skip_serializing_if = "PlanHooks::is_empty")]
+    pub hooks: PlanHooks,
+}
+
+/// The commands an in-place restore runs around putting the copy in place.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PlanHooks {
+    pub before_restore: Vec<Vec<String>>,
+    pub after_restore: Vec<Vec<String>>,
+    /// Where they run, in words ("on this host", "on root@vm1:22").
+    pub run: String,
+}
+
+impl PlanHooks {
+    pub fn is_empty(&self) -> bool {
+        self.before_restore.is_empty() && self.after_restore.is_empty()
+    }
+
+    /// The target's restore hooks (none for a restore that does not replace its data).
+    fn of(app: &App, target: &str, in_place: bool) -> Result<PlanHooks> {
+        let cfg = app.target(target)?;
+        let Some(h) = cfg.hooks.as_ref().filter(|_| in_place) else {
+            return Ok(PlanHooks::default());
+        };
+        let hooks = PlanHooks {
+            before_restore: h.before_restore.clone(),
+            after_restore: h.after_restore.clone(),
+            run: String::new(),
+        };
+        if hooks.is_empty() {
+            return Ok(hooks);
+        }
+        Ok(PlanHooks {
+            run: crate::target_hooks::Place::of(cfg)?.describe(),
+            ..hooks
+        })
+    }
+
+    fn describe(&self, out: &mut String) {
+        for (when, list) in [
+            ("before", &self.before_restore),
+            ("after", &self.after_restore),
+        ] {
+            for argv in list {
+                out.push_str(&format!(
+                    "  hook:        {when} putting it in place, {}: {}\n",
+                    self.run,
+                    crate::target_hooks::shown(argv)
+                ));
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -96,6 +151,7 @@ impl RestorePlan {
             self.staging.display(),
             self.destination.display()
         ));
+        self.hooks.describe(&mut out);
         for n in &self.notes {
             out.push_str(&format!("  note:        {n}\n"));
         }
@@ -130,6 +186,12 @@ pub fn plan(
     source.restores_to_a_path()?;
     let backup = find(app, target, selector)?;
     let at = source.plan_restore(&backup, to)?;
+    let hooks = PlanHooks::of(app, target, at.in_place)?;
+    let mut notes = at.notes;
+    if !hooks.before_restore.is_empty() {
+        // The hooks stop it: asking a person to is no longer the plan.
+        notes.retain(|n| n != crate::sources::place::STOP_THE_APP);
+    }
     Ok(RestorePlan {
         target: target.to_string(),
         backup_age_seconds: (Utc::now() - backup.created()).num_seconds(),
@@ -139,8 +201,9 @@ pub fn plan(
         move_aside: at.move_aside,
         aside: at.aside,
         staging: at.staging,
-        notes: at.notes,
+        notes,
         host: at.host,
+        hooks,
     })
 }
 
@@ -153,15 +216,30 @@ pub fn apply(
 ) -> Result<RestoreOutcome> {
     let done = app
         .executor
-        .run("restore", &plan.target, actor, ctx, |_, ctx| {
-            apply_locked(app, plan, ctx)
+        .run("restore", &plan.target, actor, ctx, |job, ctx| {
+            crate::target_hooks::owed::settle(app, &plan.target, ctx);
+            let hooks = ActionHooks::for_restore(
+                app,
+                &plan.target,
+                job.id,
+                plan.hooks.before_restore.clone(),
+                plan.hooks.after_restore.clone(),
+                ctx,
+            );
+            hooks.finish(apply_locked(app, plan, ctx, &hooks))
         })?;
     Ok(done.value)
 }
 
-/// Stage the copy, prove it is the backup's content and check it, then put it in place;
-/// the caller holds the target's lock.
-fn apply_locked(app: &App, plan: &RestorePlan, ctx: &JobContext) -> Result<RestoreOutcome> {
+/// Stage the copy, prove it is the backup's content and check it, then (with the
+/// `before_restore` hooks run, when in place) put it in place; the caller holds the
+/// target's lock. The app is stopped only for the rename, not the download.
+fn apply_locked(
+    app: &App,
+    plan: &RestorePlan,
+    ctx: &JobContext,
+    hooks: &ActionHooks<'_>,
+) -> Result<RestoreOutcome> {
     let clock = std::time::Instant::now();
     let source = crate::actions::kind::source(app, &plan.target)?;
     let m = &plan.backup;
@@ -174,6 +252,10 @@ fn apply_locked(app: &App, plan: &RestorePlan, ctx: &JobContext) -> Result<Resto
             Error::Cancelled => Error::Cancelled,
             other => Error::Failed(format!("{other}; nothing was changed")),
         });
+    }
+    if let Err(e) = hooks.before(Some(&m.id)) {
+        restoring.discard();
+        return Err(e);
     }
     ctx.progress.phase("moving into place");
     let moves = restoring.put_in_place(ctx)?;

@@ -51,6 +51,8 @@ pub(crate) fn in_store(
     let manifest = find(app, target, selector)?;
     let source = crate::actions::kind::source(app, target)?;
     let done = app.executor.run("verify", target, actor, ctx, |_, ctx| {
+        // Hooks a stopped process owed for this target run first, under its lock.
+        crate::target_hooks::owed::settle(app, target, ctx);
         let (_, store) = app.store_for(target)?;
         check(
             app,

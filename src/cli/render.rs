@@ -94,7 +94,32 @@ pub fn job_context(json: bool) -> JobContext {
     } else {
         Arc::new(Silent)
     };
-    JobContext { progress, cancel }
+    JobContext {
+        progress: Arc::new(NotesOnStderr(progress)),
+        cancel,
+    }
+}
+
+/// Notes (a hook's outcome and output tail) go to stderr whatever else is shown, so
+/// `--json` on stdout stays clean and a log of the run keeps them.
+struct NotesOnStderr(Arc<dyn Progress>);
+
+impl Progress for NotesOnStderr {
+    fn phase(&self, name: &str) {
+        self.0.phase(name)
+    }
+    fn total(&self, bytes: Option<u64>) {
+        self.0.total(bytes)
+    }
+    fn advance(&self, bytes: u64) {
+        self.0.advance(bytes)
+    }
+    fn note(&self, text: &str) {
+        if std::io::stderr().is_terminal() {
+            eprint!("\r\x1b[2K");
+        }
+        eprintln!("{text}");
+    }
 }
 
 pub fn finish_progress(_ctx: &JobContext) {

@@ -6,14 +6,40 @@ use std::fmt;
 use serde::Deserialize;
 
 /// A secret value: printed as `***` everywhere.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Secret(pub(super) String);
 
 impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+}
+
+/// Every secret value a config of this process has held (after interpolation), so output
+/// lifeboat keeps or posts from commands it runs (hooks) can be masked whatever section the
+/// secret came from.
+static SEEN_SECRETS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = String::deserialize(d)?;
+        // The first parsing pass sees the `${NAME}` text itself: not a secret yet.
+        if !value.is_empty() && !value.contains("${") {
+            let mut seen = SEEN_SECRETS.lock().unwrap_or_else(|p| p.into_inner());
+            if !seen.contains(&value) {
+                seen.push(value.clone());
+            }
+        }
+        Ok(Secret(value))
+    }
+}
+
+/// The secret values of every config this process has loaded.
+pub fn known_secret_values() -> Vec<String> {
+    SEEN_SECRETS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
 }
 
 impl fmt::Debug for Secret {

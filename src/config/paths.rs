@@ -45,6 +45,13 @@ impl Config {
             if let Some(p) = target.ssh_known_hosts.as_mut() {
                 fix(p);
             }
+            // The keys of `hooks.host` live on this machine, like the target's own.
+            if let Some(h) = target.hooks.as_mut() {
+                h.ssh_identity
+                    .iter_mut()
+                    .chain(h.ssh_known_hosts.iter_mut())
+                    .for_each(fix);
+            }
         }
     }
 }

@@ -96,7 +96,7 @@ pub(super) fn check_remote_files(name: &str, t: &TargetConfig) -> Vec<String> {
 }
 
 /// Whether `known_hosts` holds a key for this host (hashed entries included).
-fn known_host_listed(host: &Host, known_hosts: &Path) -> std::io::Result<bool> {
+pub(super) fn known_host_listed(host: &Host, known_hosts: &Path) -> std::io::Result<bool> {
     let out = Command::new("ssh-keygen")
         .arg("-F")
         .arg(host.known_hosts_name())

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::remote::{check_remote_files, validate_remote};
+use super::target_hooks::{TargetHooks, check_hook_files, validate_hooks};
 use super::{Check, Config, CronSchedule, HumanDuration, Secret, TimeZone, is_http_url, names};
 
 /// What a target is. Also the `kind` of its backups' manifests, under the same names.
@@ -120,6 +121,8 @@ pub struct TargetConfig {
     /// `serve` backs the target up at start when it has no backup at all yet.
     #[serde(default)]
     pub backup_on_start: bool,
+    /// `[targets.<t>.hooks]`: commands run around its backups and restores.
+    pub hooks: Option<TargetHooks>,
     /// Added by lifeboat itself (the state database's target), not written in the file.
     #[serde(skip)]
     pub built_in: bool,
@@ -287,6 +290,7 @@ impl Config {
                 t.host.as_deref().unwrap_or_default()
             ));
         }
+        validate_hooks(name, t)?;
         if !t.include.is_empty() || !t.exclude.is_empty() {
             for g in t.include.iter().chain(&t.exclude) {
                 globset::Glob::new(g)
@@ -304,6 +308,7 @@ impl Config {
     pub fn check_reachable(&self) -> Vec<String> {
         let mut problems = Vec::new();
         for (name, t) in &self.targets {
+            problems.extend(check_hook_files(name, t));
             if t.host.is_some() {
                 problems.extend(check_remote_files(name, t));
                 continue; // its paths are on the other host

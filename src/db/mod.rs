@@ -10,6 +10,7 @@ pub mod chat_links;
 pub mod damage;
 pub mod drills;
 pub mod history;
+pub mod hooks;
 pub mod incidents;
 pub mod jobs;
 pub mod recovery;
@@ -200,6 +201,34 @@ const MIGRATIONS: &[&str] = &[
         since TEXT NOT NULL,
         PRIMARY KEY (platform, channel)
      );",
+    // 10: target hooks: the after_* commands owed once a before_* started (cleared when
+    // they ran, so a crash in between leaves them for the next start), and every hook
+    // command's outcome and output tail, kept with its job
+    "CREATE TABLE hooks_owed (
+        id INTEGER PRIMARY KEY,
+        target TEXT NOT NULL,
+        action TEXT NOT NULL,
+        job_id INTEGER,
+        backup_id TEXT,
+        commands TEXT NOT NULL,
+        since TEXT NOT NULL,
+        pid INTEGER NOT NULL
+     );
+     CREATE INDEX hooks_owed_target ON hooks_owed(target);
+     CREATE TABLE hook_runs (
+        id INTEGER PRIMARY KEY,
+        job_id INTEGER,
+        target TEXT NOT NULL,
+        phase TEXT NOT NULL,
+        command TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        tail TEXT NOT NULL,
+        at TEXT NOT NULL,
+        owed_since TEXT,
+        posted INTEGER NOT NULL DEFAULT 1
+     );
+     CREATE INDEX hook_runs_job ON hook_runs(job_id);
+     CREATE INDEX hook_runs_unposted ON hook_runs(posted) WHERE posted = 0;",
 ];
 
 /// How often a long-running `serve` checks its whole state database for damage.

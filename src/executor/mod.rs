@@ -191,6 +191,17 @@ impl Executor {
         result.map(|value| Finished { job, value })
     }
 
+    /// Run `work` holding the target's lock, without a job record; `None` (nothing run)
+    /// when another job holds it.
+    pub fn with_target_lock<T>(&self, target: &str, work: impl FnOnce() -> T) -> Result<Option<T>> {
+        let Some(lock) = self.try_lock(target)? else {
+            return Ok(None);
+        };
+        let out = work();
+        drop(lock);
+        Ok(Some(out))
+    }
+
     fn busy_message(&self, target: &str) -> Result<String> {
         let running = self.db.jobs_running(Some(target))?;
         Ok(match running.last() {
@@ -310,6 +321,9 @@ impl Progress for PhaseAudit {
             .done
             .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
         self.inner.advance(bytes)
+    }
+    fn note(&self, text: &str) {
+        self.inner.note(text)
     }
 }
 

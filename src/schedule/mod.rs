@@ -147,6 +147,10 @@ impl Scheduler {
     /// Run until the task is dropped or aborted.
     pub async fn run(mut self) {
         tokio::spawn(startup::offer_rebuild(self.app.clone(), self.sinks.clone()));
+        tokio::spawn(startup::settle_owed_hooks(
+            self.app.clone(),
+            self.sinks.clone(),
+        ));
         let now = self.clock.now();
         // Every target is looked at now; only jobs after this one are news.
         let app = self.app.clone();
@@ -180,6 +184,7 @@ impl Scheduler {
             self.start_due_drills(now);
             self.start_due_verifies(now);
             self.check(now, &courier).await;
+            startup::post_owed_hook_runs(&self.app, &self.sinks).await;
             let pause = self.pause(now);
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}

@@ -39,7 +39,8 @@ pub use place::{Move, Placement};
 /// 2. [`Copier::copy`] takes the consistent copy into the store's writer and returns the
 ///    facts the manifest records. Hooks that quiesce an application will run around this
 ///    call, in the action: `before_backup` after `connect`, `after_backup` as soon as
-///    `copy` has finished reading, before the store has finished publishing.
+///    `copy` has finished reading ([`CopyContext::finished_reading`]), before the store
+///    has finished publishing.
 /// 3. Today every copy is one byte stream. A directory source will instead hand over a
 ///    tree of entries (path, metadata, content on demand) to stores that keep native
 ///    trees, which also lets it compare each entry's metadata at the end of the copy with
@@ -258,6 +259,18 @@ pub struct CopyContext<'a> {
     pub scratch: &'a dyn Fn() -> Result<tempfile::TempDir>,
     /// The store's write errors in words (which backup, which store).
     pub write_err: &'a dyn Fn(std::io::Error) -> Error,
+    /// Called through [`finished_reading`](CopyContext::finished_reading).
+    pub finished_reading: &'a dyn Fn(),
+}
+
+impl CopyContext<'_> {
+    /// The source has read everything it copies: the data no longer needs to be quiet,
+    /// so the target's `after_backup` hooks run now. A source whose reading ends before
+    /// `copy` returns calls this then; otherwise the action calls it when `copy` returns.
+    /// Calling it more than once is harmless.
+    pub fn finished_reading(&self) {
+        (self.finished_reading)()
+    }
 }
 
 /// The facts of a copy, as the manifest records them.

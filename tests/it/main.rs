@@ -17,6 +17,7 @@ mod drills;
 mod faults;
 mod first_start;
 mod gcp_disk;
+mod hooks;
 mod http_floods;
 mod incidents;
 mod monitoring;

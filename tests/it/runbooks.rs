@@ -141,9 +141,20 @@ fn vps_loss_runbook_rebuilds_gitea_from_its_database_and_config_backups() {
 #[test]
 fn data_volume_runbook_restores_duckdb_and_parquet_files() {
     http_server("127.0.0.1:8000", 200, "ok");
-    let home = home_with(
-        "[targets.app-data]\nkind = \"directory\"\npath = \"../data/volume\"\nstore = \"local\"\n",
-    );
+    // The target's restore hooks stop and start the app (here: they say so in a file).
+    let home = Home::new();
+    let hooks_log = home.path("hooks.log");
+    ConfigBuilder::new()
+        .runbooks(&shipped_runbooks())
+        .local_store("offsite", "../offsite")
+        .raw(&format!(
+            "[targets.app-data]\nkind = \"directory\"\npath = \"../data/volume\"\nstore = \"local\"\n\
+             [targets.app-data.hooks]\n\
+             before_restore = [[\"sh\", \"-c\", \"echo down >> {log}\"]]\n\
+             after_restore = [[\"sh\", \"-c\", \"echo up $LIFEBOAT_RESULT >> {log}\"]]\n",
+            log = hooks_log.display()
+        ))
+        .write(&home);
     let vol = home.path("data/volume");
     std::fs::create_dir_all(vol.join("state")).unwrap();
     std::fs::create_dir_all(vol.join("extracts/jira")).unwrap();
@@ -153,8 +164,13 @@ fn data_volume_runbook_restores_duckdb_and_parquet_files() {
     home.ok(&["backup", "app-data"]);
     std::fs::remove_file(vol.join("state/system.duckdb")).unwrap();
 
-    let (code, report, log) = run_runbook(&home, &["data-volume-restore"], "done\nyes\ndone\n");
+    let (code, report, log) = run_runbook(&home, &["data-volume-restore"], "yes\ndone\n");
     assert_eq!(code, 0, "{report}\n{log}");
+    let hooks = std::fs::read_to_string(&hooks_log).unwrap_or_default();
+    assert_eq!(
+        hooks, "down\nup ok\n",
+        "the restore step ran the target's hooks"
+    );
     assert_eq!(
         std::fs::read(vol.join("state/system.duckdb")).unwrap(),
         registry

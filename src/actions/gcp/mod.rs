@@ -28,13 +28,20 @@ use crate::sources::gcp_disk::{
     self, Gcp, LABEL_ID, LABEL_MARK, LABEL_TARGET, SnapshotInfo, gce_name,
 };
 use crate::stores::manifest::{FORMAT_VERSION, GcpFacts, Manifest};
+use crate::target_hooks::ActionHooks;
 
 /// gcp-disk targets, whose backups are the snapshots of their disk.
 pub struct Snapshots;
 
 impl TargetBackups for Snapshots {
-    fn backup(&self, app: &App, target: &str, ctx: &JobContext) -> Result<Manifest> {
-        backup(app, target, ctx)
+    fn backup(
+        &self,
+        app: &App,
+        target: &str,
+        ctx: &JobContext,
+        hooks: &ActionHooks<'_>,
+    ) -> Result<Manifest> {
+        backup(app, target, ctx, hooks)
     }
 
     fn backups(&self, app: &App, target: &str) -> Result<Vec<Manifest>> {
@@ -190,8 +197,10 @@ pub fn backups(app: &App, target: &str) -> Result<Vec<Manifest>> {
     Ok(out)
 }
 
-/// Take a snapshot now; the caller holds the target's lock.
-fn backup(app: &App, target: &str, ctx: &JobContext) -> Result<Manifest> {
+/// Take a snapshot now; the caller holds the target's lock. The disk needs to be quiet
+/// (e.g. `fsfreeze -f` in `before_backup`) only until the snapshot has left CREATING: the
+/// `after_backup` hooks run then, not after its upload.
+fn backup(app: &App, target: &str, ctx: &JobContext, hooks: &ActionHooks<'_>) -> Result<Manifest> {
     let gcp = connect(app, target)?;
     let started = Utc::now();
     let clock = std::time::Instant::now();
@@ -214,13 +223,14 @@ fn backup(app: &App, target: &str, ctx: &JobContext) -> Result<Manifest> {
     ctx.cancel
         .check()
         .map_err(|e| Error::io("snapshotting", e))?;
+    hooks.before(Some(&id))?;
     ctx.progress
         .phase(&format!("snapshotting disk {}", gcp.disk));
     let description = format!(
         "lifeboat backup {id} of target {target} (disk {})",
         gcp.disk
     );
-    let snap = gcp.create_snapshot(&name, &description, labels)?;
+    let snap = gcp.create_snapshot(&name, &description, labels, &|| hooks.reading_ended())?;
     let mut m = manifest_of(&gcp, target, &snap, None);
     m.finished_at = crate::units::now_text();
     m.duration_seconds = clock.elapsed().as_secs_f64();
@@ -238,6 +248,8 @@ fn verify(
     ctx: &JobContext,
 ) -> Result<VerifyReport> {
     let done = app.executor.run("verify", target, actor, ctx, |_, ctx| {
+        // Hooks a stopped process owed for this target run first, under its lock.
+        crate::target_hooks::owed::settle(app, target, ctx);
         ctx.progress.phase("checking the snapshot");
         let gcp = connect(app, target)?;
         let found = checked_snapshot(app, &gcp, target, selector)?;

@@ -200,6 +200,8 @@ pub fn apply(
     let done = app
         .executor
         .run("restore", &plan.target, actor, ctx, |_, ctx| {
+            // Hooks a stopped process owed for this target run first, under its lock.
+            crate::target_hooks::owed::settle(app, &plan.target, ctx);
             let clock = std::time::Instant::now();
             let gcp = connect(app, &plan.target)?;
             ctx.progress.phase("checking the snapshot");

@@ -13,12 +13,19 @@ use crate::app::App;
 use crate::error::{Error, Result};
 use crate::progress::JobContext;
 use crate::stores::manifest::Manifest;
+use crate::target_hooks::ActionHooks;
 
 pub struct InStore;
 
 impl TargetBackups for InStore {
-    fn backup(&self, app: &App, target: &str, ctx: &JobContext) -> Result<Manifest> {
-        backup::backup_locked(app, target, ctx)
+    fn backup(
+        &self,
+        app: &App,
+        target: &str,
+        ctx: &JobContext,
+        hooks: &ActionHooks<'_>,
+    ) -> Result<Manifest> {
+        backup::backup_locked(app, target, ctx, hooks)
     }
 
     fn backups(&self, app: &App, target: &str) -> Result<Vec<Manifest>> {

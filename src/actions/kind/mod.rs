@@ -28,11 +28,20 @@ use crate::error::Result;
 use crate::progress::JobContext;
 use crate::sources::{Kept, Source};
 use crate::stores::manifest::Manifest;
+use crate::target_hooks::ActionHooks;
 
 /// What the actions do with a target's backups where they are kept.
 pub trait TargetBackups: Sync {
-    /// Take a backup now. The caller holds the target's lock, in a `backup` job.
-    fn backup(&self, app: &App, target: &str, ctx: &JobContext) -> Result<Manifest>;
+    /// Take a backup now. The caller holds the target's lock, in a `backup` job. The
+    /// keeper runs the `before_backup` hooks once the data is reached and before anything
+    /// is written, and tells `hooks` when the data no longer needs to be quiet.
+    fn backup(
+        &self,
+        app: &App,
+        target: &str,
+        ctx: &JobContext,
+        hooks: &ActionHooks<'_>,
+    ) -> Result<Manifest>;
 
     /// Every complete backup of the target, newest first.
     fn backups(&self, app: &App, target: &str) -> Result<Vec<Manifest>>;

@@ -165,12 +165,15 @@ impl Gcp {
         self.rt.block_on(fut)
     }
 
-    /// `disks.createSnapshot` of the target's disk, waiting until the snapshot is READY.
+    /// `disks.createSnapshot` of the target's disk, waiting until the snapshot is READY;
+    /// `left_creating` is called once the snapshot has left CREATING (the disk's content
+    /// is captured; the rest is the upload), before the wait for READY.
     pub fn create_snapshot(
         &self,
         name: &str,
         description: &str,
         labels: BTreeMap<String, String>,
+        left_creating: &dyn Fn(),
     ) -> Result<SnapshotInfo> {
         let what = format!(
             "creating snapshot {name} of disk {} in {}/{}",
@@ -198,6 +201,9 @@ impl Gcp {
             let snap = self.get_snapshot(name)?.ok_or_else(|| {
                 Error::Failed(format!("{what}: the snapshot is gone after it was made"))
             })?;
+            if matches!(snap.status.as_str(), "UPLOADING" | "READY") {
+                left_creating();
+            }
             match snap.status.as_str() {
                 "READY" => return Ok(snap),
                 "FAILED" | "DELETING" => {

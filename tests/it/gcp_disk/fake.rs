@@ -39,6 +39,13 @@ pub struct FakeState {
     pub fail_next_disk: Option<(String, String)>,
     /// The body of every disks.insert that was accepted.
     pub inserted_disks: Vec<Value>,
+    /// While set, a new snapshot is CREATING at its first read, then UPLOADING until
+    /// this file exists (the test's hooks decide when it is READY), or for at most 200
+    /// reads, so a lifeboat that waits for READY first fails the test instead of hanging.
+    pub uploading_until: Option<std::path::PathBuf>,
+    pub uploading_reads: u32,
+    /// Whether that file existed when the snapshot became READY.
+    pub ready_with_file: Option<bool>,
     pub next_id: u64,
 }
 
@@ -186,6 +193,23 @@ pub async fn handle(
     match (method.as_str(), &parts[1..]) {
         ("GET", ["global", "snapshots"]) => list_snapshots(&mut s, filter),
         ("GET", ["global", "snapshots", name]) => match s.snapshots.get(*name) {
+            Some(v) if s.uploading_until.is_some() && v["status"] != "READY" => {
+                let mut v = v.clone();
+                let file = s.uploading_until.as_ref().is_some_and(|p| p.exists());
+                s.uploading_reads += 1;
+                let next = match v["status"].as_str() {
+                    Some("CREATING") => "UPLOADING",
+                    _ if file || s.uploading_reads > 200 => {
+                        s.ready_with_file = Some(file);
+                        "READY"
+                    }
+                    _ => "UPLOADING",
+                };
+                let shown = v.clone();
+                v["status"] = json!(next);
+                s.snapshots.insert(name.to_string(), v);
+                ok(shown)
+            }
             Some(v) => ok(v.clone()),
             None => error(
                 StatusCode::NOT_FOUND,
@@ -398,7 +422,7 @@ pub fn apply(s: &mut FakeState, effect: Effect) -> Result<(), (String, String)> 
                 "name": name,
                 "description": body["description"],
                 "labels": body["labels"],
-                "status": "READY",
+                "status": if s.uploading_until.is_some() { "CREATING" } else { "READY" },
                 "sourceDisk": format!("{BASE}/projects/{PROJECT}/zones/{ZONE}/disks/{disk}"),
                 "sourceDiskId": "4242",
                 "diskSizeGb": gb,

@@ -283,3 +283,32 @@ fn serve_notices_a_snapshot_deleted_behind_lifeboats_back_and_alerts() {
         fake.calls()
     );
 }
+
+/// A disk frozen around its snapshot (`fsfreeze` in real life, files here): the
+/// after_backup hook thaws it once the snapshot has left CREATING, while it is still
+/// uploading — the fake keeps it UPLOADING until the hook has run.
+#[test]
+fn the_after_backup_hook_runs_once_the_snapshot_has_left_creating() {
+    let fake = FakeCompute::start();
+    let home = Home::new();
+    let log = home.path("hooks.log");
+    fake.state.lock().unwrap().uploading_until = Some(log.clone());
+    gcp_config(&fake, false, "")
+        .raw(&format!(
+            "[targets.data-disk.hooks]\nbefore_backup = [[\"sh\", \"-c\", \"echo frozen > {l}.frozen\"]]\nafter_backup = [[\"sh\", \"-c\", \"echo thawed $LIFEBOAT_RESULT $LIFEBOAT_BACKUP >> {l}\"]]\n",
+            l = log.display()
+        ))
+        .write(&home);
+    let b = home.json(&["backup", "data-disk"]);
+    assert_eq!(b["gcp"]["snapshot_status"], "READY");
+    assert_eq!(
+        fake.state.lock().unwrap().ready_with_file,
+        Some(true),
+        "the after_backup hook had run while the snapshot was still uploading"
+    );
+    assert!(home.path("hooks.log.frozen").exists());
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        format!("thawed ok {}\n", b["id"].as_str().unwrap())
+    );
+}
