@@ -26,6 +26,7 @@ mod repository;
 mod repository_faults;
 mod runbooks;
 mod s3_store;
+mod seed_data_volume;
 mod slack;
 mod slack_socket;
 mod sqlite_targets;

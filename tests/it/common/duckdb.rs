@@ -26,11 +26,25 @@ impl DuckWriter {
     /// Start writing to `db` (created if absent), checkpointing every `checkpoint_every`
     /// batches (0: only when told); returns once the first batch is checkpointed.
     pub fn start(db: &Path, checkpoint_every: u32) -> DuckWriter {
-        let mut child = Command::new("python3")
-            .arg(script())
+        Self::spawn(db, checkpoint_every, None)
+    }
+
+    /// As [`start`](Self::start), also taking commands from other processes (hooks) over
+    /// the unix socket `control`: see [`ctl`].
+    pub fn start_controlled(db: &Path, checkpoint_every: u32, control: &Path) -> DuckWriter {
+        Self::spawn(db, checkpoint_every, Some(control))
+    }
+
+    fn spawn(db: &Path, checkpoint_every: u32, control: Option<&Path>) -> DuckWriter {
+        let mut cmd = Command::new("python3");
+        cmd.arg(script())
             .arg("write")
             .arg(db)
-            .args(["--checkpoint-every", &checkpoint_every.to_string()])
+            .args(["--checkpoint-every", &checkpoint_every.to_string()]);
+        if let Some(control) = control {
+            cmd.arg("--control").arg(control);
+        }
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -91,6 +105,18 @@ impl DuckWriter {
         self.ask("resume")
     }
 
+    /// Whether the writer is paused now (a `pause` not yet followed by `resume`).
+    pub fn is_paused(&mut self) -> bool {
+        writeln!(self.stdin, "state").expect("the writer reads its commands");
+        self.stdin.flush().unwrap();
+        let answer = self.line();
+        match answer.rsplit_once(' ') {
+            Some((_, "paused")) => true,
+            Some((_, "writing")) => false,
+            _ => panic!("state: the writer answered {answer:?}"),
+        }
+    }
+
     /// Wait until at least `rows` rows are committed.
     pub fn wait_rows(&mut self, rows: u64) -> u64 {
         self.ask(&format!("wait {rows}"))
@@ -132,6 +158,29 @@ pub fn check(db: &Path) -> Result<u64, String> {
     }
 }
 
+/// The argv (as a TOML list) of a command another process runs to send `command` to a
+/// writer started with [`DuckWriter::start_controlled`]: what a hook runs.
+pub fn ctl(control: &Path, command: &str) -> String {
+    let argv = [
+        python(),
+        script().display().to_string(),
+        "ctl".to_string(),
+        control.display().to_string(),
+        command.to_string(),
+    ];
+    toml::Value::Array(argv.into_iter().map(toml::Value::String).collect()).to_string()
+}
+
+/// The Python interpreter the tests run, by its full path: hooks run with a clean
+/// environment whose PATH may find another one (without duckdb).
+fn python() -> String {
+    let out = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("python3 runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// Write a parquet extract of `rows` rows at `path`, as the app's sync does.
 pub fn write_parquet(path: &Path, rows: u64) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -153,6 +202,17 @@ pub fn write_parquet(path: &Path, rows: u64) {
 /// Seed 001's data volume under `data`: parquet extracts of two sources and the app's
 /// `state/system.duckdb`, which the returned writer keeps writing.
 pub fn seed_volume(data: &Path, checkpoint_every: u32) -> DuckWriter {
+    seed_files(data);
+    DuckWriter::start(&data.join("state/system.duckdb"), checkpoint_every)
+}
+
+/// As [`seed_volume`], with the writer also taking commands over `control` (for hooks).
+pub fn seed_volume_controlled(data: &Path, checkpoint_every: u32, control: &Path) -> DuckWriter {
+    seed_files(data);
+    DuckWriter::start_controlled(&data.join("state/system.duckdb"), checkpoint_every, control)
+}
+
+fn seed_files(data: &Path) {
     for source in ["keboola", "bigquery"] {
         write_parquet(
             &data.join(format!("extracts/{source}/data/orders.parquet")),
@@ -160,5 +220,4 @@ pub fn seed_volume(data: &Path, checkpoint_every: u32) -> DuckWriter {
         );
     }
     std::fs::create_dir_all(data.join("state")).unwrap();
-    DuckWriter::start(&data.join("state/system.duckdb"), checkpoint_every)
 }

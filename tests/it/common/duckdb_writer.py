@@ -1,23 +1,31 @@
 """An application writing to a DuckDB database the way seed 001's analytics app does:
 batches of rows committed one after another, with a CHECKPOINT every few batches (the
 moment DuckDB folds its `.wal` into the `.duckdb` file). Driven by the tests over stdin,
-one command a line, each answered with one line on stdout:
+one command a line, each answered with one line on stdout; with `--control SOCKET` the
+same commands also come over a unix socket, one per connection, so that lifeboat's
+hooks can pause and resume the app as `docker exec ... pause-writes` does in the seed:
 
   checkpoint   commit one more batch, CHECKPOINT, answer "ok <rows>"
   pause        CHECKPOINT, stop writing, answer "ok <rows>" (the files are quiet now)
   resume       start writing again, answer "ok <rows>"
   wait <n>     answer "ok <rows>" once at least n rows are committed
+  state        answer "ok <rows> paused" or "ok <rows> writing"
   stop         close the database and exit, answer "ok <rows>"
 
 Every batch also updates a one-row `tally` (rows, sum of ids) in the same transaction,
 so a copy whose contents are consistent has `tally` equal to what `events` holds.
 
-  duckdb_writer.py write <db> [--checkpoint-every N]   the writer (prints "ready <rows>")
+  duckdb_writer.py write <db> [--checkpoint-every N] [--control SOCKET]
+                                                       the writer (prints "ready <rows>")
+  duckdb_writer.py ctl <SOCKET> <command>              one command from another process
+                                                       (a hook), its answer printed
   duckdb_writer.py check <db>                          open a copy, print "ok <rows>" or fail
   duckdb_writer.py parquet <file> <rows>               write a parquet extract
 """
 
+import os
 import select
+import socket
 import sys
 
 import duckdb
@@ -48,7 +56,7 @@ def write_batch(con):
     con.execute("COMMIT")
 
 
-def write(db, checkpoint_every):
+def write(db, checkpoint_every, control=None):
     con = duckdb.connect(db)
     # The app's own rhythm decides when DuckDB checkpoints, not the WAL's size.
     con.execute("SET checkpoint_threshold = '1GB'")
@@ -58,46 +66,84 @@ def write(db, checkpoint_every):
         con.execute("INSERT INTO tally VALUES (0, 0)")
     write_batch(con)
     con.execute("CHECKPOINT")
+    listener = None
+    if control:
+        if os.path.exists(control):
+            os.unlink(control)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(control)
+        listener.listen(8)
     say(f"ready {rows(con)}")
-    paused = False
-    waiting = None  # (rows wanted) for a pending "wait"
+    state = {"paused": False, "waiting": None}  # waiting: (rows wanted, how to answer)
     batches = 0
+    sources = [sys.stdin] + ([listener] if listener else [])
     while True:
         # Writing: only look at commands between batches; paused: block on them.
-        ready, _, _ = select.select([sys.stdin], [], [], None if paused else 0)
-        if ready:
-            line = sys.stdin.readline()
-            if not line:
-                return  # the test went away
-            word, *args = line.split()
-            if word == "checkpoint":
-                write_batch(con)
-                con.execute("CHECKPOINT")
-                say(f"ok {rows(con)}")
-            elif word == "pause":
-                con.execute("CHECKPOINT")
-                paused = True
-                say(f"ok {rows(con)}")
-            elif word == "resume":
-                paused = False
-                say(f"ok {rows(con)}")
-            elif word == "wait":
-                waiting = int(args[0])
-            elif word == "stop":
-                n = rows(con)
-                con.close()
-                say(f"ok {n}")
-                return
+        ready, _, _ = select.select(sources, [], [], None if state["paused"] else 0)
+        for source in ready:
+            if source is sys.stdin:
+                line = sys.stdin.readline()
+                if not line:
+                    return  # the test went away
+                if not command(con, line, say, state):
+                    return
             else:
-                say(f"error unknown command {word!r}")
-        if waiting is not None and rows(con) >= waiting:
-            say(f"ok {rows(con)}")
-            waiting = None
-        if not paused:
+                conn, _ = listener.accept()
+                with conn.makefile("rw") as f:
+                    def answer(text, f=f):
+                        f.write(text + "\n")
+                        f.flush()
+                    command(con, f.readline(), answer, state)
+                conn.close()
+        waiting = state["waiting"]
+        if waiting is not None and rows(con) >= waiting[0]:
+            waiting[1](f"ok {rows(con)}")
+            state["waiting"] = None
+        if not state["paused"]:
             write_batch(con)
             batches += 1
             if checkpoint_every and batches % checkpoint_every == 0:
                 con.execute("CHECKPOINT")
+
+
+def command(con, line, answer, state):
+    """Carry out one command line; False once the writer should end."""
+    word, *args = line.split() or [""]
+    if word == "checkpoint":
+        write_batch(con)
+        con.execute("CHECKPOINT")
+        answer(f"ok {rows(con)}")
+    elif word == "pause":
+        con.execute("CHECKPOINT")
+        state["paused"] = True
+        answer(f"ok {rows(con)}")
+    elif word == "resume":
+        state["paused"] = False
+        answer(f"ok {rows(con)}")
+    elif word == "state":
+        answer(f"ok {rows(con)} {'paused' if state['paused'] else 'writing'}")
+    elif word == "wait" and answer is say:
+        state["waiting"] = (int(args[0]), answer)
+    elif word == "stop" and answer is say:
+        n = rows(con)
+        con.close()
+        answer(f"ok {n}")
+        return False
+    else:
+        answer(f"error unknown command {word!r}")
+    return True
+
+
+def ctl(path, words):
+    """Send one command to a running writer and print its answer; exit 1 unless ok."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(path)
+        with s.makefile("rw") as f:
+            f.write(" ".join(words) + "\n")
+            f.flush()
+            answer = f.readline().strip()
+    say(answer)
+    return 0 if answer.startswith("ok ") else 1
 
 
 def check(db):
@@ -131,7 +177,12 @@ def main():
         every = 0
         if "--checkpoint-every" in sys.argv:
             every = int(sys.argv[sys.argv.index("--checkpoint-every") + 1])
-        write(sys.argv[2], every)
+        control = None
+        if "--control" in sys.argv:
+            control = sys.argv[sys.argv.index("--control") + 1]
+        write(sys.argv[2], every, control)
+    elif mode == "ctl":
+        sys.exit(ctl(sys.argv[2], sys.argv[3:]))
     elif mode == "check":
         sys.exit(check(sys.argv[2]))
     elif mode == "parquet":
