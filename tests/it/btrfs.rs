@@ -523,3 +523,47 @@ fn an_unprivileged_lifeboat_is_refused_naming_the_capabilities_it_needs() {
     assert_eq!(fs.subvolumes(), vec!["vol".to_string()]);
     assert_eq!(home.json(&["list", "vol"]).as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn with_a_snapshot_the_after_backup_hook_resumes_the_app_before_the_tree_is_read() {
+    let fs = Btrfs::new(256);
+    let live = fs.subvolume("vol");
+    fill(&live);
+    let home = snapshot_home(&live);
+    let seen = home.path("seen-by-after-hook");
+    // The hook lists lifeboat's snapshots beside the tree (gone once reading ends) and
+    // writes into the live tree as a resumed app would.
+    let script = format!(
+        "ls -a {parent} | grep -c lifeboat-snapshot > {seen}; echo resumed > {live}/after.txt",
+        parent = live.parent().unwrap().display(),
+        seen = seen.display(),
+        live = live.display()
+    );
+    let argv = toml::Value::Array(
+        ["sh", "-c", &script]
+            .iter()
+            .map(|s| toml::Value::String(s.to_string()))
+            .collect(),
+    );
+    fs::write(
+        home.config_path(),
+        format!(
+            "{}\n[targets.vol.hooks]\nbefore_backup = [[\"true\"]]\nafter_backup = [{argv}]\n",
+            fs::read_to_string(home.config_path()).unwrap()
+        ),
+    )
+    .unwrap();
+
+    let backup = home.json(&["backup", "vol"]);
+    assert_eq!(backup["status"], "complete");
+    assert_eq!(
+        fs::read_to_string(&seen).unwrap().trim(),
+        "1",
+        "after_backup should run once the snapshot exists, not after it is read and removed"
+    );
+    // The copy is the snapshot's: the app's write after resuming is not in it.
+    let entries = backup["directory"]["entries"].to_string();
+    assert!(!entries.contains("after.txt"), "{entries}");
+    assert!(live.join("after.txt").exists());
+    assert_eq!(snapshots_beside(&live), Vec::<String>::new());
+}

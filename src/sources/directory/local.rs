@@ -92,6 +92,11 @@ impl Copier for Copy<'_> {
         let filter = Filter::new(&self.0.include, &self.0.exclude)?;
         let (path, target) = (&self.0.path, &self.0.target);
         let facts = snapshot::reading(self.0.snapshot, path, target, cx.job, |root| {
+            if root != path.as_path() {
+                // Read from a snapshot: the live tree need not stay quiet any longer, so
+                // the after_backup hooks may resume the app before the copy is read.
+                cx.finished_reading();
+            }
             directory::write_tar(root, &filter, into, cx.job)
         })?;
         Ok(Copied {
