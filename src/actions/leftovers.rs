@@ -11,7 +11,10 @@ pub fn clean_at_start(app: &App) {
         let Ok(source) = crate::actions::kind::source(app, name) else {
             continue;
         };
-        let removed = match app.executor.holding(name, || source.clean_after_crash()) {
+        let removed = match app
+            .executor
+            .with_target_lock(name, || source.clean_after_crash())
+        {
             Ok(Some(Ok(removed))) => removed,
             Ok(None) => continue,
             Ok(Some(Err(e))) | Err(e) => {

@@ -119,17 +119,6 @@ impl Executor {
         Ok(swept)
     }
 
-    /// Run `work` holding `target`'s lock, without a job record (housekeeping at start);
-    /// `None` when a job holds the target (it cleans up after itself).
-    pub fn holding<T>(&self, target: &str, work: impl FnOnce() -> T) -> Result<Option<T>> {
-        let Some(lock) = self.try_lock(target)? else {
-            return Ok(None);
-        };
-        let done = work();
-        drop(lock);
-        Ok(Some(done))
-    }
-
     /// Run `work` as a job of `kind` on `target`, refusing at once if another job holds
     /// the target. The job is recorded before it starts and when it ends, whatever happens.
     pub fn run<T: JobOutput>(
@@ -191,8 +180,9 @@ impl Executor {
         result.map(|value| Finished { job, value })
     }
 
-    /// Run `work` holding the target's lock, without a job record; `None` (nothing run)
-    /// when another job holds it.
+    /// Run `work` holding the target's lock, without a job record (housekeeping: what a
+    /// crashed job left); `None` (nothing run) when another job holds it, which cleans up
+    /// after itself.
     pub fn with_target_lock<T>(&self, target: &str, work: impl FnOnce() -> T) -> Result<Option<T>> {
         let Some(lock) = self.try_lock(target)? else {
             return Ok(None);
