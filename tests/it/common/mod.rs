@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod cutter;
+pub mod duckdb;
 pub mod fakes;
 pub mod gateway;
 pub mod history;
