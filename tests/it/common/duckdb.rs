@@ -162,32 +162,3 @@ pub fn seed_volume(data: &Path, checkpoint_every: u32) -> DuckWriter {
     std::fs::create_dir_all(data.join("state")).unwrap();
     DuckWriter::start(&data.join("state/system.duckdb"), checkpoint_every)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The harness itself: a paused writer leaves a copy DuckDB opens with every row the
-    /// writer reported; a checkpoint moves the data out of the WAL.
-    #[test]
-    fn a_quiet_copy_opens_with_every_committed_row() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut w = seed_volume(dir.path(), 5);
-        let before = w.wait_rows(2_000);
-        assert!(before >= 2_000);
-        let paused = w.pause();
-        let copy = dir.path().join("copy.duckdb");
-        std::fs::copy(&w.db, &copy).unwrap();
-        let wal = w.db.with_extension("duckdb.wal");
-        if wal.exists() {
-            std::fs::copy(&wal, dir.path().join("copy.duckdb.wal")).unwrap();
-        }
-        assert_eq!(check(&copy), Ok(paused));
-        w.resume();
-        let after = w.checkpoint();
-        assert!(after > paused);
-        let stopped = w.stop();
-        assert!(stopped >= after);
-        assert_eq!(check(&dir.path().join("state/system.duckdb")), Ok(stopped));
-    }
-}
