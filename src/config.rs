@@ -33,7 +33,7 @@ pub use paths::normalize;
 pub use server::{HEARTBEAT_MIN_EVERY, Heartbeat, ServerConfig};
 pub use state_backup::{STATE_TARGET, StateBackup};
 pub use store::{StoreConfig, StoreKind};
-pub use target::{Retention, TargetConfig, TargetKind};
+pub use target::{OnChange, Retention, TargetConfig, TargetKind};
 pub use time::{CronSchedule, HumanDuration, TimeZone};
 pub use web::WebConfig;
 

@@ -45,13 +45,22 @@ pub(super) fn render(
         JobReport::Drill(r) => {
             return (r.chat_summary(), Some(actions::drill_report::document(&r)));
         }
-        JobReport::Backup(m) => format!(
-            "✅ backup `{}` of {target} complete: {} stored ({} before compression) in {:.1}s",
-            m.id,
-            human_bytes(m.size_bytes),
-            human_bytes(m.content_bytes),
-            m.duration_seconds
-        ),
+        JobReport::Backup(m) => {
+            let warning = actions::backup::inconsistency_warning(&m);
+            let mut text = format!(
+                "{} backup `{}` of {target} complete: {} stored ({} before compression) in {:.1}s",
+                if warning.is_some() { "⚠️" } else { "✅" },
+                m.id,
+                human_bytes(m.size_bytes),
+                human_bytes(m.content_bytes),
+                m.duration_seconds
+            );
+            if let Some(w) = warning {
+                text.push('\n');
+                text.push_str(&w);
+            }
+            text
+        }
         JobReport::Verify(r) if r.ok => format!(
             "✅ backup `{}` of {target} verified: all checks passed",
             r.backup.id

@@ -71,10 +71,16 @@ struct Copy<'a>(&'a LocalDirectory);
 impl Copier for Copy<'_> {
     fn copy(&mut self, into: &mut dyn Write, cx: &CopyContext<'_>) -> Result<Copied> {
         let filter = Filter::new(&self.0.include, &self.0.exclude)?;
-        let facts = directory::write_tar(&self.0.path, &filter, into, cx.job)?;
+        let (facts, notes) = directory::write_tar(&self.0.path, &filter, into, cx.job)?;
+        // One more stat per entry, now that everything has been read.
+        cx.job
+            .progress
+            .phase("looking for files that changed while read");
+        let changed = notes.changed(&self.0.path, &filter);
         Ok(Copied {
             sqlite: None,
             directory: Some(facts),
+            changed_while_read: Some(changed),
         })
     }
 }
