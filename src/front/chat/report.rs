@@ -101,3 +101,42 @@ fn approval_header(approval: Option<&ApprovalRecord>) -> String {
     text.push('\n');
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flagged_backup_is_not_a_plain_success_in_chat() {
+        let m: crate::stores::manifest::Manifest = serde_json::from_str(
+            r#"{"format":1,"id":"20261122T083000Z","target":"volume","kind":"directory",
+            "store":"local","created_at":"2026-11-22T08:30:00.000Z","finished_at":"2026-11-22T08:30:02.000Z",
+            "duration_seconds":2.1,"status":"complete","artifact":"volume/20261122T083000Z.tar.zst",
+            "compression":"zstd","size_bytes":10,"sha256":"ab","content_bytes":20,"content_sha256":"cd",
+            "lifeboat_version":"0.4.0","consistent":false,
+            "changed_while_read":["a","b","state/system.duckdb","state/system.duckdb.wal"]}"#,
+        )
+        .unwrap();
+        let job = Job::Backup {
+            target: "volume".into(),
+        };
+        let (text, _) = render(&job, None, Ok(JobReport::Backup(m.clone())));
+        assert!(text.starts_with("⚠️ backup `20261122T083000Z`"), "{text}");
+        for needle in [
+            "INCONSISTENT",
+            "4 files changed while read (a, b, state/system.duckdb, …)",
+            "`before_backup`/`after_backup` hook",
+            "`exclude`",
+        ] {
+            assert!(text.contains(needle), "{needle}: {text}");
+        }
+        let mut clean = m;
+        clean.consistent = Some(true);
+        clean.changed_while_read = Some(Vec::new());
+        let (text, _) = render(&job, None, Ok(JobReport::Backup(clean)));
+        assert!(
+            text.starts_with("✅") && !text.contains("INCONSISTENT"),
+            "{text}"
+        );
+    }
+}

@@ -50,6 +50,8 @@ fn a_file_written_while_read_flags_the_backup_and_names_it() {
     assert_eq!(newest["id"], m.id.as_str());
     assert_eq!(newest["status"], "complete");
     assert_eq!(newest["consistent"], false, "{newest}");
+    let table = home.ok(&["list", "volume"]);
+    assert!(table.contains("INCONSISTENT: 1 changed while read"), "{table}");
 
     // The words every front-end uses: the count, the file, the two ways out.
     let warning = lifeboat::actions::backup::inconsistency_warning(&m).unwrap();
