@@ -51,7 +51,10 @@ fn a_file_written_while_read_flags_the_backup_and_names_it() {
     assert_eq!(newest["status"], "complete");
     assert_eq!(newest["consistent"], false, "{newest}");
     let table = home.ok(&["list", "volume"]);
-    assert!(table.contains("INCONSISTENT: 1 changed while read"), "{table}");
+    assert!(
+        table.contains("INCONSISTENT: 1 changed while read"),
+        "{table}"
+    );
 
     // The words every front-end uses: the count, the file, the two ways out.
     let warning = lifeboat::actions::backup::inconsistency_warning(&m).unwrap();
@@ -74,6 +77,12 @@ fn a_file_written_while_read_flags_the_backup_and_names_it() {
     assert!(
         reasons.contains("inconsistent") && reasons.contains("a.bin"),
         "{reasons}"
+    );
+
+    let text = home.ok(&["status"]);
+    assert!(
+        text.contains("INCONSISTENT: 1 file changed while read (a.bin)"),
+        "{text}"
     );
 
     // A restore plan and a drill of the newest say so and name the clean backup.
