@@ -11,6 +11,10 @@
 #                  kept and reused when its size matches, everything under out/ is
 #                  rebuilt on every run
 #   CARGO_TARGET_DIR  honoured when building and locating the lifeboat binary
+#   BENCH_PARTS    which data sets: "db dir" (default), "db" or "dir"
+#   LIFEBOAT_BIN_BEFORE  another lifeboat binary (e.g. a release build of the commit
+#                  before a change) measured beside this one in every round, as
+#                  "lifeboat … (before)": a change's cost, under the same drift
 #
 # Each measured command runs after `sync` (and, as root, a best-effort page-cache drop,
 # applied identically before every command); wall time, CPU time and peak RSS come from
@@ -23,6 +27,9 @@ set -euo pipefail
 
 SIZE_MB=${BENCH_SIZE_MB:-1024}
 ROUNDS=${BENCH_ROUNDS:-3}
+PARTS=${BENCH_PARTS:-db dir}
+BEFORE=${LIFEBOAT_BIN_BEFORE:-}
+[[ -z $BEFORE || -x $BEFORE ]] || die "LIFEBOAT_BIN_BEFORE is not an executable: $BEFORE"
 WORK=${BENCH_DIR:-/tmp/lifeboat-bench}
 REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/lib.sh
@@ -72,6 +79,9 @@ path = "$TREE"
 store = "bench"
 restore_roots = ["$OUT/restore"]
 CONF
+# The binary measured as "(before)" keeps its state and backups apart.
+CFG_BEFORE=$OUT/lifeboat-before.toml
+sed -e "s|$OUT/state/|$OUT/state-before/|" -e "s|$OUT/store\"|$OUT/store-before\"|" "$CFG" >"$CFG_BEFORE"
 "$LB" --config "$CFG" config check >"$OUT/logs/config-check.log" 2>&1 ||
     { cat "$OUT/logs/config-check.log" >&2; die "lifeboat config check failed"; }
 export RESTIC_REPOSITORY=$OUT/restic RESTIC_PASSWORD=lifeboat-bench RESTIC_CACHE_DIR=$OUT/restic-cache
@@ -79,8 +89,8 @@ export RESTIC_REPOSITORY=$OUT/restic RESTIC_PASSWORD=lifeboat-bench RESTIC_CACHE
 # Every round starts from empty outputs: no tool reuses what an earlier round stored
 # (restic would otherwise find every chunk already in its repository).
 fresh_outputs() {
-    rm -rf "$OUT/state" "$OUT/store" "$OUT/restore" "$OUT/seeds" "$RESTIC_REPOSITORY" "$RESTIC_CACHE_DIR"
-    mkdir -p "$OUT/state" "$OUT/store" "$OUT/restore" "$OUT/seeds"
+    rm -rf "$OUT/state" "$OUT/store" "$OUT/state-before" "$OUT/store-before" "$OUT/restore" "$OUT/seeds" "$RESTIC_REPOSITORY" "$RESTIC_CACHE_DIR"
+    mkdir -p "$OUT/state" "$OUT/store" "$OUT/state-before" "$OUT/store-before" "$OUT/restore" "$OUT/seeds"
     restic init --repository-version 2 -q >"$OUT/logs/restic-init.log" 2>&1 ||
         { cat "$OUT/logs/restic-init.log" >&2; die "restic init failed"; }
     sync
@@ -127,6 +137,9 @@ SEED_COPY=$OUT/seeds/copy.db
 
 for ROUND in $(seq "$ROUNDS"); do
     fresh_outputs
+    # A part left out adds nothing to restic's repository.
+    RESTIC_AFTER_DB=$(du -sb "$RESTIC_REPOSITORY" | cut -f1) RESTIC_BEFORE=$RESTIC_AFTER_DB RESTIC_AFTER_DIR=$RESTIC_AFTER_DB
+    if [[ $PARTS == *db* ]]; then
     measure "DB backup" "lifeboat backup" "$OUT/store/bench-db" -- \
         "$LB" --config "$CFG" backup bench-db
     measure "DB backup" "sqlite3 .backup | zstd -3 -T0 | sha256sum" "$SEED_COPY.zst" -- \
@@ -142,9 +155,21 @@ for ROUND in $(seq "$ROUNDS"); do
         zstd -d -q "$SEED_COPY.zst" -o "$OUT/restore/seeds-db.sqlite"
     measure "DB restore" "restic restore" - -- \
         restic restore latest --path "$DB" --target "$OUT/restore/restic-db" -q
+    fi
+    if [[ $PARTS == *dir* ]]; then
 
+    # The binary before a change goes first in every other round: neither gains from its
+    # place in the order. Each has a store of its own, empty at the start of the round.
+    if [[ -n $BEFORE ]] && ((ROUND % 2 == 0)); then
+        measure "dir backup" "lifeboat backup (before)" "$OUT/store-before/bench-dir" -- \
+            "$BEFORE" --config "$CFG_BEFORE" backup bench-dir
+    fi
     measure "dir backup" "lifeboat backup" "$OUT/store/bench-dir" -- \
         "$LB" --config "$CFG" backup bench-dir
+    if [[ -n $BEFORE ]] && ((ROUND % 2 == 1)); then
+        measure "dir backup" "lifeboat backup (before)" "$OUT/store-before/bench-dir" -- \
+            "$BEFORE" --config "$CFG_BEFORE" backup bench-dir
+    fi
     measure "dir backup" "tar | zstd -3 -T0" "$OUT/seeds/dir.tar.zst" -- \
         bash -c 'set -euo pipefail; tar -cf - -C "$1" . | zstd -3 -T0 -q >"$2"' _ "$TREE" "$OUT/seeds/dir.tar.zst"
     measure "dir backup" "restic backup" - -- \
@@ -157,6 +182,7 @@ for ROUND in $(seq "$ROUNDS"); do
         bash -c 'set -euo pipefail; mkdir "$2"; zstd -d -q -c "$1" | tar -xf - -C "$2"' _ "$OUT/seeds/dir.tar.zst" "$OUT/restore/seeds-dir"
     measure "dir restore" "restic restore" - -- \
         restic restore latest --path "$TREE" --target "$OUT/restore/restic-dir" -q
+    fi
 
     # What restic stored for each data set: the repository's growth.
     awk -F'\t' -v OFS='\t' -v r="$ROUND" -v db=$((RESTIC_AFTER_DB - RESTIC_BEFORE)) -v dir=$((RESTIC_AFTER_DIR - RESTIC_AFTER_DB)) \
@@ -179,11 +205,15 @@ check_db() {
         CHECKS+=("$1: FAILED (${r:-missing})")
     fi
 }
-check_db "lifeboat DB restore" "$LB_DB_RESTORE"
-check_db "restic DB restore" "$OUT/restore/restic-db$DB"
-check_same_tree "lifeboat dir restore" "$LB_DIR_RESTORE"
-check_same_tree "tar dir restore" "$OUT/restore/seeds-dir"
-check_same_tree "restic dir restore" "$OUT/restore/restic-dir$TREE"
+if [[ $PARTS == *db* ]]; then
+    check_db "lifeboat DB restore" "$LB_DB_RESTORE"
+    check_db "restic DB restore" "$OUT/restore/restic-db$DB"
+fi
+if [[ $PARTS == *dir* ]]; then
+    check_same_tree "lifeboat dir restore" "$LB_DIR_RESTORE"
+    check_same_tree "tar dir restore" "$OUT/restore/seeds-dir"
+    check_same_tree "restic dir restore" "$OUT/restore/restic-dir$TREE"
+fi
 
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -222,7 +252,8 @@ def best(rounds):
     good = [r for r in rounds if r["ok"]]
     return min(good, key=lambda r: r["secs"]) if good else None
 
-base = {op: best(rs)["secs"] for (op, tool), rs in runs.items() if tool.startswith("lifeboat") and best(rs)}
+base = {op: best(rs)["secs"] for (op, tool), rs in runs.items()
+        if tool.startswith("lifeboat") and not tool.endswith("(before)") and best(rs)}
 print("| operation | tool | best s | ratio | CPU s | every round s | peak RSS (MiB) | sync s | output MiB | status |")
 print("|---|---|---:|---:|---:|---|---:|---:|---:|---|")
 for (op, tool), rounds in runs.items():

@@ -7,6 +7,7 @@ use std::time::Instant;
 use chrono::Utc;
 
 use crate::app::App;
+use crate::config::OnChange;
 use crate::error::{Error, Result};
 use crate::executor::JobOutput;
 use crate::monitor::pings::BackupPings;
@@ -23,14 +24,54 @@ impl JobOutput for Manifest {
         Some(self.id.clone())
     }
     fn summary(&self) -> String {
-        format!(
+        let mut text = format!(
             "backup {} of {}: {} stored ({} before compression)",
             self.id,
             self.target,
             human_bytes(self.size_bytes),
             human_bytes(self.content_bytes)
-        )
+        );
+        if !self.is_consistent() {
+            text.push_str(&format!(
+                "; INCONSISTENT: {}",
+                changed_files(self.changed_paths())
+            ));
+        }
+        text
     }
+}
+
+/// How many names are shown of a longer list of files that changed while read.
+const NAMED: usize = 3;
+
+/// "2 files changed while read (a, b)": the count and the first few names.
+pub fn changed_files(paths: &[String]) -> String {
+    let mut names: Vec<&str> = paths.iter().take(NAMED).map(String::as_str).collect();
+    if paths.len() > NAMED {
+        names.push("…");
+    }
+    format!(
+        "{} {} changed while read ({})",
+        paths.len(),
+        if paths.len() == 1 { "file" } else { "files" },
+        names.join(", ")
+    )
+}
+
+/// The two ways to a consistent copy, as every message about one that changed says them.
+pub const WAYS_OUT: &str = "quiet the writer during backups with a `before_backup`/`after_backup` hook, or `exclude` files that need not be consistent";
+
+/// The warning a kept backup that changed while read carries (CLI, chat, job record),
+/// or `None` for a consistent one.
+pub fn inconsistency_warning(m: &Manifest) -> Option<String> {
+    (!m.is_consistent()).then(|| {
+        format!(
+            "⚠️ backup {} of {} is INCONSISTENT: {}; a restore may not open. To get consistent copies, {WAYS_OUT}.",
+            m.id,
+            m.target,
+            changed_files(m.changed_paths())
+        )
+    })
 }
 
 /// Back up `target` as a job of `actor`. Every backup (CLI, chat, schedule, runbook)
@@ -97,6 +138,16 @@ pub(crate) fn backup_locked(
     // Sources that know better say so earlier; at the latest, reading ends here.
     hooks.reading_ended();
     drop(copier);
+    let changed = copied.changed_while_read;
+    if let Some(paths) = changed.as_ref().filter(|p| !p.is_empty())
+        && app.target(target)?.on_change == Some(OnChange::Fail)
+    {
+        // Dropping the unpublished writer leaves nothing a listing would show.
+        return Err(Error::Failed(format!(
+            "backup of {target} not kept (on_change = \"fail\"): {}; nothing was published. To get consistent copies, {WAYS_OUT}",
+            changed_files(paths)
+        )));
+    }
     let (mut writer, content_bytes, content_sha256) = content.finish();
     writer.flush().map_err(write_err)?;
     ctx.cancel.check().map_err(|e| Error::io("storing", e))?;
@@ -124,6 +175,8 @@ pub(crate) fn backup_locked(
         sqlite: copied.sqlite,
         directory: copied.directory,
         gcp: None,
+        consistent: changed.as_ref().map(|p| p.is_empty()),
+        changed_while_read: changed,
     };
     let manifest = match writer.publish(manifest, ctx) {
         Ok(m) => m,

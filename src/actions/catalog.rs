@@ -28,7 +28,44 @@ pub(crate) fn store_backups(app: &App, target: &str) -> Result<Vec<Manifest>> {
 
 /// Resolve a selector to one backup, with an error that says what exists.
 pub fn find(app: &App, target: &str, selector: &Selector) -> Result<Manifest> {
+    pick(&backups(app, target)?, target, selector)
+}
+
+/// A backup picked by `selector` with, when it changed while it was read, the note that
+/// says so and names the newest consistent backup of `target`.
+pub fn find_noted(
+    app: &App,
+    target: &str,
+    selector: &Selector,
+) -> Result<(Manifest, Option<String>)> {
     let all = backups(app, target)?;
+    let picked = pick(&all, target, selector)?;
+    let note = inconsistency_note(&picked, &all);
+    Ok((picked, note))
+}
+
+/// What a restore plan or a drill says of a picked backup that changed while read.
+pub fn inconsistency_note(picked: &Manifest, all: &[Manifest]) -> Option<String> {
+    if picked.is_consistent() {
+        return None;
+    }
+    let newest = all.iter().find(|m| m.is_consistent());
+    let instead = match newest {
+        Some(m) => format!(
+            "the newest consistent backup is {} (taken {}): `lifeboat restore {} {}`",
+            m.id, m.created_at, m.target, m.id
+        ),
+        None => format!("no backup of {} is consistent", picked.target),
+    };
+    Some(format!(
+        "backup {} is INCONSISTENT ({}): a restore of it may not open; {instead}",
+        picked.id,
+        crate::actions::backup::changed_files(picked.changed_paths())
+    ))
+}
+
+/// Resolve a selector among `all` (newest first).
+fn pick(all: &[Manifest], target: &str, selector: &Selector) -> Result<Manifest> {
     let found = match selector {
         Selector::Latest => all.first().cloned(),
         Selector::Id(id) => all.iter().find(|m| &m.id == id).cloned(),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::actions::catalog::{Selector, find};
+use crate::actions::catalog::{Selector, find_noted};
 pub use crate::actions::drill_steps::Step;
 use crate::actions::drill_steps::{Drill, Sandboxed, age};
 use crate::actions::{drill_report, drill_state, verify};
@@ -56,6 +56,9 @@ pub struct DrillReport {
     pub sandbox_removed: bool,
     pub steps: Vec<Step>,
     pub problems: Vec<String>,
+    /// What the drill found worth saying that is not a failure: a restored backup that
+    /// changed while it was read, and the newest consistent one.
+    pub notes: Vec<String>,
     pub action_items: Vec<String>,
     /// The drill report, Markdown.
     pub report: String,
@@ -98,6 +101,9 @@ impl DrillReport {
         }
         for p in &r.problems {
             text.push_str(&format!("\n• {p}"));
+        }
+        for n in &r.notes {
+            text.push_str(&format!("\n⚠️ {n}"));
         }
         text.push_str("\nthe full report follows as a file");
         text
@@ -224,6 +230,7 @@ fn drill_locked(
         sandbox_removed: done.removed,
         steps: d.steps,
         problems: d.problems,
+        notes: d.notes,
         action_items: Vec::new(),
         report: String::new(),
     };
@@ -242,17 +249,23 @@ pub(crate) fn restore_in_sandbox(d: &mut Drill, selector: &Selector) -> Result<S
     let (app, target, started) = (d.app, d.target, d.started);
     let source = sources::choose(target, d.cfg)?;
     let mut backup = None;
+    let mut note = None;
     d.step("find the backup", || {
-        let m = find(app, target, selector)?;
-        let detail = format!(
+        let (m, inconsistent) = find_noted(app, target, selector)?;
+        let mut detail = format!(
             "backup {} taken {} ({} before the drill)",
             m.id,
             m.created_at,
             drill_report::human(age(&m, started))
         );
+        if let Some(n) = &inconsistent {
+            detail.push_str(&format!("; {n}"));
+        }
         backup = Some(m);
+        note = inconsistent;
         Ok(Ok(detail))
     })?;
+    d.notes.extend(note);
     let sandbox = new_sandbox(app, target)?;
     let sandbox_path = sandbox.path().to_path_buf();
     let mut rto_seconds = None;

@@ -129,6 +129,13 @@ pub fn action_items(r: &DrillReport, cfg: &TargetConfig) -> Vec<String> {
             ),
         });
     }
+    if let Some(b) = r.backup.as_ref().filter(|b| !b.is_consistent()) {
+        items.push(format!(
+            "backup {} of {t} changed while it was read: {} so that its backups are consistent",
+            b.id,
+            crate::actions::backup::WAYS_OUT
+        ));
+    }
     if r.rto_objective_seconds.is_none() {
         items.push(format!(
             "no RTO is set for {t}: agree one and add `rto = \"…\"` to its config"
@@ -176,6 +183,9 @@ pub fn render(r: &DrillReport) -> String {
             b.store
         )),
         None => md.push_str("- backup: none found\n"),
+    }
+    for n in &r.notes {
+        md.push_str(&format!("- ⚠️ {n}\n"));
     }
     md.push_str(&format!(
         "- sandbox: {}`{}` ({})\n\n",

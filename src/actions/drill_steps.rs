@@ -40,6 +40,8 @@ pub struct Drill<'a> {
     /// The timeline so far; only `step` adds to it.
     pub(crate) steps: Vec<Step>,
     pub problems: Vec<String>,
+    /// What the report must say beside the problems (a backup that changed while read).
+    pub notes: Vec<String>,
 }
 
 /// What a kind's restore leaves for the report.
@@ -68,6 +70,7 @@ impl<'a> Drill<'a> {
             clock: Instant::now(),
             steps: Vec::new(),
             problems: Vec::new(),
+            notes: Vec::new(),
         }
     }
 

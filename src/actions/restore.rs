@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use crate::actions::catalog::{Selector, find};
+use crate::actions::catalog::{Selector, find_noted};
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::executor::JobOutput;
@@ -184,7 +184,7 @@ pub fn plan(
     let source = crate::actions::kind::source(app, target)?;
     // A kind restored otherwise (gcp-disk: a new disk) says how, before any lookup.
     source.restores_to_a_path()?;
-    let backup = find(app, target, selector)?;
+    let (backup, inconsistent) = find_noted(app, target, selector)?;
     let at = source.plan_restore(&backup, to)?;
     let hooks = PlanHooks::of(app, target, at.in_place)?;
     let mut notes = at.notes;
@@ -192,6 +192,7 @@ pub fn plan(
         // The hooks stop it: asking a person to is no longer the plan.
         notes.retain(|n| n != crate::sources::place::STOP_THE_APP);
     }
+    notes.extend(inconsistent);
     Ok(RestorePlan {
         target: target.to_string(),
         backup_age_seconds: (Utc::now() - backup.created()).num_seconds(),

@@ -21,6 +21,10 @@ pub struct TargetStatus {
     pub last_backup_at: Option<String>,
     pub last_backup_age_seconds: Option<i64>,
     pub last_backup_size_bytes: Option<u64>,
+    /// When the newest backup changed while it was read: the paths (it is kept, flagged
+    /// `consistent: false`); absent when it is consistent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_backup_changed_while_read: Option<Vec<String>>,
     pub backups: usize,
     pub next_due: Option<String>,
     pub overdue: bool,
@@ -130,6 +134,7 @@ pub fn one(app: &App, name: &str, cfg: &TargetConfig, now: DateTime<Utc>) -> Res
         last_backup_at: last_at.map(crate::units::time_text),
         last_backup_age_seconds: last_at.map(|t| (now - t).num_seconds()),
         last_backup_size_bytes: catalog.newest_size_bytes,
+        last_backup_changed_while_read: catalog.newest_changed_while_read.clone(),
         backups: catalog.count,
         next_due: next_due.map(crate::units::time_text),
         overdue: missed_since.is_some(),
@@ -185,6 +190,15 @@ pub fn health(s: &TargetStatus, now: DateTime<Utc>) -> (Health, Vec<String>) {
             add(Health::Amber, format!("the last backup was {state}"))
         }
         _ => {}
+    }
+    if let (Some(paths), Some(id)) = (&s.last_backup_changed_while_read, &s.last_backup) {
+        add(
+            Health::Amber,
+            format!(
+                "the newest backup {id} is inconsistent: {}",
+                crate::actions::backup::changed_files(paths)
+            ),
+        );
     }
     if s.last_verify_ok == Some(false) {
         add(Health::Red, "the last verify failed".into());

@@ -77,6 +77,9 @@ fn print_status(all: &[actions::status::TargetStatus]) {
         let flag = if s.overdue { "  OVERDUE" } else { "" };
         println!("{} ({}){flag}", s.target, s.kind);
         println!("  last backup: {last}, {} kept", s.backups);
+        if let Some(paths) = &s.last_backup_changed_while_read {
+            println!("  INCONSISTENT: {}", actions::backup::changed_files(paths));
+        }
         match (s.state_offsite, s.store.as_deref()) {
             (Some(true), Some(store)) => {
                 println!("  lifeboat's own state, backed up off this host (store {store})")

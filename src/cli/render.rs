@@ -32,14 +32,19 @@ pub fn print_report(job: &Job, report: &JobReport, json: bool) -> i32 {
     let target = job.target();
     match report {
         JobReport::Backup(m) if json => print_json(&m.summary()),
-        JobReport::Backup(m) => println!(
-            "backup {} of {} complete: {} stored ({} before compression) in {:.1}s",
-            m.id,
-            m.target,
-            human_bytes(m.size_bytes),
-            human_bytes(m.content_bytes),
-            m.duration_seconds
-        ),
+        JobReport::Backup(m) => {
+            println!(
+                "backup {} of {} complete: {} stored ({} before compression) in {:.1}s",
+                m.id,
+                m.target,
+                human_bytes(m.size_bytes),
+                human_bytes(m.content_bytes),
+                m.duration_seconds
+            );
+            if let Some(warning) = crate::actions::backup::inconsistency_warning(m) {
+                println!("{warning}");
+            }
+        }
         JobReport::Verify(r) if json => print_json(r),
         JobReport::Verify(r) if r.ok => println!(
             "backup {} of {target} verified: all checks passed",

@@ -59,8 +59,13 @@ pub fn list(app: &App, target: Option<&str>, json: bool) -> Result<i32, Error> {
             "TARGET", "ID", "KIND", "SIZE", "CREATED (UTC)"
         );
         for m in &all {
+            let flag = if m.is_consistent() {
+                String::new()
+            } else {
+                format!("  INCONSISTENT: {}", m.changed_paths().len()) + " changed while read"
+            };
             println!(
-                "{:<20} {:<24} {:<10} {:>10}  {:<24}",
+                "{:<20} {:<24} {:<10} {:>10}  {:<24}{flag}",
                 m.target,
                 m.id,
                 m.kind,

@@ -47,6 +47,17 @@ pub enum Snapshot {
     Btrfs,
 }
 
+/// What a directory backup does when files changed while they were read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnChange {
+    /// Keep the backup, flagged `consistent: false`, and warn (status amber, one alert).
+    #[default]
+    Warn,
+    /// Publish nothing; the backup fails naming the files.
+    Fail,
+}
+
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Retention {
@@ -95,6 +106,8 @@ pub struct TargetConfig {
     pub exclude: Vec<String>,
     /// directory, on this host: read a filesystem snapshot instead of the live tree.
     pub snapshot: Option<Snapshot>,
+    /// directory: what a copy that changed while read does (default warn).
+    pub on_change: Option<OnChange>,
     /// Remote host (`ssh://user@host:port`) and its SSH settings: the private key
     /// lifeboat authenticates with (required), the known_hosts file its host key is
     /// checked against (required), and how long a remote command may send nothing
@@ -147,11 +160,12 @@ impl TargetConfig {
 
 /// The keys only some kinds of target read, and those kinds. Any other kind refuses
 /// them at load: a `disk` on a sqlite target is a mistake to say, not a key to ignore.
-const KIND_KEYS: [(&str, &[TargetKind]); 14] = [
+const KIND_KEYS: [(&str, &[TargetKind]); 15] = [
     ("path", &[TargetKind::Sqlite, TargetKind::Directory]),
     ("include", &[TargetKind::Directory]),
     ("exclude", &[TargetKind::Directory]),
     ("snapshot", &[TargetKind::Directory]),
+    ("on_change", &[TargetKind::Directory]),
     ("project", &[TargetKind::GcpDisk]),
     ("zone", &[TargetKind::GcpDisk]),
     ("disk", &[TargetKind::GcpDisk]),
@@ -181,6 +195,7 @@ impl TargetConfig {
             "include" => !self.include.is_empty(),
             "exclude" => !self.exclude.is_empty(),
             "snapshot" => self.snapshot.is_some(),
+            "on_change" => self.on_change.is_some(),
             "project" => self.project.is_some(),
             "zone" => self.zone.is_some(),
             "disk" => self.disk.is_some(),
@@ -372,6 +387,11 @@ mod tests {
                 "\"directory\"",
             ),
             (
+                format!("{sqlite}on_change=\"fail\"\n"),
+                "targets.a.on_change",
+                "\"directory\"",
+            ),
+            (
                 format!("{sqlite}command=[\"x\"]\n"),
                 "targets.a.command",
                 "\"command\"",
@@ -422,6 +442,19 @@ mod tests {
         let ext = "[targets.e]\nkind=\"external\"\nschedule=\"0 0 * * * *\"\ntoken=\"${TOKEN}\"\n";
         let e = parse(&format!("{ext}ping_url=\"http://x/${{TOKEN}}\"\n")).unwrap_err();
         assert!(e.to_string().contains("targets.e.ping_url"), "{e}");
+    }
+
+    #[test]
+    fn on_change_is_warn_or_fail_and_warn_by_default() {
+        let dir = "[stores.l]\nkind=\"local\"\npath=\"/tmp\"\n[targets.v]\nkind=\"directory\"\npath=\"/srv\"\nstore=\"l\"\n";
+        assert_eq!(parse(dir).unwrap().targets["v"].on_change, None);
+        let fail = parse(&format!("{dir}on_change=\"fail\"\n")).unwrap();
+        assert_eq!(
+            fail.targets["v"].on_change,
+            Some(crate::config::OnChange::Fail)
+        );
+        let e = parse(&format!("{dir}on_change=\"ignore\"\n")).unwrap_err();
+        assert!(e.to_string().contains("on_change"), "{e}");
     }
 
     #[test]

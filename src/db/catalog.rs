@@ -58,6 +58,8 @@ pub struct CatalogSummary {
     pub newest_id: Option<String>,
     pub newest_created_at: Option<String>,
     pub newest_size_bytes: Option<u64>,
+    /// What changed while the newest backup was read, when it is flagged inconsistent.
+    pub newest_changed_while_read: Option<Vec<String>>,
 }
 
 impl Db {
@@ -70,16 +72,30 @@ impl Db {
         )?;
         let newest = conn
             .query_row(
-                "SELECT id, created_at, size_bytes FROM catalog WHERE target = ?1 ORDER BY created_at DESC, id DESC LIMIT 1",
+                "SELECT id, created_at, size_bytes,
+                        CASE WHEN NOT json_valid(manifest) THEN NULL
+                             WHEN json_extract(manifest, '$.consistent') = 0
+                             THEN coalesce(json_extract(manifest, '$.changed_while_read'), '[]') END
+                 FROM catalog WHERE target = ?1 ORDER BY created_at DESC, id DESC LIMIT 1",
                 [target],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)),
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                    ))
+                },
             )
             .ok();
         Ok(CatalogSummary {
             count: count as usize,
             newest_id: newest.as_ref().map(|n| n.0.clone()),
             newest_created_at: newest.as_ref().map(|n| n.1.clone()),
-            newest_size_bytes: newest.map(|n| n.2 as u64),
+            newest_size_bytes: newest.as_ref().map(|n| n.2 as u64),
+            newest_changed_while_read: newest
+                .and_then(|n| n.3)
+                .map(|paths| serde_json::from_str(&paths).unwrap_or_default()),
         })
     }
 }

@@ -87,6 +87,8 @@ mod tests {
             sqlite: None,
             directory: None,
             gcp: None,
+            consistent: None,
+            changed_while_read: None,
         }
     }
 

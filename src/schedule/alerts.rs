@@ -142,6 +142,9 @@ pub fn alert_text(alert: &AlertRecord, now: DateTime<Utc>, repeat: bool) -> Stri
         if name == "missed" && facet.count > 1 {
             text.push_str(&format!(" ({} due times missed)", facet.count));
         }
+        if name == "changed" && facet.count > 1 {
+            text.push_str(&format!(" ({} backups in a row)", facet.count));
+        }
         lines.push(text);
     }
     let mut text = lines.join("\n");
@@ -165,6 +168,7 @@ pub fn recovery_text(alert: &AlertRecord, now: DateTime<Utc>) -> String {
         "verify" => format!("verification of {} passes again", alert.target),
         "drill" => format!("drills of {} pass again", alert.target),
         "too_long" => format!("no job of {} runs past its max_duration now", alert.target),
+        "inconsistent" => format!("the newest backup of {} is consistent again", alert.target),
         _ => format!("{} is healthy again", alert.target),
     };
     let closed = alert
@@ -183,6 +187,7 @@ pub fn recovery_text(alert: &AlertRecord, now: DateTime<Utc>) -> String {
             "missed" => format!("{} due times missed", f.count),
             "failed" => format!("{} failed runs", f.count),
             "stale" => format!("{} drill due times passed", f.count),
+            "changed" => format!("{} backups changed while read", f.count),
             _ => format!("{} long jobs", f.count),
         })
         .collect();

@@ -11,7 +11,7 @@ use crate::db::alerts::AlertRecord;
 use crate::db::jobs::JobState;
 
 /// The kinds of alert a target can have open, one each at most.
-pub const KINDS: [&str; 4] = ["backup", "verify", "drill", "too_long"];
+pub const KINDS: [&str; 5] = ["backup", "verify", "drill", "too_long", "inconsistent"];
 
 /// The longest a target goes without being looked at.
 pub const CEILING: chrono::Duration = chrono::Duration::hours(6);
@@ -53,6 +53,7 @@ pub fn look(
         });
     let last_verify = app.db.job_last(name, "verify", false)?;
     let last_drill = app.db.drill_last(name, false)?;
+    let newest = app.db.catalog_summary(name)?;
     let mut watch = app.db.watch_get(name)?;
     if watch.first_seen.is_none() {
         // A target is judged from when lifeboat first watched it: a due time before that
@@ -96,6 +97,10 @@ pub fn look(
             .db
             .drill_last_passing(name)?
             .and_then(|d| crate::units::parse_time(&d.started_at)),
+        inconsistent: newest
+            .newest_id
+            .clone()
+            .zip(newest.newest_changed_while_read.clone()),
     };
     let problems = watchdog::problems(&facts);
     let realert = chrono::Duration::from_std(cfg.realert.map_or(DEFAULT_REALERT, |d| d.0))
@@ -134,6 +139,11 @@ pub fn look(
                 let at = after(Some(&last.finished_at), a)?;
                 Some(format!("a passing drill at {at}"))
             }
+            // Seen only when the newest backup is no longer flagged.
+            "inconsistent" => newest
+                .newest_id
+                .as_ref()
+                .map(|id| format!("a consistent backup, {id}")),
             _ => Some(match a.facets.get("running") {
                 Some(f) => format!("{} has ended", f.token),
                 None => "the job has ended".into(),

@@ -53,6 +53,7 @@ fn words(kind: &str, facet: &str) -> String {
         ("verify", _) => "verify failed",
         ("drill", "stale") => "drill overdue",
         ("drill", _) => "drill failed or missed an objective",
+        ("inconsistent", _) => "newest backup changed while read",
         _ => "job running too long",
     }
     .to_string()

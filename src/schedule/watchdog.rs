@@ -1,5 +1,6 @@
 //! What is wrong with a target now, as a pure function of facts: missed, failed, verify
-//! failed, drill failed or stale, running too long; each problem names the alert it
+//! failed, drill failed or stale, running too long, the newest backup changed while it
+//! was read; each problem names the alert it
 //! belongs to (missed and failed share the backup alert), the occurrence it is (a due
 //! time, a job) and its line of text. `alerts` decides what that means for the channel.
 
@@ -28,6 +29,8 @@ pub enum Problem {
         due: DateTime<Utc>,
         last_ok: Option<DateTime<Utc>>,
     },
+    /// The newest backup is kept but changed while it was read (`on_change = "warn"`).
+    Inconsistent { backup: String, paths: Vec<String> },
     /// A job has run longer than `max_duration` (it keeps running).
     TooLong {
         job: i64,
@@ -45,6 +48,7 @@ impl Problem {
             Problem::VerifyFailed { .. } => "verify",
             Problem::DrillFailed { .. } | Problem::DrillStale { .. } => "drill",
             Problem::TooLong { .. } => "too_long",
+            Problem::Inconsistent { .. } => "inconsistent",
         }
     }
 
@@ -57,6 +61,7 @@ impl Problem {
             }
             Problem::DrillStale { .. } => "stale",
             Problem::TooLong { .. } => "running",
+            Problem::Inconsistent { .. } => "changed",
         }
     }
 
@@ -69,6 +74,8 @@ impl Problem {
             Problem::Failed { job, .. } | Problem::VerifyFailed { job, .. } => format!("job {job}"),
             Problem::DrillFailed { drill, .. } => format!("drill {drill}"),
             Problem::TooLong { job, .. } => format!("job {job}"),
+            // Each flagged backup is one more occurrence of the same alert, not a new one.
+            Problem::Inconsistent { backup, .. } => format!("backup {backup}"),
         }
     }
 }
@@ -95,6 +102,8 @@ pub struct Facts {
     pub drill_due: Option<DateTime<Utc>>,
     /// When the last passing drill started.
     pub last_drill_ok: Option<DateTime<Utc>>,
+    /// The newest backup's id and what changed while it was read, if it is flagged.
+    pub inconsistent: Option<(String, Vec<String>)>,
 }
 
 pub fn problems(f: &Facts) -> Vec<Problem> {
@@ -132,6 +141,12 @@ pub fn problems(f: &Facts) -> Vec<Problem> {
         out.push(Problem::DrillStale {
             due,
             last_ok: f.last_drill_ok,
+        });
+    }
+    if let Some((backup, paths)) = &f.inconsistent {
+        out.push(Problem::Inconsistent {
+            backup: backup.clone(),
+            paths: paths.clone(),
         });
     }
     if let (Some((job, kind, started)), Some(max)) = (&f.running, f.max_duration)
@@ -198,7 +213,20 @@ pub fn line(target: &str, p: &Problem, external: bool, now: DateTime<Utc>) -> St
             age(*started),
             humantime::format_duration(*max)
         ),
+        Problem::Inconsistent { backup, paths } => format!(
+            "⚠️ the newest backup of {target}, {backup}, is inconsistent: {}; it is kept, but a restore of it may not open. {}",
+            crate::actions::backup::changed_files(paths),
+            first_upper(crate::actions::backup::WAYS_OUT)
+        ),
     }
+}
+
+fn first_upper(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -223,7 +251,36 @@ mod tests {
             drill_failure: None,
             drill_due: None,
             last_drill_ok: None,
+            inconsistent: None,
         }
+    }
+
+    #[test]
+    fn every_flagged_backup_is_one_more_occurrence_of_one_alert() {
+        let mut f = facts("2026-11-22T03:30:00Z");
+        f.last_ok = Some(t("2026-11-22T03:00:01Z"));
+        let paths = vec!["state/system.duckdb".to_string()];
+        f.inconsistent = Some(("20261122T030000Z".into(), paths.clone()));
+        let first = problems(&f);
+        assert_eq!(
+            (first[0].alert_kind(), first[0].facet()),
+            ("inconsistent", "changed")
+        );
+        let text = line("volume", &first[0], false, f.now);
+        for needle in [
+            "20261122T030000Z",
+            "state/system.duckdb",
+            "before_backup",
+            "exclude",
+        ] {
+            assert!(text.contains(needle), "{needle}: {text}");
+        }
+        f.inconsistent = Some(("20261123T030000Z".into(), paths));
+        let second = problems(&f);
+        assert_eq!(second[0].alert_kind(), first[0].alert_kind());
+        assert_ne!(second[0].token(), first[0].token());
+        f.inconsistent = None;
+        assert!(problems(&f).is_empty());
     }
 
     #[test]

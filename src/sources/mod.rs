@@ -41,10 +41,11 @@ pub use place::{Move, Placement};
 ///    call, in the action: `before_backup` after `connect`, `after_backup` as soon as
 ///    `copy` has finished reading ([`CopyContext::finished_reading`]), before the store
 ///    has finished publishing.
-/// 3. Today every copy is one byte stream. A directory source will instead hand over a
-///    tree of entries (path, metadata, content on demand) to stores that keep native
-///    trees, which also lets it compare each entry's metadata at the end of the copy with
-///    what it was when read (changed while read); a SQLite source will add a replicator
+/// 3. Today every copy is one byte stream. A directory source compares each entry's
+///    metadata at the end of the copy with what it was when read and returns what
+///    changed ([`Copied::changed_while_read`]); the action flags or refuses the backup.
+///    It will instead hand over a tree of entries (path, metadata, content on demand) to
+///    stores that keep native trees; a SQLite source will add a replicator
 ///    that ships WAL frames continuously between full copies. Both are further methods
 ///    here, with defaults for the sources that cannot do them.
 ///
@@ -278,6 +279,10 @@ impl CopyContext<'_> {
 pub struct Copied {
     pub sqlite: Option<SqliteFacts>,
     pub directory: Option<DirectoryFacts>,
+    /// The paths that changed, vanished or appeared while the copy was read, when the
+    /// source compared them at its end (directories); `None` for copies consistent by
+    /// construction.
+    pub changed_while_read: Option<Vec<String>>,
 }
 
 /// A restore being carried out, step by step: the action streams the content into

@@ -41,6 +41,15 @@ pub struct Manifest {
     pub directory: Option<DirectoryFacts>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gcp: Option<GcpFacts>,
+    /// Whether every file was the same at the end of the copy as when it was read:
+    /// `Some(false)` for a copy that changed while read (kept with `on_change = "warn"`);
+    /// absent where nothing was compared (other kinds, backups older than the check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistent: Option<bool>,
+    /// The paths (relative to the target's root) that changed, vanished or appeared
+    /// while the copy was read; present whenever `consistent` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_while_read: Option<Vec<String>>,
 }
 
 /// A gcp-disk backup: the snapshot that is the backup, and the disk it was taken of.
@@ -104,6 +113,16 @@ impl Manifest {
 
     pub fn created(&self) -> chrono::DateTime<chrono::Utc> {
         crate::units::parse_time(&self.created_at).unwrap_or_default()
+    }
+
+    /// False only for a backup known to have changed while it was read.
+    pub fn is_consistent(&self) -> bool {
+        self.consistent != Some(false)
+    }
+
+    /// The paths that changed while the backup was read (none when consistent).
+    pub fn changed_paths(&self) -> &[String] {
+        self.changed_while_read.as_deref().unwrap_or_default()
     }
 
     /// The manifest without the per-file list, for listings.
@@ -199,6 +218,27 @@ mod tests {
             assert_eq!(again["kind"], serde_json::json!(kind.as_str()));
             let original: serde_json::Value = serde_json::from_str(text).unwrap();
             assert_eq!(again, original, "written back as it was read");
+            assert!(m.is_consistent() && m.changed_paths().is_empty());
         }
+    }
+
+    #[test]
+    fn a_copy_that_changed_while_read_says_so_and_reads_back() {
+        let text = r#"{"format":1,"id":"20261122T083000Z","target":"volume","kind":"directory",
+            "store":"local","created_at":"2026-11-22T08:30:00.000Z","finished_at":"2026-11-22T08:30:02.000Z",
+            "duration_seconds":2.1,"status":"complete","artifact":"volume/20261122T083000Z.tar.zst",
+            "compression":"zstd","size_bytes":10,"sha256":"ab","content_bytes":20,"content_sha256":"cd",
+            "lifeboat_version":"0.4.0","directory":{"files":1,"directories":0,"symlinks":0,"skipped":[],
+            "entries":[]},"consistent":false,"changed_while_read":["state/system.duckdb"]}"#;
+        let m: Manifest = serde_json::from_str(text).unwrap();
+        assert!(!m.is_consistent());
+        assert_eq!(m.status, "complete");
+        assert_eq!(m.changed_paths(), ["state/system.duckdb"]);
+        let again = serde_json::to_value(m.summary()).unwrap();
+        assert_eq!(again["consistent"], serde_json::json!(false));
+        assert_eq!(
+            again["changed_while_read"],
+            serde_json::json!(["state/system.duckdb"])
+        );
     }
 }

@@ -7,6 +7,7 @@ mod common;
 mod alert_delivery;
 mod approval_races;
 mod btrfs;
+mod changed_while_read;
 mod chat_latency;
 mod cli_and_config;
 mod deploy;

@@ -172,6 +172,8 @@ fn manifest_of(gcp: &Gcp, target: &str, s: &SnapshotInfo, recorded: Option<&Mani
         sqlite: None,
         directory: None,
         gcp: Some(facts),
+        consistent: None,
+        changed_while_read: None,
     }
 }
 
@@ -447,6 +449,8 @@ mod tests {
             lifeboat_version: String::new(),
             sqlite: None,
             directory: None,
+            consistent: None,
+            changed_while_read: None,
             gcp: Some(GcpFacts {
                 project: "p".into(),
                 zone: "z".into(),

@@ -45,13 +45,22 @@ pub(super) fn render(
         JobReport::Drill(r) => {
             return (r.chat_summary(), Some(actions::drill_report::document(&r)));
         }
-        JobReport::Backup(m) => format!(
-            "✅ backup `{}` of {target} complete: {} stored ({} before compression) in {:.1}s",
-            m.id,
-            human_bytes(m.size_bytes),
-            human_bytes(m.content_bytes),
-            m.duration_seconds
-        ),
+        JobReport::Backup(m) => {
+            let warning = actions::backup::inconsistency_warning(&m);
+            let mut text = format!(
+                "{} backup `{}` of {target} complete: {} stored ({} before compression) in {:.1}s",
+                if warning.is_some() { "⚠️" } else { "✅" },
+                m.id,
+                human_bytes(m.size_bytes),
+                human_bytes(m.content_bytes),
+                m.duration_seconds
+            );
+            if let Some(w) = warning {
+                text.push('\n');
+                text.push_str(&w);
+            }
+            text
+        }
         JobReport::Verify(r) if r.ok => format!(
             "✅ backup `{}` of {target} verified: all checks passed",
             r.backup.id
@@ -91,4 +100,43 @@ fn approval_header(approval: Option<&ApprovalRecord>) -> String {
     }
     text.push('\n');
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flagged_backup_is_not_a_plain_success_in_chat() {
+        let m: crate::stores::manifest::Manifest = serde_json::from_str(
+            r#"{"format":1,"id":"20261122T083000Z","target":"volume","kind":"directory",
+            "store":"local","created_at":"2026-11-22T08:30:00.000Z","finished_at":"2026-11-22T08:30:02.000Z",
+            "duration_seconds":2.1,"status":"complete","artifact":"volume/20261122T083000Z.tar.zst",
+            "compression":"zstd","size_bytes":10,"sha256":"ab","content_bytes":20,"content_sha256":"cd",
+            "lifeboat_version":"0.4.0","consistent":false,
+            "changed_while_read":["a","b","state/system.duckdb","state/system.duckdb.wal"]}"#,
+        )
+        .unwrap();
+        let job = Job::Backup {
+            target: "volume".into(),
+        };
+        let (text, _) = render(&job, None, Ok(JobReport::Backup(m.clone())));
+        assert!(text.starts_with("⚠️ backup `20261122T083000Z`"), "{text}");
+        for needle in [
+            "INCONSISTENT",
+            "4 files changed while read (a, b, state/system.duckdb, …)",
+            "`before_backup`/`after_backup` hook",
+            "`exclude`",
+        ] {
+            assert!(text.contains(needle), "{needle}: {text}");
+        }
+        let mut clean = m;
+        clean.consistent = Some(true);
+        clean.changed_while_read = Some(Vec::new());
+        let (text, _) = render(&job, None, Ok(JobReport::Backup(clean)));
+        assert!(
+            text.starts_with("✅") && !text.contains("INCONSISTENT"),
+            "{text}"
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! Writing a tree as a tar stream: the walk (include/exclude, modes, mtimes, symlinks as
-//! links, ownership, per-file SHA-256) and the read-ahead that keeps the disk busy while
-//! the stream is compressed and stored.
+//! links, ownership, per-file SHA-256, the notes that tell what changed while it was read)
+//! and the read-ahead that keeps the disk busy while the stream is compressed and stored.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -10,18 +10,20 @@ use std::path::Path;
 use tar::Header;
 
 use super::Filter;
+use super::changes::ReadNotes;
 use crate::error::{Error, Result};
 use crate::pipe::HashReader;
 use crate::progress::JobContext;
 use crate::stores::manifest::{DirectoryFacts, FileEntry};
 
-/// Write the tree under `root` as a tar stream into `out`; returns what was written.
-pub fn write_tar(
+/// Write the tree under `root` as a tar stream into `out`; returns what was written, and
+/// the notes of how every entry looked when read (for [`ReadNotes::changed`]).
+pub(crate) fn write_tar(
     root: &Path,
     filter: &Filter,
     out: &mut dyn Write,
     ctx: &JobContext,
-) -> Result<DirectoryFacts> {
+) -> Result<(DirectoryFacts, ReadNotes)> {
     let meta = fs::metadata(root).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => {
             Error::Failed(format!("the directory {} does not exist", root.display()))
@@ -35,6 +37,8 @@ pub fn write_tar(
         )));
     }
     ctx.progress.phase("archiving files");
+    let mut notes = ReadNotes::default();
+    notes.root(&meta);
     let mut facts = DirectoryFacts {
         files: 0,
         directories: 0,
@@ -48,104 +52,147 @@ pub fn write_tar(
     std::thread::scope(|scope| {
         scope.spawn(|| prefetch.run(root, filter));
         let _stop = StopOnDrop(&prefetch); // also when archiving fails or panics
-        walk(
+        let mut walker = Walker {
             root,
-            Path::new(""),
             filter,
-            &mut builder,
-            &mut facts,
-            &prefetch,
+            builder: &mut builder,
+            facts: &mut facts,
+            notes: &mut notes,
+            prefetch: &prefetch,
             ctx,
-        )
+        };
+        walker.walk(Path::new(""))
     })?;
     builder
         .into_inner()
         .and_then(|w| w.flush())
         .map_err(|e| Error::io("finishing the archive", e))?;
-    Ok(facts)
+    Ok((facts, notes))
 }
 
-fn walk(
-    root: &Path,
-    rel: &Path,
-    filter: &Filter,
-    builder: &mut tar::Builder<&mut dyn Write>,
-    facts: &mut DirectoryFacts,
-    prefetch: &Prefetch,
-    ctx: &JobContext,
-) -> Result<()> {
-    let dir = root.join(rel);
-    let mut names: Vec<_> = fs::read_dir(&dir)
-        .map_err(|e| Error::Failed(format!("cannot list {}: {e}", dir.display())))?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<io::Result<_>>()
-        .map_err(|e| Error::Failed(format!("cannot list {}: {e}", dir.display())))?;
-    names.sort();
-    for name in names {
-        ctx.cancel.check().map_err(|e| Error::io("archiving", e))?;
-        let rel_path = rel.join(&name);
-        let rel_text = rel_path.to_string_lossy().to_string();
-        if filter.excluded(&rel_text) {
-            continue;
-        }
-        let full = root.join(&rel_path);
-        let meta = match fs::symlink_metadata(&full) {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // deleted meanwhile
-            Err(e) => {
-                return Err(Error::Failed(format!(
-                    "cannot read {}: {e}",
-                    full.display()
-                )));
+/// One walk of the tree into the archive.
+struct Walker<'a, 'w> {
+    root: &'a Path,
+    filter: &'a Filter,
+    builder: &'a mut tar::Builder<&'w mut dyn Write>,
+    facts: &'a mut DirectoryFacts,
+    notes: &'a mut ReadNotes,
+    prefetch: &'a Prefetch,
+    ctx: &'a JobContext,
+}
+
+impl Walker<'_, '_> {
+    fn walk(&mut self, rel: &Path) -> Result<()> {
+        let (root, filter, ctx) = (self.root, self.filter, self.ctx);
+        let dir = root.join(rel);
+        let mut names: Vec<_> = fs::read_dir(&dir)
+            .map_err(|e| Error::Failed(format!("cannot list {}: {e}", dir.display())))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<io::Result<_>>()
+            .map_err(|e| Error::Failed(format!("cannot list {}: {e}", dir.display())))?;
+        names.sort();
+        for name in names {
+            ctx.cancel.check().map_err(|e| Error::io("archiving", e))?;
+            let rel_path = rel.join(&name);
+            let rel_text = rel_path.to_string_lossy().to_string();
+            if filter.excluded(&rel_text) {
+                continue;
             }
-        };
-        let ty = meta.file_type();
-        let mut header = Header::new_gnu();
-        header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
-        if ty.is_dir() {
-            if filter.included(&rel_text) {
-                header.set_size(0);
-                builder
-                    .append_data(&mut header, &rel_path, io::empty())
+            let full = root.join(&rel_path);
+            let meta = match fs::symlink_metadata(&full) {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    // Listed, then deleted before it could be read.
+                    if filter.included(&rel_text) {
+                        self.notes.vanished(&rel_text);
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    return Err(Error::Failed(format!(
+                        "cannot read {}: {e}",
+                        full.display()
+                    )));
+                }
+            };
+            let ty = meta.file_type();
+            let mut header = Header::new_gnu();
+            header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+            if ty.is_dir() {
+                self.notes.read(&rel_text, &meta);
+                if filter.included(&rel_text) {
+                    header.set_size(0);
+                    self.builder
+                        .append_data(&mut header, &rel_path, io::empty())
+                        .map_err(|e| Error::io("writing the archive", e))?;
+                    self.facts.directories += 1;
+                    self.facts
+                        .entries
+                        .push(entry(&rel_text, "dir", &meta, None, None, None));
+                }
+                self.walk(&rel_path)?;
+            } else if !filter.included(&rel_text) {
+                continue;
+            } else if ty.is_symlink() {
+                self.notes.read(&rel_text, &meta);
+                let link = fs::read_link(&full).map_err(|e| {
+                    Error::Failed(format!("cannot read link {}: {e}", full.display()))
+                })?;
+                self.builder
+                    .append_link(&mut header, &rel_path, &link)
                     .map_err(|e| Error::io("writing the archive", e))?;
-                facts.directories += 1;
-                facts
+                self.facts.symlinks += 1;
+                let link = link.to_string_lossy().to_string();
+                self.facts
                     .entries
-                    .push(entry(&rel_text, "dir", &meta, None, None, None));
+                    .push(entry(&rel_text, "symlink", &meta, None, None, Some(link)));
+            } else if ty.is_file() {
+                let file = match File::open(&full) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        // Deleted between its stat and its reading: not in the backup.
+                        self.notes.vanished(&rel_text);
+                        continue;
+                    }
+                    Err(e) => {
+                        return Err(Error::Failed(format!(
+                            "cannot read {}: {e}",
+                            full.display()
+                        )));
+                    }
+                };
+                self.notes.read(&rel_text, &meta);
+                let (sha, short) = append_file(
+                    self.builder,
+                    &mut header,
+                    file,
+                    &full,
+                    &rel_path,
+                    meta.len(),
+                    ctx,
+                )?;
+                if short {
+                    self.notes.cut_short(&rel_text);
+                }
+                self.prefetch.consumed(meta.len());
+                self.facts.files += 1;
+                self.facts.entries.push(entry(
+                    &rel_text,
+                    "file",
+                    &meta,
+                    Some(meta.len()),
+                    Some(sha),
+                    None,
+                ));
+            } else {
+                self.notes.other(&rel_text);
+                self.facts
+                    .skipped
+                    .push(format!("{rel_text}: not a regular file, directory or link"));
             }
-            walk(root, &rel_path, filter, builder, facts, prefetch, ctx)?;
-        } else if !filter.included(&rel_text) {
-            continue;
-        } else if ty.is_symlink() {
-            let link = fs::read_link(&full)
-                .map_err(|e| Error::Failed(format!("cannot read link {}: {e}", full.display())))?;
-            builder
-                .append_link(&mut header, &rel_path, &link)
-                .map_err(|e| Error::io("writing the archive", e))?;
-            facts.symlinks += 1;
-            let link = link.to_string_lossy().to_string();
-            facts
-                .entries
-                .push(entry(&rel_text, "symlink", &meta, None, None, Some(link)));
-        } else if ty.is_file() {
-            let sha = append_file(builder, &mut header, &full, &rel_path, meta.len(), ctx)?;
-            prefetch.consumed(meta.len());
-            facts.files += 1;
-            facts.entries.push(entry(
-                &rel_text,
-                "file",
-                &meta,
-                Some(meta.len()),
-                Some(sha),
-                None,
-            ));
-        } else {
-            facts
-                .skipped
-                .push(format!("{rel_text}: not a regular file, directory or link"));
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Reads ahead of the archiver: a second walk of the tree, in the same order, that asks
@@ -246,20 +293,26 @@ fn will_need(file: &File, len: u64) {
     }
 }
 
+/// Append one file's entry; its SHA-256, and whether it was cut short while read.
 fn append_file(
     builder: &mut tar::Builder<&mut dyn Write>,
     header: &mut Header,
+    file: File,
     full: &Path,
     rel: &Path,
     size: u64,
     ctx: &JobContext,
-) -> Result<String> {
-    let file = File::open(full)
-        .map_err(|e| Error::Failed(format!("cannot read {}: {e}", full.display())))?;
+) -> Result<(String, bool)> {
     // A file that grows while read is cut at the size in its header; one that shrinks
-    // would corrupt the archive, so that is an error.
+    // (a database truncated by its checkpoint) is padded with zeros to that size, so the
+    // archive stays whole, and counts as changed while read.
+    let short = std::rc::Rc::new(std::cell::Cell::new(false));
     let mut reader = HashReader::new(crate::pipe::ProgressReader::new(
-        file.take(size),
+        Padded {
+            file: file.take(size),
+            left: size,
+            short: short.clone(),
+        },
         ctx.progress.clone(),
         ctx.cancel.clone(),
     ));
@@ -275,13 +328,36 @@ fn append_file(
     };
     archived.map_err(|e| Error::io(format!("archiving {}", full.display()), e))?;
     let (read, sha) = reader.finish();
-    if read != size {
-        return Err(Error::Failed(format!(
-            "{} shrank from {size} to {read} bytes while being read; run the backup again",
-            full.display()
-        )));
+    debug_assert_eq!(read, size);
+    Ok((sha, short.get()))
+}
+
+/// A file's first `left` bytes, and zeros after its end if it ends sooner.
+struct Padded {
+    file: io::Take<File>,
+    left: u64,
+    /// Set once the file ended before `left` did.
+    short: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl Read for Padded {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let mut n = if self.short.get() {
+            0
+        } else {
+            self.file.read(buf)?
+        };
+        if n == 0 {
+            self.short.set(true);
+            n = buf.len().min(self.left as usize);
+            buf[..n].fill(0);
+        }
+        self.left -= n as u64;
+        Ok(n)
     }
-    Ok(sha)
 }
 
 /// One tar entry: the prepared header, the body, zeros up to the next 512-byte block.

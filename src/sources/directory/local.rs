@@ -91,17 +91,24 @@ impl Copier for Copy<'_> {
     fn copy(&mut self, into: &mut dyn Write, cx: &CopyContext<'_>) -> Result<Copied> {
         let filter = Filter::new(&self.0.include, &self.0.exclude)?;
         let (path, target) = (&self.0.path, &self.0.target);
-        let facts = snapshot::reading(self.0.snapshot, path, target, cx.job, |root| {
+        let (facts, changed) = snapshot::reading(self.0.snapshot, path, target, cx.job, |root| {
             if root != path.as_path() {
                 // Read from a snapshot: the live tree need not stay quiet any longer, so
                 // the after_backup hooks may resume the app before the copy is read.
                 cx.finished_reading();
             }
-            directory::write_tar(root, &filter, into, cx.job)
+            let (facts, notes) = directory::write_tar(root, &filter, into, cx.job)?;
+            // One more stat per entry, now that everything has been read (of a snapshot:
+            // nothing changes, so nothing is flagged).
+            cx.job
+                .progress
+                .phase("looking for files that changed while read");
+            Ok((facts, notes.changed(root, &filter)))
         })?;
         Ok(Copied {
             sqlite: None,
             directory: Some(facts),
+            changed_while_read: Some(changed),
         })
     }
 }

@@ -5,13 +5,17 @@
 //! content is on this host (a tree extracted safely, checked file by file). A local tree
 //! may be read from a btrfs snapshot of itself (`snapshot`).
 //!
+//! The end of a copy compares each entry's size, mtime and ctime with what they were when
+//! it was read (`changes` on this host; the host's second listing in `remote`), so a copy
+//! that changed while read is flagged or refused.
+//!
 //! Next (not built yet): a directory source will hand its tree over entry by entry
 //! (path, metadata, content on demand) rather than as one tar stream, so a repository
-//! store can keep native trees, a restore can pick single paths, and the end of a copy
-//! can compare each entry's size, mtime and ctime with what they were when it was read.
+//! store can keep native trees and a restore can pick single paths.
 
 mod archive;
 mod btrfs;
+mod changes;
 mod extract;
 pub mod local;
 mod remote;
@@ -27,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::progress::JobContext;
 use crate::stores::manifest::Manifest;
 
-pub use archive::write_tar;
+pub(crate) use archive::write_tar;
 pub use extract::{check_tar, check_tree, extract_tar};
 
 /// Which paths (relative to the root, `/`-separated) go into the backup.

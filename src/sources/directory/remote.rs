@@ -1,10 +1,13 @@
 //! Directory trees on another host: the host lists the tree (`find`), lifeboat applies
 //! the target's include/exclude globs itself (so they mean exactly what they mean for a
 //! local directory), the host's GNU `tar` archives the chosen paths, and lifeboat hashes
-//! every file as the tar stream passes through on its way into the store. Restores check
-//! every entry here, then stream a clean archive into `tar -x` in a staging directory.
+//! every file as the tar stream passes through on its way into the store. The listing
+//! carries each entry's size, mtime, ctime and inode; one more listing at the end of the
+//! copy, compared with the first, tells what changed, vanished or appeared while it was
+//! read. Restores check every entry here, then stream a clean archive into `tar -x` in a
+//! staging directory.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
 use std::path::Path;
 
@@ -18,14 +21,15 @@ use crate::sources::place::ssh::PRELUDE;
 use crate::ssh::Session;
 use crate::stores::manifest::{DirectoryFacts, FileEntry};
 
-/// `$1`: the root. Every path below it as `<type letter> <path>` NUL-terminated.
+/// `$1`: the root. Every path below it as `<type letter> <size> <mtime> <ctime> <inode>
+/// <path>` NUL-terminated (times in seconds with their fraction).
 const LIST: &str = r#"
 need find tar
 root=$1
 [ -e "$root" ] || say "the directory $root does not exist"
 [ -d "$root" ] || say "$root is not a directory"
 cd -- "$root" 2>/dev/null || say "$(id -un) may not enter $root"
-find . -mindepth 1 -printf '%y %P\0' || say "cannot list everything under $root"
+find . -mindepth 1 -printf '%y %s %T@ %C@ %i %P\0' || say "cannot list everything under $root"
 "#;
 
 /// `$1`: the root; stdin: the NUL-terminated paths to archive, nothing else.
@@ -61,25 +65,50 @@ fn harmless_tar_warning(line: &str) -> bool {
         || line.contains("Exiting with failure status due to previous errors")
 }
 
-/// Back up the tree at `root` on the session's host into `content`.
+/// Back up the tree at `root` on the session's host into `content`; returns what was
+/// written and the paths that changed while it was read.
 pub fn backup(
     session: &Session,
     root: &Path,
     filter: &Filter,
     content: &mut dyn Write,
     ctx: &JobContext,
-) -> Result<DirectoryFacts> {
+) -> Result<(DirectoryFacts, Vec<String>)> {
     let host = session.remote().host.to_string();
     let root_text = root.to_string_lossy();
     ctx.progress.phase(&format!("listing files on {host}"));
     let listing = session.output(&script(LIST), &[&root_text], "listing the directory", ctx)?;
     let (paths, skipped) = choose(&listing, filter);
+    let archived = archive(session, &root_text, paths, content, ctx)?;
+    let mut facts = archived?;
+    facts.skipped = skipped;
+    ctx.progress.phase(&format!(
+        "looking for files that changed while read on {host}"
+    ));
+    let after = session.output(
+        &script(LIST),
+        &[&root_text],
+        "listing the directory again",
+        ctx,
+    )?;
+    Ok((facts, changed(&listing, &after, filter)))
+}
 
+/// Archive `paths` under `root` on the host into `content`, hashing every file. The outer
+/// `Err`: the archive could not be made; the inner: what was received was not an archive.
+fn archive(
+    session: &Session,
+    root_text: &str,
+    paths: Vec<Vec<u8>>,
+    content: &mut dyn Write,
+    ctx: &JobContext,
+) -> Result<Result<DirectoryFacts>> {
+    let host = session.remote().host.to_string();
     ctx.progress.phase("archiving, compressing and storing");
     ctx.progress.total(None);
     let mut child = session.spawn(
         &script(ARCHIVE),
-        &[&root_text],
+        &[root_text],
         true,
         "archiving the directory",
         ctx,
@@ -117,15 +146,58 @@ pub fn backup(
     if let Ok(Err(e)) = fed {
         return Err(Error::io("sending the file list", e));
     }
-    let mut facts = parsed?;
-    facts.skipped = skipped;
     for w in warnings
         .iter()
         .filter(|l| !l.contains("Exiting with failure"))
     {
         tracing::info!(host = %host, "{w}");
     }
-    Ok(facts)
+    Ok(parsed)
+}
+
+/// One record of the host's listing: its type letter, its stamp (size, mtime, ctime,
+/// inode as the host wrote them) and its path.
+fn records(listing: &[u8]) -> impl Iterator<Item = (u8, &[u8], &[u8])> {
+    listing.split(|b| *b == 0).filter_map(|record| {
+        let mut fields = record.splitn(6, |b| *b == b' ');
+        let kind = *fields.next()?.first()?;
+        let stamp_len: usize = (0..4)
+            .map(|_| fields.next().map(|f| f.len() + 1))
+            .sum::<Option<usize>>()?;
+        let path = fields.next().filter(|p| !p.is_empty())?;
+        Some((kind, &record[2..1 + stamp_len], path))
+    })
+}
+
+/// The paths the target's globs choose that changed between two listings: a file or link
+/// whose stamp moved, an entry gone, an entry new. A directory's own stamp moves with
+/// every name made or removed in it, so its entries say what changed, not it.
+fn changed(before: &[u8], after: &[u8], filter: &Filter) -> Vec<String> {
+    let stamps = |listing| -> HashMap<&[u8], (u8, &[u8])> {
+        records(listing)
+            .map(|(kind, stamp, path)| (path, (kind, stamp)))
+            .collect()
+    };
+    let (was, now) = (stamps(before), stamps(after));
+    let mut found = Vec::new();
+    for path in choose(before, filter).0 {
+        let moved = match (was.get(path.as_slice()), now.get(path.as_slice())) {
+            (_, None) => true,
+            (Some((k1, s1)), Some((k2, s2))) => k1 != k2 || (*k1 != b'd' && s1 != s2),
+            (None, Some(_)) => false,
+        };
+        if moved {
+            found.push(String::from_utf8_lossy(&path).into_owned());
+        }
+    }
+    for path in choose(after, filter).0 {
+        if !was.contains_key(path.as_slice()) {
+            found.push(String::from_utf8_lossy(&path).into_owned());
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
 }
 
 /// Paths (relative, raw bytes) to archive, in the order a local walk would take them,
@@ -134,8 +206,7 @@ fn choose(listing: &[u8], filter: &Filter) -> (Vec<Vec<u8>>, Vec<String>) {
     let mut excluded_dirs: HashSet<&[u8]> = HashSet::new();
     let mut chosen: Vec<Vec<u8>> = Vec::new();
     let mut skipped = Vec::new();
-    for record in listing.split(|b| *b == 0).filter(|r| r.len() > 2) {
-        let (kind, path) = (record[0], &record[2..]);
+    for (kind, _, path) in records(listing) {
         // A local walk never descends into an excluded directory.
         let under_excluded = path
             .iter()
@@ -329,13 +400,50 @@ fn resend(
 mod tests {
     use super::*;
 
+    /// A listing as the host writes it, from `<type> <path>` records, every entry
+    /// stamped alike.
     fn listing(records: &[&str]) -> Vec<u8> {
+        stamped(&records.iter().map(|r| (*r, "1")).collect::<Vec<_>>())
+    }
+
+    /// A listing from `(<type> <path>, mtime)` pairs.
+    fn stamped(records: &[(&str, &str)]) -> Vec<u8> {
         let mut v = Vec::new();
-        for r in records {
-            v.extend_from_slice(r.as_bytes());
+        for (r, mtime) in records {
+            let (kind, path) = r.split_once(' ').unwrap();
+            v.extend_from_slice(format!("{kind} 10 {mtime}.5 {mtime}.5 77 {path}").as_bytes());
             v.push(0);
         }
         v
+    }
+
+    #[test]
+    fn a_second_listing_names_what_changed_vanished_or_appeared() {
+        let filter = Filter::new(&[], &["*.tmp".into()]).unwrap();
+        let before = stamped(&[
+            ("d state", "1"),
+            ("f state/system.duckdb", "1"),
+            ("f state/old.log", "1"),
+            ("f extracts a.parquet", "1"),
+            ("f keep.txt", "1"),
+        ]);
+        let after = stamped(&[
+            ("d state", "2"),
+            ("f state/system.duckdb", "2"),
+            ("f state/system.duckdb.wal", "2"),
+            ("f state/x.tmp", "2"),
+            ("f extracts a.parquet", "1"),
+            ("f keep.txt", "1"),
+        ]);
+        assert_eq!(
+            changed(&before, &after, &filter),
+            [
+                "state/old.log",
+                "state/system.duckdb",
+                "state/system.duckdb.wal"
+            ]
+        );
+        assert!(changed(&before, &before, &filter).is_empty());
     }
 
     #[test]

@@ -91,10 +91,11 @@ impl Copier for Copy<'_> {
     fn copy(&mut self, into: &mut dyn Write, cx: &CopyContext<'_>) -> Result<Copied> {
         let s = self.source;
         let filter = Filter::new(&s.include, &s.exclude)?;
-        let facts = remote::backup(&self.session, &s.path, &filter, into, cx.job)?;
+        let (facts, changed) = remote::backup(&self.session, &s.path, &filter, into, cx.job)?;
         Ok(Copied {
             sqlite: None,
             directory: Some(facts),
+            changed_while_read: Some(changed),
         })
     }
 }

@@ -77,6 +77,7 @@ impl Copier for Copy<'_> {
         Ok(Copied {
             sqlite: Some(facts),
             directory: None,
+            changed_while_read: None,
         })
     }
 }

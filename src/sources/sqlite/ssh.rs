@@ -93,6 +93,7 @@ impl Copier for Copy<'_> {
         Ok(Copied {
             sqlite: Some(facts),
             directory: None,
+            changed_while_read: None,
         })
     }
 }

@@ -243,6 +243,11 @@ impl Sim {
         self.wake.wake(target);
     }
 
+    /// Make the watchdog look at `target` now (after a job this test ran itself).
+    pub fn wake(&self, target: &str) {
+        self.wake.wake(target);
+    }
+
     /// Every call to the alert channel so far.
     pub fn sent(&self) -> Vec<Sent> {
         self.rec.sent.lock().unwrap().clone()
