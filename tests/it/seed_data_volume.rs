@@ -36,6 +36,8 @@ fn hooks_that_pause_the_writer_give_copies_duckdb_opens_in_every_round() {
         app.wait_rows(before + 2_000);
         let backup = home.json(&["backup", "app-data"]);
         let id = backup["id"].as_str().unwrap().to_string();
+        // Paused while read: nothing changed under the copy.
+        assert_eq!(backup["consistent"], true, "round {round}: {backup}");
         // The after_backup hook resumed the app: it is writing again.
         assert!(
             !app.is_paused(),
