@@ -16,6 +16,7 @@ use std::process::{Child, Stdio};
 
 use crate::common::btrfs::{self, Btrfs};
 use crate::common::fakes::Serve;
+use crate::common::stopped::{full_pipe, release};
 use crate::common::*;
 
 /// The log line the binary writes right after taking a snapshot, alone.
@@ -95,21 +96,6 @@ fn snapshots_beside(live: &Path) -> Vec<String> {
     names
 }
 
-/// A pipe whose buffer is already full: a process writing to it blocks until it is read.
-fn full_pipe() -> (File, File) {
-    let mut fds = [0; 2];
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    let (read, write) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
-    let fd = write.as_raw_fd();
-    let set_flags = |flags: i32| unsafe { libc::fcntl(fd, libc::F_SETFL, flags) };
-    set_flags(libc::O_NONBLOCK);
-    for chunk in [4096, 1] {
-        while (&write).write(&vec![b'.'; chunk]).is_ok() {}
-    }
-    set_flags(0);
-    (read, write)
-}
-
 /// `backup vol` started and stopped right after taking its snapshot, with the read end
 /// of its stderr to release it.
 fn backup_inside_its_snapshot(home: &Home, live: &Path) -> (Child, File) {
@@ -127,17 +113,6 @@ fn backup_inside_its_snapshot(home: &Home, live: &Path) -> (Child, File) {
         !snapshots_beside(live).is_empty()
     });
     (child, stderr_read)
-}
-
-/// Let a stopped backup go on: read its stderr to the end in the background.
-fn release(stderr: File) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut all = Vec::new();
-        let _ = (&stderr).read_to_end(&mut all);
-        String::from_utf8_lossy(&all)
-            .trim_start_matches('.')
-            .to_string()
-    })
 }
 
 #[test]

@@ -74,6 +74,10 @@ impl ReadNotes {
     /// Stat everything again: the paths (relative to `root`) that changed, vanished or
     /// appeared since they were read, sorted.
     pub(crate) fn changed(&self, root: &Path, filter: &Filter) -> Vec<String> {
+        tracing::debug!(
+            entries = self.seen.len(),
+            "every entry read; looking at each again for changes"
+        );
         let mut found: Vec<String> = self.noticed.clone();
         let mut moved_dirs: Vec<&str> = Vec::new();
         if let Some(was) = self.root {

@@ -1,8 +1,10 @@
 //! A directory on this host changing while it is backed up.
 
-use std::fs;
+use std::fs::{self, File};
+use std::process::{Child, Stdio};
 
 use super::*;
+use crate::common::stopped::{full_pipe, release};
 
 fn volume_home(extra: &str) -> Home {
     let home = Home::new();
@@ -242,4 +244,70 @@ fn a_file_truncated_while_read_is_kept_whole_and_named() {
     );
     let verify = home.json(&["verify", "volume"]);
     assert_eq!(verify["ok"], true, "{verify}");
+}
+
+/// `lifeboat backup volume --json` (the real binary) stopped once it has read every file,
+/// before it looks at them again: it blocks on the one log line written then, into a
+/// full stderr pipe whose read end releases it.
+fn backup_stopped_before_the_second_look(home: &Home) -> (Child, File) {
+    let (stderr_read, stderr_write) = full_pipe();
+    let child = home
+        .command(&["backup", "volume", "--json"])
+        .env(
+            "LIFEBOAT_LOG",
+            "lifeboat::sources::directory::changes=debug",
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(stderr_write))
+        .spawn()
+        .unwrap();
+    // Read-only and tolerant: the binary may not have made its state database yet.
+    let reached = || -> rusqlite::Result<bool> {
+        let db = rusqlite::Connection::open_with_flags(
+            home.path("var/lifeboat.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )?;
+        db.query_row(
+            "SELECT count(*) FROM audit WHERE target = 'volume' AND outcome = 'running' \
+             AND detail LIKE '%looking for files that changed while read'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n > 0)
+    };
+    wait_for(60, "the backup to have read every file", || {
+        reached().unwrap_or(false)
+    });
+    (child, stderr_read)
+}
+
+#[test]
+fn the_binary_keeps_and_flags_or_refuses_a_copy_whose_file_changed_after_it_was_read() {
+    for (on_change, exit_code) in [("warn", 0), ("fail", 1)] {
+        let home = volume_home(&format!("on_change = \"{on_change}\"\n"));
+        let (child, stderr) = backup_stopped_before_the_second_look(&home);
+        append(
+            &home.path("data/volume/a.bin"),
+            b"written after it was read",
+        );
+        let said = release(stderr);
+        let out = child.wait_with_output().unwrap();
+        let said = said.join().unwrap();
+        assert_eq!(out.status.code(), Some(exit_code), "{on_change}: {said}");
+        if on_change == "warn" {
+            let backup: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(backup["status"], "complete");
+            assert_eq!(backup["consistent"], false, "{backup}");
+            assert_eq!(backup["changed_while_read"], serde_json::json!(["a.bin"]));
+            assert_eq!(home.json(&["list", "volume"]).as_array().unwrap().len(), 1);
+        } else {
+            assert_contains_all(&said, &["a.bin", "nothing was published"]);
+            assert!(
+                home.store_files("volume").is_empty(),
+                "{:?}",
+                home.store_files("volume")
+            );
+            assert_eq!(home.json(&["list", "volume"]).as_array().unwrap().len(), 0);
+        }
+    }
 }

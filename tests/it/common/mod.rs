@@ -15,6 +15,7 @@ pub mod rclone;
 pub mod sim;
 pub mod socket_mode;
 pub mod sshd;
+pub mod stopped;
 pub mod vault;
 
 use std::path::{Path, PathBuf};
