@@ -8,8 +8,7 @@
 //! the snapshot is taken: it stops there, deterministically, until the test drains the pipe.
 
 use std::fs::{self, File};
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::io::Read;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
