@@ -9,7 +9,11 @@ use crate::app::App;
 use crate::auth::{self, Role};
 use crate::db::approvals::{ApprovalRecord, ApprovalStatus, Approver};
 use crate::error::Error;
-use crate::notify::{Button, ChatMessage};
+
+mod message; // the request as chat shows it
+pub use message::{confirm, message, plan_facts};
+#[cfg(test)]
+pub(crate) use message::fixtures;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -195,69 +199,6 @@ fn finish(req: ApprovalRecord, step: Step) -> Result<Outcome, Error> {
             Outcome::Approved(req, Box::new(plan))
         }
     })
-}
-
-/// The request's message: the plan, who approved, and the buttons while it is pending.
-pub fn message(req: &ApprovalRecord, plan: &RestorePlan) -> ChatMessage {
-    let mut text = format!(
-        "*Restore requested by {}*\n{}",
-        req.requester,
-        plan.describe()
-    );
-    for a in &req.approvers {
-        text.push_str(&format!(
-            "\n✅ approved by {} at {}",
-            a.actor,
-            short_time(&a.at)
-        ));
-    }
-    let buttons = match req.status {
-        ApprovalStatus::Pending => {
-            text.push_str(&format!(
-                "\nNeeds {} approval(s) from admins other than the requester; {} so far. Expires at {}.",
-                req.required,
-                req.approvers.len(),
-                short_time(&req.expires_at)
-            ));
-            vec![
-                Button {
-                    action: "approve".into(),
-                    label: "Approve".into(),
-                    value: req.id.clone(),
-                    danger: false,
-                },
-                Button {
-                    action: "deny".into(),
-                    label: "Deny".into(),
-                    value: req.id.clone(),
-                    danger: true,
-                },
-            ]
-        }
-        ApprovalStatus::Denied => {
-            text.push_str(&format!(
-                "\n⛔ denied by {} at {}. Nothing was changed.",
-                req.denied_by.as_deref().unwrap_or("?"),
-                short_time(req.decided_at.as_deref().unwrap_or_default())
-            ));
-            Vec::new()
-        }
-        ApprovalStatus::Expired => {
-            text.push_str("\n⌛ expired without enough approvals. Nothing was changed; request it again if still needed.");
-            Vec::new()
-        }
-        ApprovalStatus::Approved => {
-            text.push_str("\nApproved: restoring now.");
-            Vec::new()
-        }
-    };
-    ChatMessage { text, buttons }
-}
-
-fn short_time(rfc3339: &str) -> String {
-    crate::units::parse_time(rfc3339)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-        .unwrap_or_else(|| rfc3339.to_string())
 }
 
 #[cfg(test)]

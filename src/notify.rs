@@ -8,14 +8,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-/// A message as lifeboat means it; each platform renders it its own way.
+use crate::card::Card;
+
+/// A message as lifeboat means it; each platform renders it its own way. With a `card`,
+/// the platform shows the card (and `text`, its plain form, only where it cannot).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ChatMessage {
     pub text: String,
     pub buttons: Vec<Button>,
+    pub card: Option<Card>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Button {
     /// What the click means: "approve" or "deny".
     pub action: String,
@@ -23,14 +27,40 @@ pub struct Button {
     /// The request the click is about (an approval id).
     pub value: String,
     pub danger: bool,
+    /// Ask "are you sure?" before the click counts (Approve on a restore that replaces data).
+    pub confirm: Option<Confirm>,
+}
+
+/// The question a button asks before it acts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confirm {
+    pub title: String,
+    /// What the click will do, in plain words (what is replaced, what is moved aside).
+    pub text: String,
+    pub yes: String,
+    pub no: String,
 }
 
 impl ChatMessage {
     pub fn text(text: impl Into<String>) -> ChatMessage {
         ChatMessage {
             text: text.into(),
-            buttons: Vec::new(),
+            ..ChatMessage::default()
         }
+    }
+
+    /// A structured message; its plain text is the card's.
+    pub fn card(card: Card) -> ChatMessage {
+        ChatMessage {
+            text: card.plain(),
+            buttons: Vec::new(),
+            card: Some(card),
+        }
+    }
+
+    pub fn with_buttons(mut self, buttons: Vec<Button>) -> ChatMessage {
+        self.buttons = buttons;
+        self
     }
 }
 
@@ -358,17 +388,18 @@ async fn edit_loop(
     }
 }
 
-/// A progress sink that renders job progress into an `Updater`'s message.
+/// A progress sink that renders job progress into an `Updater`'s message: the job's
+/// card with the phase, a bar with percent, the rate and the time left added.
 pub struct ChatProgress {
-    headline: String,
+    card: Card,
     updater: Arc<Updater>,
     state: Mutex<(String, Option<u64>, u64, std::time::Instant)>,
 }
 
 impl ChatProgress {
-    pub fn new(headline: String, updater: Arc<Updater>) -> ChatProgress {
+    pub fn new(card: Card, updater: Arc<Updater>) -> ChatProgress {
         ChatProgress {
-            headline,
+            card,
             updater,
             state: Mutex::new((String::new(), None, 0, std::time::Instant::now())),
         }
@@ -376,22 +407,46 @@ impl ChatProgress {
 
     fn render(&self) {
         let (phase, total, done, started) = self.state.lock().unwrap().clone();
-        let secs = started.elapsed().as_secs_f64().max(0.001);
-        let human = crate::units::human_bytes;
-        let mut line = format!("{}\n{phase}", self.headline);
-        if done > 0 {
-            line.push_str(&format!(": {}", human(done)));
-            if let Some(t) = total.filter(|t| *t > 0) {
-                line.push_str(&format!(
-                    " of {} ({:.0}%)",
-                    human(t),
-                    (done as f64 / t as f64 * 100.0).min(100.0)
-                ));
-            }
-            line.push_str(&format!(", {}/s", human((done as f64 / secs) as u64)));
-        }
-        self.updater.set(ChatMessage::text(line));
+        let line = progress_line(&phase, done, total, started.elapsed().as_secs_f64());
+        self.updater
+            .set(ChatMessage::card(self.card.clone().body(line)));
     }
+}
+
+/// "reading: ▓▓▓▓░░░░░░ 40% · 12.0 MiB of 30.0 MiB · 2.0 MiB/s · about 9.0 s left".
+pub fn progress_line(phase: &str, done: u64, total: Option<u64>, seconds: f64) -> String {
+    use crate::units::{human_bytes, human_duration};
+    let secs = seconds.max(0.001);
+    let mut line = phase.to_string();
+    if done == 0 {
+        return line;
+    }
+    let rate = done as f64 / secs;
+    match total.filter(|t| *t > 0) {
+        Some(t) => {
+            let share = (done as f64 / t as f64).min(1.0);
+            let filled = (share * 10.0).round() as usize;
+            line.push_str(&format!(
+                ": {}{} {:.0}% · {} of {} · {}/s",
+                "▓".repeat(filled),
+                "░".repeat(10 - filled),
+                share * 100.0,
+                human_bytes(done),
+                human_bytes(t),
+                human_bytes(rate as u64)
+            ));
+            if share < 1.0 {
+                let left = t.saturating_sub(done) as f64 / rate.max(1.0);
+                line.push_str(&format!(" · about {} left", human_duration(left)));
+            }
+        }
+        None => line.push_str(&format!(
+            ": {} · {}/s",
+            human_bytes(done),
+            human_bytes(rate as u64)
+        )),
+    }
+    line
 }
 
 impl crate::progress::Progress for ChatProgress {
@@ -455,6 +510,19 @@ mod tests {
         // 10 × 250 ms of progress: about 3 edits, never one per set().
         assert!(updates.len() <= 5, "{updates:?}");
         assert_eq!(updates.last().unwrap(), "done");
+    }
+
+    #[test]
+    fn progress_reads_as_a_bar_with_percent_rate_and_time_left() {
+        assert_eq!(
+            progress_line("reading", 40 << 20, Some(100 << 20), 10.0),
+            "reading: ▓▓▓▓░░░░░░ 40% · 40.0 MiB of 100.0 MiB · 4.0 MiB/s · about 15 s left"
+        );
+        assert_eq!(
+            progress_line("uploading", 3 << 20, None, 2.0),
+            "uploading: 3.0 MiB · 1.5 MiB/s"
+        );
+        assert_eq!(progress_line("starting", 0, None, 0.0), "starting");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::actions;
 use crate::app::App;
 use crate::approvals::{self, Decision, Outcome};
+use crate::card::{Card, Line, Tone};
 use crate::db::approvals::{ApprovalRecord, ApprovalStatus};
 use crate::dispatch::{ChatJob, Invocation, Reply};
 use crate::executor::job::Job;
@@ -213,8 +214,9 @@ impl Chat {
         message: Option<String>,
     ) {
         let what = report::describe(&job);
-        let headline = format!("⏳ {what}, requested by {actor}");
-        let first = ChatMessage::text(&headline);
+        let running = Card::new(Tone::Neutral, format!("⏳ {what}"))
+            .lead(Line::new().text("Requested by ").person(&actor));
+        let first = ChatMessage::card(running.clone());
         let message = match message {
             Some(m) => Some(m),
             None => with_retries("posting a job message", || notifier.post(&channel, &first))
@@ -225,7 +227,7 @@ impl Chat {
         let updater =
             message.map(|m| Arc::new(Updater::spawn(notifier.clone(), channel.clone(), m)));
         let progress: Arc<dyn crate::progress::Progress> = match &updater {
-            Some(u) => Arc::new(ChatProgress::new(headline.clone(), u.clone())),
+            Some(u) => Arc::new(ChatProgress::new(running.clone(), u.clone())),
             None => Arc::new(crate::progress::Silent),
         };
         let ctx = JobContext {
@@ -234,31 +236,39 @@ impl Chat {
         };
         let queued = || {
             if let Some(u) = &updater {
-                u.set(ChatMessage::text(format!(
-                    "{headline}\nqueued: waiting for a free job slot"
-                )));
+                u.set(ChatMessage::card(
+                    running.clone().body("queued: waiting for a free job slot"),
+                ));
             }
         };
         let started = std::time::Instant::now();
         let result = job.run_in_slot(&self.app, &actor, ctx, queued).await;
         self.job_ended.notify_one();
-        let (mut text, document) = match result {
+        let (mut card, document) = match result {
             Ok(result) => {
                 let approval = self.approval_of(&job).await;
-                report::render(&job, approval.as_ref(), result)
+                report::render(&job, &actor, approval.as_ref(), result)
             }
-            Err(e) => (format!("❌ {what} failed: internal error ({e})"), None),
+            Err(e) => (
+                Card::new(Tone::Bad, format!("❌ {what} failed"))
+                    .body(format!("internal error ({e})")),
+                None,
+            ),
         };
-        text.push_str(&self.timeline_note(notifier.platform(), &channel).await);
+        let note = self.timeline_note(notifier.platform(), &channel).await;
+        if !note.is_empty() {
+            card = card.context(note.trim_start());
+        }
         tracing::info!(
-            "{what}: {} ({:.1}s)",
-            text.lines().next().unwrap_or_default(),
-            started.elapsed().as_secs_f64()
+            "{what}: {} ({})",
+            card.title,
+            crate::units::human_duration(started.elapsed().as_secs_f64())
         );
+        let msg = ChatMessage::card(card);
         if let Some(u) = updater {
             match Arc::try_unwrap(u) {
-                Ok(u) => u.finish(ChatMessage::text(text)).await,
-                Err(u) => u.set(ChatMessage::text(text)),
+                Ok(u) => u.finish(msg).await,
+                Err(u) => u.set(msg),
             }
         }
         if let Some(doc) = document {
