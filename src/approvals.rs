@@ -11,9 +11,9 @@ use crate::db::approvals::{ApprovalRecord, ApprovalStatus, Approver};
 use crate::error::Error;
 
 mod message; // the request as chat shows it
-pub use message::{confirm, message, plan_facts};
 #[cfg(test)]
 pub(crate) use message::fixtures;
+pub use message::{confirm, message, plan_facts};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {

@@ -233,26 +233,7 @@ impl Card {
     pub fn fitted(&self, limits: &Limits, measure: &dyn Fn(&Line) -> usize) -> Card {
         let mut card = self.clone();
         card.title = clip(&card.title, limits.title);
-        let mut facts = std::mem::take(&mut card.facts);
-        if facts.len() > limits.facts {
-            let rest = facts.split_off(limits.facts.saturating_sub(1));
-            let labels: Vec<&str> = rest.iter().map(|f| f.label.as_str()).collect();
-            facts.push(Fact {
-                label: "More".into(),
-                value: Line::from(format!(
-                    "{} not shown: {}",
-                    crate::units::count(rest.len() as u64, "fact", None),
-                    labels.join(", ")
-                )),
-            });
-        }
-        card.facts = facts
-            .into_iter()
-            .map(|f| Fact {
-                label: clip(&f.label, limits.fact_label),
-                value: clip_line(&f.value, limits.fact_value, measure),
-            })
-            .collect();
+        card.facts = fit_facts(std::mem::take(&mut card.facts), limits, measure);
         let mut budget = limits.total.saturating_sub(
             card.title.chars().count()
                 + card
@@ -273,6 +254,42 @@ impl Card {
         }
         card
     }
+}
+
+/// Facts clipped, and kept while they number at most `limits.facts` and take at most
+/// half the total; the rest folded into one last fact that names them.
+fn fit_facts(facts: Vec<Fact>, limits: &Limits, measure: &dyn Fn(&Line) -> usize) -> Vec<Fact> {
+    let cost = |f: &Fact| f.label.chars().count() + measure(&f.value);
+    let clipped: Vec<Fact> = facts
+        .into_iter()
+        .map(|f| Fact {
+            label: clip(&f.label, limits.fact_label),
+            value: clip_line(&f.value, limits.fact_value, measure),
+        })
+        .collect();
+    // Room for the folded fact itself.
+    let room = (limits.total / 2).saturating_sub(limits.fact_value.min(200));
+    let mut kept = Vec::new();
+    let mut used = 0;
+    for (i, f) in clipped.iter().enumerate() {
+        let last_slot = i + 1 == limits.facts && clipped.len() > limits.facts;
+        if last_slot || used + cost(f) > room {
+            let labels: Vec<&str> = clipped[i..].iter().map(|f| f.label.as_str()).collect();
+            let value = Line::from(format!(
+                "{} not shown: {}",
+                crate::units::count(labels.len() as u64, "fact", None),
+                labels.join(", ")
+            ));
+            kept.push(Fact {
+                label: "More".into(),
+                value: clip_line(&value, limits.fact_value.min(200), measure),
+            });
+            return kept;
+        }
+        used += cost(f);
+        kept.push(f.clone());
+    }
+    kept
 }
 
 /// How much of a card a platform shows (characters as the platform renders them).

@@ -19,7 +19,9 @@ use crate::card::{Card, Line, Tone};
 use crate::db::approvals::{ApprovalRecord, ApprovalStatus};
 use crate::dispatch::{ChatJob, Invocation, Reply};
 use crate::executor::job::Job;
-use crate::notify::{ChatMessage, ChatProgress, Notifier, Updater, post_document, with_retries};
+use crate::notify::{
+    ChatMessage, ChatProgress, Confirm, Notifier, Updater, post_document, with_retries,
+};
 use crate::progress::{Cancel, JobContext};
 
 /// The part of the 3-second budget dispatch may use before we answer "working on it".
@@ -364,6 +366,22 @@ impl Chat {
             );
         }
         expired.then(|| "this restore request has expired; nothing was changed.".to_string())
+    }
+
+    /// What Approve asks before it counts, for a request still waiting. Ok(None): the
+    /// request is unknown or decided (the click itself then says so).
+    pub async fn confirm_of(&self, approval_id: &str) -> Result<Option<Confirm>, String> {
+        let (db, id) = (self.app.db.clone(), approval_id.to_string());
+        let req = tokio::task::spawn_blocking(move || db.approval_get(&id))
+            .await
+            .map_err(|e| format!("that did not work: internal error ({e})"))?
+            .map_err(|e| format!("that did not work: {e}"))?;
+        let Some(req) = req.filter(|r| r.status == ApprovalStatus::Pending) else {
+            return Ok(None);
+        };
+        let plan = serde_json::from_str::<actions::restore::RestorePlan>(&req.plan)
+            .map_err(|_| "the stored plan is unreadable".to_string())?;
+        Ok(Some(approvals::confirm(&plan)))
     }
 
     async fn update_request(
