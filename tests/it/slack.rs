@@ -305,9 +305,23 @@ fn the_approval_flow_refuses_self_double_and_non_admin_clicks() {
     let (id, ts) = request_restore(&home, &serve, &api);
     let plan_text = texts(&api.calls_to("chat.postMessage")).pop().unwrap();
     assert!(
-        plan_text.contains("Restore requested by slack:U0ADMIN1")
-            && plan_text.contains("move aside"),
+        plan_text.contains("Requested by <@U0ADMIN1>") && plan_text.contains("Moved aside to: `"),
         "{plan_text}"
+    );
+    // The restore replaces the live database: Slack asks the approver first, saying what
+    // is replaced and where the current data goes.
+    let request = api.calls_to("chat.postMessage").pop().unwrap();
+    let approve = &request.body["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "actions")
+        .unwrap()["elements"][0];
+    let asked = approve["confirm"]["text"]["text"].as_str().unwrap();
+    assert!(
+        asked.contains(&format!("This replaces {}", db_path.display()))
+            && asked.contains("moved aside to"),
+        "{asked}"
     );
 
     slack_click(&serve, ADMIN1, OPS_CHANNEL, &ts, "approve", &id);
@@ -319,7 +333,7 @@ fn the_approval_flow_refuses_self_double_and_non_admin_clicks() {
         ephemerals(&api).iter().any(|t| t.contains("only admins"))
     });
     slack_click(&serve, ADMIN2, OPS_CHANNEL, &ts, "approve", &id);
-    api.wait_update(10, "approved by slack:U0ADMIN2");
+    api.wait_update(10, "approved by <@U0ADMIN2>");
     slack_click(&serve, ADMIN2, OPS_CHANNEL, &ts, "approve", &id);
     api.wait_until(10, "double approval refusal", |_| {
         ephemerals(&api)
@@ -341,7 +355,7 @@ fn the_approval_flow_refuses_self_double_and_non_admin_clicks() {
     );
     let last = texts(&api.calls_to("chat.update")).pop().unwrap();
     assert!(
-        last.contains("approved by slack:U0ADMIN2") && last.contains("approved by slack:U0ADMIN3"),
+        last.contains("approved by <@U0ADMIN2>") && last.contains("approved by <@U0ADMIN3>"),
         "{last}"
     );
     assert!(
@@ -368,7 +382,7 @@ fn deny_cancels_and_changes_nothing() {
     let serve = Serve::start(&home);
     let (id, ts) = request_restore(&home, &serve, &api);
     slack_click(&serve, ADMIN2, OPS_CHANNEL, &ts, "deny", &id);
-    api.wait_update(10, "denied by slack:U0ADMIN2");
+    api.wait_update(10, "denied by <@U0ADMIN2>");
     let update = api.calls_to("chat.update").pop().unwrap();
     assert!(
         !update.body["blocks"]

@@ -61,7 +61,7 @@ pub(super) fn render(
                 Some(_) => (Tone::Warning, "⚠️"),
                 None => (Tone::Good, "✅"),
             };
-            let mut card = Card::new(tone, format!("{icon} Backup of {target} complete"))
+            let mut card = Card::new(tone, format!("{icon} backup of {target} complete"))
                 .lead(
                     requested_by(actor, None)
                         .text(format!(", done in {}", human_duration(m.duration_seconds))),
@@ -76,14 +76,14 @@ pub(super) fn render(
             card
         }
         JobReport::Verify(r) if r.ok => {
-            Card::new(Tone::Good, format!("✅ Backup of {target} verified"))
+            Card::new(Tone::Good, format!("✅ backup of {target} verified"))
                 .lead(requested_by(actor, None).text(": all checks passed."))
                 .fact("Backup", Line::new().code(&r.backup.id))
         }
         JobReport::Verify(r) => {
             let mut card = Card::new(
                 Tone::Bad,
-                format!("❌ Backup of {target} FAILED verification"),
+                format!("❌ backup of {target} FAILED verification"),
             )
             .lead(requested_by(actor, None))
             .fact("Backup", Line::new().code(&r.backup.id));
@@ -93,7 +93,8 @@ pub(super) fn render(
             card
         }
         JobReport::Restore(o) => {
-            let card = Card::new(Tone::Good, format!("✅ Restored {target}")).lead(
+            let title = format!("✅ restored backup {} of {target}", o.plan.backup.id);
+            let card = Card::new(Tone::Good, title).lead(
                 requested_by(actor, approval)
                     .text(format!(", done in {}", human_duration(o.duration_seconds))),
             );
@@ -111,7 +112,7 @@ pub(super) fn render(
             let report = done.report();
             let mut lines = report.trim_end().lines();
             let first = lines.next().unwrap_or_default();
-            let mut card = Card::new(Tone::Good, format!("✅ Restored {target}"))
+            let mut card = Card::new(Tone::Good, format!("✅ restored {target}"))
                 .lead(requested_by(actor, None))
                 .body(format!("✅ {first}"));
             for line in lines {
@@ -121,7 +122,7 @@ pub(super) fn render(
         }
         JobReport::Prune(plan) => {
             let mut card =
-                Card::new(Tone::Good, format!("Prune of {target}")).lead(requested_by(actor, None));
+                Card::new(Tone::Good, format!("prune of {target}")).lead(requested_by(actor, None));
             for line in plan.describe().trim_end().lines() {
                 card = card.body(line);
             }
@@ -173,7 +174,7 @@ mod tests {
         let (card, _) = render(&job, "slack:U1", None, Ok(JobReport::Backup(m.clone())));
         assert_eq!(card.tone, Tone::Warning);
         let text = card.plain();
-        assert!(text.starts_with("⚠️ Backup of volume complete"), "{text}");
+        assert!(text.starts_with("⚠️ backup of volume complete"), "{text}");
         assert!(text.contains("Backup: `20261122T083000Z`"), "{text}");
         assert!(text.contains("done in 2.1 s"), "{text}");
         assert_eq!(card.notified(), vec!["slack:U1".to_string()]);
