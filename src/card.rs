@@ -359,7 +359,7 @@ fn clip_line(line: &Line, max: usize, measure: &dyn Fn(&Line) -> usize) -> Line 
     for piece in &line.0 {
         let mut trial = kept.clone();
         trial.0.push(piece.clone());
-        if measure(&trial) + 1 <= max {
+        if measure(&trial) < max {
             kept = trial;
             continue;
         }
@@ -380,7 +380,7 @@ fn clip_line(line: &Line, max: usize, measure: &dyn Fn(&Line) -> usize) -> Line 
             trial.0.push(p);
             // Markup around the piece may still not fit: shrink until it does.
             while measure(&trial) + 1 > max && shorten(trial.0.last_mut()) {}
-            if measure(&trial) + 1 <= max {
+            if measure(&trial) < max {
                 kept = trial;
             }
         }
