@@ -1,5 +1,5 @@
 //! The one place a `ChatMessage` becomes a Discord message: an embed (title, description
-//! with the lead, steps and paragraphs, fields for the facts, the fine print as footer, a
+//! with the lead, steps, paragraphs and the fine print as subtext, fields for the facts, a
 //! colour by outcome), a short `content` that names the people to alert, `allowed_mentions`
 //! limited to exactly those people, and buttons (Approve on an in-place restore first asks
 //! with an ephemeral Confirm/Cancel). People become `<@id>`, times `<t:…:f>`; everything is
@@ -7,7 +7,7 @@
 
 use serenity::all::{
     ButtonStyle, Colour, CreateActionRow, CreateAllowedMentions, CreateButton, CreateEmbed,
-    CreateEmbedFooter, CreateMessage, EditMessage, UserId,
+    CreateMessage, EditMessage, UserId,
 };
 
 use crate::card::{Card, Limits, Line, Piece, Tone};
@@ -20,11 +20,10 @@ pub const MAX_DESCRIPTION: usize = 4096;
 pub const MAX_FIELDS: usize = 25;
 pub const MAX_FIELD_NAME: usize = 256;
 pub const MAX_FIELD_VALUE: usize = 1024;
-pub const MAX_FOOTER: usize = 2048;
 #[cfg(test)]
 pub const MAX_EMBED_TOTAL: usize = 6000;
 
-/// How much of a card Discord gets: the lines (description and footer) and facts share a
+/// How much of a card Discord gets: the lines (all in the description) and facts share a
 /// budget that keeps the description under 4,096 and the embed under 6,000 characters
 /// with room for the title and list numbers.
 const LIMITS: Limits = Limits {
@@ -135,6 +134,9 @@ fn embed(card: &Card) -> CreateEmbed {
             }),
     );
     description.extend(card.body.iter().map(markdown));
+    // The fine print as Discord's small grey subtext: a footer would show mentions and
+    // times as raw `<@…>` / `<t:…>`, the description renders them.
+    description.extend(card.context.iter().map(|l| format!("-# {}", markdown(l))));
     let mut embed = CreateEmbed::new()
         .title(card.title.clone())
         .colour(colour(card.tone))
@@ -145,13 +147,6 @@ fn embed(card: &Card) -> CreateEmbed {
             crate::card::clip(&markdown(&f.value), MAX_FIELD_VALUE),
             true,
         );
-    }
-    if !card.context.is_empty() {
-        let footer: Vec<String> = card.context.iter().map(markdown).collect();
-        embed = embed.footer(CreateEmbedFooter::new(crate::card::clip(
-            &footer.join("\n"),
-            MAX_FOOTER,
-        )));
     }
     embed
 }
