@@ -136,6 +136,37 @@ fn a_command_is_acknowledged_then_reported_in_one_edited_message() {
     let calls = api.wait_edit(30, "✅ backup");
     let posts: Vec<&Call> = calls.iter().filter(|c| c.method == "POST").collect();
     assert_eq!(posts.len(), 1);
+    // The result is a green embed that pings the person who asked, and only them.
+    let result = calls
+        .iter()
+        .rfind(|c| {
+            c.method == "PATCH"
+                && c.body["content"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("✅ backup")
+        })
+        .unwrap();
+    assert!(
+        result.body["content"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("<@{OPS}>")),
+        "{}",
+        result.body
+    );
+    assert_eq!(result.body["allowed_mentions"]["users"], json!([OPS]));
+    let embed = &result.body["embeds"][0];
+    assert_eq!(embed["color"], 0x2EB67D, "{embed}");
+    assert!(
+        embed["description"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("Requested by <@{OPS}>, done in ")),
+        "{embed}"
+    );
+    // While it ran the message named the requester without pinging anyone.
+    assert_eq!(posts[0].body["allowed_mentions"]["users"], json!([]));
     assert_eq!(
         posts[0].path,
         format!("/api/v10/channels/{CHANNEL}/messages")
