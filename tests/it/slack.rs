@@ -58,6 +58,23 @@ fn a_backup_from_chat_posts_one_message_and_updates_it_to_the_result() {
         .collect();
     assert_eq!(posts.len(), 1, "one message per job");
     assert_eq!(posts[0].body["channel"], OPS_CHANNEL);
+    // The result: a header, the facts as fields, the requester mentioned.
+    let result = calls
+        .iter()
+        .rfind(|c| {
+            c.path.ends_with("chat.update")
+                && c.body["text"].as_str().unwrap_or("").contains("✅ backup")
+        })
+        .unwrap();
+    let blocks = result.body["blocks"].as_array().unwrap();
+    assert_eq!(blocks[0]["type"], "header");
+    assert_eq!(blocks[0]["text"]["text"], "✅ backup of app-db complete");
+    let all = result.body.to_string();
+    assert!(
+        all.contains("Requested by <@U0OPS1>, done in ") && all.contains("*Stored*"),
+        "{all}"
+    );
+    crate::common::block_kit::assert_slack_sdk_reads(&calls);
     assert_eq!(
         posts[0].auth, "Bearer xoxb-test-token",
         "posted with the bot token"
@@ -371,6 +388,10 @@ fn the_approval_flow_refuses_self_double_and_non_admin_clicks() {
             .iter()
             .any(|t| t.contains("already approved"))
     });
+    // The request, each approval, the restore's progress and its result: all Block Kit
+    // that Slack's own models read back unchanged.
+    let checked = crate::common::block_kit::assert_slack_sdk_reads(&api.calls());
+    assert!(checked >= 4, "{checked} messages");
 }
 
 #[test]
