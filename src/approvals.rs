@@ -13,7 +13,7 @@ use crate::error::Error;
 mod message; // the request as chat shows it
 #[cfg(test)]
 pub(crate) use message::fixtures;
-pub use message::{confirm, message, plan_facts};
+pub use message::{confirm, message, plan_facts, who_can_approve};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -353,6 +353,25 @@ mod tests {
             assert_eq!(stored.status, ApprovalStatus::Approved);
             assert_eq!(stored.approvers.len(), 2, "round {round}");
         }
+    }
+
+    #[test]
+    fn the_admins_who_can_approve_are_those_of_the_platform_not_yet_heard() {
+        let (app, _dir) = app();
+        let id = request(&app, 0, 2);
+        let mut req = app.db.approval_get(&id).unwrap().unwrap();
+        let access = &app.config.access;
+        assert_eq!(
+            who_can_approve(access, &req),
+            vec!["slack:UA2", "slack:UA3"]
+        );
+        req.approvers.push(Approver {
+            actor: "slack:UA2".into(),
+            at: crate::units::now_text(),
+        });
+        assert_eq!(who_can_approve(access, &req), vec!["slack:UA3"]);
+        req.platform = "discord".into();
+        assert!(who_can_approve(access, &req).is_empty());
     }
 
     #[test]

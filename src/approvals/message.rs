@@ -4,12 +4,30 @@
 
 use crate::actions::restore::RestorePlan;
 use crate::card::{Card, Line, Tone};
+use crate::config::AccessConfig;
 use crate::db::approvals::{ApprovalRecord, ApprovalStatus};
 use crate::notify::{Button, ChatMessage, Confirm};
 use crate::units::{count, human_age, human_bytes, parse_time};
 
+/// The admins who can still approve `req` where it was asked: listed by identity on its
+/// platform in `[access] admins`, not its requester, not approved already.
+pub fn who_can_approve(access: &AccessConfig, req: &ApprovalRecord) -> Vec<String> {
+    let platform = format!("{}:", req.platform);
+    access
+        .admins
+        .iter()
+        .filter(|a| a.starts_with(&platform) && **a != req.requester)
+        .filter(|a| !req.approvers.iter().any(|done| &done.actor == *a))
+        .cloned()
+        .collect()
+}
+
+/// The most approvers a request names (and alerts); past that it says how many more.
+const NAMED_APPROVERS: usize = 10;
+
 /// The request's message: the plan, who approved, and the buttons while it is pending.
-pub fn message(req: &ApprovalRecord, plan: &RestorePlan) -> ChatMessage {
+/// `can_approve` (see `who_can_approve`) are named and alerted while it waits.
+pub fn message(req: &ApprovalRecord, plan: &RestorePlan, can_approve: &[String]) -> ChatMessage {
     let (tone, title) = match req.status {
         ApprovalStatus::Pending => (Tone::Warning, "Restore requested"),
         ApprovalStatus::Approved => (Tone::Good, "Restore approved"),
@@ -50,6 +68,26 @@ pub fn message(req: &ApprovalRecord, plan: &RestorePlan) -> ChatMessage {
                 req.approvers.len(),
                 req.required
             )));
+            if !can_approve.is_empty() {
+                let mut line = Line::new().text("Can approve: ");
+                for (i, who) in can_approve.iter().take(NAMED_APPROVERS).enumerate() {
+                    if i > 0 {
+                        line = line.text(", ");
+                    }
+                    line = line.notify(who);
+                }
+                if can_approve.len() > NAMED_APPROVERS {
+                    line = line.text(format!(
+                        " and {}",
+                        count(
+                            (can_approve.len() - NAMED_APPROVERS) as u64,
+                            "other admin",
+                            None
+                        )
+                    ));
+                }
+                card = card.body(line);
+            }
             let mut expires = Line::new().text("Expires ");
             expires = match parse_time(&req.expires_at) {
                 Some(t) => expires.time_relative(t),

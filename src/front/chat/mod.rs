@@ -124,7 +124,8 @@ impl Chat {
         };
         let app = self.app.clone();
         self.tasks.spawn(async move {
-            let msg = approvals::message(&approval, &plan);
+            let can_approve = approvals::who_can_approve(&app.config.access, &approval);
+            let msg = approvals::message(&approval, &plan, &can_approve);
             match with_retries("posting a restore request", || {
                 notifier.post(&approval.channel, &msg)
             })
@@ -394,7 +395,8 @@ impl Chat {
         else {
             return;
         };
-        let msg = approvals::message(req, plan);
+        let can_approve = approvals::who_can_approve(&self.app.config.access, req);
+        let msg = approvals::message(req, plan, &can_approve);
         if let Err(e) = with_retries("updating a restore request", || {
             notifier.update(&req.channel, &message, &msg)
         })

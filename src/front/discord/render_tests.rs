@@ -57,7 +57,7 @@ fn the_largest_restore_request_fits_and_serenity_reads_it() {
         ApprovalStatus::Expired,
     ] {
         let req = fixtures::request("discord", status);
-        assert_within_discord_limits(&payload(&crate::approvals::message(&req, &plan)));
+        assert_within_discord_limits(&payload(&crate::approvals::message(&req, &plan, &[])));
     }
     let p = payload(&ChatMessage::card(fixtures::largest_card("discord")));
     assert_within_discord_limits(&p);
@@ -70,7 +70,8 @@ fn a_request_is_an_embed_that_pings_nobody_and_asks_before_approving() {
     let plan = fixtures::largest_plan();
     let mut req = fixtures::request("discord", ApprovalStatus::Pending);
     req.approvers.truncate(1);
-    let p = payload(&crate::approvals::message(&req, &plan));
+    let can_approve = ["discord:100000000000000003".to_string()];
+    let p = payload(&crate::approvals::message(&req, &plan, &can_approve));
     let e = &p["embeds"][0];
     assert_eq!(e["color"], 0xECB22E, "amber while it waits");
     let description = e["description"].as_str().unwrap();
@@ -92,8 +93,22 @@ fn a_request_is_an_embed_that_pings_nobody_and_asks_before_approving() {
     );
     assert_eq!(e["fields"][1]["name"], "Backup");
     assert_eq!(e["fields"][1]["value"], "`20261205T124620Z`");
-    // Nobody is pinged by a request: the names are there, the notifications are not.
-    assert_eq!(p["allowed_mentions"]["users"], serde_json::json!([]));
+    // Only the admins who can approve are pinged; the requester and the approver who
+    // already did are named, not alerted.
+    assert!(
+        description.contains("Can approve: <@100000000000000003>"),
+        "{description}"
+    );
+    assert_eq!(
+        p["allowed_mentions"]["users"],
+        serde_json::json!(["100000000000000003"])
+    );
+    assert!(
+        p["content"]
+            .as_str()
+            .unwrap()
+            .ends_with(" <@100000000000000003>")
+    );
     assert!(
         p["allowed_mentions"]["parse"]
             .as_array()

@@ -99,7 +99,7 @@ fn the_largest_restore_request_fits_and_slack_reads_it_whole() {
         ApprovalStatus::Expired,
     ] {
         let req = fixtures::request("slack", status);
-        let p = payload(&crate::approvals::message(&req, &plan));
+        let p = payload(&crate::approvals::message(&req, &plan, &[]));
         assert_within_slack_limits(&p);
         assert_parsed_by_slack_sdk(&p);
     }
@@ -129,9 +129,15 @@ fn a_request_reads_as_blocks_with_mentions_dates_and_a_confirm_on_approve() {
     let mut req = fixtures::request("slack", ApprovalStatus::Pending);
     req.approvers.truncate(1);
     req.required = 2;
-    let p = payload(&crate::approvals::message(&req, &plan));
+    let many: Vec<String> = (3..20).map(|n| format!("slack:U0ADMIN{n}")).collect();
+    let p = payload(&crate::approvals::message(&req, &plan, &many));
     let blocks = p["blocks"].as_array().unwrap();
     assert_eq!(blocks[0]["type"], "header");
+    assert!(
+        p.to_string()
+            .contains("Can approve: <@U0ADMIN3>, <@U0ADMIN4>, <@U0ADMIN5>, <@U0ADMIN6>, <@U0ADMIN7>, <@U0ADMIN8>, <@U0ADMIN9>, <@U0ADMIN10>, <@U0ADMIN11>, <@U0ADMIN12> and 7 other admins"),
+        "{p}"
+    );
     assert!(
         blocks[0]["text"]["text"]
             .as_str()
@@ -172,7 +178,7 @@ fn a_request_reads_as_blocks_with_mentions_dates_and_a_confirm_on_approve() {
     // A new copy beside the live data replaces nothing: no question asked.
     let mut beside = plan.clone();
     beside.in_place = false;
-    let p = payload(&crate::approvals::message(&req, &beside));
+    let p = payload(&crate::approvals::message(&req, &beside, &[]));
     assert!(
         p["blocks"].as_array().unwrap().last().unwrap()["elements"][0]
             .get("confirm")
