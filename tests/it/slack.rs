@@ -325,6 +325,10 @@ fn the_approval_flow_refuses_self_double_and_non_admin_clicks() {
         plan_text.contains("Requested by <@U0ADMIN1>") && plan_text.contains("Moved aside to: `"),
         "{plan_text}"
     );
+    assert!(
+        plan_text.contains("Can approve: <@U0ADMIN2>, <@U0ADMIN3>"),
+        "the admins who can approve are alerted: {plan_text}"
+    );
     // The restore replaces the live database: Slack asks the approver first, saying what
     // is replaced and where the current data goes.
     let request = api.calls_to("chat.postMessage").pop().unwrap();
@@ -351,6 +355,11 @@ fn the_approval_flow_refuses_self_double_and_non_admin_clicks() {
     });
     slack_click(&serve, ADMIN2, OPS_CHANNEL, &ts, "approve", &id);
     api.wait_update(10, "approved by <@U0ADMIN2>");
+    let pending = texts(&api.calls_to("chat.update")).pop().unwrap();
+    assert!(
+        pending.contains("Needs 1 more approval") && pending.contains("Can approve: <@U0ADMIN3>\n"),
+        "{pending}"
+    );
     slack_click(&serve, ADMIN2, OPS_CHANNEL, &ts, "approve", &id);
     api.wait_until(10, "double approval refusal", |_| {
         ephemerals(&api)
