@@ -485,16 +485,21 @@ mod tests {
             (d.removed[0].path.as_str(), d.removed[0].size_before),
             ("gone", Some(7))
         );
-        let changed: Vec<(&str, Option<u64>, Option<u64>, Vec<&str>)> = d
+        let changed: Vec<String> = d
             .changed
             .iter()
-            .map(|c| (c.path.as_str(), c.size_before, c.size_after, c.what.clone()))
+            .map(|c| {
+                format!(
+                    "{} {:?} {:?} {:?}",
+                    c.path, c.size_before, c.size_after, c.what
+                )
+            })
             .collect();
         assert_eq!(
             changed,
             [
-                ("edited", Some(4), Some(6), vec!["content"]),
-                ("same", Some(3), Some(3), vec!["mode"])
+                "edited Some(4) Some(6) [\"content\"]",
+                "same Some(3) Some(3) [\"mode\"]"
             ]
         );
     }
