@@ -186,7 +186,7 @@ fn a_partial_restore_writes_only_the_paths_asked_for_on_the_host() {
         "quoted name\n"
     );
     assert!(!dest.join("docs/readme.md").exists() && !dest.join("run.sh").exists());
-    let fails = s.fails(&[
+    let out = s.home.run(&[
         "restore",
         "files",
         "--path",
@@ -194,5 +194,6 @@ fn a_partial_restore_writes_only_the_paths_asked_for_on_the_host() {
         "--to",
         dest.to_str().unwrap(),
     ]);
-    assert!(fails.contains("already exists"), "{fails}");
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
 }
