@@ -347,6 +347,21 @@ fn a_partial_restore_reads_from_a_restic_format_repository() {
         fs::read_link(to.join("docs/latest.md")).unwrap(),
         Path::new("x.md")
     );
+    // The first entry of the tree: the repository's reader is dropped mid-stream.
+    let one = v.path("restores/one");
+    v.ok(&[
+        "restore",
+        "site",
+        "--path",
+        "a b.txt",
+        "--to",
+        one.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert_eq!(
+        fs::read(one.join("a b.txt")).unwrap(),
+        b"hello with a space\n"
+    );
     let d = v.json(&["diff", "site", &first, "latest"]);
     assert_eq!(d["changed"][0]["path"], "docs/x.md");
     assert_eq!(d["changed"][0]["size_after"], 20);
@@ -442,5 +457,55 @@ fn chat_restores_a_quoted_path_after_approval_and_pages_backup_ls() {
     assert_eq!(
         fs::read(to.join("a b.txt")).unwrap(),
         b"hello with a space\n"
+    );
+}
+
+/// From an S3 bucket (moto): the first entry of the tree comes back without the rest of
+/// the backup being read (the download is dropped mid-stream), and a folder after it.
+#[test]
+fn a_partial_restore_reads_from_an_s3_bucket_and_stops_early() {
+    use crate::common::moto::{S3Home, S3Kind, S3Server};
+    let s3 = S3Server::on(S3Kind::Moto);
+    s3.create_bucket("backups", false);
+    let home = S3Home::new(
+        &s3.url(),
+        "backups",
+        "",
+        &format!("{TARGET}store = \"offsite\"\n"),
+    );
+    make_site(&home.path("data/site"));
+    let backup = id(&home.json(&["backup", "site"]));
+    let listing = home.json(&["ls", "site", "docs/sub"]);
+    assert_eq!(listing["entries"][0]["path"], "docs/sub/y.bin");
+    let first = home.path("restores/first");
+    home.ok(&[
+        "restore",
+        "site",
+        &backup,
+        "--path",
+        "a b.txt",
+        "--to",
+        first.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert_eq!(files_under(&first), ["a b.txt"]);
+    let docs = home.path("restores/docs");
+    home.ok(&[
+        "restore",
+        "site",
+        "latest",
+        "--path",
+        "docs",
+        "--to",
+        docs.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert_eq!(
+        files_under(&docs),
+        ["docs/latest.md", "docs/sub/y.bin", "docs/x.md"]
+    );
+    assert_eq!(
+        fs::read(docs.join("docs/sub/y.bin")).unwrap(),
+        vec![9u8; 5000]
     );
 }
