@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::actions::catalog::{Selector, find};
 use crate::app::App;
 use crate::error::{Error, Result};
-use crate::stores::manifest::{FileEntry, Manifest};
+use crate::stores::manifest::{FileEntry, Manifest, at_or_under};
 use crate::units::human_bytes;
 
 /// A path as a person gave it, made a path relative to the target's root: `./` and
@@ -37,14 +37,6 @@ pub fn relative_path(text: &str) -> Result<Option<String>> {
         }
     }
     Ok((!parts.is_empty()).then(|| parts.join("/")))
-}
-
-/// Whether `path` is `under` or lies below it.
-fn at_or_under(path: &str, under: &str) -> bool {
-    path == under
-        || path
-            .strip_prefix(under)
-            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// The entries of `m`, through the target's source (a refusal for kinds without paths).

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::pipe::HashReader;
 use crate::progress::JobContext;
 use crate::sources::{Paths, Picked};
-use crate::stores::manifest::{FileEntry, Manifest};
+use crate::stores::manifest::{FileEntry, Manifest, at_or_under};
 
 /// The paths of a directory target's backups.
 pub struct TreePaths;
@@ -42,14 +42,6 @@ impl Paths for TreePaths {
         let entries = self.entries(m)?;
         pick(entries, wanted, content, into, ctx)
     }
-}
-
-/// Whether `path` is `wanted` or lies under it.
-pub(crate) fn at_or_under(path: &str, wanted: &str) -> bool {
-    path == wanted
-        || path
-            .strip_prefix(wanted)
-            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 fn pick(
