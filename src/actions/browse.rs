@@ -39,6 +39,15 @@ pub fn relative_path(text: &str) -> Result<Option<String>> {
     Ok((!parts.is_empty()).then(|| parts.join("/")))
 }
 
+/// "1 file", "3 files".
+pub(crate) fn files(n: u64) -> String {
+    if n == 1 {
+        "1 file".into()
+    } else {
+        format!("{n} files")
+    }
+}
+
 /// The entries of `m`, through the target's source (a refusal for kinds without paths).
 fn entries_of<'m>(app: &App, target: &str, m: &'m Manifest) -> Result<&'m [FileEntry]> {
     let source = crate::actions::kind::source(app, target)?;
@@ -240,7 +249,7 @@ impl Listing {
         for l in self.entries.iter().take(limit) {
             let what = match (l.kind.as_str(), &l.link, l.files) {
                 ("symlink", Some(link), _) => format!("-> {link}"),
-                ("dir", _, Some(n)) => format!("{} in {n} files", human_bytes(l.size)),
+                ("dir", _, Some(n)) => format!("{} in {}", human_bytes(l.size), files(n)),
                 _ => human_bytes(l.size),
             };
             let slash = if l.kind == "dir" { "/" } else { "" };

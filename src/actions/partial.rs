@@ -10,7 +10,7 @@ use std::path::Path;
 
 use chrono::Utc;
 
-use crate::actions::browse::{AskedPath, asked_paths, refuse_without_paths};
+use crate::actions::browse::{AskedPath, asked_paths, files, refuse_without_paths};
 use crate::actions::catalog::{Selector, find, find_noted};
 use crate::actions::restore::{PlanHooks, RestorePlan};
 use crate::app::App;
@@ -101,7 +101,7 @@ pub(crate) fn summary(paths: &[AskedPath]) -> String {
     if paths.is_empty() {
         return String::new();
     }
-    let files: u64 = paths.iter().map(|p| p.files).sum();
+    let count: u64 = paths.iter().map(|p| p.files).sum();
     let bytes: u64 = paths.iter().map(|p| p.bytes).sum();
     let shown: Vec<&str> = paths.iter().take(3).map(|p| p.path.as_str()).collect();
     let more = if paths.len() > 3 {
@@ -110,8 +110,9 @@ pub(crate) fn summary(paths: &[AskedPath]) -> String {
         String::new()
     };
     format!(
-        "{}{more} ({files} files, {}) from ",
+        "{}{more} ({}, {}) from ",
         shown.join(", "),
+        files(count),
         human_bytes(bytes)
     )
 }
@@ -123,16 +124,17 @@ pub(crate) fn describe(paths: &[AskedPath], out: &mut String) {
     }
     for p in paths {
         let what = match p.kind.as_str() {
-            "dir" => format!("folder, {} files, {}", p.files, human_bytes(p.bytes)),
+            "dir" => format!("folder, {}, {}", files(p.files), human_bytes(p.bytes)),
             "file" => format!("file, {}", human_bytes(p.bytes)),
             other => other.to_string(),
         };
         out.push_str(&format!("  path:        {} ({what})\n", p.path));
     }
-    let files: u64 = paths.iter().map(|p| p.files).sum();
+    let count: u64 = paths.iter().map(|p| p.files).sum();
     let bytes: u64 = paths.iter().map(|p| p.bytes).sum();
     out.push_str(&format!(
-        "  restores:    {files} files, {} (each keeps its path under the destination)\n",
+        "  restores:    {}, {} (each keeps its path under the destination)\n",
+        files(count),
         human_bytes(bytes)
     ));
 }

@@ -143,7 +143,7 @@ impl RestorePlan {
             },
         );
         crate::actions::partial::describe(&self.paths, &mut out);
-        if self.move_aside.is_empty() {
+        if self.move_aside.is_empty() && self.paths.is_empty() {
             out.push_str("  move aside:  nothing (no current data at the destination)\n");
         }
         for m in &self.move_aside {
