@@ -1,8 +1,9 @@
 //! One file back: `ls` and `diff` from the manifests, partial restores (`--path`, chat
-//! `/restore ... path ...`) from a local store and from a restic-format repository, with
-//! the refusals (paths not in the backup, `..`, absolute paths, an existing `--to`, a
-//! destination outside `restore_roots`, kinds without paths), approvals from chat like any
-//! restore, and `/backup ls` paged.
+//! `/restore ... path ...`) from a local store, an S3 bucket (moto) and a restic-format
+//! repository, with the refusals (paths not in the backup, `..`, absolute paths, an
+//! existing `--to`, a destination outside `restore_roots`, kinds without paths, a file
+//! whose stored bytes differ from the manifest), approvals from chat like any restore,
+//! and `/backup ls` paged. Over SSH: `ssh_targets::directory`.
 
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -507,5 +508,45 @@ fn a_partial_restore_reads_from_an_s3_bucket_and_stops_early() {
     assert_eq!(
         fs::read(docs.join("docs/sub/y.bin")).unwrap(),
         vec![9u8; 5000]
+    );
+}
+
+/// A file whose bytes in the store differ from the manifest (re-compressed so the
+/// archive still reads) is refused, and nothing is left at or beside `--to`.
+#[test]
+fn a_file_differing_from_its_manifest_is_refused_and_nothing_is_left() {
+    let home = local_home("");
+    let backup = id(&home.json(&["backup", "site"]));
+    let artifact = home.path(&format!("backups/site/{backup}.tar.zst"));
+    let tar = zstd::decode_all(&fs::read(&artifact).unwrap()[..]).unwrap();
+    let original = b"hello with a space\n";
+    let at = tar
+        .windows(original.len())
+        .position(|w| w == original)
+        .expect("the file's bytes are in the archive");
+    let mut tampered = tar.clone();
+    tampered[at] = b'H';
+    fs::write(&artifact, zstd::encode_all(&tampered[..], 3).unwrap()).unwrap();
+
+    let to = home.path("restores/back");
+    let out = home.run(&[
+        "restore",
+        "site",
+        "--path",
+        "a b.txt",
+        "--to",
+        to.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_contains_all(
+        &stderr(&out),
+        &["a b.txt", "SHA-256 mismatch", "nothing was changed"],
+    );
+    assert!(!to.exists());
+    assert_eq!(
+        fs::read_dir(home.path("restores")).unwrap().count(),
+        0,
+        "no staging left"
     );
 }
