@@ -20,6 +20,10 @@ use crate::executor::job::Job;
 use crate::incident;
 use crate::units::human_bytes;
 
+/// How many entries `/backup ls` shows before pointing to `lifeboat ls`: the reply stays
+/// a short message.
+const LS_PAGE: usize = 20;
+
 /// How long a restore request waits for its approvals.
 pub const APPROVAL_TTL: chrono::Duration = chrono::Duration::minutes(30);
 
@@ -213,6 +217,10 @@ fn run(app: &App, inv: &Invocation, command: Command, _role: Role) -> Result<Rep
             target: Some(target),
         } => status_chart(app, &target),
         Command::BackupList { target } => Ok(Reply::Private(list_text(app, target.as_deref())?)),
+        Command::BackupLs { target, path } => {
+            let listing = actions::browse::ls(app, &target, path.as_deref(), &Selector::Latest)?;
+            Ok(Reply::Private(listing.text(Some(LS_PAGE))))
+        }
         Command::BackupNow { target } => {
             refuse_if_busy(app, &target)?;
             Ok(Reply::Job {
@@ -239,7 +247,11 @@ fn run(app: &App, inv: &Invocation, command: Command, _role: Role) -> Result<Rep
                 return Err(Error::Usage("`to` needs an absolute path".into()));
             }
             let to = args.to.as_deref().map(std::path::Path::new);
-            let plan = actions::restore::plan(app, &args.target, &selector, to)?;
+            let plan = if args.paths.is_empty() {
+                actions::restore::plan(app, &args.target, &selector, to)?
+            } else {
+                actions::partial::plan(app, &args.target, &selector, &args.paths, to)?
+            };
             if args.dry_run {
                 return Ok(Reply::Private(format!(
                     "Dry run, nothing will change:\n{}",

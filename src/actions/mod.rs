@@ -2,6 +2,7 @@
 //! prune by retention, and report status. Every action takes the App and a JobContext.
 
 pub mod backup;
+pub mod browse; // ls, diff and the paths of a partial restore, from manifests alone
 pub mod catalog;
 pub mod drill; // restore into a sandbox, verify, checks, RTO/RPO, the report
 pub mod drill_checks;
@@ -12,6 +13,7 @@ pub mod gcp; // gcp-disk targets: backups are Compute Engine snapshots
 pub mod history; // a target's backups and drills over time, for charts
 pub mod kind; // what differs by where a target's backups are kept: a store or snapshots
 pub mod leftovers; // what crashed backups left beside targets, removed at `serve` start
+pub mod partial; // some paths of a tree restored into a new folder
 pub mod prune;
 pub mod rebuild; // the catalog made again from the stores
 pub mod recover; // a new host: the state from a store, then the catalog

@@ -40,6 +40,9 @@ pub struct RestorePlan {
     /// runs them (what was approved is what runs).
     #[serde(default, skip_serializing_if = "PlanHooks::is_empty")]
     pub hooks: PlanHooks,
+    /// A partial restore: only these paths of the tree, under a new destination.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<crate::actions::browse::AskedPath>,
 }
 
 /// The commands an in-place restore runs around putting the copy in place.
@@ -105,8 +108,9 @@ impl JobOutput for RestoreOutcome {
         Some(self.plan.backup.id.clone())
     }
     fn summary(&self) -> String {
+        let what = crate::actions::partial::summary(&self.plan.paths);
         format!(
-            "restored backup {} of {} to {}",
+            "restored {what}backup {} of {} to {}",
             self.plan.backup.id,
             self.plan.target,
             self.plan.destination.display()
@@ -132,11 +136,14 @@ impl RestorePlan {
             self.destination.display(),
             if self.in_place {
                 " (in place)"
-            } else {
+            } else if self.paths.is_empty() {
                 " (new copy)"
+            } else {
+                " (new folder holding only the paths below)"
             },
         );
-        if self.move_aside.is_empty() {
+        crate::actions::partial::describe(&self.paths, &mut out);
+        if self.move_aside.is_empty() && self.paths.is_empty() {
             out.push_str("  move aside:  nothing (no current data at the destination)\n");
         }
         for m in &self.move_aside {
@@ -146,8 +153,13 @@ impl RestorePlan {
                 m.to.display()
             ));
         }
+        let steps = if self.paths.is_empty() {
+            "download and check"
+        } else {
+            "stream the backup, extract only these paths (each file's SHA-256 checked against the manifest)"
+        };
         out.push_str(&format!(
-            "  steps:       download and check into {}, then rename it to {}\n",
+            "  steps:       {steps} into {}, then rename it to {}\n",
             self.staging.display(),
             self.destination.display()
         ));
@@ -205,6 +217,7 @@ pub fn plan(
         notes,
         host: at.host,
         hooks,
+        paths: Vec::new(),
     })
 }
 
@@ -245,8 +258,12 @@ fn apply_locked(
     let source = crate::actions::kind::source(app, &plan.target)?;
     let m = &plan.backup;
     let mut restoring = source.restore(m, &plan.placement(), ctx)?;
-    let staged = stream_content(app, plan, ctx, |content| restoring.stage(content, ctx))
-        .and_then(|()| failed_checks(m, restoring.check(ctx)?));
+    let staged = if plan.paths.is_empty() {
+        stream_content(app, plan, ctx, |content| restoring.stage(content, ctx))
+    } else {
+        crate::actions::partial::stage(app, plan, source.as_ref(), restoring.as_mut(), ctx)
+    }
+    .and_then(|()| failed_checks(m, restoring.check(ctx)?));
     if let Err(e) = staged {
         restoring.discard();
         return Err(match e {

@@ -142,8 +142,10 @@ pub fn plan_facts(card: Card, plan: &RestorePlan) -> Card {
         .code(where_(plan, &plan.destination))
         .text(if plan.in_place {
             " (in place)"
-        } else {
+        } else if plan.paths.is_empty() {
             " (new copy)"
+        } else {
+            " (new folder holding only the paths asked for)"
         });
     let mut card = card
         .fact("Target", Line::new().code(&plan.target))
@@ -169,6 +171,40 @@ pub fn plan_facts(card: Card, plan: &RestorePlan) -> Card {
         line
     };
     card = card.fact("Moved aside to", aside);
+    partial_facts(card, plan)
+}
+
+/// A partial restore's paths, each with what it holds, and the sum.
+fn partial_facts(mut card: Card, plan: &RestorePlan) -> Card {
+    if plan.paths.is_empty() {
+        return card;
+    }
+    let mut paths = Line::new();
+    for (i, p) in plan.paths.iter().enumerate() {
+        if i > 0 {
+            paths = paths.text(", ");
+        }
+        let what = match p.kind.as_str() {
+            "dir" => format!(
+                " (folder, {}, {})",
+                count(p.files, "file", None),
+                human_bytes(p.bytes)
+            ),
+            "file" => format!(" (file, {})", human_bytes(p.bytes)),
+            other => format!(" ({other})"),
+        };
+        paths = paths.code(&p.path).text(what);
+    }
+    let files: u64 = plan.paths.iter().map(|p| p.files).sum();
+    let bytes: u64 = plan.paths.iter().map(|p| p.bytes).sum();
+    card = card.fact("Paths", paths).fact(
+        "Restores",
+        format!(
+            "{}, {} (each keeps its path under the destination)",
+            count(files, "file", None),
+            human_bytes(bytes)
+        ),
+    );
     card
 }
 
@@ -182,11 +218,12 @@ fn plan_steps(mut card: Card, plan: &RestorePlan) -> Card {
                 .code(crate::target_hooks::shown(argv)),
         );
     }
-    card = card.step(
-        Line::new()
-            .text("Download and check the backup into ")
-            .code(where_(plan, &plan.staging)),
-    );
+    let fetch = if plan.paths.is_empty() {
+        "Download and check the backup into "
+    } else {
+        "Stream the backup and extract only these paths (each file's SHA-256 checked) into "
+    };
+    card = card.step(Line::new().text(fetch).code(where_(plan, &plan.staging)));
     for m in &plan.move_aside {
         card = card.step(
             Line::new()

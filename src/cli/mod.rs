@@ -2,6 +2,7 @@
 //! (`cli:<unix user>`). One file per command family; `render` shows results (text,
 //! `--json`, terminal progress) for all of them.
 
+mod browse;
 mod config;
 mod incident;
 mod jobs;
@@ -75,8 +76,30 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print a restore plan; with --yes, carry it out
+    /// Print a restore plan; with --yes, carry it out (--path: only some paths of a
+    /// directory target, into a new folder)
     Restore(restore::RestoreArgs),
+    /// What one folder of a directory target's backup holds (default: the newest backup)
+    Ls {
+        target: String,
+        /// A folder or file, relative to the target's root [default: the root]
+        path: Option<String>,
+        /// The backup's id, or latest
+        #[arg(long)]
+        backup: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// What was added, removed and changed between two backups of a directory target
+    Diff {
+        target: String,
+        /// The earlier backup's id, or latest
+        from: String,
+        /// The later backup's id, or latest
+        to: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Apply retention rules
     Prune {
         target: Option<String>,
@@ -284,6 +307,18 @@ fn run(app: &App, command: Command) -> Result<i32, Error> {
             json,
         } => jobs::drill(app, &actor, &target, backup.as_deref(), json),
         Command::Restore(args) => restore::restore(app, &actor, args),
+        Command::Ls {
+            target,
+            path,
+            backup,
+            json,
+        } => browse::ls(app, &target, path.as_deref(), backup.as_deref(), json),
+        Command::Diff {
+            target,
+            from,
+            to,
+            json,
+        } => browse::diff(app, &target, &from, &to, json),
         Command::Prune { target, dry_run } => {
             restore::prune(app, target.as_deref(), dry_run, &actor)
         }

@@ -28,6 +28,10 @@ pub struct RestoreArgs {
     /// gcp-disk: attach the new disk to this instance
     #[arg(long)]
     pub instance: Option<String>,
+    /// Directory targets: restore only this path (a file or a folder, relative to the
+    /// target's root) into a new folder given by --to; repeat for more paths
+    #[arg(long = "path", value_name = "PATH")]
+    pub paths: Vec<String>,
     /// Only print the plan
     #[arg(long)]
     pub dry_run: bool,
@@ -84,19 +88,35 @@ pub fn restore(app: &App, actor: &str, args: RestoreArgs) -> Result<i32, Error> 
         at,
         to,
         instance,
+        paths,
         dry_run,
         yes,
         json,
     } = args;
     let selector = Selector::from_args(backup.as_deref(), at.as_deref())?;
-    // The kind reads `--to` (a path, or a new disk's name) and `--instance`.
-    let plan = actions::kind::for_target(app, &target)?.cli_restore_plan(
-        app,
-        &target,
-        &selector,
-        to.as_deref(),
-        instance.as_deref(),
-    )?;
+    let plan: Box<dyn actions::kind::PlannedRestore> = if paths.is_empty() {
+        // The kind reads `--to` (a path, or a new disk's name) and `--instance`.
+        actions::kind::for_target(app, &target)?.cli_restore_plan(
+            app,
+            &target,
+            &selector,
+            to.as_deref(),
+            instance.as_deref(),
+        )?
+    } else {
+        if instance.is_some() {
+            return Err(Error::Usage(
+                "--instance is only for gcp-disk targets, --path only for directory targets".into(),
+            ));
+        }
+        Box::new(actions::partial::plan(
+            app,
+            &target,
+            &selector,
+            &paths,
+            to.as_deref(),
+        )?)
+    };
     if dry_run || !yes {
         if json {
             println!("{}", plan.to_json());

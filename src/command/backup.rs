@@ -1,4 +1,5 @@
-//! `/backup now <target>` · `/backup list [<target>]` · `/backup status [<target>]`.
+//! `/backup now <target>` · `/backup list [<target>]` · `/backup status [<target>]` ·
+//! `/backup ls <target> [<path>]`.
 
 use super::{Command, ParseError};
 
@@ -6,7 +7,11 @@ pub const USAGE: &[&str] = &[
     "/backup now <target>",
     "/backup list [<target>]",
     "/backup status [<target>]",
+    "/backup ls <target> [<path>]",
 ];
+
+const ALL: &str =
+    "/backup now <target> | list [<target>] | status [<target>] | ls <target> [<path>]";
 
 pub fn parse(words: &[&str]) -> Result<Command, ParseError> {
     let err = |problem: String, usage| Err(ParseError { problem, usage });
@@ -26,14 +31,21 @@ pub fn parse(words: &[&str]) -> Result<Command, ParseError> {
             target: Some(target.to_string()),
         }),
         ["status", ..] => err("give at most one target".into(), USAGE[2]),
-        [] => err(
-            "say what to do: now, list or status".into(),
-            "/backup now <target> | list [<target>] | status [<target>]",
+        ["ls", target] => Ok(Command::BackupLs {
+            target: target.to_string(),
+            path: None,
+        }),
+        ["ls", target, path] => Ok(Command::BackupLs {
+            target: target.to_string(),
+            path: Some(path.to_string()),
+        }),
+        ["ls"] => err("name the target to look into".into(), USAGE[3]),
+        ["ls", ..] => err(
+            "give a target and at most one path (in double quotes if it holds spaces)".into(),
+            USAGE[3],
         ),
-        [other, ..] => err(
-            format!("unknown subcommand {other:?}"),
-            "/backup now <target> | list [<target>] | status [<target>]",
-        ),
+        [] => err("say what to do: now, list, status or ls".into(), ALL),
+        [other, ..] => err(format!("unknown subcommand {other:?}"), ALL),
     }
 }
 
@@ -67,6 +79,15 @@ mod tests {
             })
         );
         assert!(parse(&["status", "a", "b"]).is_err());
+        assert_eq!(
+            parse(&["ls", "site", "a b/c"]),
+            Ok(Command::BackupLs {
+                target: "site".into(),
+                path: Some("a b/c".into())
+            })
+        );
+        assert!(parse(&["ls"]).is_err());
+        assert!(parse(&["ls", "site", "a", "b"]).is_err());
     }
 
     #[test]
@@ -77,7 +98,7 @@ mod tests {
             parse(&[])
                 .unwrap_err()
                 .problem
-                .contains("now, list or status")
+                .contains("now, list, status or ls")
         );
         assert!(parse(&["nwo", "x"]).unwrap_err().problem.contains("nwo"));
     }

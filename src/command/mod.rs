@@ -23,6 +23,11 @@ pub enum Command {
     BackupStatus {
         target: Option<String>,
     },
+    /// `/backup ls <target> [<path>]`: a folder of the newest backup.
+    BackupLs {
+        target: String,
+        path: Option<String>,
+    },
     Verify {
         target: String,
         backup: Option<String>,
@@ -93,9 +98,16 @@ impl Command {
     /// Parse a slash command (`/backup`, or `backup`) and its text.
     pub fn parse(slash: &str, text: &str) -> Result<Command, ParseError> {
         let words: Vec<&str> = text.split_whitespace().collect();
-        match slash.trim_start_matches('/') {
-            "backup" => backup::parse(&words),
-            "restore" => restore::parse(&words).map(Command::Restore),
+        let name = slash.trim_start_matches('/');
+        // These two take paths, which may hold spaces inside double quotes.
+        let quoted = match name {
+            "backup" | "restore" => quoted_words(text, name)?,
+            _ => Vec::new(),
+        };
+        let quoted: Vec<&str> = quoted.iter().map(String::as_str).collect();
+        match name {
+            "backup" => backup::parse(&quoted),
+            "restore" => restore::parse(&quoted).map(Command::Restore),
             "verify" => verify::parse(&words),
             "drill" => drill::parse(&words),
             "incident" => incident::parse(text),
@@ -117,9 +129,10 @@ impl Command {
     /// The least role allowed to run this command.
     pub fn required_role(&self) -> Role {
         match self {
-            Command::BackupNow { .. } | Command::Verify { .. } | Command::Drill { .. } => {
-                Role::Operator
-            }
+            Command::BackupNow { .. }
+            | Command::BackupLs { .. }
+            | Command::Verify { .. }
+            | Command::Drill { .. } => Role::Operator,
             Command::Restore(_) => Role::Admin,
             Command::Incident(incident::IncidentArgs::Note { .. }) => Role::Viewer,
             Command::Incident(_) => Role::Operator,
@@ -135,6 +148,7 @@ impl Command {
     pub fn target(&self) -> Option<&str> {
         match self {
             Command::BackupNow { target }
+            | Command::BackupLs { target, .. }
             | Command::Verify { target, .. }
             | Command::Drill { target, .. } => Some(target),
             Command::Restore(a) => Some(&a.target),
@@ -149,6 +163,7 @@ impl Command {
             Command::BackupNow { .. } => backup::USAGE[0],
             Command::BackupList { .. } => backup::USAGE[1],
             Command::BackupStatus { .. } => backup::USAGE[2],
+            Command::BackupLs { .. } => backup::USAGE[3],
             Command::Verify { .. } => verify::USAGE,
             Command::Restore(_) => restore::USAGE,
             Command::Drill { .. } => drill::USAGE,
@@ -158,6 +173,35 @@ impl Command {
             Command::Help => "/lifeboat help",
         }
     }
+}
+
+/// The words of `text`, split at whitespace except inside double quotes (straight, or
+/// the curly ones a chat client may type), which are removed: `"a b.txt"` is one word.
+fn quoted_words(text: &str, command: &str) -> Result<Vec<String>, ParseError> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut open = false;
+    for c in text.chars() {
+        match c {
+            '"' | '\u{201C}' | '\u{201D}' => {
+                open = !open;
+                word.get_or_insert_with(String::new);
+            }
+            c if c.is_whitespace() && !open => words.extend(word.take()),
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    if open {
+        return Err(ParseError {
+            problem: "a double quote is not closed".into(),
+            usage: match command {
+                "restore" => restore::USAGE,
+                _ => backup::USAGE[3],
+            },
+        });
+    }
+    words.extend(word);
+    Ok(words)
 }
 
 /// `<target> [<backup>]`, the arguments of `/verify` and `/drill`.
@@ -187,6 +231,7 @@ pub fn help_text() -> String {
         (backup::USAGE[0], Role::Operator),
         (backup::USAGE[1], Role::Viewer),
         (backup::USAGE[2], Role::Viewer),
+        (backup::USAGE[3], Role::Operator),
         (verify::USAGE, Role::Operator),
         (restore::USAGE, Role::Admin),
         (drill::USAGE, Role::Operator),
@@ -260,6 +305,21 @@ mod tests {
         assert_eq!(
             Command::parse("/lifeboat", "help").unwrap().required_role(),
             Role::Viewer
+        );
+    }
+
+    #[test]
+    fn quotes_keep_spaces_in_one_word() {
+        let w = quoted_words(r#"site path "a b.txt" to /r/x"#, "restore").unwrap();
+        assert_eq!(w, ["site", "path", "a b.txt", "to", "/r/x"]);
+        let w = quoted_words("site path \u{201C}dir/with space\u{201D}", "restore").unwrap();
+        assert_eq!(w, ["site", "path", "dir/with space"]);
+        assert!(quoted_words(r#"site path "open"#, "restore").is_err());
+        assert_eq!(
+            Command::parse("/backup", "ls site")
+                .unwrap()
+                .required_role(),
+            Role::Operator
         );
     }
 

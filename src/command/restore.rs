@@ -1,8 +1,11 @@
-//! `/restore <target> [<backup>|latest] [at <time>] [to <path>] [dry-run]`.
+//! `/restore <target> [<backup>|latest] [at <time>] [path <p> ...] [to <path>] [dry-run]`:
+//! with `path` (repeatable; in double quotes when it holds spaces), only those paths of a
+//! directory target, into the new folder `to` names.
 
 use super::ParseError;
 
-pub const USAGE: &str = "/restore <target> [<backup>|latest] [at <time>] [to <path>] [dry-run]";
+pub const USAGE: &str =
+    "/restore <target> [<backup>|latest] [at <time>] [path <p> ...] [to <path>] [dry-run]";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestoreArgs {
@@ -11,6 +14,8 @@ pub struct RestoreArgs {
     /// RFC 3339 or `YYYY-MM-DD HH:MM` (two words in chat).
     pub at: Option<String>,
     pub to: Option<String>,
+    /// A partial restore: these paths of the tree only.
+    pub paths: Vec<String>,
     pub dry_run: bool,
 }
 
@@ -27,9 +32,10 @@ pub fn parse(words: &[&str]) -> Result<RestoreArgs, ParseError> {
         backup: None,
         at: None,
         to: None,
+        paths: Vec::new(),
         dry_run: false,
     };
-    let is_keyword = |w: &str| matches!(w, "at" | "to" | "dry-run");
+    let is_keyword = |w: &str| matches!(w, "at" | "to" | "path" | "dry-run");
     if let Some((first, tail)) = rest.split_first()
         && !is_keyword(first)
     {
@@ -53,6 +59,13 @@ pub fn parse(words: &[&str]) -> Result<RestoreArgs, ParseError> {
                 };
                 args.at = Some(value);
                 rest = &tail[used..];
+            }
+            "path" => {
+                let [path, after @ ..] = tail else {
+                    return Err(err("`path` needs a path".into()));
+                };
+                args.paths.push(path.to_string());
+                rest = after;
             }
             "to" => {
                 let [path, after @ ..] = tail else {
@@ -102,6 +115,19 @@ mod tests {
         assert_eq!(a.backup.as_deref(), Some("20261122T083000Z"));
         let a = parse(&["db", "at", "2026-11-20T14:00:00Z"]).unwrap();
         assert_eq!(a.at.as_deref(), Some("2026-11-20T14:00:00Z"));
+    }
+
+    #[test]
+    fn paths_repeat() {
+        let a = parse(&[
+            "site", "latest", "path", "a b.txt", "path", "dir", "to", "/r/x",
+        ])
+        .unwrap();
+        assert_eq!(a.paths, ["a b.txt", "dir"]);
+        assert_eq!(a.to.as_deref(), Some("/r/x"));
+        let a = parse(&["site", "path", "x"]).unwrap();
+        assert_eq!((a.backup, a.paths), (None, vec!["x".to_string()]));
+        assert!(parse(&["site", "path"]).is_err());
     }
 
     #[test]

@@ -110,6 +110,7 @@ pub fn discord_commands(config: &Config) -> Value {
                 sub("now", "Back up a target now", vec![target_option(config, true, "What to back up")]),
                 sub("list", "List backups, newest first", vec![target_option(config, false, "Only this target")]),
                 sub("status", "Every target's last backup and what is overdue; with a target, its charts", vec![target_option(config, false, "Only this target, with its history charts")]),
+                sub("ls", "A folder of a directory target's newest backup", vec![target_option(config, true, "Whose backup"), json!({"type": STRING, "name": "path", "description": "A folder, relative to the target's root (default: the root)", "required": false})]),
             ]
         },
         {
@@ -119,6 +120,7 @@ pub fn discord_commands(config: &Config) -> Value {
                 target_option(config, true, "What to restore"),
                 string_option("backup", "Backup id, or latest (default)"),
                 string_option("at", "Newest backup at or before this time (UTC, YYYY-MM-DD HH:MM)"),
+                string_option("path", "Directory targets: only this path (a file or folder), into the new folder `to`"),
                 string_option("to", "Restore to this new path instead of in place"),
                 {"type": BOOLEAN, "name": "dry_run", "description": "Only show the plan", "required": false}
             ]

@@ -25,7 +25,7 @@ use std::time::Duration;
 use crate::config::TargetKind;
 use crate::error::{Error, Result};
 use crate::progress::JobContext;
-use crate::stores::manifest::{DirectoryFacts, Manifest, SqliteFacts};
+use crate::stores::manifest::{DirectoryFacts, FileEntry, Manifest, SqliteFacts};
 
 pub use choose::choose;
 pub use place::{Move, Placement};
@@ -52,8 +52,9 @@ pub use place::{Move, Placement};
 /// A restore is plan, then apply: [`plan_restore`](Source::plan_restore) only looks
 /// (destination, what is moved aside, where the copy is staged); [`restore`](Source::restore)
 /// carries that plan out in steps the action drives, so the content's checksum is proven
-/// between staging and putting in place. Partial restores (single paths of a tree) will be
-/// another plan of the same shape.
+/// between staging and putting in place. A partial restore (single paths of a tree, see
+/// [`paths`](Source::paths)) is the same plan with the content narrowed to those paths
+/// before it is staged.
 ///
 /// Verify and drills look at a backup's content on this host, whatever host the target
 /// is on: [`check_content`](Source::check_content), [`write_copy`](Source::write_copy)
@@ -153,6 +154,24 @@ pub trait Source: Send + Sync {
         None
     }
 
+    /// Single paths of this source's backups (listed from the manifest, picked out of the
+    /// content for a partial restore); `None` for kinds whose backups are one whole.
+    fn paths(&self) -> Option<&'static dyn Paths> {
+        None
+    }
+
+    /// The refusal of `ls`, `diff` and partial restores for a kind without paths.
+    fn no_paths(&self) -> Error {
+        Error::Usage(format!(
+            "{} is a {} target: its backups are one whole, with no paths to list, compare or \
+             restore one by one (that is for directory targets); restore it whole with \
+             `lifeboat restore {}`",
+            self.target(),
+            self.kind().as_str(),
+            self.target()
+        ))
+    }
+
     /// Check a backup's content as it streams from the store (verify); the problems
     /// found. `scratch` is a private directory on this host.
     fn check_content(
@@ -232,6 +251,36 @@ pub trait Content: Send + Sync {
 
     /// Check a written copy against its manifest.
     fn check_copy(&self, m: &Manifest, copy: &Path, ctx: &JobContext) -> Result<Checked>;
+}
+
+/// The paths of a tree's backups: what the manifest lists, and the content narrowed to
+/// some of them (a partial restore), the same on every host.
+pub trait Paths: Send + Sync {
+    /// Every entry of the backup, as its manifest records it.
+    fn entries<'m>(&self, m: &'m Manifest) -> Result<&'m [FileEntry]>;
+
+    /// Copy from `content` (the backup's whole content) into `into`, in the same format,
+    /// only the entries at or under `wanted` (relative paths the manifest lists) and the
+    /// directories above them, each checked against the manifest (names, links, every
+    /// file's SHA-256); stops reading once all were seen. What was copied.
+    fn pick(
+        &self,
+        m: &Manifest,
+        wanted: &[String],
+        content: &mut dyn Read,
+        into: &mut dyn Write,
+        ctx: &JobContext,
+    ) -> Result<Picked>;
+}
+
+/// What a pick copied: the entries at or under the wanted paths.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Picked {
+    pub files: u64,
+    pub directories: u64,
+    pub symlinks: u64,
+    /// The files' bytes.
+    pub bytes: u64,
 }
 
 /// A check's outcome: what was seen, or the problems found.

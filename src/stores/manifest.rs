@@ -106,6 +106,15 @@ pub struct FileEntry {
     pub link: Option<String>,
 }
 
+/// Whether the entry path `path` is `under` or lies below it (`a/b` is under `a`, `ab`
+/// is not).
+pub fn at_or_under(path: &str, under: &str) -> bool {
+    path == under
+        || path
+            .strip_prefix(under)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
 impl Manifest {
     pub fn key(target: &str, id: &str) -> String {
         format!("{target}/{id}{MANIFEST_SUFFIX}")

@@ -139,7 +139,7 @@ fn refusals_are_private_and_audited_and_run_nothing() {
             OPS_CHANNEL,
             "/backup",
             "nwo app-db",
-            "Usage: `/backup now <target> | list [<target>] | status [<target>]`",
+            "Usage: `/backup now <target> | list [<target>] | status [<target>] | ls <target> [<path>]`",
         ),
         (
             OPS,

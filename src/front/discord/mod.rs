@@ -230,7 +230,10 @@ pub fn options_to_text(command: &str, options: &[CommandDataOption]) -> String {
                 };
                 match (command, opt.name.as_str()) {
                     ("restore", "at") => words.push(format!("at {text}")),
-                    ("restore", "to") => words.push(format!("to {text}")),
+                    ("restore", "to") => words.push(format!("to {}", quoted(&text))),
+                    // A path may hold spaces: the grammar takes it in double quotes.
+                    ("restore", "path") => words.push(format!("path {}", quoted(&text))),
+                    ("backup", "path") => words.push(quoted(&text)),
                     ("restore", "dry_run") => {
                         if text == "true" {
                             words.push("dry-run".into())
@@ -242,15 +245,20 @@ pub fn options_to_text(command: &str, options: &[CommandDataOption]) -> String {
         }
     }
     // Keyword options must follow the positional ones in the grammar.
-    let (keywords, positional): (Vec<String>, Vec<String>) = words
-        .into_iter()
-        .filter(|w| !w.is_empty())
-        .partition(|w| w.starts_with("at ") || w.starts_with("to ") || w == "dry-run");
+    let (keywords, positional): (Vec<String>, Vec<String>) =
+        words.into_iter().filter(|w| !w.is_empty()).partition(|w| {
+            w.starts_with("at ") || w.starts_with("to ") || w.starts_with("path ") || w == "dry-run"
+        });
     positional
         .into_iter()
         .chain(keywords)
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A path as one word of the chat grammar.
+fn quoted(text: &str) -> String {
+    format!("\"{text}\"")
 }
 
 /// Discord's HTTP API through serenity, pointed at `[discord] api_url`.
@@ -401,6 +409,37 @@ mod tests {
                 "gitea-db latest at 2026-11-20 14:00 dry-run"
             )
             .unwrap(),
+            "{text}"
+        );
+        let partial = [
+            opt("target", s("site")),
+            opt("to", s("/r/back")),
+            opt("path", s("a b.txt")),
+        ];
+        let text = options_to_text("restore", &partial);
+        let crate::command::Command::Restore(args) =
+            crate::command::Command::parse("/restore", &text).unwrap()
+        else {
+            panic!("{text}")
+        };
+        assert_eq!(
+            (args.paths, args.to),
+            (vec!["a b.txt".to_string()], Some("/r/back".into()))
+        );
+        let ls = [opt(
+            "ls",
+            CommandDataOptionValue::SubCommand(vec![
+                opt("target", s("site")),
+                opt("path", s("my docs")),
+            ]),
+        )];
+        let text = options_to_text("backup", &ls);
+        assert_eq!(
+            crate::command::Command::parse("/backup", &text).unwrap(),
+            crate::command::Command::BackupLs {
+                target: "site".into(),
+                path: Some("my docs".into())
+            },
             "{text}"
         );
         let status = [opt("status", CommandDataOptionValue::SubCommand(vec![]))];

@@ -175,6 +175,24 @@ fn a_request_reads_as_blocks_with_mentions_dates_and_a_confirm_on_approve() {
         actions["elements"][1].get("confirm").is_none(),
         "Deny asks nothing"
     );
+    // A partial restore names its paths and what they hold.
+    let mut partial = plan.clone();
+    partial.in_place = false;
+    partial.paths = serde_json::from_value(serde_json::json!([
+        {"path": "conf/app.ini", "type": "file", "files": 1, "bytes": 2048},
+        {"path": "assets", "type": "dir", "files": 12, "bytes": 3145728}
+    ]))
+    .unwrap();
+    let p = payload(&crate::approvals::message(&req, &partial, &[]));
+    let text = p.to_string();
+    assert!(
+        text.contains(
+            "*Paths*\\n`conf/app.ini` (file, 2.0 KiB), `assets` (folder, 12 files, 3.0 MiB)"
+        ) && text.contains("*Restores*\\n13 files, 3.0 MiB")
+            && text.contains("extract only these paths"),
+        "{text}"
+    );
+    assert_parsed_by_slack_sdk(&p);
     // A new copy beside the live data replaces nothing: no question asked.
     let mut beside = plan.clone();
     beside.in_place = false;

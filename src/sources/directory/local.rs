@@ -83,6 +83,10 @@ impl Source for LocalDirectory {
     fn content(&self) -> Option<&'static dyn Content> {
         Some(&directory::TreeContent)
     }
+
+    fn paths(&self) -> Option<&'static dyn crate::sources::Paths> {
+        Some(&directory::TreePaths)
+    }
 }
 
 struct Copy<'a>(&'a LocalDirectory);

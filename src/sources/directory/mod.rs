@@ -9,15 +9,19 @@
 //! it was read (`changes` on this host; the host's second listing in `remote`), so a copy
 //! that changed while read is flagged or refused.
 //!
+//! A partial restore narrows the tar stream to the paths asked for (`pick`) before it is
+//! staged as any restore is.
+//!
 //! Next (not built yet): a directory source will hand its tree over entry by entry
 //! (path, metadata, content on demand) rather than as one tar stream, so a repository
-//! store can keep native trees and a restore can pick single paths.
+//! store can keep native trees.
 
 mod archive;
 mod btrfs;
 mod changes;
 mod extract;
 pub mod local;
+mod pick;
 mod remote;
 pub mod snapshot;
 pub mod ssh;
@@ -33,6 +37,7 @@ use crate::stores::manifest::Manifest;
 
 pub(crate) use archive::write_tar;
 pub use extract::{check_tar, check_tree, extract_tar};
+pub use pick::TreePaths;
 
 /// Which paths (relative to the root, `/`-separated) go into the backup.
 pub struct Filter {

@@ -80,6 +80,10 @@ impl Source for SshDirectory {
     fn content(&self) -> Option<&'static dyn Content> {
         Some(&directory::TreeContent)
     }
+
+    fn paths(&self) -> Option<&'static dyn crate::sources::Paths> {
+        Some(&directory::TreePaths)
+    }
 }
 
 struct Copy<'a> {

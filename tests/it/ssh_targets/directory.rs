@@ -150,3 +150,50 @@ fn two_targets_on_one_host_back_up_at_once() {
     }
     assert_eq!(s.home.json(&["list"]).as_array().unwrap().len(), 2);
 }
+
+/// A partial restore of a remote tree writes only the paths asked for, on the host, under
+/// a new folder there (unpacked by the host's tar as a full restore is).
+#[test]
+fn a_partial_restore_writes_only_the_paths_asked_for_on_the_host() {
+    let s = Setup::new();
+    let tree = s.remote("data/tree");
+    make_tree(&tree);
+    s.home.json(&["backup", "files"]);
+    let listing = s.home.json(&["ls", "files", "docs"]);
+    assert_eq!(listing["entries"][0]["path"], "docs/deep");
+    let dest = s.remote("restores/some");
+    let args = [
+        "restore",
+        "files",
+        "--path",
+        "docs/deep",
+        "--path",
+        "it's a \"file\" $(id).txt",
+        "--to",
+        dest.to_str().unwrap(),
+    ];
+    let plan = s.home.ok(&args);
+    assert!(plan.contains("restores:    2 files"), "{plan}");
+    let mut yes = args.to_vec();
+    yes.push("--yes");
+    s.home.ok(&yes);
+    assert_eq!(
+        std::fs::read(dest.join("docs/deep/er/data.bin")).unwrap(),
+        vec![7u8; 300_000]
+    );
+    assert_eq!(
+        std::fs::read_to_string(dest.join("it's a \"file\" $(id).txt")).unwrap(),
+        "quoted name\n"
+    );
+    assert!(!dest.join("docs/readme.md").exists() && !dest.join("run.sh").exists());
+    let out = s.home.run(&[
+        "restore",
+        "files",
+        "--path",
+        "docs",
+        "--to",
+        dest.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+}
