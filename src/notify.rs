@@ -8,14 +8,21 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-/// A message as lifeboat means it; each platform renders it its own way.
+use crate::card::Card;
+
+mod progress; // a job's progress in its message: a bar with percent, rate and time left
+pub use progress::{ChatProgress, progress_line};
+
+/// A message as lifeboat means it; each platform renders it its own way. With a `card`,
+/// the platform shows the card (and `text`, its plain form, only where it cannot).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ChatMessage {
     pub text: String,
     pub buttons: Vec<Button>,
+    pub card: Option<Card>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Button {
     /// What the click means: "approve" or "deny".
     pub action: String,
@@ -23,14 +30,40 @@ pub struct Button {
     /// The request the click is about (an approval id).
     pub value: String,
     pub danger: bool,
+    /// Ask "are you sure?" before the click counts (Approve on a restore that replaces data).
+    pub confirm: Option<Confirm>,
+}
+
+/// The question a button asks before it acts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confirm {
+    pub title: String,
+    /// What the click will do, in plain words (what is replaced, what is moved aside).
+    pub text: String,
+    pub yes: String,
+    pub no: String,
 }
 
 impl ChatMessage {
     pub fn text(text: impl Into<String>) -> ChatMessage {
         ChatMessage {
             text: text.into(),
-            buttons: Vec::new(),
+            ..ChatMessage::default()
         }
+    }
+
+    /// A structured message; its plain text is the card's.
+    pub fn card(card: Card) -> ChatMessage {
+        ChatMessage {
+            text: card.plain(),
+            buttons: Vec::new(),
+            card: Some(card),
+        }
+    }
+
+    pub fn with_buttons(mut self, buttons: Vec<Button>) -> ChatMessage {
+        self.buttons = buttons;
+        self
     }
 }
 
@@ -355,56 +388,6 @@ async fn edit_loop(
         if l.0.is_none() {
             l.0 = Some(msg);
         }
-    }
-}
-
-/// A progress sink that renders job progress into an `Updater`'s message.
-pub struct ChatProgress {
-    headline: String,
-    updater: Arc<Updater>,
-    state: Mutex<(String, Option<u64>, u64, std::time::Instant)>,
-}
-
-impl ChatProgress {
-    pub fn new(headline: String, updater: Arc<Updater>) -> ChatProgress {
-        ChatProgress {
-            headline,
-            updater,
-            state: Mutex::new((String::new(), None, 0, std::time::Instant::now())),
-        }
-    }
-
-    fn render(&self) {
-        let (phase, total, done, started) = self.state.lock().unwrap().clone();
-        let secs = started.elapsed().as_secs_f64().max(0.001);
-        let human = crate::units::human_bytes;
-        let mut line = format!("{}\n{phase}", self.headline);
-        if done > 0 {
-            line.push_str(&format!(": {}", human(done)));
-            if let Some(t) = total.filter(|t| *t > 0) {
-                line.push_str(&format!(
-                    " of {} ({:.0}%)",
-                    human(t),
-                    (done as f64 / t as f64 * 100.0).min(100.0)
-                ));
-            }
-            line.push_str(&format!(", {}/s", human((done as f64 / secs) as u64)));
-        }
-        self.updater.set(ChatMessage::text(line));
-    }
-}
-
-impl crate::progress::Progress for ChatProgress {
-    fn phase(&self, name: &str) {
-        *self.state.lock().unwrap() = (name.to_string(), None, 0, std::time::Instant::now());
-        self.render();
-    }
-    fn total(&self, bytes: Option<u64>) {
-        self.state.lock().unwrap().1 = bytes;
-    }
-    fn advance(&self, bytes: u64) {
-        self.state.lock().unwrap().2 += bytes;
-        self.render();
     }
 }
 

@@ -1,6 +1,7 @@
-//! How times, ages and sizes are written, everywhere: stored times (RFC 3339 UTC with
-//! milliseconds), short ages ("3m", "1h30m"), byte sizes ("1.5 MiB"). A leaf: it imports
-//! nothing from the crate, so every layer can use it.
+//! How times, ages, durations, counts and sizes are written, everywhere: stored times
+//! (RFC 3339 UTC with milliseconds), short ages ("3m", "1h30m"), durations as people say
+//! them ("0.4 s", "2 min 13 s"), counted nouns ("1 admin", "2 admins"), byte sizes
+//! ("1.5 MiB"). A leaf: it imports nothing from the crate, so every layer can use it.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
@@ -47,6 +48,48 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// How long something took, as people say it: "0.4 s", "12 s", "2 min 13 s", "1 h 5 min".
+pub fn human_duration(seconds: f64) -> String {
+    let s = if seconds.is_finite() {
+        seconds.max(0.0)
+    } else {
+        0.0
+    };
+    if s < 10.0 {
+        // One decimal: a job of a few hundred milliseconds is not "0 s".
+        return format!("{s:.1} s");
+    }
+    let whole = s.round() as u64;
+    let (h, m, sec) = (whole / 3600, whole / 60 % 60, whole % 60);
+    match (h, m, sec) {
+        (0, 0, sec) => format!("{sec} s"),
+        (0, m, 0) => format!("{m} min"),
+        (0, m, sec) => format!("{m} min {sec} s"),
+        (h, 0, _) => format!("{h} h"),
+        (h, m, _) => format!("{h} h {m} min"),
+    }
+}
+
+/// `n` and the noun, in the singular for one: "1 admin", "2 admins", "0 backups".
+/// `plural` is the noun's plural where adding an "s" is wrong ("entries").
+pub fn count(n: u64, singular: &str, plural: Option<&str>) -> String {
+    match (n, plural) {
+        (1, _) => format!("1 {singular}"),
+        (n, Some(p)) => format!("{n} {p}"),
+        (n, None) => format!("{n} {singular}s"),
+    }
+}
+
+/// A UTC time as people read it: "2026-12-05 12:46 UTC" (seconds only when asked).
+pub fn utc_text(t: DateTime<Utc>, seconds: bool) -> String {
+    let format = if seconds {
+        "%Y-%m-%d %H:%M:%S UTC"
+    } else {
+        "%Y-%m-%d %H:%M UTC"
+    };
+    t.format(format).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +104,22 @@ mod tests {
         let t = parse_time("2026-11-22T08:30:00Z").unwrap();
         assert_eq!(time_text(t), "2026-11-22T08:30:00.000Z");
         assert!(parse_time("yesterday").is_none());
+        assert_eq!(utc_text(t, false), "2026-11-22 08:30 UTC");
+    }
+
+    #[test]
+    fn durations_and_counts_read_as_people_say_them() {
+        assert_eq!(human_duration(0.0), "0.0 s");
+        assert_eq!(human_duration(0.42), "0.4 s");
+        assert_eq!(human_duration(9.94), "9.9 s");
+        assert_eq!(human_duration(12.4), "12 s");
+        assert_eq!(human_duration(133.0), "2 min 13 s");
+        assert_eq!(human_duration(120.2), "2 min");
+        assert_eq!(human_duration(3900.0), "1 h 5 min");
+        assert_eq!(human_duration(7200.0), "2 h");
+        assert_eq!(human_duration(f64::NAN), "0.0 s");
+        assert_eq!(count(1, "other admin", None), "1 other admin");
+        assert_eq!(count(2, "other admin", None), "2 other admins");
+        assert_eq!(count(0, "entry", Some("entries")), "0 entries");
     }
 }

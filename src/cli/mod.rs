@@ -252,12 +252,36 @@ fn init_logging(serving: bool) {
         .try_init();
 }
 
-/// The identity the CLI acts as: `cli:<unix user>`.
+/// The identity the CLI acts as: `cli:<unix user>`, named as the password database names
+/// the effective user (`cli:root` under systemd too, where no `USER` is set); the uid only
+/// when the user has no name there.
 pub fn actor() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| format!("uid{}", unsafe { libc::geteuid() }));
+    // SAFETY: geteuid cannot fail and touches no memory.
+    let uid = unsafe { libc::geteuid() };
+    let user = user_name(uid)
+        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("LOGNAME").ok())
+        .unwrap_or_else(|| format!("uid{uid}"));
     format!("cli:{user}")
+}
+
+/// The login name of `uid` from the password database (files, LDAP, ... as NSS says).
+fn user_name(uid: libc::uid_t) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: an all-zero passwd is a valid value to be overwritten; getpwuid_r writes
+    // only into `pwd` and `buf` (whose length it is told) and sets `found` to `pwd` or null.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() || pwd.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: pw_name points into `buf`, NUL-terminated, while `buf` lives.
+    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+    name.to_str()
+        .ok()
+        .filter(|n| !n.is_empty())
+        .map(String::from)
 }
 
 fn run(app: &App, command: Command) -> Result<i32, Error> {
@@ -304,5 +328,15 @@ fn run(app: &App, command: Command) -> Result<i32, Error> {
         | Command::Recover(_) => {
             unreachable!("handled before the state is opened")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_local_user_is_named_as_the_password_database_names_it() {
+        // uid 0 is `root` on every system the tests run on (they run as root).
+        assert_eq!(super::user_name(0).as_deref(), Some("root"));
+        assert!(super::actor().starts_with("cli:") && !super::actor().contains("uid"));
     }
 }

@@ -24,10 +24,7 @@ pub async fn watch(app: App, sinks: Vec<(Arc<dyn Notifier>, String)>) {
          and `status` fail until it is recovered; /healthz answers 503.\nTo recover, {}.",
         crate::db::damage::advice(&app.config.server.state, app.config.state_backup_store())
     );
-    let msg = ChatMessage {
-        text,
-        buttons: Vec::new(),
-    };
+    let msg = ChatMessage::text(text);
     for (notifier, channel) in &sinks {
         let posted = crate::notify::with_retries("posting the state damage alert", || {
             notifier.post(channel, &msg)

@@ -136,6 +136,37 @@ fn a_command_is_acknowledged_then_reported_in_one_edited_message() {
     let calls = api.wait_edit(30, "✅ backup");
     let posts: Vec<&Call> = calls.iter().filter(|c| c.method == "POST").collect();
     assert_eq!(posts.len(), 1);
+    // The result is a green embed that pings the person who asked, and only them.
+    let result = calls
+        .iter()
+        .rfind(|c| {
+            c.method == "PATCH"
+                && c.body["content"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("✅ backup")
+        })
+        .unwrap();
+    assert!(
+        result.body["content"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("<@{OPS}>")),
+        "{}",
+        result.body
+    );
+    assert_eq!(result.body["allowed_mentions"]["users"], json!([OPS]));
+    let embed = &result.body["embeds"][0];
+    assert_eq!(embed["color"], 0x2EB67D, "{embed}");
+    assert!(
+        embed["description"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("Requested by <@{OPS}>, done in ")),
+        "{embed}"
+    );
+    // While it ran the message named the requester without pinging anyone.
+    assert_eq!(posts[0].body["allowed_mentions"]["users"], json!([]));
     assert_eq!(
         posts[0].path,
         format!("/api/v10/channels/{CHANNEL}/messages")
@@ -189,15 +220,69 @@ fn refusals_and_approval_buttons() {
     let buttons = request.body["components"][0]["components"]
         .as_array()
         .unwrap();
-    let approve = buttons[0]["custom_id"].as_str().unwrap().to_string();
-    assert!(approve.starts_with("approve:"), "{approve}");
+    let ask = buttons[0]["custom_id"].as_str().unwrap().to_string();
+    // The restore replaces the live data: Approve asks first.
+    let id = ask.strip_prefix("ask_approve:").expect(&ask).to_string();
+    let embed = &request.body["embeds"][0];
+    assert!(
+        embed["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("Restore requested"),
+        "{embed}"
+    );
+    assert_eq!(embed["color"], 0xECB22E, "amber while it waits");
+    assert!(
+        embed["description"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("Requested by <@{ADMIN}>")),
+        "{embed}"
+    );
 
-    // The requester cannot approve their own restore.
-    let click = interaction(3, ADMIN, json!({"custom_id": approve, "component_type": 2}));
-    let mut click = click;
-    click["message"] = discord_message(CHANNEL, "1001", "plan");
-    let (_, reply) = send(&serve, &click);
-    assert_eq!(reply["data"]["flags"], 64);
+    let click_on = |custom_id: &str, message: Value| {
+        let mut click = interaction(
+            3,
+            ADMIN,
+            json!({"custom_id": custom_id, "component_type": 2}),
+        );
+        click["message"] = message;
+        send(&serve, &click).1
+    };
+    let question = click_on(&ask, discord_message(CHANNEL, "1001", "plan"));
+    assert_eq!(question["type"], 4);
+    assert_eq!(
+        question["data"]["flags"], 64,
+        "only the clicker sees the question"
+    );
+    assert!(
+        question["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("This replaces"),
+        "{question}"
+    );
+    let row = &question["data"]["components"][0]["components"];
+    assert_eq!(row[0]["custom_id"], format!("approve:{id}"));
+    assert_eq!(row[1]["custom_id"], format!("cancel:{id}"));
+    let mut ephemeral = discord_message(CHANNEL, "1002", "question");
+    ephemeral["flags"] = json!(64);
+
+    // Cancel answers in place and decides nothing.
+    let cancelled = click_on(&format!("cancel:{id}"), ephemeral.clone());
+    assert_eq!(cancelled["type"], 7);
+    assert!(
+        cancelled["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was changed"),
+        "{cancelled}"
+    );
+    assert_eq!(cancelled["data"]["components"], json!([]));
+
+    // The requester cannot approve their own restore, even past the question.
+    let reply = click_on(&format!("approve:{id}"), ephemeral);
+    assert_eq!(reply["type"], 7, "the answer replaces the question");
     assert!(
         reply["data"]["content"]
             .as_str()
@@ -205,4 +290,7 @@ fn refusals_and_approval_buttons() {
             .contains("another admin"),
         "{reply}"
     );
+    // The audit log keeps the raw identity, not the mention.
+    let refused = home.state_strings("SELECT actor FROM audit WHERE action = 'approval refused'");
+    assert_eq!(refused, vec![format!("discord:{ADMIN}")]);
 }

@@ -230,17 +230,29 @@ fn a_restore_is_approved_by_a_second_admin_through_a_button() {
         .iter()
         .find(|c| c.method == "POST" && c.path.contains("/channels/"))
         .unwrap();
-    let approve = post.body["components"][0]["components"][0]["custom_id"]
+    let ask = post.body["components"][0]["components"][0]["custom_id"]
         .as_str()
         .unwrap()
         .to_string();
     s.home.wait_approvals_posted(1);
-    let click = |who: &str| {
-        let mut c = interaction(3, who, json!({"custom_id": approve, "component_type": 2}));
+    let click = |who: &str, custom_id: &str, ephemeral: bool| {
+        let mut c = interaction(3, who, json!({"custom_id": custom_id, "component_type": 2}));
         c["message"] = discord_message(CHANNEL, "1001", "plan");
+        if ephemeral {
+            c["message"]["flags"] = json!(64);
+        }
         c
     };
-    let own = s.gateway.interaction(click(ADMIN));
+    // The restore replaces the live data: Approve first asks, privately.
+    let asked = s.gateway.interaction(click(ADMIN2, &ask, false));
+    let question = answer(&s, &asked);
+    assert_eq!(question["data"]["flags"], 64, "{question}");
+    let approve = question["data"]["components"][0]["components"][0]["custom_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(approve.starts_with("approve:"), "{question}");
+    let own = s.gateway.interaction(click(ADMIN, &approve, true));
     assert!(
         answer(&s, &own)["data"]["content"]
             .as_str()
@@ -248,8 +260,16 @@ fn a_restore_is_approved_by_a_second_admin_through_a_button() {
             .contains("another admin"),
         "the requester cannot approve"
     );
-    let second = s.gateway.interaction(click(ADMIN2));
-    assert_eq!(answer(&s, &second)["type"], 6, "click acknowledged");
+    let second = s.gateway.interaction(click(ADMIN2, &approve, true));
+    let confirmed = answer(&s, &second);
+    assert_eq!(confirmed["type"], 7, "the question is answered in place");
+    assert!(
+        confirmed["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("approval is recorded"),
+        "{confirmed}"
+    );
     result_edit(&s, "✅ restored", 30);
     assert_eq!(
         count(&rusqlite::Connection::open(&db_path).unwrap(), "repository"),

@@ -39,17 +39,36 @@ fn reply(body: &str) -> (String, String) {
 }
 
 /// Each posted or updated message's full text: Slack's `text` is cut at 3000
-/// characters, the whole of it is in the section blocks.
+/// characters; the whole of it is in the blocks (header, sections and their fields,
+/// context), one line each.
 fn posted_texts(api: &FakeApi) -> Vec<String> {
+    fn texts_in(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(o) => {
+                if let Some(t) = o.get("text").and_then(|t| t.as_str()) {
+                    out.push(t.to_string());
+                }
+                o.values().for_each(|v| texts_in(v, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| texts_in(v, out)),
+            _ => {}
+        }
+    }
     api.calls()
         .iter()
         .filter(|c| c.path.ends_with("chat.postMessage") || c.path.ends_with("chat.update"))
         .map(|c| match c.body["blocks"].as_array() {
-            Some(blocks) => blocks
-                .iter()
-                .filter(|b| b["type"] == "section")
-                .map(|b| b["text"]["text"].as_str().unwrap_or_default())
-                .collect(),
+            Some(blocks) => {
+                // Buttons' labels and dialogs are not the message's words.
+                let words: Vec<_> = blocks
+                    .iter()
+                    .filter(|b| b["type"] != "actions")
+                    .cloned()
+                    .collect();
+                let mut out = Vec::new();
+                texts_in(&serde_json::Value::Array(words), &mut out);
+                out.join("\n")
+            }
             None => c.body["text"].as_str().unwrap_or_default().to_string(),
         })
         .collect()

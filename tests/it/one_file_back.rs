@@ -433,7 +433,10 @@ fn chat_restores_a_quoted_path_after_approval_and_pages_backup_ls() {
         .find(|c| c.path.ends_with("chat.postMessage"))
         .unwrap();
     let plan = texts(std::slice::from_ref(post)).pop().unwrap();
-    assert_contains_all(&plan, &["a b.txt (file, 19 B)", "restores:    1 file,"]);
+    assert_contains_all(
+        &plan,
+        &["Paths: `a b.txt` (file, 19 B)", "Restores: 1 file, 19 B"],
+    );
     let value = post.body["blocks"]
         .as_array()
         .unwrap()

@@ -58,6 +58,23 @@ fn a_backup_from_chat_posts_one_message_and_updates_it_to_the_result() {
         .collect();
     assert_eq!(posts.len(), 1, "one message per job");
     assert_eq!(posts[0].body["channel"], OPS_CHANNEL);
+    // The result: a header, the facts as fields, the requester mentioned.
+    let result = calls
+        .iter()
+        .rfind(|c| {
+            c.path.ends_with("chat.update")
+                && c.body["text"].as_str().unwrap_or("").contains("✅ backup")
+        })
+        .unwrap();
+    let blocks = result.body["blocks"].as_array().unwrap();
+    assert_eq!(blocks[0]["type"], "header");
+    assert_eq!(blocks[0]["text"]["text"], "✅ backup of app-db complete");
+    let all = result.body.to_string();
+    assert!(
+        all.contains("Requested by <@U0OPS1>, done in ") && all.contains("*Stored*"),
+        "{all}"
+    );
+    crate::common::block_kit::assert_slack_sdk_reads(&calls);
     assert_eq!(
         posts[0].auth, "Bearer xoxb-test-token",
         "posted with the bot token"
@@ -305,9 +322,27 @@ fn the_approval_flow_refuses_self_double_and_non_admin_clicks() {
     let (id, ts) = request_restore(&home, &serve, &api);
     let plan_text = texts(&api.calls_to("chat.postMessage")).pop().unwrap();
     assert!(
-        plan_text.contains("Restore requested by slack:U0ADMIN1")
-            && plan_text.contains("move aside"),
+        plan_text.contains("Requested by <@U0ADMIN1>") && plan_text.contains("Moved aside to: `"),
         "{plan_text}"
+    );
+    assert!(
+        plan_text.contains("Can approve: <@U0ADMIN2>, <@U0ADMIN3>"),
+        "the admins who can approve are alerted: {plan_text}"
+    );
+    // The restore replaces the live database: Slack asks the approver first, saying what
+    // is replaced and where the current data goes.
+    let request = api.calls_to("chat.postMessage").pop().unwrap();
+    let approve = &request.body["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "actions")
+        .unwrap()["elements"][0];
+    let asked = approve["confirm"]["text"]["text"].as_str().unwrap();
+    assert!(
+        asked.contains(&format!("This replaces {}", db_path.display()))
+            && asked.contains("moved aside to"),
+        "{asked}"
     );
 
     slack_click(&serve, ADMIN1, OPS_CHANNEL, &ts, "approve", &id);
@@ -319,7 +354,12 @@ fn the_approval_flow_refuses_self_double_and_non_admin_clicks() {
         ephemerals(&api).iter().any(|t| t.contains("only admins"))
     });
     slack_click(&serve, ADMIN2, OPS_CHANNEL, &ts, "approve", &id);
-    api.wait_update(10, "approved by slack:U0ADMIN2");
+    api.wait_update(10, "approved by <@U0ADMIN2>");
+    let pending = texts(&api.calls_to("chat.update")).pop().unwrap();
+    assert!(
+        pending.contains("Needs 1 more approval") && pending.contains("Can approve: <@U0ADMIN3>\n"),
+        "{pending}"
+    );
     slack_click(&serve, ADMIN2, OPS_CHANNEL, &ts, "approve", &id);
     api.wait_until(10, "double approval refusal", |_| {
         ephemerals(&api)
@@ -341,7 +381,7 @@ fn the_approval_flow_refuses_self_double_and_non_admin_clicks() {
     );
     let last = texts(&api.calls_to("chat.update")).pop().unwrap();
     assert!(
-        last.contains("approved by slack:U0ADMIN2") && last.contains("approved by slack:U0ADMIN3"),
+        last.contains("approved by <@U0ADMIN2>") && last.contains("approved by <@U0ADMIN3>"),
         "{last}"
     );
     assert!(
@@ -357,6 +397,10 @@ fn the_approval_flow_refuses_self_double_and_non_admin_clicks() {
             .iter()
             .any(|t| t.contains("already approved"))
     });
+    // The request, each approval, the restore's progress and its result: all Block Kit
+    // that Slack's own models read back unchanged.
+    let checked = crate::common::block_kit::assert_slack_sdk_reads(&api.calls());
+    assert!(checked >= 4, "{checked} messages");
 }
 
 #[test]
@@ -368,7 +412,7 @@ fn deny_cancels_and_changes_nothing() {
     let serve = Serve::start(&home);
     let (id, ts) = request_restore(&home, &serve, &api);
     slack_click(&serve, ADMIN2, OPS_CHANNEL, &ts, "deny", &id);
-    api.wait_update(10, "denied by slack:U0ADMIN2");
+    api.wait_update(10, "denied by <@U0ADMIN2>");
     let update = api.calls_to("chat.update").pop().unwrap();
     assert!(
         !update.body["blocks"]

@@ -247,7 +247,7 @@ fn a_restore_requested_over_the_socket_is_approved_by_a_second_admin_with_a_butt
         "restored to the backup"
     );
     let last = texts(&s.api.calls_to("chat.update")).pop().unwrap();
-    assert!(last.contains("approved by slack:U0ADMIN2"), "{last}");
+    assert!(last.contains("approved by <@U0ADMIN2>"), "{last}");
     assert!(
         s.api
             .calls_to("chat.update")

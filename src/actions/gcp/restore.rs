@@ -280,6 +280,10 @@ impl RestoreDone for GcpRestoreOutcome {
     }
 
     fn report(&self) -> String {
-        format!("{} in {:.1}s\n", self.summary(), self.duration_seconds)
+        format!(
+            "{} in {}\n",
+            self.summary(),
+            crate::units::human_duration(self.duration_seconds)
+        )
     }
 }

@@ -116,11 +116,11 @@ impl RestoreDone for Restored {
     fn report(&self) -> String {
         let plan = &self.planned;
         let mut out = format!(
-            "restored backup {} of {} to {} in {:.1}s\n",
+            "restored backup {} of {} to {} in {}\n",
             plan.backup.id,
             plan.target,
             plan.destination.display(),
-            self.outcome.duration_seconds
+            crate::units::human_duration(self.outcome.duration_seconds)
         );
         for m in &plan.move_aside {
             out.push_str(&format!("previous data kept at {}\n", m.to.display()));

@@ -15,10 +15,13 @@ use tokio_util::task::TaskTracker;
 use crate::actions;
 use crate::app::App;
 use crate::approvals::{self, Decision, Outcome};
+use crate::card::{Card, Line, Tone};
 use crate::db::approvals::{ApprovalRecord, ApprovalStatus};
 use crate::dispatch::{ChatJob, Invocation, Reply};
 use crate::executor::job::Job;
-use crate::notify::{ChatMessage, ChatProgress, Notifier, Updater, post_document, with_retries};
+use crate::notify::{
+    ChatMessage, ChatProgress, Confirm, Notifier, Updater, post_document, with_retries,
+};
 use crate::progress::{Cancel, JobContext};
 
 /// The part of the 3-second budget dispatch may use before we answer "working on it".
@@ -121,7 +124,8 @@ impl Chat {
         };
         let app = self.app.clone();
         self.tasks.spawn(async move {
-            let msg = approvals::message(&approval, &plan);
+            let can_approve = approvals::who_can_approve(&app.config.access, &approval);
+            let msg = approvals::message(&approval, &plan, &can_approve);
             match with_retries("posting a restore request", || {
                 notifier.post(&approval.channel, &msg)
             })
@@ -213,8 +217,9 @@ impl Chat {
         message: Option<String>,
     ) {
         let what = report::describe(&job);
-        let headline = format!("⏳ {what}, requested by {actor}");
-        let first = ChatMessage::text(&headline);
+        let running = Card::new(Tone::Neutral, format!("⏳ {what}"))
+            .lead(Line::new().text("Requested by ").person(&actor));
+        let first = ChatMessage::card(running.clone());
         let message = match message {
             Some(m) => Some(m),
             None => with_retries("posting a job message", || notifier.post(&channel, &first))
@@ -225,7 +230,7 @@ impl Chat {
         let updater =
             message.map(|m| Arc::new(Updater::spawn(notifier.clone(), channel.clone(), m)));
         let progress: Arc<dyn crate::progress::Progress> = match &updater {
-            Some(u) => Arc::new(ChatProgress::new(headline.clone(), u.clone())),
+            Some(u) => Arc::new(ChatProgress::new(running.clone(), u.clone())),
             None => Arc::new(crate::progress::Silent),
         };
         let ctx = JobContext {
@@ -234,31 +239,39 @@ impl Chat {
         };
         let queued = || {
             if let Some(u) = &updater {
-                u.set(ChatMessage::text(format!(
-                    "{headline}\nqueued: waiting for a free job slot"
-                )));
+                u.set(ChatMessage::card(
+                    running.clone().body("queued: waiting for a free job slot"),
+                ));
             }
         };
         let started = std::time::Instant::now();
         let result = job.run_in_slot(&self.app, &actor, ctx, queued).await;
         self.job_ended.notify_one();
-        let (mut text, document) = match result {
+        let (mut card, document) = match result {
             Ok(result) => {
                 let approval = self.approval_of(&job).await;
-                report::render(&job, approval.as_ref(), result)
+                report::render(&job, &actor, approval.as_ref(), result)
             }
-            Err(e) => (format!("❌ {what} failed: internal error ({e})"), None),
+            Err(e) => (
+                Card::new(Tone::Bad, format!("❌ {what} failed"))
+                    .body(format!("internal error ({e})")),
+                None,
+            ),
         };
-        text.push_str(&self.timeline_note(notifier.platform(), &channel).await);
+        let note = self.timeline_note(notifier.platform(), &channel).await;
+        if !note.is_empty() {
+            card = card.context(note.trim_start());
+        }
         tracing::info!(
-            "{what}: {} ({:.1}s)",
-            text.lines().next().unwrap_or_default(),
-            started.elapsed().as_secs_f64()
+            "{what}: {} ({})",
+            card.title,
+            crate::units::human_duration(started.elapsed().as_secs_f64())
         );
+        let msg = ChatMessage::card(card);
         if let Some(u) = updater {
             match Arc::try_unwrap(u) {
-                Ok(u) => u.finish(ChatMessage::text(text)).await,
-                Err(u) => u.set(ChatMessage::text(text)),
+                Ok(u) => u.finish(msg).await,
+                Err(u) => u.set(msg),
             }
         }
         if let Some(doc) = document {
@@ -356,6 +369,22 @@ impl Chat {
         expired.then(|| "this restore request has expired; nothing was changed.".to_string())
     }
 
+    /// What Approve asks before it counts, for a request still waiting. Ok(None): the
+    /// request is unknown or decided (the click itself then says so).
+    pub async fn confirm_of(&self, approval_id: &str) -> Result<Option<Confirm>, String> {
+        let (db, id) = (self.app.db.clone(), approval_id.to_string());
+        let req = tokio::task::spawn_blocking(move || db.approval_get(&id))
+            .await
+            .map_err(|e| format!("that did not work: internal error ({e})"))?
+            .map_err(|e| format!("that did not work: {e}"))?;
+        let Some(req) = req.filter(|r| r.status == ApprovalStatus::Pending) else {
+            return Ok(None);
+        };
+        let plan = serde_json::from_str::<actions::restore::RestorePlan>(&req.plan)
+            .map_err(|_| "the stored plan is unreadable".to_string())?;
+        Ok(Some(approvals::confirm(&plan)))
+    }
+
     async fn update_request(
         &self,
         platform: &'static str,
@@ -366,7 +395,8 @@ impl Chat {
         else {
             return;
         };
-        let msg = approvals::message(req, plan);
+        let can_approve = approvals::who_can_approve(&self.app.config.access, req);
+        let msg = approvals::message(req, plan, &can_approve);
         if let Err(e) = with_retries("updating a restore request", || {
             notifier.update(&req.channel, &message, &msg)
         })

@@ -1,12 +1,13 @@
 //! A chat job's words: what the job is called while it runs, and its report (or why it
-//! failed) as the final text of its message, with a document to share after it.
+//! failed) as the final card of its message, with a document to share after it.
 
 use crate::actions;
+use crate::card::{Card, Line, Tone};
 use crate::db::approvals::ApprovalRecord;
 use crate::error::Result;
 use crate::executor::job::{Job, JobReport};
 use crate::notify::Document;
-use crate::units::human_bytes;
+use crate::units::{human_bytes, human_duration};
 
 /// The job as its message names it: "backup of db", "restore of db from backup X".
 pub(super) fn describe(job: &Job) -> String {
@@ -23,83 +24,133 @@ pub(super) fn describe(job: &Job) -> String {
     }
 }
 
-/// The message's final text, and a document to share after it if the job made one.
+/// The message's final card, and a document to share after it if the job made one.
 /// `approval` is the request that allowed a restore: who asked and who approved head it.
+/// `actor` asked for the job: the result mentions (and so notifies) them.
 pub(super) fn render(
     job: &Job,
+    actor: &str,
     approval: Option<&ApprovalRecord>,
     result: Result<JobReport>,
-) -> (String, Option<Document>) {
+) -> (Card, Option<Document>) {
     let target = job.target();
     let report = match result {
         Ok(report) => report,
         Err(e) => {
-            let failed = match job {
-                Job::Restore { .. } => format!("❌ restore of {target} failed: {e}"),
-                _ => format!("❌ {} failed: {e}", describe(job)),
-            };
-            return (approval_header(approval) + &failed, None);
+            let card = Card::new(Tone::Bad, format!("❌ {} failed", describe(job)))
+                .lead(requested_by(actor, approval))
+                .body(Line::new().text(e.to_string()));
+            return (approved_by(card, approval), None);
         }
     };
-    let text = match report {
+    let card = match report {
         JobReport::Drill(r) => {
-            return (r.chat_summary(), Some(actions::drill_report::document(&r)));
+            let summary = r.chat_summary();
+            let mut lines = summary.lines();
+            let title = lines.next().unwrap_or_default().to_string();
+            let tone = if r.ok { Tone::Good } else { Tone::Bad };
+            let mut card = Card::new(tone, title).lead(requested_by(actor, None));
+            for line in lines {
+                card = card.body(line);
+            }
+            return (card, Some(actions::drill_report::document(&r)));
         }
         JobReport::Backup(m) => {
             let warning = actions::backup::inconsistency_warning(&m);
-            let mut text = format!(
-                "{} backup `{}` of {target} complete: {} stored ({} before compression) in {:.1}s",
-                if warning.is_some() { "⚠️" } else { "✅" },
-                m.id,
-                human_bytes(m.size_bytes),
-                human_bytes(m.content_bytes),
-                m.duration_seconds
-            );
+            let (tone, icon) = match warning {
+                Some(_) => (Tone::Warning, "⚠️"),
+                None => (Tone::Good, "✅"),
+            };
+            let mut card = Card::new(tone, format!("{icon} backup of {target} complete"))
+                .lead(
+                    requested_by(actor, None)
+                        .text(format!(", done in {}", human_duration(m.duration_seconds))),
+                )
+                .fact("Backup", Line::new().code(&m.id))
+                .fact("Stored", human_bytes(m.size_bytes))
+                .fact("Before compression", human_bytes(m.content_bytes))
+                .fact("Store", Line::new().code(&m.store));
             if let Some(w) = warning {
-                text.push('\n');
-                text.push_str(&w);
+                card = card.body(w);
             }
-            text
+            card
         }
-        JobReport::Verify(r) if r.ok => format!(
-            "✅ backup `{}` of {target} verified: all checks passed",
-            r.backup.id
-        ),
-        JobReport::Verify(r) => format!(
-            "❌ backup `{}` of {target} FAILED verification:\n• {}",
-            r.backup.id,
-            r.problems.join("\n• ")
-        ),
+        JobReport::Verify(r) if r.ok => {
+            Card::new(Tone::Good, format!("✅ backup of {target} verified"))
+                .lead(requested_by(actor, None).text(": all checks passed."))
+                .fact("Backup", Line::new().code(&r.backup.id))
+        }
+        JobReport::Verify(r) => {
+            let mut card = Card::new(
+                Tone::Bad,
+                format!("❌ backup of {target} FAILED verification"),
+            )
+            .lead(requested_by(actor, None))
+            .fact("Backup", Line::new().code(&r.backup.id));
+            for p in &r.problems {
+                card = card.body(format!("• {p}"));
+            }
+            card
+        }
         JobReport::Restore(o) => {
-            let mut text = approval_header(approval);
-            text.push_str(&format!(
-                "✅ restored backup `{}` of {target} to {} in {:.1}s",
-                o.plan.backup.id,
-                o.plan.destination.display(),
-                o.duration_seconds
-            ));
+            let title = format!("✅ restored backup {} of {target}", o.plan.backup.id);
+            let card = Card::new(Tone::Good, title).lead(
+                requested_by(actor, approval)
+                    .text(format!(", done in {}", human_duration(o.duration_seconds))),
+            );
+            let mut card = crate::approvals::plan_facts(approved_by(card, approval), &o.plan);
             for m in &o.plan.move_aside {
-                text.push_str(&format!("\nprevious data kept at {}", m.to.display()));
+                card = card.body(
+                    Line::new()
+                        .text("Previous data kept at ")
+                        .code(m.to.display().to_string()),
+                );
             }
-            text
+            card
         }
-        JobReport::PlannedRestore(done) => format!("✅ {}", done.report().trim_end()),
-        JobReport::Prune(plan) => plan.describe().trim_end().to_string(),
+        JobReport::PlannedRestore(done) => {
+            let report = done.report();
+            let mut lines = report.trim_end().lines();
+            let first = lines.next().unwrap_or_default();
+            let mut card = Card::new(Tone::Good, format!("✅ restored {target}"))
+                .lead(requested_by(actor, None))
+                .body(format!("✅ {first}"));
+            for line in lines {
+                card = card.body(line);
+            }
+            card
+        }
+        JobReport::Prune(plan) => {
+            let mut card =
+                Card::new(Tone::Good, format!("prune of {target}")).lead(requested_by(actor, None));
+            for line in plan.describe().trim_end().lines() {
+                card = card.body(line);
+            }
+            card
+        }
     };
-    (text, None)
+    (card, None)
 }
 
-/// "Restore requested by …" and one line per approval, or nothing.
-fn approval_header(approval: Option<&ApprovalRecord>) -> String {
-    let Some(req) = approval else {
-        return String::new();
-    };
-    let mut text = format!("Restore requested by {}", req.requester);
-    for a in &req.approvers {
-        text.push_str(&format!("\n✅ approved by {} at {}", a.actor, a.at));
+/// "Requested by @someone": the person who asked hears of the result. For a restore
+/// that needed approval, that is the request's requester.
+fn requested_by(actor: &str, approval: Option<&ApprovalRecord>) -> Line {
+    let who = approval.map(|a| a.requester.as_str()).unwrap_or(actor);
+    Line::new().text("Requested by ").notify(who)
+}
+
+/// One line per approval of the request that allowed the restore.
+fn approved_by(mut card: Card, approval: Option<&ApprovalRecord>) -> Card {
+    for a in approval.iter().flat_map(|r| &r.approvers) {
+        card = card.context(
+            Line::new()
+                .text("✅ approved by ")
+                .person(&a.actor)
+                .text(" at ")
+                .stored_time(&a.at),
+        );
     }
-    text.push('\n');
-    text
+    card
 }
 
 #[cfg(test)]
@@ -120,8 +171,13 @@ mod tests {
         let job = Job::Backup {
             target: "volume".into(),
         };
-        let (text, _) = render(&job, None, Ok(JobReport::Backup(m.clone())));
-        assert!(text.starts_with("⚠️ backup `20261122T083000Z`"), "{text}");
+        let (card, _) = render(&job, "slack:U1", None, Ok(JobReport::Backup(m.clone())));
+        assert_eq!(card.tone, Tone::Warning);
+        let text = card.plain();
+        assert!(text.starts_with("⚠️ backup of volume complete"), "{text}");
+        assert!(text.contains("Backup: `20261122T083000Z`"), "{text}");
+        assert!(text.contains("done in 2.1 s"), "{text}");
+        assert_eq!(card.notified(), vec!["slack:U1".to_string()]);
         for needle in [
             "INCONSISTENT",
             "4 files changed while read (a, b, state/system.duckdb, …)",
@@ -133,7 +189,9 @@ mod tests {
         let mut clean = m;
         clean.consistent = Some(true);
         clean.changed_while_read = Some(Vec::new());
-        let (text, _) = render(&job, None, Ok(JobReport::Backup(clean)));
+        let (card, _) = render(&job, "slack:U1", None, Ok(JobReport::Backup(clean)));
+        assert_eq!(card.tone, Tone::Good);
+        let text = card.plain();
         assert!(
             text.starts_with("✅") && !text.contains("INCONSISTENT"),
             "{text}"

@@ -201,14 +201,17 @@ impl RunHooks for ChatRun {
                     label: "Done".into(),
                     value: value.clone(),
                     danger: false,
+                    confirm: None,
                 },
                 Button {
                     action: "step_failed".into(),
                     label: "Failed".into(),
                     value,
                     danger: true,
+                    confirm: None,
                 },
             ],
+            card: None,
         };
         let posted = self
             .handle

@@ -3,6 +3,7 @@
 //! text Slack sends, message-component buttons, and serenity's HTTP client for messages.
 
 pub mod gateway; // the Gateway: the outgoing WebSocket connection
+mod render; // the one place a ChatMessage becomes an embed, content and buttons
 
 use std::sync::Arc;
 
@@ -16,8 +17,8 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use serenity::all::{
-    ButtonStyle, ChannelId, CommandDataOption, CommandDataOptionValue, CreateActionRow,
-    CreateAttachment, CreateButton, CreateMessage, EditMessage, Interaction, MessageId,
+    ChannelId, CommandDataOption, CommandDataOptionValue, CreateAttachment, Interaction,
+    MessageFlags, MessageId,
 };
 use serenity::interactions_endpoint::Verifier;
 
@@ -26,8 +27,7 @@ use crate::dispatch::{Invocation, Reply};
 use crate::front::chat::Chat;
 use crate::notify::{ChatMessage, Notifier, NotifyError};
 
-/// Discord's message content limit.
-const MAX_CONTENT: usize = 2000;
+use render::MAX_CONTENT;
 /// Interaction response flag: only the invoking user sees the message.
 const EPHEMERAL: u64 = 1 << 6;
 
@@ -88,6 +88,12 @@ fn message_response(text: &str) -> Value {
     json!({"type": 4, "data": {"content": content, "flags": EPHEMERAL}})
 }
 
+/// The ephemeral question a click came from, replaced by the answer (buttons gone).
+fn replace_question(text: &str) -> Value {
+    let content: String = text.chars().take(MAX_CONTENT).collect();
+    json!({"type": 7, "data": {"content": content, "components": []}})
+}
+
 async fn interactions(State(chat): State<Chat>, body: Bytes) -> Response {
     let interaction = match serde_json::from_slice::<Interaction>(&body) {
         Ok(i) => i,
@@ -143,6 +149,23 @@ pub async fn interaction_response(
             let Some((action, id)) = click.data.custom_id.split_once(':') else {
                 return Ok(message_response("unknown button"));
             };
+            // Asked from an ephemeral Confirm/Cancel: the answer replaces that question.
+            let from_question = click
+                .message
+                .flags
+                .is_some_and(|f| f.contains(MessageFlags::EPHEMERAL));
+            if action == "cancel" {
+                return Ok(replace_question("Not approved: nothing was changed."));
+            }
+            if let Some(asked) = action.strip_prefix(render::ASK) {
+                match chat.confirm_of(id).await {
+                    Ok(Some(confirm)) => return Ok(render::ask(&confirm, asked, id)),
+                    Err(why) => return Ok(message_response(&why)),
+                    // No longer waiting (or unknown): the click itself says why.
+                    Ok(None) => {}
+                }
+            }
+            let action = action.strip_prefix(render::ASK).unwrap_or(action);
             let private = chat
                 .click(
                     "discord",
@@ -152,10 +175,12 @@ pub async fn interaction_response(
                     action,
                 )
                 .await;
-            Ok(match private {
-                Some(text) => message_response(&text),
+            Ok(match (private, from_question) {
+                (Some(text), true) => replace_question(&text),
+                (None, true) => replace_question("✅ Your approval is recorded."),
+                (Some(text), false) => message_response(&text),
                 // The request's message was edited through the bot; acknowledge the click.
-                None => json!({"type": 6}),
+                (None, false) => json!({"type": 6}),
             })
         }
         _ => Err("unsupported interaction"),
@@ -264,30 +289,6 @@ pub fn http_client(cfg: &DiscordConfig) -> serenity::http::Http {
     builder.build()
 }
 
-fn components(msg: &ChatMessage) -> Vec<CreateActionRow> {
-    if msg.buttons.is_empty() {
-        return Vec::new();
-    }
-    let buttons = msg
-        .buttons
-        .iter()
-        .map(|b| {
-            CreateButton::new(format!("{}:{}", b.action, b.value))
-                .label(b.label.clone())
-                .style(if b.danger {
-                    ButtonStyle::Danger
-                } else {
-                    ButtonStyle::Success
-                })
-        })
-        .collect();
-    vec![CreateActionRow::Buttons(buttons)]
-}
-
-fn content(msg: &ChatMessage) -> String {
-    msg.text.chars().take(MAX_CONTENT).collect()
-}
-
 /// Discord's JSON error codes that no retry can change: Unknown Message; and Unknown
 /// Channel, Missing Access, Missing Permissions (the bot cannot post there).
 const MESSAGE_GONE: [isize; 1] = [10008];
@@ -322,9 +323,7 @@ impl Notifier for DiscordApi {
     }
     async fn post(&self, channel: &str, msg: &ChatMessage) -> Result<String, NotifyError> {
         let channel = ChannelId::new(parse_id("channel", channel)?);
-        let builder = CreateMessage::new()
-            .content(content(msg))
-            .components(components(msg));
+        let builder = render::post(msg);
         let sent = self
             .http
             .send_message(channel, Vec::new(), &builder)
@@ -340,9 +339,7 @@ impl Notifier for DiscordApi {
     ) -> Result<(), NotifyError> {
         let channel = ChannelId::new(parse_id("channel", channel)?);
         let message = MessageId::new(parse_id("message", message)?);
-        let builder = EditMessage::new()
-            .content(content(msg))
-            .components(components(msg));
+        let builder = render::edit(msg);
         self.http
             .edit_message(channel, message, &builder, Vec::new())
             .await
@@ -368,17 +365,13 @@ impl Notifier for DiscordApi {
     ) -> Result<(), NotifyError> {
         let channel = ChannelId::new(parse_id("channel", channel)?);
         let file = CreateAttachment::bytes(content.as_bytes().to_vec(), filename.to_string());
-        let builder = CreateMessage::new().content(content_of(title));
+        let builder = render::post(&ChatMessage::text(title));
         self.http
             .send_message(channel, vec![file], &builder)
             .await
             .map_err(notify_error)?;
         Ok(())
     }
-}
-
-fn content_of(text: &str) -> String {
-    content(&ChatMessage::text(text))
 }
 
 #[cfg(test)]

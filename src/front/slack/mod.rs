@@ -3,6 +3,7 @@
 //! Web API client (slack-morphism) that posts and updates job messages.
 
 pub mod inbound; // what Slack sends, over HTTP or Socket Mode, turned into dispatch calls
+mod render; // the one place a ChatMessage becomes Block Kit
 pub mod socket; // Socket Mode: the outgoing WebSocket connection
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use slack_morphism::prelude::*;
 use crate::config::SlackConfig;
 use crate::front::chat::Chat;
 use crate::notify::{ChatMessage, Notifier, NotifyError};
+use render::content;
 
 /// Requests older or newer than this are refused (replay protection).
 pub const MAX_SKEW_SECONDS: i64 = 300;
@@ -140,16 +142,14 @@ async fn events(State(chat): State<Chat>, headers: HeaderMap, body: Bytes) -> Re
     }
 }
 
-/// The Slack Web API through slack-morphism, pointed at `[slack] api_url`.
-pub struct SlackApi {
-    client: SlackHyperClient,
+/// The Slack Web API through slack-morphism, pointed at `[slack] api_url`: over HTTPS to
+/// the real Slack, plain HTTP to loopback fakes; one implementation for both.
+pub struct SlackApi<H: SlackClientHttpConnector + Send> {
+    client: SlackClient<H>,
     token: SlackApiToken,
 }
 
-type SlackHyperClient =
-    SlackClient<SlackClientHyperConnector<hyper_util::client::legacy::connect::HttpConnector>>;
-
-impl SlackApi {
+impl SlackApi<SlackClientHyperHttpsConnector> {
     /// Plain HTTP for loopback fakes, HTTPS otherwise.
     pub fn connect(cfg: &SlackConfig) -> Result<Arc<dyn Notifier>, String> {
         // slack-morphism joins the base and the method with a '/' of its own.
@@ -159,7 +159,7 @@ impl SlackApi {
             let connector = SlackClientHyperConnector::new()
                 .map_err(|e| format!("cannot set up HTTPS for Slack: {e}"))?
                 .with_slack_api_url(&url);
-            return Ok(Arc::new(SlackHttpsApi {
+            return Ok(Arc::new(SlackApi {
                 client: SlackClient::new(connector),
                 token,
             }));
@@ -172,75 +172,6 @@ impl SlackApi {
             token,
         }))
     }
-}
-
-/// The same API over HTTPS (the real Slack).
-pub struct SlackHttpsApi {
-    client: SlackClient<SlackClientHyperHttpsConnector>,
-    token: SlackApiToken,
-}
-
-fn content(msg: &ChatMessage) -> SlackMessageContent {
-    let mut blocks: Vec<SlackBlock> = split_for_sections(&msg.text)
-        .into_iter()
-        .map(|chunk| {
-            SlackBlock::Section(SlackSectionBlock {
-                block_id: None,
-                text: Some(SlackBlockText::MarkDown(SlackBlockMarkDownText {
-                    text: chunk,
-                    verbatim: None,
-                })),
-                fields: None,
-                accessory: None,
-                expand: None,
-            })
-        })
-        .collect();
-    if !msg.buttons.is_empty() {
-        let elements = msg
-            .buttons
-            .iter()
-            .map(|b| {
-                SlackActionBlockElement::Button(SlackBlockButtonElement {
-                    action_id: Some(SlackActionId(b.action.clone())),
-                    text: SlackBlockPlainTextOnly::from(b.label.as_str()),
-                    url: None,
-                    value: Some(b.value.clone()),
-                    style: Some(if b.danger {
-                        SlackBlockButtonStyle::Danger
-                    } else {
-                        SlackBlockButtonStyle::Primary
-                    }),
-                    confirm: None,
-                    accessibility_label: None,
-                })
-            })
-            .collect();
-        blocks.push(SlackBlock::Actions(SlackActionsBlock {
-            block_id: None,
-            elements,
-        }));
-    }
-    SlackMessageContent::new()
-        .with_text(msg.text.chars().take(3000).collect())
-        .with_blocks(blocks)
-}
-
-/// Section blocks hold at most 3000 characters each.
-fn split_for_sections(text: &str) -> Vec<String> {
-    let mut out = vec![String::new()];
-    for line in text.lines() {
-        let last = out.last_mut().expect("not empty");
-        if last.len() + line.len() + 1 > 2900 && !last.is_empty() {
-            out.push(String::new());
-        }
-        let last = out.last_mut().expect("not empty");
-        if !last.is_empty() {
-            last.push('\n');
-        }
-        last.push_str(&line.chars().take(2900).collect::<String>());
-    }
-    out
 }
 
 /// Slack's answers that no retry can change: the message is gone (deleted, or no longer
@@ -273,134 +204,123 @@ fn notify_error(e: SlackClientError) -> NotifyError {
     }
 }
 
-macro_rules! slack_notifier {
-    ($t:ty) => {
-        #[async_trait]
-        impl Notifier for $t {
-            fn platform(&self) -> &'static str {
-                "slack"
-            }
-            async fn post(&self, channel: &str, msg: &ChatMessage) -> Result<String, NotifyError> {
-                let session = self.client.open_session(&self.token);
-                let req = SlackApiChatPostMessageRequest::new(
-                    SlackChannelId(channel.to_string()),
-                    content(msg),
-                );
-                let r = session
-                    .chat_post_message(&req)
-                    .await
-                    .map_err(notify_error)?;
-                Ok(r.ts.to_string())
-            }
-            async fn update(
-                &self,
-                channel: &str,
-                message: &str,
-                msg: &ChatMessage,
-            ) -> Result<(), NotifyError> {
-                let session = self.client.open_session(&self.token);
-                let req = SlackApiChatUpdateRequest::new(
-                    SlackChannelId(channel.to_string()),
-                    content(msg),
-                    SlackTs(message.to_string()),
-                );
-                session.chat_update(&req).await.map_err(notify_error)?;
-                Ok(())
-            }
-            async fn ephemeral(
-                &self,
-                channel: &str,
-                user: &str,
-                text: &str,
-            ) -> Result<(), NotifyError> {
-                let session = self.client.open_session(&self.token);
-                let req = SlackApiChatPostEphemeralRequest::new(
-                    SlackChannelId(channel.to_string()),
-                    SlackUserId(user.to_string()),
-                    content(&ChatMessage::text(text)),
-                );
-                session
-                    .chat_post_ephemeral(&req)
-                    .await
-                    .map_err(notify_error)?;
-                Ok(())
-            }
-            fn message_limit(&self) -> usize {
-                2900
-            }
-            /// Slack's external upload: ask for an upload URL, send the bytes there,
-            /// then complete the upload into the channel.
-            async fn post_file(
-                &self,
-                channel: &str,
-                filename: &str,
-                title: &str,
-                content: &str,
-            ) -> Result<(), NotifyError> {
-                let session = self.client.open_session(&self.token);
-                let url = session
-                    .get_upload_url_external(&SlackApiFilesGetUploadUrlExternalRequest::new(
-                        filename.to_string(),
-                        content.len(),
-                    ))
-                    .await
-                    .map_err(notify_error)?;
-                session
-                    .files_upload_via_url(&SlackApiFilesUploadViaUrlRequest::new(
-                        url.upload_url,
-                        content.as_bytes().to_vec(),
-                        "text/markdown".into(),
-                    ))
-                    .await
-                    .map_err(notify_error)?;
-                let file = SlackApiFilesComplete::new(url.file_id).with_title(title.to_string());
-                let done = SlackApiFilesCompleteUploadExternalRequest::new(vec![file])
-                    .with_channel_id(SlackChannelId(channel.to_string()));
-                session
-                    .files_complete_upload_external(&done)
-                    .await
-                    .map_err(notify_error)?;
-                Ok(())
-            }
-            /// The same external upload, for a PNG (a target's charts).
-            async fn post_image(
-                &self,
-                channel: &str,
-                filename: &str,
-                title: &str,
-                png: &[u8],
-            ) -> Result<(), NotifyError> {
-                let session = self.client.open_session(&self.token);
-                let url = session
-                    .get_upload_url_external(&SlackApiFilesGetUploadUrlExternalRequest::new(
-                        filename.to_string(),
-                        png.len(),
-                    ))
-                    .await
-                    .map_err(notify_error)?;
-                session
-                    .files_upload_via_url(&SlackApiFilesUploadViaUrlRequest::new(
-                        url.upload_url,
-                        png.to_vec(),
-                        "image/png".into(),
-                    ))
-                    .await
-                    .map_err(notify_error)?;
-                let file = SlackApiFilesComplete::new(url.file_id).with_title(title.to_string());
-                let done = SlackApiFilesCompleteUploadExternalRequest::new(vec![file])
-                    .with_channel_id(SlackChannelId(channel.to_string()));
-                session
-                    .files_complete_upload_external(&done)
-                    .await
-                    .map_err(notify_error)?;
-                Ok(())
-            }
-        }
-    };
+#[async_trait]
+impl<H> Notifier for SlackApi<H>
+where
+    H: SlackClientHttpConnector + Send + Sync + 'static,
+{
+    fn platform(&self) -> &'static str {
+        "slack"
+    }
+    async fn post(&self, channel: &str, msg: &ChatMessage) -> Result<String, NotifyError> {
+        let session = self.client.open_session(&self.token);
+        let req =
+            SlackApiChatPostMessageRequest::new(SlackChannelId(channel.to_string()), content(msg));
+        let r = session
+            .chat_post_message(&req)
+            .await
+            .map_err(notify_error)?;
+        Ok(r.ts.to_string())
+    }
+    async fn update(
+        &self,
+        channel: &str,
+        message: &str,
+        msg: &ChatMessage,
+    ) -> Result<(), NotifyError> {
+        let session = self.client.open_session(&self.token);
+        let req = SlackApiChatUpdateRequest::new(
+            SlackChannelId(channel.to_string()),
+            content(msg),
+            SlackTs(message.to_string()),
+        );
+        session.chat_update(&req).await.map_err(notify_error)?;
+        Ok(())
+    }
+    async fn ephemeral(&self, channel: &str, user: &str, text: &str) -> Result<(), NotifyError> {
+        let session = self.client.open_session(&self.token);
+        let req = SlackApiChatPostEphemeralRequest::new(
+            SlackChannelId(channel.to_string()),
+            SlackUserId(user.to_string()),
+            content(&ChatMessage::text(text)),
+        );
+        session
+            .chat_post_ephemeral(&req)
+            .await
+            .map_err(notify_error)?;
+        Ok(())
+    }
+    fn message_limit(&self) -> usize {
+        2900
+    }
+    /// Slack's external upload: ask for an upload URL, send the bytes there,
+    /// then complete the upload into the channel.
+    async fn post_file(
+        &self,
+        channel: &str,
+        filename: &str,
+        title: &str,
+        content: &str,
+    ) -> Result<(), NotifyError> {
+        let session = self.client.open_session(&self.token);
+        let url = session
+            .get_upload_url_external(&SlackApiFilesGetUploadUrlExternalRequest::new(
+                filename.to_string(),
+                content.len(),
+            ))
+            .await
+            .map_err(notify_error)?;
+        session
+            .files_upload_via_url(&SlackApiFilesUploadViaUrlRequest::new(
+                url.upload_url,
+                content.as_bytes().to_vec(),
+                "text/markdown".into(),
+            ))
+            .await
+            .map_err(notify_error)?;
+        let file = SlackApiFilesComplete::new(url.file_id).with_title(title.to_string());
+        let done = SlackApiFilesCompleteUploadExternalRequest::new(vec![file])
+            .with_channel_id(SlackChannelId(channel.to_string()));
+        session
+            .files_complete_upload_external(&done)
+            .await
+            .map_err(notify_error)?;
+        Ok(())
+    }
+    /// The same external upload, for a PNG (a target's charts).
+    async fn post_image(
+        &self,
+        channel: &str,
+        filename: &str,
+        title: &str,
+        png: &[u8],
+    ) -> Result<(), NotifyError> {
+        let session = self.client.open_session(&self.token);
+        let url = session
+            .get_upload_url_external(&SlackApiFilesGetUploadUrlExternalRequest::new(
+                filename.to_string(),
+                png.len(),
+            ))
+            .await
+            .map_err(notify_error)?;
+        session
+            .files_upload_via_url(&SlackApiFilesUploadViaUrlRequest::new(
+                url.upload_url,
+                png.to_vec(),
+                "image/png".into(),
+            ))
+            .await
+            .map_err(notify_error)?;
+        let file = SlackApiFilesComplete::new(url.file_id).with_title(title.to_string());
+        let done = SlackApiFilesCompleteUploadExternalRequest::new(vec![file])
+            .with_channel_id(SlackChannelId(channel.to_string()));
+        session
+            .files_complete_upload_external(&done)
+            .await
+            .map_err(notify_error)?;
+        Ok(())
+    }
 }
-
-slack_notifier!(SlackApi);
-slack_notifier!(SlackHttpsApi);
 
 #[cfg(test)]
 mod tests {
@@ -462,13 +382,5 @@ mod tests {
             verify(DOC_SECRET, DOC_TS, DOC_BODY.as_bytes(), "v0=zz", now),
             Err(SignatureError::Mismatch)
         );
-    }
-
-    #[test]
-    fn long_texts_split_into_sections() {
-        let text = "line of text\n".repeat(1000);
-        let parts = split_for_sections(&text);
-        assert!(parts.len() > 1);
-        assert!(parts.iter().all(|p| p.len() <= 3000));
     }
 }

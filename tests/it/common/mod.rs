@@ -3,6 +3,7 @@
 // The benchmarks include these modules too, and each uses only a part of them.
 #![allow(dead_code)]
 
+pub mod block_kit;
 pub mod btrfs;
 pub mod config;
 pub mod cutter;
