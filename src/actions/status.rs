@@ -26,6 +26,10 @@ pub struct TargetStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_backup_changed_while_read: Option<Vec<String>>,
     pub backups: usize,
+    /// When `after_*` hooks became owed that a crashed job never ran (the app they resume
+    /// may still be stopped); absent when none are owed. `status` never runs them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owed_hooks_since: Option<String>,
     pub next_due: Option<String>,
     pub overdue: bool,
     pub overdue_since: Option<String>,
@@ -136,6 +140,7 @@ pub fn one(app: &App, name: &str, cfg: &TargetConfig, now: DateTime<Utc>) -> Res
         last_backup_size_bytes: catalog.newest_size_bytes,
         last_backup_changed_while_read: catalog.newest_changed_while_read.clone(),
         backups: catalog.count,
+        owed_hooks_since: app.db.hooks_owed_since(name)?,
         next_due: next_due.map(crate::units::time_text),
         overdue: missed_since.is_some(),
         overdue_since: missed_since.map(crate::units::time_text),
@@ -190,6 +195,16 @@ pub fn health(s: &TargetStatus, now: DateTime<Utc>) -> (Health, Vec<String>) {
             add(Health::Amber, format!("the last backup was {state}"))
         }
         _ => {}
+    }
+    if let Some(since) = &s.owed_hooks_since {
+        add(
+            Health::Amber,
+            format!(
+                "after_* hooks owed since {since} never ran (the app may still be stopped): \
+                 they run at the next action on {} or when serve starts",
+                s.target
+            ),
+        );
     }
     if let (Some(paths), Some(id)) = (&s.last_backup_changed_while_read, &s.last_backup) {
         add(

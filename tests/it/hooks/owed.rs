@@ -48,8 +48,18 @@ fn after_a_sigkill_the_owed_after_hook_runs_at_the_next_action_on_the_target() {
     let (home, held, log) = owed_home();
     kill_between_before_and_after(&home, &log);
     assert_eq!(home.state_strings("SELECT target FROM hooks_owed"), ["t"]);
-    // Neither `status` nor `config check` runs it.
-    home.ok(&["status"]);
+    // Neither `status` nor `config check` runs it; status names it.
+    let status = home.json(&["status"]);
+    assert!(status[0]["owed_hooks_since"].is_string(), "{status}");
+    assert_ne!(status[0]["health"], "green", "{status}");
+    assert!(
+        status[0]["health_reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().contains("the app may still be stopped")),
+        "{status}"
+    );
     home.ok(&["config", "check"]);
     assert_eq!(lines(&log).len(), 1);
     held.execute_batch("COMMIT").unwrap();
@@ -64,6 +74,7 @@ fn after_a_sigkill_the_owed_after_hook_runs_at_the_next_action_on_the_target() {
         home.state_strings("SELECT target FROM hooks_owed")
             .is_empty()
     );
+    assert!(home.json(&["status"])[0].get("owed_hooks_since").is_none());
     let audited = home
         .state_strings("SELECT detail FROM audit WHERE action = 'hook after_backup' ORDER BY id");
     assert!(
