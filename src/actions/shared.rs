@@ -60,7 +60,16 @@ impl JobOutput for VerifyReport {
         Some(self.backup.id.clone())
     }
     fn summary(&self) -> String {
-        if self.ok {
+        if self.ok && !self.backup.is_consistent() {
+            // The checks prove the store holds what was read, not that what was read is
+            // one moment of the data: never call such a copy verified without saying so.
+            format!(
+                "backup {} of {}: the stored copy passed every check, but it is INCONSISTENT ({}) and may not restore to a working state",
+                self.backup.id,
+                self.backup.target,
+                crate::actions::backup::changed_files(self.backup.changed_paths())
+            )
+        } else if self.ok {
             format!(
                 "backup {} of {} verified: all checks passed",
                 self.backup.id, self.backup.target

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::app::App;
 use crate::error::Error;
+use crate::executor::JobOutput;
 use crate::executor::job::{Job, JobReport};
 use crate::progress::{Cancel, JobContext, Progress, Silent};
 use crate::units::human_bytes;
@@ -46,10 +47,8 @@ pub fn print_report(job: &Job, report: &JobReport, json: bool) -> i32 {
             }
         }
         JobReport::Verify(r) if json => print_json(r),
-        JobReport::Verify(r) if r.ok => println!(
-            "backup {} of {target} verified: all checks passed",
-            r.backup.id
-        ),
+        // Says so when the copy checks out but changed while it was read.
+        JobReport::Verify(r) if r.ok => println!("{}", r.summary()),
         JobReport::Verify(r) => {
             println!("backup {} of {target} FAILED verification:", r.backup.id);
             for p in &r.problems {

@@ -429,6 +429,9 @@ fn job_step(report: JobReport, approved: Option<&str>) -> std::result::Result<St
             m.id,
             crate::units::human_bytes(m.size_bytes)
         )),
+        JobReport::Verify(r) if r.ok && !r.backup.is_consistent() => {
+            Ok(crate::executor::JobOutput::summary(&r))
+        }
         JobReport::Verify(r) if r.ok => Ok(format!("backup {} verified", r.backup.id)),
         JobReport::Verify(r) => Err(format!(
             "backup {} failed verification: {}",

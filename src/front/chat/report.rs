@@ -75,6 +75,13 @@ pub(super) fn render(
             }
             card
         }
+        JobReport::Verify(r) if r.ok && !r.backup.is_consistent() => Card::new(
+            Tone::Warning,
+            format!("⚠️ backup of {target} checks out but is INCONSISTENT"),
+        )
+        .lead(requested_by(actor, None))
+        .fact("Backup", Line::new().code(&r.backup.id))
+        .body(crate::executor::JobOutput::summary(&r)),
         JobReport::Verify(r) if r.ok => {
             Card::new(Tone::Good, format!("✅ backup of {target} verified"))
                 .lead(requested_by(actor, None).text(": all checks passed."))
@@ -186,6 +193,22 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle}: {text}");
         }
+        // A verify that finds the stored copy sound does not call it verified either.
+        let verify = Job::Verify {
+            target: "volume".into(),
+            selector: crate::actions::shared::Selector::Latest,
+            read_data: false,
+        };
+        let report = crate::actions::shared::VerifyReport {
+            backup: m.clone(),
+            ok: true,
+            problems: Vec::new(),
+        };
+        let (card, _) = render(&verify, "slack:U1", None, Ok(JobReport::Verify(report)));
+        assert_eq!(card.tone, Tone::Warning);
+        let text = card.plain();
+        assert!(text.contains("INCONSISTENT"), "{text}");
+        assert!(!text.contains("verified"), "{text}");
         let mut clean = m;
         clean.consistent = Some(true);
         clean.changed_while_read = Some(Vec::new());

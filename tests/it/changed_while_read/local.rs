@@ -285,12 +285,12 @@ fn backup_stopped_before_the_second_look(home: &Home) -> (Child, File) {
 fn the_binary_keeps_and_flags_or_refuses_a_copy_whose_file_changed_after_it_was_read() {
     for (on_change, exit_code) in [("warn", 0), ("fail", 1)] {
         let home = volume_home(&format!("on_change = \"{on_change}\"\n"));
-        let (child, stderr) = backup_stopped_before_the_second_look(&home);
+        let (child, err_pipe) = backup_stopped_before_the_second_look(&home);
         append(
             &home.path("data/volume/a.bin"),
             b"written after it was read",
         );
-        let said = release(stderr);
+        let said = release(err_pipe);
         let out = child.wait_with_output().unwrap();
         let said = said.join().unwrap();
         assert_eq!(out.status.code(), Some(exit_code), "{on_change}: {said}");
@@ -300,6 +300,15 @@ fn the_binary_keeps_and_flags_or_refuses_a_copy_whose_file_changed_after_it_was_
             assert_eq!(backup["consistent"], false, "{backup}");
             assert_eq!(backup["changed_while_read"], serde_json::json!(["a.bin"]));
             assert_eq!(home.json(&["list", "volume"]).as_array().unwrap().len(), 1);
+            // The stored copy checks out, and verify still does not call it verified.
+            let verify = home.run(&["verify", "volume"]);
+            assert!(verify.status.success(), "{}", stderr(&verify));
+            let text = format!("{}{}", stdout(&verify), stderr(&verify));
+            assert!(
+                text.contains("INCONSISTENT (1 file changed while read (a.bin))"),
+                "{text}"
+            );
+            assert!(!text.contains("verified"), "{text}");
         } else {
             assert_contains_all(&said, &["a.bin", "nothing was published"]);
             assert!(
