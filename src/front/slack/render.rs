@@ -53,8 +53,23 @@ pub fn content(msg: &ChatMessage) -> SlackMessageContent {
         None => msg.text.clone(),
     };
     SlackMessageContent::new()
-        .with_text(crate::card::clip(&text, FALLBACK_TEXT))
+        .with_text(clip_fallback(&text, FALLBACK_TEXT))
         .with_blocks(blocks)
+}
+
+/// `text` in at most `max` characters without cutting through a `<…>` code (a mention,
+/// a date, a link): one that does not fit is left out whole, so the notification never
+/// shows half a code.
+pub(crate) fn clip_fallback(text: &str, max: usize) -> String {
+    let clipped = crate::card::clip(text, max);
+    if clipped == text {
+        return clipped;
+    }
+    let body = clipped.strip_suffix('…').unwrap_or(&clipped);
+    match (body.rfind('<'), body.rfind('>')) {
+        (Some(open), close) if close.is_none_or(|c| c < open) => format!("{}…", &body[..open]),
+        _ => clipped,
+    }
 }
 
 /// A line in Slack's mrkdwn.

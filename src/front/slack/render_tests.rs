@@ -213,3 +213,24 @@ fn words_in_mrkdwn_are_escaped_and_people_from_elsewhere_named() {
         .code("x`y");
     assert_eq!(mrkdwn(&line), "a &lt;b&gt; &amp; c `cli:root` `x'y`");
 }
+
+#[test]
+fn the_fallback_text_is_never_cut_inside_a_mention_or_a_date() {
+    let mention = "<@U0123456789>";
+    let text = format!("{}{mention} asked", "x".repeat(95));
+    // The cut falls inside the mention: it is left out whole.
+    let cut = clip_fallback(&text, 100);
+    assert_eq!(cut, format!("{}…", "x".repeat(95)));
+    // Room for the whole mention keeps it.
+    let cut = clip_fallback(&text, 112);
+    assert!(
+        cut.starts_with(&format!("{}{mention}", "x".repeat(95))),
+        "{cut}"
+    );
+    assert!(cut.chars().count() <= 112);
+    // Short enough: untouched.
+    assert_eq!(clip_fallback("hi <@U1>", 100), "hi <@U1>");
+    let date = "<!date^1764938780^{date_short} {time}|2026-12-05 12:46 UTC>";
+    let cut = clip_fallback(&format!("at {date} done"), 20);
+    assert_eq!(cut, "at …");
+}
