@@ -94,8 +94,7 @@ pub fn recovery_card(
 ) -> Card {
     let mut card = common_facts(alert, last_ok);
     card.tone = Tone::Good;
-    let what = alerts::recovered(alert);
-    card.title = format!("✅ {}{}", what[..1].to_uppercase(), &what[1..]);
+    card.title = format!("✅ {}", alerts::recovered(alert));
     let proof = alert.closed_by.as_deref().unwrap_or("resolved");
     card = card.fact("Recovered by", proof);
     if let Some(closed) = alert.closed_at.as_deref().and_then(parse_time) {
