@@ -164,22 +164,43 @@ pub fn alert_text(alert: &AlertRecord, now: DateTime<Utc>, repeat: bool) -> Stri
 
 /// The recovery notice of a closed alert.
 pub fn recovery_text(alert: &AlertRecord, now: DateTime<Utc>) -> String {
-    let what = match alert.kind.as_str() {
+    format!(
+        "✅ {}: {} (alert {} was open for {}, since {}; {})",
+        recovered(alert),
+        alert.closed_by.as_deref().unwrap_or("resolved"),
+        alert.label(),
+        open_while_closed(alert, now),
+        alert.opened_at,
+        occurrences(alert).join(", ")
+    )
+}
+
+/// What a recovery says is well again, in a few words ("db is healthy again").
+pub fn recovered(alert: &AlertRecord) -> String {
+    match alert.kind.as_str() {
         "verify" => format!("verification of {} passes again", alert.target),
         "drill" => format!("drills of {} pass again", alert.target),
         "too_long" => format!("no job of {} runs past its max_duration now", alert.target),
         "inconsistent" => format!("the newest backup of {} is consistent again", alert.target),
         _ => format!("{} is healthy again", alert.target),
-    };
+    }
+}
+
+/// How long a closed alert was open ("3h 12m").
+pub fn open_while_closed(alert: &AlertRecord, now: DateTime<Utc>) -> String {
     let closed = alert
         .closed_at
         .as_deref()
         .and_then(parse_time)
         .unwrap_or(now);
-    let open = parse_time(&alert.opened_at)
+    parse_time(&alert.opened_at)
         .map(|t| crate::units::human_age((closed - t).num_seconds()))
-        .unwrap_or_default();
-    let counts: Vec<String> = alert
+        .unwrap_or_default()
+}
+
+/// The occurrences an alert has taken in, one phrase per facet ("3 failed runs").
+pub fn occurrences(alert: &AlertRecord) -> Vec<String> {
+    alert
         .facets
         .iter()
         .filter(|(_, f)| f.count > 0)
@@ -190,17 +211,10 @@ pub fn recovery_text(alert: &AlertRecord, now: DateTime<Utc>) -> String {
             "changed" => format!("{} backups changed while read", f.count),
             _ => format!("{} long jobs", f.count),
         })
-        .collect();
-    format!(
-        "✅ {what}: {} (alert {} was open for {open}, since {}; {})",
-        alert.closed_by.as_deref().unwrap_or("resolved"),
-        alert.label(),
-        alert.opened_at,
-        counts.join(", ")
-    )
+        .collect()
 }
 
-fn open_for(alert: &AlertRecord, now: DateTime<Utc>) -> Option<String> {
+pub fn open_for(alert: &AlertRecord, now: DateTime<Utc>) -> Option<String> {
     let t = parse_time(&alert.opened_at)?;
     let secs = (now - t).num_seconds();
     (secs >= 60).then(|| crate::units::human_age(secs))

@@ -15,7 +15,7 @@ use super::AlertSinks;
 use super::alerts::Say;
 use super::look::{self, Outgoing};
 use crate::app::App;
-use crate::notify::{ChatMessage, Notifier, NotifyError, with_retries};
+use crate::notify::{Notifier, NotifyError, with_retries};
 
 /// Posts (openings, repeats, recovery notices) handed to the queues and not yet through
 /// all of them, by alert and what is said, with how many queues still have them. A look
@@ -168,7 +168,7 @@ impl Queue {
     }
 
     async fn post(&mut self, job: &Job) {
-        let msg = ChatMessage::text(&job.out.text);
+        let msg = job.out.message(job.now);
         let posted = with_retries("posting an alert", || {
             self.notifier.post(&self.channel, &msg)
         })
@@ -215,7 +215,7 @@ impl Queue {
         if message.is_empty() {
             return;
         }
-        let msg = ChatMessage::text(&job.out.text);
+        let msg = job.out.message(job.now);
         let edited = with_retries("editing an alert", || {
             self.notifier.update(&self.channel, &message, &msg)
         })
@@ -232,7 +232,7 @@ impl Queue {
 
     /// The alert's message is gone: post its content afresh, and edit that from now on.
     async fn reanchor(&mut self, job: &Job, why: &str) {
-        let msg = ChatMessage::text(&job.out.text);
+        let msg = job.out.message(job.now);
         let posted = with_retries("re-posting an alert", || {
             self.notifier.post(&self.channel, &msg)
         })

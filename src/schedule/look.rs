@@ -25,6 +25,15 @@ pub struct Outgoing {
     pub alert: AlertRecord,
     pub say: Say,
     pub text: String,
+    /// When the target's last good backup started, for the card's facts.
+    pub last_ok: Option<DateTime<Utc>>,
+}
+
+impl Outgoing {
+    /// The chat message: a card, with `text` as its plain form.
+    pub fn message(&self, now: DateTime<Utc>) -> crate::notify::ChatMessage {
+        super::alert_card::message(&self.alert, self.say, &self.text, self.last_ok, now)
+    }
 }
 
 /// Look at `name` at `now`: what to post, and when it must be looked at again.
@@ -160,6 +169,7 @@ pub fn look(
                 alert: a.clone(),
                 say: Say::Recovery,
                 text: alerts::recovery_text(a, now),
+                last_ok: facts.last_ok,
             });
             return false;
         }
@@ -198,7 +208,12 @@ pub fn look(
                 Say::Edit => alerts::alert_text(&alert, now, alert.repeats > 0),
                 Say::Recovery => alerts::recovery_text(&alert, now),
             };
-            out.push(Outgoing { alert, say, text });
+            out.push(Outgoing {
+                alert,
+                say,
+                text,
+                last_ok: facts.last_ok,
+            });
         }
     }
     // Look again at the next deadline, the next repeat, or when a running job outgrows

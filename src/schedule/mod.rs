@@ -5,6 +5,7 @@
 //! count grows, and posting one recovery notice when evidence closes it. What it says
 //! goes through the alert channels' queues (`courier`), never awaited.
 
+pub mod alert_card; // an alert or recovery notice as a card for the chat renderers
 pub mod alerts;
 mod courier;
 pub mod look;

@@ -282,3 +282,63 @@ fn a_channel_lifeboat_cannot_post_to_is_reported_once() {
     );
     serve.stop();
 }
+
+/// The header of a Slack message's blocks, and all its blocks as one JSON text.
+fn card_of(call: &Call) -> (String, String) {
+    let blocks = &call.body["blocks"];
+    let header = blocks
+        .as_array()
+        .and_then(|b| b.first())
+        .filter(|b| b["type"] == "header")
+        .map(|b| b["text"]["text"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_else(|| panic!("no header block: {:?}", call.body));
+    (header, blocks.to_string())
+}
+
+#[test]
+fn a_missed_backup_is_a_red_card_edited_as_it_grows_and_its_recovery_a_green_one() {
+    let api = FakeApi::start();
+    let home = Home::with_config(
+        &ConfigBuilder::new()
+            .channels(&["slack:C0ALERTS"])
+            .slack(&api, Some(ALERTS))
+            .external_target("nightly", "*/3 * * * * *", "SLACK_BOT_TOKEN")
+            .with("grace = \"1s\"\nrealert = \"1h\""),
+    );
+    let serve = Serve::start(&home);
+    let alert = wait_post(&api, 15, "missed backup: nightly");
+    let (header, blocks) = card_of(&alert);
+    assert_eq!(header, "🔴 The backup of nightly was missed");
+    assert!(blocks.contains("`nightly`"), "the target: {blocks}");
+    assert!(
+        blocks.contains("<!date^"),
+        "a date in Slack's code: {blocks}"
+    );
+    assert!(
+        blocks.contains("none on record"),
+        "no good backup yet: {blocks}"
+    );
+    let text = alert.body["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("⚠️ missed backup: nightly") && text.contains("alert A1 · open since"),
+        "the notification is the alert text as before: {text}"
+    );
+    // The next due time passes too: the count grows in the card, in the same message.
+    api.wait_until(15, "the card edited with the count", |_| {
+        api.calls_to("chat.update")
+            .iter()
+            .any(|c| c.body["blocks"].to_string().contains("2 due times missed"))
+    });
+    report(&serve, "nightly", "success");
+    let recovery = wait_post(&api, 15, "nightly is healthy again");
+    let (header, blocks) = card_of(&recovery);
+    assert_eq!(header, "✅ nightly is healthy again");
+    assert!(
+        blocks.contains("`nightly`")
+            && blocks.contains("a success report at")
+            && blocks.contains("<!date^"),
+        "{blocks}"
+    );
+    assert_eq!(posts_of(&api, "missed backup: nightly").len(), 1);
+    serve.stop();
+}

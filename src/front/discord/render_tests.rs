@@ -158,3 +158,19 @@ fn a_result_pings_its_requester_and_is_coloured_by_outcome() {
             .is_empty()
     );
 }
+
+#[test]
+fn every_alert_and_recovery_card_fits_and_serenity_reads_it() {
+    for (i, msg) in crate::schedule::alert_card::fixtures::all_messages("db")
+        .iter()
+        .enumerate()
+    {
+        let p = payload(msg);
+        assert_within_discord_limits(&p);
+        let embed = &p["embeds"][0];
+        let sent = embed["color"].as_u64().unwrap();
+        let expected = if i % 2 == 0 { Tone::Bad } else { Tone::Good };
+        assert_eq!(sent, u64::from(colour(expected).0), "{embed}");
+        assert!(embed.to_string().contains("<t:"), "{embed}");
+    }
+}

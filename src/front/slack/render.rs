@@ -49,8 +49,10 @@ pub fn content(msg: &ChatMessage) -> SlackMessageContent {
     }
     blocks.truncate(MAX_BLOCKS);
     let text = match &msg.card {
-        Some(card) => fallback(card),
-        None => msg.text.clone(),
+        // A card whose plain text was written apart from it (an alert: the watchdog's
+        // own words) keeps that text as its notification.
+        Some(card) if msg.text == card.plain() => fallback(card),
+        _ => msg.text.clone(),
     };
     SlackMessageContent::new()
         .with_text(clip_fallback(&text, FALLBACK_TEXT))

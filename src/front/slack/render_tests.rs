@@ -234,3 +234,17 @@ fn the_fallback_text_is_never_cut_inside_a_mention_or_a_date() {
     let cut = clip_fallback(&format!("at {date} done"), 20);
     assert_eq!(cut, "at …");
 }
+
+#[test]
+fn every_alert_and_recovery_card_fits_and_slack_reads_it_whole() {
+    for msg in crate::schedule::alert_card::fixtures::all_messages("db") {
+        let p = payload(&msg);
+        assert_within_slack_limits(&p);
+        assert_parsed_by_slack_sdk(&p);
+        let words = clip_fallback(&msg.text, FALLBACK_TEXT);
+        assert_eq!(p["text"], words.as_str(), "the watchdog's words notify");
+        let all = p.to_string();
+        assert!(all.contains("`db`"), "{all}");
+        assert!(all.contains("<!date^"), "{all}");
+    }
+}
