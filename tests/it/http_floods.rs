@@ -100,18 +100,7 @@ fn proc_kib(pid: u32, field: &str) -> u64 {
 /// A home whose `serve` has the status page (one login, a token), Slack and Discord.
 fn flood_home() -> Home {
     let home = Home::new();
-    let hash = {
-        let mut child = home
-            .command(&["web", "hash-password"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
+    let hash = home.hash_password(PASSWORD);
     // Chat APIs that are never reached: nothing in these tests posts.
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nstate = \"../var/lifeboat.db\"\n\n\

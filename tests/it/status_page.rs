@@ -63,7 +63,7 @@ fn page_home(chat: ConfigBuilder) -> Home {
     };
     config(&format!("alice = \"{alice}\"\n")).write(&home);
     // bob's hash from lifeboat itself.
-    let bob = hash_with_lifeboat(&home, "bobs password");
+    let bob = home.hash_password("bobs password");
     config(&format!("bob = \"{bob}\"\nalice = \"{alice}\"\n")).write(&home);
     with_env(&home, &["status"]); // lifeboat makes the state database and its schema
     let mut db = Connection::open(home.path("var/lifeboat.db")).unwrap();
@@ -133,20 +133,6 @@ fn page_home(chat: ConfigBuilder) -> Home {
     with_env(&home, &["incident", "start", EVIL_TITLE]);
     with_env(&home, &["incident", "note", EVIL_NOTE]);
     home
-}
-
-fn hash_with_lifeboat(home: &Home, password: &str) -> String {
-    use std::io::Write;
-    let mut child = home
-        .command(&["web", "hash-password"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 fn with_env(home: &Home, args: &[&str]) -> String {

@@ -39,6 +39,25 @@ impl Link {
         self.set("disconnected", detail).await
     }
 
+    /// The connection dropped (`why`): record it, wait out the backoff's next pause (or
+    /// until `stop`), and record the next attempt. False when stopped meanwhile.
+    pub async fn retry_after(
+        &self,
+        why: &str,
+        backoff: &mut Backoff,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> bool {
+        let pause = backoff.pause();
+        self.disconnected(&format!("{why}; retrying in {}s", pause.as_secs()))
+            .await;
+        tokio::select! {
+            _ = stop.cancelled() => return false,
+            _ = tokio::time::sleep(pause) => {}
+        }
+        self.connecting("").await;
+        true
+    }
+
     pub async fn stopped(&self) {
         self.set("stopped", "lifeboat serve stopped").await
     }

@@ -123,15 +123,9 @@ impl Gateway {
                 Ok(()) => "the Gateway client stopped".to_string(),
                 Err(e) => format!("Gateway: {e}"),
             };
-            let pause = backoff.pause();
-            self.link
-                .disconnected(&format!("{why}; retrying in {}s", pause.as_secs()))
-                .await;
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(pause) => {}
+            if !self.link.retry_after(&why, &mut backoff, &stop).await {
+                break;
             }
-            self.link.connecting("").await;
         }
         self.link.stopped().await;
     }

@@ -253,8 +253,7 @@ where
     fn message_limit(&self) -> usize {
         2900
     }
-    /// Slack's external upload: ask for an upload URL, send the bytes there,
-    /// then complete the upload into the channel.
+    /// A Markdown document, as a file in the channel.
     async fn post_file(
         &self,
         channel: &str,
@@ -262,32 +261,16 @@ where
         title: &str,
         content: &str,
     ) -> Result<(), NotifyError> {
-        let session = self.client.open_session(&self.token);
-        let url = session
-            .get_upload_url_external(&SlackApiFilesGetUploadUrlExternalRequest::new(
-                filename.to_string(),
-                content.len(),
-            ))
-            .await
-            .map_err(notify_error)?;
-        session
-            .files_upload_via_url(&SlackApiFilesUploadViaUrlRequest::new(
-                url.upload_url,
-                content.as_bytes().to_vec(),
-                "text/markdown".into(),
-            ))
-            .await
-            .map_err(notify_error)?;
-        let file = SlackApiFilesComplete::new(url.file_id).with_title(title.to_string());
-        let done = SlackApiFilesCompleteUploadExternalRequest::new(vec![file])
-            .with_channel_id(SlackChannelId(channel.to_string()));
-        session
-            .files_complete_upload_external(&done)
-            .await
-            .map_err(notify_error)?;
-        Ok(())
+        self.upload(
+            channel,
+            filename,
+            title,
+            content.as_bytes(),
+            "text/markdown",
+        )
+        .await
     }
-    /// The same external upload, for a PNG (a target's charts).
+    /// A PNG (a target's charts), as a file in the channel.
     async fn post_image(
         &self,
         channel: &str,
@@ -295,19 +278,38 @@ where
         title: &str,
         png: &[u8],
     ) -> Result<(), NotifyError> {
+        self.upload(channel, filename, title, png, "image/png")
+            .await
+    }
+}
+
+impl<H> SlackApi<H>
+where
+    H: SlackClientHttpConnector + Send + Sync + 'static,
+{
+    /// Slack's external upload: ask for an upload URL, send the bytes there, then
+    /// complete the upload into the channel.
+    async fn upload(
+        &self,
+        channel: &str,
+        filename: &str,
+        title: &str,
+        bytes: &[u8],
+        content_type: &str,
+    ) -> Result<(), NotifyError> {
         let session = self.client.open_session(&self.token);
         let url = session
             .get_upload_url_external(&SlackApiFilesGetUploadUrlExternalRequest::new(
                 filename.to_string(),
-                png.len(),
+                bytes.len(),
             ))
             .await
             .map_err(notify_error)?;
         session
             .files_upload_via_url(&SlackApiFilesUploadViaUrlRequest::new(
                 url.upload_url,
-                png.to_vec(),
-                "image/png".into(),
+                bytes.to_vec(),
+                content_type.into(),
             ))
             .await
             .map_err(notify_error)?;

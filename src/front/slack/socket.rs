@@ -81,15 +81,13 @@ impl SocketMode {
                         .await;
                 }
                 Err(e) => {
-                    let pause = backoff.pause();
-                    self.link
-                        .disconnected(&format!("{e}; retrying in {}s", pause.as_secs()))
-                        .await;
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        _ = tokio::time::sleep(pause) => {}
+                    if !self
+                        .link
+                        .retry_after(&e.to_string(), &mut backoff, &stop)
+                        .await
+                    {
+                        break;
                     }
-                    self.link.connecting("").await;
                 }
             }
         }

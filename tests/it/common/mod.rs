@@ -111,6 +111,22 @@ impl Home {
     }
 
     /// Run with --json and parse stdout.
+    /// An argon2 hash of `password` for `[web] users`, made by `lifeboat web
+    /// hash-password` reading it from stdin.
+    pub fn hash_password(&self, password: &str) -> String {
+        use std::io::Write;
+        let mut child = self
+            .command(&["web", "hash-password"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         json_of(args, |a| self.ok(a))
     }
