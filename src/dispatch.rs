@@ -63,6 +63,14 @@ pub enum Reply {
         filename: String,
         body: crate::notify::Body,
     },
+    /// A card (incident status, an export's summary, the status of every target): in the
+    /// channel when `public`, else for the requester only; `file`, the whole of what the
+    /// card sums up, is posted to the channel after it.
+    Card {
+        public: bool,
+        msg: crate::notify::ChatMessage,
+        file: Option<crate::notify::Document>,
+    },
     /// Acknowledge privately, then run the job, posting and updating one channel message.
     Job { ack: String, job: ChatJob },
     /// Post the plan with Approve/Deny buttons and wait.
@@ -77,19 +85,31 @@ impl Reply {
     pub fn text(&self) -> &str {
         match self {
             Reply::Private(t) | Reply::Public(t) => t,
+            Reply::Card { msg, .. } => &msg.text,
             Reply::Job { ack, .. } | Reply::Approval { ack, .. } | Reply::Document { ack, .. } => {
                 ack
             }
         }
     }
 
-    fn text_mut(&mut self) -> &mut String {
-        match self {
+    /// Add a line of fine print: to a card's fine print, else to the text.
+    fn add_note(&mut self, note: &str) {
+        let text = match self {
+            Reply::Card { msg, .. } => {
+                if let Some(card) = msg.card.take() {
+                    *msg = crate::notify::ChatMessage::card(card.context(note))
+                        .with_buttons(std::mem::take(&mut msg.buttons));
+                    return;
+                }
+                &mut msg.text
+            }
             Reply::Private(t) | Reply::Public(t) => t,
             Reply::Job { ack, .. } | Reply::Approval { ack, .. } | Reply::Document { ack, .. } => {
                 ack
             }
-        }
+        };
+        text.push('\n');
+        text.push_str(note);
     }
 }
 
@@ -116,9 +136,7 @@ pub fn dispatch(app: &App, inv: &Invocation) -> Reply {
     match app.db.audit_event(&event) {
         Ok(incidents) => {
             if let Some(id) = incidents.first() {
-                reply
-                    .text_mut()
-                    .push_str(&format!("\n📎 on incident #{id}'s timeline"));
+                reply.add_note(&format!("📎 on incident #{id}'s timeline"));
             }
         }
         Err(e) => tracing::error!("audit log: {e}"),
@@ -326,7 +344,11 @@ fn incident_reply(app: &App, inv: &Invocation, args: IncidentArgs) -> Result<Rep
                 e.text
             ))
         }
-        IncidentArgs::Status => Reply::Private(incident::status_text(db, scope)?),
+        IncidentArgs::Status => Reply::Card {
+            public: false,
+            msg: crate::notify::ChatMessage::card(incident::status_card(db, scope)?),
+            file: None,
+        },
         IncidentArgs::Close => {
             let i = incident::close(db, scope, &inv.actor)?;
             let x = incident::export(db, scope, Some(i.id))?;
@@ -344,11 +366,16 @@ fn incident_reply(app: &App, inv: &Invocation, args: IncidentArgs) -> Result<Rep
                 ExportFormat::Markdown => (x.markdown(), "md"),
                 ExportFormat::Json => (x.json(), "json"),
             };
-            Reply::Document {
-                ack: format!("Posting incident #{}'s export ({ext}).", x.id),
-                title: format!("Incident #{}: {}", x.id, x.title),
-                filename: format!("incident-{}.{ext}", x.id),
-                body: body.into(),
+            let filename = format!("incident-{}.{ext}", x.id);
+            let summary = incident::card::export_summary(&x, &filename, Utc::now());
+            Reply::Card {
+                public: true,
+                msg: crate::notify::ChatMessage::card(summary),
+                file: Some(crate::notify::Document {
+                    title: format!("Incident #{}: {}", x.id, x.title),
+                    filename,
+                    content: body.into(),
+                }),
             }
         }
     })

@@ -176,6 +176,7 @@ pub fn split_message(text: &str, limit: usize) -> Vec<String> {
 }
 
 /// A document a job leaves to be shared after its message (the drill report).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Document {
     pub filename: String,
     pub title: String,

@@ -83,32 +83,6 @@ impl DrillReport {
         )
     }
 
-    /// A finished drill in a few chat lines: result, RTO and RPO against objectives, problems.
-    pub fn chat_summary(&self) -> String {
-        let r = self;
-        let icon = if r.ok { "✅" } else { "❌" };
-        let mut text = format!("{icon} {}", r.headline());
-        if let Some(id) = &r.backup_id {
-            let sandbox = if r.sandbox_is_disk {
-                "a new disk"
-            } else {
-                "a sandbox"
-            };
-            text.push_str(&format!(
-                "\nbackup `{id}` restored into {sandbox} ({})",
-                drill_report::sandbox_fate(r)
-            ));
-        }
-        for p in &r.problems {
-            text.push_str(&format!("\n• {p}"));
-        }
-        for n in &r.notes {
-            text.push_str(&format!("\n⚠️ {n}"));
-        }
-        text.push_str("\nthe full report follows as a file");
-        text
-    }
-
     /// The report's file name: `drill-<target>-<UTC start>.md`.
     pub fn filename(&self) -> String {
         let stamp = crate::units::parse_time(&self.started_at)

@@ -149,6 +149,25 @@ pub fn action_items(r: &DrillReport, cfg: &TargetConfig) -> Vec<String> {
     items
 }
 
+/// An objective against what a drill achieved: the objective as written ("not set"), and
+/// the verdict ("✅ met", "❌ missed by 2 min", "❌ not reached", "—" when there is nothing
+/// to judge), durations written by `words`. `restore_ok`: an unreached measure is no
+/// failure of this objective.
+pub fn objective_verdict(
+    achieved: Option<f64>,
+    objective: Option<f64>,
+    restore_ok: bool,
+    words: fn(f64) -> String,
+) -> (String, String) {
+    match (objective, achieved) {
+        (None, _) => ("not set".to_string(), "—".to_string()),
+        (Some(o), Some(a)) if a <= o => (words(o), "✅ met".to_string()),
+        (Some(o), Some(a)) => (words(o), format!("❌ missed by {}", words(a - o))),
+        (Some(o), None) if restore_ok => (words(o), "—".to_string()),
+        (Some(o), None) => (words(o), "❌ not reached".to_string()),
+    }
+}
+
 fn objective_row(
     name: &str,
     achieved: Option<f64>,
@@ -156,13 +175,7 @@ fn objective_row(
     restore_ok: bool,
 ) -> String {
     let shown = achieved.map_or("not reached".to_string(), human);
-    let (target, result) = match (objective, achieved) {
-        (None, _) => ("not set".to_string(), "—".to_string()),
-        (Some(o), Some(a)) if a <= o => (human(o), "✅ met".to_string()),
-        (Some(o), Some(a)) => (human(o), format!("❌ missed by {}", human(a - o))),
-        (Some(o), None) if restore_ok => (human(o), "—".to_string()),
-        (Some(o), None) => (human(o), "❌ not reached".to_string()),
-    };
+    let (target, result) = objective_verdict(achieved, objective, restore_ok, human);
     format!("| {name} | {target} | {shown} | {result} |\n")
 }
 

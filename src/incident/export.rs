@@ -59,15 +59,7 @@ pub fn build(
         .as_deref()
         .and_then(crate::units::parse_time)
         .unwrap_or(now);
-    let mut people: Vec<String> = Vec::new();
-    for e in &timeline {
-        let person = ["slack:", "discord:", "cli:"]
-            .iter()
-            .any(|p| e.actor.starts_with(p));
-        if person && !people.contains(&e.actor) {
-            people.push(e.actor.clone());
-        }
-    }
+    let people = super::card::people(&timeline);
     let actions = timeline
         .iter()
         .filter(|e| e.kind == "action")

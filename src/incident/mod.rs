@@ -2,10 +2,12 @@
 //! timeline as a post-mortem skeleton (Markdown) or as data (JSON). The timeline itself is
 //! filled by the audit log (see `db::audit`), so this module only reads it.
 
+pub mod card; // status and an export's summary as chat cards
 pub mod export;
 
 use crate::db::Db;
 use crate::db::incidents::{IncidentRecord, TimelineEvent};
+
 use crate::error::{Error, Result};
 
 pub use export::IncidentExport;
@@ -81,39 +83,17 @@ pub fn close(db: &Db, scope: Scope<'_>, actor: &str) -> Result<IncidentRecord> {
     Ok(db.incident_get(incident.id)?.unwrap_or(incident))
 }
 
-/// A short status: the open incident, how long it has been open, its latest events.
-pub fn status_text(db: &Db, scope: Scope<'_>) -> Result<String> {
+/// The open incident's status as a card: state, people, the latest timeline entries.
+pub fn status_card(db: &Db, scope: Scope<'_>) -> Result<crate::card::Card> {
     let incident = current(db, scope)?;
     let timeline = db.incident_timeline(incident.id)?;
-    let since = crate::units::parse_time(&incident.opened_at)
-        .map(|t| (chrono::Utc::now() - t).num_seconds())
-        .unwrap_or(0);
-    let actions = timeline.iter().filter(|e| e.kind == "action").count();
-    let mut out = format!(
-        "🚨 Incident #{} \"{}\": open for {} (since {} UTC), {} timeline entries, {} action items.\nLatest:",
-        incident.id,
-        incident.title,
-        crate::units::human_age(since),
-        export::clock(&incident.opened_at),
-        timeline.len(),
-        actions
-    );
-    for e in timeline
-        .iter()
-        .rev()
-        .take(5)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-    {
-        out.push_str(&format!(
-            "\n• {} {} — {}",
-            export::clock(&e.at),
-            e.actor,
-            export::one_line(&e.text)
-        ));
-    }
-    Ok(out)
+    Ok(card::status(&incident, &timeline, chrono::Utc::now()))
+}
+
+/// The status as text for the terminal: the same card, identities and UTC times as
+/// lifeboat writes them.
+pub fn status_text(db: &Db, scope: Scope<'_>) -> Result<String> {
+    Ok(status_card(db, scope)?.plain())
 }
 
 /// The incident to export: by id, else this scope's newest (open or closed).

@@ -1,8 +1,10 @@
-//! A run's report: one row per step with its estimate and actual time, and the total.
+//! A run's report: one row per step with its estimate and actual time, and the total;
+//! the run's chat card and a manual step's card.
 
 use super::run::{RunState, StepState};
+use crate::card::{Card, Line, Tone};
 use crate::incident::export::{clock, one_line};
-use crate::units::human_age;
+use crate::units::{human_age, human_duration};
 
 /// An estimate exactly as written: "13m30s".
 pub fn estimate_text(seconds: u64) -> String {
@@ -89,37 +91,78 @@ pub fn markdown(run: &RunState) -> String {
     md
 }
 
-/// The run as a chat message: one line per step, the total, and what to do next.
-pub fn chat_text(run: &RunState) -> String {
-    let headline = match run.state.as_str() {
-        "succeeded" => "✅ Runbook",
-        "failed" => "❌ Runbook",
-        _ => "⏳ Runbook",
+/// The run as its chat card: the steps as a list with their state and times, the total
+/// once it has ended, and after a failure what to do next. Amber while it runs, green or
+/// red at the end; the person who started it is named, and notified of the end.
+pub fn card(run: &RunState) -> Card {
+    let (tone, icon) = match run.state.as_str() {
+        "succeeded" => (Tone::Good, "✅"),
+        "failed" => (Tone::Bad, "❌"),
+        _ => (Tone::Warning, "⏳"),
     };
-    let mut text = format!(
-        "{headline} *{}* — {} (run {}, by {})",
-        run.runbook, run.title, run.run_id, run.actor
-    );
+    let who = Line::new().text(format!("Run {}, requested by ", run.run_id));
+    let who = if run.state == "running" {
+        who.person(&run.actor)
+    } else {
+        who.notify(&run.actor)
+    };
+    let mut card = Card::new(tone, format!("{icon} Runbook {}: {}", run.runbook, run.title))
+        .lead(who.text(", started ").stored_time(&run.started_at));
     for s in &run.steps {
         let time = match s.actual_seconds {
-            Some(a) => format!("{} of est. {}", secs(a), estimate_text(s.estimate_seconds)),
+            Some(a) => format!(
+                "{} of est. {}",
+                human_duration(a),
+                estimate_text(s.estimate_seconds)
+            ),
             None => format!("est. {}", estimate_text(s.estimate_seconds)),
         };
-        text.push_str(&format!(
-            "\n{} {}. {} ({time})",
-            mark(s.state),
-            s.index,
-            s.title
-        ));
+        let mut line = Line::new()
+            .text(format!("{} ", mark(s.state)))
+            .strong(&s.title)
+            .text(format!(" ({time})"));
         if let Some(d) = s.detail.as_deref().filter(|d| !d.is_empty()) {
-            text.push_str(&format!(": {}", one_line(d)));
+            line = line.text(format!(": {}", one_line(d)));
         }
+        card = card.step(line);
     }
     if run.state != "running" {
-        text.push_str(&format!("\n{}", total_line(run)));
+        card = card.body(total_line(run));
     }
     if let Some(next) = &run.next {
-        text.push_str(&format!("\nNext: {next}"));
+        card = card.body(Line::new().strong("Next:").text(format!(" {next}")));
     }
-    text
+    card
+}
+
+/// A manual step's card: its instructions, and once answered who marked it and when.
+pub fn manual_card(
+    run: &RunState,
+    n: usize,
+    title: &str,
+    instructions: &str,
+    answer: Option<(bool, &str, &str)>,
+) -> Card {
+    let (tone, icon) = match answer {
+        None => (Tone::Warning, "✋"),
+        Some((true, ..)) => (Tone::Good, "✅"),
+        Some((false, ..)) => (Tone::Bad, "❌"),
+    };
+    let mut card = Card::new(
+        tone,
+        format!("{icon} Step {n} of runbook {}: {title}", run.runbook),
+    );
+    for line in instructions.lines().filter(|l| !l.trim().is_empty()) {
+        card = card.lead(line);
+    }
+    match answer {
+        None => card.context("Mark it with Done or Failed when it is done."),
+        Some((ok, who, at)) => card.context(
+            Line::new()
+                .text(format!("marked {} by ", if ok { "done" } else { "failed" }))
+                .person(who)
+                .text(" at ")
+                .stored_time(at),
+        ),
+    }
 }

@@ -491,11 +491,11 @@ async fn scheduled_drill(app: App, name: String, sinks: AlertSinks) {
     let outcome = drill
         .run_in_slot(&app, "schedule", JobContext::silent(), || {})
         .await;
-    let (text, doc) = match outcome {
+    let (msg, doc) = match outcome {
         Ok(Ok(JobReport::Drill(r))) => {
             tracing::info!(target = %name, ok = r.ok, "scheduled drill: {}", r.headline());
             (
-                r.chat_summary(),
+                ChatMessage::card(crate::actions::drill_card::card(&r, None)),
                 Some(crate::actions::drill_report::document(&r)),
             )
         }
@@ -512,15 +512,14 @@ async fn scheduled_drill(app: App, name: String, sinks: AlertSinks) {
             return;
         }
         Ok(Err(e)) => (
-            format!("❌ scheduled drill of {name} could not run: {e}"),
+            ChatMessage::text(format!("❌ scheduled drill of {name} could not run: {e}")),
             None,
         ),
         Err(e) => (
-            format!("❌ scheduled drill of {name}: internal error ({e})"),
+            ChatMessage::text(format!("❌ scheduled drill of {name}: internal error ({e})")),
             None,
         ),
     };
-    let msg = ChatMessage::text(text);
     for (notifier, channel) in &sinks {
         if let Err(e) =
             with_retries("posting a drill result", || notifier.post(channel, &msg)).await

@@ -302,14 +302,27 @@ fn drill_from_slack_updates_one_message_and_uploads_the_report() {
     assert!(posted[0].contains("drill of db"), "{posted:?}");
     let updates = texts(&calls, "chat.update");
     let last = updates.last().unwrap();
+    // The result is a card: the objectives as facts with their verdicts, the requester
+    // mentioned; its notification text carries the same facts.
+    assert!(last.starts_with("✅ Drill of db passed"), "{last}");
+    assert!(last.contains("Requested by <@U0OPS1>"), "{last}");
     assert!(
-        last.contains("✅ drill of db PASSED: RTO") && last.contains("(objective 30m)"),
+        last.contains("RTO: ") && last.contains(" · objective 30 min · ✅ met"),
         "{last}"
     );
     assert!(
-        last.contains("RPO") && last.contains("(objective 1h)"),
+        last.contains("RPO: ") && last.contains(" · objective 1 h · ✅ met"),
         "{last}"
     );
+    let result = calls
+        .iter()
+        .rfind(|c| c.path.ends_with("chat.update"))
+        .unwrap();
+    let blocks = result.body["blocks"].to_string();
+    assert!(blocks.contains(r#""type":"header""#), "{blocks}");
+    assert!(blocks.contains("*RTO*"), "{blocks}");
+    assert!(blocks.contains("<!date^"), "{blocks}");
+    crate::common::block_kit::assert_slack_sdk_reads(&calls);
     let files = uploads(&api);
     assert_eq!(files.len(), 1);
     assert!(
@@ -349,7 +362,7 @@ fn scheduled_drills_report_to_the_alert_channel_and_a_failing_one_alerts() {
     home.ok(&["backup", "db"]);
     let serve = Serve::start(&home);
     api.wait_until(15, "a scheduled drill's result", |_| {
-        count_matching(&api, "drill of db PASSED") >= 1
+        count_matching(&api, "✅ Drill of db passed") >= 1
     });
     api.wait_until(10, "its report", |_| !uploads(&api).is_empty());
     assert_eq!(count_matching(&api, "the last drill of db failed"), 0);
@@ -372,9 +385,9 @@ fn scheduled_drills_report_to_the_alert_channel_and_a_failing_one_alerts() {
     assert!(alert.contains("stored bytes differ"), "{alert}");
     // Two more scheduled drills report after the alert: had they alerted again, those
     // alerts would be in by then.
-    let failed = count_matching(&api, "drill of db FAILED");
+    let failed = count_matching(&api, "❌ Drill of db failed");
     api.wait_until(20, "two more failed drills", |_| {
-        count_matching(&api, "drill of db FAILED") >= failed + 2
+        count_matching(&api, "❌ Drill of db failed") >= failed + 2
     });
     assert_eq!(
         count_matching(&api, "the last drill of db failed"),
@@ -383,7 +396,7 @@ fn scheduled_drills_report_to_the_alert_channel_and_a_failing_one_alerts() {
         alerts(&api)
     );
     assert!(
-        count_matching(&api, "drill of db FAILED") >= 2,
+        count_matching(&api, "❌ Drill of db failed") >= 2,
         "each scheduled drill reports"
     );
     serve.stop();

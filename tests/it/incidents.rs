@@ -188,7 +188,13 @@ fn an_incident_records_everything_in_order_and_exports_a_post_mortem() {
     let (_, body) = slack_command(&serve, OPS, CHANNEL, "/incident", "status");
     let (kind, text) = reply(&body);
     assert_eq!(kind, "ephemeral");
-    assert!(text.contains("1 action items"), "{text}");
+    assert!(text.contains("Action items: 1 action item"), "{text}");
+    // A card for the requester: the people as mentions, the entries' times as dates.
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    let blocks = answer["blocks"].to_string();
+    assert!(blocks.contains(r#""type":"header""#), "{blocks}");
+    assert!(blocks.contains("<@U0VIEW1>"), "{blocks}");
+    assert!(blocks.contains("<!date^"), "{blocks}");
     let (_, body) = slack_command(&serve, OPS, CHANNEL, "/incident", "close");
     assert!(reply(&body).1.contains("closed"), "{body}");
     // Closed: later events are not stamped.
@@ -197,7 +203,12 @@ fn an_incident_records_everything_in_order_and_exports_a_post_mortem() {
 
     // Markdown export, posted to the channel.
     let (_, body) = slack_command(&serve, OPS, CHANNEL, "/incident", "export md");
-    assert!(reply(&body).1.contains("incident #1"), "{body}");
+    // The channel sees a summary card; the whole export follows as a file.
+    let (kind, text) = reply(&body);
+    assert_eq!(kind, "in_channel", "{body}");
+    assert!(text.starts_with("✅ Incident #1: Gitea is down"), "{text}");
+    assert!(text.contains("Restores: 1 restore"), "{text}");
+    assert!(text.contains("`incident-1.md`"), "{text}");
     api.wait_until(10, "the export", |c| {
         c.iter()
             .any(|c| c.path.ends_with("files.completeUploadExternal"))

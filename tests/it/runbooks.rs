@@ -397,7 +397,7 @@ fn a_runbook_from_slack_waits_for_buttons_and_approvals_and_reports_each_step() 
         "step_done",
         &done,
     );
-    wait_text(&api, "the confirmation", "marked done by slack:U0OPS1");
+    wait_text(&api, "the confirmation", "marked done by <@U0OPS1>");
 
     // Step 3 restores: the request waits for another admin's approval.
     let approval = button(&api, "approve");
@@ -426,14 +426,16 @@ fn a_runbook_from_slack_waits_for_buttons_and_approvals_and_reports_each_step() 
     let last = wait_text(&api, "the run's end", "✅ Runbook");
     assert!(last.contains("6 of 6 steps done"), "{last}");
     assert!(
-        last.contains("App answers (") && last.contains("of est. 30s"),
+        last.contains("App answers* (") && last.contains("of est. 30s"),
         "{last}"
     );
     assert!(last.contains("approved by slack:U0ADMIN1"), "{last}");
     assert!(last.contains("restored backup"), "{last}");
     assert!(last.contains("drill of backup"), "{last}");
-    assert!(last.contains("restored backup"), "{last}");
-    assert!(last.contains("drill of backup"), "{last}");
+    // The run's message is a card: a header, the steps as a list, the requester
+    // notified of the end, and Slack reads every message of the run whole.
+    assert!(last.contains("requested by <@U0OPS1>"), "{last}");
+    crate::common::block_kit::assert_slack_sdk_reads(&api.calls());
     // The report: the per-step table with the total, posted as a document.
     api.wait_until(10, "the report", |_| !api.uploads().is_empty());
     let report = api.uploads().concat();
@@ -474,9 +476,9 @@ fn a_failing_http_check_stops_the_run_and_says_what_to_do() {
     );
     let last = wait_text(&api, "the failed run", "❌ Runbook");
     assert!(last.contains("answered 503, expected 200"), "{last}");
-    assert!(last.contains("⏭ not run 6. Tell the users"), "{last}");
+    assert!(last.contains("6. ⏭ not run *Tell the users*"), "{last}");
     assert!(
-        last.contains("Next: Stopped at step 5 (App answers)"),
+        last.contains("*Next:* Stopped at step 5 (App answers)"),
         "{last}"
     );
     assert!(last.contains("`/runbook run app-recovery`"), "{last}");

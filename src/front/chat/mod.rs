@@ -170,12 +170,11 @@ impl Chat {
     }
 
     /// Post a message everyone in the channel sees (a late public reply).
-    pub fn post_public(&self, platform: &'static str, channel: String, text: String) {
+    pub fn post_public(&self, platform: &'static str, channel: String, msg: ChatMessage) {
         let Some(notifier) = self.notifier(platform) else {
             return;
         };
         self.tasks.spawn(async move {
-            let msg = ChatMessage::text(text);
             if let Err(e) = with_retries("posting a reply", || notifier.post(&channel, &msg)).await
             {
                 tracing::error!("could not post a reply to {channel}: {e}");

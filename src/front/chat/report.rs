@@ -45,14 +45,8 @@ pub(super) fn render(
     };
     let card = match report {
         JobReport::Drill(r) => {
-            let summary = r.chat_summary();
-            let mut lines = summary.lines();
-            let title = lines.next().unwrap_or_default().to_string();
-            let tone = if r.ok { Tone::Good } else { Tone::Bad };
-            let mut card = Card::new(tone, title).lead(requested_by(actor, None));
-            for line in lines {
-                card = card.body(line);
-            }
+            let who = approval.map(|a| a.requester.as_str()).unwrap_or(actor);
+            let card = actions::drill_card::card(&r, Some(who));
             return (card, Some(actions::drill_report::document(&r)));
         }
         JobReport::Backup(m) => {

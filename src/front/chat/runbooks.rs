@@ -12,6 +12,7 @@ use tokio::runtime::Handle;
 use super::Chat;
 use crate::actions::restore::RestorePlan;
 use crate::auth::{self, Role};
+use crate::card::{Card, Line, Tone};
 use crate::db::approvals::ApprovalStatus;
 use crate::error::{Error, Result};
 use crate::notify::{Button, ChatMessage, Notifier, Updater, with_retries};
@@ -32,10 +33,10 @@ impl Chat {
         book: Runbook,
         values: BTreeMap<String, String>,
     ) {
-        let first = ChatMessage::text(format!(
-            "⏳ Runbook *{}* starting, requested by {actor}",
-            book.name
-        ));
+        let first = ChatMessage::card(
+            Card::new(Tone::Warning, format!("⏳ Runbook {} starting", book.name))
+                .lead(Line::new().text("Requested by ").person(&actor)),
+        );
         let Ok(message) = with_retries("posting a runbook message", || {
             notifier.post(&channel, &first)
         })
@@ -63,7 +64,7 @@ impl Chat {
         })
         .await;
         self.job_ended();
-        let final_text = match result {
+        let mut card = match result {
             Ok((Ok(state), hooks)) => {
                 // The per-step table with the total, as the run's report.
                 self.post_document(
@@ -73,18 +74,27 @@ impl Chat {
                     format!("runbook-{}-run-{}.md", state.runbook, state.run_id),
                     runbook::report::markdown(&state),
                 );
-                runbook::report::chat_text(&state)
+                runbook::report::card(&state).context(
+                    Line::new()
+                        .text("The report with estimates against actual times follows as ")
+                        .code(format!("runbook-{}-run-{}.md", state.runbook, state.run_id)),
+                )
             }
-            Ok((Err(e), _)) => format!("❌ the runbook could not run: {e}"),
-            Err(e) => format!("❌ the runbook stopped: internal error ({e})"),
+            Ok((Err(e), _)) => Card::new(Tone::Bad, "❌ The runbook could not run")
+                .body(e.to_string()),
+            Err(e) => Card::new(Tone::Bad, "❌ The runbook stopped")
+                .body(format!("internal error ({e})")),
         };
-        let final_text = final_text
-            + &self
-                .timeline_note(notifier.platform(), &channel_for_note)
-                .await;
+        let note = self
+            .timeline_note(notifier.platform(), &channel_for_note)
+            .await;
+        if !note.is_empty() {
+            card = card.context(note.trim_start());
+        }
+        let last = ChatMessage::card(card);
         match Arc::try_unwrap(updater) {
-            Ok(u) => u.finish(ChatMessage::text(final_text)).await,
-            Err(u) => u.set(ChatMessage::text(final_text)),
+            Ok(u) => u.finish(last).await,
+            Err(u) => u.set(last),
         }
     }
 
@@ -177,7 +187,7 @@ impl ChatRun {
 impl RunHooks for ChatRun {
     fn update(&self, run: &RunState) {
         self.updater
-            .set(ChatMessage::text(runbook::report::chat_text(run)));
+            .set(ChatMessage::card(runbook::report::card(run)));
     }
 
     fn manual(
@@ -189,13 +199,8 @@ impl RunHooks for ChatRun {
     ) -> Result<Answer> {
         let n = index + 1;
         let value = format!("{}:{n}", run.run_id);
-        let text = format!(
-            "✋ Runbook *{}* step {n}: {}\n{instructions}\nMark it when it is done.",
-            run.runbook, step.title
-        );
-        let msg = ChatMessage {
-            text: text.clone(),
-            buttons: vec![
+        let card = |answer| runbook::report::manual_card(run, n, &step.title, instructions, answer);
+        let msg = ChatMessage::card(card(None)).with_buttons(vec![
                 Button {
                     action: "step_done".into(),
                     label: "Done".into(),
@@ -210,9 +215,7 @@ impl RunHooks for ChatRun {
                     danger: true,
                     confirm: None,
                 },
-            ],
-            card: None,
-        };
+            ]);
         let posted = self
             .handle
             .block_on(with_retries("posting a manual step", || {
@@ -228,8 +231,8 @@ impl RunHooks for ChatRun {
             answer.actor,
             crate::incident::export::clock(&answer.at)
         );
-        let closed =
-            ChatMessage::text(format!("{text}\n{} {detail}", if ok { "✅" } else { "❌" }));
+        // Answered: the buttons go, who marked it and when stay.
+        let closed = ChatMessage::card(card(Some((ok, &answer.actor, &answer.at))));
         let _ = self
             .handle
             .block_on(with_retries("updating a manual step", || {

@@ -83,6 +83,16 @@ fn public_response(text: &str) -> Value {
     json!({"type": 4, "data": {"content": content}})
 }
 
+/// A card as the interaction's answer: the embed, content and allowed mentions of a post,
+/// for everyone in the channel or (`public` false) only the invoking user.
+fn card_response(msg: &ChatMessage, public: bool) -> Value {
+    let mut data = serde_json::to_value(render::post(msg)).unwrap_or_else(|_| json!({}));
+    if !public {
+        data["flags"] = json!(EPHEMERAL);
+    }
+    json!({"type": 4, "data": data})
+}
+
 fn message_response(text: &str) -> Value {
     let content: String = text.chars().take(MAX_CONTENT).collect();
     json!({"type": 4, "data": {"content": content, "flags": EPHEMERAL}})
@@ -137,6 +147,12 @@ pub async fn interaction_response(
             };
             Ok(match chat.dispatch(inv, late).await {
                 Some(Reply::Public(text)) => public_response(&text),
+                Some(Reply::Card { public, msg, file }) => {
+                    if let Some(doc) = file {
+                        chat.post_document("discord", channel, doc.title, doc.filename, doc.content);
+                    }
+                    card_response(&msg, public)
+                }
                 Some(reply) => {
                     let text = reply.text().to_string();
                     deliver(chat, &channel, &user, reply);
@@ -191,7 +207,17 @@ fn deliver(chat: &Chat, channel: &str, user: &str, reply: Reply) {
     match reply {
         Reply::Private(_) => {}
         // Only a late reply gets here: the interaction's answer is gone, so post it.
-        Reply::Public(text) => chat.post_public("discord", channel.to_string(), text),
+        Reply::Public(text) => {
+            chat.post_public("discord", channel.to_string(), ChatMessage::text(text))
+        }
+        Reply::Card { public, msg, file } => {
+            if public {
+                chat.post_public("discord", channel.to_string(), msg);
+            }
+            if let Some(doc) = file {
+                chat.post_document("discord", channel.to_string(), doc.title, doc.filename, doc.content);
+            }
+        }
         Reply::Document {
             title,
             filename,

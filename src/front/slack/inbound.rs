@@ -37,13 +37,19 @@ pub async fn command(chat: &Chat, event: SlackCommandEvent) -> Value {
     match chat.dispatch(inv, late).await {
         Some(reply) => {
             let text = reply.text().to_string();
-            let public = matches!(reply, Reply::Public(_));
+            let answer = match &reply {
+                Reply::Public(_) => json!({"response_type": "in_channel", "text": text}),
+                // A card answers with its blocks, in the channel or for the requester.
+                Reply::Card { public, msg, .. } => {
+                    let mut answer = serde_json::to_value(super::render::content(msg))
+                        .unwrap_or_else(|_| json!({"text": text}));
+                    answer["response_type"] = json!(if *public { "in_channel" } else { "ephemeral" });
+                    answer
+                }
+                _ => ephemeral(&text),
+            };
             deliver(chat, &channel, &user, reply, false).await;
-            if public {
-                json!({"response_type": "in_channel", "text": text})
-            } else {
-                ephemeral(&text)
-            }
+            answer
         }
         None => ephemeral("Working on it; the answer follows in a moment."),
     }
@@ -55,11 +61,19 @@ async fn deliver(chat: &Chat, channel: &str, user: &str, reply: Reply, late: boo
     if late && let Some(n) = &chat.slack {
         let _ = match &reply {
             Reply::Public(text) => n.post(channel, &ChatMessage::text(text)).await.map(|_| ()),
+            Reply::Card {
+                public: true, msg, ..
+            } => n.post(channel, msg).await.map(|_| ()),
             other => n.ephemeral(channel, user, other.text()).await,
         };
     }
     match reply {
         Reply::Private(_) | Reply::Public(_) => {}
+        Reply::Card { file, .. } => {
+            if let Some(doc) = file {
+                chat.post_document("slack", channel.to_string(), doc.title, doc.filename, doc.content)
+            }
+        }
         Reply::Document {
             title,
             filename,
