@@ -230,7 +230,15 @@ fn run(app: &App, inv: &Invocation, command: Command, _role: Role) -> Result<Rep
                 job: ChatJob::Job(Job::Drill { target, selector }),
             })
         }
-        Command::BackupStatus { target: None } => Ok(Reply::Private(status_text(app)?)),
+        Command::BackupStatus { target: None } => {
+            let all = actions::status::all(app, Utc::now())?;
+            let (card, file) = actions::status_card::card(&all);
+            Ok(Reply::Card {
+                public: false,
+                msg: crate::notify::ChatMessage::card(card),
+                file,
+            })
+        }
         Command::BackupStatus {
             target: Some(target),
         } => status_chart(app, &target),
@@ -432,41 +440,13 @@ fn random_id() -> Result<String, Error> {
     Ok(hex::encode(bytes))
 }
 
-fn status_text(app: &App) -> Result<String, Error> {
-    let all = actions::status::all(app, Utc::now())?;
-    let mut out = String::new();
-    for s in all {
-        out.push_str(&status_line(&s));
-        out.push('\n');
-    }
-    if out.is_empty() {
-        out.push_str("no targets are configured");
-    }
-    Ok(out)
-}
-
-fn status_line(s: &actions::status::TargetStatus) -> String {
-    let last = match (&s.last_backup, s.last_backup_age_seconds) {
-        (Some(id), Some(age)) => format!("{id}, {} ago", crate::units::human_age(age)),
-        _ => "no backup yet".into(),
-    };
-    let flag = if s.overdue { " — OVERDUE" } else { "" };
-    let mut out = format!("• *{}* ({}): {last}{flag}", s.target, s.kind);
-    if let Some(d) = &s.last_drill {
-        out.push_str(&format!("; last drill {d}"));
-    }
-    if let Some(r) = &s.running {
-        out.push_str(&format!("; running {r}"));
-    }
-    out
-}
-
 /// `/backup status <target>`: the target's line, then its history charts as a picture.
 fn status_chart(app: &App, target: &str) -> Result<Reply, Error> {
     let cfg = app.target(target)?;
     let now = Utc::now();
     let status = actions::status::one(app, target, cfg, now)?;
-    let mut text = format!("{} — {}", status_line(&status), status.health.as_str());
+    let line = actions::status_card::line(&status);
+    let mut text = format!("{} — {}", line.plain(), status.health.as_str());
     for why in &status.health_reasons {
         text.push_str(&format!("\n   ◦ {why}"));
     }

@@ -22,4 +22,5 @@ pub mod restore;
 pub mod retention;
 pub mod shared; // the words actions and kinds share: Selector, VerifyReport
 pub mod status;
+pub mod status_card; // `/backup status` in chat: a card, the whole status as a file when long
 pub mod verify;

@@ -366,11 +366,13 @@ fn a_malformed_dispatch_is_logged_and_the_connection_stays() {
         json!({"id": "802", "name": "backup", "type": 1, "options": [{"name": "status", "type": 1, "options": []}]}),
     ));
     let reply = answer(&s, &id);
+    // The status is a card for the requester only: an embed listing the target.
+    assert_eq!(reply["data"]["flags"], 64, "{reply}");
     assert!(
-        reply["data"]["content"]
+        reply["data"]["embeds"][0]["description"]
             .as_str()
             .unwrap()
-            .contains("app-db"),
+            .contains("**app-db**"),
         "{reply}"
     );
     assert_eq!(s.gateway.connections(), 1, "no reconnection");
