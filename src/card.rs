@@ -476,3 +476,8 @@ mod tests {
         assert_eq!(card.notified(), vec!["slack:U0ADMIN2".to_string()]);
     }
 }
+
+/// The largest realistic message of every kind, for the renderers' limit tests.
+#[cfg(test)]
+#[path = "card_largest.rs"]
+pub(crate) mod largest;

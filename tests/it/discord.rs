@@ -294,3 +294,76 @@ fn refusals_and_approval_buttons() {
     let refused = home.state_strings("SELECT actor FROM audit WHERE action = 'approval refused'");
     assert_eq!(refused, vec![format!("discord:{ADMIN}")]);
 }
+
+/// The messages (not edits) posted to the Discord channel, with their first embed.
+fn embeds_posted(api: &FakeApi) -> Vec<Value> {
+    api.calls()
+        .into_iter()
+        .filter(|c| c.method == "POST" && c.path == format!("/api/v10/channels/{CHANNEL}/messages"))
+        .map(|c| c.body)
+        .collect()
+}
+
+#[test]
+fn an_alert_arrives_as_a_red_embed_and_its_recovery_as_a_green_one() {
+    let api = FakeApi::start();
+    // The database is missing: the scheduled backups fail until it appears.
+    let home = Home::with_config(
+        &ConfigBuilder::new()
+            .operators(&["discord:5551"])
+            .channels(&["discord:112233"])
+            .discord(&api, Some(CHANNEL))
+            .sqlite_target("flaky", "../data/flaky.db")
+            .with("schedule = \"*/2 * * * * *\"\ngrace = \"1s\"\nrealert = \"1h\""),
+    );
+    let serve = Serve::start(&home);
+    let red = api.wait_until(20, "the alert's red embed", |_| {
+        embeds_posted(&api)
+            .iter()
+            .any(|b| b["embeds"][0]["color"] == 0xE01E5A)
+    });
+    let _ = red;
+    let alert = embeds_posted(&api)
+        .into_iter()
+        .find(|b| b["embeds"][0]["color"] == 0xE01E5A)
+        .unwrap();
+    let embed = &alert["embeds"][0];
+    assert!(
+        embed["title"].as_str().unwrap().contains("flaky"),
+        "the target named in the title: {embed}"
+    );
+    let fields = embed["fields"].as_array().unwrap();
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} field: {embed}"))["value"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(field("Target"), "`flaky`");
+    assert!(field("Open since").starts_with("<t:"), "{embed}");
+    assert!(embed.to_string().contains("does not exist"), "the error itself: {embed}");
+    // Nobody is pinged by an alert, and serenity reads the embed whole.
+    assert_eq!(alert["allowed_mentions"]["users"], json!([]), "{alert}");
+    let model: serenity::all::Embed = serde_json::from_value(embed.clone()).unwrap();
+    assert_eq!(&serde_json::to_value(&model).unwrap(), embed);
+
+    drop(make_app_db(&home.path("data/flaky.db"), 10));
+    api.wait_until(20, "the recovery's green embed", |_| {
+        embeds_posted(&api)
+            .iter()
+            .any(|b| b["embeds"][0]["color"] == 0x2EB67D)
+    });
+    let recovery = embeds_posted(&api)
+        .into_iter()
+        .find(|b| b["embeds"][0]["color"] == 0x2EB67D)
+        .unwrap();
+    let embed = &recovery["embeds"][0];
+    assert_eq!(embed["title"], "✅ flaky is healthy again", "{embed}");
+    assert!(embed.to_string().contains("<t:"), "{embed}");
+    let model: serenity::all::Embed = serde_json::from_value(embed.clone()).unwrap();
+    assert_eq!(&serde_json::to_value(&model).unwrap(), embed);
+    serve.stop();
+}

@@ -248,3 +248,50 @@ fn every_alert_and_recovery_card_fits_and_slack_reads_it_whole() {
         assert!(all.contains("<!date^"), "{all}");
     }
 }
+
+#[test]
+fn the_largest_drill_incident_status_and_runbook_messages_fit_and_slack_reads_them_whole() {
+    for (name, msg) in crate::card::largest::all("slack") {
+        let p = payload(&msg);
+        assert_within_slack_limits(&p);
+        assert_parsed_by_slack_sdk(&p);
+        let all = p.to_string();
+        assert!(all.contains(r#""type":"header""#), "{name}: {all}");
+        // Whatever was cut says so; people are mentions and times are dates.
+        if !["scheduled drill", "status of 50 targets", "manual step"].contains(&name) {
+            assert!(all.contains("<@U0"), "{name}: a mention");
+        }
+        assert!(!all.contains("slack:U0"), "{name}: no raw identity in the message");
+        if name != "status of 50 targets" {
+            assert!(all.contains("<!date^"), "{name}: a date");
+        }
+        if name == "manual step" {
+            assert!(all.contains(r#""action_id":"step_done""#), "{name}: its buttons kept");
+        }
+    }
+}
+
+#[test]
+fn a_drill_card_shows_objectives_as_fields_and_checks_as_a_list() {
+    let drill = crate::actions::drill_card::fixtures::drill(3, false, Some(40.0), Some(300.0));
+    let msg = ChatMessage::card(crate::actions::drill_card::card(&drill, Some("slack:U0OPS1")));
+    let p = payload(&msg);
+    assert_parsed_by_slack_sdk(&p);
+    let blocks = p["blocks"].as_array().unwrap();
+    assert_eq!(blocks[0]["text"]["text"], "❌ Drill of gitea-db failed");
+    let fields: Vec<&str> = blocks
+        .iter()
+        .filter_map(|b| b["fields"].as_array())
+        .flatten()
+        .map(|f| f["text"].as_str().unwrap())
+        .collect();
+    assert!(
+        fields.contains(&"*RTO*\nnot reached · objective 5 min · ❌ not reached"),
+        "{fields:?}"
+    );
+    assert!(fields.contains(&"*RPO*\n40 s · objective 1 h · ✅ met"), "{fields:?}");
+    assert!(fields.contains(&"*Checks*\n❌ 2 of 3 passed"), "{fields:?}");
+    let all = p.to_string();
+    assert!(all.contains("5. ❌ *check 3: sql"), "{all}");
+    assert!(p["text"].as_str().unwrap().starts_with("❌ Drill of gitea-db failed\nRequested by <@U0OPS1>"));
+}
