@@ -13,7 +13,10 @@ use crate::runbook::run::{RunState, StepResult, StepState};
 /// A 2,000-character note, as someone might paste a log excerpt into `/incident note`.
 pub fn long_note() -> String {
     let line = "proxy: upstream gitea:3000 timed out <after 30s> & retried | ";
-    line.repeat(2000 / line.len() + 1).chars().take(2000).collect()
+    line.repeat(2000 / line.len() + 1)
+        .chars()
+        .take(2000)
+        .collect()
 }
 
 /// Every kind, named, with people as `platform` identities.
@@ -49,7 +52,8 @@ pub fn all(platform: &str) -> Vec<(&'static str, ChatMessage)> {
             .collect(),
         open_questions: Vec::new(),
     };
-    let (status, _) = crate::actions::status_card::card(&crate::actions::status_card::fixtures::targets(50));
+    let (status, _) =
+        crate::actions::status_card::card(&crate::actions::status_card::fixtures::targets(50));
     let run = largest_run();
     let buttons = vec![
         Button {
@@ -76,13 +80,38 @@ pub fn all(platform: &str) -> Vec<(&'static str, ChatMessage)> {
     );
     let drill = crate::actions::drill_card::fixtures::largest();
     let cards = vec![
-        ("drill", ChatMessage::card(crate::actions::drill_card::card(&drill, Some("slack:U0OPS1")))),
-        ("scheduled drill", ChatMessage::card(crate::actions::drill_card::card(&drill, None))),
-        ("incident status", ChatMessage::card(crate::incident::card::status(&incident, &timeline, now))),
-        ("export summary", ChatMessage::card(crate::incident::card::export_summary(&export, "incident-3.md", Utc::now()))),
+        (
+            "drill",
+            ChatMessage::card(crate::actions::drill_card::card(
+                &drill,
+                Some("slack:U0OPS1"),
+            )),
+        ),
+        (
+            "scheduled drill",
+            ChatMessage::card(crate::actions::drill_card::card(&drill, None)),
+        ),
+        (
+            "incident status",
+            ChatMessage::card(crate::incident::card::status(&incident, &timeline, now)),
+        ),
+        (
+            "export summary",
+            ChatMessage::card(crate::incident::card::export_summary(
+                &export,
+                "incident-3.md",
+                Utc::now(),
+            )),
+        ),
         ("status of 50 targets", ChatMessage::card(status)),
-        ("runbook run", ChatMessage::card(crate::runbook::report::card(&run))),
-        ("manual step", ChatMessage::card(manual).with_buttons(buttons)),
+        (
+            "runbook run",
+            ChatMessage::card(crate::runbook::report::card(&run)),
+        ),
+        (
+            "manual step",
+            ChatMessage::card(manual).with_buttons(buttons),
+        ),
         ("manual step answered", ChatMessage::card(answered)),
     ];
     cards
@@ -102,13 +131,20 @@ pub fn largest_run() -> RunState {
     let steps = (1..=60)
         .map(|i| StepResult {
             index: i,
-            title: format!("Step {i}: restore volume {} from the newest backup", "v".repeat(i)),
+            title: format!(
+                "Step {i}: restore volume {} from the newest backup",
+                "v".repeat(i)
+            ),
             kind: "restore".into(),
             estimate_seconds: 600,
             started_at: Some("2026-12-05T13:00:00.000Z".into()),
             finished_at: Some("2026-12-05T13:02:00.000Z".into()),
             actual_seconds: Some(123.4),
-            state: if i == 60 { StepState::Failed } else { StepState::Done },
+            state: if i == 60 {
+                StepState::Failed
+            } else {
+                StepState::Done
+            },
             detail: Some(format!("restored backup 20261205T124620Z; {}", long_note())),
         })
         .collect();

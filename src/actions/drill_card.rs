@@ -32,16 +32,22 @@ pub fn card(r: &DrillReport, requester: Option<&str>) -> Card {
         "a sandbox"
     };
     let lead = match &r.backup_id {
-        Some(id) => asked
-            .text("backup ")
-            .code(id)
-            .text(format!(" restored into {what} ({}); the live data was not touched.", sandbox_fate(r))),
+        Some(id) => asked.text("backup ").code(id).text(format!(
+            " restored into {what} ({}); the live data was not touched.",
+            sandbox_fate(r)
+        )),
         None => asked.text("no backup could be restored; the live data was not touched."),
     };
     let mut card = Card::new(tone, title)
         .lead(lead)
-        .fact("RTO", objective(r.rto_seconds, r.rto_objective_seconds, r.restore_ok))
-        .fact("RPO", objective(r.rpo_seconds, r.rpo_objective_seconds, true))
+        .fact(
+            "RTO",
+            objective(r.rto_seconds, r.rto_objective_seconds, r.restore_ok),
+        )
+        .fact(
+            "RPO",
+            objective(r.rpo_seconds, r.rpo_objective_seconds, true),
+        )
         .fact("Checks", checks(r));
     if let Some(b) = &r.backup {
         card = card

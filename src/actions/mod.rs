@@ -5,8 +5,8 @@ pub mod backup;
 pub mod browse; // ls, diff and the paths of a partial restore, from manifests alone
 pub mod catalog;
 pub mod drill; // restore into a sandbox, verify, checks, RTO/RPO, the report
-pub mod drill_checks;
 pub mod drill_card; // a finished drill as a card: objectives as facts with their verdict
+pub mod drill_checks;
 pub mod drill_report;
 pub mod drill_state; // a drill of lifeboat itself: state, catalog rebuild, counts
 pub mod drill_steps; // a drill's timeline, shared by the drill and each kind's restore half

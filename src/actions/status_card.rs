@@ -13,10 +13,7 @@ pub const LISTED: usize = 15;
 /// The card, and the file when some targets are not listed in it.
 pub fn card(all: &[TargetStatus]) -> (Card, Option<Document>) {
     if all.is_empty() {
-        return (
-            Card::new(Tone::Neutral, "No targets are configured"),
-            None,
-        );
+        return (Card::new(Tone::Neutral, "No targets are configured"), None);
     }
     let of = |h: Health| all.iter().filter(|s| s.health == h).count() as u64;
     let (red, amber, green) = (of(Health::Red), of(Health::Amber), of(Health::Green));
@@ -76,9 +73,7 @@ pub fn line(s: &TargetStatus) -> Line {
         .strong(&s.target)
         .text(format!(" ({}): ", s.kind));
     line = match (&s.last_backup, s.last_backup_age_seconds) {
-        (Some(id), Some(age)) => line
-            .code(id)
-            .text(format!(", {} ago", human_age(age))),
+        (Some(id), Some(age)) => line.code(id).text(format!(", {} ago", human_age(age))),
         _ => line.text("no backup yet"),
     };
     if s.overdue {
@@ -137,18 +132,31 @@ mod tests {
         assert_eq!(card.tone, Tone::Bad);
         assert_eq!(card.body.len(), LISTED);
         assert!(card.body[0].plain().starts_with("🔴 "), "the worst first");
-        assert!(card.plain().contains("all 50 with their reasons are in `status.md`"));
+        assert!(
+            card.plain()
+                .contains("all 50 with their reasons are in `status.md`")
+        );
         let doc = doc.expect("the whole status as a file");
         let Body::Text(md) = doc.content else {
             panic!("text")
         };
-        assert_eq!(md.lines().filter(|l| l.starts_with("| 🔴") || l.starts_with("| 🟡") || l.starts_with("| 🟢")).count(), 50);
+        assert_eq!(
+            md.lines()
+                .filter(|l| l.starts_with("| 🔴") || l.starts_with("| 🟡") || l.starts_with("| 🟢"))
+                .count(),
+            50
+        );
         assert!(md.contains("| target-49 |"), "{md}");
         // A few targets: all listed, nothing attached.
         let (card, doc) = super::card(&all[..3]);
         assert_eq!(card.body.len(), 3);
         assert!(doc.is_none());
-        assert!(card.plain().contains("target-0 (sqlite): `20261205T124620Z`"), "{}", card.plain());
+        assert!(
+            card.plain()
+                .contains("target-0 (sqlite): `20261205T124620Z`"),
+            "{}",
+            card.plain()
+        );
     }
 }
 

@@ -16,7 +16,10 @@ pub const LATEST: usize = 10;
 /// `/incident status`: the incident, the people in it, its newest timeline entries.
 pub fn status(incident: &IncidentRecord, timeline: &[TimelineEvent], now: DateTime<Utc>) -> Card {
     let mut card = heading(incident, now)
-        .fact("Timeline", count(timeline.len() as u64, "entry", Some("entries")))
+        .fact(
+            "Timeline",
+            count(timeline.len() as u64, "entry", Some("entries")),
+        )
         .fact(
             "Action items",
             count(
@@ -32,7 +35,10 @@ pub fn status(incident: &IncidentRecord, timeline: &[TimelineEvent], now: DateTi
     }
     let mut fine = Line::new();
     if timeline.len() > shown {
-        fine = fine.text(format!("The latest {shown} of {} entries. ", timeline.len()));
+        fine = fine.text(format!(
+            "The latest {shown} of {} entries. ",
+            timeline.len()
+        ));
     }
     card.context(
         fine.code("/incident export")
@@ -52,7 +58,10 @@ pub fn export_summary(x: &IncidentExport, filename: &str, now: DateTime<Utc>) ->
         closed_at: x.closed_at.clone(),
     };
     let mut card = heading(&record, now)
-        .fact("Timeline", count(x.timeline.len() as u64, "entry", Some("entries")))
+        .fact(
+            "Timeline",
+            count(x.timeline.len() as u64, "entry", Some("entries")),
+        )
         .fact(
             "Action items",
             count(x.actions.len() as u64, "action item", None),
@@ -65,7 +74,10 @@ pub fn export_summary(x: &IncidentExport, filename: &str, now: DateTime<Utc>) ->
             .code(&r.target)
             .text(format!(": {}", r.state));
         if let Some(rto) = r.rto_seconds {
-            line = line.text(format!(", back {} after the incident opened", human_duration(rto as f64)));
+            line = line.text(format!(
+                ", back {} after the incident opened",
+                human_duration(rto as f64)
+            ));
         }
         if let Some(rpo) = r.rpo_seconds {
             line = line.text(format!(", {} of data lost", human_duration(rpo as f64)));
@@ -105,7 +117,11 @@ fn heading(incident: &IncidentRecord, now: DateTime<Utc>) -> Card {
     };
     Card::new(
         tone,
-        format!("{icon} Incident #{}: {}", incident.id, one_line(&incident.title)),
+        format!(
+            "{icon} Incident #{}: {}",
+            incident.id,
+            one_line(&incident.title)
+        ),
     )
     .fact("State", state)
     .fact(
@@ -200,7 +216,10 @@ pub(crate) mod fixtures {
                     at: crate::units::time_text(start + chrono::Duration::seconds(i as i64 * 20)),
                     actor: actor.into(),
                     kind: kind.into(),
-                    text: format!("entry {i}: users see 502s <since 09:50> & the proxy | says {}", "z".repeat(i % 7 * 40)),
+                    text: format!(
+                        "entry {i}: users see 502s <since 09:50> & the proxy | says {}",
+                        "z".repeat(i % 7 * 40)
+                    ),
                 }
             })
             .collect()

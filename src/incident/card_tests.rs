@@ -50,7 +50,9 @@ fn status_names_people_and_times_and_lists_the_latest_entries() {
     let closed = status(&incident(true), &t[..3], now);
     assert_eq!(closed.tone, Tone::Good);
     assert!(
-        closed.plain().contains("State: closed after 41 min by slack:U0ADMIN1"),
+        closed
+            .plain()
+            .contains("State: closed after 41 min by slack:U0ADMIN1"),
         "{}",
         closed.plain()
     );

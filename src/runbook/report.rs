@@ -106,8 +106,11 @@ pub fn card(run: &RunState) -> Card {
     } else {
         who.notify(&run.actor)
     };
-    let mut card = Card::new(tone, format!("{icon} Runbook {}: {}", run.runbook, run.title))
-        .lead(who.text(", started ").stored_time(&run.started_at));
+    let mut card = Card::new(
+        tone,
+        format!("{icon} Runbook {}: {}", run.runbook, run.title),
+    )
+    .lead(who.text(", started ").stored_time(&run.started_at));
     for s in &run.steps {
         let time = match s.actual_seconds {
             Some(a) => format!(
@@ -152,8 +155,12 @@ pub fn manual_card(
         tone,
         format!("{icon} Step {n} of runbook {}: {title}", run.runbook),
     );
-    for line in instructions.lines().filter(|l| !l.trim().is_empty()) {
-        card = card.lead(line);
+    // In paragraphs short enough that no platform cuts them: the instructions are
+    // what the person has to do, so none of them may be lost.
+    for part in crate::notify::split_message(instructions, 900) {
+        for line in part.lines().filter(|l| !l.trim().is_empty()) {
+            card = card.lead(line);
+        }
     }
     match answer {
         None => card.context("Mark it with Done or Failed when it is done."),

@@ -516,7 +516,9 @@ async fn scheduled_drill(app: App, name: String, sinks: AlertSinks) {
             None,
         ),
         Err(e) => (
-            ChatMessage::text(format!("❌ scheduled drill of {name}: internal error ({e})")),
+            ChatMessage::text(format!(
+                "❌ scheduled drill of {name}: internal error ({e})"
+            )),
             None,
         ),
     };

@@ -317,12 +317,11 @@ fn an_alert_arrives_as_a_red_embed_and_its_recovery_as_a_green_one() {
             .with("schedule = \"*/2 * * * * *\"\ngrace = \"1s\"\nrealert = \"1h\""),
     );
     let serve = Serve::start(&home);
-    let red = api.wait_until(20, "the alert's red embed", |_| {
+    api.wait_until(20, "the alert's red embed", |_| {
         embeds_posted(&api)
             .iter()
             .any(|b| b["embeds"][0]["color"] == 0xE01E5A)
     });
-    let _ = red;
     let alert = embeds_posted(&api)
         .into_iter()
         .find(|b| b["embeds"][0]["color"] == 0xE01E5A)
@@ -344,7 +343,10 @@ fn an_alert_arrives_as_a_red_embed_and_its_recovery_as_a_green_one() {
     };
     assert_eq!(field("Target"), "`flaky`");
     assert!(field("Open since").starts_with("<t:"), "{embed}");
-    assert!(embed.to_string().contains("does not exist"), "the error itself: {embed}");
+    assert!(
+        embed.to_string().contains("does not exist"),
+        "the error itself: {embed}"
+    );
     // Nobody is pinged by an alert, and serenity reads the embed whole.
     assert_eq!(alert["allowed_mentions"]["users"], json!([]), "{alert}");
     let model: serenity::all::Embed = serde_json::from_value(embed.clone()).unwrap();
@@ -365,5 +367,105 @@ fn an_alert_arrives_as_a_red_embed_and_its_recovery_as_a_green_one() {
     assert!(embed.to_string().contains("<t:"), "{embed}");
     let model: serenity::all::Embed = serde_json::from_value(embed.clone()).unwrap();
     assert_eq!(&serde_json::to_value(&model).unwrap(), embed);
+    serve.stop();
+}
+
+/// Messages posted to the channel with a file attached (multipart), as sent.
+fn attachments(api: &FakeApi) -> Vec<String> {
+    api.calls()
+        .into_iter()
+        .filter(|c| {
+            c.method == "POST"
+                && c.path == format!("/api/v10/channels/{CHANNEL}/messages")
+                && c.raw.contains("filename=")
+        })
+        .map(|c| c.raw)
+        .collect()
+}
+
+fn subcommand(name: &str, options: Value) -> Value {
+    json!([{"name": name, "type": 1, "options": options}])
+}
+
+#[test]
+fn long_content_is_a_summary_embed_with_the_whole_text_attached_as_a_file() {
+    let api = FakeApi::start();
+    let mut config = ConfigBuilder::new()
+        .operators(&["discord:5551"])
+        .viewers(&["*"])
+        .channels(&["discord:112233"])
+        .discord(&api, Some(CHANNEL));
+    for i in 0..50 {
+        config = config.sqlite_target(&format!("db-{i:02}"), &format!("../data/db-{i:02}.db"));
+    }
+    let home = Home::with_config(&config);
+    let serve = Serve::start(&home);
+
+    // The status of 50 targets: the requester sees a summary embed, the whole status
+    // goes to the channel as status.md.
+    let (code, reply) = send(
+        &serve,
+        &command(OPS, "backup", subcommand("status", json!([]))),
+    );
+    assert_eq!(code, 200);
+    assert_eq!(reply["data"]["flags"], 64, "{reply}");
+    let embed = &reply["data"]["embeds"][0];
+    assert_eq!(embed["title"], "Status of 50 targets", "{embed}");
+    let listed = embed["description"].as_str().unwrap();
+    assert_eq!(listed.matches("(sqlite)").count(), 15, "{listed}");
+    assert!(listed.contains("`status.md`"), "{listed}");
+    let model: serenity::all::Embed = serde_json::from_value(embed.clone()).unwrap();
+    assert_eq!(&serde_json::to_value(&model).unwrap(), embed);
+    api.wait_until(10, "the status file", |_| !attachments(&api).is_empty());
+    let file = attachments(&api).remove(0);
+    assert!(file.contains("filename=\"status.md\""), "{file}");
+    for i in 0..50 {
+        assert!(
+            file.contains(&format!("| db-{i:02} |")),
+            "db-{i:02} in {file}"
+        );
+    }
+
+    // An incident export: a summary embed everyone sees, the Markdown as a file.
+    let start = subcommand(
+        "start",
+        json!([{"name": "title", "type": 3, "value": "Gitea is down"}]),
+    );
+    let (_, reply) = send(&serve, &command(OPS, "incident", start));
+    assert!(reply.to_string().contains("Incident #1"), "{reply}");
+    let note = "x".repeat(2000);
+    let (_, reply) = send(
+        &serve,
+        &command(
+            OPS,
+            "incident",
+            subcommand("note", json!([{"name": "text", "type": 3, "value": note}])),
+        ),
+    );
+    assert!(
+        reply.to_string().contains("noted on incident #1"),
+        "{reply}"
+    );
+    let (_, reply) = send(
+        &serve,
+        &command(OPS, "incident", subcommand("export", json!([]))),
+    );
+    assert!(reply["data"]["flags"].is_null(), "in the channel: {reply}");
+    let embed = &reply["data"]["embeds"][0];
+    assert_eq!(embed["title"], "🚨 Incident #1: Gitea is down", "{embed}");
+    assert!(
+        embed.to_string().contains(&format!("<@{OPS}>")),
+        "people as mentions: {embed}"
+    );
+    assert!(embed.to_string().contains("<t:"), "times as times: {embed}");
+    assert!(embed.to_string().contains("`incident-1.md`"), "{embed}");
+    api.wait_until(10, "the export file", |_| attachments(&api).len() >= 2);
+    let file = attachments(&api).pop().unwrap();
+    assert!(file.contains("filename=\"incident-1.md\""), "{file}");
+    assert!(file.contains("# Post-mortem: Gitea is down"), "{file}");
+    assert!(
+        file.contains(&note),
+        "the 2,000-character note whole in the file"
+    );
     serve.stop();
 }

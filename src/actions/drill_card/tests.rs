@@ -23,7 +23,12 @@ fn objectives_are_facts_with_their_verdict_and_the_colour_follows_the_outcome() 
     assert_eq!(fact(&c, "RPO"), "40 s · objective 1 h · ✅ met");
     assert_eq!(fact(&c, "Checks"), "✅ 3 of 3 passed");
     assert_eq!(c.notified(), vec!["slack:U0OPS1".to_string()]);
-    assert!(c.plain().contains("the full report follows as `drill-gitea-db-"), "{}", c.plain());
+    assert!(
+        c.plain()
+            .contains("the full report follows as `drill-gitea-db-"),
+        "{}",
+        c.plain()
+    );
 
     // The restore was sound but the backup was too old: amber, the RPO missed.
     let stale = drill(3, true, Some(7200.0), Some(300.0));
@@ -38,7 +43,10 @@ fn objectives_are_facts_with_their_verdict_and_the_colour_follows_the_outcome() 
     let c = card(&failed, None);
     assert_eq!(c.tone, Tone::Bad);
     assert_eq!(fact(&c, "Checks"), "❌ 3 of 4 passed");
-    assert_eq!(fact(&c, "RTO"), "not reached · objective 5 min · ❌ not reached");
+    assert_eq!(
+        fact(&c, "RTO"),
+        "not reached · objective 5 min · ❌ not reached"
+    );
     assert!(
         c.steps.iter().any(|s| s.plain().starts_with("❌ check 4")),
         "{:?}",

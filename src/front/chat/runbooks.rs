@@ -80,10 +80,12 @@ impl Chat {
                         .code(format!("runbook-{}-run-{}.md", state.runbook, state.run_id)),
                 )
             }
-            Ok((Err(e), _)) => Card::new(Tone::Bad, "❌ The runbook could not run")
-                .body(e.to_string()),
-            Err(e) => Card::new(Tone::Bad, "❌ The runbook stopped")
-                .body(format!("internal error ({e})")),
+            Ok((Err(e), _)) => {
+                Card::new(Tone::Bad, "❌ The runbook could not run").body(e.to_string())
+            }
+            Err(e) => {
+                Card::new(Tone::Bad, "❌ The runbook stopped").body(format!("internal error ({e})"))
+            }
         };
         let note = self
             .timeline_note(notifier.platform(), &channel_for_note)
@@ -201,21 +203,21 @@ impl RunHooks for ChatRun {
         let value = format!("{}:{n}", run.run_id);
         let card = |answer| runbook::report::manual_card(run, n, &step.title, instructions, answer);
         let msg = ChatMessage::card(card(None)).with_buttons(vec![
-                Button {
-                    action: "step_done".into(),
-                    label: "Done".into(),
-                    value: value.clone(),
-                    danger: false,
-                    confirm: None,
-                },
-                Button {
-                    action: "step_failed".into(),
-                    label: "Failed".into(),
-                    value,
-                    danger: true,
-                    confirm: None,
-                },
-            ]);
+            Button {
+                action: "step_done".into(),
+                label: "Done".into(),
+                value: value.clone(),
+                danger: false,
+                confirm: None,
+            },
+            Button {
+                action: "step_failed".into(),
+                label: "Failed".into(),
+                value,
+                danger: true,
+                confirm: None,
+            },
+        ]);
         let posted = self
             .handle
             .block_on(with_retries("posting a manual step", || {

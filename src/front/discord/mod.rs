@@ -86,7 +86,14 @@ fn public_response(text: &str) -> Value {
 /// A card as the interaction's answer: the embed, content and allowed mentions of a post,
 /// for everyone in the channel or (`public` false) only the invoking user.
 fn card_response(msg: &ChatMessage, public: bool) -> Value {
-    let mut data = serde_json::to_value(render::post(msg)).unwrap_or_else(|_| json!({}));
+    let post = serde_json::to_value(render::post(msg)).unwrap_or_else(|_| json!({}));
+    // Only what an interaction's answer takes (a post has more: nonce, stickers).
+    let mut data = json!({});
+    for key in ["content", "embeds", "allowed_mentions", "components"] {
+        if let Some(v) = post.get(key) {
+            data[key] = v.clone();
+        }
+    }
     if !public {
         data["flags"] = json!(EPHEMERAL);
     }
@@ -149,7 +156,13 @@ pub async fn interaction_response(
                 Some(Reply::Public(text)) => public_response(&text),
                 Some(Reply::Card { public, msg, file }) => {
                     if let Some(doc) = file {
-                        chat.post_document("discord", channel, doc.title, doc.filename, doc.content);
+                        chat.post_document(
+                            "discord",
+                            channel,
+                            doc.title,
+                            doc.filename,
+                            doc.content,
+                        );
                     }
                     card_response(&msg, public)
                 }
@@ -215,7 +228,13 @@ fn deliver(chat: &Chat, channel: &str, user: &str, reply: Reply) {
                 chat.post_public("discord", channel.to_string(), msg);
             }
             if let Some(doc) = file {
-                chat.post_document("discord", channel.to_string(), doc.title, doc.filename, doc.content);
+                chat.post_document(
+                    "discord",
+                    channel.to_string(),
+                    doc.title,
+                    doc.filename,
+                    doc.content,
+                );
             }
         }
         Reply::Document {
@@ -389,8 +408,33 @@ impl Notifier for DiscordApi {
         title: &str,
         content: &str,
     ) -> Result<(), NotifyError> {
+        self.post_file_bytes(channel, filename, title, content.as_bytes().to_vec())
+            .await
+    }
+    /// A PNG (a target's charts), attached to a message the same way.
+    async fn post_image(
+        &self,
+        channel: &str,
+        filename: &str,
+        title: &str,
+        png: &[u8],
+    ) -> Result<(), NotifyError> {
+        self.post_file_bytes(channel, filename, title, png.to_vec())
+            .await
+    }
+}
+
+impl DiscordApi {
+    /// A message carrying `bytes` as an attachment (Discord's multipart upload).
+    async fn post_file_bytes(
+        &self,
+        channel: &str,
+        filename: &str,
+        title: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), NotifyError> {
         let channel = ChannelId::new(parse_id("channel", channel)?);
-        let file = CreateAttachment::bytes(content.as_bytes().to_vec(), filename.to_string());
+        let file = CreateAttachment::bytes(bytes, filename.to_string());
         let builder = render::post(&ChatMessage::text(title));
         self.http
             .send_message(channel, vec![file], &builder)
@@ -403,6 +447,34 @@ impl Notifier for DiscordApi {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_card_answer_carries_only_what_an_interaction_response_takes() {
+        let card = crate::card::Card::new(crate::card::Tone::Bad, "🚨 Incident #1: x")
+            .fact("People", crate::card::Line::new().person("discord:5551"));
+        let answer = card_response(&ChatMessage::card(card.clone()), false);
+        assert_eq!(answer["type"], 4);
+        let data = answer["data"].as_object().unwrap();
+        // Discord's interaction callback data: content, embeds, allowed_mentions, flags,
+        // components, attachments, tts, poll.
+        for key in data.keys() {
+            assert!(
+                [
+                    "content",
+                    "embeds",
+                    "allowed_mentions",
+                    "flags",
+                    "components"
+                ]
+                .contains(&key.as_str()),
+                "{key} in {answer}"
+            );
+        }
+        assert_eq!(data["flags"], EPHEMERAL);
+        assert_eq!(data["embeds"][0]["fields"][0]["value"], "<@5551>");
+        let public = card_response(&ChatMessage::card(card), true);
+        assert!(public["data"].get("flags").is_none(), "{public}");
+    }
 
     fn opt(name: &str, value: CommandDataOptionValue) -> CommandDataOption {
         serde_json::from_value(json!({"name": name, "type": 3, "value": "x"}))

@@ -139,8 +139,11 @@ fn embed(card: &Card) -> CreateEmbed {
     description.extend(card.context.iter().map(|l| format!("-# {}", markdown(l))));
     let mut embed = CreateEmbed::new()
         .title(card.title.clone())
-        .colour(colour(card.tone))
-        .description(crate::card::clip(&description.join("\n"), MAX_DESCRIPTION));
+        .colour(colour(card.tone));
+    // An empty description is left out rather than sent as "".
+    if !description.is_empty() {
+        embed = embed.description(crate::card::clip(&description.join("\n"), MAX_DESCRIPTION));
+    }
     for f in &card.facts {
         embed = embed.field(
             crate::card::clip(&f.label, MAX_FIELD_NAME),

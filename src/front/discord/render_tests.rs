@@ -184,12 +184,29 @@ fn the_largest_drill_incident_status_and_runbook_messages_fit_and_serenity_reads
         if !["scheduled drill", "status of 50 targets", "manual step"].contains(&name) {
             assert!(embed.contains("<@1"), "{name}: a mention: {embed}");
         }
-        assert!(!p.to_string().contains("slack:U0"), "{name}: no raw identity");
-        if name != "status of 50 targets" {
+        assert!(
+            !p.to_string().contains("slack:U0"),
+            "{name}: no raw identity"
+        );
+        if !["status of 50 targets", "manual step"].contains(&name) {
             assert!(embed.contains("<t:"), "{name}: a time: {embed}");
         }
         if name == "manual step" {
-            assert_eq!(p["components"][0]["components"].as_array().unwrap().len(), 2, "{name}");
+            assert_eq!(
+                p["components"][0]["components"].as_array().unwrap().len(),
+                2,
+                "{name}"
+            );
+            // The instructions are whole: 2,000 characters in paragraphs no limit cuts.
+            let description = p["embeds"][0]["description"].as_str().unwrap();
+            let kept: usize = description
+                .lines()
+                .filter(|l| {
+                    l.starts_with("proxy") || l.starts_with(" proxy") || l.contains("retried")
+                })
+                .map(|l| l.chars().count())
+                .sum();
+            assert!(kept >= 2000, "{kept}: {description}");
         }
     }
 }
@@ -202,13 +219,19 @@ fn drill_colours_follow_the_outcome_and_objectives_are_fields() {
         (fixtures(3, true, Some(7200.0), Some(300.0)), Tone::Warning),
         (fixtures(3, false, Some(40.0), Some(300.0)), Tone::Bad),
     ] {
-        let p = payload(&ChatMessage::card(crate::actions::drill_card::card(&report, None)));
+        let p = payload(&ChatMessage::card(crate::actions::drill_card::card(
+            &report, None,
+        )));
         assert_within_discord_limits(&p);
         let embed = &p["embeds"][0];
         assert_eq!(embed["color"].as_u64().unwrap(), u64::from(colour(tone).0));
         let fields = embed["fields"].as_array().unwrap();
         assert_eq!(fields[0]["name"], "RTO");
         assert_eq!(fields[1]["name"], "RPO");
-        assert_eq!(p["allowed_mentions"]["users"], serde_json::json!([]), "a scheduled drill pings nobody");
+        assert_eq!(
+            p["allowed_mentions"]["users"],
+            serde_json::json!([]),
+            "a scheduled drill pings nobody"
+        );
     }
 }

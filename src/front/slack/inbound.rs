@@ -43,7 +43,8 @@ pub async fn command(chat: &Chat, event: SlackCommandEvent) -> Value {
                 Reply::Card { public, msg, .. } => {
                     let mut answer = serde_json::to_value(super::render::content(msg))
                         .unwrap_or_else(|_| json!({"text": text}));
-                    answer["response_type"] = json!(if *public { "in_channel" } else { "ephemeral" });
+                    answer["response_type"] =
+                        json!(if *public { "in_channel" } else { "ephemeral" });
                     answer
                 }
                 _ => ephemeral(&text),
@@ -71,7 +72,13 @@ async fn deliver(chat: &Chat, channel: &str, user: &str, reply: Reply, late: boo
         Reply::Private(_) | Reply::Public(_) => {}
         Reply::Card { file, .. } => {
             if let Some(doc) = file {
-                chat.post_document("slack", channel.to_string(), doc.title, doc.filename, doc.content)
+                chat.post_document(
+                    "slack",
+                    channel.to_string(),
+                    doc.title,
+                    doc.filename,
+                    doc.content,
+                )
             }
         }
         Reply::Document {
