@@ -57,10 +57,13 @@ pub fn card(r: &DrillReport, requester: Option<&str>) -> Card {
     card = card.fact("Target", Line::new().code(&r.target));
     for s in &r.steps {
         let mark = if s.ok { "✅" } else { "❌" };
-        let mut line = Line::new()
-            .text(format!("{mark} "))
-            .strong(&s.name)
-            .text(format!(" ({})", human_duration(s.duration_seconds)));
+        // The name as words: a check's name quotes its SQL or command in backquotes,
+        // which bold markup around it would break.
+        let mut line = Line::new().text(format!(
+            "{mark} {} ({})",
+            s.name,
+            human_duration(s.duration_seconds)
+        ));
         if !s.detail.is_empty() {
             line = line.text(format!(": {}", one_line(&s.detail)));
         }

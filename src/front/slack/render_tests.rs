@@ -304,7 +304,7 @@ fn a_drill_card_shows_objectives_as_fields_and_checks_as_a_list() {
     );
     assert!(fields.contains(&"*Checks*\n❌ 2 of 3 passed"), "{fields:?}");
     let all = p.to_string();
-    assert!(all.contains("5. ❌ *check 3: sql"), "{all}");
+    assert!(all.contains("5. ❌ check 3: sql `SELECT"), "{all}");
     assert!(
         p["text"]
             .as_str()
