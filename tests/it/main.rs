@@ -21,6 +21,7 @@ mod gcp_disk;
 mod hooks;
 mod http_floods;
 mod incidents;
+mod long_content;
 mod monitoring;
 mod one_file_back;
 mod recovery;

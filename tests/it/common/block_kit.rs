@@ -29,6 +29,12 @@ pub fn assert_slack_sdk_reads(calls: &[Call]) -> usize {
         .filter(|c| c.path.ends_with("chat.postMessage") || c.path.ends_with("chat.update"))
         .map(|c| &c.body["blocks"])
         .collect();
+    assert_blocks_read(&messages)
+}
+
+/// Every message's `blocks` (e.g. from a slash command's answer) read whole by slack_sdk;
+/// returns how many messages were checked.
+pub fn assert_blocks_read(messages: &[&serde_json::Value]) -> usize {
     let mut child = Command::new("python3")
         .args(["-c", SCRIPT])
         .stdin(Stdio::piped())
@@ -36,7 +42,7 @@ pub fn assert_slack_sdk_reads(calls: &[Call]) -> usize {
         .stderr(Stdio::piped())
         .spawn()
         .expect("python3 with slack_sdk (scripts/test.sh installs both)");
-    let input = serde_json::to_vec(&messages).unwrap();
+    let input = serde_json::to_vec(messages).unwrap();
     child.stdin.take().unwrap().write_all(&input).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
