@@ -1,8 +1,8 @@
 //! The largest realistic message of every kind the cards cover, for the renderers' limit
 //! tests (src/front/slack/render_tests.rs, src/front/discord/render_tests.rs): a drill
 //! with 120 checks, a 200-entry incident timeline with a 2,000-character note, an export
-//! summary, 50 targets' status, a 60-step runbook run and a manual step with 2,000
-//! characters of instructions.
+//! summary, that note posted to the channel, 50 targets' status, a 60-step runbook run
+//! and a manual step with 2,000 characters of instructions.
 
 use chrono::Utc;
 
@@ -102,6 +102,10 @@ pub fn all(platform: &str) -> Vec<(&'static str, ChatMessage)> {
                 "incident-3.md",
                 Utc::now(),
             )),
+        ),
+        (
+            "incident note",
+            ChatMessage::card(crate::incident::card::added(&incident, &timeline[199])),
         ),
         ("status of 50 targets", ChatMessage::card(status)),
         (

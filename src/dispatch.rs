@@ -327,30 +327,15 @@ fn incident_reply(app: &App, inv: &Invocation, args: IncidentArgs) -> Result<Rep
     Ok(match args {
         IncidentArgs::Start { title } => {
             let i = incident::start(db, scope, &inv.actor, &title)?;
-            Reply::Public(format!(
-                "🚨 Incident #{} opened by {}: {}\nEverything lifeboat does from here is on its timeline; add to it with `/incident note <text>` and `/incident action <text>`.",
-                i.id, inv.actor, i.title
-            ))
+            public_card(incident::card::opened(&i))
         }
         IncidentArgs::Note { text } => {
             let (i, e) = incident::add(db, scope, &inv.actor, "note", &text)?;
-            Reply::Public(format!(
-                "📝 noted on incident #{} at {} UTC by {}: {}",
-                i.id,
-                incident::export::clock(&e.at),
-                inv.actor,
-                e.text
-            ))
+            public_card(incident::card::added(&i, &e))
         }
         IncidentArgs::Action { text } => {
             let (i, e) = incident::add(db, scope, &inv.actor, "action", &text)?;
-            Reply::Public(format!(
-                "📌 action item on incident #{} at {} UTC by {}: {}",
-                i.id,
-                incident::export::clock(&e.at),
-                inv.actor,
-                e.text
-            ))
+            public_card(incident::card::added(&i, &e))
         }
         IncidentArgs::Status => Reply::Card {
             public: false,
@@ -359,14 +344,7 @@ fn incident_reply(app: &App, inv: &Invocation, args: IncidentArgs) -> Result<Rep
         },
         IncidentArgs::Close => {
             let i = incident::close(db, scope, &inv.actor)?;
-            let x = incident::export(db, scope, Some(i.id))?;
-            Reply::Public(format!(
-                "✅ Incident #{} \"{}\" closed by {} after {}. `/incident export` posts its post-mortem skeleton.",
-                i.id,
-                i.title,
-                inv.actor,
-                crate::units::human_age(x.duration_seconds)
-            ))
+            public_card(incident::card::closed(&i, Utc::now()))
         }
         IncidentArgs::Export { format } => {
             let x = incident::export(db, scope, None)?;
@@ -387,6 +365,15 @@ fn incident_reply(app: &App, inv: &Invocation, args: IncidentArgs) -> Result<Rep
             }
         }
     })
+}
+
+/// A card everyone in the channel sees.
+fn public_card(card: crate::card::Card) -> Reply {
+    Reply::Card {
+        public: true,
+        msg: crate::notify::ChatMessage::card(card),
+        file: None,
+    }
 }
 
 fn refuse_if_busy(app: &App, target: &str) -> Result<(), Error> {

@@ -92,6 +92,71 @@ pub fn export_summary(x: &IncidentExport, filename: &str, now: DateTime<Utc>) ->
     )
 }
 
+/// An incident just opened, for the channel.
+pub fn opened(incident: &IncidentRecord) -> Card {
+    Card::new(
+        Tone::Bad,
+        format!(
+            "🚨 Incident #{} opened: {}",
+            incident.id,
+            one_line(&incident.title)
+        ),
+    )
+    .lead(
+        Line::new()
+            .text("Opened by ")
+            .person(&incident.opened_by)
+            .text(" at ")
+            .stored_time(&incident.opened_at)
+            .text("."),
+    )
+    .body(
+        Line::new()
+            .text("Everything lifeboat does from here is on its timeline; add to it with ")
+            .code("/incident note <text>")
+            .text(" and ")
+            .code("/incident action <text>")
+            .text("."),
+    )
+}
+
+/// A note or an action item just added, for the channel: the words, who, when.
+pub fn added(incident: &IncidentRecord, e: &TimelineEvent) -> Card {
+    let title = match e.kind.as_str() {
+        "action" => format!("📌 Action item on incident #{}", incident.id),
+        _ => format!("📝 Noted on incident #{}", incident.id),
+    };
+    let mut card = Card::new(Tone::Neutral, title);
+    // Someone's own words: in paragraphs short enough that no platform cuts them.
+    for part in crate::notify::split_message(&e.text, 900) {
+        for line in part.lines().filter(|l| !l.trim().is_empty()) {
+            card = card.lead(line);
+        }
+    }
+    card.context(
+        Line::new()
+            .text("by ")
+            .person(&e.actor)
+            .text(" at ")
+            .stored_time(&e.at),
+    )
+}
+
+/// An incident just closed, for the channel.
+pub fn closed(incident: &IncidentRecord, now: DateTime<Utc>) -> Card {
+    let mut card = heading(incident, now);
+    card.title = format!(
+        "✅ Incident #{} closed: {}",
+        incident.id,
+        one_line(&incident.title)
+    );
+    card.context(
+        Line::new()
+            .code("/incident export")
+            .text(" posts its post-mortem skeleton."),
+    )
+}
+
 /// Title, state and when and by whom it was opened.
 fn heading(incident: &IncidentRecord, now: DateTime<Utc>) -> Card {
     let opened = parse_time(&incident.opened_at);

@@ -58,3 +58,39 @@ fn status_names_people_and_times_and_lists_the_latest_entries() {
     );
     assert!(!closed.plain().contains("The latest"));
 }
+
+#[test]
+fn opening_notes_and_closing_name_people_and_times_without_pinging() {
+    let now = parse_time("2026-12-05T14:00:00.000Z").unwrap();
+    let opened = opened(&incident(false));
+    assert_eq!(opened.title, "🚨 Incident #3 opened: Gitea is down");
+    assert_eq!(
+        opened.lead[0].plain(),
+        "Opened by slack:U0OPS1 at 2026-12-05 12:46 UTC."
+    );
+    let e = &timeline(6)[5];
+    let note = added(&incident(false), e);
+    assert_eq!(note.title, "📝 Noted on incident #3");
+    assert!(
+        note.lead[0]
+            .plain()
+            .starts_with("entry 5: users see 502s <since 09:50>")
+    );
+    assert!(matches!(
+        note.context[0].0[1],
+        crate::card::Piece::Person { ref identity, notify: false } if identity == "slack:U0VIEW1"
+    ));
+    let action = added(&incident(false), &timeline(1)[0]);
+    assert_eq!(action.title, "📌 Action item on incident #3");
+    let closed = closed(&incident(true), now);
+    assert_eq!(closed.tone, Tone::Good);
+    assert_eq!(closed.title, "✅ Incident #3 closed: Gitea is down");
+    assert!(
+        closed
+            .plain()
+            .contains("State: closed after 41 min by slack:U0ADMIN1")
+    );
+    for card in [opened, note, action, closed] {
+        assert!(card.notified().is_empty(), "{card:?}");
+    }
+}

@@ -443,7 +443,7 @@ fn long_content_is_a_summary_embed_with_the_whole_text_attached_as_a_file() {
         ),
     );
     assert!(
-        reply.to_string().contains("noted on incident #1"),
+        reply.to_string().contains("Noted on incident #1"),
         "{reply}"
     );
     let (_, reply) = send(

@@ -87,9 +87,10 @@ fn an_incident_records_everything_in_order_and_exports_a_post_mortem() {
     let (kind, text) = reply(&body);
     assert_eq!(kind, "in_channel", "{body}");
     assert!(
-        text.contains("Incident #1 opened by slack:U0OPS1: Gitea is down"),
+        text.starts_with("🚨 Incident #1 opened: Gitea is down"),
         "{text}"
     );
+    assert!(text.contains("Opened by <@U0OPS1> at <!date^"), "{text}");
     // A second incident in the same channel is refused while the first is open.
     let (_, body) = slack_command(&serve, OPS, CHANNEL, "/incident", "start again");
     assert!(reply(&body).1.contains("already open"), "{body}");
@@ -151,7 +152,11 @@ fn an_incident_records_everything_in_order_and_exports_a_post_mortem() {
     );
     let (kind, text) = reply(&body);
     assert_eq!(kind, "in_channel");
-    assert!(text.contains("noted on incident #1"), "{text}");
+    assert!(text.starts_with("📝 Noted on incident #1"), "{text}");
+    assert!(
+        text.contains("users see 502s | since 09:50\nby <@U0VIEW1> at <!date^"),
+        "{text}"
+    );
 
     // An Alertmanager alert, stamped at its own start time.
     let starts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -182,7 +187,7 @@ fn an_incident_records_everything_in_order_and_exports_a_post_mortem() {
         "action alert on disk usage above 90%",
     );
     assert!(
-        reply(&body).1.contains("action item on incident #1"),
+        reply(&body).1.contains("📌 Action item on incident #1"),
         "{body}"
     );
     let (_, body) = slack_command(&serve, OPS, CHANNEL, "/incident", "status");

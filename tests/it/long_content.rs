@@ -108,7 +108,7 @@ fn fifty_targets_and_a_two_hundred_entry_incident_are_summaries_with_files() {
         "/incident",
         &format!("note {long_note}"),
     );
-    assert!(body.contains("noted on incident #1"), "{body}");
+    assert!(body.contains("Noted on incident #1"), "{body}");
 
     let (_, body) = slack_command(&serve, OPS, CHANNEL, "/incident", "status");
     let status = answer(&body);

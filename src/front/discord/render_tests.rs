@@ -191,6 +191,15 @@ fn the_largest_drill_incident_status_and_runbook_messages_fit_and_serenity_reads
         if !["status of 50 targets", "manual step"].contains(&name) {
             assert!(embed.contains("<t:"), "{name}: a time: {embed}");
         }
+        if name == "incident note" {
+            // The note is whole: 2,000 characters in paragraphs no limit cuts.
+            let description = p["embeds"][0]["description"].as_str().unwrap();
+            let words = crate::card::largest::long_note();
+            assert!(
+                description.replace('\n', "").contains(&words),
+                "{description}"
+            );
+        }
         if name == "manual step" {
             assert_eq!(
                 p["components"][0]["components"].as_array().unwrap().len(),
