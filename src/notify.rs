@@ -112,6 +112,15 @@ pub trait Notifier: Send + Sync {
     ) -> Result<(), NotifyError>;
     /// A message only `user` sees (where the platform has such a thing).
     async fn ephemeral(&self, channel: &str, user: &str, text: &str) -> Result<(), NotifyError>;
+    /// A card only `user` sees; platforms that cannot show one privately say its text.
+    async fn ephemeral_message(
+        &self,
+        channel: &str,
+        user: &str,
+        msg: &ChatMessage,
+    ) -> Result<(), NotifyError> {
+        self.ephemeral(channel, user, &msg.text).await
+    }
     /// The longest text one message may carry on this platform.
     fn message_limit(&self) -> usize {
         2000

@@ -172,6 +172,14 @@ impl Notifier for Outbox {
     async fn ephemeral(&self, channel: &str, user: &str, text: &str) -> Result<(), NotifyError> {
         self.inner.ephemeral(channel, user, text).await
     }
+    async fn ephemeral_message(
+        &self,
+        channel: &str,
+        user: &str,
+        msg: &ChatMessage,
+    ) -> Result<(), NotifyError> {
+        self.inner.ephemeral_message(channel, user, msg).await
+    }
     fn message_limit(&self) -> usize {
         self.inner.message_limit()
     }

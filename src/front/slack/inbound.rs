@@ -65,6 +65,7 @@ async fn deliver(chat: &Chat, channel: &str, user: &str, reply: Reply, late: boo
             Reply::Card {
                 public: true, msg, ..
             } => n.post(channel, msg).await.map(|_| ()),
+            Reply::Card { msg, .. } => n.ephemeral_message(channel, user, msg).await,
             other => n.ephemeral(channel, user, other.text()).await,
         };
     }

@@ -238,11 +238,21 @@ where
         Ok(())
     }
     async fn ephemeral(&self, channel: &str, user: &str, text: &str) -> Result<(), NotifyError> {
+        self.ephemeral_message(channel, user, &ChatMessage::text(text))
+            .await
+    }
+    /// `chat.postEphemeral` with the card's blocks.
+    async fn ephemeral_message(
+        &self,
+        channel: &str,
+        user: &str,
+        msg: &ChatMessage,
+    ) -> Result<(), NotifyError> {
         let session = self.client.open_session(&self.token);
         let req = SlackApiChatPostEphemeralRequest::new(
             SlackChannelId(channel.to_string()),
             SlackUserId(user.to_string()),
-            content(&ChatMessage::text(text)),
+            content(msg),
         );
         session
             .chat_post_ephemeral(&req)
