@@ -121,6 +121,17 @@ pub trait Notifier: Send + Sync {
     ) -> Result<(), NotifyError> {
         self.ephemeral(channel, user, &msg.text).await
     }
+    /// The late answer to one request that was first answered "working on it", shown only
+    /// to the person who asked: `request` is the platform's handle of that request
+    /// (Discord: `<application id>/<interaction token>`, usable for 15 minutes). Platforms
+    /// without such a handle answer with `ephemeral_message` instead.
+    async fn answer_request(&self, request: &str, msg: &ChatMessage) -> Result<(), NotifyError> {
+        let _ = msg;
+        Err(NotifyError::Failed(format!(
+            "{} cannot answer request {request} late",
+            self.platform()
+        )))
+    }
     /// The longest text one message may carry on this platform.
     fn message_limit(&self) -> usize {
         2000

@@ -469,3 +469,74 @@ fn long_content_is_a_summary_embed_with_the_whole_text_attached_as_a_file() {
     );
     serve.stop();
 }
+
+#[test]
+fn a_private_answer_after_the_3_second_window_replaces_the_deferred_response() {
+    use std::io::{BufRead, BufReader, Write};
+    let api = FakeApi::start();
+    let home = discord_home(&api);
+    let serve = Serve::start(&home);
+    let start = subcommand(
+        "start",
+        json!([{"name": "title", "type": 3, "value": "Gitea is down"}]),
+    );
+    let (_, reply) = send(&serve, &command(OPS, "incident", start));
+    assert!(reply.to_string().contains("Incident #1"), "{reply}");
+
+    // Another process holds the state database's write lock: the command's audit entry
+    // waits for it, past the time Discord allows for an interaction's answer.
+    let mut holder = std::process::Command::new("sqlite3")
+        .arg(home.path("var/lifeboat.db"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sqlite3 (scripts/test.sh installs it)");
+    let mut to_holder = holder.stdin.take().unwrap();
+    writeln!(
+        to_holder,
+        "BEGIN IMMEDIATE;\nCREATE TABLE lock_probe(x);\n.print locked"
+    )
+    .unwrap();
+    let mut from_holder = BufReader::new(holder.stdout.take().unwrap());
+    let mut said = String::new();
+    from_holder.read_line(&mut said).unwrap();
+    assert_eq!(said.trim(), "locked");
+
+    let started = std::time::Instant::now();
+    let (code, reply) = send(
+        &serve,
+        &command(OPS, "incident", subcommand("status", json!([]))),
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    assert_eq!(code, 200);
+    // Deferred, privately: Discord shows the asker alone that the bot is thinking.
+    assert_eq!(reply, json!({"type": 5, "data": {"flags": 64}}));
+    let posts_before = api.calls().len();
+    writeln!(to_holder, "ROLLBACK;").unwrap();
+    drop(to_holder);
+    assert!(holder.wait().unwrap().success());
+
+    let original = "/api/v10/webhooks/4242/interaction-token/messages/@original";
+    let calls = api.wait_until(15, "the deferred answer edited", |c| {
+        c.iter().any(|c| c.path == original)
+    });
+    let late = calls.iter().find(|c| c.path == original).unwrap();
+    assert_eq!(late.method, "PATCH");
+    // The card itself: its embed, the people as mentions that ping no one else.
+    let embed = &late.body["embeds"][0];
+    assert_eq!(embed["title"], "🚨 Incident #1: Gitea is down", "{embed}");
+    assert!(
+        embed.to_string().contains(&format!("<@{OPS}>")),
+        "people as mentions: {embed}"
+    );
+    let model: serenity::all::Embed = serde_json::from_value(embed.clone()).unwrap();
+    assert_eq!(&serde_json::to_value(&model).unwrap(), embed);
+    // Private: nothing about it went to the channel.
+    assert!(
+        calls[posts_before..]
+            .iter()
+            .all(|c| !c.path.contains("/channels/")),
+        "{calls:#?}"
+    );
+    serve.stop();
+}

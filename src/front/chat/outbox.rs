@@ -180,6 +180,9 @@ impl Notifier for Outbox {
     ) -> Result<(), NotifyError> {
         self.inner.ephemeral_message(channel, user, msg).await
     }
+    async fn answer_request(&self, request: &str, msg: &ChatMessage) -> Result<(), NotifyError> {
+        self.inner.answer_request(request, msg).await
+    }
     fn message_limit(&self) -> usize {
         self.inner.message_limit()
     }

@@ -3,6 +3,7 @@
 //! text Slack sends, message-component buttons, and serenity's HTTP client for messages.
 
 pub mod gateway; // the Gateway: the outgoing WebSocket connection
+mod options; // a command's options as the text Slack sends for it
 mod render; // the one place a ChatMessage becomes an embed, content and buttons
 
 use std::sync::Arc;
@@ -17,8 +18,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use serenity::all::{
-    ChannelId, CommandDataOption, CommandDataOptionValue, CreateAttachment, Interaction,
-    MessageFlags, MessageId,
+    ApplicationId, ChannelId, CreateAttachment, Interaction, MessageFlags, MessageId,
 };
 use serenity::interactions_endpoint::Verifier;
 
@@ -26,6 +26,8 @@ use crate::config::DiscordConfig;
 use crate::dispatch::{Invocation, Reply};
 use crate::front::chat::Chat;
 use crate::notify::{ChatMessage, Notifier, NotifyError};
+
+pub use options::options_to_text;
 
 use render::MAX_CONTENT;
 /// Interaction response flag: only the invoking user sees the message.
@@ -83,17 +85,23 @@ fn public_response(text: &str) -> Value {
     json!({"type": 4, "data": {"content": content}})
 }
 
-/// A card as the interaction's answer: the embed, content and allowed mentions of a post,
-/// for everyone in the channel or (`public` false) only the invoking user.
-fn card_response(msg: &ChatMessage, public: bool) -> Value {
+/// A message as an interaction's answer takes it: the content, embeds, allowed mentions
+/// and buttons of a post (a post has more: nonce, stickers).
+fn answer_data(msg: &ChatMessage) -> Value {
     let post = serde_json::to_value(render::post(msg)).unwrap_or_else(|_| json!({}));
-    // Only what an interaction's answer takes (a post has more: nonce, stickers).
     let mut data = json!({});
     for key in ["content", "embeds", "allowed_mentions", "components"] {
         if let Some(v) = post.get(key) {
             data[key] = v.clone();
         }
     }
+    data
+}
+
+/// A card as the interaction's answer, for everyone in the channel or (`public` false)
+/// only the invoking user.
+fn card_response(msg: &ChatMessage, public: bool) -> Value {
+    let mut data = answer_data(msg);
     if !public {
         data["flags"] = json!(EPHEMERAL);
     }
@@ -147,9 +155,12 @@ pub async fn interaction_response(
             let late = {
                 let chat = chat.clone();
                 let (channel, user) = (channel.clone(), user.clone());
+                let request = format!("{}/{}", cmd.application_id, cmd.token);
                 move |reply: Reply| {
-                    tokio::runtime::Handle::current()
-                        .spawn(async move { deliver(&chat, &channel, &user, reply) });
+                    tokio::runtime::Handle::current().spawn(async move {
+                        answer_late(&chat, &request, &reply).await;
+                        deliver(&chat, &channel, &user, reply)
+                    });
                 }
             };
             Ok(match chat.dispatch(inv, late).await {
@@ -171,7 +182,9 @@ pub async fn interaction_response(
                     deliver(chat, &channel, &user, reply);
                     message_response(&text)
                 }
-                None => message_response("Working on it; the answer follows in the channel."),
+                // Past the budget: "thinking…", seen only by the asker, until `answer_late`
+                // replaces it with the answer.
+                None => json!({"type": 5, "data": {"flags": EPHEMERAL}}),
             })
         }
         Interaction::Component(click) => {
@@ -216,8 +229,34 @@ pub async fn interaction_response(
     }
 }
 
+/// A reply that came after the interaction was deferred: the deferred answer, which only
+/// the asker sees, becomes the reply's private part (a private card whole, otherwise its
+/// text); what belongs in the channel is posted there by `deliver`.
+async fn answer_late(chat: &Chat, request: &str, reply: &Reply) {
+    let Some(discord) = &chat.discord else {
+        return;
+    };
+    let answer = match reply {
+        Reply::Card {
+            public: false, msg, ..
+        } => msg.clone(),
+        Reply::Card { public: true, .. } | Reply::Public(_) => {
+            ChatMessage::text("Answered in the channel.")
+        }
+        other => ChatMessage::text(other.text()),
+    };
+    let sent = crate::notify::with_retries("answering a deferred interaction", || {
+        discord.answer_request(request, &answer)
+    })
+    .await;
+    if let Err(e) = sent {
+        tracing::error!("could not answer a deferred Discord interaction: {e}");
+    }
+}
+
 fn deliver(chat: &Chat, channel: &str, user: &str, reply: Reply) {
     match reply {
+        // Answered in the interaction's response (`answer_late` when it came late).
         Reply::Private(_) => {}
         // Only a late reply gets here: the interaction's answer is gone, so post it.
         Reply::Public(text) => {
@@ -252,58 +291,6 @@ fn deliver(chat: &Chat, channel: &str, user: &str, reply: Reply) {
         ),
         Reply::Approval { approval, plan, .. } => chat.post_approval("discord", *approval, *plan),
     }
-}
-
-/// Turn Discord's options into the text the same command has in Slack, so one grammar
-/// parses both: `/backup now target:x` → `now x`; `/restore target:x at:… dry_run:true` →
-/// `x at … dry-run`.
-pub fn options_to_text(command: &str, options: &[CommandDataOption]) -> String {
-    let mut words: Vec<String> = Vec::new();
-    for opt in options {
-        match &opt.value {
-            CommandDataOptionValue::SubCommand(inner)
-            | CommandDataOptionValue::SubCommandGroup(inner) => {
-                words.push(opt.name.clone());
-                words.push(options_to_text(command, inner));
-            }
-            value => {
-                let text = match value {
-                    CommandDataOptionValue::String(s) => s.clone(),
-                    CommandDataOptionValue::Integer(i) => i.to_string(),
-                    CommandDataOptionValue::Boolean(b) => b.to_string(),
-                    _ => continue,
-                };
-                match (command, opt.name.as_str()) {
-                    ("restore", "at") => words.push(format!("at {text}")),
-                    ("restore", "to") => words.push(format!("to {}", quoted(&text))),
-                    // A path may hold spaces: the grammar takes it in double quotes.
-                    ("restore", "path") => words.push(format!("path {}", quoted(&text))),
-                    ("backup", "path") => words.push(quoted(&text)),
-                    ("restore", "dry_run") => {
-                        if text == "true" {
-                            words.push("dry-run".into())
-                        }
-                    }
-                    _ => words.push(text),
-                }
-            }
-        }
-    }
-    // Keyword options must follow the positional ones in the grammar.
-    let (keywords, positional): (Vec<String>, Vec<String>) =
-        words.into_iter().filter(|w| !w.is_empty()).partition(|w| {
-            w.starts_with("at ") || w.starts_with("to ") || w.starts_with("path ") || w == "dry-run"
-        });
-    positional
-        .into_iter()
-        .chain(keywords)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// A path as one word of the chat grammar.
-fn quoted(text: &str) -> String {
-    format!("\"{text}\"")
 }
 
 /// Discord's HTTP API through serenity, pointed at `[discord] api_url`.
@@ -357,8 +344,11 @@ fn notify_error(e: serenity::Error) -> NotifyError {
 }
 
 fn parse_id(what: &str, text: &str) -> Result<u64, NotifyError> {
+    // Snowflakes are never 0 (serenity's id types panic on it).
     text.parse()
-        .map_err(|_| NotifyError::Failed(format!("not a Discord {what} id: {text}")))
+        .ok()
+        .filter(|id| *id != 0)
+        .ok_or_else(|| NotifyError::Failed(format!("not a Discord {what} id: {text}")))
 }
 
 #[async_trait]
@@ -395,6 +385,22 @@ impl Notifier for DiscordApi {
         // Discord has private messages only as interaction responses; outside one there
         // is nowhere private to say it, and the channel is not the place.
         tracing::info!("not delivered to discord:{user} in {channel} (no private channel): {text}");
+        Ok(())
+    }
+    /// The deferred answer edited through the interaction's webhook (PATCH
+    /// `/webhooks/{application id}/{token}/messages/@original`): it stays ephemeral.
+    async fn answer_request(&self, request: &str, msg: &ChatMessage) -> Result<(), NotifyError> {
+        let (application, token) = request
+            .split_once('/')
+            .ok_or_else(|| NotifyError::Failed(format!("not an interaction: {request}")))?;
+        let application = ApplicationId::new(parse_id("application", application)?);
+        // serenity takes the application from the client; it is the same for every
+        // interaction this bot receives.
+        self.http.set_application_id(application);
+        self.http
+            .edit_original_interaction_response(token, &answer_data(msg), Vec::new())
+            .await
+            .map_err(notify_error)?;
         Ok(())
     }
     fn message_limit(&self) -> usize {
@@ -474,95 +480,6 @@ mod tests {
         assert_eq!(data["embeds"][0]["fields"][0]["value"], "<@5551>");
         let public = card_response(&ChatMessage::card(card), true);
         assert!(public["data"].get("flags").is_none(), "{public}");
-    }
-
-    fn opt(name: &str, value: CommandDataOptionValue) -> CommandDataOption {
-        serde_json::from_value(json!({"name": name, "type": 3, "value": "x"}))
-            .map(|mut o: CommandDataOption| {
-                o.value = value;
-                o
-            })
-            .unwrap()
-    }
-
-    #[test]
-    fn options_become_the_slack_text() {
-        let s = |v: &str| CommandDataOptionValue::String(v.into());
-        let backup = [opt(
-            "now",
-            CommandDataOptionValue::SubCommand(vec![opt("target", s("gitea-db"))]),
-        )];
-        assert_eq!(options_to_text("backup", &backup), "now gitea-db");
-        let restore = [
-            opt("target", s("gitea-db")),
-            opt("dry_run", CommandDataOptionValue::Boolean(true)),
-            opt("at", s("2026-11-20 14:00")),
-            opt("backup", s("latest")),
-        ];
-        let text = options_to_text("restore", &restore);
-        assert_eq!(
-            crate::command::Command::parse("/restore", &text).unwrap(),
-            crate::command::Command::parse(
-                "/restore",
-                "gitea-db latest at 2026-11-20 14:00 dry-run"
-            )
-            .unwrap(),
-            "{text}"
-        );
-        let partial = [
-            opt("target", s("site")),
-            opt("to", s("/r/back")),
-            opt("path", s("a b.txt")),
-        ];
-        let text = options_to_text("restore", &partial);
-        let crate::command::Command::Restore(args) =
-            crate::command::Command::parse("/restore", &text).unwrap()
-        else {
-            panic!("{text}")
-        };
-        assert_eq!(
-            (args.paths, args.to),
-            (vec!["a b.txt".to_string()], Some("/r/back".into()))
-        );
-        let ls = [opt(
-            "ls",
-            CommandDataOptionValue::SubCommand(vec![
-                opt("target", s("site")),
-                opt("path", s("my docs")),
-            ]),
-        )];
-        let text = options_to_text("backup", &ls);
-        assert_eq!(
-            crate::command::Command::parse("/backup", &text).unwrap(),
-            crate::command::Command::BackupLs {
-                target: "site".into(),
-                path: Some("my docs".into())
-            },
-            "{text}"
-        );
-        let status = [opt("status", CommandDataOptionValue::SubCommand(vec![]))];
-        assert_eq!(options_to_text("backup", &status), "status");
-        let note = [opt(
-            "note",
-            CommandDataOptionValue::SubCommand(vec![opt("text", s("DNS TTL is 1h"))]),
-        )];
-        assert_eq!(options_to_text("incident", &note), "note DNS TTL is 1h");
-        let run = [opt(
-            "run",
-            CommandDataOptionValue::SubCommand(vec![
-                opt("name", s("pitr-before-bad-write")),
-                opt("params", s("before=2026-11-22T09:55:00Z")),
-            ]),
-        )];
-        let text = options_to_text("runbook", &run);
-        assert!(
-            matches!(
-                crate::command::Command::parse("/runbook", &text).unwrap(),
-                crate::command::Command::Runbook(crate::command::runbook::RunbookArgs::Run { name, params })
-                    if name == "pitr-before-bad-write" && params.len() == 1
-            ),
-            "{text}"
-        );
     }
 
     #[test]

@@ -286,6 +286,16 @@ async fn handle(
     if path.starts_with("/api/v10/interactions/") && path.ends_with("/callback") {
         return StatusCode::NO_CONTENT.into_response();
     }
+    // An interaction's webhook: its deferred answer edited (`messages/@original`) or a
+    // follow-up posted, answered with the message as Discord does.
+    if path.starts_with("/api/v10/webhooks/") {
+        return Json(discord_message(
+            "1",
+            &id.to_string(),
+            parsed["content"].as_str().unwrap_or_default(),
+        ))
+        .into_response();
+    }
     if path.starts_with("/api/v10/channels/") {
         let parts: Vec<&str> = path.split('/').collect();
         let channel = parts.get(4).copied().unwrap_or("1");
