@@ -1,6 +1,8 @@
 //! A run's report: one row per step with its estimate and actual time, and the total;
 //! the run's chat card and a manual step's card.
 
+use chrono::{DateTime, NaiveDateTime, Utc};
+
 use super::run::{RunState, StepState};
 use crate::card::{Card, Line, Tone};
 use crate::incident::export::{clock, one_line};
@@ -125,7 +127,8 @@ pub fn card(run: &RunState) -> Card {
             .strong(&s.title)
             .text(format!(" ({time})"));
         if let Some(d) = s.detail.as_deref().filter(|d| !d.is_empty()) {
-            line = line.text(format!(": {}", one_line(d)));
+            line = line.text(": ");
+            line.0.extend(detail_line(&one_line(d)).0);
         }
         card = card.step(line);
     }
@@ -171,5 +174,185 @@ pub fn manual_card(
                 .text(" at ")
                 .stored_time(at),
         ),
+    }
+}
+
+/// The kinds of identity lifeboat writes into a step's detail.
+const IDENTITY_KINDS: [&str; 3] = ["slack:", "discord:", "cli:"];
+
+/// A step's detail for the card: the people named after "by" ("approved by slack:U1,
+/// slack:U2", "marked done by discord:5551 at 2026-12-05 12:46:20 UTC") become people, so
+/// each platform shows them as mentions, and the time after them a time. The detail is
+/// stored as those words (the CLI, the report and the audit show identities as they
+/// are), which is also how runs recorded before cards read.
+fn detail_line(detail: &str) -> Line {
+    let mut line = Line::new();
+    let mut text = String::new();
+    let mut rest = detail;
+    while let Some(at) = rest.find("by ") {
+        let whole_word = !rest[..at].ends_with(|c: char| c.is_alphanumeric());
+        text.push_str(&rest[..at + 3]);
+        rest = &rest[at + 3..];
+        if !whole_word {
+            continue;
+        }
+        // The people, separated by ", ", then perhaps " at <time> UTC".
+        while let Some(len) = identity_len(rest) {
+            line = line.text(std::mem::take(&mut text)).person(&rest[..len]);
+            rest = &rest[len..];
+            match rest.strip_prefix(", ") {
+                Some(next) if identity_len(next).is_some() => {
+                    text.push_str(", ");
+                    rest = next;
+                }
+                _ => break,
+            }
+        }
+        if let Some((time, len)) = written_time(rest) {
+            line = line.text(std::mem::take(&mut text) + " at ").time(time);
+            rest = &rest[len..];
+        }
+    }
+    text.push_str(rest);
+    if !text.is_empty() {
+        line = line.text(text);
+    }
+    line
+}
+
+/// The length of the identity `text` starts with (`slack:U0ADMIN1`), if it starts with one.
+fn identity_len(text: &str) -> Option<usize> {
+    let kind = IDENTITY_KINDS.iter().find(|k| text.starts_with(**k))?;
+    let name = &text[kind.len()..];
+    let len = name
+        .find(|c: char| !(c.is_alphanumeric() || "_-.".contains(c)))
+        .unwrap_or(name.len());
+    // A full stop after a name ends the sentence, not the name.
+    let len = name[..len].trim_end_matches('.').len();
+    (len > 0).then_some(kind.len() + len)
+}
+
+/// " at 2026-12-05 12:46:20 UTC" (`export::clock` and " UTC") at the start of `text`:
+/// the time and how much of `text` it took.
+fn written_time(text: &str) -> Option<(DateTime<Utc>, usize)> {
+    let stamp = text.strip_prefix(" at ")?.get(..19)?;
+    let at = NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S").ok()?;
+    let len = " at ".len() + stamp.len();
+    let len = if text[len..].starts_with(" UTC") {
+        len + " UTC".len()
+    } else {
+        len
+    };
+    Some((at.and_utc(), len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::card::Piece;
+    use crate::runbook::run::{StepResult, StepState};
+
+    fn person(identity: &str) -> Piece {
+        Piece::Person {
+            identity: identity.into(),
+            notify: false,
+        }
+    }
+    fn text(t: &str) -> Piece {
+        Piece::Text(t.into())
+    }
+
+    #[test]
+    fn the_people_in_a_steps_detail_are_people_and_its_time_a_time() {
+        let line = detail_line("approved by slack:U0ADMIN1, slack:U0ADMIN2");
+        assert_eq!(
+            line.0,
+            vec![
+                text("approved by "),
+                person("slack:U0ADMIN1"),
+                text(", "),
+                person("slack:U0ADMIN2")
+            ]
+        );
+        let restored = "restored backup 20261205T124620Z to /srv/app.db (approved by \
+                        discord:5552); previous data kept at /srv/app.db.before";
+        let line = detail_line(restored);
+        assert_eq!(line.0[1], person("discord:5552"), "{line:?}");
+        assert_eq!(
+            line.plain(),
+            restored,
+            "the words are kept around the person"
+        );
+        let line = detail_line("marked done by slack:U0OPS1 at 2026-12-05 12:46:20 UTC");
+        let at = crate::units::parse_time("2026-12-05T12:46:20Z").unwrap();
+        assert_eq!(
+            line.0,
+            vec![
+                text("marked done by "),
+                person("slack:U0OPS1"),
+                text(" at "),
+                Piece::Time {
+                    at,
+                    relative: false
+                }
+            ]
+        );
+        assert_eq!(
+            detail_line("denied by cli:root.").0,
+            vec![text("denied by "), person("cli:root"), text(".")]
+        );
+    }
+
+    #[test]
+    fn a_detail_without_people_stays_as_written() {
+        for detail in [
+            "no approval required by the config",
+            "denied by an admin",
+            "standby 200 (all ok)",
+            "stood by slack:",
+            "nearby slack:U1",
+        ] {
+            assert_eq!(detail_line(detail).0, vec![text(detail)], "{detail}");
+        }
+    }
+
+    #[test]
+    fn the_run_card_names_approvers_as_people_and_the_report_keeps_identities() {
+        let step = StepResult {
+            index: 3,
+            title: "Restore".into(),
+            kind: "restore".into(),
+            estimate_seconds: 600,
+            started_at: None,
+            finished_at: None,
+            actual_seconds: Some(12.0),
+            state: StepState::Done,
+            // As stored, by this version and by those before cards.
+            detail: Some("restored backup b1 to /srv/app.db (approved by slack:U0ADMIN1)".into()),
+        };
+        let run = RunState {
+            run_id: 1,
+            runbook: "app-recovery".into(),
+            title: "Recover the app".into(),
+            actor: "slack:U0OPS1".into(),
+            started_at: "2026-12-05T12:40:00Z".into(),
+            finished_at: None,
+            state: "succeeded".into(),
+            steps: vec![step],
+            next: None,
+        };
+        let card = card(&run);
+        let pieces = &card.steps[0].0;
+        assert!(pieces.contains(&person("slack:U0ADMIN1")), "{card:?}");
+        assert!(
+            !pieces
+                .iter()
+                .any(|p| matches!(p, Piece::Text(t) if t.contains("slack:"))),
+            "no identity left in the words: {card:?}"
+        );
+        assert!(
+            markdown(&run).contains("(approved by slack:U0ADMIN1)"),
+            "the report keeps the identity"
+        );
     }
 }

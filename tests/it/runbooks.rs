@@ -429,7 +429,9 @@ fn a_runbook_from_slack_waits_for_buttons_and_approvals_and_reports_each_step() 
         last.contains("App answers* (") && last.contains("of est. 30s"),
         "{last}"
     );
-    assert!(last.contains("approved by slack:U0ADMIN1"), "{last}");
+    // The approver as a person (a mention), not as lifeboat's identity.
+    assert!(last.contains("approved by <@U0ADMIN1>"), "{last}");
+    assert!(!last.contains("slack:U0"), "{last}");
     assert!(last.contains("restored backup"), "{last}");
     assert!(last.contains("drill of backup"), "{last}");
     // The run's message is a card: a header, the steps as a list, the requester
@@ -444,6 +446,8 @@ fn a_runbook_from_slack_waits_for_buttons_and_approvals_and_reports_each_step() 
         "{report}"
     );
     assert!(report.contains("| | **total** | | 15m30s |"), "{report}");
+    // The report is an export: identities as they are.
+    assert!(report.contains("approved by slack:U0ADMIN1"), "{report}");
     // A click after the end changes nothing.
     slack_click(
         &serve,
