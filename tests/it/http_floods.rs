@@ -98,15 +98,17 @@ fn proc_kib(pid: u32, field: &str) -> u64 {
 }
 
 /// A home whose `serve` has the status page (one login, a token), Slack and Discord.
-fn flood_home() -> Home {
+/// `api` stands in for the chat platforms' APIs (on a port the system chose), though
+/// nothing in these tests posts.
+fn flood_home(api: &FakeApi) -> Home {
     let home = Home::new();
     let hash = home.hash_password(PASSWORD);
-    // Chat APIs that are never reached: nothing in these tests posts.
+    let base = &api.base;
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nstate = \"../var/lifeboat.db\"\n\n\
          [access]\nviewers = [\"slack:U0VIEW\"]\n\n\
-         [slack]\nsigning_secret = \"${{SLACK_SIGNING_SECRET}}\"\nbot_token = \"${{SLACK_BOT_TOKEN}}\"\napi_url = \"http://127.0.0.1:9/api/\"\n\n\
-         [discord]\npublic_key = \"${{DISCORD_PUBLIC_KEY}}\"\nbot_token = \"${{DISCORD_BOT_TOKEN}}\"\napplication_id = \"4242\"\napi_url = \"http://127.0.0.1:9/api/v10\"\n\n\
+         [slack]\nsigning_secret = \"${{SLACK_SIGNING_SECRET}}\"\nbot_token = \"${{SLACK_BOT_TOKEN}}\"\napi_url = \"{base}/api/\"\n\n\
+         [discord]\npublic_key = \"${{DISCORD_PUBLIC_KEY}}\"\nbot_token = \"${{DISCORD_BOT_TOKEN}}\"\napplication_id = \"4242\"\napi_url = \"{base}/api/v10\"\n\n\
          [web]\nenabled = true\ntoken = \"${{WEB_TOKEN}}\"\n[web.users]\nalice = \"{hash}\"\n\n\
          [stores.local]\nkind = \"local\"\npath = \"../backups\"\n\n\
          [targets.app-db]\nkind = \"sqlite\"\npath = \"../data/app.db\"\nstore = \"local\"\n"
@@ -235,7 +237,8 @@ fn assert_refused_and_quick(what: &str, codes: &[u16], probes: &Probes, allowed:
 
 #[test]
 fn wrong_password_floods_are_refused_with_memory_flat_and_the_bot_answering() {
-    let home = flood_home();
+    let api = FakeApi::start();
+    let home = flood_home(&api);
     let serve = Serve::from_command(serve_command(&home));
     let pid = serve.child.id();
     let to: SocketAddr = serve.addr.parse().unwrap();
@@ -362,7 +365,8 @@ fn soft_file_limit(pid: u32) -> u64 {
 
 #[test]
 fn serve_raises_its_soft_file_limit_where_the_hard_one_allows() {
-    let home = flood_home();
+    let api = FakeApi::start();
+    let home = flood_home(&api);
     let serve = serve_with_file_limit(&home, 1024, 4096);
     assert_eq!(soft_file_limit(serve.child.id()), 4096);
     serve.stop();
@@ -391,7 +395,8 @@ fn let_go(conn: &mut TcpStream) -> bool {
 #[test]
 fn half_sent_requests_are_timed_out_and_never_cost_the_bot_its_descriptors() {
     allow_files(4096);
-    let home = flood_home();
+    let api = FakeApi::start();
+    let home = flood_home(&api);
     let serve = serve_with_file_limit(&home, 1024, 1024);
     let pid = serve.child.id();
     assert_eq!(soft_file_limit(pid), 1024);

@@ -1,32 +1,61 @@
 //! Runbooks end to end: the shipped runbooks for the seeds' SQLite and directory systems
 //! run against real local targets from the CLI (manual steps and restores answered on
-//! stdin, health checks served on their real ports), and runbooks run from Slack with a
+//! stdin, each health check answered by a server on a port the system chose, the shipped
+//! runbook copied with only its check's address changed to it), and runbooks run from
+//! Slack with a
 //! manual step confirmed by button, a restore approved by another admin, and a failing
 //! HTTP check that stops the run.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use crate::common::fakes::*;
 use crate::common::*;
 use serde_json::Value;
 
-fn shipped_runbooks() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("runbooks")
-        .display()
-        .to_string()
+fn shipped_runbooks() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks")
 }
 
-/// A home whose config has `targets` and the repository's runbooks.
+/// A copy of the repository's runbooks in the home's `runbooks/`, which its config names
+/// (`with_health_server` changes a copy's health check address; the shipped files stay).
+fn copy_shipped_runbooks(home: &Home) -> String {
+    let dir = home.path("runbooks");
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(shipped_runbooks()).unwrap().flatten() {
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    dir.display().to_string()
+}
+
+/// A home whose config has `targets` and a copy of the repository's runbooks.
 fn home_with(targets: &str) -> Home {
-    Home::with_config(
-        &ConfigBuilder::new()
-            .runbooks(&shipped_runbooks())
-            .local_store("offsite", "../offsite")
-            .raw(targets),
-    )
+    let home = Home::new();
+    ConfigBuilder::new()
+        .runbooks(&copy_shipped_runbooks(&home))
+        .local_store("offsite", "../offsite")
+        .raw(targets)
+        .write(&home);
+    home
+}
+
+/// Answer runbook `name`'s health check, which the shipped file sends to `shipped` (its
+/// service's real address, e.g. "127.0.0.1:8100"), from a server on a port the system
+/// chose: the home's copy of the runbook is pointed there, nothing else in it changes,
+/// so no test needs a fixed port to be free.
+fn with_health_server(home: &Home, name: &str, shipped: &str, body: &'static str) {
+    let file = format!("{name}.toml");
+    let text = std::fs::read_to_string(shipped_runbooks().join(&file)).unwrap();
+    let from = format!("http = \"http://{shipped}/");
+    assert_eq!(
+        text.matches(&from).count(),
+        1,
+        "runbooks/{file} checks one service at http://{shipped}/"
+    );
+    let serving = http_server(200, body);
+    let to = format!("http = \"http://{serving}/");
+    std::fs::write(home.path("runbooks").join(&file), text.replace(&from, &to)).unwrap();
 }
 
 /// Run a runbook from the CLI, answering its questions with `answers` (one per line).
@@ -63,10 +92,10 @@ fn report_rows(report: &str) -> Vec<Vec<String>> {
 
 #[test]
 fn sqlite_restore_runbook_puts_the_database_back_and_reports_estimates_against_actuals() {
-    http_server("127.0.0.1:8100", 200, "ok");
     let home = home_with(
         "[targets.devops-hub-db]\nkind = \"sqlite\"\npath = \"../data/hub.db\"\nstore = \"offsite\"\n",
     );
+    with_health_server(&home, "sqlite-restore", "127.0.0.1:8100", "ok");
     let db = make_app_db(&home.path("data/hub.db"), 400);
     home.ok(&["backup", "devops-hub-db"]);
     // The bad day: most rows are gone.
@@ -106,10 +135,15 @@ fn sqlite_restore_runbook_puts_the_database_back_and_reports_estimates_against_a
 
 #[test]
 fn vps_loss_runbook_rebuilds_gitea_from_its_database_and_config_backups() {
-    http_server("127.0.0.1:3000", 200, "{\"status\":\"pass\"}");
     let home = home_with(
         "[targets.gitea-db]\nkind = \"sqlite\"\npath = \"../data/gitea/gitea.db\"\nstore = \"offsite\"\n\n\
          [targets.gitea-config]\nkind = \"directory\"\npath = \"../data/gitea/custom\"\nstore = \"offsite\"\n",
+    );
+    with_health_server(
+        &home,
+        "vps-loss-gitea",
+        "127.0.0.1:3000",
+        "{\"status\":\"pass\"}",
     );
     std::fs::create_dir_all(home.path("data/gitea")).unwrap();
     drop(make_app_db(&home.path("data/gitea/gitea.db"), 120));
@@ -140,12 +174,11 @@ fn vps_loss_runbook_rebuilds_gitea_from_its_database_and_config_backups() {
 
 #[test]
 fn data_volume_runbook_restores_duckdb_and_parquet_files() {
-    http_server("127.0.0.1:8000", 200, "ok");
     // The target's restore hooks stop and start the app (here: they say so in a file).
     let home = Home::new();
     let hooks_log = home.path("hooks.log");
     ConfigBuilder::new()
-        .runbooks(&shipped_runbooks())
+        .runbooks(&copy_shipped_runbooks(&home))
         .local_store("offsite", "../offsite")
         .raw(&format!(
             "[targets.app-data]\nkind = \"directory\"\npath = \"../data/volume\"\nstore = \"local\"\n\
@@ -155,6 +188,7 @@ fn data_volume_runbook_restores_duckdb_and_parquet_files() {
             log = hooks_log.display()
         ))
         .write(&home);
+    with_health_server(&home, "data-volume-restore", "127.0.0.1:8000", "ok");
     let vol = home.path("data/volume");
     std::fs::create_dir_all(vol.join("state")).unwrap();
     std::fs::create_dir_all(vol.join("extracts/jira")).unwrap();
@@ -183,10 +217,10 @@ fn data_volume_runbook_restores_duckdb_and_parquet_files() {
 
 #[test]
 fn pitr_runbook_goes_back_to_the_copy_before_the_bad_write() {
-    http_server("127.0.0.1:8180", 200, "ok");
     let home = home_with(
         "[targets.stemedb-data]\nkind = \"directory\"\npath = \"../data/stemedb\"\nstore = \"offsite\"\n",
     );
+    with_health_server(&home, "pitr-before-bad-write", "127.0.0.1:8180", "ok");
     let data = home.path("data/stemedb");
     std::fs::create_dir_all(data.join("db")).unwrap();
     std::fs::create_dir_all(data.join("wal")).unwrap();
@@ -357,7 +391,7 @@ fn wait_text(api: &FakeApi, what: &str, needle: &str) -> String {
 
 #[test]
 fn a_runbook_from_slack_waits_for_buttons_and_approvals_and_reports_each_step() {
-    let health = http_server("127.0.0.1:0", 200, "all ok");
+    let health = http_server(200, "all ok");
     let api = FakeApi::start();
     let home = chat_home(&api, health.port(), 1);
     let serve = Serve::start(&home);
@@ -463,7 +497,7 @@ fn a_runbook_from_slack_waits_for_buttons_and_approvals_and_reports_each_step() 
 
 #[test]
 fn a_failing_http_check_stops_the_run_and_says_what_to_do() {
-    let health = http_server("127.0.0.1:0", 503, "down");
+    let health = http_server(503, "down");
     let api = FakeApi::start();
     // No approval needed here, so the run reaches the check by itself after step 2.
     let home = chat_home(&api, health.port(), 0);

@@ -304,12 +304,13 @@ pub fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// A tiny HTTP server on `addr` answering every request with `status` and `body`, for
-/// the health checks runbooks and drills make. Runs until the test process ends.
-pub fn http_server(addr: &str, status: u16, body: &'static str) -> std::net::SocketAddr {
+/// A tiny HTTP server answering every request with `status` and `body`, for the health
+/// checks runbooks and drills make, on a loopback port the system chooses (never a fixed
+/// one: another process may hold it). Runs until the test process ends.
+pub fn http_server(status: u16, body: &'static str) -> std::net::SocketAddr {
     use std::io::{BufRead, BufReader, Write};
-    let listener = std::net::TcpListener::bind(addr)
-        .unwrap_or_else(|e| panic!("cannot listen on {addr} for a health-check server: {e}"));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap_or_else(|e| panic!("cannot listen on loopback for a health-check server: {e}"));
     let local = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
