@@ -471,8 +471,7 @@ fn long_content_is_a_summary_embed_with_the_whole_text_attached_as_a_file() {
 }
 
 #[test]
-fn a_private_answer_after_the_3_second_window_replaces_the_deferred_response() {
-    use std::io::{BufRead, BufReader, Write};
+fn answers_after_the_3_second_window_are_deferred_then_edited_in_privately() {
     let api = FakeApi::start();
     let home = discord_home(&api);
     let serve = Serve::start(&home);
@@ -482,26 +481,12 @@ fn a_private_answer_after_the_3_second_window_replaces_the_deferred_response() {
     );
     let (_, reply) = send(&serve, &command(OPS, "incident", start));
     assert!(reply.to_string().contains("Incident #1"), "{reply}");
+    let original = "/api/v10/webhooks/4242/interaction-token/messages/@original";
+    let edits = |api: &FakeApi| api.calls().into_iter().filter(|c| c.path == original);
 
     // Another process holds the state database's write lock: the command's audit entry
     // waits for it, past the time Discord allows for an interaction's answer.
-    let mut holder = std::process::Command::new("sqlite3")
-        .arg(home.path("var/lifeboat.db"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("sqlite3 (scripts/test.sh installs it)");
-    let mut to_holder = holder.stdin.take().unwrap();
-    writeln!(
-        to_holder,
-        "BEGIN IMMEDIATE;\nCREATE TABLE lock_probe(x);\n.print locked"
-    )
-    .unwrap();
-    let mut from_holder = BufReader::new(holder.stdout.take().unwrap());
-    let mut said = String::new();
-    from_holder.read_line(&mut said).unwrap();
-    assert_eq!(said.trim(), "locked");
-
+    let lock = crate::common::state_lock::StateLock::hold(&home);
     let started = std::time::Instant::now();
     let (code, reply) = send(
         &serve,
@@ -511,18 +496,15 @@ fn a_private_answer_after_the_3_second_window_replaces_the_deferred_response() {
     assert_eq!(code, 200);
     // Deferred, privately: Discord shows the asker alone that the bot is thinking.
     assert_eq!(reply, json!({"type": 5, "data": {"flags": 64}}));
-    let posts_before = api.calls().len();
-    writeln!(to_holder, "ROLLBACK;").unwrap();
-    drop(to_holder);
-    assert!(holder.wait().unwrap().success());
+    let calls_before = api.calls().len();
+    lock.release();
 
-    let original = "/api/v10/webhooks/4242/interaction-token/messages/@original";
     let calls = api.wait_until(15, "the deferred answer edited", |c| {
         c.iter().any(|c| c.path == original)
     });
-    let late = calls.iter().find(|c| c.path == original).unwrap();
+    let late = edits(&api).next().unwrap();
     assert_eq!(late.method, "PATCH");
-    // The card itself: its embed, the people as mentions that ping no one else.
+    // The card itself: its embed, the people as mentions.
     let embed = &late.body["embeds"][0];
     assert_eq!(embed["title"], "🚨 Incident #1: Gitea is down", "{embed}");
     assert!(
@@ -533,9 +515,36 @@ fn a_private_answer_after_the_3_second_window_replaces_the_deferred_response() {
     assert_eq!(&serde_json::to_value(&model).unwrap(), embed);
     // Private: nothing about it went to the channel.
     assert!(
-        calls[posts_before..]
+        calls[calls_before..]
             .iter()
             .all(|c| !c.path.contains("/channels/")),
+        "{calls:#?}"
+    );
+
+    // An answer for the channel (the export) that comes late is posted there, and the
+    // deferred answer says so rather than thinking for ever.
+    let lock = crate::common::state_lock::StateLock::hold(&home);
+    let (_, reply) = send(
+        &serve,
+        &command(OPS, "incident", subcommand("export", json!([]))),
+    );
+    assert_eq!(reply, json!({"type": 5, "data": {"flags": 64}}));
+    lock.release();
+    let calls = api.wait_until(
+        15,
+        "the export in the channel, the deferred answer edited",
+        |c| {
+            c.iter().filter(|c| c.path == original).count() == 2
+                && c.iter().any(|c| {
+                    c.method == "POST"
+                        && c.path == format!("/api/v10/channels/{CHANNEL}/messages")
+                        && c.body["embeds"][0]["title"] == "🚨 Incident #1: Gitea is down"
+                })
+        },
+    );
+    let said = edits(&api).nth(1).unwrap();
+    assert_eq!(
+        said.body["content"], "Answered in the channel.",
         "{calls:#?}"
     );
     serve.stop();

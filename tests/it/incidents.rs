@@ -349,7 +349,6 @@ fn the_cli_runs_incidents_too() {
 
 #[test]
 fn a_status_answered_after_slacks_deadline_arrives_as_a_private_card() {
-    use std::io::{BufRead, BufReader, Write};
     let api = FakeApi::start();
     let home = chat_home(&api);
     let mut cmd = home.command(&["serve"]);
@@ -359,28 +358,10 @@ fn a_status_answered_after_slacks_deadline_arrives_as_a_private_card() {
 
     // Another process holds the state database's write lock: the command's audit entry
     // waits for it, past the time Slack allows for an answer.
-    let mut holder = std::process::Command::new("sqlite3")
-        .arg(home.path("var/lifeboat.db"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("sqlite3 (scripts/test.sh installs it)");
-    let mut to_holder = holder.stdin.take().unwrap();
-    writeln!(
-        to_holder,
-        "BEGIN IMMEDIATE;\nCREATE TABLE lock_probe(x);\n.print locked"
-    )
-    .unwrap();
-    let mut from_holder = BufReader::new(holder.stdout.take().unwrap());
-    let mut said = String::new();
-    from_holder.read_line(&mut said).unwrap();
-    assert_eq!(said.trim(), "locked");
-
+    let lock = crate::common::state_lock::StateLock::hold(&home);
     let (_, body) = slack_command(&serve, OPS, CHANNEL, "/incident", "status");
     assert!(reply(&body).1.contains("Working on it"), "{body}");
-    writeln!(to_holder, "ROLLBACK;").unwrap();
-    drop(to_holder);
-    assert!(holder.wait().unwrap().success());
+    lock.release();
 
     let calls = api.wait_until(15, "the late answer", |c| {
         c.iter().any(|c| c.path.ends_with("chat.postEphemeral"))

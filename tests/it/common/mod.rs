@@ -16,6 +16,7 @@ pub mod rclone;
 pub mod sim;
 pub mod socket_mode;
 pub mod sshd;
+pub mod state_lock;
 pub mod stopped;
 pub mod vault;
 
