@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 mod access;
 mod chat;
+mod continuous;
 mod checks;
 mod env;
 mod hooks;
