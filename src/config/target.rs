@@ -154,9 +154,6 @@ fn default_approvals() -> u32 {
 
 /// How far replication may fall behind before it alerts, when `max_lag` is not set.
 pub const DEFAULT_MAX_LAG: std::time::Duration = std::time::Duration::from_secs(60);
-/// How far back a restore to any moment reaches, when `continuous_history` is not set.
-pub const DEFAULT_CONTINUOUS_HISTORY: std::time::Duration =
-    std::time::Duration::from_secs(7 * 86_400);
 
 impl TargetConfig {
     /// The shipping interval of a continuously replicated target; `None` for the others.

@@ -61,6 +61,27 @@ pub struct Pinned {
     bytes: u64,
 }
 
+impl Pinned {
+    /// Pin through `conn` now. Only a pin when every WAL frame is already in the file and
+    /// no writer can add one before the read starts: the caller holds the write lock and
+    /// has just checkpointed the whole log (continuous replication's base copies).
+    pub fn begin(conn: Connection, src: &Path) -> Result<Option<Pinned>> {
+        Ok(begin_read(&conn, src)?.map(|bytes| Pinned { conn, bytes }))
+    }
+
+    /// Stream the pinned file into `content` and return the facts of those bytes; the
+    /// read transaction ends when it is done.
+    pub fn stream(
+        self,
+        src: &Path,
+        content: &mut dyn Write,
+        write_err: &dyn Fn(std::io::Error) -> Error,
+        ctx: &JobContext,
+    ) -> Result<SqliteFacts> {
+        stream_and_describe(self.conn, src, self.bytes, content, write_err, ctx)
+    }
+}
+
 /// How often to try to bring a WAL database's file up to date before giving up on pinning.
 const PIN_ATTEMPTS: u32 = 20;
 
