@@ -10,8 +10,8 @@ use serde::Deserialize;
 
 mod access;
 mod chat;
-mod continuous;
 mod checks;
+mod continuous;
 mod env;
 mod hooks;
 mod host;

@@ -54,6 +54,15 @@ pub struct TargetStatus {
     pub state_offsite: Option<bool>,
     /// The running job's id (its live progress is the executor's).
     pub running_job: Option<i64>,
+    /// Continuous targets: every transaction committed before this time is in the store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicated_to: Option<String>,
+    /// Continuous targets: how far `replicated_to` is behind now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<f64>,
+    /// Continuous targets whose position could not be read: why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replication_problem: Option<String>,
     /// green, amber or red, and why (see `health`).
     pub health: Health,
     pub health_reasons: Vec<String>,
@@ -168,9 +177,18 @@ pub fn one(app: &App, name: &str, cfg: &TargetConfig, now: DateTime<Utc>) -> Res
                 .is_some_and(|s| s.kind == crate::config::StoreKind::S3)
         }),
         running_job: running.map(|j| j.id),
+        replicated_to: None,
+        lag_seconds: None,
+        replication_problem: None,
         health: Health::Green,
         health_reasons: Vec::new(),
     };
+    if cfg.continuous.is_some() {
+        let lag = crate::replicate::lag::of(app, name, now);
+        status.replicated_to = lag.replicated_to.map(crate::units::time_text);
+        status.lag_seconds = lag.lag_seconds;
+        status.replication_problem = lag.problem;
+    }
     (status.health, status.health_reasons) = health(&status, now);
     Ok(status)
 }

@@ -36,7 +36,10 @@ impl Config {
             ));
         }
         if t.built_in {
-            return Err(format!("{}: not for lifeboat's own state", key("continuous")));
+            return Err(format!(
+                "{}: not for lifeboat's own state",
+                key("continuous")
+            ));
         }
         if let Some(store) = t.store.as_ref().and_then(|s| self.stores.get(s))
             && store.kind == StoreKind::Repository
@@ -61,39 +64,62 @@ mod tests {
     fn continuous_is_read_on_sqlite_targets_with_its_defaults() {
         let c = parse(&format!("{BASE}continuous=\"1s\"\n")).unwrap();
         let t = &c.targets["a"];
-        assert_eq!(t.continuous_every(), Some(std::time::Duration::from_secs(1)));
+        assert_eq!(
+            t.continuous_every(),
+            Some(std::time::Duration::from_secs(1))
+        );
         assert_eq!(t.max_lag(), std::time::Duration::from_secs(60));
         let c = parse(&format!(
             "{BASE}continuous=\"1s\"\nmax_lag=\"5m\"\ncontinuous_history=\"2d\"\n"
         ))
         .unwrap();
-        assert_eq!(c.targets["a"].max_lag(), std::time::Duration::from_secs(300));
+        assert_eq!(
+            c.targets["a"].max_lag(),
+            std::time::Duration::from_secs(300)
+        );
     }
 
     #[test]
     fn continuous_keys_elsewhere_are_refused_naming_them() {
         let dir = "[stores.l]\nkind=\"local\"\npath=\"/tmp\"\n[targets.d]\nkind=\"directory\"\npath=\"/srv\"\nstore=\"l\"\n";
-        for k in ["continuous=\"1s\"", "max_lag=\"1m\"", "continuous_history=\"7d\""] {
+        for k in [
+            "continuous=\"1s\"",
+            "max_lag=\"1m\"",
+            "continuous_history=\"7d\"",
+        ] {
             let e = parse(&format!("{dir}{k}\n")).unwrap_err().to_string();
             let name = k.split('=').next().unwrap();
             assert!(e.contains(&format!("targets.d.{name}")), "{e}");
             assert!(e.contains("not a key of kind"), "{e}");
         }
-        let e = parse(&format!("{BASE}max_lag=\"1m\"\n")).unwrap_err().to_string();
-        assert!(e.contains("targets.a.max_lag") && e.contains("continuous"), "{e}");
+        let e = parse(&format!("{BASE}max_lag=\"1m\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("targets.a.max_lag") && e.contains("continuous"),
+            "{e}"
+        );
     }
 
     #[test]
     fn a_repository_store_or_another_host_is_not_yet() {
         let repo = "[stores.r]\nkind=\"repository\"\nlocation=\"/tmp/r\"\npassword=\"p\"\n[targets.a]\nkind=\"sqlite\"\npath=\"/tmp/a.db\"\nstore=\"r\"\ncontinuous=\"1s\"\n";
         let e = parse(repo).unwrap_err().to_string();
-        assert!(e.contains("targets.a.continuous") && e.contains("not yet"), "{e}");
+        assert!(
+            e.contains("targets.a.continuous") && e.contains("not yet"),
+            "{e}"
+        );
         let far = format!(
             "{BASE}continuous=\"1s\"\nhost=\"ssh://b@db1:22\"\nssh_identity=\"/k\"\nssh_known_hosts=\"/h\"\n"
         );
         let e = parse(&far).unwrap_err().to_string();
-        assert!(e.contains("not yet") && e.contains("lifeboat replicate a"), "{e}");
-        let e = parse(&format!("{BASE}continuous=\"0s\"\n")).unwrap_err().to_string();
+        assert!(
+            e.contains("not yet") && e.contains("lifeboat replicate a"),
+            "{e}"
+        );
+        let e = parse(&format!("{BASE}continuous=\"0s\"\n"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("targets.a.continuous"), "{e}");
     }
 }

@@ -50,6 +50,11 @@ pub fn this_host() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// How this process is named as a lease holder.
+pub fn this_holder() -> String {
+    format!("{} pid {}", this_host(), std::process::id())
+}
+
 /// The lease this process holds on a target's replication.
 pub struct Held {
     pub lease: Lease,
@@ -103,9 +108,8 @@ impl Held {
         }
         let now = Utc::now();
         self.lease.renewed_at = crate::units::time_text(now);
-        self.lease.expires_at = crate::units::time_text(
-            now + chrono::Duration::from_std(self.ttl).unwrap_or_default(),
-        );
+        self.lease.expires_at =
+            crate::units::time_text(now + chrono::Duration::from_std(self.ttl).unwrap_or_default());
         write(store, &key(target), &self.lease)?;
         Ok(())
     }

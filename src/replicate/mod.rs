@@ -72,8 +72,9 @@ pub fn run(app: &App, target: &str, stop: &AtomicBool) -> Result<()> {
         .ok_or_else(|| Error::Usage(format!("{target} has no path")))?;
     let objects = objects_for(app, target)?;
     let ttl = (every * 10).max(Duration::from_secs(30));
+    // The database first: one that cannot be replicated leaves no lease behind.
+    let mut shipper = Shipper::open(target, &db, objects.clone(), lease::this_holder())?;
     let mut lease = lease::Held::take(objects.as_ref(), target, ttl)?;
-    let mut shipper = Shipper::open(target, &db, objects.clone(), lease.holder())?;
     let started = start(app, &mut shipper);
     let outcome = started.and_then(|()| {
         tracing::info!(
@@ -152,8 +153,11 @@ fn start(app: &App, shipper: &mut Shipper) -> Result<()> {
     let Some(position) = position else {
         return new_generation(app, shipper, "the first replication of this database");
     };
-    let known = read::<Generation>(objects.as_ref(), &generation_key(&target, &position.generation))?
-        .is_some();
+    let known = read::<Generation>(
+        objects.as_ref(),
+        &generation_key(&target, &position.generation),
+    )?
+    .is_some();
     shipper.lock_writers()?;
     let resumable = match &position.wal {
         Some(at) if known => shipper.still_at(at)?,
@@ -233,7 +237,10 @@ fn new_generation(app: &App, shipper: &mut Shipper, why: &str) -> Result<()> {
         generation: generation.clone(),
         started_at: crate::units::time_text(at),
         reason: why.to_string(),
-        page_size: base.sqlite.as_ref().map_or(page_size, |f| f.page_size as u32),
+        page_size: base
+            .sqlite
+            .as_ref()
+            .map_or(page_size, |f| f.page_size as u32),
         base_backup: base.id.clone(),
         base_txid: 0,
         base_at: crate::units::time_text(at),
@@ -248,14 +255,23 @@ fn new_generation(app: &App, shipper: &mut Shipper, why: &str) -> Result<()> {
             replicated_to: prev.replicated_to.clone(),
             reason: why.to_string(),
         });
-        write(objects.as_ref(), &generation_key(&target, &prev.generation), &old)?;
+        write(
+            objects.as_ref(),
+            &generation_key(&target, &prev.generation),
+            &old,
+        )?;
     }
     shipper.replicated_to = at;
     shipper.save_position()?;
     let detail = format!("generation {generation}, base copy {}: {why}", base.id);
     tracing::warn!(target = %target, "new replication generation: {detail}");
-    app.db
-        .audit("lifeboat", "replication generation", Some(&target), "started", Some(&detail))?;
+    app.db.audit(
+        "lifeboat",
+        "replication generation",
+        Some(&target),
+        "started",
+        Some(&detail),
+    )?;
     Ok(())
 }
 

@@ -103,7 +103,9 @@ pub fn plan(store: &dyn Store, target: &str, at: DateTime<Utc>) -> Result<(Strin
             "history of {target} is missing after {} (generation {} ended there: {}); restore to a moment at or before it, or after the next generation's base copy",
             time_text(reached),
             g.generation,
-            g.ended.as_ref().map_or("no end recorded", |e| e.reason.as_str())
+            g.ended
+                .as_ref()
+                .map_or("no end recorded", |e| e.reason.as_str())
         )));
     }
     let (pieces, up_to, seen) = chain(store, target, g, at)?;
@@ -167,7 +169,12 @@ fn chain(
 
 /// Replay the planned transactions onto the staged base copy at `file`, then cut it to
 /// the size the last of them gives. What was replayed, in words.
-pub fn replay(store: &dyn Store, point: &PointInTime, file: &Path, page_size: u64) -> Result<String> {
+pub fn replay(
+    store: &dyn Store,
+    point: &PointInTime,
+    file: &Path,
+    page_size: u64,
+) -> Result<String> {
     let db = OpenOptions::new()
         .write(true)
         .open(file)

@@ -117,7 +117,10 @@ pub struct SegmentReader<R: Read> {
 }
 
 fn damaged(why: impl std::fmt::Display) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("damaged segment: {why}"))
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("damaged segment: {why}"),
+    )
 }
 
 impl<R: Read> SegmentReader<R> {

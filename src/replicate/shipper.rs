@@ -52,6 +52,12 @@ pub struct Shipper {
     restart_ok: bool,
     pub replicated_to: DateTime<Utc>,
     pub holder: String,
+    /// The database file kept open for this process's own reads of it as long as the
+    /// connections are (declared after them, so dropped after them); see
+    /// [`held`](crate::sources::sqlite::held).
+    _db_file: crate::sources::sqlite::held::Held,
+    /// SQLite's shared index, open for the same reason and as long.
+    shm: Option<File>,
 }
 
 fn open(db: &Path) -> Result<Connection> {
@@ -62,10 +68,23 @@ fn open(db: &Path) -> Result<Connection> {
     .map_err(|e| Error::sqlite(format!("opening {}", db.display()), e))?;
     conn.busy_timeout(Duration::from_secs(10))
         .map_err(|e| Error::sqlite("setting a busy timeout", e))?;
-    // Never checkpoint from these connections but on purpose.
+    // Never checkpoint from these connections but on purpose: not after commits, and not
+    // when closing as the last connection (that would move frames never shipped into the
+    // file and delete the log, so the next replicator could not resume).
     conn.execute_batch("PRAGMA wal_autocheckpoint=0")
         .map_err(|e| Error::sqlite(format!("opening {}", db.display()), e))?;
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )
+    .map_err(|e| Error::sqlite(format!("opening {}", db.display()), e))?;
     Ok(conn)
+}
+
+fn shm_path(db: &Path) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push("-shm");
+    PathBuf::from(p)
 }
 
 /// Refuse a database that is not in WAL mode, saying how to switch; never switches it.
@@ -83,7 +102,12 @@ pub fn check_wal_mode(conn: &Connection, db: &Path) -> Result<()> {
 }
 
 impl Shipper {
-    pub fn open(target: &str, db: &Path, objects: Arc<dyn Store>, holder: String) -> Result<Shipper> {
+    pub fn open(
+        target: &str,
+        db: &Path,
+        objects: Arc<dyn Store>,
+        holder: String,
+    ) -> Result<Shipper> {
         if !db.is_file() {
             return Err(Error::Usage(format!(
                 "{target}: {} does not exist",
@@ -104,6 +128,9 @@ impl Shipper {
             restart_ok: false,
             replicated_to: Utc::now(),
             holder,
+            _db_file: crate::sources::sqlite::held::Held::open(db)
+                .map_err(|e| Error::io(format!("opening {}", db.display()), e))?,
+            shm: File::open(shm_path(db)).ok(),
         })
     }
 
@@ -176,17 +203,30 @@ impl Shipper {
         let Some(header) = read_header(&file).map_err(|e| Error::io("reading the WAL", e))? else {
             return Ok(None);
         };
-        let found = scan(&file, Cursor::start(header)).map_err(|e| Error::io("reading the WAL", e))?;
+        let found = scan(&file, Cursor::start(header), u64::MAX)
+            .map_err(|e| Error::io("reading the WAL", e))?;
         Ok(Some(found.committed))
     }
 
-    /// One round: ship what was committed since the last, as one segment.
+    /// One round: ship what was committed since the last, as one segment. Only frames
+    /// SQLite's index counted as committed when the round began are read (or, when the
+    /// index cannot be read, those already in the file), so every transaction shipped
+    /// was committed by then and every one committed before is shipped: that moment is
+    /// the segment's time and `replicated_to`.
     pub fn ship(&mut self) -> Result<Round> {
-        let seen_from = Utc::now();
         let Some(file) = self.wal_file()? else {
-            return self.nothing_new(seen_from, None);
+            return self.nothing_new(Utc::now(), None);
         };
         let header = read_header(&file).map_err(|e| Error::io("reading the WAL", e))?;
+        let size = file
+            .metadata()
+            .map_err(|e| Error::io("reading the WAL", e))?
+            .len();
+        let indexed = header
+            .as_ref()
+            .zip(self.shm.as_ref())
+            .and_then(|(h, shm)| wal::committed_in_index(shm, h));
+        let seen_from = Utc::now();
         let from = match (header, self.cursor) {
             (Some(h), Some(c)) if h.same_log(&c.header) => c,
             (Some(h), _) if self.restart_ok => Cursor::start(h),
@@ -205,12 +245,12 @@ impl Shipper {
                 ));
             }
         };
-        let found = scan(&file, from).map_err(|e| Error::io("reading the WAL", e))?;
+        let limit = indexed.unwrap_or_else(|| from.header.frames_in(size));
+        let found = scan(&file, from, limit).map_err(|e| Error::io("reading the WAL", e))?;
         if found.transactions == 0 {
             return self.nothing_new(seen_from, Some(from));
         }
-        // Every transaction found was committed by now (the scan is over).
-        let seen = Utc::now();
+        let seen = seen_from;
         let (first, last) = (self.txid + 1, self.txid + found.transactions);
         let key = SegmentName::key_for(
             &self.target,
@@ -232,8 +272,13 @@ impl Shipper {
         let mut segment = SegmentWriter::new(object, &header).map_err(write_err)?;
         let mut frames = Frames::new(&file, from, found.committed.frames)
             .map_err(|e| Error::io("reading the WAL", e))?;
-        while let Some(f) = frames.next_frame().map_err(|e| Error::io("reading the WAL", e))? {
-            segment.frame(f.page_no, f.commit_pages, f.page).map_err(write_err)?;
+        while let Some(f) = frames
+            .next_frame()
+            .map_err(|e| Error::io("reading the WAL", e))?
+        {
+            segment
+                .frame(f.page_no, f.commit_pages, f.page)
+                .map_err(write_err)?;
         }
         if frames.cursor() != found.committed {
             // Committed frames do not change: a log that reads otherwise was replaced.
@@ -267,7 +312,11 @@ impl Shipper {
     }
 
     pub fn save_position(&self) -> Result<()> {
-        write(self.objects.as_ref(), &position_key(&self.target), &self.position())
+        write(
+            self.objects.as_ref(),
+            &position_key(&self.target),
+            &self.position(),
+        )
     }
 
     /// Whether enough of the log was shipped that lifeboat should checkpoint it.
@@ -282,7 +331,11 @@ impl Shipper {
         let done = self
             .reader
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
             })
             .map(|(busy, log, moved)| busy == 0 && log == moved)
             .unwrap_or(false);

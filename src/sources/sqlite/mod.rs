@@ -8,6 +8,7 @@
 //! (`crate::replicate`); [`wal`] reads and validates the log it ships.
 
 mod copy;
+pub mod held;
 pub mod local;
 mod remote;
 pub mod ssh;

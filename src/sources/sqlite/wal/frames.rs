@@ -17,10 +17,10 @@ pub struct Scan {
     pub db_pages: u32,
 }
 
-/// Find the last commit frame after `from` whose frames all carry the header's salts and
-/// continue the checksum. Reads every frame once, keeps none.
-pub fn scan(file: &File, from: Cursor) -> io::Result<Scan> {
-    let mut frames = Frames::new(file, from, u64::MAX)?;
+/// Find the last commit frame after `from`, before frame `limit`, whose frames all carry
+/// the header's salts and continue the checksum. Reads every frame once, keeps none.
+pub fn scan(file: &File, from: Cursor, limit: u64) -> io::Result<Scan> {
+    let mut frames = Frames::new(file, from, limit)?;
     let mut found = Scan {
         committed: from,
         transactions: 0,
@@ -79,7 +79,9 @@ impl Frames {
         if self.cursor.frames >= self.limit {
             return Ok(None);
         }
-        if !read_full(&mut self.reader, &mut self.head)? || !read_full(&mut self.reader, &mut self.page)? {
+        if !read_full(&mut self.reader, &mut self.head)?
+            || !read_full(&mut self.reader, &mut self.page)?
+        {
             return Ok(None);
         }
         let h = &self.cursor.header;

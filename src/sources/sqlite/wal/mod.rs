@@ -46,6 +46,11 @@ impl WalHeader {
             && self.big_endian == other.big_endian
     }
 
+    /// How many whole frames a log file of `bytes` holds.
+    pub fn frames_in(&self, bytes: u64) -> u64 {
+        bytes.saturating_sub(HEADER_BYTES) / (FRAME_HEADER_BYTES + u64::from(self.page_size))
+    }
+
     /// Where frame `index` (from 0) starts in the file.
     pub fn frame_offset(&self, index: u64) -> u64 {
         HEADER_BYTES + index * (FRAME_HEADER_BYTES + u64::from(self.page_size))
@@ -128,6 +133,26 @@ impl Cursor {
             checksum: header.checksum,
         }
     }
+}
+
+/// How many frames of the log SQLite's shared index (`-shm`) counts as committed, when
+/// its header is settled (both copies equal) and describes the log `header` is of; `None`
+/// otherwise. `shm` must be a descriptor kept open for as long as the process holds
+/// connections: SQLite's WAL locks are POSIX locks on that file, which any close drops.
+pub fn committed_in_index(shm: &File, header: &WalHeader) -> Option<u64> {
+    let mut buf = [0u8; 96];
+    shm.read_exact_at(&mut buf, 0).ok()?;
+    let (first, second) = buf.split_at(48);
+    if first != second || first[12] == 0 {
+        return None;
+    }
+    let salts_match =
+        first[32..36] == header.salt1.to_be_bytes() && first[36..40] == header.salt2.to_be_bytes();
+    salts_match.then(|| {
+        u64::from(u32::from_ne_bytes(
+            first[16..20].try_into().expect("4 bytes"),
+        ))
+    })
 }
 
 /// The path of a database's WAL.

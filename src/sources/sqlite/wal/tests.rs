@@ -7,12 +7,11 @@ use rusqlite::Connection;
 fn wal_db(dir: &std::path::Path, transactions: usize) -> (Connection, std::path::PathBuf) {
     let path = dir.join("w.db");
     let conn = Connection::open(&path).unwrap();
-    conn.execute_batch(
-        "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; CREATE TABLE t(x);",
-    )
-    .unwrap();
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; CREATE TABLE t(x);")
+        .unwrap();
     for i in 0..transactions {
-        conn.execute("INSERT INTO t VALUES (?1)", [i as i64]).unwrap();
+        conn.execute("INSERT INTO t VALUES (?1)", [i as i64])
+            .unwrap();
     }
     (conn, path)
 }
@@ -24,12 +23,15 @@ fn every_commit_of_a_live_log_is_found_and_checks_out() {
     let file = File::open(wal_path(&path)).unwrap();
     let header = read_header(&file).unwrap().expect("a header");
     assert_eq!(header.page_size, 4096);
-    let found = scan(&file, Cursor::start(header)).unwrap();
+    let found = scan(&file, Cursor::start(header), u64::MAX).unwrap();
     // CREATE TABLE and five inserts.
     assert_eq!(found.transactions, 6);
     assert_eq!(found.db_pages, 2);
     // Scanning on from the end finds nothing more.
-    let again = scan(&file, found.committed).unwrap();
+    let again = scan(&file, found.committed, u64::MAX).unwrap();
+    // A limit stops the scan before the frames past it.
+    let two = scan(&file, Cursor::start(header), 2).unwrap();
+    assert_eq!(two.committed.frames, 2);
     assert_eq!(again.transactions, 0);
     assert_eq!(again.committed, found.committed);
 }
@@ -51,7 +53,7 @@ fn a_damaged_frame_ends_the_valid_log_before_it() {
     let wal = wal_path(&path);
     let file = File::open(&wal).unwrap();
     let header = read_header(&file).unwrap().unwrap();
-    let whole = scan(&file, Cursor::start(header)).unwrap();
+    let whole = scan(&file, Cursor::start(header), u64::MAX).unwrap();
     assert_eq!(whole.transactions, 4);
     // Flip a byte in the third frame's page: only the first two commits stay valid.
     let bytes = std::fs::read(&wal).unwrap();
@@ -60,7 +62,7 @@ fn a_damaged_frame_ends_the_valid_log_before_it() {
     damaged[at as usize] ^= 0xff;
     let copy = dir.path().join("damaged-wal");
     std::fs::write(&copy, &damaged).unwrap();
-    let found = scan(&File::open(&copy).unwrap(), Cursor::start(header)).unwrap();
+    let found = scan(&File::open(&copy).unwrap(), Cursor::start(header), u64::MAX).unwrap();
     assert_eq!(found.transactions, 2);
     assert_eq!(found.committed.frames, 2);
     drop(conn);

@@ -1,0 +1,220 @@
+//! Faults of continuous replication, each with a real writer in another process: the
+//! replicator SIGKILLed mid-load, the application's own TRUNCATE checkpoint (while
+//! lifeboat holds the log, and while no replicator runs), a second replicator, a
+//! database not in WAL mode.
+
+use super::*;
+
+/// The replicator's position as the local store holds it.
+fn position(home: &Home) -> serde_json::Value {
+    let text = std::fs::read_to_string(home.path("backups/app.wal/position.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn a_replicator_killed_mid_load_resumes_with_no_gap() {
+    let home = Home::with_config(&ConfigBuilder::new().raw(&target("local")));
+    let db = db_path(&home);
+    create_db(&db, true);
+    let mut rep = Replicator::start(home.command(&["replicate", "app"]));
+    rep.wait_for("replicating app");
+    let generation = position(&home)["generation"].as_str().unwrap().to_string();
+    let (log, gate) = (home.path("data/commits.log"), home.path("data/go"));
+    // No checkpoint of the application's own while the replicator is gone, and none of
+    // lifeboat's before (it checkpoints after 1000 frames), so the log it left off in is
+    // still there: it must resume, not start over.
+    let gate_opt = format!("gate=401:{}", gate.display());
+    let w = writer(&db, 2000, &log, &["noauto", "noclose", &gate_opt]);
+    let first_half = loop {
+        let rows = commits(&log);
+        if rows.len() == 400 {
+            break rows;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    home.wait_replicated_past(first_half[299].committed);
+    rep.kill(); // SIGKILL: no last round, the lease left behind
+    std::fs::write(&gate, "").unwrap();
+    finish(w);
+    let rows = commits(&log);
+    assert_eq!(rows.len(), 2000);
+
+    // The lease names a process that is gone: the new replicator takes it over at once.
+    let mut again = Replicator::start(home.command(&["replicate", "app"]));
+    again.wait_for("with no gap");
+    assert!(
+        again
+            .text()
+            .contains(&format!("resumed generation {generation}")),
+        "{}",
+        again.text()
+    );
+    home.wait_replicated_past(rows.last().unwrap().committed);
+    assert_eq!(position(&home)["generation"], generation.as_str());
+    let all = home.path("restores/all.db");
+    home.restore_at(position(&home)["replicated_to"].as_str().unwrap(), &all);
+    assert_eq!(restored_ids(&all), (1..=2000).collect::<Vec<i64>>());
+    // A moment before the kill still restores exactly.
+    let at = (first_half[199].committed + first_half[200].began) / 2.0;
+    let early = home.path("restores/early.db");
+    home.restore_at(&rfc3339(at), &early);
+    assert_exactly_by(&restored_ids(&early), &rows, at, slack());
+}
+
+#[test]
+fn the_applications_truncate_checkpoint_loses_nothing_while_lifeboat_holds_the_log() {
+    let home = Home::with_config(&ConfigBuilder::new().raw(&target("local")));
+    let db = db_path(&home);
+    create_db(&db, true);
+    let mut rep = Replicator::start(home.command(&["replicate", "app"]));
+    rep.wait_for("replicating app");
+    let log = home.path("data/commits.log");
+    finish(writer(&db, 1500, &log, &["truncate=700"]));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let truncate = text.lines().find(|l| l.starts_with("# truncate")).unwrap();
+    let rows = commits(&log);
+    home.wait_replicated_past(rows.last().unwrap().committed);
+    // Either SQLite refused to truncate past lifeboat's read transaction, or it truncated a
+    // log lifeboat had shipped whole; both ways every row is in, none twice, no hole.
+    eprintln!("the application's checkpoint: {truncate}");
+    let all = home.path("restores/all.db");
+    home.restore_at(position(&home)["replicated_to"].as_str().unwrap(), &all);
+    assert_eq!(restored_ids(&all), (1..=1500).collect::<Vec<i64>>());
+    let at = (rows[999].committed + rows[1000].began) / 2.0;
+    let after = home.path("restores/after.db");
+    home.restore_at(&rfc3339(at), &after);
+    assert_exactly_by(&restored_ids(&after), &rows, at, slack());
+}
+
+#[test]
+fn a_log_truncated_while_no_replicator_ran_starts_a_new_generation_still_restorable() {
+    let home = Home::with_config(&ConfigBuilder::new().raw(&target("local")));
+    let db = db_path(&home);
+    create_db(&db, true);
+    let mut rep = Replicator::start(home.command(&["replicate", "app"]));
+    rep.wait_for("replicating app");
+    let first = position(&home)["generation"].as_str().unwrap().to_string();
+    let log = home.path("data/commits.log");
+    finish(writer(&db, 600, &log, &["noauto"]));
+    let before = commits(&log);
+    home.wait_replicated_past(before.last().unwrap().committed);
+    rep.kill();
+    // Behind lifeboat's back: more rows, then the application truncates the log.
+    finish(writer(&db, 400, &log, &["noauto", "truncate=1000"]));
+    let rows = commits(&log);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("# truncate 0 0 0"),
+        "the truncate went through: {text:.200}"
+    );
+
+    let mut again = Replicator::start(home.command(&["replicate", "app"]));
+    again.wait_for("new replication generation");
+    let second = position(&home)["generation"].as_str().unwrap().to_string();
+    assert_ne!(first, second);
+    let audit = home.state_strings(
+        "SELECT detail FROM audit WHERE action = 'replication generation' ORDER BY id",
+    );
+    assert_eq!(audit.len(), 2, "{audit:?}");
+    assert!(
+        audit[1].contains(&second) && audit[1].contains("WAL"),
+        "{audit:?}"
+    );
+    // Then it goes on shipping in the new generation.
+    finish(writer(&db, 300, &log, &[]));
+    let rows_now = commits(&log);
+    home.wait_replicated_past(rows_now.last().unwrap().committed);
+    let all = home.path("restores/all.db");
+    home.restore_at(position(&home)["replicated_to"].as_str().unwrap(), &all);
+    assert_eq!(restored_ids(&all), (1..=1300).collect::<Vec<i64>>());
+    // A moment in the first generation restores from its own base copy and history.
+    let at = (before[299].committed + before[300].began) / 2.0;
+    let old = home.path("restores/old.db");
+    let plan = home.restore_at(&rfc3339(at), &old);
+    assert_eq!(plan["point"]["generation"], first.as_str(), "{plan}");
+    assert_exactly_by(&restored_ids(&old), &rows, at, slack());
+    // The gap between the generations is refused, never filled with a guess.
+    let gap = (rows[700].committed + rows[701].began) / 2.0;
+    let out = home.out(&[
+        "restore",
+        "app",
+        "--at",
+        &rfc3339(gap),
+        "--to",
+        "/tmp/never",
+    ]);
+    if out.status.success() {
+        panic!(
+            "a moment in the missing history was restored: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let err = stderr(&out);
+    assert!(
+        err.contains("missing") || err.contains("no base copy"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_second_replicator_refuses_naming_the_first() {
+    let home = Home::with_config(&ConfigBuilder::new().raw(&target("local")));
+    let db = db_path(&home);
+    create_db(&db, true);
+    let mut rep = Replicator::start(home.command(&["replicate", "app"]));
+    rep.wait_for("replicating app");
+    // An application that is still running, its log in place.
+    let log = home.path("data/commits.log");
+    finish(writer(&db, 200, &log, &["noclose"]));
+    home.wait_replicated_past(commits(&log).last().unwrap().committed);
+    let out = home.out(&["replicate", "app"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let pid = rep.child.id();
+    assert!(
+        err.contains("already being replicated by") && err.contains(&format!("pid {pid}")),
+        "{err}"
+    );
+    // A clean stop gives the lease up: the next one starts at once.
+    assert!(rep.stop().success());
+    let mut next = Replicator::start(home.command(&["replicate", "app"]));
+    next.wait_for("resumed generation");
+    let all = home.path("restores/all.db");
+    home.restore_at(position(&home)["replicated_to"].as_str().unwrap(), &all);
+    assert_eq!(restored_ids(&all), (1..=200).collect::<Vec<i64>>());
+}
+
+#[test]
+fn a_database_not_in_wal_mode_is_refused_and_left_as_it_was() {
+    let home = Home::with_config(&ConfigBuilder::new().raw(&target("local")));
+    let db = db_path(&home);
+    create_db(&db, false);
+    let before = std::fs::read(&db).unwrap();
+    let out = home.out(&["replicate", "app"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("PRAGMA journal_mode=WAL") && err.contains("not in WAL mode"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        before,
+        "the database is untouched"
+    );
+    assert!(
+        !home.path("backups/app.wal/lease.json").exists(),
+        "no lease left behind"
+    );
+    // And the keys are refused on other kinds at load.
+    let dir = Home::with_config(&ConfigBuilder::new().raw(
+        "[targets.files]\nkind = \"directory\"\npath = \"../data\"\nstore = \"local\"\ncontinuous = \"1s\"\n",
+    ));
+    let out = dir.run(&["config", "check"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("targets.files.continuous"),
+        "{}",
+        stderr(&out)
+    );
+}
