@@ -103,7 +103,7 @@ mod tests {
 
     #[test]
     fn a_repository_store_or_another_host_is_not_yet() {
-        let repo = "[stores.r]\nkind=\"repository\"\nlocation=\"/tmp/r\"\npassword=\"p\"\n[targets.a]\nkind=\"sqlite\"\npath=\"/tmp/a.db\"\nstore=\"r\"\ncontinuous=\"1s\"\n";
+        let repo = "[stores.r]\nkind=\"repository\"\nlocation=\"/tmp/r\"\npassword=\"${TOKEN}\"\n[targets.a]\nkind=\"sqlite\"\npath=\"/tmp/a.db\"\nstore=\"r\"\ncontinuous=\"1s\"\n";
         let e = parse(repo).unwrap_err().to_string();
         assert!(
             e.contains("targets.a.continuous") && e.contains("not yet"),

@@ -359,3 +359,29 @@ fn a_restore_to_a_moment_has_exactly_the_rows_committed_by_then() {
     );
     assert!(rep.stop().success(), "a stopped replicator exits cleanly");
 }
+
+#[test]
+fn serve_replicates_continuous_targets_and_exports_the_lag() {
+    let home = Home::with_config(&ConfigBuilder::new().raw(&target("local")));
+    let db = db_path(&home);
+    create_db(&db, true);
+    let serve = fakes::Serve::start(&home);
+    let log = home.path("data/commits.log");
+    finish(writer(&db, 500, &log, &[]));
+    let rows = commits(&log);
+    home.wait_replicated_past(rows.last().unwrap().committed);
+    let (_, metrics) = serve.get("/metrics");
+    let lag = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("lifeboat_replication_lag_seconds{target=\"app\"} "))
+        .unwrap_or_else(|| panic!("no lag metric in:\n{metrics}"));
+    assert!(lag.parse::<f64>().unwrap() >= 0.0, "{lag}");
+    assert!(serve.log_text().contains("replicating app every 200ms"), "{}", serve.log_text());
+    // A clean stop ships the last round and gives the lease up.
+    serve.stop();
+    assert!(!home.path("backups/app.wal/lease.json").exists());
+    let all = home.path("restores/all.db");
+    let newest = home.status()["replicated_to"].as_str().unwrap().to_string();
+    home.restore_at(&newest, &all);
+    assert_eq!(restored_ids(&all).len(), 500);
+}
