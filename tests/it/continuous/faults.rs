@@ -218,3 +218,57 @@ fn a_database_not_in_wal_mode_is_refused_and_left_as_it_was() {
         stderr(&out)
     );
 }
+
+/// The replicator's peak resident memory, from the kernel.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    kib / 1024.0
+}
+
+#[test]
+fn a_192_mib_transaction_is_shipped_in_bounded_memory() {
+    let home = Home::with_config(&ConfigBuilder::new().raw(&target("local")));
+    let db = db_path(&home);
+    create_db(&db, true);
+    let mut rep = Replicator::start(home.command(&["replicate", "app"]));
+    rep.wait_for("replicating app");
+    let idle = peak_rss_mib(rep.child.id());
+    // One transaction of 192 MiB of incompressible rows, by another process.
+    let script = format!(
+        "import sqlite3, time; c = sqlite3.connect({:?}, isolation_level=None, timeout=60); c.execute('BEGIN'); c.execute(\"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 192) INSERT INTO t(id, v) SELECT i, hex(randomblob(512 * 1024)) FROM n\"); c.execute('COMMIT'); print(time.time())",
+        db.display().to_string()
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let committed: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    home.wait_replicated_past(committed);
+    let peak = peak_rss_mib(rep.child.id());
+    let wal = std::fs::metadata(home.path("data/app.db-wal"))
+        .unwrap()
+        .len() as f64
+        / 1048576.0;
+    eprintln!("a {wal:.0} MiB WAL shipped: peak RSS {peak:.1} MiB, {idle:.1} MiB before");
+    assert!(wal > 190.0, "the transaction is in the log: {wal} MiB");
+    assert!(
+        peak - idle < 32.0,
+        "the replicator grew by {} MiB for a {wal} MiB transaction",
+        peak - idle
+    );
+    let all = home.path("restores/all.db");
+    home.restore_at(position(&home)["replicated_to"].as_str().unwrap(), &all);
+    assert_eq!(restored_ids(&all), (1..=192).collect::<Vec<i64>>());
+}

@@ -376,7 +376,11 @@ fn serve_replicates_continuous_targets_and_exports_the_lag() {
         .find_map(|l| l.strip_prefix("lifeboat_replication_lag_seconds{target=\"app\"} "))
         .unwrap_or_else(|| panic!("no lag metric in:\n{metrics}"));
     assert!(lag.parse::<f64>().unwrap() >= 0.0, "{lag}");
-    assert!(serve.log_text().contains("replicating app every 200ms"), "{}", serve.log_text());
+    assert!(
+        serve.log_text().contains("replicating app every 200ms"),
+        "{}",
+        serve.log_text()
+    );
     // A clean stop ships the last round and gives the lease up.
     serve.stop();
     assert!(!home.path("backups/app.wal/lease.json").exists());
