@@ -389,3 +389,30 @@ fn serve_replicates_continuous_targets_and_exports_the_lag() {
     home.restore_at(&newest, &all);
     assert_eq!(restored_ids(&all).len(), 500);
 }
+
+#[test]
+fn a_replication_past_max_lag_turns_the_target_red_naming_it() {
+    let config = format!("{}max_lag = \"1s\"\n", target("local"));
+    let home = Home::with_config(&ConfigBuilder::new().raw(&config));
+    create_db(&db_path(&home), true);
+    let mut rep = Replicator::start(home.command(&["replicate", "app"]));
+    rep.wait_for("replicating app");
+    assert!(rep.stop().success());
+    // Nothing ships any more: once the lag passes max_lag, status says so.
+    let start = Instant::now();
+    let status = loop {
+        let s = home.status();
+        if s["health"] == "red" {
+            break s;
+        }
+        assert!(start.elapsed() < DEADLINE, "never red: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let reasons = status["health_reasons"].to_string();
+    assert!(
+        reasons.contains("replication is") && reasons.contains("max_lag 1"),
+        "{status}"
+    );
+    assert_eq!(status["max_lag_seconds"], 1.0);
+    assert!(status["lag_seconds"].as_f64().unwrap() > 1.0, "{status}");
+}
