@@ -54,6 +54,23 @@ impl Config {
     }
 }
 
+/// What `config check` finds of a continuous target's database on this host: one not in
+/// WAL mode, read from the file header's format bytes (2 = WAL) without opening it with
+/// SQLite.
+pub(super) fn check_wal_file(name: &str, t: &TargetConfig) -> Option<String> {
+    let path = t.path.as_deref().filter(|_| t.continuous.is_some())?;
+    let mut header = [0u8; 20];
+    let mut file = std::fs::File::open(path).ok()?;
+    std::io::Read::read_exact(&mut file, &mut header).ok()?;
+    if header.starts_with(b"SQLite format 3\0") && header[18] == 2 && header[19] == 2 {
+        return None;
+    }
+    Some(format!(
+        "targets.{name}.continuous: {} is not in WAL mode; continuous replication ships the write-ahead log, so switch the database with `PRAGMA journal_mode=WAL`",
+        path.display()
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::parse_test as parse;

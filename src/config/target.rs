@@ -376,6 +376,7 @@ impl Config {
                     path.display()
                 ));
             }
+            problems.extend(super::continuous::check_wal_file(name, t));
         }
         problems
     }
