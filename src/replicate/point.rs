@@ -82,32 +82,40 @@ pub fn plan(store: &dyn Store, target: &str, at: DateTime<Utc>) -> Result<(Strin
         )));
     }
     let all = generations(store, target)?;
-    let g = all
-        .iter()
-        .rev()
-        .find(|g| parse_time(&g.base_at).is_some_and(|b| b <= at))
-        .ok_or_else(|| {
-            let oldest = all.first().map_or("none".to_string(), |g| g.base_at.clone());
-            Error::Usage(format!(
-                "no base copy of {target} at or before {}; the oldest moment replication reaches is {oldest}",
-                time_text(at)
-            ))
-        })?;
-    let reached = match &g.ended {
+    // How far each generation's history reaches: its recorded end, the position for the
+    // current one; one that neither ended nor is current (cut short while it started)
+    // reaches nowhere.
+    let reach = |g: &Generation| match &g.ended {
         Some(e) => parse_time(&e.replicated_to).unwrap_or_default(),
         None if g.generation == position.generation => reached,
         None => DateTime::<Utc>::MIN_UTC,
     };
-    if at > reached {
-        return Err(Error::Usage(format!(
-            "history of {target} is missing after {} (generation {} ended there: {}); restore to a moment at or before it, or after the next generation's base copy",
-            time_text(reached),
-            g.generation,
-            g.ended
-                .as_ref()
-                .map_or("no end recorded", |e| e.reason.as_str())
-        )));
-    }
+    let candidates: Vec<&Generation> = all
+        .iter()
+        .rev()
+        .filter(|g| parse_time(&g.base_at).is_some_and(|b| b <= at))
+        .collect();
+    let Some(g) = candidates.iter().copied().find(|g| at <= reach(g)) else {
+        return Err(match candidates.first() {
+            None => {
+                let oldest = all
+                    .first()
+                    .map_or("none".to_string(), |g| g.base_at.clone());
+                Error::Usage(format!(
+                    "no base copy of {target} at or before {}; the oldest moment replication reaches is {oldest}",
+                    time_text(at)
+                ))
+            }
+            Some(g) => Error::Usage(format!(
+                "history of {target} is missing after {} (generation {} ended there: {}); restore to a moment at or before it, or after the next generation's base copy",
+                time_text(reach(g).max(parse_time(&g.base_at).unwrap_or_default())),
+                g.generation,
+                g.ended
+                    .as_ref()
+                    .map_or("no end recorded", |e| e.reason.as_str())
+            )),
+        });
+    };
     let (pieces, up_to, seen) = chain(store, target, g, at)?;
     Ok((
         g.base_backup.clone(),
@@ -226,4 +234,108 @@ pub fn replay(
         "{} transactions replayed ({pages_written} page images)",
         point.up_to_txid - point.base_txid
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replicate::record::{Ended, generation_key, write};
+    use crate::replicate::segment::{SegmentHeader, SegmentWriter};
+    use crate::stores::memory::MemoryStore;
+
+    const T0: i64 = 1_800_000_000_000; // ms
+
+    fn t(ms: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(T0 + ms).unwrap()
+    }
+
+    fn generation(store: &MemoryStore, id: &str, base_ms: i64, ended_ms: Option<i64>) {
+        let g = Generation {
+            generation: id.into(),
+            started_at: time_text(t(base_ms)),
+            reason: "test".into(),
+            page_size: 512,
+            base_backup: format!("base-{id}"),
+            base_txid: 0,
+            base_at: time_text(t(base_ms)),
+            ended: ended_ms.map(|e| Ended {
+                replicated_to: time_text(t(e)),
+                reason: "the WAL was reset".into(),
+            }),
+        };
+        write(store, &generation_key("db", id), &g).unwrap();
+    }
+
+    fn segment(store: &MemoryStore, g: &str, first: u64, last: u64, seen_ms: i64) {
+        let key = SegmentName::key_for("db", g, first, last, T0 + seen_ms);
+        let header = SegmentHeader {
+            format: 1,
+            generation: g.into(),
+            first_txid: first,
+            last_txid: last,
+            page_size: 512,
+            seen_ms: T0 + seen_ms,
+        };
+        let mut w = SegmentWriter::new(store.create(&key).unwrap(), &header).unwrap();
+        for _ in first..=last {
+            w.frame(1, 1, &[0; 512]).unwrap();
+        }
+        w.finish().unwrap().commit().unwrap();
+    }
+
+    fn position(store: &MemoryStore, g: &str, txid: u64, reached_ms: i64) {
+        let p = Position {
+            generation: g.into(),
+            txid,
+            wal: None,
+            replicated_to: time_text(t(reached_ms)),
+            holder: "test".into(),
+        };
+        write(store, &position_key("db"), &p).unwrap();
+    }
+
+    #[test]
+    fn transactions_up_to_the_moment_each_once_and_gaps_named() {
+        let store = MemoryStore::new();
+        generation(&store, "g1", 0, Some(5_000));
+        segment(&store, "g1", 1, 5, 1_000);
+        // Shipped again after a crash, with more: each transaction counts once.
+        segment(&store, "g1", 1, 8, 2_000);
+        segment(&store, "g1", 9, 9, 3_000);
+        generation(&store, "g2", 10_000, None);
+        segment(&store, "g2", 1, 2, 11_000);
+        segment(&store, "g2", 5, 6, 13_000); // 3 and 4 are missing
+        // A generation cut short while it started, never current: never chosen.
+        generation(&store, "g3", 12_000, None);
+        position(&store, "g2", 6, 14_000);
+
+        let (base, p) = plan(&store, "db", t(2_500)).unwrap();
+        assert_eq!(base, "base-g1");
+        assert_eq!((p.base_txid, p.up_to_txid), (0, 8));
+        let pieces: Vec<(u64, u64)> = p
+            .segments
+            .iter()
+            .map(|s| (s.from_txid, s.to_txid))
+            .collect();
+        assert_eq!(pieces, [(1, 5), (6, 8)]);
+        assert_eq!(
+            p.up_to_committed_by.as_deref(),
+            Some(time_text(t(2_000)).as_str())
+        );
+
+        // Between g1's end and g2's base: missing, and said so.
+        let e = plan(&store, "db", t(7_000)).unwrap_err().to_string();
+        assert!(e.contains("missing after") && e.contains("g1"), "{e}");
+        // Before any base: named.
+        let e = plan(&store, "db", t(-1)).unwrap_err().to_string();
+        assert!(e.contains("no base copy"), "{e}");
+        // Past replicated_to: refused naming it.
+        let e = plan(&store, "db", t(20_000)).unwrap_err().to_string();
+        assert!(e.contains(&time_text(t(14_000))), "{e}");
+        // g2 up to 11.5 s: fine; past 13 s the hole in its transactions is an error.
+        let (base, p) = plan(&store, "db", t(12_500)).unwrap();
+        assert_eq!((base.as_str(), p.up_to_txid), ("base-g2", 2));
+        let e = plan(&store, "db", t(13_500)).unwrap_err().to_string();
+        assert!(e.contains("gap") && e.contains("3 to 4"), "{e}");
+    }
 }
