@@ -416,3 +416,42 @@ fn a_replication_past_max_lag_turns_the_target_red_naming_it() {
     assert_eq!(status["max_lag_seconds"], 1.0);
     assert!(status["lag_seconds"].as_f64().unwrap() > 1.0, "{status}");
 }
+
+#[test]
+fn backups_in_the_same_process_as_the_replicator_leave_its_hold_on_the_log() {
+    // `serve` backs the target up every 2 s while it replicates it. A backup that opened
+    // and closed the database file itself would drop every POSIX lock the process holds
+    // on it, SQLite's included; the application's last close would then checkpoint and
+    // delete the WAL under the replicator, and the last rows would never be shipped.
+    let config = format!("{}schedule = \"*/2 * * * * *\"\n", target("local"));
+    let home = Home::with_config(&ConfigBuilder::new().raw(&config));
+    let db = db_path(&home);
+    create_db(&db, true);
+    let serve = fakes::Serve::start(&home);
+    let log = home.path("data/commits.log");
+    let backups = || home.ok(&["list", "app"]).lines().count().saturating_sub(1);
+    let start = Instant::now();
+    finish(writer(&db, 300, &log, &[]));
+    while backups() < 3 {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "no scheduled backups: {}",
+            serve.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The application writes more and closes: its close must not be the last.
+    finish(writer(&db, 300, &log, &[]));
+    assert!(
+        home.path("data/app.db-wal").exists(),
+        "the log is still there"
+    );
+    let rows = commits(&log);
+    home.wait_replicated_past(rows.last().unwrap().committed);
+    // Stopped first: a scheduled backup would hold the target against the restore.
+    serve.stop();
+    let all = home.path("restores/all.db");
+    let newest = home.status()["replicated_to"].as_str().unwrap().to_string();
+    home.restore_at(&newest, &all);
+    assert_eq!(restored_ids(&all), (1..=600).collect::<Vec<i64>>());
+}
