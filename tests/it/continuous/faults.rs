@@ -272,3 +272,60 @@ fn a_192_mib_transaction_is_shipped_in_bounded_memory() {
     home.restore_at(position(&home)["replicated_to"].as_str().unwrap(), &all);
     assert_eq!(restored_ids(&all), (1..=192).collect::<Vec<i64>>());
 }
+
+#[test]
+fn replication_behind_max_lag_alerts_once_and_recovers() {
+    use crate::common::fakes::FakeApi;
+    let api = FakeApi::start();
+    let config = ConfigBuilder::new()
+        .channels(&["slack:C0ALERTS"])
+        .slack(&api, Some("C0ALERTS"))
+        .raw(&format!("{}max_lag = \"1s\"\n", target("local")));
+    let home = Home::with_config(&config);
+    create_db(&db_path(&home), true);
+    // Another replicator holds the lease; serve's own is refused while it lives.
+    let mut other = Replicator::start(home.command(&["replicate", "app"]));
+    other.wait_for("replicating app");
+    let serve = fakes::Serve::start(&home);
+    // Frozen, not gone: its lease keeps serve's replicator out, and nothing ships.
+    unsafe { libc::kill(other.child.id() as i32, libc::SIGSTOP) };
+    let posted = |needle: &str| {
+        api.wait_until(120, needle, |calls| {
+            calls.iter().any(|c| {
+                c.path.ends_with("chat.postMessage")
+                    && c.body["text"].as_str().unwrap_or("").contains(needle)
+            })
+        });
+    };
+    posted("replication of app is");
+    let status = home.status();
+    assert_eq!(status["health"], "red", "{status}");
+    // Gone: serve's replicator takes the lease over and catches up.
+    other.kill();
+    posted("replication of app caught up");
+    let alerts = home.state_strings(
+        "SELECT outcome FROM audit WHERE action IN ('alert', 'recovery') AND target = 'app' ORDER BY id",
+    );
+    assert_eq!(
+        alerts.first().map(String::as_str),
+        Some("opened"),
+        "{alerts:?}"
+    );
+    assert_eq!(
+        alerts.last().map(String::as_str),
+        Some("closed"),
+        "{alerts:?}"
+    );
+    let behind = api
+        .calls_to("chat.postMessage")
+        .iter()
+        .filter(|c| {
+            c.body["text"]
+                .as_str()
+                .unwrap_or("")
+                .contains("replication of app is")
+        })
+        .count();
+    assert_eq!(behind, 1, "one alert, edited in place while it lasts");
+    serve.stop();
+}
