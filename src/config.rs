@@ -11,6 +11,7 @@ use serde::Deserialize;
 mod access;
 mod chat;
 mod checks;
+mod continuous;
 mod env;
 mod hooks;
 mod host;

@@ -24,6 +24,7 @@ pub mod error; // the domain error type and the rules for using it
 pub mod executor; // jobs: the Job runner, records, per-target locks, cancellation, crash sweep
 pub mod incident; // incidents: timelines fed by the audit log, post-mortem export
 pub mod monitor; // outside monitors: the heartbeat of serve, each backup's pings
+pub mod replicate; // continuous replication of SQLite: the shipper, segments, lease, restore to a moment
 pub mod runbook; // runbook files, running them step by step, their reports
 pub mod schedule; // cron backups, the watchdog and its alerts
 pub mod target_hooks; // [targets.<t>.hooks]: commands around backups and restores, owed after crashes

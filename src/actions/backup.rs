@@ -203,7 +203,11 @@ fn clean_leftovers(store: &dyn BackupStore, target: &str) -> Result<()> {
 
 /// Backup ids are the UTC start time, sortable and readable: `20261122T083000Z`, with a
 /// `-2`, `-3`... suffix in the rare case two start within one second.
-fn new_id(store: &dyn BackupStore, target: &str, at: chrono::DateTime<Utc>) -> Result<String> {
+pub(crate) fn new_id(
+    store: &dyn BackupStore,
+    target: &str,
+    at: chrono::DateTime<Utc>,
+) -> Result<String> {
     let base = at.format("%Y%m%dT%H%M%SZ").to_string();
     let (existing, _) = store.backups(target)?;
     let taken = |id: &str| existing.iter().any(|m| m.id == id);

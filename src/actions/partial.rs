@@ -56,6 +56,7 @@ pub fn plan(
         // Never in place: the restore hooks are for replacing the live data.
         hooks: PlanHooks::default(),
         paths: asked,
+        point: None,
     })
 }
 

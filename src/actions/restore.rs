@@ -43,6 +43,10 @@ pub struct RestorePlan {
     /// A partial restore: only these paths of the tree, under a new destination.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub paths: Vec<crate::actions::browse::AskedPath>,
+    /// A continuous target restored to a moment: the shipped transactions replayed onto
+    /// the backup (its base copy) before the copy is checked and put in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub point: Option<crate::replicate::point::PointInTime>,
 }
 
 /// The commands an in-place restore runs around putting the copy in place.
@@ -142,6 +146,9 @@ impl RestorePlan {
                 " (new folder holding only the paths below)"
             },
         );
+        if let Some(point) = &self.point {
+            out.push_str(&point.describe(&b.id));
+        }
         crate::actions::partial::describe(&self.paths, &mut out);
         if self.move_aside.is_empty() && self.paths.is_empty() {
             out.push_str("  move aside:  nothing (no current data at the destination)\n");
@@ -196,7 +203,15 @@ pub fn plan(
     let source = crate::actions::kind::source(app, target)?;
     // A kind restored otherwise (gcp-disk: a new disk) says how, before any lookup.
     source.restores_to_a_path()?;
-    let (backup, inconsistent) = find_noted(app, target, selector)?;
+    let (selector, point) = match selector {
+        Selector::At(t) if app.target(target)?.continuous.is_some() => {
+            let objects = crate::replicate::objects_for(app, target)?;
+            let (base, point) = crate::replicate::point::plan(objects.as_ref(), target, *t)?;
+            (Selector::Id(base), Some(point))
+        }
+        other => (other.clone(), None),
+    };
+    let (backup, inconsistent) = find_noted(app, target, &selector)?;
     let at = source.plan_restore(&backup, to)?;
     let hooks = PlanHooks::of(app, target, at.in_place)?;
     let mut notes = at.notes;
@@ -218,6 +233,7 @@ pub fn plan(
         host: at.host,
         hooks,
         paths: Vec::new(),
+        point,
     })
 }
 
@@ -263,7 +279,11 @@ fn apply_locked(
     } else {
         crate::actions::partial::stage(app, plan, source.as_ref(), restoring.as_mut(), ctx)
     }
-    .and_then(|()| failed_checks(m, restoring.check(ctx)?));
+    .and_then(|()| match &plan.point {
+        // The replayed copy is no longer the backup's recorded facts: check it whole.
+        Some(point) => to_the_moment(app, plan, point, ctx),
+        None => failed_checks(m, restoring.check(ctx)?),
+    });
     if let Err(e) = staged {
         restoring.discard();
         return Err(match e {
@@ -284,6 +304,44 @@ fn apply_locked(
         ok: true,
         duration_seconds: clock.elapsed().as_secs_f64(),
     })
+}
+
+/// Replay the shipped transactions onto the staged base copy and check the result with
+/// `integrity_check`.
+fn to_the_moment(
+    app: &App,
+    plan: &RestorePlan,
+    point: &crate::replicate::point::PointInTime,
+    ctx: &JobContext,
+) -> Result<()> {
+    let page_size = plan
+        .backup
+        .sqlite
+        .as_ref()
+        .map(|f| f.page_size)
+        .ok_or_else(|| Error::Failed(format!("backup {} has no database facts", plan.backup.id)))?;
+    if plan.host.is_some() {
+        return Err(Error::Usage(
+            "a restore to a moment is only for databases on this host".into(),
+        ));
+    }
+    ctx.progress.phase("replaying shipped transactions");
+    let objects = crate::replicate::objects_for(app, &plan.target)?;
+    let done = crate::replicate::point::replay(objects.as_ref(), point, &plan.staging, page_size)?;
+    ctx.progress.phase("integrity_check");
+    let conn = rusqlite::Connection::open(&plan.staging)
+        .map_err(|e| Error::sqlite("opening the replayed copy", e))?;
+    let check = crate::sources::sqlite::pragma_check(&conn, "integrity_check")?;
+    drop(conn);
+    if check != "ok" {
+        return Err(Error::Failed(format!(
+            "the copy replayed to {} failed integrity_check ({}): {done}",
+            point.at,
+            check.lines().take(5).collect::<Vec<_>>().join("; ")
+        )));
+    }
+    tracing::info!(target = %plan.target, "restore to {}: {done}; integrity_check ok", point.at);
+    Ok(())
 }
 
 /// An error naming the problems a restored copy's checks found, if any.

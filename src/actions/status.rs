@@ -54,6 +54,18 @@ pub struct TargetStatus {
     pub state_offsite: Option<bool>,
     /// The running job's id (its live progress is the executor's).
     pub running_job: Option<i64>,
+    /// Continuous targets: every transaction committed before this time is in the store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicated_to: Option<String>,
+    /// Continuous targets: how far `replicated_to` is behind now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<f64>,
+    /// Continuous targets whose position could not be read: why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replication_problem: Option<String>,
+    /// Continuous targets: `max_lag`, the lag past which replication counts as late.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_lag_seconds: Option<f64>,
     /// green, amber or red, and why (see `health`).
     pub health: Health,
     pub health_reasons: Vec<String>,
@@ -168,9 +180,20 @@ pub fn one(app: &App, name: &str, cfg: &TargetConfig, now: DateTime<Utc>) -> Res
                 .is_some_and(|s| s.kind == crate::config::StoreKind::S3)
         }),
         running_job: running.map(|j| j.id),
+        replicated_to: None,
+        lag_seconds: None,
+        replication_problem: None,
+        max_lag_seconds: None,
         health: Health::Green,
         health_reasons: Vec::new(),
     };
+    if cfg.continuous.is_some() {
+        let lag = crate::replicate::lag::of(app, name, now);
+        status.replicated_to = lag.replicated_to.map(crate::units::time_text);
+        status.lag_seconds = lag.lag_seconds;
+        status.replication_problem = lag.problem;
+        status.max_lag_seconds = Some(cfg.max_lag().as_secs_f64());
+    }
     (status.health, status.health_reasons) = health(&status, now);
     Ok(status)
 }
@@ -188,6 +211,22 @@ pub fn health(s: &TargetStatus, now: DateTime<Utc>) -> (Health, Vec<String>) {
     }
     if s.overdue {
         add(Health::Red, "a scheduled backup is overdue".into());
+    }
+    // A continuous target's recovery point is how far replication reached.
+    if let (Some(lag), Some(max)) = (s.lag_seconds, s.max_lag_seconds) {
+        let behind = format!(
+            "replication is {} behind (max_lag {})",
+            human(lag),
+            human(max)
+        );
+        if lag > max {
+            add(Health::Red, behind);
+        } else if lag > max * AMBER_SHARE {
+            add(Health::Amber, behind);
+        }
+    }
+    if let Some(problem) = &s.replication_problem {
+        add(Health::Amber, format!("continuous replication: {problem}"));
     }
     match s.last_backup_state.as_deref() {
         Some("failed") => add(Health::Red, "the last backup failed".into()),

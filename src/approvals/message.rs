@@ -158,6 +158,18 @@ pub fn plan_facts(card: Card, plan: &RestorePlan) -> Card {
         )
         .fact("Size", human_bytes(b.content_bytes))
         .fact("Destination", destination);
+    if let Some(point) = &plan.point {
+        // A restore to a moment: the backup is the base the shipped transactions go onto.
+        card = card.fact(
+            "To the moment",
+            Line::new().stored_time(&point.at).text(format!(
+                " (transactions {}–{} of generation {} replayed onto the backup)",
+                point.base_txid + 1,
+                point.up_to_txid,
+                point.generation
+            )),
+        );
+    }
     let aside = if plan.move_aside.is_empty() {
         Line::new().text("nothing (no current data at the destination)")
     } else {

@@ -77,6 +77,13 @@ fn print_status(all: &[actions::status::TargetStatus]) {
         let flag = if s.overdue { "  OVERDUE" } else { "" };
         println!("{} ({}){flag}", s.target, s.kind);
         println!("  last backup: {last}, {} kept", s.backups);
+        match (&s.replicated_to, s.lag_seconds, &s.replication_problem) {
+            (Some(at), Some(lag), _) => {
+                println!("  replicated to {at} (lag {} s)", lag.round() as i64)
+            }
+            (_, _, Some(problem)) => println!("  replication: {problem}"),
+            _ => {}
+        }
         if let Some(paths) = &s.last_backup_changed_while_read {
             println!("  INCONSISTENT: {}", actions::backup::changed_files(paths));
         }

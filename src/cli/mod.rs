@@ -8,6 +8,7 @@ mod incident;
 mod jobs;
 mod recover;
 mod render;
+mod replicate;
 mod restore;
 mod runbook;
 mod store;
@@ -123,6 +124,9 @@ pub enum Command {
     },
     /// On a new host: restore lifeboat's state from a store, then rebuild the catalog
     Recover(recover::RecoverArgs),
+    /// Ship a SQLite target's committed transactions into its store continuously (the
+    /// target sets `continuous`), in the foreground until SIGTERM or SIGINT
+    Replicate { target: String },
     /// Backup stores: create a repository store's structure
     Store {
         #[command(subcommand)]
@@ -173,7 +177,10 @@ pub fn main() -> i32 {
     if let Command::Web { command } = &cli.command {
         return web::run(command);
     }
-    init_logging(matches!(cli.command, Command::Serve));
+    init_logging(matches!(
+        cli.command,
+        Command::Serve | Command::Replicate { .. }
+    ));
     let explicit = cli.config.is_some();
     let path = cli
         .config
@@ -288,6 +295,7 @@ fn run(app: &App, command: Command) -> Result<i32, Error> {
     let actor = actor();
     match command {
         Command::Serve => crate::front::serve::run(app.clone()),
+        Command::Replicate { target } => replicate::replicate(app, &target),
         Command::Backup { target, json } => jobs::backup(app, &actor, &target, json),
         Command::List { target, json } => restore::list(app, target.as_deref(), json),
         Command::Incident { command } => incident::run(app, &actor, command),

@@ -136,6 +136,13 @@ pub struct TargetConfig {
     pub backup_on_start: bool,
     /// `[targets.<t>.hooks]`: commands run around its backups and restores.
     pub hooks: Option<TargetHooks>,
+    /// sqlite: ship every committed transaction to the store within this interval
+    /// (continuous replication, `lifeboat replicate` / `serve`).
+    pub continuous: Option<HumanDuration>,
+    /// sqlite, continuous: how far replication may fall behind before it alerts (1m).
+    pub max_lag: Option<HumanDuration>,
+    /// sqlite, continuous: how far back a restore to any moment reaches (7d).
+    pub continuous_history: Option<HumanDuration>,
     /// Added by lifeboat itself (the state database's target), not written in the file.
     #[serde(skip)]
     pub built_in: bool,
@@ -145,7 +152,20 @@ fn default_approvals() -> u32 {
     1
 }
 
+/// How far replication may fall behind before it alerts, when `max_lag` is not set.
+pub const DEFAULT_MAX_LAG: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl TargetConfig {
+    /// The shipping interval of a continuously replicated target; `None` for the others.
+    pub fn continuous_every(&self) -> Option<std::time::Duration> {
+        self.continuous.map(|d| d.0)
+    }
+
+    /// `max_lag`, or its default.
+    pub fn max_lag(&self) -> std::time::Duration {
+        self.max_lag.map_or(DEFAULT_MAX_LAG, |d| d.0)
+    }
+
     /// The path the target's data lives at; validated to exist for local path kinds.
     pub fn data_path(&self) -> Option<&Path> {
         self.path.as_deref()
@@ -160,7 +180,7 @@ impl TargetConfig {
 
 /// The keys only some kinds of target read, and those kinds. Any other kind refuses
 /// them at load: a `disk` on a sqlite target is a mistake to say, not a key to ignore.
-const KIND_KEYS: [(&str, &[TargetKind]); 15] = [
+const KIND_KEYS: [(&str, &[TargetKind]); 18] = [
     ("path", &[TargetKind::Sqlite, TargetKind::Directory]),
     ("include", &[TargetKind::Directory]),
     ("exclude", &[TargetKind::Directory]),
@@ -177,6 +197,9 @@ const KIND_KEYS: [(&str, &[TargetKind]); 15] = [
     // An external target's backups run elsewhere: lifeboat never sees them start.
     ("ping_url", LIFEBOAT_BACKS_UP),
     ("backup_on_start", LIFEBOAT_BACKS_UP),
+    ("continuous", &[TargetKind::Sqlite]),
+    ("max_lag", &[TargetKind::Sqlite]),
+    ("continuous_history", &[TargetKind::Sqlite]),
 ];
 
 /// The kinds whose backups lifeboat takes itself.
@@ -206,6 +229,9 @@ impl TargetConfig {
             "token" => self.token.is_some(),
             "ping_url" => self.ping_url.is_some(),
             "backup_on_start" => self.backup_on_start,
+            "continuous" => self.continuous.is_some(),
+            "max_lag" => self.max_lag.is_some(),
+            "continuous_history" => self.continuous_history.is_some(),
             _ => false,
         }
     }
@@ -306,6 +332,7 @@ impl Config {
             ));
         }
         validate_hooks(name, t)?;
+        self.validate_continuous(name, t)?;
         if !t.include.is_empty() || !t.exclude.is_empty() {
             for g in t.include.iter().chain(&t.exclude) {
                 globset::Glob::new(g)
@@ -349,6 +376,7 @@ impl Config {
                     path.display()
                 ));
             }
+            problems.extend(super::continuous::check_wal_file(name, t));
         }
         problems
     }

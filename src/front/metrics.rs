@@ -104,8 +104,14 @@ fn render(
     let now = chrono::Utc::now();
     let (mut last_success, mut size, mut duration, mut failures, mut overdue) =
         (vec![], vec![], vec![], vec![], vec![]);
+    let mut lag = vec![];
     for (name, cfg) in &app.config.targets {
         let label = format!("{{target=\"{}\"}}", esc(name));
+        if cfg.continuous.is_some()
+            && let Some(seconds) = crate::replicate::lag::of(app, name, now).lag_seconds
+        {
+            lag.push((label.clone(), seconds));
+        }
         let facts = app.db.backup_facts(name)?;
         if let Some(ok) = &facts.last_ok {
             if let Some(t) =
@@ -136,6 +142,12 @@ fn render(
         let (_, missed) = crate::actions::status::due(cfg, newest, now);
         overdue.push((label, if missed.is_some() { 1.0 } else { 0.0 }));
     }
+    family(
+        "lifeboat_replication_lag_seconds",
+        "gauge",
+        "How far a continuously replicated target's shipped transactions are behind now.",
+        lag,
+    );
     family(
         "lifeboat_last_success_timestamp_seconds",
         "gauge",

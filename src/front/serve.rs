@@ -176,6 +176,7 @@ pub async fn serve(
         tokio::spawn(crate::monitor::heartbeat::run(h, state, scheduler.alive()))
     });
     let scheduler = tokio::spawn(scheduler.run());
+    let replicators = crate::replicate::start_all(&app);
     let connections = connections.start().await;
     let sweeper = {
         let chat = chat.clone();
@@ -195,6 +196,7 @@ pub async fn serve(
         h.abort();
     }
     scheduler.abort();
+    let _ = tokio::task::spawn_blocking(move || replicators.stop()).await;
     connections.stop().await;
     chat.stop();
     chat.tasks().close();

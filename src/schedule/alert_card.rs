@@ -41,6 +41,7 @@ fn problem(alert: &AlertRecord) -> String {
         "drill" => format!("The drill of {target} is overdue"),
         "too_long" => format!("A job of {target} is running too long"),
         "inconsistent" => format!("The newest backup of {target} is inconsistent"),
+        "replication" => format!("Replication of {target} is behind"),
         _ if has("missed") && has("failed") => format!("Backups of {target} missed and failing"),
         _ if has("failed") => format!("The backup of {target} failed"),
         _ => format!("The backup of {target} was missed"),
@@ -123,13 +124,14 @@ pub(crate) mod fixtures {
         let now = t("2026-12-05T12:00:00Z");
         let last_ok = Some(t("2026-12-03T03:00:00Z"));
         let long = "x".repeat(5000);
-        let kinds: [(&str, &[&str]); 6] = [
+        let kinds: [(&str, &[&str]); 7] = [
             ("backup", &["missed"]),
             ("backup", &["missed", "failed"]),
             ("verify", &["failed"]),
             ("drill", &["failed", "stale"]),
             ("too_long", &["running"]),
             ("inconsistent", &["changed"]),
+            ("replication", &["behind"]),
         ];
         let mut out = Vec::new();
         for (i, (kind, facets)) in kinds.into_iter().enumerate() {
@@ -169,7 +171,7 @@ mod tests {
     #[test]
     fn alerts_are_red_recoveries_green_and_the_text_is_the_watchdogs() {
         let messages = fixtures::all_messages("db");
-        assert_eq!(messages.len(), 12);
+        assert_eq!(messages.len(), 14);
         for (i, msg) in messages.iter().enumerate() {
             let card = msg.card.as_ref().unwrap();
             let recovery = i % 2 == 1;

@@ -182,6 +182,7 @@ pub fn recovered(alert: &AlertRecord) -> String {
         "drill" => format!("drills of {} pass again", alert.target),
         "too_long" => format!("no job of {} runs past its max_duration now", alert.target),
         "inconsistent" => format!("the newest backup of {} is consistent again", alert.target),
+        "replication" => format!("replication of {} caught up", alert.target),
         _ => format!("{} is healthy again", alert.target),
     }
 }

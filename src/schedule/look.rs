@@ -11,7 +11,14 @@ use crate::db::alerts::AlertRecord;
 use crate::db::jobs::JobState;
 
 /// The kinds of alert a target can have open, one each at most.
-pub const KINDS: [&str; 5] = ["backup", "verify", "drill", "too_long", "inconsistent"];
+pub const KINDS: [&str; 6] = [
+    "backup",
+    "verify",
+    "drill",
+    "too_long",
+    "inconsistent",
+    "replication",
+];
 
 /// The longest a target goes without being looked at.
 pub const CEILING: chrono::Duration = chrono::Duration::hours(6);
@@ -75,6 +82,12 @@ pub fn look(
         .as_deref()
         .and_then(crate::units::parse_time)
         .unwrap_or(now);
+    // A continuous target's replication, as far as its store says (none when unreadable:
+    // status names that).
+    let max_lag = cfg.max_lag();
+    let replicated = cfg
+        .continuous
+        .and_then(|_| crate::replicate::lag::of(app, name, now).replicated_to);
     let facts = Facts {
         now,
         due: prev_due(cfg.schedule.as_ref(), cfg, now).filter(|due| *due >= watched_since),
@@ -110,6 +123,7 @@ pub fn look(
             .newest_id
             .clone()
             .zip(newest.newest_changed_while_read.clone()),
+        replicated: replicated.map(|t| (t, max_lag)),
     };
     let problems = watchdog::problems(&facts);
     let realert = chrono::Duration::from_std(cfg.realert.map_or(DEFAULT_REALERT, |d| d.0))
@@ -148,6 +162,13 @@ pub fn look(
                 let at = after(Some(&last.finished_at), a)?;
                 Some(format!("a passing drill at {at}"))
             }
+            // Seen only when the lag is back within max_lag.
+            "replication" => replicated.map(|t| {
+                format!(
+                    "replication caught up (replicated to {})",
+                    crate::units::time_text(t)
+                )
+            }),
             // Seen only when the newest backup is no longer flagged.
             "inconsistent" => newest
                 .newest_id
@@ -232,6 +253,12 @@ pub fn look(
         if deadline > now {
             next = next.min(deadline);
         }
+    }
+    // Replication falls behind without any job or ping to wake the watchdog: look as often
+    // as half of max_lag.
+    if cfg.continuous.is_some() {
+        let half = chrono::Duration::from_std(max_lag / 2).unwrap_or_default();
+        next = next.min(now + half.max(chrono::Duration::seconds(1)));
     }
     if let (Some((_, _, started)), Some(max)) = (&facts.running, facts.max_duration) {
         next = next.min(*started + chrono::Duration::from_std(max).unwrap_or_default());

@@ -54,6 +54,7 @@ fn words(kind: &str, facet: &str) -> String {
         ("drill", "stale") => "drill overdue",
         ("drill", _) => "drill failed or missed an objective",
         ("inconsistent", _) => "newest backup changed while read",
+        ("replication", _) => "replication behind max_lag",
         _ => "job running too long",
     }
     .to_string()

@@ -38,6 +38,11 @@ pub enum Problem {
         started: DateTime<Utc>,
         max: std::time::Duration,
     },
+    /// Continuous replication is further behind than `max_lag`.
+    Behind {
+        replicated_to: DateTime<Utc>,
+        max: std::time::Duration,
+    },
 }
 
 impl Problem {
@@ -49,6 +54,7 @@ impl Problem {
             Problem::DrillFailed { .. } | Problem::DrillStale { .. } => "drill",
             Problem::TooLong { .. } => "too_long",
             Problem::Inconsistent { .. } => "inconsistent",
+            Problem::Behind { .. } => "replication",
         }
     }
 
@@ -62,6 +68,7 @@ impl Problem {
             Problem::DrillStale { .. } => "stale",
             Problem::TooLong { .. } => "running",
             Problem::Inconsistent { .. } => "changed",
+            Problem::Behind { .. } => "behind",
         }
     }
 
@@ -76,6 +83,8 @@ impl Problem {
             Problem::TooLong { job, .. } => format!("job {job}"),
             // Each flagged backup is one more occurrence of the same alert, not a new one.
             Problem::Inconsistent { backup, .. } => format!("backup {backup}"),
+            // One episode of falling behind is one occurrence, however long it lasts.
+            Problem::Behind { .. } => "behind".into(),
         }
     }
 }
@@ -104,6 +113,8 @@ pub struct Facts {
     pub last_drill_ok: Option<DateTime<Utc>>,
     /// The newest backup's id and what changed while it was read, if it is flagged.
     pub inconsistent: Option<(String, Vec<String>)>,
+    /// A continuous target: how far replication reached, and its `max_lag`.
+    pub replicated: Option<(DateTime<Utc>, std::time::Duration)>,
 }
 
 pub fn problems(f: &Facts) -> Vec<Problem> {
@@ -148,6 +159,11 @@ pub fn problems(f: &Facts) -> Vec<Problem> {
             backup: backup.clone(),
             paths: paths.clone(),
         });
+    }
+    if let Some((replicated_to, max)) = f.replicated
+        && f.now - replicated_to > chrono::Duration::from_std(max).unwrap_or_default()
+    {
+        out.push(Problem::Behind { replicated_to, max });
     }
     if let (Some((job, kind, started)), Some(max)) = (&f.running, f.max_duration)
         && f.now - *started > chrono::Duration::from_std(max).unwrap_or_default()
@@ -213,6 +229,12 @@ pub fn line(target: &str, p: &Problem, external: bool, now: DateTime<Utc>) -> St
             age(*started),
             humantime::format_duration(*max)
         ),
+        Problem::Behind { replicated_to, max } => format!(
+            "⚠️ replication of {target} is {} behind, past its max_lag of {}: transactions committed since {} are not in the store yet; check `lifeboat replicate {target}` (or serve's log) and the store",
+            age(*replicated_to),
+            humantime::format_duration(*max),
+            at(*replicated_to)
+        ),
         Problem::Inconsistent { backup, paths } => format!(
             "⚠️ the newest backup of {target}, {backup}, is inconsistent: {}; it is kept, but a restore of it may not open. {}",
             crate::actions::backup::changed_files(paths),
@@ -252,7 +274,31 @@ mod tests {
             drill_due: None,
             last_drill_ok: None,
             inconsistent: None,
+            replicated: None,
         }
+    }
+
+    #[test]
+    fn replication_behind_max_lag_is_one_alert_until_it_catches_up() {
+        let mut f = facts("2026-11-22T03:30:00Z");
+        f.last_ok = Some(t("2026-11-22T03:00:01Z"));
+        let max = std::time::Duration::from_secs(60);
+        f.replicated = Some((t("2026-11-22T03:29:30Z"), max));
+        assert!(problems(&f).is_empty(), "30 s behind, within a minute");
+        f.replicated = Some((t("2026-11-22T03:25:00Z"), max));
+        let p = problems(&f);
+        assert_eq!((p[0].alert_kind(), p[0].facet()), ("replication", "behind"));
+        let text = line("db", &p[0], false, f.now);
+        assert!(
+            text.contains("5m behind") && text.contains("max_lag of 1m"),
+            "{text}"
+        );
+        f.replicated = Some((t("2026-11-22T03:20:00Z"), max));
+        assert_eq!(
+            problems(&f)[0].token(),
+            p[0].token(),
+            "still the same episode"
+        );
     }
 
     #[test]

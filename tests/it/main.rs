@@ -10,6 +10,7 @@ mod btrfs;
 mod changed_while_read;
 mod chat_latency;
 mod cli_and_config;
+mod continuous;
 mod deploy;
 mod directory_targets;
 mod discord;

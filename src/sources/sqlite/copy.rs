@@ -61,6 +61,27 @@ pub struct Pinned {
     bytes: u64,
 }
 
+impl Pinned {
+    /// Pin through `conn` now. Only a pin when every WAL frame is already in the file and
+    /// no writer can add one before the read starts: the caller holds the write lock and
+    /// has just checkpointed the whole log (continuous replication's base copies).
+    pub fn begin(conn: Connection, src: &Path) -> Result<Option<Pinned>> {
+        Ok(begin_read(&conn, src)?.map(|bytes| Pinned { conn, bytes }))
+    }
+
+    /// Stream the pinned file into `content` and return the facts of those bytes; the
+    /// read transaction ends when it is done.
+    pub fn stream(
+        self,
+        src: &Path,
+        content: &mut dyn Write,
+        write_err: &dyn Fn(std::io::Error) -> Error,
+        ctx: &JobContext,
+    ) -> Result<SqliteFacts> {
+        stream_and_describe(self.conn, src, self.bytes, content, write_err, ctx)
+    }
+}
+
 /// How often to try to bring a WAL database's file up to date before giving up on pinning.
 const PIN_ATTEMPTS: u32 = 20;
 
@@ -246,10 +267,20 @@ fn stream_file(
 ) -> Result<()> {
     // The file may end before the database's last pages when those are free pages SQLite
     // never wrote; SQLite reads them as zeros, and so does the backup.
-    let opened = std::fs::File::open(file)
-        .map_err(|e| Error::io(format!("reading {}", file.display()), e))?;
-    advise_sequential(&opened);
-    let reader = opened.chain(std::io::repeat(0)).take(bytes);
+    let held = super::held::open_here(file);
+    let reader: Box<dyn Read + Send + '_> = match held.as_deref() {
+        Some(held) => {
+            advise_sequential(held);
+            Box::new(ReadAt { file: held, at: 0 })
+        }
+        None => {
+            let opened = std::fs::File::open(file)
+                .map_err(|e| Error::io(format!("reading {}", file.display()), e))?;
+            advise_sequential(&opened);
+            Box::new(opened)
+        }
+    };
+    let reader = reader.chain(std::io::repeat(0)).take(bytes);
     let mut reader = ProgressReader::new(reader, ctx.progress.clone(), ctx.cancel.clone());
     let mut buf = vec![0u8; crate::pipe::CHUNK];
     loop {
@@ -260,6 +291,20 @@ fn stream_file(
             return Ok(());
         }
         content.write_all(&buf[..n]).map_err(write_err)?;
+    }
+}
+
+/// Reads a file from the start by position, through a descriptor it does not own.
+struct ReadAt<'a> {
+    file: &'a std::fs::File,
+    at: u64,
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = std::os::unix::fs::FileExt::read_at(self.file, buf, self.at)?;
+        self.at += n as u64;
+        Ok(n)
     }
 }
 
@@ -340,6 +385,9 @@ fn run_backup(source: &Connection, copy: &mut Connection, _ctx: &JobContext) -> 
 }
 
 fn check_source(src: &Path) -> Result<()> {
+    if super::held::open_here(src).is_some() {
+        return Ok(()); // open here already; opening and closing it again drops the locks
+    }
     match std::fs::File::open(src) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Failed(format!(

@@ -4,14 +4,15 @@
 //! backup's content is on this host (one file, checked with `integrity_check` and row
 //! counts).
 //!
-//! Next (not built yet): a SQLite source will also ship WAL frames continuously between
-//! its full copies (a long-lived read transaction keeping checkpoints behind what was
-//! shipped), so a restore reaches any moment; the full copy stays the base.
+//! A local database with `continuous` set also has its WAL shipped between full copies
+//! (`crate::replicate`); [`wal`] reads and validates the log it ships.
 
 mod copy;
+pub mod held;
 pub mod local;
 mod remote;
 pub mod ssh;
+pub mod wal;
 
 use std::collections::BTreeMap;
 use std::io::Read;

@@ -1,0 +1,142 @@
+//! `continuous`, `max_lag` and `continuous_history` on a `sqlite` target: continuous
+//! replication's keys and what this build can replicate (a database on this host into an
+//! object store; a repository store or a database on another host is refused at load,
+//! saying so, rather than accepted and never shipped).
+
+use super::{Config, StoreKind, TargetConfig};
+
+impl Config {
+    pub(super) fn validate_continuous(&self, name: &str, t: &TargetConfig) -> Result<(), String> {
+        let key = |k: &str| format!("targets.{name}.{k}");
+        let Some(every) = t.continuous else {
+            for k in ["max_lag", "continuous_history"] {
+                let set = match k {
+                    "max_lag" => t.max_lag.is_some(),
+                    _ => t.continuous_history.is_some(),
+                };
+                if set {
+                    return Err(format!(
+                        "{}: only read with `continuous` (continuous replication); set `continuous = \"1s\"` or remove it",
+                        key(k)
+                    ));
+                }
+            }
+            return Ok(());
+        };
+        if every.0.is_zero() || every.0 > std::time::Duration::from_secs(3600) {
+            return Err(format!(
+                "{}: the shipping interval must be between 1ms and 1h, such as \"1s\"",
+                key("continuous")
+            ));
+        }
+        if let Some(host) = &t.host {
+            return Err(format!(
+                "{}: not yet for a database on another host ({host}); run `lifeboat replicate {name}` on that host instead, with a config holding this target and its store",
+                key("continuous")
+            ));
+        }
+        if t.built_in {
+            return Err(format!(
+                "{}: not for lifeboat's own state",
+                key("continuous")
+            ));
+        }
+        if let Some(store) = t.store.as_ref().and_then(|s| self.stores.get(s))
+            && store.kind == StoreKind::Repository
+        {
+            return Err(format!(
+                "{}: not yet into a repository store ({}); continuous replication ships into `local` and `s3` stores for now",
+                key("continuous"),
+                t.store.as_deref().unwrap_or_default()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What `config check` finds of a continuous target's database on this host: one not in
+/// WAL mode, read from the file header's format bytes (2 = WAL) without opening it with
+/// SQLite.
+pub(super) fn check_wal_file(name: &str, t: &TargetConfig) -> Option<String> {
+    let path = t.path.as_deref().filter(|_| t.continuous.is_some())?;
+    let mut header = [0u8; 20];
+    let mut file = std::fs::File::open(path).ok()?;
+    std::io::Read::read_exact(&mut file, &mut header).ok()?;
+    if header.starts_with(b"SQLite format 3\0") && header[18] == 2 && header[19] == 2 {
+        return None;
+    }
+    Some(format!(
+        "targets.{name}.continuous: {} is not in WAL mode; continuous replication ships the write-ahead log, so switch the database with `PRAGMA journal_mode=WAL`",
+        path.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse_test as parse;
+
+    const BASE: &str = "[stores.l]\nkind=\"local\"\npath=\"/tmp\"\n[targets.a]\nkind=\"sqlite\"\npath=\"/tmp/a.db\"\nstore=\"l\"\n";
+
+    #[test]
+    fn continuous_is_read_on_sqlite_targets_with_its_defaults() {
+        let c = parse(&format!("{BASE}continuous=\"1s\"\n")).unwrap();
+        let t = &c.targets["a"];
+        assert_eq!(
+            t.continuous_every(),
+            Some(std::time::Duration::from_secs(1))
+        );
+        assert_eq!(t.max_lag(), std::time::Duration::from_secs(60));
+        let c = parse(&format!(
+            "{BASE}continuous=\"1s\"\nmax_lag=\"5m\"\ncontinuous_history=\"2d\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.targets["a"].max_lag(),
+            std::time::Duration::from_secs(300)
+        );
+    }
+
+    #[test]
+    fn continuous_keys_elsewhere_are_refused_naming_them() {
+        let dir = "[stores.l]\nkind=\"local\"\npath=\"/tmp\"\n[targets.d]\nkind=\"directory\"\npath=\"/srv\"\nstore=\"l\"\n";
+        for k in [
+            "continuous=\"1s\"",
+            "max_lag=\"1m\"",
+            "continuous_history=\"7d\"",
+        ] {
+            let e = parse(&format!("{dir}{k}\n")).unwrap_err().to_string();
+            let name = k.split('=').next().unwrap();
+            assert!(e.contains(&format!("targets.d.{name}")), "{e}");
+            assert!(e.contains("not a key of kind"), "{e}");
+        }
+        let e = parse(&format!("{BASE}max_lag=\"1m\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("targets.a.max_lag") && e.contains("continuous"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_repository_store_or_another_host_is_not_yet() {
+        let repo = "[stores.r]\nkind=\"repository\"\nlocation=\"/tmp/r\"\npassword=\"${TOKEN}\"\n[targets.a]\nkind=\"sqlite\"\npath=\"/tmp/a.db\"\nstore=\"r\"\ncontinuous=\"1s\"\n";
+        let e = parse(repo).unwrap_err().to_string();
+        assert!(
+            e.contains("targets.a.continuous") && e.contains("not yet"),
+            "{e}"
+        );
+        let far = format!(
+            "{BASE}continuous=\"1s\"\nhost=\"ssh://b@db1:22\"\nssh_identity=\"/k\"\nssh_known_hosts=\"/h\"\n"
+        );
+        let e = parse(&far).unwrap_err().to_string();
+        assert!(
+            e.contains("not yet") && e.contains("lifeboat replicate a"),
+            "{e}"
+        );
+        let e = parse(&format!("{BASE}continuous=\"0s\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("targets.a.continuous"), "{e}");
+    }
+}

@@ -1,0 +1,323 @@
+//! Continuous replication of SQLite targets (`continuous = "1s"`): every committed
+//! transaction shipped into the target's object store within the interval, so a restore
+//! reaches any moment (`restore --at`), not only the last backup.
+//!
+//! `run` is one replicator: the lease ([`lease`]), then the start — resume from the
+//! position in the store when the log is still the one it describes, otherwise a new
+//! generation with a fresh base copy ([`base`]) — then rounds of [`shipper::Shipper::ship`]
+//! every interval, a checkpoint of lifeboat's own now and then, until asked to stop.
+//! [`point`] plans and replays a restore to a moment; [`lag`] reads how far it stands.
+
+pub mod base;
+pub mod lag;
+pub mod lease;
+pub mod point;
+pub mod record;
+pub mod segment;
+pub mod shipper;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+
+use crate::app::App;
+use crate::error::{Error, Result};
+use crate::stores::Store;
+use record::{Ended, Generation, Position, generation_key, position_key, read, write};
+use shipper::{Round, Shipper};
+
+/// How often a base copy is tried again while another reader keeps the log from being
+/// checkpointed whole, and for how long.
+const BASE_TRIES: u32 = 100;
+
+/// The object store a continuous target ships into.
+pub fn objects_for(app: &App, target: &str) -> Result<Arc<dyn Store>> {
+    let t = app.target(target)?;
+    let name = t.store.as_deref().unwrap_or_default();
+    let cfg = app
+        .config
+        .stores
+        .get(name)
+        .ok_or_else(|| Error::Usage(format!("unknown store {name:?}")))?;
+    crate::stores::open_objects(name, cfg)?.ok_or_else(|| {
+        Error::Usage(format!(
+            "{target}: continuous replication into a repository store is not available yet"
+        ))
+    })
+}
+
+/// The continuous targets on this host, which `serve` replicates.
+pub fn local_targets(app: &App) -> Vec<String> {
+    app.config
+        .targets
+        .iter()
+        .filter(|(_, t)| t.continuous.is_some() && t.host.is_none())
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+/// Replicate `target` until `stop` is set; the lease is given up on the way out.
+pub fn run(app: &App, target: &str, stop: &AtomicBool) -> Result<()> {
+    let cfg = app.target(target)?;
+    let every = cfg.continuous_every().ok_or_else(|| {
+        Error::Usage(format!(
+            "{target} is not replicated continuously; set `continuous = \"1s\"` on it"
+        ))
+    })?;
+    let db = cfg
+        .path
+        .clone()
+        .ok_or_else(|| Error::Usage(format!("{target} has no path")))?;
+    let objects = objects_for(app, target)?;
+    let ttl = (every * 10).max(Duration::from_secs(30));
+    // The database first: one that cannot be replicated leaves no lease behind.
+    let mut shipper = Shipper::open(target, &db, objects.clone(), lease::this_holder())?;
+    let mut lease = lease::Held::take(objects.as_ref(), target, ttl)?;
+    let started = start(app, &mut shipper);
+    let outcome = started.and_then(|()| {
+        tracing::info!(
+            target = target,
+            generation = %shipper.generation,
+            txid = shipper.txid,
+            "replicating {target} every {}",
+            humantime::format_duration(every)
+        );
+        rounds(app, &mut shipper, &mut lease, every, stop)
+    });
+    shipper.release();
+    lease.release(objects.as_ref(), target);
+    outcome
+}
+
+fn rounds(
+    app: &App,
+    shipper: &mut Shipper,
+    lease: &mut lease::Held,
+    every: Duration,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let target = shipper.target.clone();
+    let objects = shipper.objects.clone();
+    let mut renewed = Instant::now();
+    let mut failing = false;
+    loop {
+        let round_started = Instant::now();
+        let last = stop.load(Ordering::SeqCst);
+        if renewed.elapsed() >= every.max(Duration::from_secs(3)) {
+            lease.renew(objects.as_ref(), &target)?;
+            renewed = Instant::now();
+        }
+        let round = if shipper.wants_checkpoint() {
+            shipper.checkpoint()
+        } else {
+            shipper.ship()
+        };
+        match round {
+            Ok(Round::Shipped(n)) => {
+                if failing {
+                    tracing::info!(target = %target, "shipping to the store works again");
+                    failing = false;
+                }
+                if n > 0 {
+                    tracing::debug!(target = %target, txid = shipper.txid, "shipped {n} transactions");
+                }
+            }
+            Ok(Round::Reset(why)) => new_generation(app, shipper, &why)?,
+            Err(e @ (Error::Usage(_) | Error::Busy(_))) => return Err(e),
+            Err(e) => {
+                // The store or the disk: keep the read transaction (nothing is lost
+                // while it is held) and try again next round.
+                if !failing {
+                    tracing::warn!(target = %target, "shipping failed, trying again: {e}");
+                }
+                failing = true;
+            }
+        }
+        if last {
+            return Ok(());
+        }
+        while round_started.elapsed() < every && !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(every.min(Duration::from_millis(50)));
+        }
+    }
+}
+
+/// Resume from the stored position when the log is still the one it describes; else
+/// start a new generation.
+fn start(app: &App, shipper: &mut Shipper) -> Result<()> {
+    let target = shipper.target.clone();
+    let objects = shipper.objects.clone();
+    let position: Option<Position> = read(objects.as_ref(), &position_key(&target))?;
+    let Some(position) = position else {
+        return new_generation(app, shipper, "the first replication of this database");
+    };
+    let known = read::<Generation>(
+        objects.as_ref(),
+        &generation_key(&target, &position.generation),
+    )?
+    .is_some();
+    shipper.lock_writers()?;
+    let resumable = match &position.wal {
+        Some(at) if known => shipper.still_at(at)?,
+        _ => false,
+    };
+    if !resumable {
+        shipper.unlock();
+        return new_generation(
+            app,
+            shipper,
+            "the WAL is no longer the one the last replicator left off in (reset, truncated or rewritten while no replicator held it)",
+        );
+    }
+    shipper.generation = position.generation.clone();
+    shipper.txid = position.txid;
+    shipper.cursor = position.wal;
+    // The log is the same and no one can write: ship what came since, then hold it.
+    let shipped = shipper.ship();
+    let held = shipper.checkpoint_and_hold();
+    shipper.unlock();
+    match shipped? {
+        Round::Shipped(n) => tracing::info!(
+            target = %target,
+            "resumed generation {} at transaction {} with no gap ({n} shipped since)",
+            position.generation,
+            position.txid
+        ),
+        Round::Reset(why) => return new_generation(app, shipper, &why),
+    }
+    held?;
+    Ok(())
+}
+
+/// Start a generation: with the write lock held, the log's end is where shipping starts
+/// and a complete checkpoint pins the file as exactly that state; the base copy is taken
+/// from the pinned file once writers are let go. The previous generation is ended at
+/// what it reached; the audit log says why.
+fn new_generation(app: &App, shipper: &mut Shipper, why: &str) -> Result<()> {
+    let target = shipper.target.clone();
+    let objects = shipper.objects.clone();
+    let previous: Option<Position> = read(objects.as_ref(), &position_key(&target))?;
+    let mut tries = 0;
+    let (pinned, cursor, at) = loop {
+        shipper.lock_writers()?;
+        let prepared = (|| {
+            let cursor = shipper.committed_end()?;
+            let complete = shipper.checkpoint_and_hold()?;
+            let pinned = if complete {
+                crate::sources::sqlite::Pinned::begin(shipper.another_connection()?, &shipper.db)?
+            } else {
+                None
+            };
+            Ok::<_, Error>((pinned, cursor))
+        })();
+        let at = Utc::now();
+        shipper.unlock();
+        match prepared? {
+            (Some(pinned), cursor) => break (pinned, cursor, at),
+            _ if tries >= BASE_TRIES => {
+                return Err(Error::Failed(format!(
+                    "{target}: another reader keeps the WAL from being checkpointed, so no base copy can be taken for a new generation; lifeboat will try again"
+                )));
+            }
+            _ => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    };
+    let generation = record::new_generation_id(at);
+    shipper.generation = generation.clone();
+    shipper.txid = 0;
+    shipper.cursor = cursor;
+    let page_size = cursor.map_or(0, |c| c.header.page_size);
+    let base = base::publish(app, &target, pinned, &shipper.db)?;
+    let g = Generation {
+        generation: generation.clone(),
+        started_at: crate::units::time_text(at),
+        reason: why.to_string(),
+        page_size: base
+            .sqlite
+            .as_ref()
+            .map_or(page_size, |f| f.page_size as u32),
+        base_backup: base.id.clone(),
+        base_txid: 0,
+        base_at: crate::units::time_text(at),
+        ended: None,
+    };
+    write(objects.as_ref(), &generation_key(&target, &generation), &g)?;
+    if let Some(prev) = previous.filter(|p| p.generation != generation)
+        && let Some(mut old) =
+            read::<Generation>(objects.as_ref(), &generation_key(&target, &prev.generation))?
+    {
+        old.ended = Some(Ended {
+            replicated_to: prev.replicated_to.clone(),
+            reason: why.to_string(),
+        });
+        write(
+            objects.as_ref(),
+            &generation_key(&target, &prev.generation),
+            &old,
+        )?;
+    }
+    shipper.replicated_to = at;
+    shipper.save_position()?;
+    let detail = format!("generation {generation}, base copy {}: {why}", base.id);
+    tracing::warn!(target = %target, "new replication generation: {detail}");
+    app.db.audit(
+        "lifeboat",
+        "replication generation",
+        Some(&target),
+        "started",
+        Some(&detail),
+    )?;
+    Ok(())
+}
+
+/// The replicators `serve` runs, one thread per continuous target on this host.
+pub struct Running {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// How long a replicator that stopped on an error waits before it starts again.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// Start a replicator for every continuous target on this host; each one that stops on
+/// an error (the lease held elsewhere, the database missing) starts again after a pause.
+pub fn start_all(app: &App) -> Running {
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads = local_targets(app)
+        .into_iter()
+        .map(|target| {
+            let (app, stop) = (app.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name(format!("replicate {target}"))
+                .spawn(move || {
+                    while !stop.load(Ordering::SeqCst) {
+                        match run(&app, &target, &stop) {
+                            Ok(()) => break,
+                            Err(e) => tracing::error!(target = %target, "replication stopped: {e}"),
+                        }
+                        let paused = Instant::now();
+                        while paused.elapsed() < RETRY_AFTER && !stop.load(Ordering::SeqCst) {
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                    }
+                })
+                .expect("a replicator thread")
+        })
+        .collect();
+    Running { stop, threads }
+}
+
+impl Running {
+    /// Ship what is committed one last time, give the leases up, and wait for them.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
