@@ -5,7 +5,7 @@
 use super::status::{Health, TargetStatus};
 use crate::card::{Card, Line, Tone};
 use crate::notify::{Body, Document};
-use crate::units::{count, human_age};
+use crate::units::{count, human_age, human_duration};
 
 /// How many targets the card lists before the rest go to the file only.
 pub const LISTED: usize = 15;
@@ -76,6 +76,15 @@ pub fn line(s: &TargetStatus) -> Line {
         (Some(id), Some(age)) => line.code(id).text(format!(", {} ago", human_age(age))),
         _ => line.text("no backup yet"),
     };
+    if let Some(to) = &s.replicated_to {
+        line = line.text("; replicated to ").stored_time(to);
+        if let Some(lag) = s.lag_seconds {
+            line = line.text(format!(" (lag {})", human_duration(lag)));
+        }
+    }
+    if let Some(why) = &s.replication_problem {
+        line = line.text(format!("; replication position unknown: {why}"));
+    }
     if s.overdue {
         line = line.text(" — OVERDUE");
     }
@@ -153,6 +162,12 @@ mod tests {
         assert!(doc.is_none());
         assert!(
             card.plain()
+                .contains("replicated to 2026-12-05 13:27 UTC (lag 0.6 s)"),
+            "a continuous target shows how far it is replicated: {}",
+            card.plain()
+        );
+        assert!(
+            card.plain()
                 .contains("target-0 (sqlite): `20261205T124620Z`"),
             "{}",
             card.plain()
@@ -205,6 +220,10 @@ pub(crate) mod fixtures {
                     running: (i % 11 == 0).then(|| "backup (job 9)".into()),
                     state_offsite: None,
                     running_job: None,
+                    replicated_to: (i % 5 == 0).then(|| "2026-12-05T13:27:19.410Z".into()),
+                    lag_seconds: (i % 5 == 0).then_some(0.6),
+                    replication_problem: None,
+                    max_lag_seconds: (i % 5 == 0).then_some(60.0),
                     health,
                     health_reasons: vec!["the newest backup is 41m old".into()],
                 }
