@@ -22,6 +22,7 @@ mod hooks;
 mod http_floods;
 mod incidents;
 mod monitoring;
+mod native_trees;
 mod one_file_back;
 mod recovery;
 mod repository;

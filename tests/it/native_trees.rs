@@ -1,0 +1,253 @@
+//! Directory targets as native restic trees in a repository store, through the real
+//! binary: restic lists and restores single files of what lifeboat wrote; a re-backup
+//! takes unchanged files from its parent without reading them (counted in the manifest,
+//! checked against restic's own record of the parent); restores, partial restores,
+//! verify and drills work on the tree; a flipped byte in any file is found.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::common::stdout;
+use crate::common::vault::{Vault, largest_pack, sha256_file};
+
+const SITE: &str = "[targets.site]\nkind = \"directory\"\npath = \"../data/site\"\nstore = \"vault\"\n\
+                    restore_roots = [\"../restores\"]\nexclude = [\"*.tmp\"]\n";
+
+/// A tree with nested folders, a link, an owner and modes to keep, a file left out by
+/// `exclude`, and many small files.
+fn make_site(root: &Path) {
+    fs::create_dir_all(root.join("docs/sub")).unwrap();
+    fs::write(root.join("index.html"), b"<h1>hello</h1>\n").unwrap();
+    fs::write(root.join("docs/x.md"), b"# x\n").unwrap();
+    fs::write(root.join("docs/sub/y.bin"), vec![9u8; 5000]).unwrap();
+    fs::set_permissions(
+        root.join("docs/sub/y.bin"),
+        fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
+    std::os::unix::fs::chown(root.join("docs/sub/y.bin"), Some(1234), Some(2345)).unwrap();
+    symlink("x.md", root.join("docs/latest.md")).unwrap();
+    fs::write(root.join("scratch.tmp"), b"left out").unwrap();
+    fs::create_dir_all(root.join("many")).unwrap();
+    for i in 0..40 {
+        fs::write(
+            root.join(format!("many/f{i:02}.txt")),
+            format!("file {i}\n"),
+        )
+        .unwrap();
+    }
+    // Incompressible, so a flipped byte in its pack lands in its data.
+    let mut big = Vec::with_capacity(3 << 20);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while big.len() < 3 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        big.extend_from_slice(&x.to_le_bytes());
+    }
+    fs::write(root.join("big.bin"), big).unwrap();
+}
+
+fn vault() -> Vault {
+    let v = Vault::local(SITE);
+    make_site(&v.path("data/site"));
+    v.ok(&["store", "init", "vault"]);
+    v
+}
+
+fn id(m: &Value) -> String {
+    m["id"].as_str().unwrap().to_string()
+}
+
+fn root_of(v: &Vault) -> String {
+    fs::canonicalize(v.path("data/site"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn a_directory_backup_is_a_tree_restic_lists_and_restores_file_by_file() {
+    let v = vault();
+    let m = v.backup("site");
+    let tree = &m["directory"]["tree"];
+    assert_eq!(tree["files_read"], 44, "{m}");
+    assert_eq!(tree["files_unchanged"], 0);
+    assert!(tree.get("parent").is_none(), "a first backup has no parent");
+    let root = root_of(&v);
+
+    // restic sees one node per file, folder and link, under the tree's own path.
+    let listed = v.restic_ok(&["ls", "--long", &m["artifact"].as_str().unwrap()[..8]]);
+    for want in [
+        format!("{root}/index.html"),
+        format!("{root}/docs/sub/y.bin"),
+        format!("{root}/many/f39.txt"),
+        format!("{root}/docs/latest.md -> x.md"),
+    ] {
+        assert!(listed.contains(&want), "{want} not in:\n{listed}");
+    }
+    assert!(!listed.contains("scratch.tmp"), "{listed}");
+    let y = listed
+        .lines()
+        .find(|l| l.ends_with("/docs/sub/y.bin"))
+        .unwrap();
+    assert!(
+        y.starts_with("-rw-r-----") && y.contains(" 1234 ") && y.contains(" 2345 "),
+        "{y}"
+    );
+    let snaps: Value = serde_json::from_str(&v.restic_ok(&["snapshots", "--json"])).unwrap();
+    assert_eq!(snaps[0]["paths"][0], root.as_str());
+
+    // `restic restore --include` brings back one file and nothing else.
+    let out = v.path("restic-out");
+    v.restic_ok(&[
+        "restore",
+        "latest",
+        "--target",
+        out.to_str().unwrap(),
+        "--include",
+        &format!("{root}/docs/x.md"),
+    ]);
+    let restored = out.join(root.trim_start_matches('/'));
+    assert_eq!(fs::read(restored.join("docs/x.md")).unwrap(), b"# x\n");
+    assert!(!restored.join("big.bin").exists());
+    v.restic_ok(&["check", "--read-data"]);
+
+    // lifeboat restores the whole tree: contents, modes, owners, links, times.
+    let to = v.path("restores/whole");
+    v.ok(&["restore", "site", "--to", to.to_str().unwrap(), "--yes"]);
+    let src = v.path("data/site");
+    for rel in [
+        "index.html",
+        "docs/x.md",
+        "docs/sub/y.bin",
+        "big.bin",
+        "many/f07.txt",
+    ] {
+        assert_eq!(
+            sha256_file(&to.join(rel)),
+            sha256_file(&src.join(rel)),
+            "{rel}"
+        );
+        let (a, b) = (
+            fs::metadata(to.join(rel)).unwrap(),
+            fs::metadata(src.join(rel)).unwrap(),
+        );
+        assert_eq!(
+            (a.mode(), a.uid(), a.gid(), a.mtime()),
+            (b.mode(), b.uid(), b.gid(), b.mtime()),
+            "{rel}"
+        );
+    }
+    assert_eq!(
+        fs::read_link(to.join("docs/latest.md")).unwrap(),
+        Path::new("x.md")
+    );
+    assert!(!to.join("scratch.tmp").exists());
+
+    assert_eq!(v.json(&["verify", "site"])["ok"], true);
+    let drill = v.run(&["drill", "site", "--json"]);
+    let drill: Value = serde_json::from_str(&stdout(&drill)).unwrap();
+    assert_eq!(drill["ok"], true, "{drill}");
+    let ls = v.json(&["ls", "site", "docs"]);
+    assert!(ls.to_string().contains("latest.md"), "{ls}");
+}
+
+#[test]
+fn a_re_backup_reads_only_the_files_that_changed_since_its_parent() {
+    let v = vault();
+    let first = v.backup("site");
+    fs::write(v.path("data/site/many/f03.txt"), b"file 3, edited\n").unwrap();
+    fs::write(v.path("data/site/docs/new.md"), b"new\n").unwrap();
+    let second = v.backup("site");
+    let tree = &second["directory"]["tree"];
+    assert_eq!(tree["parent"], first["id"], "{second}");
+    assert_eq!(tree["files_read"], 2, "{second}");
+    assert_eq!(tree["files_unchanged"], 43, "{second}");
+    assert!(
+        second["size_bytes"].as_u64().unwrap() < 64 << 10,
+        "a small change added {} bytes",
+        second["size_bytes"]
+    );
+    // restic's record agrees: the parent is the first backup's snapshot.
+    let snaps: Value = serde_json::from_str(&v.restic_ok(&["snapshots", "--json"])).unwrap();
+    let snap = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == second["artifact"])
+        .unwrap();
+    assert_eq!(snap["parent"], first["artifact"], "{snap}");
+    assert_eq!(
+        snaps.as_array().unwrap().len(),
+        2,
+        "no unfinished snapshot left: {snaps}"
+    );
+
+    // Nothing changed: nothing read. Unchanged files keep their SHA-256 from the parent.
+    let third = v.backup("site");
+    assert_eq!(third["directory"]["tree"]["files_read"], 0, "{third}");
+    assert_eq!(third["directory"]["tree"]["parent"], second["id"]);
+    for m in [&first, &second, &third] {
+        let r = v.json(&["verify", "site", &id(m)]);
+        assert_eq!(r["ok"], true, "{r}");
+    }
+    // The first backup still has the file as it was.
+    let to = v.path("restores/then");
+    v.ok(&[
+        "restore",
+        "site",
+        &id(&first),
+        "--path",
+        "many/f03.txt",
+        "--to",
+        to.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert_eq!(fs::read(to.join("many/f03.txt")).unwrap(), b"file 3\n");
+    let d = v.json(&["diff", "site", &id(&first), &id(&third)]);
+    assert_eq!(d["changed"][0]["path"], "many/f03.txt", "{d}");
+    assert_eq!(d["added"][0]["path"], "docs/new.md", "{d}");
+}
+
+#[test]
+fn a_flipped_byte_in_a_tree_is_found_by_verify_and_stops_a_restore() {
+    let v = vault();
+    let m = v.backup("site");
+    let pack = largest_pack(&v.path("vault"));
+    let mut bytes = fs::read(&pack).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    fs::set_permissions(&pack, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(&pack, bytes).unwrap();
+
+    let out = v.run(&["verify", "site", &id(&m), "--json"]);
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["ok"], false, "{report}");
+    assert!(
+        report["problems"].to_string().contains("big.bin"),
+        "{report}"
+    );
+    let to = v.path("restores/broken");
+    let out = v.run(&["restore", "site", "--to", to.to_str().unwrap(), "--yes"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        !to.exists(),
+        "nothing is put in place from a damaged backup"
+    );
+    // One small file from elsewhere in the tree still comes back.
+    let one = v.path("restores/one");
+    v.ok(&[
+        "restore",
+        "site",
+        "--path",
+        "docs/x.md",
+        "--to",
+        one.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert_eq!(fs::read(one.join("docs/x.md")).unwrap(), b"# x\n");
+}
