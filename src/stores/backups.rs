@@ -66,8 +66,11 @@ pub struct Tree {
     /// The root directory itself first (`rel` empty), then every entry.
     pub entries: Vec<TreeEntry>,
     /// Open the file at a relative path for reading.
-    pub open: Arc<dyn Fn(&str) -> std::io::Result<Box<dyn Read + Send>> + Send + Sync>,
+    pub open: OpenFile,
 }
+
+/// Opens a tree's file (by its relative path) for reading, from any thread.
+pub type OpenFile = Arc<dyn Fn(&str) -> std::io::Result<Box<dyn Read + Send>> + Send + Sync>;
 
 /// One entry of a [`Tree`], as stat-ed before it is read.
 #[derive(Debug, Clone)]

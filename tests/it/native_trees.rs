@@ -251,3 +251,81 @@ fn a_flipped_byte_in_a_tree_is_found_by_verify_and_stops_a_restore() {
     ]);
     assert_eq!(fs::read(one.join("docs/x.md")).unwrap(), b"# x\n");
 }
+
+/// A tree with one big file read first, a small one, and a log in a folder read later.
+fn volume_vault(extra: &str) -> Vault {
+    let v = Vault::local(&format!(
+        "[targets.volume]\nkind = \"directory\"\npath = \"../data/volume\"\nstore = \"vault\"\n\
+         restore_roots = [\"../restores\"]\n{extra}"
+    ));
+    crate::changed_while_read::make_volume(&v.path("data/volume"));
+    v.ok(&["store", "init", "vault"]);
+    v
+}
+
+#[test]
+fn a_tree_changing_while_read_is_flagged_or_refused_as_a_stream_is() {
+    use crate::changed_while_read::{append, backup_changing, flagged, open_app};
+    let v = volume_vault("");
+    let app = open_app(&v.home);
+    let root = v.path("data/volume");
+    let m = backup_changing(&app, "volume", move || append(&root.join("a.bin"), b"more"))
+        .expect("kept with on_change = warn");
+    assert!(m.is_native_tree(), "{m:?}");
+    assert_eq!(flagged(&m), ["a.bin"]);
+    // The copy holds the size it listed, and reads back whole.
+    let a = m
+        .directory
+        .as_ref()
+        .unwrap()
+        .entries
+        .iter()
+        .find(|e| e.path == "a.bin")
+        .unwrap();
+    assert_eq!(a.size, Some(3 << 20));
+    assert_eq!(v.json(&["verify", "volume", &m.id])["ok"], true);
+
+    let v = volume_vault("on_change = \"fail\"\n");
+    let app = open_app(&v.home);
+    let root = v.path("data/volume");
+    let refused = backup_changing(&app, "volume", move || append(&root.join("b.txt"), b"x"));
+    let err = refused
+        .expect_err("refused with on_change = fail")
+        .to_string();
+    assert!(err.contains("nothing was published"), "{err}");
+    assert_eq!(v.json(&["list", "volume"]).as_array().unwrap().len(), 0);
+    // Not even an unfinished snapshot is left for restic to see.
+    let snaps: Value = serde_json::from_str(&v.restic_ok(&["snapshots", "--json"])).unwrap();
+    assert_eq!(snaps.as_array().unwrap().len(), 0, "{snaps}");
+}
+
+#[test]
+fn hooks_run_around_reading_a_tree_and_after_backup_before_it_is_published() {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let l = log.path().display();
+    let sh = |script: String| format!("[\"sh\", \"-c\", {}]", toml::Value::String(script));
+    let v = volume_vault("");
+    let repo = v.path("vault");
+    let hooks = format!(
+        "[targets.volume.hooks]\nbefore_backup = [{}]\nafter_backup = [{}]\n",
+        sh(format!("echo before >> {l}")),
+        sh(format!(
+            "echo after $LIFEBOAT_RESULT >> {l}; RESTIC_PASSWORD='{}' restic -r {} --no-cache \
+             snapshots --tag lifeboat --json >> {l}",
+            crate::common::vault::PASSWORD,
+            repo.display()
+        )),
+    );
+    let config = fs::read_to_string(v.home.config_path()).unwrap();
+    fs::write(v.home.config_path(), format!("{config}{hooks}")).unwrap();
+    let m = v.backup("volume");
+    assert!(m["directory"]["tree"].is_object(), "{m}");
+    let lines: Vec<String> = fs::read_to_string(log.path())
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    // When reading ended, the tree was stored but nothing was published yet.
+    assert_eq!(lines, ["before", "after ok", "[]"], "{lines:?}");
+    assert_eq!(v.json(&["list", "volume"]).as_array().unwrap().len(), 1);
+}

@@ -13,6 +13,8 @@ mod location;
 mod reader;
 mod snapshots;
 mod tree_read;
+#[cfg(test)]
+mod tree_tests;
 mod tree_write;
 mod writer;
 

@@ -102,7 +102,7 @@ pub fn store(
     let source = TreeSource::new(tree, &log, ctx);
     let paths = [source.root.clone()];
     ctx.progress
-        .phase("reading new and changed files, chunking, encrypting and storing");
+        .phase("archiving new and changed files: chunking, encrypting, storing");
     let repo = repo
         .to_indexed_ids()
         .map_err(|e| fail("reading the index", e))?;
@@ -343,7 +343,7 @@ pub fn mode_from_go(go: u32) -> u32 {
 pub struct OpenLater {
     rel: String,
     size: u64,
-    open: Arc<dyn Fn(&str) -> io::Result<Box<dyn Read + Send>> + Send + Sync>,
+    open: crate::stores::backups::OpenFile,
     log: Arc<ReadLog>,
     progress: Arc<dyn Progress>,
     cancel: Cancel,
