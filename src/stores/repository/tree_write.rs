@@ -17,7 +17,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rustic_core::repofile::{Metadata, Node, NodeType, SnapshotFile};
+use rustic_core::repofile::{Metadata, Node, NodeType, SnapshotFile, SnapshotId};
 use rustic_core::{
     BackupOptions, ErrorKind, OpenStatus, ParentOptions, ReadSource, ReadSourceEntry,
     ReadSourceOpen, Repository, RusticError, RusticResult,
@@ -39,29 +39,23 @@ pub struct Stored {
 }
 
 /// The newest published native-tree backup of `target` with the same root: the parent.
+/// Only the manifests of the newest candidates are read (they can be large).
 fn parent_of(
     repo: &Repository<OpenStatus>,
     target: &str,
     root: &Path,
 ) -> RusticResult<Option<(SnapshotFile, Manifest)>> {
     let root = root.to_string_lossy();
-    let mut found: Vec<(SnapshotFile, Manifest)> = repo
-        .get_matching_snapshots(|s| {
-            snapshots::is_ours(s) && snapshots::target_of(s).as_deref() == Some(target)
-        })?
-        .into_iter()
-        .filter(|s| s.paths.iter().eq([root.as_ref()].iter().copied()))
-        .filter_map(|s| {
-            let m = snapshots::manifest_of(&s).ok()?;
-            m.is_native_tree().then_some((s, m))
-        })
-        .collect();
-    found.sort_by(|a, b| {
-        a.1.created_at
-            .cmp(&b.1.created_at)
-            .then(a.1.id.cmp(&b.1.id))
-    });
-    Ok(found.pop())
+    let mut candidates: Vec<SnapshotFile> = repo.get_matching_snapshots(|s| {
+        snapshots::is_ours(s)
+            && snapshots::target_of(s).as_deref() == Some(target)
+            && s.paths.iter().eq([root.as_ref()].iter().copied())
+    })?;
+    candidates.sort_by_key(|s| std::cmp::Reverse(s.time.timestamp()));
+    Ok(candidates.into_iter().find_map(|s| {
+        let m = snapshots::manifest_of(&s).ok()?;
+        m.is_native_tree().then_some((s, m))
+    }))
 }
 
 /// Store `tree` as the snapshot `snap` (tagged unfinished); what was read and the
@@ -186,18 +180,26 @@ pub fn publish(
     snap.tags.add(snapshots::TAG.to_string());
     snap.description = Some(snapshots::description_of(manifest));
     let id_tag = snapshots::id_tag(&manifest.id);
+    // The new snapshot's id is only known from the listing: the ids that were not there.
+    let before: std::collections::HashSet<SnapshotId> = repo.list::<SnapshotId>()?.collect();
     repo.save_snapshots(vec![snap])?;
+    let new: Vec<String> = repo
+        .list::<SnapshotId>()?
+        .filter(|id| !before.contains(id))
+        .map(|id| id.to_string())
+        .collect();
+    let published = repo
+        .get_snapshots(&new)?
+        .into_iter()
+        .find(|s| s.tags.contains(&id_tag) && s.tree == stored.snap.tree)
+        .ok_or_else(|| {
+            RusticError::new(
+                ErrorKind::Internal,
+                "the published snapshot is not found again",
+            )
+        })?;
     repo.delete_snapshots(&[stored.snap.id])?;
-    let mut published = repo.get_matching_snapshots(|s| {
-        snapshots::is_ours(s) && s.tags.contains(&id_tag) && s.tree == stored.snap.tree
-    })?;
-    published.sort_by_key(|s| s.time.clone());
-    published.pop().ok_or_else(|| {
-        RusticError::new(
-            ErrorKind::Internal,
-            "the published snapshot is not found again",
-        )
-    })
+    Ok(published)
 }
 
 /// What happened to the files the archiver opened.
@@ -215,65 +217,78 @@ struct LogState {
     failed: Vec<(String, String)>,
 }
 
-/// The tree as rustic_core's archiver reads it.
+/// The tree as rustic_core's archiver reads it: nodes made one by one as it asks.
 struct TreeSource {
     root: PathBuf,
-    entries: Mutex<Option<Vec<RusticResult<ReadSourceEntry<OpenLater>>>>>,
+    entries: Mutex<Option<Entries>>,
     size: u64,
 }
 
 impl TreeSource {
     fn new(tree: Tree, log: &Arc<ReadLog>, ctx: &JobContext) -> TreeSource {
         let size = tree.entries.iter().map(|e| e.size).sum();
-        let root = tree.root.clone();
-        let entries = tree
-            .entries
-            .iter()
-            .map(|e| {
-                let path = if e.rel.is_empty() {
-                    root.clone()
-                } else {
-                    root.join(&e.rel)
-                };
-                let name = path.file_name().unwrap_or(OsStr::new("/")).to_os_string();
-                let open = (e.kind == TreeEntryKind::File).then(|| OpenLater {
-                    rel: e.rel.clone(),
-                    size: e.size,
-                    open: tree.open.clone(),
-                    log: log.clone(),
-                    progress: ctx.progress.clone(),
-                    cancel: ctx.cancel.clone(),
-                });
-                Ok(ReadSourceEntry {
-                    path,
-                    node: node_of(&name, e),
-                    open,
-                })
-            })
-            .collect();
         TreeSource {
-            root,
-            entries: Mutex::new(Some(entries)),
+            root: tree.root.clone(),
+            entries: Mutex::new(Some(Entries {
+                entries: tree.entries.into_iter(),
+                root: tree.root,
+                open: tree.open,
+                log: log.clone(),
+                progress: ctx.progress.clone(),
+                cancel: ctx.cancel.clone(),
+            })),
             size,
         }
     }
 }
 
+/// The entries of a tree, each made into a node when the archiver takes it.
+struct Entries {
+    entries: std::vec::IntoIter<TreeEntry>,
+    root: PathBuf,
+    open: crate::stores::backups::OpenFile,
+    log: Arc<ReadLog>,
+    progress: Arc<dyn Progress>,
+    cancel: Cancel,
+}
+
+impl Iterator for Entries {
+    type Item = RusticResult<ReadSourceEntry<OpenLater>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let e = self.entries.next()?;
+        let path = if e.rel.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(&e.rel)
+        };
+        let name = path.file_name().unwrap_or(OsStr::new("/")).to_os_string();
+        let open = (e.kind == TreeEntryKind::File).then(|| OpenLater {
+            rel: e.rel.clone(),
+            size: e.size,
+            open: self.open.clone(),
+            log: self.log.clone(),
+            progress: self.progress.clone(),
+            cancel: self.cancel.clone(),
+        });
+        Some(Ok(ReadSourceEntry {
+            node: node_of(&name, &e),
+            path,
+            open,
+        }))
+    }
+}
+
 impl ReadSource for TreeSource {
     type Open = OpenLater;
-    type Iter = std::vec::IntoIter<RusticResult<ReadSourceEntry<OpenLater>>>;
+    type Iter = std::iter::Flatten<std::option::IntoIter<Entries>>;
 
     fn size(&self) -> RusticResult<Option<u64>> {
         Ok(Some(self.size))
     }
 
     fn entries(&self) -> Self::Iter {
-        self.entries
-            .lock()
-            .unwrap()
-            .take()
-            .unwrap_or_default()
-            .into_iter()
+        self.entries.lock().unwrap().take().into_iter().flatten()
     }
 }
 
