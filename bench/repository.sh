@@ -363,9 +363,11 @@ echo
 echo "- machine: $(bench_machine)"
 echo "- load average (1/5/15 min) before: $LOAD_BEFORE; after: $LOAD_AFTER (1-min load at each command's start in the logs: $RESULTS)"
 echo "- tools: lifeboat $("$LB" --version | awk '{print $2}') ($([[ -n ${LIFEBOAT_BIN:-} ]] && echo "$LB" || echo release build) of $REVISION), $(restic version | awk '{print $1, $2}'), $(sqlite3 --version | awk '{print "sqlite3 " $1}')"
-echo "- database: $(mib "$DB_BYTES") MiB, WAL mode, $DB_ROWS event rows (text + a 200–1800 byte random blob each)"
-echo "- 1 % update: $U1_ROWS rows, $(mib "$U1_BYTES") MiB of row content rewritten, $(mib "$U1_PAGES") MiB of pages differ"
-echo "- 10 % update: $U10_ROWS rows, $(mib "$U10_BYTES") MiB of row content rewritten, $(mib "$U10_PAGES") MiB of pages differ"
+if ((WITH_DB)); then
+    echo "- database: $(mib "$DB_BYTES") MiB, WAL mode, $DB_ROWS event rows (text + a 200–1800 byte random blob each)"
+    echo "- 1 % update: $U1_ROWS rows, $(mib "$U1_BYTES") MiB of row content rewritten, $(mib "$U1_PAGES") MiB of pages differ"
+    echo "- 10 % update: $U10_ROWS rows, $(mib "$U10_BYTES") MiB of row content rewritten, $(mib "$U10_PAGES") MiB of pages differ"
+fi
 echo "- directory: $(mib "$TREE_BYTES") MiB, $TREE_FILES files; small change: $(mib "$DIR_CHANGED") MiB written (20 small files, 1 MiB appended, one new 512 KiB file, one file deleted)"
 ((SMALL_FILES)) && echo "- small files: $SMALL_FILES files in $((SMALL_FILES / 100)) folders, $(mib "$SMALL_BYTES") MiB"
 echo "- page cache dropped before each command: $CACHE_DROP; one run, tools in the order shown"
