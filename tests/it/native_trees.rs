@@ -329,3 +329,124 @@ fn hooks_run_around_reading_a_tree_and_after_backup_before_it_is_published() {
     assert_eq!(lines, ["before", "after ok", "[]"], "{lines:?}");
     assert_eq!(v.json(&["list", "volume"]).as_array().unwrap().len(), 1);
 }
+
+/// A tree whose only file node is named `name`, crafted through rustic_core's archiver.
+struct Crafted {
+    root: std::path::PathBuf,
+    name: &'static str,
+}
+
+impl rustic_core::ReadSource for Crafted {
+    type Open = std::io::Cursor<Vec<u8>>;
+    type Iter = std::vec::IntoIter<
+        rustic_core::RusticResult<rustic_core::ReadSourceEntry<std::io::Cursor<Vec<u8>>>>,
+    >;
+
+    fn size(&self) -> rustic_core::RusticResult<Option<u64>> {
+        Ok(None)
+    }
+
+    fn entries(&self) -> Self::Iter {
+        use rustic_core::repofile::{Metadata, Node, NodeType};
+        let meta = |mode, size| Metadata {
+            mode: Some(mode),
+            size,
+            ..Metadata::default()
+        };
+        let dir = Node::new_node("site".as_ref(), NodeType::Dir, meta(0o755 | 1 << 31, 0));
+        let file = Node::new_node(self.name.as_ref(), NodeType::File, meta(0o644, 4));
+        vec![
+            Ok(rustic_core::ReadSourceEntry {
+                path: self.root.clone(),
+                node: dir,
+                open: None,
+            }),
+            Ok(rustic_core::ReadSourceEntry {
+                path: self.root.join("x"),
+                node: file,
+                open: Some(std::io::Cursor::new(b"evil".to_vec())),
+            }),
+        ]
+        .into_iter()
+    }
+}
+
+#[test]
+fn a_stored_tree_whose_names_climb_out_is_refused_before_anything_is_written() {
+    use rustic_core::repofile::SnapshotFile;
+    use rustic_core::{BackupOptions, Credentials, ParentOptions, Repository, RepositoryOptions};
+    let v = vault();
+    let real = v.backup("site");
+    let root = std::path::PathBuf::from(root_of(&v));
+    let backends = lifeboat::stores::repository::Location::parse(v.path("vault").to_str().unwrap())
+        .unwrap()
+        .backends()
+        .unwrap();
+    let repo = Repository::new(&RepositoryOptions::default().no_cache(true), &backends)
+        .unwrap()
+        .open(&Credentials::password(crate::common::vault::PASSWORD))
+        .unwrap()
+        .to_indexed_ids()
+        .unwrap();
+    for (n, name) in ["../../escaped", "a/../../b", "/tmp/abs"]
+        .into_iter()
+        .enumerate()
+    {
+        // A manifest as lifeboat writes one, naming the crafted entry.
+        let id = format!("20300101T00000{n}Z");
+        let mut m = real.clone();
+        m["id"] = id.clone().into();
+        m["created_at"] = format!("2030-01-01T00:00:0{n}Z").into();
+        m["content_bytes"] = 4.into();
+        m["directory"] = serde_json::json!({
+            "files": 1, "directories": 0, "symlinks": 0, "skipped": [],
+            "entries": [{"path": name, "type": "file", "mode": 420, "size": 4,
+                         "sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"evil"))}],
+            "tree": {"files_read": 1, "files_unchanged": 0}
+        });
+        let mut snap = SnapshotFile {
+            description: Some(m.to_string()),
+            ..SnapshotFile::default()
+        };
+        for tag in [
+            "lifeboat".to_string(),
+            "target=site".into(),
+            format!("id={id}"),
+        ] {
+            snap.tags.add(tag);
+        }
+        let opts = BackupOptions::default().parent_opts(ParentOptions::default().force(true));
+        repo.archive(
+            &opts,
+            &Crafted {
+                root: root.clone(),
+                name,
+            },
+            snap,
+            std::slice::from_ref(&root),
+        )
+        .unwrap();
+        v.ok(&["catalog", "rebuild"]);
+
+        let to = v.path("restores/crafted");
+        let out = v.run(&[
+            "restore",
+            "site",
+            &id,
+            "--to",
+            to.to_str().unwrap(),
+            "--yes",
+        ]);
+        assert_ne!(out.status.code(), Some(0), "{name}");
+        let said = crate::common::stderr(&out);
+        assert!(said.contains("not a plain name"), "{name}: {said}");
+        assert!(!to.exists(), "{name}: nothing is written");
+        for outside in ["escaped", "b", "restores/b", "restores/escaped"] {
+            assert!(!v.path(outside).exists(), "{name}: {outside} written");
+        }
+        assert!(!std::path::Path::new("/tmp/abs").exists());
+        let out = v.run(&["verify", "site", &id, "--json"]);
+        let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert_eq!(report["ok"], false, "{report}");
+    }
+}

@@ -2,7 +2,8 @@
 //! the tree is walked first (only towards the paths asked for, for a partial restore),
 //! and every node's name, kind, size and link is checked against the backup's manifest
 //! before a byte is handed on. Names are data from the store: one that is not a single
-//! path component (empty, `.`, `..`, with a `/` or a NUL) refuses the whole read. Each
+//! path component (empty, `.`, `..`, with a `/` or a NUL) fails the read at its first
+//! byte (an `InvalidData` error, as damage is), so nothing of it is written. Each
 //! file's content is then dumped (rustic_core checks every chunk's MAC) and its SHA-256
 //! compared with the manifest's as it passes; a mismatch is an `InvalidData` error.
 
@@ -54,19 +55,28 @@ pub fn open(
         .map(|e| (e.path.as_str(), e))
         .collect();
     let mut nodes = Vec::new();
-    walk(&repo, subtree, "", wanted, &listed, &mut nodes).map_err(fail)?;
-    if wanted.is_none() && nodes.len() != listed.len() {
-        return Err(fail(format!(
+    let mut checked = walk(&repo, subtree, "", wanted, &listed, &mut nodes);
+    if checked.is_ok() && wanted.is_none() && nodes.len() != listed.len() {
+        checked = Err(format!(
             "the tree holds {} entries, the manifest lists {}",
             nodes.len(),
             listed.len()
+        ));
+    }
+    let (send, pieces) = sync_channel(PIECES_WAITING);
+    if let Err(why) = checked {
+        // Damaged or crafted content: the reader fails at its first byte, as a flipped
+        // byte would make it fail later, so verify reports it and a restore writes nothing.
+        let _ = send.send(Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{describe}: snapshot {}: {why}", snap.id),
         )));
+        return Ok(SnapshotReader::new(pieces));
     }
     let sums: HashMap<String, String> = nodes
         .iter()
         .filter_map(|(rel, _)| Some((rel.clone(), listed.get(rel.as_str())?.sha256.clone()?)))
         .collect();
-    let (send, pieces) = sync_channel(PIECES_WAITING);
     std::thread::Builder::new()
         .name("lifeboat-tree".into())
         .spawn(move || {
