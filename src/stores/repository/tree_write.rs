@@ -38,13 +38,14 @@ pub struct Stored {
     pub snap: SnapshotFile,
 }
 
-/// The newest published native-tree backup of `target` with the same root: the parent.
-/// Only the manifests of the newest candidates are read (they can be large).
+/// The newest published native-tree backup of `target` with the same root: the parent's
+/// snapshot id and manifest. Only the manifests of the newest candidates are read (they
+/// can be large), and the snapshots themselves are not kept.
 fn parent_of(
     repo: &Repository<OpenStatus>,
     target: &str,
     root: &Path,
-) -> RusticResult<Option<(SnapshotFile, Manifest)>> {
+) -> RusticResult<Option<(SnapshotId, Manifest)>> {
     let root = root.to_string_lossy();
     let mut candidates: Vec<SnapshotFile> = repo.get_matching_snapshots(|s| {
         snapshots::is_ours(s)
@@ -54,7 +55,7 @@ fn parent_of(
     candidates.sort_by_key(|s| std::cmp::Reverse(s.time.timestamp()));
     Ok(candidates.into_iter().find_map(|s| {
         let m = snapshots::manifest_of(&s).ok()?;
-        m.is_native_tree().then_some((s, m))
+        m.is_native_tree().then_some((s.id, m))
     }))
 }
 
@@ -75,7 +76,7 @@ pub fn store(
     let opts = match &parent {
         Some((p, _)) => BackupOptions::default().parent_opts(
             ParentOptions::default()
-                .parents(vec![p.id.to_string()])
+                .parents(vec![p.to_string()])
                 // In rustic_core 0.13 this flag turns the inode comparison on.
                 .ignore_inode(true),
         ),
@@ -143,15 +144,16 @@ pub fn store(
         },
     };
     if let Some((p, m)) = parent {
-        if saved.parent == Some(p.id) {
+        if saved.parent == Some(p) {
             written.facts.parent = Some(m.id.clone());
-            if let Some(d) = &m.directory {
-                written.sha256.extend(
-                    d.entries
-                        .iter()
-                        .filter_map(|e| Some((e.path.clone(), e.sha256.clone()?))),
-                );
-            }
+            // Moved, not copied: a manifest may list hundreds of thousands of files.
+            let entries = m.directory.map(|d| d.entries).unwrap_or_default();
+            written.sha256.reserve(entries.len());
+            written.sha256.extend(
+                entries
+                    .into_iter()
+                    .filter_map(|e| Some((e.path, e.sha256?))),
+            );
         } else {
             // rustic_core falls back to no parent on some errors without saying so.
             tracing::warn!(target, parent = %m.id, "the previous backup could not be the parent: every file was read");

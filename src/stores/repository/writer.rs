@@ -244,6 +244,8 @@ impl SnapshotWriter {
             Ok(s) => s,
             Err(e) => return forget(fail("publishing", &super::one_line(&e))),
         };
+        // The published manifest is read back from the snapshot; this copy can go.
+        drop(manifest);
         snapshots::manifest_of(&saved).map_err(|why| {
             let _ = repo.delete_snapshots(&[saved.id]);
             fail("writing", &why)
