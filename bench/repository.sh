@@ -5,7 +5,10 @@
 #
 #   1 GiB SQLite database (text and blob rows): first backup; UPDATE 1 % of the rows
 #   (ids spread at random), re-backup; UPDATE another 10 %, re-backup; restore.
-#   2 GiB directory of mixed files: first backup; a small change, re-backup; restore.
+#   2 GiB directory of mixed files: first backup; a small change, re-backup; restore;
+#   one file of it restored alone (lifeboat `restore --path`, `restic restore --include`).
+#   200,000 small text files (about 100 MB in 2,000 folders): first backup; one file
+#   changed, re-backup.
 #
 # For every step and tool: wall time, CPU (user + system), peak RSS (GNU time's %M; for
 # a shell pipeline the largest single process) and the bytes the step added to its
@@ -14,6 +17,8 @@
 #   bash bench/repository.sh                  # 1 GiB database, 2 GiB directory
 #   bash bench/repository.sh --quick          # SIZE_MB=64 unless SIZE_MB is set
 #   SIZE_MB=256 bash bench/repository.sh      # database SIZE_MB MiB, directory 2 × SIZE_MB
+#   WITH_DB=0 bash bench/repository.sh        # skip the database steps
+#   SMALL_FILES=20000 bash bench/repository.sh  # the small-files tree's size (0: skip it)
 #   REPOSITORY=0 bash bench/repository.sh     # skip lifeboat's repository store
 #                                             # (default auto: on when `config check` takes it)
 #   BENCH_DIR=/tmp/x ...                      # work dir (default /tmp/lifeboat-bench-repository);
@@ -28,7 +33,8 @@
 # nightly job. (`restic backup --stdin` of the copy would read the same bytes once more
 # through a pipe, and `.dump` would back up SQL text instead of the database.) The
 # directory goes to restic as it is (`restic backup dir`, which skips unchanged files by
-# their metadata); lifeboat stores a directory as one tar per backup. restic's
+# their metadata); lifeboat's repository store keeps a directory as a native tree and
+# skips unchanged files the same way (its full-copy store writes one tar per backup). restic's
 # repository is version 2 with its default compression (auto); one restic repository
 # holds both data sets, as lifeboat's one repository store does.
 #
@@ -52,9 +58,13 @@ source "$REPO_DIR/bench/lib.sh"
 SIZE_MB=${SIZE_MB:-1024}
 TREE_MB=$((SIZE_MB * 2))
 REPOSITORY=${REPOSITORY:-auto}
+WITH_DB=${WITH_DB:-1}
+SMALL_FILES=${SMALL_FILES:-200000}
 WORK=${BENCH_DIR:-/tmp/lifeboat-bench-repository}
 [[ $SIZE_MB =~ ^[0-9]+$ ]] && ((SIZE_MB >= 16)) || die "SIZE_MB must be an integer >= 16 (got '$SIZE_MB')"
 [[ $REPOSITORY =~ ^(auto|0|1)$ ]] || die "REPOSITORY must be auto, 0 or 1 (got '$REPOSITORY')"
+[[ $WITH_DB =~ ^(0|1)$ ]] || die "WITH_DB must be 0 or 1 (got '$WITH_DB')"
+[[ $SMALL_FILES =~ ^[0-9]+$ ]] || die "SMALL_FILES must be an integer (got '$SMALL_FILES')"
 START_SECONDS=$SECONDS
 
 # --- tools, build, data ------------------------------------------------------------------
@@ -63,6 +73,33 @@ command -v python3 >/dev/null || die "python3 is required to generate the data"
 bench_build
 bench_sqlite_db "$WORK/src/bench.db" "$SIZE_MB" 1
 bench_tree "$WORK/src/tree" "$TREE_MB"
+# small_tree DIR FILES: FILES text files of about 500 bytes in FILES/100 folders (fixed
+# seed; reused when already made with the same count).
+small_tree() {
+    local tree=$1 files=$2 stamp="v1 files=$2"
+    if [[ -d $tree && "$(cat "$tree.stamp" 2>/dev/null)" == "$stamp" ]]; then
+        log "reusing the small-files tree $tree"
+        return
+    fi
+    log "generating $files small files at $tree"
+    rm -rf "$tree" "$tree.stamp"
+    python3 - "$tree" "$files" <<'PY'
+import os, random, sys
+root, files = sys.argv[1], int(sys.argv[2])
+rng = random.Random(0x5A11)
+words = [("".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9)))) for _ in range(800)]
+for i in range(files):
+    d = os.path.join(root, f"d{i // 100:04d}")
+    if i % 100 == 0:
+        os.makedirs(d, exist_ok=True)
+    n = rng.randint(300, 700)
+    text = " ".join(rng.choices(words, k=n // 5 + 1))[:n] + "\n"
+    with open(os.path.join(d, f"f{i % 100:03d}.txt"), "w") as f:
+        f.write(text)
+PY
+    echo "$stamp" >"$tree.stamp"
+}
+((SMALL_FILES)) && small_tree "$WORK/src/small" "$SMALL_FILES"
 
 OUT=$WORK/out
 log "removing outputs of earlier runs ($OUT)"
@@ -74,6 +111,8 @@ DB=$OUT/data/app.db
 TREE=$OUT/data/tree
 cp "$WORK/src/bench.db" "$DB"
 cp -a "$WORK/src/tree" "$TREE"
+SMALL=$OUT/data/small
+((SMALL_FILES)) && cp -a "$WORK/src/small" "$SMALL"
 
 # --- config ------------------------------------------------------------------------------
 export LIFEBOAT_REPO_PASSWORD=lifeboat-bench
@@ -91,8 +130,8 @@ write_config() { # with_repository (0/1)
         local store kind path
         for store in full vault; do
             [[ $store == vault ]] && ! (($1)) && continue
-            for kind in db dir; do
-                if [[ $kind == db ]]; then path=$DB; else path=$TREE; fi
+            for kind in db dir small; do
+                case $kind in db) path=$DB ;; dir) path=$TREE ;; small) path=$SMALL ;; esac
                 printf '[targets.%s-%s]\nkind = "%s"\npath = "%s"\nstore = "%s"\nrestore_roots = ["%s"]\n\n' \
                     "$kind" "$store" "$([[ $kind == db ]] && echo sqlite || echo directory)" "$path" "$store" "$OUT/restore"
             done
@@ -169,7 +208,9 @@ backup_all() { # step kind(db|dir)
         measure "$1" "$T_RESTIC" "$RESTIC_REPOSITORY" -- bash -c \
             'set -e; sqlite3 "$1" ".backup \"$2\""; restic backup -q --tag db "$2"; rm -f "$2"' _ "$DB" "$COPY"
     else
-        measure "$1" "$T_RESTIC" "$RESTIC_REPOSITORY" -- restic backup -q --tag dir "$TREE"
+        local path=$TREE
+        [[ $2 == small ]] && path=$SMALL
+        measure "$1" "$T_RESTIC" "$RESTIC_REPOSITORY" -- restic backup -q --tag "$2" "$path"
     fi
     measure "$1" "$T_FULL" "$OUT/full" -- "${LBC[@]}" backup "$2-full"
 }
@@ -249,27 +290,45 @@ print(changed)
 PY
 }
 
+SMALL_BYTES=0
+((SMALL_FILES)) && SMALL_BYTES=$(du -sb "$SMALL" | cut -f1)
 DB_BYTES=$(stat -c %s "$DB")
 DB_ROWS=$(sqlite3 "$DB" 'SELECT count(*) FROM events')
 TREE_BYTES=$(du -sb "$TREE" | cut -f1)
 TREE_FILES=$(find "$TREE" -type f | wc -l)
 
-backup_all "DB first backup" db
-log "updating 1 % of the rows"
-read -r U1_ROWS U1_BYTES U1_PAGES < <(update_rows 1 101)
-[[ -n ${U1_PAGES:-} ]] || die "the 1 % update failed"
-backup_all "DB re-backup, 1 % rows changed" db
-log "updating 10 % of the rows"
-read -r U10_ROWS U10_BYTES U10_PAGES < <(update_rows 10 110)
-[[ -n ${U10_PAGES:-} ]] || die "the 10 % update failed"
-backup_all "DB re-backup, 10 % rows changed" db
-restore_all "DB restore" db
+U1_ROWS=0 U1_BYTES=0 U1_PAGES=0 U10_ROWS=0 U10_BYTES=0 U10_PAGES=0
+if ((WITH_DB)); then
+    backup_all "DB first backup" db
+    log "updating 1 % of the rows"
+    read -r U1_ROWS U1_BYTES U1_PAGES < <(update_rows 1 101)
+    [[ -n ${U1_PAGES:-} ]] || die "the 1 % update failed"
+    backup_all "DB re-backup, 1 % rows changed" db
+    log "updating 10 % of the rows"
+    read -r U10_ROWS U10_BYTES U10_PAGES < <(update_rows 10 110)
+    [[ -n ${U10_PAGES:-} ]] || die "the 10 % update failed"
+    backup_all "DB re-backup, 10 % rows changed" db
+    restore_all "DB restore" db
+fi
 
 backup_all "dir first backup" dir
 log "changing the directory a little"
 DIR_CHANGED=$(change_tree)
 backup_all "dir re-backup, small change" dir
 restore_all "dir restore" dir
+# One file back: the 512 KiB file the change made, alone.
+ONE=medium/m0/new.dat
+if ((WITH_REPO)); then
+    measure "dir partial restore, one file" "$T_REPO" - -- "${LBC[@]}" restore dir-vault --path "$ONE" --to "$OUT/restore/vault-one" --yes
+fi
+measure "dir partial restore, one file" "$T_RESTIC" - -- restic restore latest --tag dir --target "$OUT/restore/restic-one" --include "$TREE/$ONE" -q
+measure "dir partial restore, one file" "$T_FULL" - -- "${LBC[@]}" restore dir-full --path "$ONE" --to "$OUT/restore/full-one" --yes
+if ((SMALL_FILES)); then
+    backup_all "small files first backup" small
+    log "changing one small file"
+    echo "one more line" >>"$SMALL/d0000/f000.txt"
+    backup_all "small files re-backup, one file changed" small
+fi
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- checks of the restored copies (not timed) ---------------------------------------------
@@ -281,9 +340,17 @@ check_db() {
     got=$(db_facts "$2")
     if [[ $got == "$WANT_DB" ]]; then CHECKS+=("$1: ok ($got)"); else CHECKS+=("$1: MISMATCH (source $WANT_DB, restored $got)"); fi
 }
-((WITH_REPO)) && check_db "$T_REPO DB restore" "$OUT/restore/vault-db.sqlite"
-check_db "restic DB restore" "$OUT/restore/restic-db$COPY"
-check_db "$T_FULL DB restore" "$OUT/restore/full-db.sqlite"
+if ((WITH_DB)); then
+    ((WITH_REPO)) && check_db "$T_REPO DB restore" "$OUT/restore/vault-db.sqlite"
+    check_db "restic DB restore" "$OUT/restore/restic-db$COPY"
+    check_db "$T_FULL DB restore" "$OUT/restore/full-db.sqlite"
+fi
+check_one() { # name restored-file
+    if cmp -s "$TREE/$ONE" "$2"; then CHECKS+=("$1: ok"); else CHECKS+=("$1: MISMATCH ($2)"); fi
+}
+((WITH_REPO)) && check_one "$T_REPO one file" "$OUT/restore/vault-one/$ONE"
+check_one "restic one file" "$OUT/restore/restic-one$TREE/$ONE"
+check_one "$T_FULL one file" "$OUT/restore/full-one/$ONE"
 ((WITH_REPO)) && CHECKS+=("$T_REPO dir restore: $(bench_same_tree "$TREE" "$OUT/restore/vault-dir.d")")
 CHECKS+=("restic dir restore: $(bench_same_tree "$TREE" "$OUT/restore/restic-dir$TREE")")
 CHECKS+=("$T_FULL dir restore: $(bench_same_tree "$TREE" "$OUT/restore/full-dir.d")")
@@ -296,10 +363,13 @@ echo
 echo "- machine: $(bench_machine)"
 echo "- load average (1/5/15 min) before: $LOAD_BEFORE; after: $LOAD_AFTER (1-min load at each command's start in the logs: $RESULTS)"
 echo "- tools: lifeboat $("$LB" --version | awk '{print $2}') ($([[ -n ${LIFEBOAT_BIN:-} ]] && echo "$LB" || echo release build) of $REVISION), $(restic version | awk '{print $1, $2}'), $(sqlite3 --version | awk '{print "sqlite3 " $1}')"
-echo "- database: $(mib "$DB_BYTES") MiB, WAL mode, $DB_ROWS event rows (text + a 200–1800 byte random blob each)"
-echo "- 1 % update: $U1_ROWS rows, $(mib "$U1_BYTES") MiB of row content rewritten, $(mib "$U1_PAGES") MiB of pages differ"
-echo "- 10 % update: $U10_ROWS rows, $(mib "$U10_BYTES") MiB of row content rewritten, $(mib "$U10_PAGES") MiB of pages differ"
+if ((WITH_DB)); then
+    echo "- database: $(mib "$DB_BYTES") MiB, WAL mode, $DB_ROWS event rows (text + a 200–1800 byte random blob each)"
+    echo "- 1 % update: $U1_ROWS rows, $(mib "$U1_BYTES") MiB of row content rewritten, $(mib "$U1_PAGES") MiB of pages differ"
+    echo "- 10 % update: $U10_ROWS rows, $(mib "$U10_BYTES") MiB of row content rewritten, $(mib "$U10_PAGES") MiB of pages differ"
+fi
 echo "- directory: $(mib "$TREE_BYTES") MiB, $TREE_FILES files; small change: $(mib "$DIR_CHANGED") MiB written (20 small files, 1 MiB appended, one new 512 KiB file, one file deleted)"
+((SMALL_FILES)) && echo "- small files: $SMALL_FILES files in $((SMALL_FILES / 100)) folders, $(mib "$SMALL_BYTES") MiB"
 echo "- page cache dropped before each command: $CACHE_DROP; one run, tools in the order shown"
 echo
 python3 - "$RESULTS" "$U1_BYTES" "$WITH_REPO" "$T_REPO" "$T_RESTIC" <<'PY'
@@ -330,19 +400,32 @@ if not with_repo:
     sys.exit(0)
 def get(step, tool): return res.get((step, tool))
 def line(name, ok, detail): print(f"- {name}: {'met' if ok else 'MISSED'} ({detail})")
-for step in ["DB first backup", "dir first backup"]:
+def not_slower(step, factor=1.0):
     a, b = get(step, t_repo), get(step, t_restic)
-    line(f"{step} ≤ restic's time", a["ok"] and a["secs"] <= b["secs"], f"{a['secs']:.2f} s vs {b['secs']:.2f} s")
+    if a and b:
+        line(f"{step} ≤ {factor:g} × restic's time", a["ok"] and a["secs"] <= factor * b["secs"],
+             f"{a['secs']:.2f} s vs {b['secs']:.2f} s, {a['secs'] / b['secs']:.2f}×")
+for step in ["DB first backup", "dir first backup", "small files first backup",
+             "dir re-backup, small change", "small files re-backup, one file changed"]:
+    not_slower(step)
 s1 = "DB re-backup, 1 % rows changed"
 a, b = get(s1, t_repo), get(s1, t_restic)
-line("re-backup after 1 % ≤ restic's time", a["ok"] and a["secs"] <= b["secs"], f"{a['secs']:.2f} s vs {b['secs']:.2f} s")
-line("re-backup after 1 % adds ≤ 2 × the changed bytes", a["added"] <= 2 * u1,
-     f"{mb(a['added'])} MiB added, 2 × {mb(u1)} MiB = {mb(2 * u1)} MiB; restic added {mb(b['added'])} MiB")
+if a and b:
+    not_slower(s1)
+    line("re-backup after 1 % adds ≤ 2 × the changed bytes", a["added"] <= 2 * u1,
+         f"{mb(a['added'])} MiB added, 2 × {mb(u1)} MiB = {mb(2 * u1)} MiB; restic added {mb(b['added'])} MiB")
+a, b = get("dir re-backup, small change", t_repo), get("dir re-backup, small change", t_restic)
+line("dir re-backup adds ≤ 1.5 × restic's bytes", a["added"] <= 1.5 * b["added"],
+     f"{mb(a['added'])} MiB vs {mb(b['added'])} MiB")
 for step in ["DB restore", "dir restore"]:
-    a, b = get(step, t_repo), get(step, t_restic)
-    line(f"{step} ≤ restic's time", a["ok"] and a["secs"] <= b["secs"], f"{a['secs']:.2f} s vs {b['secs']:.2f} s")
-peak = max(r["mib"] for (s, t), r in res.items() if t == t_repo)
-line("peak RSS < 150 MiB", peak < 150, f"largest {peak:.0f} MiB over every repository step")
+    not_slower(step)
+a = get("dir partial restore, one file", t_repo)
+line("partial restore of one file < 1 s", a["ok"] and a["secs"] < 1.0, f"{a['secs']:.2f} s; restic {get('dir partial restore, one file', t_restic)['secs']:.2f} s")
+for kind in ["dir", "small files"]:
+    mine = [r["mib"] for (s, t), r in res.items() if t == t_repo and s.startswith(kind)]
+    theirs = [r["mib"] for (s, t), r in res.items() if t == t_restic and s.startswith(kind)]
+    if mine and theirs:
+        line(f"{kind}: peak RSS ≤ restic's", max(mine) <= max(theirs), f"largest {max(mine):.0f} MiB vs restic's {max(theirs):.0f} MiB")
 PY
 echo
 echo "Restore checks (not timed):"

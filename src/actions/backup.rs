@@ -126,15 +126,22 @@ pub(crate) fn backup_locked(
     };
     let mut content = HashWriter::new(store.begin(&new)?);
     let write_err = |e| Error::io(format!("writing backup {id} to {}", store.describe()), e);
-    let copied = copier.copy(
-        &mut content,
-        &CopyContext {
-            job: ctx,
-            scratch: &|| app.scratch(),
-            write_err: &write_err,
-            finished_reading: &|| hooks.reading_ended(),
-        },
-    )?;
+    let cx = CopyContext {
+        job: ctx,
+        scratch: &|| app.scratch(),
+        write_err: &write_err,
+        finished_reading: &|| hooks.reading_ended(),
+    };
+    // A store keeping native trees takes the tree from a source that can hand one over;
+    // otherwise (and for every other pair) the copy is one stream.
+    let as_tree = match content.get_mut().as_tree() {
+        Some(tree) => copier.copy_tree(tree, &cx),
+        None => None,
+    };
+    let copied = match as_tree {
+        Some(copied) => copied?,
+        None => copier.copy(&mut content, &cx)?,
+    };
     // Sources that know better say so earlier; at the latest, reading ends here.
     hooks.reading_ended();
     drop(copier);

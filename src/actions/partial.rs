@@ -77,7 +77,7 @@ pub(crate) fn stage(
     ctx.progress
         .phase("reading the backup and extracting the paths asked for");
     ctx.progress.total(Some(m.content_bytes));
-    let raw = store.read(&plan.backup)?;
+    let raw = store.read_paths(&plan.backup, &wanted)?;
     let mut content = ProgressReader::new(raw, ctx.progress.clone(), ctx.cancel.clone());
     let (mut from_pick, mut into_stage) =
         std::io::pipe().map_err(|e| Error::io("making a pipe", e))?;

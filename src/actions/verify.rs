@@ -138,6 +138,7 @@ pub fn read_checked(
     }
     ctx.cancel.check().map_err(|e| Error::io("verifying", e))?;
     if !damaged
+        && manifest.whole_content_hashed()
         && (content_bytes != manifest.content_bytes || content_sha != manifest.content_sha256)
     {
         problems.push("decompressed content differs from the manifest (SHA-256 mismatch)".into());

@@ -41,13 +41,13 @@ pub use place::{Move, Placement};
 ///    call, in the action: `before_backup` after `connect`, `after_backup` as soon as
 ///    `copy` has finished reading ([`CopyContext::finished_reading`]), before the store
 ///    has finished publishing.
-/// 3. Today every copy is one byte stream. A directory source compares each entry's
-///    metadata at the end of the copy with what it was when read and returns what
+/// 3. A copy is one byte stream, or, for a store that keeps native trees, a tree of
+///    entries (path, metadata, content on demand) handed over by
+///    [`Copier::copy_tree`] when the source can. A directory source compares each
+///    entry's metadata at the end of the copy with what it was when read and returns what
 ///    changed ([`Copied::changed_while_read`]); the action flags or refuses the backup.
-///    It will instead hand over a tree of entries (path, metadata, content on demand) to
-///    stores that keep native trees; a SQLite source will add a replicator
-///    that ships WAL frames continuously between full copies. Both are further methods
-///    here, with defaults for the sources that cannot do them.
+///    A SQLite source will add a replicator that ships WAL frames continuously between
+///    full copies: a further method here, with a default for the sources that cannot.
 ///
 /// A restore is plan, then apply: [`plan_restore`](Source::plan_restore) only looks
 /// (destination, what is moved aside, where the copy is staged); [`restore`](Source::restore)
@@ -300,6 +300,17 @@ pub trait Copier {
     /// Write a consistent copy of the data into `into` (the store's writer, through
     /// hashing); return the facts of exactly what was written.
     fn copy(&mut self, into: &mut dyn Write, cx: &CopyContext<'_>) -> Result<Copied>;
+
+    /// Hand the data over as a tree, entry by entry, to a store that keeps native trees;
+    /// `None` (the default) for sources that only stream, which are then copied with
+    /// [`copy`](Copier::copy).
+    fn copy_tree(
+        &mut self,
+        _into: &mut dyn crate::stores::TreeWriter,
+        _cx: &CopyContext<'_>,
+    ) -> Option<Result<Copied>> {
+        None
+    }
 }
 
 /// What a copy may need from the action running it.

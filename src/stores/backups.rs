@@ -3,7 +3,10 @@
 //! backup); the restic-format repository implements it with one snapshot per backup.
 //! Actions never ask which kind of store they hold.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::StoreError;
 use super::discover::Discovered;
@@ -39,6 +42,74 @@ pub trait BackupWriter: Write + Send {
         manifest: Manifest,
         ctx: &JobContext,
     ) -> Result<Manifest, StoreError>;
+
+    /// A store that keeps a tree as native nodes takes it entry by entry here instead of
+    /// as one stream; `None` for stores that keep streams.
+    fn as_tree(&mut self) -> Option<&mut dyn TreeWriter> {
+        None
+    }
+}
+
+/// Taking a tree entry by entry (a repository store's native trees).
+pub trait TreeWriter {
+    /// Store `tree`, reading the content of the files that are new or changed since the
+    /// store's previous tree of the same target; the rest are not read. Stopped by `ctx`'s
+    /// cancel. Nothing is listed until the writer is published.
+    fn write_tree(&mut self, tree: Tree, ctx: &JobContext) -> Result<TreeWritten, StoreError>;
+}
+
+/// A tree as a source hands it over: its entries, parents before children and siblings
+/// sorted by name (byte order), with how to read a file's content.
+pub struct Tree {
+    /// The tree's root as it is named in the backup (the target's path).
+    pub root: PathBuf,
+    /// The root directory itself first (`rel` empty), then every entry.
+    pub entries: Vec<TreeEntry>,
+    /// Open the file at a relative path for reading.
+    pub open: OpenFile,
+}
+
+/// Opens a tree's file (by its relative path) for reading, from any thread.
+pub type OpenFile = Arc<dyn Fn(&str) -> std::io::Result<Box<dyn Read + Send>> + Send + Sync>;
+
+/// One entry of a [`Tree`], as stat-ed before it is read.
+#[derive(Debug, Clone)]
+pub struct TreeEntry {
+    /// Relative to the root, `/`-separated; empty for the root itself.
+    pub rel: String,
+    pub kind: TreeEntryKind,
+    /// Permission bits with setuid, setgid and sticky (`0o7777`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    /// Seconds and nanoseconds since the epoch.
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
+    pub inode: u64,
+    pub device: u64,
+    pub links: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TreeEntryKind {
+    Dir,
+    File,
+    Symlink(String),
+}
+
+/// What storing a tree did.
+#[derive(Debug, Default)]
+pub struct TreeWritten {
+    /// The SHA-256 of every file, by relative path: of the bytes read for files read,
+    /// from the parent backup's manifest for files taken unchanged.
+    pub sha256: HashMap<String, String>,
+    /// Files that were gone when they were to be read (not in the backup).
+    pub vanished: Vec<String>,
+    /// Files that ended before their stat-ed size while read (padded with zeros).
+    pub cut_short: Vec<String>,
+    /// The parent backup's id, the files read, the files taken unchanged.
+    pub facts: crate::stores::manifest::TreeFacts,
 }
 
 pub trait BackupStore: Send + Sync {
@@ -56,6 +127,17 @@ pub trait BackupStore: Send + Sync {
     /// what the store can check by itself (stored checksums, the repository's MACs); a
     /// mismatch is an `InvalidData` I/O error. A missing backup is `StoreError::NotFound`.
     fn read(&self, m: &Manifest) -> Result<Box<dyn Read + Send>, StoreError>;
+
+    /// Like [`read`](BackupStore::read), for a partial restore: only the entries at or
+    /// under `wanted` (relative paths) and the directories above them need be in it.
+    /// Stores that cannot narrow a read return the whole content.
+    fn read_paths(
+        &self,
+        m: &Manifest,
+        _wanted: &[String],
+    ) -> Result<Box<dyn Read + Send>, StoreError> {
+        self.read(m)
+    }
 
     /// Forget one backup: it is no longer listed. Space may only come back at `reclaim`.
     fn remove(&self, m: &Manifest) -> Result<(), StoreError>;

@@ -89,6 +89,24 @@ pub struct DirectoryFacts {
     #[serde(default)]
     pub skipped: Vec<String>,
     pub entries: Vec<FileEntry>,
+    /// Kept as a native tree (a repository store: one node per entry), not as one tar
+    /// stream; absent for tar backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree: Option<TreeFacts>,
+}
+
+/// How a native-tree backup was made: which earlier backup it compared against, and how
+/// many files it read rather than took unchanged from that one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct TreeFacts {
+    /// The backup whose tree was the parent (files whose size, mtime, ctime and inode
+    /// matched were not read again); `None` for a first backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// Files whose content was read for this backup.
+    pub files_read: u64,
+    /// Files taken unchanged from the parent without reading them.
+    pub files_unchanged: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -122,6 +140,18 @@ impl Manifest {
 
     pub fn created(&self) -> chrono::DateTime<chrono::Utc> {
         crate::units::parse_time(&self.created_at).unwrap_or_default()
+    }
+
+    /// Whether the content is a native tree: read back as a tar stream made from the tree
+    /// (each file checked against its SHA-256 as it is read), not the bytes hashed at
+    /// backup, so `content_sha256` does not apply.
+    pub fn is_native_tree(&self) -> bool {
+        self.directory.as_ref().is_some_and(|d| d.tree.is_some())
+    }
+
+    /// Whether the content read back must hash to `content_bytes`/`content_sha256`.
+    pub fn whole_content_hashed(&self) -> bool {
+        !self.is_native_tree()
     }
 
     /// False only for a backup known to have changed while it was read.

@@ -16,7 +16,9 @@ pub mod s3;
 use std::io::{Read, Write};
 use std::sync::Arc;
 
-pub use backups::{BackupStore, BackupWriter, NewBackup};
+pub use backups::{
+    BackupStore, BackupWriter, NewBackup, Tree, TreeEntry, TreeEntryKind, TreeWriter, TreeWritten,
+};
 
 use crate::config::{StoreConfig, StoreKind};
 

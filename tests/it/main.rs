@@ -24,6 +24,7 @@ mod http_floods;
 mod incidents;
 mod long_content;
 mod monitoring;
+mod native_trees;
 mod one_file_back;
 mod recovery;
 mod repository;

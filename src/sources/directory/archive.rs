@@ -45,6 +45,7 @@ pub(crate) fn write_tar(
         symlinks: 0,
         skipped: Vec::new(),
         entries: Vec::new(),
+        tree: None,
     };
     let mut builder = tar::Builder::new(out);
     builder.follow_symlinks(false);

@@ -6,6 +6,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::Filter;
+use super::listing;
 use super::snapshot;
 use crate::config::{Snapshot, TargetKind};
 use crate::error::Result;
@@ -13,6 +14,7 @@ use crate::progress::JobContext;
 use crate::sources::directory;
 use crate::sources::place::{self, Placement, Roots};
 use crate::sources::{Content, Copied, Copier, CopyContext, Move, Restoring, Source};
+use crate::stores::TreeWriter;
 use crate::stores::manifest::Manifest;
 
 pub struct LocalDirectory {
@@ -108,6 +110,36 @@ impl Copier for Copy<'_> {
                 .progress
                 .phase("looking for files that changed while read");
             Ok((facts, notes.changed(root, &filter)))
+        })?;
+        Ok(Copied {
+            sqlite: None,
+            directory: Some(facts),
+            changed_while_read: Some(changed),
+        })
+    }
+
+    fn copy_tree(
+        &mut self,
+        into: &mut dyn TreeWriter,
+        cx: &CopyContext<'_>,
+    ) -> Option<Result<Copied>> {
+        Some(self.tree(into, cx))
+    }
+}
+
+impl Copy<'_> {
+    /// The tree handed over entry by entry: listed, then read by the store as it needs.
+    fn tree(&mut self, into: &mut dyn TreeWriter, cx: &CopyContext<'_>) -> Result<Copied> {
+        let filter = Filter::new(&self.0.include, &self.0.exclude)?;
+        let (path, target) = (&self.0.path, &self.0.target);
+        let (facts, changed) = snapshot::reading(self.0.snapshot, path, target, cx.job, |root| {
+            if root != path.as_path() {
+                cx.finished_reading();
+            }
+            // The backup names the tree by its real, absolute path, as `restic backup` does.
+            let shown = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+            let listed = listing::list(root, &shown, &filter, cx.job)?;
+            listing::hand_over(listed, root, &filter, into, cx.job)
         })?;
         Ok(Copied {
             sqlite: None,

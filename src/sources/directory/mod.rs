@@ -12,14 +12,15 @@
 //! A partial restore narrows the tar stream to the paths asked for (`pick`) before it is
 //! staged as any restore is.
 //!
-//! Next (not built yet): a directory source will hand its tree over entry by entry
-//! (path, metadata, content on demand) rather than as one tar stream, so a repository
-//! store can keep native trees.
+//! To a store that keeps native trees (a repository), a tree on this host is handed over
+//! entry by entry instead (`listing`): listed first, then only the files the store does
+//! not already have are read. A tree over SSH is still one tar stream.
 
 mod archive;
 mod btrfs;
 mod changes;
 mod extract;
+mod listing;
 pub mod local;
 mod pick;
 mod remote;

@@ -263,6 +263,7 @@ fn read_archive<R: Read>(tee: &mut Tee<'_, R>, ctx: &JobContext) -> Result<Direc
         symlinks: 0,
         skipped: Vec::new(),
         entries: Vec::new(),
+        tree: None,
     };
     let err = |e| Error::io("receiving the archive", e);
     let mut archive = tar::Archive::new(&mut *tee);

@@ -12,6 +12,10 @@ mod gate;
 mod location;
 mod reader;
 mod snapshots;
+mod tree_read;
+#[cfg(test)]
+mod tree_tests;
+mod tree_write;
 mod writer;
 
 use std::io::Read;
@@ -161,6 +165,37 @@ impl RepositoryStore {
             })
     }
 
+    /// A backup's content: its one file, or its native tree as a tar stream (only the
+    /// paths `wanted` and the directories above them when given).
+    fn read_snapshot(
+        &self,
+        m: &Manifest,
+        wanted: Option<&[String]>,
+    ) -> Result<Box<dyn Read + Send>, StoreError> {
+        let repo = self.open()?.ok_or_else(|| StoreError::NotFound {
+            store: self.describe(),
+            key: format!("snapshot {}", m.artifact),
+        })?;
+        let snap = self.snapshot_of(&repo, m)?;
+        // The snapshot's own manifest, whole (the caller's may be a summary).
+        let published = snapshots::manifest_of(&snap).map_err(|why| {
+            StoreError::Other(format!("{}: snapshot {}: {why}", self.describe(), snap.id))
+        })?;
+        let repo = repo
+            .to_indexed()
+            .map_err(|e| self.fail("reading the index", e))?;
+        if published.is_native_tree() {
+            return Ok(Box::new(tree_read::open(
+                self.describe(),
+                repo,
+                &snap,
+                published,
+                wanted,
+            )?));
+        }
+        reader::SnapshotReader::open(self.describe(), repo, &snap)
+    }
+
     fn prune_options(ignore: Vec<SnapshotId>) -> PruneOptions {
         // Deleting at once keeps the repository as restic expects it (no packs marked
         // for later deletion); the lock above is what makes that safe.
@@ -170,11 +205,13 @@ impl RepositoryStore {
     }
 }
 
-/// rustic's errors carry guidance over several lines; messages here are one line.
+/// rustic's errors carry guidance over several lines; messages here are one line,
+/// without the backtraces rustic adds when `RUST_BACKTRACE` is set.
 fn one_line(e: &RusticError) -> String {
     e.to_string()
         .lines()
         .map(str::trim)
+        .take_while(|l| !l.starts_with("Backtrace:"))
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
@@ -217,15 +254,15 @@ impl BackupStore for RepositoryStore {
     }
 
     fn read(&self, m: &Manifest) -> Result<Box<dyn Read + Send>, StoreError> {
-        let repo = self.open()?.ok_or_else(|| StoreError::NotFound {
-            store: self.describe(),
-            key: format!("snapshot {}", m.artifact),
-        })?;
-        let snap = self.snapshot_of(&repo, m)?;
-        let repo = repo
-            .to_indexed()
-            .map_err(|e| self.fail("reading the index", e))?;
-        reader::SnapshotReader::open(self.describe(), repo, &snap)
+        self.read_snapshot(m, None)
+    }
+
+    fn read_paths(
+        &self,
+        m: &Manifest,
+        wanted: &[String],
+    ) -> Result<Box<dyn Read + Send>, StoreError> {
+        self.read_snapshot(m, Some(wanted))
     }
 
     fn remove(&self, m: &Manifest) -> Result<(), StoreError> {
@@ -279,12 +316,15 @@ impl BackupStore for RepositoryStore {
         };
         // Snapshots of this target that are not whole backups: saves cut short right after
         // the commit by a cancellation or an unreadable spool.
-        let partial: Vec<SnapshotId> = self
-            .our_snapshots(&repo)?
+        // Trees stored natively but never published are tagged unfinished.
+        let partial: Vec<SnapshotId> = repo
+            .get_all_snapshots()
+            .map_err(|e| self.fail("listing snapshots", e))?
             .into_iter()
             .filter(|s| {
                 snapshots::target_of(s).as_deref() == Some(target)
-                    && snapshots::manifest_of(s).is_err()
+                    && (s.tags.contains(tree_write::UNFINISHED_TAG)
+                        || (snapshots::is_ours(s) && snapshots::manifest_of(s).is_err()))
             })
             .map(|s| s.id)
             .collect();

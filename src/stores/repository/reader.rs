@@ -1,7 +1,8 @@
 //! Reading a backup back: rustic_core dumps the content file on a thread of its own,
 //! fetching several chunks at once and decrypting and authenticating each (its MAC), in
 //! order, into a bounded channel. A flipped byte in a pack is an `InvalidData` error,
-//! never silently wrong content; dropping the reader stops the dump.
+//! never silently wrong content; dropping the reader stops the dump. A native tree is
+//! read as a tar stream made from it (`tree_read`).
 
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -12,7 +13,7 @@ use rustic_core::{IndexedFullStatus, Repository};
 use crate::stores::StoreError;
 
 /// Pieces of content waiting for the reader: memory stays at a few MiB.
-const PIECES_WAITING: usize = 8;
+pub(super) const PIECES_WAITING: usize = 8;
 
 pub struct SnapshotReader {
     pieces: Receiver<io::Result<Vec<u8>>>,
@@ -22,6 +23,16 @@ pub struct SnapshotReader {
 }
 
 impl SnapshotReader {
+    /// The content as another thread sends it, piece by piece.
+    pub(super) fn new(pieces: Receiver<io::Result<Vec<u8>>>) -> SnapshotReader {
+        SnapshotReader {
+            pieces,
+            current: Vec::new(),
+            pos: 0,
+            done: false,
+        }
+    }
+
     /// The content of `snap`: the one file at the root of its tree.
     pub fn open(
         describe: String,
@@ -58,12 +69,7 @@ impl SnapshotReader {
                 }
             })
             .map_err(|e| StoreError::Other(format!("starting to read a snapshot: {e}")))?;
-        Ok(Box::new(SnapshotReader {
-            pieces,
-            current: Vec::new(),
-            pos: 0,
-            done: false,
-        }))
+        Ok(Box::new(SnapshotReader::new(pieces)))
     }
 }
 
@@ -94,7 +100,7 @@ impl Read for SnapshotReader {
 }
 
 /// The dump's output: each chunk as one piece; fails once the reader is gone.
-struct ChannelWriter(SyncSender<io::Result<Vec<u8>>>);
+pub(super) struct ChannelWriter(pub(super) SyncSender<io::Result<Vec<u8>>>);
 
 impl Write for ChannelWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {

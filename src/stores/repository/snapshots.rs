@@ -1,6 +1,7 @@
 //! How a lifeboat backup looks as a restic snapshot: tags name it (`lifeboat`,
-//! `target=<t>`, `id=<id>`), the description carries its manifest as JSON, and the one
-//! file in its tree is the content (the database file, or the directory's tar).
+//! `target=<t>`, `id=<id>`), the description carries its manifest as JSON, and its tree
+//! is the content: one file (the database file, or a directory's tar in older backups)
+//! or a directory target's native tree under the target's path.
 
 use rustic_core::repofile::SnapshotFile;
 
@@ -52,7 +53,13 @@ pub fn manifest_of(snap: &SnapshotFile) -> Result<Manifest, Rejected> {
         .into());
     }
     let summary = snap.summary.as_ref().ok_or("it has no summary")?;
-    if summary.total_files_processed != 1 || summary.total_bytes_processed != m.content_bytes {
+    // One content file, or a native tree's files and links.
+    let nodes = m
+        .directory
+        .as_ref()
+        .filter(|_| m.is_native_tree())
+        .map_or(1, |d| d.files + d.symlinks);
+    if summary.total_files_processed != nodes || summary.total_bytes_processed != m.content_bytes {
         return Err(format!(
             "it holds {} file(s) of {} bytes, not the {} bytes of backup {}: an interrupted save",
             summary.total_files_processed, summary.total_bytes_processed, m.content_bytes, m.id
@@ -76,6 +83,10 @@ pub fn manifest_of(snap: &SnapshotFile) -> Result<Manifest, Rejected> {
 
 /// The manifest as kept in the description: the snapshot's own id cannot be inside it.
 pub fn description_of(m: &Manifest) -> String {
+    if m.artifact.is_empty() && m.sha256.is_empty() {
+        // Nothing to leave out: no copy of a manifest that may list many files.
+        return serde_json::to_string(m).expect("manifest serializes");
+    }
     let mut kept = m.clone();
     kept.artifact = String::new();
     kept.sha256 = String::new();

@@ -1,4 +1,6 @@
-//! Writing one backup as one snapshot. The content is spooled to an unnamed temporary
+//! Writing one backup as one snapshot. A tree handed over entry by entry is stored as a
+//! native tree (`tree_write`) while the source reads it, and published with its manifest.
+//! Any other content is spooled to an unnamed temporary
 //! file first: a restic tree records every file's size, and a stream's size is known
 //! only at its end (restic restores a file recorded as empty as empty); by then the
 //! manifest is complete too. At `publish`, rustic_core's archiver reads the spool
@@ -19,16 +21,20 @@ use rustic_core::{
 
 use super::gate::WriterPass;
 use super::snapshots;
+use super::tree_write;
 use crate::progress::{Cancel, JobContext, Progress};
 use crate::stores::StoreError;
-use crate::stores::backups::{BackupWriter, NewBackup};
+use crate::stores::backups::{BackupWriter, NewBackup, Tree, TreeWriter, TreeWritten};
 use crate::stores::manifest::Manifest;
 
 pub struct SnapshotWriter {
     describe: String,
     new: NewBackup,
-    repo: Repository<OpenStatus>,
-    spool: BufWriter<File>,
+    /// `None` only while a tree is being stored.
+    repo: Option<Repository<OpenStatus>>,
+    spool: Option<BufWriter<File>>,
+    /// A tree stored natively, its snapshot saved but not published yet.
+    stored: Option<tree_write::Stored>,
     /// Keeps prunes of this repository away until the backup is published or dropped.
     _pass: WriterPass,
 }
@@ -49,25 +55,59 @@ impl SnapshotWriter {
         Ok(SnapshotWriter {
             describe,
             new: new.clone(),
-            repo,
-            spool: BufWriter::with_capacity(1 << 20, spool),
+            repo: Some(repo),
+            spool: Some(BufWriter::with_capacity(1 << 20, spool)),
+            stored: None,
             _pass: pass,
         })
     }
 }
 
+/// A tree stored but never published (a backup refused or failed after the copy):
+/// its snapshot is forgotten again.
+impl Drop for SnapshotWriter {
+    fn drop(&mut self) {
+        if let (Some(repo), Some(stored)) = (&self.repo, self.stored.take()) {
+            let _ = repo.delete_snapshots(&[stored.snap.id]);
+        }
+    }
+}
+
+impl TreeWriter for SnapshotWriter {
+    fn write_tree(&mut self, tree: Tree, ctx: &JobContext) -> Result<TreeWritten, StoreError> {
+        let repo = self
+            .repo
+            .take()
+            .expect("the repository is there between steps");
+        let snap = snapshot_of(&self.new, None);
+        // The tree is the content: no spool.
+        self.spool = None;
+        // On failure the store forgot whatever it saved; the backup fails with it.
+        let (repo, stored, written) =
+            tree_write::store(&self.describe, repo, &self.new.target, snap, tree, ctx)?;
+        self.repo = Some(repo);
+        self.stored = Some(stored);
+        Ok(written)
+    }
+}
+
 /// The snapshot the archiver saves: tagged as lifeboat's, the manifest as its
-/// description. The facts only the save knows (bytes added, when it ended, the id) are
-/// read back from the saved snapshot.
-fn snapshot_of(new: &NewBackup, manifest: &Manifest) -> SnapshotFile {
+/// description (a native tree's is added when it is published). The facts only the
+/// save knows (bytes added, when it ended, the id) are read back from the saved snapshot.
+fn snapshot_of(new: &NewBackup, manifest: Option<&Manifest>) -> SnapshotFile {
     let mut snap = SnapshotFile {
         hostname: snapshots::hostname(),
         program_version: format!("lifeboat {}", env!("CARGO_PKG_VERSION")),
-        description: Some(snapshots::description_of(manifest)),
+        description: manifest.map(snapshots::description_of),
         ..SnapshotFile::default()
     };
+    let ours = if manifest.is_some() {
+        snapshots::TAG
+    } else {
+        tree_write::UNFINISHED_TAG
+    };
     for tag in [
-        snapshots::TAG.to_string(),
+        ours.to_string(),
         snapshots::target_tag(&new.target),
         snapshots::id_tag(&new.id),
     ] {
@@ -78,27 +118,39 @@ fn snapshot_of(new: &NewBackup, manifest: &Manifest) -> SnapshotFile {
 
 impl Write for SnapshotWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.spool.write(data)
+        match &mut self.spool {
+            Some(spool) => spool.write(data),
+            None => Err(io::Error::other(
+                "a tree was stored: no stream goes with it",
+            )),
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.spool.flush()
+        self.spool.as_mut().map_or(Ok(()), |s| s.flush())
     }
 }
 
 impl BackupWriter for SnapshotWriter {
+    fn as_tree(&mut self) -> Option<&mut dyn TreeWriter> {
+        Some(self)
+    }
+
     fn publish(
-        self: Box<Self>,
+        mut self: Box<Self>,
         manifest: Manifest,
         ctx: &JobContext,
     ) -> Result<Manifest, StoreError> {
-        let SnapshotWriter {
-            describe,
-            new,
-            repo,
-            spool,
-            _pass,
-        } = *self;
+        if self.stored.is_some() {
+            return self.publish_tree(manifest, ctx);
+        }
+        let describe = self.describe.clone();
+        let new = self.new.clone();
+        let repo = self
+            .repo
+            .take()
+            .expect("the repository is there between steps");
+        let spool = self.spool.take().expect("a stream was spooled");
         let fail = |doing: &str, why: &dyn std::fmt::Display| {
             StoreError::Other(format!("{describe}: {doing} backup {}: {why}", new.id))
         };
@@ -128,7 +180,7 @@ impl BackupWriter for SnapshotWriter {
             .to_indexed_ids()
             .map_err(|e| fail("reading the index for", &super::one_line(&e)))?;
         let saved = repo
-            .archive(&opts, &source, snapshot_of(&new, &manifest), &paths)
+            .archive(&opts, &source, snapshot_of(&new, Some(&manifest)), &paths)
             .map_err(|e| fail("writing", &super::one_line(&e)))?;
         // Saving the snapshot was the commit. Cancelled meanwhile (even after the last
         // byte was read), or a file the archiver could not read (it skips those and saves
@@ -147,6 +199,57 @@ impl BackupWriter for SnapshotWriter {
             }
         }
         whole.map_err(|why| fail("writing", &why))
+    }
+}
+
+impl SnapshotWriter {
+    /// Publish a stored tree: its snapshot saved again with the manifest (the commit).
+    fn publish_tree(
+        mut self: Box<Self>,
+        mut manifest: Manifest,
+        ctx: &JobContext,
+    ) -> Result<Manifest, StoreError> {
+        let stored = self.stored.take().expect("a tree was stored");
+        let repo = self
+            .repo
+            .take()
+            .expect("the repository is there between steps");
+        let fail = |doing: &str, why: &dyn std::fmt::Display| {
+            StoreError::Other(format!(
+                "{}: {doing} backup {}: {why}",
+                self.describe, self.new.id
+            ))
+        };
+        let forget = |why: StoreError| {
+            let _ = repo.delete_snapshots(&[stored.snap.id]);
+            Err(why)
+        };
+        if ctx.cancel.is_cancelled() {
+            return forget(fail("writing", &crate::progress::Cancelled));
+        }
+        // A tree's content is its files; it is read back as a tar stream made from the
+        // tree, checked file by file, so no whole-stream checksum applies.
+        manifest.content_bytes = manifest
+            .directory
+            .iter()
+            .flat_map(|d| &d.entries)
+            .filter_map(|e| e.size)
+            .sum();
+        manifest.content_sha256 = String::new();
+        if !manifest.is_native_tree() {
+            return forget(fail("writing", &"the manifest does not describe a tree"));
+        }
+        ctx.progress.phase("publishing the snapshot");
+        let saved = match tree_write::publish(&repo, &stored, &manifest) {
+            Ok(s) => s,
+            Err(e) => return forget(fail("publishing", &super::one_line(&e))),
+        };
+        // The published manifest is read back from the snapshot; this copy can go.
+        drop(manifest);
+        snapshots::manifest_of(&saved).map_err(|why| {
+            let _ = repo.delete_snapshots(&[saved.id]);
+            fail("writing", &why)
+        })
     }
 }
 

@@ -197,3 +197,74 @@ fn a_partial_restore_writes_only_the_paths_asked_for_on_the_host() {
     assert_eq!(out.status.code(), Some(2), "a usage error");
     assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
 }
+
+/// A tree kept the older way (one tar file in a snapshot, as backups over SSH still are)
+/// keeps verifying, restoring, listing and comparing beside native trees of the same
+/// target once the target is read on this host.
+#[test]
+fn tar_snapshots_and_native_trees_of_one_target_live_side_by_side() {
+    let s = Setup::new();
+    let vault = s.use_repository();
+    let tree = s.remote("data/tree");
+    make_tree(&tree);
+    let old = s.home.json(&["backup", "files"]);
+    assert!(
+        old["directory"].get("tree").is_none(),
+        "over SSH: a tar: {old}"
+    );
+    // The same tree, now read on this host: a native tree, with no native parent.
+    let r = s.remote.path().display();
+    s.home.write_config(&format!(
+        "[stores.vault]\nkind = \"repository\"\nlocation = \"{}\"\n\
+         password = \"${{LIFEBOAT_REPO_PASSWORD}}\"\n\n\
+         [targets.files]\nkind = \"directory\"\npath = \"{r}/data/tree\"\nstore = \"vault\"\n\
+         restore_roots = [\"{r}/restores\"]\n",
+        vault.display()
+    ));
+    std::fs::write(tree.join("docs/readme.md"), "hello again\n").unwrap();
+    let new = s.home.json(&["backup", "files"]);
+    assert_eq!(new["directory"]["tree"]["files_read"], 6, "{new}");
+    for m in [&old, &new] {
+        let v = s.home.json(&["verify", "files", m["id"].as_str().unwrap()]);
+        assert_eq!(v["ok"], true, "{v}");
+    }
+    let old_id = old["id"].as_str().unwrap();
+    let whole = s.remote("restores/old");
+    s.home.ok(&[
+        "restore",
+        "files",
+        old_id,
+        "--to",
+        whole.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(whole.join("docs/readme.md")).unwrap(),
+        "hello\n"
+    );
+    assert_eq!(
+        std::fs::read(whole.join("docs/deep/er/data.bin")).unwrap(),
+        vec![7u8; 300_000]
+    );
+    let one = s.remote("restores/one");
+    s.home.ok(&[
+        "restore",
+        "files",
+        old_id,
+        "--path",
+        "run.sh",
+        "--to",
+        one.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(one.join("run.sh")).unwrap(),
+        "#!/bin/sh\necho hi\n"
+    );
+    let listing = s.home.json(&["ls", "files", "docs", "--backup", old_id]);
+    assert_eq!(listing["entries"][0]["path"], "docs/deep", "{listing}");
+    let d = s
+        .home
+        .json(&["diff", "files", old_id, new["id"].as_str().unwrap()]);
+    assert_eq!(d["changed"][0]["path"], "docs/readme.md", "{d}");
+}

@@ -1,0 +1,232 @@
+//! Native trees in a real repository on disk: which files a re-backup reads (size,
+//! mtime, ctime and inode each make a file read again), and snapshots crafted through
+//! rustic_core's own archiver with node names no tree of lifeboat's has, refused at the
+//! first byte read.
+
+use std::io::{Cursor, Read};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rustic_core::repofile::{Metadata, Node, NodeType, SnapshotFile};
+use rustic_core::{BackupOptions, ParentOptions, ReadSource, ReadSourceEntry, RusticResult};
+
+use super::{RepositoryStore, snapshots};
+use crate::config::TargetKind;
+use crate::progress::JobContext;
+use crate::stores::manifest::{DirectoryFacts, FileEntry, Manifest};
+use crate::stores::{BackupStore, NewBackup, Tree, TreeEntry, TreeEntryKind, TreeWritten};
+
+const ROOT: &str = "/srv/site";
+
+fn store(dir: &tempfile::TempDir) -> RepositoryStore {
+    let store = RepositoryStore::new(
+        "vault",
+        dir.path().join("repo").to_str().unwrap(),
+        "pw",
+        None,
+    )
+    .unwrap();
+    store.init().unwrap();
+    store
+}
+
+fn entry(rel: &str, kind: TreeEntryKind, size: u64, inode: u64, ctime: i64) -> TreeEntry {
+    TreeEntry {
+        rel: rel.into(),
+        kind,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        size,
+        mtime: (1_700_000_000, 0),
+        ctime: (ctime, 0),
+        inode,
+        device: 1,
+        links: 1,
+    }
+}
+
+/// A root with one file `a.txt` holding "hello".
+fn tree(inode: u64, ctime: i64) -> Tree {
+    Tree {
+        root: PathBuf::from(ROOT),
+        entries: vec![
+            entry("", TreeEntryKind::Dir, 0, 10, ctime),
+            entry("a.txt", TreeEntryKind::File, 5, inode, ctime),
+        ],
+        open: Arc::new(|_| Ok(Box::new(Cursor::new(b"hello".to_vec())) as Box<dyn Read + Send>)),
+    }
+}
+
+fn manifest(id: &str, entries: Vec<FileEntry>, written: &TreeWritten) -> Manifest {
+    let mut m: Manifest = serde_json::from_value(serde_json::json!({
+        "format": 1, "id": id, "target": "site", "kind": "directory", "store": "vault",
+        "created_at": format!("2026-12-05T10:00:0{id}Z"), "finished_at": "2026-12-05T10:00:09Z",
+        "duration_seconds": 1.0, "status": "complete", "artifact": "", "compression": "",
+        "size_bytes": 0, "sha256": "", "content_bytes": 0, "content_sha256": "",
+        "lifeboat_version": "0",
+    }))
+    .unwrap();
+    m.directory = Some(DirectoryFacts {
+        files: entries.iter().filter(|e| e.kind == "file").count() as u64,
+        directories: 0,
+        symlinks: 0,
+        skipped: Vec::new(),
+        entries,
+        tree: Some(written.facts.clone()),
+    });
+    m
+}
+
+fn new_backup(id: &str) -> NewBackup {
+    NewBackup {
+        target: "site".into(),
+        id: id.into(),
+        kind: TargetKind::Directory,
+        artifact_ext: "tar",
+        file_name: "site.tar".into(),
+    }
+}
+
+/// Back `tree` up as backup `id`: what was read, and the published manifest.
+fn back_up(store: &RepositoryStore, id: &str, tree: Tree) -> (TreeWritten, Manifest) {
+    let ctx = JobContext::silent();
+    let mut writer = store.begin(&new_backup(id)).unwrap();
+    let written = writer.as_tree().unwrap().write_tree(tree, &ctx).unwrap();
+    let file = FileEntry {
+        path: "a.txt".into(),
+        kind: "file".into(),
+        mode: 0o644,
+        size: Some(5),
+        sha256: written.sha256.get("a.txt").cloned(),
+        link: None,
+    };
+    let m = manifest(id, vec![file], &written);
+    let published = writer.publish(m, &ctx).unwrap();
+    (written, published)
+}
+
+#[test]
+fn a_re_backup_reads_again_only_files_whose_stamp_or_inode_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir);
+    let (first, _) = back_up(&store, "1", tree(100, 1_700_000_000));
+    assert_eq!((first.facts.files_read, first.facts.parent), (1, None));
+
+    let (same, _) = back_up(&store, "2", tree(100, 1_700_000_000));
+    assert_eq!(same.facts.files_read, 0);
+    assert_eq!(same.facts.files_unchanged, 1);
+    assert_eq!(same.facts.parent.as_deref(), Some("1"));
+    assert_eq!(
+        same.sha256["a.txt"], first.sha256["a.txt"],
+        "taken from the parent"
+    );
+
+    // Only the inode differs (a file replaced by another of the same size and times):
+    // rustic_core 0.13 compares inodes only with `ignore_inode` set.
+    let (moved, _) = back_up(&store, "3", tree(101, 1_700_000_000));
+    assert_eq!(moved.facts.files_read, 1, "a new inode is read again");
+    let (touched, m) = back_up(&store, "4", tree(101, 1_700_000_001));
+    assert_eq!(touched.facts.files_read, 1, "a new ctime is read again");
+
+    let mut content = Vec::new();
+    store.read(&m).unwrap().read_to_end(&mut content).unwrap();
+    let mut archive = tar::Archive::new(&content[..]);
+    let names: Vec<String> = archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["a.txt"]);
+    let (listed, _) = store.backups("site").unwrap();
+    assert_eq!(listed.len(), 4);
+}
+
+/// Entries of a crafted tree: the root, then one file whose node is named `name`.
+struct Crafted {
+    name: &'static str,
+}
+
+impl ReadSource for Crafted {
+    type Open = Cursor<Vec<u8>>;
+    type Iter = std::vec::IntoIter<RusticResult<ReadSourceEntry<Cursor<Vec<u8>>>>>;
+
+    fn size(&self) -> RusticResult<Option<u64>> {
+        Ok(None)
+    }
+
+    fn entries(&self) -> Self::Iter {
+        let meta = |size| Metadata {
+            mode: Some(0o644),
+            size,
+            ..Metadata::default()
+        };
+        let root = Node::new_node("site".as_ref(), NodeType::Dir, meta(0));
+        let file = Node::new_node(self.name.as_ref(), NodeType::File, meta(4));
+        vec![
+            Ok(ReadSourceEntry {
+                path: ROOT.into(),
+                node: root,
+                open: None,
+            }),
+            Ok(ReadSourceEntry {
+                path: format!("{ROOT}/x").into(),
+                node: file,
+                open: Some(Cursor::new(b"evil".to_vec())),
+            }),
+        ]
+        .into_iter()
+    }
+}
+
+#[test]
+fn node_names_that_are_not_plain_names_refuse_the_whole_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir);
+    for (n, name) in ["../evil", "..", "a/b", "/etc/passwd", "nul\0byte", "."]
+        .into_iter()
+        .enumerate()
+    {
+        let id = format!("{n}");
+        let written = TreeWritten::default();
+        let file = FileEntry {
+            path: name.into(),
+            kind: "file".into(),
+            mode: 0o644,
+            size: Some(4),
+            sha256: Some(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"evil"))),
+            link: None,
+        };
+        let mut m = manifest(&id, vec![file], &written);
+        m.content_bytes = 4;
+        let mut snap = SnapshotFile {
+            description: Some(snapshots::description_of(&m)),
+            ..SnapshotFile::default()
+        };
+        for tag in [
+            snapshots::TAG.to_string(),
+            snapshots::target_tag("site"),
+            snapshots::id_tag(&id),
+        ] {
+            snap.tags.add(tag);
+        }
+        let repo = store.open_existing().unwrap().to_indexed_ids().unwrap();
+        let opts = BackupOptions::default().parent_opts(ParentOptions::default().force(true));
+        let saved = repo
+            .archive(&opts, &Crafted { name }, snap, &[PathBuf::from(ROOT)])
+            .unwrap();
+        let m = snapshots::manifest_of(&saved).expect("a well-formed lifeboat snapshot");
+        for read in [store.read(&m), store.read_paths(&m, &[name.to_string()])] {
+            let mut first = [0u8; 1];
+            let err = read
+                .unwrap()
+                .read(&mut first)
+                .expect_err("refused at the first byte");
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+            assert!(
+                err.to_string().contains("not a plain name"),
+                "{name:?}: {err}"
+            );
+        }
+    }
+}

@@ -1,0 +1,455 @@
+//! Writing a tree as a native restic tree: one node per file, directory and symlink under
+//! the tree's root path, as `restic backup` makes them. The previous native-tree backup of
+//! the same target and root is the parent: a file whose size, mtime, ctime and inode
+//! match its node there is not read again (rustic_core 0.13 compares inodes only when
+//! `ignore_inode` is set, the reverse of its name, so it is set). Whether the parent was
+//! really used is checked on the saved snapshot, and the files read are counted here, not
+//! taken on trust.
+//!
+//! The archiver saves the snapshot as soon as the tree is stored, before the manifest
+//! exists: that first snapshot carries the `lifeboat-unfinished` tag and no manifest, and
+//! publishing saves it again with the manifest and the `lifeboat` tag (the commit), then
+//! forgets the first. An unfinished one left by a crash is removed as a leftover.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rustic_core::repofile::{Metadata, Node, NodeType, SnapshotFile, SnapshotId};
+use rustic_core::{
+    BackupOptions, ErrorKind, OpenStatus, ParentOptions, ReadSource, ReadSourceEntry,
+    ReadSourceOpen, Repository, RusticError, RusticResult,
+};
+use sha2::{Digest, Sha256};
+
+use super::snapshots;
+use crate::progress::{Cancel, JobContext, Progress};
+use crate::stores::StoreError;
+use crate::stores::manifest::{Manifest, TreeFacts};
+use crate::stores::{Tree, TreeEntry, TreeEntryKind, TreeWritten};
+
+/// The tag of a snapshot whose tree is stored but whose backup is not published yet.
+pub const UNFINISHED_TAG: &str = "lifeboat-unfinished";
+
+/// A tree stored, waiting to be published.
+pub struct Stored {
+    pub snap: SnapshotFile,
+}
+
+/// The newest published native-tree backup of `target` with the same root: the parent's
+/// snapshot id and manifest. Only the manifests of the newest candidates are read (they
+/// can be large), and the snapshots themselves are not kept.
+fn parent_of(
+    repo: &Repository<OpenStatus>,
+    target: &str,
+    root: &Path,
+) -> RusticResult<Option<(SnapshotId, Manifest)>> {
+    let root = root.to_string_lossy();
+    let mut candidates: Vec<SnapshotFile> = repo.get_matching_snapshots(|s| {
+        snapshots::is_ours(s)
+            && snapshots::target_of(s).as_deref() == Some(target)
+            && s.paths.iter().eq([root.as_ref()].iter().copied())
+    })?;
+    candidates.sort_by_key(|s| std::cmp::Reverse(s.time.timestamp()));
+    Ok(candidates.into_iter().find_map(|s| {
+        let m = snapshots::manifest_of(&s).ok()?;
+        m.is_native_tree().then_some((s.id, m))
+    }))
+}
+
+/// Store `tree` as the snapshot `snap` (tagged unfinished); what was read and the
+/// snapshot saved.
+pub fn store(
+    describe: &str,
+    repo: Repository<OpenStatus>,
+    target: &str,
+    mut snap: SnapshotFile,
+    tree: Tree,
+    ctx: &JobContext,
+) -> Result<(Repository<OpenStatus>, Stored, TreeWritten), StoreError> {
+    let fail = |doing: &str, e: Box<RusticError>| {
+        StoreError::Other(format!("{describe}: {doing}: {}", super::one_line(&e)))
+    };
+    let parent = parent_of(&repo, target, &tree.root).map_err(|e| fail("listing snapshots", e))?;
+    let opts = match &parent {
+        Some((p, _)) => BackupOptions::default().parent_opts(
+            ParentOptions::default()
+                .parents(vec![p.to_string()])
+                // In rustic_core 0.13 this flag turns the inode comparison on.
+                .ignore_inode(true),
+        ),
+        None => BackupOptions::default().parent_opts(ParentOptions::default().force(true)),
+    };
+    snap.tags.add(UNFINISHED_TAG.to_string());
+    let files = tree
+        .entries
+        .iter()
+        .filter(|e| e.kind == TreeEntryKind::File)
+        .count() as u64;
+    let symlinks = tree
+        .entries
+        .iter()
+        .filter(|e| matches!(e.kind, TreeEntryKind::Symlink(_)))
+        .count() as u64;
+    let log = Arc::new(ReadLog::default());
+    let source = TreeSource::new(tree, &log, ctx);
+    let paths = [source.root.clone()];
+    ctx.progress
+        .phase("archiving new and changed files: chunking, encrypting, storing");
+    let repo = repo
+        .to_indexed_ids()
+        .map_err(|e| fail("reading the index", e))?;
+    let saved = repo.archive(&opts, &source, snap, &paths);
+    let repo = repo.drop_index();
+    let saved = saved.map_err(|e| fail("writing the tree", e))?;
+    let forget = |why: StoreError| {
+        let _ = repo.delete_snapshots(&[saved.id]);
+        Err(why)
+    };
+    if ctx.cancel.is_cancelled() {
+        return forget(StoreError::Io {
+            store: describe.to_string(),
+            action: "writing",
+            key: "a tree".into(),
+            source: io::Error::other(crate::progress::Cancelled),
+        });
+    }
+    let log = std::mem::take(&mut *log.state.lock().unwrap());
+    if let Some((rel, why)) = log.failed.first() {
+        return forget(StoreError::Other(format!(
+            "{describe}: cannot read {rel}: {why} ({} file(s) could not be read)",
+            log.failed.len()
+        )));
+    }
+    let vanished = log.vanished.len() as u64;
+    let read = log.done.len() as u64;
+    let summary = saved.summary.clone().unwrap_or_default();
+    let kept = files + symlinks - vanished;
+    if summary.total_files_processed != kept {
+        return forget(StoreError::Other(format!(
+            "{describe}: the tree was stored with {} of its {kept} files and links",
+            summary.total_files_processed
+        )));
+    }
+    let mut written = TreeWritten {
+        sha256: HashMap::new(),
+        vanished: log.vanished,
+        cut_short: log.short,
+        facts: TreeFacts {
+            parent: None,
+            files_read: read,
+            files_unchanged: files - vanished - read,
+        },
+    };
+    if let Some((p, m)) = parent {
+        if saved.parent == Some(p) {
+            written.facts.parent = Some(m.id.clone());
+            // Moved, not copied: a manifest may list hundreds of thousands of files.
+            let entries = m.directory.map(|d| d.entries).unwrap_or_default();
+            written.sha256.reserve(entries.len());
+            written.sha256.extend(
+                entries
+                    .into_iter()
+                    .filter_map(|e| Some((e.path, e.sha256?))),
+            );
+        } else {
+            // rustic_core falls back to no parent on some errors without saying so.
+            tracing::warn!(target, parent = %m.id, "the previous backup could not be the parent: every file was read");
+        }
+    }
+    if written.facts.files_unchanged > 0 && written.facts.parent.is_none() {
+        return forget(StoreError::Other(format!(
+            "{describe}: {} files were neither read nor found unchanged in a parent",
+            written.facts.files_unchanged
+        )));
+    }
+    // Files read now hash to what was read, whatever the parent's manifest said.
+    written.sha256.extend(log.done);
+    Ok((repo, Stored { snap: saved }, written))
+}
+
+/// Save the stored snapshot again as the published backup; the published snapshot.
+pub fn publish(
+    repo: &Repository<OpenStatus>,
+    stored: &Stored,
+    manifest: &Manifest,
+) -> RusticResult<SnapshotFile> {
+    let mut snap = stored.snap.clone();
+    snap.tags
+        .remove_all(&[UNFINISHED_TAG.parse().expect("a tag")]);
+    snap.tags.add(snapshots::TAG.to_string());
+    snap.description = Some(snapshots::description_of(manifest));
+    let id_tag = snapshots::id_tag(&manifest.id);
+    // The new snapshot's id is only known from the listing: the ids that were not there.
+    let before: std::collections::HashSet<SnapshotId> = repo.list::<SnapshotId>()?.collect();
+    repo.save_snapshots(vec![snap])?;
+    let new: Vec<String> = repo
+        .list::<SnapshotId>()?
+        .filter(|id| !before.contains(id))
+        .map(|id| id.to_string())
+        .collect();
+    let published = repo
+        .get_snapshots(&new)?
+        .into_iter()
+        .find(|s| s.tags.contains(&id_tag) && s.tree == stored.snap.tree)
+        .ok_or_else(|| {
+            RusticError::new(
+                ErrorKind::Internal,
+                "the published snapshot is not found again",
+            )
+        })?;
+    repo.delete_snapshots(&[stored.snap.id])?;
+    Ok(published)
+}
+
+/// What happened to the files the archiver opened.
+#[derive(Default)]
+struct ReadLog {
+    state: Mutex<LogState>,
+}
+
+#[derive(Default)]
+struct LogState {
+    /// SHA-256 of each file read to its end.
+    done: HashMap<String, String>,
+    vanished: Vec<String>,
+    short: Vec<String>,
+    failed: Vec<(String, String)>,
+}
+
+/// The tree as rustic_core's archiver reads it: nodes made one by one as it asks.
+struct TreeSource {
+    root: PathBuf,
+    entries: Mutex<Option<Entries>>,
+    size: u64,
+}
+
+impl TreeSource {
+    fn new(tree: Tree, log: &Arc<ReadLog>, ctx: &JobContext) -> TreeSource {
+        let size = tree.entries.iter().map(|e| e.size).sum();
+        TreeSource {
+            root: tree.root.clone(),
+            entries: Mutex::new(Some(Entries {
+                entries: tree.entries.into_iter(),
+                root: tree.root,
+                open: tree.open,
+                log: log.clone(),
+                progress: ctx.progress.clone(),
+                cancel: ctx.cancel.clone(),
+            })),
+            size,
+        }
+    }
+}
+
+/// The entries of a tree, each made into a node when the archiver takes it.
+struct Entries {
+    entries: std::vec::IntoIter<TreeEntry>,
+    root: PathBuf,
+    open: crate::stores::backups::OpenFile,
+    log: Arc<ReadLog>,
+    progress: Arc<dyn Progress>,
+    cancel: Cancel,
+}
+
+impl Iterator for Entries {
+    type Item = RusticResult<ReadSourceEntry<OpenLater>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let e = self.entries.next()?;
+        let path = if e.rel.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(&e.rel)
+        };
+        let name = path.file_name().unwrap_or(OsStr::new("/")).to_os_string();
+        let open = (e.kind == TreeEntryKind::File).then(|| OpenLater {
+            rel: e.rel.clone(),
+            size: e.size,
+            open: self.open.clone(),
+            log: self.log.clone(),
+            progress: self.progress.clone(),
+            cancel: self.cancel.clone(),
+        });
+        Some(Ok(ReadSourceEntry {
+            node: node_of(&name, &e),
+            path,
+            open,
+        }))
+    }
+}
+
+impl ReadSource for TreeSource {
+    type Open = OpenLater;
+    type Iter = std::iter::Flatten<std::option::IntoIter<Entries>>;
+
+    fn size(&self) -> RusticResult<Option<u64>> {
+        Ok(Some(self.size))
+    }
+
+    fn entries(&self) -> Self::Iter {
+        self.entries.lock().unwrap().take().into_iter().flatten()
+    }
+}
+
+/// A restic node for an entry: Go's file mode bits, as restic writes them.
+pub fn node_of(name: &OsStr, e: &TreeEntry) -> Node {
+    let stamp = |(s, ns): (i64, i64)| rustic_core::jiff::Timestamp::new(s, ns as i32).ok();
+    let (node_type, type_bit) = match &e.kind {
+        TreeEntryKind::Dir => (NodeType::Dir, GO_DIR),
+        TreeEntryKind::File => (NodeType::File, 0),
+        TreeEntryKind::Symlink(to) => (NodeType::from_link(Path::new(to)), GO_SYMLINK),
+    };
+    let meta = Metadata {
+        mode: Some(mode_to_go(e.mode) | type_bit),
+        mtime: stamp(e.mtime),
+        atime: stamp(e.mtime),
+        ctime: stamp(e.ctime),
+        uid: Some(e.uid),
+        gid: Some(e.gid),
+        user: None,
+        group: None,
+        inode: e.inode,
+        device_id: e.device,
+        size: e.size,
+        links: e.links,
+        extended_attributes: Vec::new(),
+    };
+    Node::new_node(name, node_type, meta)
+}
+
+const GO_DIR: u32 = 1 << 31;
+const GO_SYMLINK: u32 = 1 << 27;
+const GO_SETUID: u32 = 1 << 23;
+const GO_SETGID: u32 = 1 << 22;
+const GO_STICKY: u32 = 1 << 20;
+
+/// Unix permission bits (with setuid, setgid, sticky) as Go's `fs.FileMode`.
+pub fn mode_to_go(mode: u32) -> u32 {
+    let mut go = mode & 0o777;
+    for (unix, bit) in [
+        (0o4000, GO_SETUID),
+        (0o2000, GO_SETGID),
+        (0o1000, GO_STICKY),
+    ] {
+        if mode & unix != 0 {
+            go |= bit;
+        }
+    }
+    go
+}
+
+/// Go's `fs.FileMode` back as unix permission bits (with setuid, setgid, sticky).
+pub fn mode_from_go(go: u32) -> u32 {
+    let mut mode = go & 0o777;
+    for (unix, bit) in [
+        (0o4000, GO_SETUID),
+        (0o2000, GO_SETGID),
+        (0o1000, GO_STICKY),
+    ] {
+        if go & bit != 0 {
+            mode |= unix;
+        }
+    }
+    mode
+}
+
+/// A file of the tree, opened only if the archiver needs its content.
+pub struct OpenLater {
+    rel: String,
+    size: u64,
+    open: crate::stores::backups::OpenFile,
+    log: Arc<ReadLog>,
+    progress: Arc<dyn Progress>,
+    cancel: Cancel,
+}
+
+impl ReadSourceOpen for OpenLater {
+    type Reader = HashingFile;
+
+    fn open(self) -> RusticResult<HashingFile> {
+        match (self.open)(&self.rel) {
+            Ok(file) => Ok(HashingFile {
+                file,
+                left: self.size,
+                short: false,
+                hasher: Sha256::new(),
+                later: self,
+            }),
+            Err(e) => {
+                let mut log = self.log.state.lock().unwrap();
+                if e.kind() == io::ErrorKind::NotFound {
+                    // Deleted between the listing and its reading: not in the backup.
+                    log.vanished.push(self.rel.clone());
+                } else {
+                    log.failed.push((self.rel.clone(), e.to_string()));
+                }
+                Err(RusticError::with_source(
+                    ErrorKind::InputOutput,
+                    "cannot open a file of the tree",
+                    e,
+                ))
+            }
+        }
+    }
+}
+
+/// A file's first `size` bytes (zeros after its end if it ends sooner, as the tar copy
+/// does), hashed as read; the hash goes to the log at the end.
+pub struct HashingFile {
+    file: Box<dyn Read + Send>,
+    left: u64,
+    short: bool,
+    hasher: Sha256,
+    later: OpenLater,
+}
+
+impl HashingFile {
+    fn record_failure(&self, e: &io::Error) {
+        let mut log = self.later.log.state.lock().unwrap();
+        log.failed.push((self.later.rel.clone(), e.to_string()));
+    }
+}
+
+impl Read for HashingFile {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if let Err(e) = self.later.cancel.check() {
+            self.record_failure(&e);
+            return Err(e);
+        }
+        if self.left == 0 {
+            let sha = hex::encode(std::mem::take(&mut self.hasher).finalize());
+            let mut log = self.later.log.state.lock().unwrap();
+            if !log.done.contains_key(&self.later.rel) {
+                if self.short {
+                    log.short.push(self.later.rel.clone());
+                }
+                log.done.insert(self.later.rel.clone(), sha);
+            }
+            return Ok(0);
+        }
+        let want = out.len().min(self.left.min(usize::MAX as u64) as usize);
+        let mut n = if self.short {
+            0
+        } else {
+            match self.file.read(&mut out[..want]) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.record_failure(&e);
+                    return Err(e);
+                }
+            }
+        };
+        if n == 0 {
+            self.short = true;
+            n = want;
+            out[..n].fill(0);
+        }
+        self.hasher.update(&out[..n]);
+        self.left -= n as u64;
+        self.later.progress.advance(n as u64);
+        Ok(n)
+    }
+}
