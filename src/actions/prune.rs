@@ -27,6 +27,9 @@ pub struct PrunePlan {
     /// What removing them gives back: the store's estimate in the plan, what it freed
     /// once applied.
     pub bytes_freed: u64,
+    /// A continuous target's shipped history: what removing backups ended, in words.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<String>,
 }
 
 impl JobOutput for PrunePlan {
@@ -56,9 +59,15 @@ impl PrunePlan {
         for m in &self.remove {
             out.push_str(&format!("  remove  {}\n", m.id));
         }
+        for line in &self.history {
+            out.push_str(&format!("  history {line}\n"));
+        }
         out
     }
 }
+
+/// Why a base copy of continuous replication is kept past the retention rules.
+pub const BASE_REASON: &str = "base of kept continuous history";
 
 pub fn plan(app: &App, target: &str) -> Result<PrunePlan> {
     let cfg = app.target(target)?;
@@ -73,11 +82,27 @@ pub fn plan(app: &App, target: &str) -> Result<PrunePlan> {
     {
         newest.push("newest");
     }
+    // A base copy a kept generation of continuous replication replays from stays.
+    if cfg.continuous.is_some() {
+        let objects = crate::replicate::objects_for(app, target)?;
+        let needed = crate::replicate::history::needed_bases(
+            objects.as_ref(),
+            target,
+            cfg.continuous_history(),
+            chrono::Utc::now(),
+        )?;
+        for (m, why) in all.iter().zip(reasons.iter_mut()) {
+            if needed.iter().any(|(base, _)| *base == m.id) && !why.contains(&BASE_REASON) {
+                why.push(BASE_REASON);
+            }
+        }
+    }
     let mut plan = PrunePlan {
         target: target.to_string(),
         keep: Vec::new(),
         remove: Vec::new(),
         bytes_freed: 0,
+        history: Vec::new(),
     };
     for (m, why) in all.into_iter().zip(reasons) {
         if why.is_empty() {
@@ -111,6 +136,7 @@ pub fn run(app: &App, target: &str, actor: &str, ctx: &JobContext) -> Result<Pru
         if let Some(freed) = kind.remove(app, target, &plan.remove, ctx)? {
             plan.bytes_freed = freed;
         }
+        plan.history = expire_history(app, target)?;
         Ok(plan)
     })?;
     Ok(done.value)
@@ -137,4 +163,23 @@ pub(crate) fn remove_from_store(
     ctx.progress.phase("reclaiming space");
     let reclaimed = store.reclaim(ctx)?;
     Ok((reclaimed > 0).then_some(reclaimed))
+}
+
+/// A continuous target's generations past `continuous_history`, or whose base copy is no
+/// longer among its backups, removed from its store; what went, in words.
+fn expire_history(app: &App, target: &str) -> Result<Vec<String>> {
+    let cfg = app.target(target)?;
+    if cfg.continuous.is_none() {
+        return Ok(Vec::new());
+    }
+    let objects = crate::replicate::objects_for(app, target)?;
+    let bases: std::collections::HashSet<String> =
+        backups(app, target)?.into_iter().map(|m| m.id).collect();
+    crate::replicate::history::expire(
+        objects.as_ref(),
+        target,
+        cfg.continuous_history(),
+        chrono::Utc::now(),
+        Some(&bases),
+    )
 }

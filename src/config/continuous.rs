@@ -9,10 +9,11 @@ impl Config {
     pub(super) fn validate_continuous(&self, name: &str, t: &TargetConfig) -> Result<(), String> {
         let key = |k: &str| format!("targets.{name}.{k}");
         let Some(every) = t.continuous else {
-            for k in ["max_lag", "continuous_history"] {
+            for k in ["max_lag", "continuous_history", "continuous_compact"] {
                 let set = match k {
                     "max_lag" => t.max_lag.is_some(),
-                    _ => t.continuous_history.is_some(),
+                    "continuous_history" => t.continuous_history.is_some(),
+                    _ => t.continuous_compact.is_some(),
                 };
                 if set {
                     return Err(format!(

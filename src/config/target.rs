@@ -143,6 +143,9 @@ pub struct TargetConfig {
     pub max_lag: Option<HumanDuration>,
     /// sqlite, continuous: how far back a restore to any moment reaches (7d).
     pub continuous_history: Option<HumanDuration>,
+    /// sqlite, continuous: the span whose shipped segments are merged into one object
+    /// once it is that old (1h).
+    pub continuous_compact: Option<HumanDuration>,
     /// Added by lifeboat itself (the state database's target), not written in the file.
     #[serde(skip)]
     pub built_in: bool,
@@ -166,6 +169,18 @@ impl TargetConfig {
         self.max_lag.map_or(DEFAULT_MAX_LAG, |d| d.0)
     }
 
+    /// `continuous_history`, or its default (7 days).
+    pub fn continuous_history(&self) -> std::time::Duration {
+        self.continuous_history
+            .map_or(std::time::Duration::from_secs(7 * 86_400), |d| d.0)
+    }
+
+    /// `continuous_compact`, or its default (an hour).
+    pub fn compact_span(&self) -> std::time::Duration {
+        self.continuous_compact
+            .map_or(std::time::Duration::from_secs(3600), |d| d.0)
+    }
+
     /// The path the target's data lives at; validated to exist for local path kinds.
     pub fn data_path(&self) -> Option<&Path> {
         self.path.as_deref()
@@ -180,7 +195,7 @@ impl TargetConfig {
 
 /// The keys only some kinds of target read, and those kinds. Any other kind refuses
 /// them at load: a `disk` on a sqlite target is a mistake to say, not a key to ignore.
-const KIND_KEYS: [(&str, &[TargetKind]); 18] = [
+const KIND_KEYS: [(&str, &[TargetKind]); 19] = [
     ("path", &[TargetKind::Sqlite, TargetKind::Directory]),
     ("include", &[TargetKind::Directory]),
     ("exclude", &[TargetKind::Directory]),
@@ -200,6 +215,7 @@ const KIND_KEYS: [(&str, &[TargetKind]); 18] = [
     ("continuous", &[TargetKind::Sqlite]),
     ("max_lag", &[TargetKind::Sqlite]),
     ("continuous_history", &[TargetKind::Sqlite]),
+    ("continuous_compact", &[TargetKind::Sqlite]),
 ];
 
 /// The kinds whose backups lifeboat takes itself.
@@ -232,6 +248,7 @@ impl TargetConfig {
             "continuous" => self.continuous.is_some(),
             "max_lag" => self.max_lag.is_some(),
             "continuous_history" => self.continuous_history.is_some(),
+            "continuous_compact" => self.continuous_compact.is_some(),
             _ => false,
         }
     }

@@ -9,6 +9,8 @@
 //! [`point`] plans and replays a restore to a moment; [`lag`] reads how far it stands.
 
 pub mod base;
+pub mod compact;
+pub mod history;
 pub mod lag;
 pub mod lease;
 pub mod point;
@@ -101,6 +103,10 @@ fn rounds(
     let target = shipper.target.clone();
     let objects = shipper.objects.clone();
     let mut renewed = Instant::now();
+    let mut tidied = Instant::now();
+    let cfg = app.target(&target)?;
+    let (span, keep) = (cfg.compact_span(), cfg.continuous_history());
+    let tidy_every = span.min(Duration::from_secs(60));
     let mut failing = false;
     loop {
         let round_started = Instant::now();
@@ -138,9 +144,26 @@ fn rounds(
         if last {
             return Ok(());
         }
+        if tidied.elapsed() >= tidy_every {
+            tidy(objects.as_ref(), &target, span, keep);
+            tidied = Instant::now();
+        }
         while round_started.elapsed() < every && !stop.load(Ordering::SeqCst) {
             std::thread::sleep(every.min(Duration::from_millis(50)));
         }
+    }
+}
+
+/// Compaction and the end of history past `continuous_history`, between rounds; a
+/// failure is logged and tried again next time (nothing is removed before what replaces
+/// it is written).
+fn tidy(objects: &dyn Store, target: &str, span: Duration, keep: Duration) {
+    let now = Utc::now();
+    if let Err(e) = compact::compact(objects, target, span, now) {
+        tracing::warn!(target = %target, "compacting shipped history failed, trying again later: {e}");
+    }
+    if let Err(e) = history::expire(objects, target, keep, now, None) {
+        tracing::warn!(target = %target, "removing history past continuous_history failed: {e}");
     }
 }
 

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::record::{Generation, Position, generations, position_key, prefix, read};
-use super::segment::{SegmentName, SegmentReader};
+use super::segment::{Mark, SegmentName, SegmentReader};
 use crate::error::{Error, Result};
 use crate::stores::Store;
 use crate::units::{parse_time, time_text};
@@ -97,6 +97,16 @@ pub fn plan(store: &dyn Store, target: &str, at: DateTime<Utc>) -> Result<(Strin
         .collect();
     let Some(g) = candidates.iter().copied().find(|g| at <= reach(g)) else {
         return Err(match candidates.first() {
+            None if let Some(floor) = super::history::floor(store, target)?
+                .filter(|f| parse_time(&f.kept_from).is_some_and(|k| at < k)) =>
+            {
+                Error::Usage(format!(
+                    "{} is past the kept history of {target}: history before {} was removed ({}); continuous_history says how far back it is kept",
+                    time_text(at),
+                    floor.kept_from,
+                    floor.reason
+                ))
+            }
             None => {
                 let oldest = all
                     .first()
@@ -149,14 +159,17 @@ fn chain(
     let mut pieces = Vec::new();
     let mut txid = g.base_txid;
     let mut seen = None;
+    // Whether a segment went past the moment: what follows a hole after it is history
+    // past the moment too, not a gap before it.
+    let mut beyond = false;
     for n in names {
         if n.last_txid <= txid {
-            continue; // shipped again after a crash: already in
-        }
-        if n.seen() > at {
-            break;
+            continue; // shipped again after a crash, or merged: already in
         }
         if n.first_txid > txid + 1 {
+            if beyond || n.seen() > at {
+                break;
+            }
             return Err(Error::Failed(format!(
                 "the shipped history of {target} has a gap: transactions {} to {} of generation {} are missing from the store",
                 txid + 1,
@@ -164,15 +177,67 @@ fn chain(
                 g.generation
             )));
         }
+        // Past the moment: a merged segment gives its runs committed by then; another
+        // segment shipped again with more (after a crash) may still give some.
+        let reach = if n.seen() <= at {
+            Some((n.last_txid, n.seen()))
+        } else if n.merged {
+            reached_by(store, &n, at)?
+                .filter(|m| m.last_txid > txid)
+                .map(|m| (m.last_txid, mark_time(m)))
+        } else {
+            None
+        };
+        let Some((to, by)) = reach else {
+            beyond = true;
+            continue;
+        };
         pieces.push(Piece {
             key: n.key.clone(),
             from_txid: txid + 1,
-            to_txid: n.last_txid,
+            to_txid: to,
         });
-        txid = n.last_txid;
-        seen = Some(n.seen());
+        txid = to;
+        seen = Some(by);
+        beyond |= to < n.last_txid;
     }
     Ok((pieces, txid, seen))
+}
+
+/// The last mark of a merged segment seen committed by `at`.
+fn reached_by(store: &dyn Store, n: &SegmentName, at: DateTime<Utc>) -> Result<Option<Mark>> {
+    let damaged = |e| Error::io(format!("segment {} is damaged or unreadable", n.key), e);
+    let segment = SegmentReader::new(store.open(&n.key)?).map_err(damaged)?;
+    Ok(segment
+        .header
+        .all_marks()
+        .into_iter()
+        .filter(|m| m.seen_ms <= at.timestamp_millis())
+        .max_by_key(|m| m.last_txid))
+}
+
+fn mark_time(mark: Mark) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(mark.seen_ms).unwrap_or_default()
+}
+
+/// A planned piece's segment; when compaction removed it since the plan, the merged
+/// segment that holds its transactions (written whole before any part is removed).
+fn open_piece(store: &dyn Store, piece: &Piece) -> Result<Box<dyn std::io::Read + Send>> {
+    match store.open(&piece.key) {
+        Err(crate::stores::StoreError::NotFound { .. }) => {
+            let dir = piece.key.rsplit_once('/').map_or("", |(d, _)| d);
+            let covering = store
+                .list(&format!("{dir}/"))?
+                .iter()
+                .filter_map(|o| SegmentName::parse(&o.key))
+                .find(|n| n.first_txid <= piece.from_txid && n.last_txid >= piece.to_txid);
+            match covering {
+                Some(n) => Ok(store.open(&n.key)?),
+                None => Ok(store.open(&piece.key)?),
+            }
+        }
+        other => Ok(other?),
+    }
 }
 
 /// Replay the planned transactions onto the staged base copy at `file`, then cut it to
@@ -191,7 +256,7 @@ pub fn replay(
     let mut size_pages = None;
     for piece in &point.segments {
         let damaged = |e| Error::io(format!("segment {} is damaged or unreadable", piece.key), e);
-        let mut segment = SegmentReader::new(store.open(&piece.key)?).map_err(damaged)?;
+        let mut segment = SegmentReader::new(open_piece(store, piece)?).map_err(damaged)?;
         if u64::from(segment.header.page_size) != page_size {
             return Err(Error::Failed(format!(
                 "segment {} has pages of {} bytes, the base copy {page_size}",
@@ -275,6 +340,7 @@ mod tests {
             last_txid: last,
             page_size: 512,
             seen_ms: T0 + seen_ms,
+            marks: Vec::new(),
         };
         let mut w = SegmentWriter::new(store.create(&key).unwrap(), &header).unwrap();
         for _ in first..=last {

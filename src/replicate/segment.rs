@@ -8,6 +8,11 @@
 //! the time seen), then per frame a page number, the database size in pages when the
 //! frame commits a transaction (else 0) and the page; an end mark of page number 0
 //! carrying the count of frames, so a cut-short object never reads as whole.
+//!
+//! A merged segment ([`compact`](super::compact)) holds the transactions of many, each
+//! once, named `<first>-<last>-<seen ms of the last>-m.seg.zst`; its header carries
+//! `marks`, when each run of its transactions was seen committed, so a restore into it
+//! stops at the same transaction the parts would have given.
 
 use std::io::{self, Read, Write};
 
@@ -17,6 +22,15 @@ use serde::{Deserialize, Serialize};
 use super::record::prefix;
 
 const FORMAT: u32 = 1;
+/// A merged segment: the same frames, with `marks` (a reader of format 1 refuses it).
+pub const MERGED_FORMAT: u32 = 2;
+
+/// Every transaction up to `last_txid` was seen committed by `seen_ms`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Mark {
+    pub last_txid: u64,
+    pub seen_ms: i64,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SegmentHeader {
@@ -27,6 +41,23 @@ pub struct SegmentHeader {
     pub page_size: u32,
     /// Every transaction in it was committed at or before this time (ms since the epoch).
     pub seen_ms: i64,
+    /// A merged segment's marks, oldest first (empty: one mark, `last_txid` by `seen_ms`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<Mark>,
+}
+
+impl SegmentHeader {
+    /// When its transactions were seen committed, as marks.
+    pub fn all_marks(&self) -> Vec<Mark> {
+        if self.marks.is_empty() {
+            vec![Mark {
+                last_txid: self.last_txid,
+                seen_ms: self.seen_ms,
+            }]
+        } else {
+            self.marks.clone()
+        }
+    }
 }
 
 /// A segment as its key names it.
@@ -36,12 +67,27 @@ pub struct SegmentName {
     pub first_txid: u64,
     pub last_txid: u64,
     pub seen_ms: i64,
+    /// A merged segment (its header's marks say when each of its runs was committed).
+    pub merged: bool,
 }
 
 impl SegmentName {
     pub fn key_for(target: &str, generation: &str, first: u64, last: u64, seen_ms: i64) -> String {
         format!(
             "{}{generation}/{first:016x}-{last:016x}-{seen_ms:013}.seg.zst",
+            prefix(target)
+        )
+    }
+
+    pub fn merged_key_for(
+        target: &str,
+        generation: &str,
+        first: u64,
+        last: u64,
+        seen_ms: i64,
+    ) -> String {
+        format!(
+            "{}{generation}/{first:016x}-{last:016x}-{seen_ms:013}-m.seg.zst",
             prefix(target)
         )
     }
@@ -53,11 +99,17 @@ impl SegmentName {
         let first = u64::from_str_radix(parts.next()?, 16).ok()?;
         let last = u64::from_str_radix(parts.next()?, 16).ok()?;
         let seen_ms = parts.next()?.parse().ok()?;
+        let merged = match parts.next() {
+            None => false,
+            Some("m") => true,
+            Some(_) => return None,
+        };
         Some(SegmentName {
             key: key.to_string(),
             first_txid: first,
             last_txid: last,
             seen_ms,
+            merged,
         })
     }
 
@@ -129,7 +181,7 @@ impl<R: Read> SegmentReader<R> {
         let mut line = Vec::new();
         io::BufRead::read_until(&mut decoder, b'\n', &mut line)?;
         let header: SegmentHeader = serde_json::from_slice(&line).map_err(damaged)?;
-        if header.format != FORMAT {
+        if header.format != FORMAT && header.format != MERGED_FORMAT {
             return Err(damaged(format!("format {} is not known", header.format)));
         }
         Ok(SegmentReader {
@@ -182,6 +234,7 @@ mod tests {
             last_txid: 4,
             page_size: 512,
             seen_ms: 1_700_000_000_000,
+            marks: Vec::new(),
         };
         let mut w = SegmentWriter::new(Vec::new(), &header).unwrap();
         w.frame(1, 0, &[1; 512]).unwrap();
@@ -204,5 +257,11 @@ mod tests {
         let name = SegmentName::parse(&key).unwrap();
         assert_eq!((name.first_txid, name.last_txid), (3, 4));
         assert_eq!(name.seen_ms, 1_700_000_000_000);
+        assert!(!name.merged);
+        let merged = SegmentName::parse(&SegmentName::merged_key_for("db", "g", 3, 9, 5)).unwrap();
+        assert_eq!(
+            (merged.first_txid, merged.last_txid, merged.merged),
+            (3, 9, true)
+        );
     }
 }

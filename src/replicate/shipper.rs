@@ -266,6 +266,7 @@ impl Shipper {
             last_txid: last,
             page_size: from.header.page_size,
             seen_ms: seen.timestamp_millis(),
+            marks: Vec::new(),
         };
         let write_err = |e| Error::io(format!("writing {key} to {}", self.objects.describe()), e);
         let object = self.objects.create(&key)?;

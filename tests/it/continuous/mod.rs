@@ -6,6 +6,7 @@
 //! passing the writer's last commit, a process exiting.
 
 mod faults;
+mod history;
 mod s3;
 
 use std::io::{BufRead, BufReader};
