@@ -130,7 +130,7 @@ fn rounds(
                     tracing::debug!(target = %target, txid = shipper.txid, "shipped {n} transactions");
                 }
             }
-            Ok(Round::Reset(why)) => new_generation(app, shipper, &why)?,
+            Ok(Round::Reset(why)) => new_generation(app, shipper, &why, false)?,
             Err(e @ (Error::Usage(_) | Error::Busy(_))) => return Err(e),
             Err(e) => {
                 // The store or the disk: keep the read transaction (nothing is lost
@@ -147,11 +147,35 @@ fn rounds(
         if tidied.elapsed() >= tidy_every {
             tidy(objects.as_ref(), &target, span, keep);
             tidied = Instant::now();
+            if base_older_than(shipper, keep / 2) {
+                new_generation(
+                    app,
+                    shipper,
+                    "a fresh base copy, so history older than continuous_history can go",
+                    true,
+                )?;
+            }
         }
         while round_started.elapsed() < every && !stop.load(Ordering::SeqCst) {
             std::thread::sleep(every.min(Duration::from_millis(50)));
         }
     }
+}
+
+/// Whether the current generation's base copy is older than `age` (a fresh one is then
+/// taken: every half `continuous_history`, so history never reaches back much more).
+fn base_older_than(shipper: &Shipper, age: Duration) -> bool {
+    let g = read::<Generation>(
+        shipper.objects.as_ref(),
+        &generation_key(&shipper.target, &shipper.generation),
+    );
+    let base_at = g
+        .ok()
+        .flatten()
+        .and_then(|g| crate::units::parse_time(&g.base_at));
+    base_at.is_some_and(|b| {
+        Utc::now() - b > chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX)
+    })
 }
 
 /// Compaction and the end of history past `continuous_history`, between rounds; a
@@ -174,7 +198,12 @@ fn start(app: &App, shipper: &mut Shipper) -> Result<()> {
     let objects = shipper.objects.clone();
     let position: Option<Position> = read(objects.as_ref(), &position_key(&target))?;
     let Some(position) = position else {
-        return new_generation(app, shipper, "the first replication of this database");
+        return new_generation(
+            app,
+            shipper,
+            "the first replication of this database",
+            false,
+        );
     };
     let known = read::<Generation>(
         objects.as_ref(),
@@ -192,6 +221,7 @@ fn start(app: &App, shipper: &mut Shipper) -> Result<()> {
             app,
             shipper,
             "the WAL is no longer the one the last replicator left off in (reset, truncated or rewritten while no replicator held it)",
+            false,
         );
     }
     shipper.generation = position.generation.clone();
@@ -208,7 +238,7 @@ fn start(app: &App, shipper: &mut Shipper) -> Result<()> {
             position.generation,
             position.txid
         ),
-        Round::Reset(why) => return new_generation(app, shipper, &why),
+        Round::Reset(why) => return new_generation(app, shipper, &why, false),
     }
     held?;
     Ok(())
@@ -218,14 +248,21 @@ fn start(app: &App, shipper: &mut Shipper) -> Result<()> {
 /// and a complete checkpoint pins the file as exactly that state; the base copy is taken
 /// from the pinned file once writers are let go. The previous generation is ended at
 /// what it reached; the audit log says why.
-fn new_generation(app: &App, shipper: &mut Shipper, why: &str) -> Result<()> {
+///
+/// `continuing`: the current generation is whole and goes on into the new one (a fresh
+/// base copy so older history can go): what is committed is shipped into it under the
+/// same write lock, so it reaches the new base's moment with nothing between them.
+fn new_generation(app: &App, shipper: &mut Shipper, why: &str, continuing: bool) -> Result<()> {
     let target = shipper.target.clone();
     let objects = shipper.objects.clone();
-    let previous: Option<Position> = read(objects.as_ref(), &position_key(&target))?;
     let mut tries = 0;
+    let mut joined = false;
     let (pinned, cursor, at) = loop {
         shipper.lock_writers()?;
         let prepared = (|| {
+            if continuing {
+                joined = matches!(shipper.ship()?, Round::Shipped(_));
+            }
             let cursor = shipper.committed_end()?;
             let complete = shipper.checkpoint_and_hold()?;
             let pinned = if complete {
@@ -250,6 +287,7 @@ fn new_generation(app: &App, shipper: &mut Shipper, why: &str) -> Result<()> {
             }
         }
     };
+    let previous: Option<Position> = read(objects.as_ref(), &position_key(&target))?;
     let generation = record::new_generation_id(at);
     shipper.generation = generation.clone();
     shipper.txid = 0;
@@ -275,7 +313,11 @@ fn new_generation(app: &App, shipper: &mut Shipper, why: &str) -> Result<()> {
             read::<Generation>(objects.as_ref(), &generation_key(&target, &prev.generation))?
     {
         old.ended = Some(Ended {
-            replicated_to: prev.replicated_to.clone(),
+            replicated_to: if joined {
+                crate::units::time_text(at)
+            } else {
+                prev.replicated_to.clone()
+            },
             reason: why.to_string(),
         });
         write(

@@ -231,3 +231,61 @@ fn history_past_continuous_history_goes_whole_and_prune_keeps_the_bases_it_needs
     home.restore_at(&newest, &all);
     assert_eq!(restored_ids(&all), (1..=400).collect::<Vec<i64>>());
 }
+
+#[test]
+fn a_fresh_base_every_half_continuous_history_lets_older_history_go_with_no_gap_between() {
+    let config = format!(
+        "{}continuous_history = \"4s\"\ncontinuous_compact = \"1s\"\n",
+        target("local")
+    );
+    let home = Home::with_config(&ConfigBuilder::new().raw(&config));
+    let db = db_path(&home);
+    create_db(&db, true);
+    let mut rep = Replicator::start(home.command(&["replicate", "app"]));
+    rep.wait_for("replicating app");
+    let log = home.path("data/commits.log");
+    finish(writer(&db, 1500, &log, &[]));
+    let rows = commits(&log);
+    home.wait_replicated_past(rows.last().unwrap().committed);
+    // Fresh bases every 2 s; a generation that ended more than 4 s ago goes.
+    rep.wait_for("a fresh base copy, so history older than continuous_history can go");
+    rep.wait_for("replication history removed");
+    assert!(rep.stop().success());
+    let floor: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(home.path("backups/app.wal/history.json")).unwrap(),
+    )
+    .unwrap();
+    let kept_from = unix(floor["kept_from"].as_str().unwrap());
+    let (mut kept, mut past) = (0, 0);
+    for i in std::iter::once(1).chain((50..1500).step_by(50)) {
+        let at = (rows[i - 1].committed + rows[i].began) / 2.0;
+        let copy = home.path(&format!("restores/at-{i}.db"));
+        let out = home.out(&[
+            "restore",
+            "app",
+            "--at",
+            &rfc3339(at),
+            "--to",
+            &copy.display().to_string(),
+            "--yes",
+        ]);
+        // Before the kept history: refused saying so. After it, exact: never a gap
+        // between one generation's end and the next base copy.
+        if at < kept_from {
+            assert!(!out.status.success(), "row {i}: restored before the floor");
+            let err = stderr(&out);
+            assert!(err.contains("past the kept history"), "row {i}: {err}");
+            past += 1;
+        } else {
+            assert!(out.status.success(), "row {i}: {}", stderr(&out));
+            assert_exactly_by(&restored_ids(&copy), &rows, at, slack());
+            kept += 1;
+        }
+    }
+    eprintln!("{past} moments past the kept history, {kept} restored exactly");
+    assert!(kept > 0, "the newest moments are kept: {floor}");
+    let newest = home.status()["replicated_to"].as_str().unwrap().to_string();
+    let all = home.path("restores/all.db");
+    home.restore_at(&newest, &all);
+    assert_eq!(restored_ids(&all).len(), 1500);
+}
