@@ -1,5 +1,6 @@
 //! Continuous replication into moto's S3 server: segments, the position and the lease as
-//! objects beside the backups, a restore to a moment read back from the bucket.
+//! objects beside the backups, merged by compaction while it runs, a restore to a moment
+//! read back from the bucket.
 
 use super::*;
 use crate::common::moto::{Moto, S3Home};
@@ -14,7 +15,9 @@ impl Lifeboat for S3Home {
 fn replication_into_s3_restores_a_moment_exactly() {
     let moto = Moto::start();
     moto.create_bucket("pitr", false);
-    let home = S3Home::new(&moto.url(), "pitr", "", &target("offsite"));
+    // One-second spans: segments are merged while it runs, the parts deleted from S3.
+    let config = format!("{}continuous_compact = \"1s\"\n", target("offsite"));
+    let home = S3Home::new(&moto.url(), "pitr", "", &config);
     let db = home.path("data/app.db");
     create_db(&db, true);
     let mut rep = Replicator::start(home.command(&["replicate", "app"]));
@@ -33,6 +36,9 @@ fn replication_into_s3_restores_a_moment_exactly() {
         keys.contains(&"lifeboat/app.wal/lease.json".to_string()),
         "{keys:?}"
     );
+    rep.wait_for("compacted");
+    let keys: Vec<String> = moto.objects("pitr").into_iter().map(|(k, _)| k).collect();
+    assert!(keys.iter().any(|k| k.ends_with("-m.seg.zst")), "{keys:?}");
     let at = (rows[899].committed + rows[900].began) / 2.0;
     let copy = home.path("restores/middle.db");
     home.restore_at(&rfc3339(at), &copy);
