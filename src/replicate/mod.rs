@@ -329,7 +329,12 @@ fn new_generation(app: &App, shipper: &mut Shipper, why: &str, continuing: bool)
     shipper.replicated_to = at;
     shipper.save_position()?;
     let detail = format!("generation {generation}, base copy {}: {why}", base.id);
-    tracing::warn!(target = %target, "new replication generation: {detail}");
+    if joined {
+        // Routine: the history goes on unbroken into it.
+        tracing::info!(target = %target, "new replication generation: {detail}");
+    } else {
+        tracing::warn!(target = %target, "new replication generation: {detail}");
+    }
     app.db.audit(
         "lifeboat",
         "replication generation",
