@@ -201,12 +201,15 @@ def watch(root, suffix, keep, stop, seen_log):
     until the file STOP exists (then one last pass). The times go to SEEN_LOG."""
     os.makedirs(keep, exist_ok=True)
     seen = {}
+    # What is there already (Litestream's first level-0 file is its initial snapshot)
+    # was not shipped under the load: skipped.
+    before = {os.path.join(d, f) for d, _, names in os.walk(root) for f in names}
     while True:
         last = os.path.exists(stop)
         for d, _, names in os.walk(root):
             for f in names:
                 p = os.path.join(d, f)
-                if f.startswith(".") or not f.endswith(suffix) or p in seen:
+                if f.startswith(".") or not f.endswith(suffix) or p in seen or p in before:
                     continue
                 now = time.time()
                 kept = f"{len(seen) + 1:06d}-{f}"
@@ -450,6 +453,7 @@ EOF
     cpu_ready=$(cpu_seconds "$pid")
     # Only the shipped log counts for lag: lifeboat's segments; Litestream's level 0.
     local watch_root=$replica
+    mkdir -p "$keep"
     [[ $name == litestream ]] && watch_root=$replica/ltx/0
     mkdir -p "$watch_root"
     python3 "$TOOL" watch "$watch_root" "$suffix" "$keep" "$stop" "$dir/seen.txt" &
@@ -465,6 +469,7 @@ EOF
     local cpu_load stored_load shipped_load
     cpu_load=$(awk -v a="$(cpu_seconds "$pid")" -v b="$cpu_ready" 'BEGIN{printf "%.2f", a - b}')
     stored_load=$(du -sb "$replica" | cut -f1)
+    [[ $name == litestream ]] && record beside_db litestream "$(du -sb "$dir/.app.db-litestream" | cut -f1)"
     shipped_load=$(find "$keep" -type f -printf '%s\n' | awk '{s += $1} END {printf "%.0f", s}')
 
     log "$name: UPDATE of 1 % of the rows in one transaction"
@@ -587,7 +592,7 @@ row "lag p50 (s)" "$(field "$LB_LAG" 1)" "$(field "$LS_LAG" 1)"
 row "lag p99 (s)" "$(field "$LB_LAG" 2)" "$(field "$LS_LAG" 2)"
 row "lag max (s)" "$(field "$LB_LAG" 3)" "$(field "$LS_LAG" 3)"
 row "stored after the load (MiB)" "$(mib "$(get stored_load lifeboat)")" "$(mib "$(get stored_load litestream)")" "$(get stored_load lifeboat)" "$(get stored_load litestream)"
-row "… of it the initial full copy (MiB)" "$(mib "$(get stored_initial lifeboat)")" "$(mib "$(get stored_initial litestream)")" "$(get stored_initial lifeboat)" "$(get stored_initial litestream)"
+row "… of it stored before the load: the initial copy (MiB)" "$(mib "$(get stored_initial lifeboat)")" "$(mib "$(get stored_initial litestream)")" "$(get stored_initial lifeboat)" "$(get stored_initial litestream)"
 row "log shipped during the load (MiB)" "$(mib "$(get shipped_load lifeboat)")" "$(mib "$(get shipped_load litestream)")" "$(get shipped_load lifeboat)" "$(get shipped_load litestream)"
 row "replicator CPU during the load (s)" "$(get cpu_load lifeboat)" "$(get cpu_load litestream)"
 row "replicator CPU, whole life incl. the initial copy (s)" "$(get cpu_total lifeboat)" "$(get cpu_total litestream)"
@@ -597,6 +602,7 @@ row "1 % update: shipped (MiB)" "$(mib "$(get shipped_update lifeboat)")" "$(mib
 printf '| 1 %% update: shipped / changed pages (%s MiB) | %s | %s | |\n' "$(mib "$PAGES")" \
     "$(ratio "$(get shipped_update lifeboat)" "$PAGES")" "$(ratio "$(get shipped_update litestream)" "$PAGES")"
 echo
+echo "- Litestream also keeps $(mib "$(get beside_db litestream)") MiB of LTX files beside the database (.app.db-litestream) after the load; lifeboat keeps none there"
 echo "- 1 % update: $(get update_rows all) rows in one transaction; $(mib "$PAGES") MiB of pages differ"
 echo "- restored to the middle, lifeboat: $LB_VERDICT"
 echo "- restored to the middle, Litestream: $LS_VERDICT"
