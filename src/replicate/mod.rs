@@ -6,9 +6,11 @@
 //! position in the store when the log is still the one it describes, otherwise a new
 //! generation with a fresh base copy ([`base`]) — then rounds of [`shipper::Shipper::ship`]
 //! every interval, a checkpoint of lifeboat's own now and then, until asked to stop.
-//! [`point`] plans and replays a restore to a moment; [`lag`] reads how far it stands.
+//! [`point`] plans and replays a restore to a moment; [`lag`] reads how far it stands;
+//! [`chain`] is what `verify` proves of the shipped history.
 
 pub mod base;
+pub mod chain;
 pub mod lag;
 pub mod lease;
 pub mod point;

@@ -5,6 +5,7 @@
 //! Waits are on events: the replicator's log lines, the status JSON's `replicated_to`
 //! passing the writer's last commit, a process exiting.
 
+mod chain;
 mod faults;
 mod s3;
 
