@@ -6,6 +6,7 @@
 //! passing the writer's last commit, a process exiting.
 
 mod chain;
+mod drill;
 mod faults;
 mod s3;
 
