@@ -246,6 +246,10 @@ fn new_generation(app: &App, shipper: &mut Shipper, why: &str) -> Result<()> {
         base_backup: base.id.clone(),
         base_txid: 0,
         base_at: crate::units::time_text(at),
+        previous: previous
+            .as_ref()
+            .map(|p| p.generation.clone())
+            .filter(|p| *p != generation),
         ended: None,
     };
     write(objects.as_ref(), &generation_key(&target, &generation), &g)?;

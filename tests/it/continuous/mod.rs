@@ -8,6 +8,7 @@
 mod chain;
 mod drill;
 mod faults;
+mod generation_alert;
 mod s3;
 
 use std::io::{BufRead, BufReader};
