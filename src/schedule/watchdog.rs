@@ -312,6 +312,36 @@ mod tests {
     }
 
     #[test]
+    fn each_new_generation_is_its_own_occurrence_naming_why() {
+        let mut f = facts("2026-11-22T03:30:00Z");
+        f.last_ok = Some(t("2026-11-22T03:00:01Z"));
+        let g = |id: &str| crate::replicate::record::Generation {
+            generation: id.into(),
+            started_at: "2026-11-22T03:29:00Z".into(),
+            reason: "the WAL was reset".into(),
+            page_size: 4096,
+            base_backup: "b".into(),
+            base_txid: 0,
+            base_at: "2026-11-22T03:29:00Z".into(),
+            previous: Some("g0".into()),
+            ended: None,
+        };
+        f.restarted = Some(g("g1"));
+        let p = problems(&f);
+        assert_eq!(
+            (p[0].alert_kind(), p[0].facet()),
+            ("generation", "restarted")
+        );
+        let text = line("db", &p[0], false, f.now);
+        assert!(
+            text.contains("g1") && text.contains("after g0") && text.contains("the WAL was reset"),
+            "{text}"
+        );
+        f.restarted = Some(g("g2"));
+        assert_ne!(problems(&f)[0].token(), p[0].token(), "a new occurrence");
+    }
+
+    #[test]
     fn replication_behind_max_lag_is_one_alert_until_it_catches_up() {
         let mut f = facts("2026-11-22T03:30:00Z");
         f.last_ok = Some(t("2026-11-22T03:00:01Z"));
