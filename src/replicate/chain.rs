@@ -124,21 +124,40 @@ fn walk(store: &dyn Store, target: &str, g: &Generation) -> Result<Walked> {
         segments: 0,
         problems: Vec::new(),
     };
+    // Damaged segments are named first; the transactions only they held then show as a
+    // gap, said to be theirs.
+    let mut damaged: Vec<&SegmentName> = Vec::new();
+    let mut whole: Vec<&SegmentName> = Vec::new();
     for n in &names {
-        if let Err(why) = check_segment(store, g, n) {
-            walked.problems.push(format!("segment {}: {why}", n.key));
-            continue;
+        match check_segment(store, g, n) {
+            Ok(()) => whole.push(n),
+            Err(why) => {
+                walked.problems.push(format!(
+                    "segment {} (transactions {} to {}): {why}",
+                    n.key, n.first_txid, n.last_txid
+                ));
+                damaged.push(n);
+            }
         }
+    }
+    for n in whole {
         walked.segments += 1;
         if n.last_txid <= walked.reached {
             continue; // shipped again after a crash: already in
         }
         if n.first_txid > walked.reached + 1 {
+            let (from, to) = (walked.reached + 1, n.first_txid - 1);
+            let whose = if damaged
+                .iter()
+                .any(|d| d.first_txid <= to && d.last_txid >= from)
+            {
+                " (only damaged segments hold them)"
+            } else {
+                ""
+            };
             walked.problems.push(format!(
-                "generation {}: a gap, transactions {} to {} are missing from the store",
-                g.generation,
-                walked.reached + 1,
-                n.first_txid - 1
+                "generation {}: a gap, transactions {from} to {to} are missing from the store{whose}",
+                g.generation
             ));
         }
         walked.pieces.push(Piece {
@@ -147,6 +166,12 @@ fn walk(store: &dyn Store, target: &str, g: &Generation) -> Result<Walked> {
             to_txid: n.last_txid,
         });
         walked.reached = n.last_txid;
+    }
+    if let Some(d) = damaged.iter().find(|d| d.last_txid > walked.reached) {
+        walked.problems.push(format!(
+            "generation {}: transactions after {} are only in damaged segments (up to {})",
+            g.generation, walked.reached, d.last_txid
+        ));
     }
     Ok(walked)
 }

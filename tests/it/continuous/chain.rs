@@ -116,5 +116,16 @@ fn verify_proves_the_chain_and_names_a_gap_and_a_damaged_segment() {
     assert!(!ok, "{report}");
     let problems = texts(&report["problems"]);
     let name = middle.file_name().unwrap().to_string_lossy().into_owned();
-    assert!(problems.contains(&name), "{problems}");
+    assert!(
+        problems.contains(&format!(
+            "{name} (transactions {first} to {last}): damaged segment"
+        )),
+        "{problems}"
+    );
+    assert!(
+        problems.contains(&format!(
+            "transactions {first} to {last} are missing from the store (only damaged segments hold them)"
+        )),
+        "{problems}"
+    );
 }
