@@ -187,7 +187,9 @@ fn drill_locked(
         target: target.to_string(),
         kind: cfg.kind,
         backup_id: done.backup.as_ref().map(|m| m.id.clone()),
-        rpo_seconds: done.backup.as_ref().map(|m| age(m, d.started)),
+        rpo_seconds: done
+            .rpo_seconds
+            .or_else(|| done.backup.as_ref().map(|m| age(m, d.started))),
         backup: done.backup.map(|m| m.summary()),
         actor: actor.to_string(),
         started_at: crate::units::time_text(d.started),
@@ -224,6 +226,8 @@ pub(crate) fn restore_in_sandbox(d: &mut Drill, selector: &Selector) -> Result<S
     let source = sources::choose(target, d.cfg)?;
     let mut backup = None;
     let mut note = None;
+    let point = crate::actions::drill_point::of(d, selector)?;
+    let selector = point.as_ref().map_or(selector, |p| &p.base);
     d.step("find the backup", || {
         let (m, inconsistent) = find_noted(app, target, selector)?;
         let mut detail = format!(
@@ -232,6 +236,16 @@ pub(crate) fn restore_in_sandbox(d: &mut Drill, selector: &Selector) -> Result<S
             m.created_at,
             drill_report::human(age(&m, started))
         );
+        if let Some(p) = &point {
+            detail.push_str(&format!(
+                ", the base copy of a restore to {}, the newest moment replicated when the drill started (lag {}): transactions {} to {} of generation {}",
+                p.point.at,
+                drill_report::human(p.rpo_seconds),
+                p.point.base_txid + 1,
+                p.point.up_to_txid,
+                p.point.generation
+            ));
+        }
         if let Some(n) = &inconsistent {
             detail.push_str(&format!("; {n}"));
         }
@@ -246,7 +260,7 @@ pub(crate) fn restore_in_sandbox(d: &mut Drill, selector: &Selector) -> Result<S
     if let Some(m) = &backup {
         let copy = sandbox_path.join(copy_name(d.cfg));
         let before = d.problems.len();
-        restore_and_check(d, source.as_ref(), m, &copy)?;
+        restore_and_check(d, source.as_ref(), m, &copy, point.as_ref())?;
         if d.problems.len() == before {
             rto_seconds = Some(d.elapsed());
         }
@@ -271,11 +285,20 @@ pub(crate) fn restore_in_sandbox(d: &mut Drill, selector: &Selector) -> Result<S
         created: true,
         removed,
         rto_seconds,
+        rpo_seconds: point.map(|p| p.rpo_seconds),
     })
 }
 
 /// Restore into the sandbox, verify the copy, run the checks: one timeline step each.
-fn restore_and_check(d: &mut Drill, source: &dyn Source, m: &Manifest, copy: &Path) -> Result<()> {
+/// A restore to a moment replays the shipped transactions and checks the copy whole in
+/// place of the backup's own check.
+fn restore_and_check(
+    d: &mut Drill,
+    source: &dyn Source,
+    m: &Manifest,
+    copy: &Path,
+    point: Option<&crate::actions::drill_point::DrillPoint>,
+) -> Result<()> {
     let (app, ctx) = (d.app, d.ctx);
     let restored = d.step("fetch, decompress and restore into the sandbox", || {
         let (_, store) = app.store_for(&m.target)?;
@@ -298,7 +321,12 @@ fn restore_and_check(d: &mut Drill, source: &dyn Source, m: &Manifest, copy: &Pa
     if !restored {
         return Ok(());
     }
-    d.step(source.copy_check_name(), || source.check_copy(m, copy, ctx))?;
+    match point {
+        Some(p) => crate::actions::drill_point::replay_and_check(d, m, &p.point, copy)?,
+        None => {
+            d.step(source.copy_check_name(), || source.check_copy(m, copy, ctx))?;
+        }
+    }
     d.run_checks(copy)?;
     if drill_state::is_state_target(app, d.target) {
         // The rest of a recovery, on the copy: RTO then covers bringing lifeboat back.

@@ -56,6 +56,9 @@ pub struct Sandboxed {
     pub removed: bool,
     /// Drill start → verified restore, when it was reached.
     pub rto_seconds: Option<f64>,
+    /// The RPO achieved when the drill restored to a moment (the replication lag then)
+    /// rather than a backup, whose age is its RPO.
+    pub rpo_seconds: Option<f64>,
 }
 
 impl<'a> Drill<'a> {

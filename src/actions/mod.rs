@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod drill; // restore into a sandbox, verify, checks, RTO/RPO, the report
 pub mod drill_card; // a finished drill as a card: objectives as facts with their verdict
 pub mod drill_checks;
+pub mod drill_point; // a continuous target's drill: to the newest moment, RPO the lag
 pub mod drill_report;
 pub mod drill_state; // a drill of lifeboat itself: state, catalog rebuild, counts
 pub mod drill_steps; // a drill's timeline, shared by the drill and each kind's restore half

@@ -53,6 +53,9 @@ pub struct VerifyReport {
     pub backup: Manifest,
     pub ok: bool,
     pub problems: Vec<String>,
+    /// A continuous target: what was proved of its shipped history, and what not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain: Option<crate::replicate::chain::ChainProof>,
 }
 
 impl JobOutput for VerifyReport {
@@ -60,6 +63,25 @@ impl JobOutput for VerifyReport {
         Some(self.backup.id.clone())
     }
     fn summary(&self) -> String {
+        let chain = self.chain.as_ref().map_or(String::new(), |c| {
+            let mut s = String::new();
+            for p in &c.proved {
+                s.push_str(&format!("; proved: {p}"));
+            }
+            for p in &c.not_proved {
+                s.push_str(&format!("; not proved: {p}"));
+            }
+            s
+        });
+        format!("{}{chain}", self.backup_summary())
+    }
+    fn ok(&self) -> bool {
+        self.ok
+    }
+}
+
+impl VerifyReport {
+    fn backup_summary(&self) -> String {
         if self.ok && !self.backup.is_consistent() {
             // The checks prove the store holds what was read, not that what was read is
             // one moment of the data: never call such a copy verified without saying so.
@@ -82,9 +104,6 @@ impl JobOutput for VerifyReport {
                 self.problems.join("; ")
             )
         }
-    }
-    fn ok(&self) -> bool {
-        self.ok
     }
 }
 

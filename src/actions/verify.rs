@@ -1,6 +1,7 @@
 //! Verify a backup: re-read the artifact and check every checksum, and have the target's
 //! source check the content (a database: `integrity_check` and row counts on a scratch
-//! copy; a tree: every file's hash against the manifest).
+//! copy; a tree: every file's hash against the manifest). A continuous target's shipped
+//! history is proved too ([`crate::replicate::chain`]).
 
 use std::io::{self, Read};
 
@@ -54,14 +55,23 @@ pub(crate) fn in_store(
         // Hooks a stopped process owed for this target run first, under its lock.
         crate::target_hooks::owed::settle(app, target, ctx);
         let (_, store) = app.store_for(target)?;
-        check(
+        let mut report = check(
             app,
             source.as_ref(),
             store.as_ref(),
             &manifest,
             read_data,
             ctx,
-        )
+        )?;
+        if app.target(target)?.continuous.is_some() {
+            ctx.progress.phase("proving the shipped history");
+            let scratch = app.scratch()?;
+            let proof = crate::replicate::chain::prove(app, target, scratch.path(), ctx)?;
+            report.problems.extend(proof.problems.iter().cloned());
+            report.ok = report.problems.is_empty();
+            report.chain = Some(proof);
+        }
+        Ok(report)
     })?;
     Ok(done.value)
 }
@@ -151,5 +161,6 @@ fn report(manifest: &Manifest, problems: Vec<String>) -> VerifyReport {
         backup: manifest.summary(),
         ok: problems.is_empty(),
         problems,
+        chain: None,
     }
 }

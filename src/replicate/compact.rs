@@ -254,6 +254,7 @@ mod tests {
             base_backup: "base".into(),
             base_txid: 0,
             base_at: time_text(t(0)),
+            previous: None,
             ended: None,
         };
         write(&store, &generation_key("db", "g"), &g).unwrap();

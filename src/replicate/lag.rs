@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::record::{Position, position_key, read};
+use super::record::{Generation, Position, generation_key, position_key, read};
 use crate::app::App;
 
 /// What status shows of a continuous target.
@@ -40,4 +40,18 @@ pub fn of(app: &App, target: &str, now: DateTime<Utc>) -> Lag {
             problem: Some(format!("replication position unreadable: {e}")),
         },
     }
+}
+
+/// The current generation when it had to start over from an earlier one (the log was
+/// reset or rewritten behind lifeboat's back): what the watchdog alerts on. `None` for
+/// the first generation, or when the store cannot be read (status names that).
+pub fn restarted(app: &App, target: &str) -> Option<Generation> {
+    let objects = super::objects_for(app, target).ok()?;
+    let position: Position = read(objects.as_ref(), &position_key(target)).ok()??;
+    let g: Generation = read(
+        objects.as_ref(),
+        &generation_key(target, &position.generation),
+    )
+    .ok()??;
+    g.previous.is_some().then_some(g)
 }

@@ -6,9 +6,11 @@
 //! position in the store when the log is still the one it describes, otherwise a new
 //! generation with a fresh base copy ([`base`]) — then rounds of [`shipper::Shipper::ship`]
 //! every interval, a checkpoint of lifeboat's own now and then, until asked to stop.
-//! [`point`] plans and replays a restore to a moment; [`lag`] reads how far it stands.
+//! [`point`] plans and replays a restore to a moment; [`lag`] reads how far it stands;
+//! [`chain`] is what `verify` proves of the shipped history.
 
 pub mod base;
+pub mod chain;
 pub mod compact;
 pub mod history;
 pub mod lag;
@@ -305,6 +307,13 @@ fn new_generation(app: &App, shipper: &mut Shipper, why: &str, continuing: bool)
         base_backup: base.id.clone(),
         base_txid: 0,
         base_at: crate::units::time_text(at),
+        // Only a generation that had to start over names the one before it (and so
+        // raises the watchdog's alert); a routine fresh base continues the history.
+        previous: previous
+            .as_ref()
+            .filter(|_| !joined)
+            .map(|p| p.generation.clone())
+            .filter(|p| *p != generation),
         ended: None,
     };
     write(objects.as_ref(), &generation_key(&target, &generation), &g)?;

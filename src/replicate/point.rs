@@ -323,6 +323,7 @@ mod tests {
             base_backup: format!("base-{id}"),
             base_txid: 0,
             base_at: time_text(t(base_ms)),
+            previous: None,
             ended: ended_ms.map(|e| Ended {
                 replicated_to: time_text(t(e)),
                 reason: "the WAL was reset".into(),

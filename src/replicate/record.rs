@@ -48,6 +48,11 @@ pub struct Generation {
     pub base_txid: u64,
     /// When the base copy's state was current (the write lock was held then).
     pub base_at: String,
+    /// The generation this one took over from: set when history had to start again
+    /// (a reset log, a gap), absent for the first and for a routine fresh base copy
+    /// that continues the history with no gap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
     /// Set when a later generation took over: how far this one reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended: Option<Ended>,

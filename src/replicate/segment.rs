@@ -207,6 +207,13 @@ impl<R: Read> SegmentReader<R> {
             if u64::from_be_bytes(count) != self.frames {
                 return Err(damaged("its frame count does not match"));
             }
+            // Read on to the end of the compressed frame: zstd checks the content's
+            // checksum only there, so a flipped byte inside a page is found.
+            let mut rest = Vec::new();
+            self.decoder.read_to_end(&mut rest).map_err(damaged)?;
+            if !rest.is_empty() {
+                return Err(damaged("bytes follow its end mark"));
+            }
             self.ended = true;
             return Ok(None);
         }
@@ -253,6 +260,17 @@ mod tests {
             Ok::<_, io::Error>(())
         })();
         assert!(cut.is_err(), "a cut-short segment must not read as whole");
+        // A flipped byte anywhere in the compressed bytes is found by the end.
+        for at in [bytes.len() / 3, bytes.len() / 2, bytes.len() - 6] {
+            let mut flipped = bytes.clone();
+            flipped[at] ^= 0x40;
+            let read = (|| {
+                let mut r = SegmentReader::new(&flipped[..])?;
+                while r.next_frame()?.is_some() {}
+                Ok::<_, io::Error>(())
+            })();
+            assert!(read.is_err(), "a byte flipped at {at} must be found");
+        }
         let key = SegmentName::key_for("db", "g", 3, 4, 1_700_000_000_000);
         let name = SegmentName::parse(&key).unwrap();
         assert_eq!((name.first_txid, name.last_txid), (3, 4));

@@ -42,6 +42,7 @@ fn problem(alert: &AlertRecord) -> String {
         "too_long" => format!("A job of {target} is running too long"),
         "inconsistent" => format!("The newest backup of {target} is inconsistent"),
         "replication" => format!("Replication of {target} is behind"),
+        "generation" => format!("Replication of {target} had to start over"),
         _ if has("missed") && has("failed") => format!("Backups of {target} missed and failing"),
         _ if has("failed") => format!("The backup of {target} failed"),
         _ => format!("The backup of {target} was missed"),

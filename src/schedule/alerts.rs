@@ -183,6 +183,7 @@ pub fn recovered(alert: &AlertRecord) -> String {
         "too_long" => format!("no job of {} runs past its max_duration now", alert.target),
         "inconsistent" => format!("the newest backup of {} is consistent again", alert.target),
         "replication" => format!("replication of {} caught up", alert.target),
+        "generation" => format!("the new replication chain of {} is verified", alert.target),
         _ => format!("{} is healthy again", alert.target),
     }
 }

@@ -11,13 +11,14 @@ use crate::db::alerts::AlertRecord;
 use crate::db::jobs::JobState;
 
 /// The kinds of alert a target can have open, one each at most.
-pub const KINDS: [&str; 6] = [
+pub const KINDS: [&str; 7] = [
     "backup",
     "verify",
     "drill",
     "too_long",
     "inconsistent",
     "replication",
+    "generation",
 ];
 
 /// The longest a target goes without being looked at.
@@ -88,6 +89,17 @@ pub fn look(
     let replicated = cfg
         .continuous
         .and_then(|_| crate::replicate::lag::of(app, name, now).replicated_to);
+    // A generation that had to start over stays a problem until a verify passes after
+    // it started (verify proves the new chain).
+    let passing_verify_since = |started: &str| {
+        last_verify.as_ref().is_some_and(|j| {
+            j.state == JobState::Succeeded && j.finished_at.as_deref().is_some_and(|f| f >= started)
+        })
+    };
+    let restarted = cfg
+        .continuous
+        .and_then(|_| crate::replicate::lag::restarted(app, name))
+        .filter(|g| !passing_verify_since(&g.started_at));
     let facts = Facts {
         now,
         due: prev_due(cfg.schedule.as_ref(), cfg, now).filter(|due| *due >= watched_since),
@@ -124,6 +136,7 @@ pub fn look(
             .clone()
             .zip(newest.newest_changed_while_read.clone()),
         replicated: replicated.map(|t| (t, max_lag)),
+        restarted,
     };
     let problems = watchdog::problems(&facts);
     let realert = chrono::Duration::from_std(cfg.realert.map_or(DEFAULT_REALERT, |d| d.0))
@@ -169,6 +182,14 @@ pub fn look(
                     crate::units::time_text(t)
                 )
             }),
+            // Seen only once a verify passed after the new generation started.
+            "generation" => {
+                let last = last_verify
+                    .as_ref()
+                    .filter(|j| j.state == JobState::Succeeded)?;
+                let at = after(last.finished_at.as_deref(), a)?;
+                Some(format!("a passing verify of the new chain at {at}"))
+            }
             // Seen only when the newest backup is no longer flagged.
             "inconsistent" => newest
                 .newest_id

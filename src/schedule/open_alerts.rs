@@ -55,6 +55,7 @@ fn words(kind: &str, facet: &str) -> String {
         ("drill", _) => "drill failed or missed an objective",
         ("inconsistent", _) => "newest backup changed while read",
         ("replication", _) => "replication behind max_lag",
+        ("generation", _) => "replication started a new generation",
         _ => "job running too long",
     }
     .to_string()

@@ -38,6 +38,14 @@ pub enum Problem {
         started: DateTime<Utc>,
         max: std::time::Duration,
     },
+    /// Continuous replication had to start a new generation: the shipped history broke
+    /// there, so no moment between the old one's end and the new base restores.
+    Restarted {
+        generation: String,
+        previous: String,
+        started: DateTime<Utc>,
+        reason: String,
+    },
     /// Continuous replication is further behind than `max_lag`.
     Behind {
         replicated_to: DateTime<Utc>,
@@ -55,6 +63,7 @@ impl Problem {
             Problem::TooLong { .. } => "too_long",
             Problem::Inconsistent { .. } => "inconsistent",
             Problem::Behind { .. } => "replication",
+            Problem::Restarted { .. } => "generation",
         }
     }
 
@@ -69,6 +78,7 @@ impl Problem {
             Problem::TooLong { .. } => "running",
             Problem::Inconsistent { .. } => "changed",
             Problem::Behind { .. } => "behind",
+            Problem::Restarted { .. } => "restarted",
         }
     }
 
@@ -85,6 +95,8 @@ impl Problem {
             Problem::Inconsistent { backup, .. } => format!("backup {backup}"),
             // One episode of falling behind is one occurrence, however long it lasts.
             Problem::Behind { .. } => "behind".into(),
+            // Each new generation is an occurrence of its own.
+            Problem::Restarted { generation, .. } => format!("generation {generation}"),
         }
     }
 }
@@ -115,6 +127,9 @@ pub struct Facts {
     pub inconsistent: Option<(String, Vec<String>)>,
     /// A continuous target: how far replication reached, and its `max_lag`.
     pub replicated: Option<(DateTime<Utc>, std::time::Duration)>,
+    /// A continuous target whose current generation had to start over, with no passing
+    /// verify (which proves the new chain) since it started.
+    pub restarted: Option<crate::replicate::record::Generation>,
 }
 
 pub fn problems(f: &Facts) -> Vec<Problem> {
@@ -164,6 +179,14 @@ pub fn problems(f: &Facts) -> Vec<Problem> {
         && f.now - replicated_to > chrono::Duration::from_std(max).unwrap_or_default()
     {
         out.push(Problem::Behind { replicated_to, max });
+    }
+    if let Some(g) = &f.restarted {
+        out.push(Problem::Restarted {
+            generation: g.generation.clone(),
+            previous: g.previous.clone().unwrap_or_default(),
+            started: crate::units::parse_time(&g.started_at).unwrap_or(f.now),
+            reason: g.reason.clone(),
+        });
     }
     if let (Some((job, kind, started)), Some(max)) = (&f.running, f.max_duration)
         && f.now - *started > chrono::Duration::from_std(max).unwrap_or_default()
@@ -235,6 +258,15 @@ pub fn line(target: &str, p: &Problem, external: bool, now: DateTime<Utc>) -> St
             humantime::format_duration(*max),
             at(*replicated_to)
         ),
+        Problem::Restarted {
+            generation,
+            previous,
+            started,
+            reason,
+        } => format!(
+            "⚠️ replication of {target} had to start a new generation at {} ({generation}, after {previous}): {reason}. Moments between the old generation's end and the new base copy cannot be restored; `/verify {target}` proves the new chain",
+            at(*started)
+        ),
         Problem::Inconsistent { backup, paths } => format!(
             "⚠️ the newest backup of {target}, {backup}, is inconsistent: {}; it is kept, but a restore of it may not open. {}",
             crate::actions::backup::changed_files(paths),
@@ -275,7 +307,38 @@ mod tests {
             last_drill_ok: None,
             inconsistent: None,
             replicated: None,
+            restarted: None,
         }
+    }
+
+    #[test]
+    fn each_new_generation_is_its_own_occurrence_naming_why() {
+        let mut f = facts("2026-11-22T03:30:00Z");
+        f.last_ok = Some(t("2026-11-22T03:00:01Z"));
+        let g = |id: &str| crate::replicate::record::Generation {
+            generation: id.into(),
+            started_at: "2026-11-22T03:29:00Z".into(),
+            reason: "the WAL was reset".into(),
+            page_size: 4096,
+            base_backup: "b".into(),
+            base_txid: 0,
+            base_at: "2026-11-22T03:29:00Z".into(),
+            previous: Some("g0".into()),
+            ended: None,
+        };
+        f.restarted = Some(g("g1"));
+        let p = problems(&f);
+        assert_eq!(
+            (p[0].alert_kind(), p[0].facet()),
+            ("generation", "restarted")
+        );
+        let text = line("db", &p[0], false, f.now);
+        assert!(
+            text.contains("g1") && text.contains("after g0") && text.contains("the WAL was reset"),
+            "{text}"
+        );
+        f.restarted = Some(g("g2"));
+        assert_ne!(problems(&f)[0].token(), p[0].token(), "a new occurrence");
     }
 
     #[test]

@@ -56,6 +56,7 @@ pub(crate) fn restore(d: &mut Drill, selector: &Selector) -> Result<Sandboxed> {
         created: false,
         removed: false,
         rto_seconds: None,
+        rpo_seconds: None,
     };
     // A snapshot that is gone or not READY cannot be made into a disk; one that is only
     // unknown to the catalog (a state database restored elsewhere) still can.

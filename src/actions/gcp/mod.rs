@@ -259,6 +259,7 @@ fn verify(
             ok: found.problems.is_empty(),
             backup: found.backup,
             problems: found.problems,
+            chain: None,
         })
     })?;
     Ok(done.value)

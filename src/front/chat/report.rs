@@ -197,6 +197,7 @@ mod tests {
             backup: m.clone(),
             ok: true,
             problems: Vec::new(),
+            chain: None,
         };
         let (card, _) = render(&verify, "slack:U1", None, Ok(JobReport::Verify(report)));
         assert_eq!(card.tone, Tone::Warning);

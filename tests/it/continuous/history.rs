@@ -141,6 +141,7 @@ fn compaction_drops_the_object_count_and_every_moment_restores_the_same() {
         before.len() + after.iter().filter(|n| n.ends_with("-m.seg.zst")).count()
     );
     assert_eq!(restore_all("both"), restored_before);
+    assert_chain_proved(&home, "merged objects beside their parts");
     // The next replicator finishes the pass: the parts go, every moment the same.
     let mut rep = Replicator::start(home.command(&["replicate", "app"]));
     rep.wait_for("replicating app");
@@ -148,6 +149,22 @@ fn compaction_drops_the_object_count_and_every_moment_restores_the_same() {
     assert!(rep.stop().success());
     assert_eq!(finished.len(), after.len(), "{finished:?}");
     assert_eq!(restore_all("finished"), restored_before);
+    assert_chain_proved(&home, "merged objects alone");
+}
+
+/// `verify` reads merged objects as the chain they replaced: no gap, nothing damaged.
+fn assert_chain_proved(home: &Home, state: &str) {
+    let (ok, report) = super::chain::verify(home);
+    let chain = &report["chain"];
+    assert!(ok, "{state}: {report:#}");
+    assert!(
+        super::chain::texts(&chain["problems"]).is_empty(),
+        "{state}: {report:#}"
+    );
+    assert!(
+        super::chain::texts(&chain["proved"]).contains("with no gap"),
+        "{state}: {report:#}"
+    );
 }
 
 #[test]
@@ -251,6 +268,25 @@ fn a_fresh_base_every_half_continuous_history_lets_older_history_go_with_no_gap_
     rep.wait_for("a fresh base copy, so history older than continuous_history can go");
     rep.wait_for("replication history removed");
     assert!(rep.stop().success());
+    // A routine fresh base continues the history: it names no generation it took over
+    // from, so the watchdog's "had to start a new generation" alert stays quiet.
+    let mut fresh = 0;
+    for entry in std::fs::read_dir(home.path("backups/app.wal")).unwrap() {
+        let record = entry.unwrap().path().join("generation.json");
+        let Ok(text) = std::fs::read_to_string(&record) else {
+            continue;
+        };
+        let g: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if g["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("a fresh base copy")
+        {
+            fresh += 1;
+            assert!(g.get("previous").is_none(), "{record:?}: {g}");
+        }
+    }
+    assert!(fresh > 0, "a fresh base generation is kept");
     let floor: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(home.path("backups/app.wal/history.json")).unwrap(),
     )

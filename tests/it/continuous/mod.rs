@@ -5,7 +5,10 @@
 //! Waits are on events: the replicator's log lines, the status JSON's `replicated_to`
 //! passing the writer's last commit, a process exiting.
 
+mod chain;
+mod drill;
 mod faults;
+mod generation_alert;
 mod history;
 mod s3;
 

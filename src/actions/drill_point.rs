@@ -1,0 +1,93 @@
+//! A drill of a continuously replicated target restores to a moment, not only a backup:
+//! by default the newest one replication reached when the drill started (`--backup` with
+//! an id still drills that backup alone). The base copy is restored as any backup is,
+//! the shipped transactions replayed onto it, and the copy checked whole with
+//! `integrity_check` (its row counts are no longer the base's). The achieved RPO is the
+//! replication lag at that moment, not the base copy's age.
+
+use chrono::{DateTime, Utc};
+
+use crate::actions::catalog::Selector;
+use crate::actions::drill_steps::Drill;
+use crate::error::{Error, Result};
+use crate::replicate::point::{PointInTime, plan, replay};
+use crate::stores::manifest::Manifest;
+
+/// Where a drill of a continuous target restores to.
+pub struct DrillPoint {
+    pub point: PointInTime,
+    /// The base copy the point starts from.
+    pub base: Selector,
+    /// The lag at the moment restored to: drill start minus the moment.
+    pub rpo_seconds: f64,
+}
+
+/// The moment a drill restores to, when the target is continuous and no backup id was
+/// asked for; the lag is read from the store, so the replicator may be elsewhere.
+pub fn of(d: &Drill, selector: &Selector) -> Result<Option<DrillPoint>> {
+    if d.cfg.continuous.is_none() {
+        return Ok(None);
+    }
+    let objects = crate::replicate::objects_for(d.app, d.target)?;
+    let at: DateTime<Utc> = match selector {
+        Selector::At(t) => *t,
+        Selector::Latest => {
+            let lag = crate::replicate::lag::of(d.app, d.target, d.started);
+            lag.replicated_to.ok_or_else(|| {
+                Error::Failed(format!(
+                    "{} is continuous but its replication position cannot be read: {}",
+                    d.target,
+                    lag.problem.unwrap_or_default()
+                ))
+            })?
+        }
+        _ => return Ok(None),
+    };
+    let (base, point) = plan(objects.as_ref(), d.target, at)?;
+    Ok(Some(DrillPoint {
+        point,
+        base: Selector::Id(base),
+        rpo_seconds: ((d.started - at).num_milliseconds() as f64 / 1000.0).max(0.0),
+    }))
+}
+
+/// Replay the point's transactions onto the restored base copy, then `integrity_check`.
+pub fn replay_and_check(
+    d: &mut Drill,
+    m: &Manifest,
+    point: &PointInTime,
+    copy: &std::path::Path,
+) -> Result<()> {
+    let app = d.app;
+    let replayed = d.step(
+        format!("replay shipped transactions to {}", point.at),
+        || {
+            let page_size =
+                m.sqlite.as_ref().map(|f| f.page_size).ok_or_else(|| {
+                    Error::Failed(format!("backup {} has no database facts", m.id))
+                })?;
+            let objects = crate::replicate::objects_for(app, &m.target)?;
+            Ok(match replay(objects.as_ref(), point, copy, page_size) {
+                Ok(done) => Ok(format!("{done} onto base copy {}", m.id)),
+                Err(e) => Err(vec![format!("replaying to {}: {e}", point.at)]),
+            })
+        },
+    )?;
+    if !replayed {
+        return Ok(());
+    }
+    d.step("integrity_check of the replayed copy", || {
+        let conn = rusqlite::Connection::open(copy)
+            .map_err(|e| Error::sqlite("opening the replayed copy", e))?;
+        let check = crate::sources::sqlite::pragma_check(&conn, "integrity_check")?;
+        Ok(if check == "ok" {
+            Ok("integrity_check ok".to_string())
+        } else {
+            Err(vec![format!(
+                "the replayed copy failed integrity_check: {}",
+                check.lines().take(5).collect::<Vec<_>>().join("; ")
+            )])
+        })
+    })?;
+    Ok(())
+}

@@ -1,0 +1,271 @@
+//! What `verify` proves of a continuous target's shipped history, generation by
+//! generation: every transaction number from the base on is in some segment (a missing
+//! run is a gap naming its numbers); every segment reads back whole (zstd's content
+//! checksum over every byte, the end mark's frame count) and says of itself what its name
+//! says (generation, transaction numbers, page size, one commit frame per transaction);
+//! and the chain replayed onto its base copy passes `integrity_check`. What it could not
+//! prove is said too, never passed over: a base copy only starts a generation, so no
+//! later base records a transaction inside one to compare the replayed state with.
+
+use std::io::Read;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::point::{Piece, PointInTime, replay};
+use super::record::{Generation, Position, generations, position_key, prefix, read};
+use super::segment::{SegmentName, SegmentReader};
+use crate::app::App;
+use crate::error::{Error, Result};
+use crate::progress::JobContext;
+use crate::stores::Store;
+
+/// What a chain check found: statements it stands behind, those it could not make, and
+/// problems (a gap, a damaged segment, a replay that fails).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ChainProof {
+    pub proved: Vec<String>,
+    pub not_proved: Vec<String>,
+    pub problems: Vec<String>,
+}
+
+/// One generation's segments, checked: the pieces a replay takes (each transaction
+/// once) and the highest transaction reached with no gap.
+struct Walked {
+    pieces: Vec<Piece>,
+    reached: u64,
+    segments: usize,
+    problems: Vec<String>,
+}
+
+/// Prove the shipped history of `target`: every generation's chain, and its replay
+/// onto its base copy in `scratch`.
+pub fn prove(app: &App, target: &str, scratch: &Path, ctx: &JobContext) -> Result<ChainProof> {
+    let objects = super::objects_for(app, target)?;
+    let mut proof = ChainProof::default();
+    let position: Option<Position> = read(objects.as_ref(), &position_key(target))?;
+    let all = generations(objects.as_ref(), target)?;
+    if all.is_empty() {
+        proof.not_proved.push(format!(
+            "{target} has no shipped history in {} yet",
+            objects.describe()
+        ));
+        return Ok(proof);
+    }
+    for g in &all {
+        ctx.cancel.check().map_err(|e| Error::io("verifying", e))?;
+        let walked = walk(objects.as_ref(), target, g)?;
+        let current = position.as_ref().filter(|p| p.generation == g.generation);
+        let mut problems = walked.problems;
+        if let Some(p) = current
+            && p.txid > walked.reached
+            && problems.is_empty()
+        {
+            problems.push(format!(
+                "generation {}: the position says transactions up to {} are shipped, the store holds them up to {} only",
+                g.generation, p.txid, walked.reached
+            ));
+        }
+        if !problems.is_empty() {
+            proof.problems.extend(problems);
+            continue;
+        }
+        proof.proved.push(format!(
+            "generation {}: transactions {} to {} with no gap, {} segments read back whole and consistent with their names",
+            g.generation,
+            g.base_txid + 1,
+            walked.reached,
+            walked.segments
+        ));
+        let point = PointInTime {
+            at: String::new(),
+            generation: g.generation.clone(),
+            base_txid: g.base_txid,
+            up_to_txid: walked.reached,
+            up_to_committed_by: None,
+            replicated_to: String::new(),
+            segments: walked.pieces,
+        };
+        match replayed(app, target, objects.as_ref(), g, &point, scratch, ctx) {
+            Ok(Some(done)) => proof.proved.push(format!(
+                "generation {}: replayed onto base copy {} ({done}), integrity_check ok",
+                g.generation, g.base_backup
+            )),
+            Ok(None) => proof.not_proved.push(format!(
+                "generation {}: its base copy {} is no longer in the store, so the chain was not replayed",
+                g.generation, g.base_backup
+            )),
+            Err(Error::Cancelled) => return Err(Error::Cancelled),
+            Err(e) => proof.problems.push(format!(
+                "generation {}: replaying onto base copy {} failed: {e}",
+                g.generation, g.base_backup
+            )),
+        }
+        proof.not_proved.push(format!(
+            "generation {}: no later base copy records a transaction of it, so the replayed state was not compared with one",
+            g.generation
+        ));
+    }
+    Ok(proof)
+}
+
+/// Walk a generation's segments in transaction order, reading each one whole.
+fn walk(store: &dyn Store, target: &str, g: &Generation) -> Result<Walked> {
+    let under = format!("{}{}/", prefix(target), g.generation);
+    let mut names: Vec<SegmentName> = store
+        .list(&under)?
+        .iter()
+        .filter_map(|o| SegmentName::parse(&o.key))
+        .collect();
+    names.sort_by_key(|n| (n.first_txid, n.last_txid));
+    let mut walked = Walked {
+        pieces: Vec::new(),
+        reached: g.base_txid,
+        segments: 0,
+        problems: Vec::new(),
+    };
+    // Damaged segments are named first; the transactions only they held then show as a
+    // gap, said to be theirs.
+    let mut damaged: Vec<&SegmentName> = Vec::new();
+    let mut whole: Vec<&SegmentName> = Vec::new();
+    for n in &names {
+        match check_segment(store, g, n) {
+            Ok(()) => whole.push(n),
+            Err(why) => {
+                walked.problems.push(format!(
+                    "segment {} (transactions {} to {}): {why}",
+                    n.key, n.first_txid, n.last_txid
+                ));
+                damaged.push(n);
+            }
+        }
+    }
+    for n in whole {
+        walked.segments += 1;
+        if n.last_txid <= walked.reached {
+            continue; // shipped again after a crash: already in
+        }
+        if n.first_txid > walked.reached + 1 {
+            let (from, to) = (walked.reached + 1, n.first_txid - 1);
+            let whose = if damaged
+                .iter()
+                .any(|d| d.first_txid <= to && d.last_txid >= from)
+            {
+                " (only damaged segments hold them)"
+            } else {
+                ""
+            };
+            walked.problems.push(format!(
+                "generation {}: a gap, transactions {from} to {to} are missing from the store{whose}",
+                g.generation
+            ));
+        }
+        walked.pieces.push(Piece {
+            key: n.key.clone(),
+            from_txid: (walked.reached + 1).max(n.first_txid),
+            to_txid: n.last_txid,
+        });
+        walked.reached = n.last_txid;
+    }
+    if let Some(d) = damaged.iter().find(|d| d.last_txid > walked.reached) {
+        walked.problems.push(format!(
+            "generation {}: transactions after {} are only in damaged segments (up to {})",
+            g.generation, walked.reached, d.last_txid
+        ));
+    }
+    Ok(walked)
+}
+
+/// Read one segment whole: it decompresses with its checksum intact, ends with its end
+/// mark, and holds what its name and its generation say.
+fn check_segment(
+    store: &dyn Store,
+    g: &Generation,
+    n: &SegmentName,
+) -> std::result::Result<(), String> {
+    let reader = store.open(&n.key).map_err(|e| e.to_string())?;
+    let mut segment = SegmentReader::new(reader).map_err(|e| e.to_string())?;
+    let h = segment.header.clone();
+    if h.generation != g.generation
+        || h.first_txid != n.first_txid
+        || h.last_txid != n.last_txid
+        || h.seen_ms != n.seen_ms
+    {
+        return Err(format!(
+            "its header (generation {}, transactions {} to {}) differs from its name",
+            h.generation, h.first_txid, h.last_txid
+        ));
+    }
+    if h.page_size != g.page_size {
+        return Err(format!(
+            "pages of {} bytes, its generation's {}",
+            h.page_size, g.page_size
+        ));
+    }
+    let mut commits = 0u64;
+    while let Some(f) = segment.next_frame().map_err(|e| e.to_string())? {
+        if f.commit_pages > 0 {
+            commits += 1;
+        }
+    }
+    let named = n.last_txid + 1 - n.first_txid;
+    if commits != named {
+        return Err(format!(
+            "it holds {commits} committed transactions, its name {named}"
+        ));
+    }
+    Ok(())
+}
+
+/// Stage the generation's base copy (checked against its manifest as it is read) and
+/// replay the chain onto it; `None` when the base copy is gone.
+fn replayed(
+    app: &App,
+    target: &str,
+    objects: &dyn Store,
+    g: &Generation,
+    point: &PointInTime,
+    scratch: &Path,
+    ctx: &JobContext,
+) -> Result<Option<String>> {
+    let selector = crate::actions::shared::Selector::Id(g.base_backup.clone());
+    let Ok(manifest) = crate::actions::catalog::find(app, target, &selector) else {
+        return Ok(None);
+    };
+    let (_, store) = app.store_for(target)?;
+    let file = scratch.join(format!("{}.replayed.sqlite", g.generation));
+    let problems =
+        crate::actions::verify::read_checked(store.as_ref(), &manifest, ctx, |content| {
+            copy_to(content, &file)?;
+            Ok(Vec::new())
+        })?;
+    if !problems.is_empty() {
+        return Err(Error::Failed(problems.join("; ")));
+    }
+    let page_size = manifest
+        .sqlite
+        .as_ref()
+        .map(|f| f.page_size)
+        .ok_or_else(|| Error::Failed(format!("backup {} has no database facts", manifest.id)))?;
+    let done = replay(objects, point, &file, page_size)?;
+    let conn = rusqlite::Connection::open(&file)
+        .map_err(|e| Error::sqlite("opening the replayed copy", e))?;
+    let check = crate::sources::sqlite::pragma_check(&conn, "integrity_check")?;
+    drop(conn);
+    let _ = std::fs::remove_file(&file);
+    if check != "ok" {
+        return Err(Error::Failed(format!(
+            "integrity_check: {}",
+            check.lines().take(5).collect::<Vec<_>>().join("; ")
+        )));
+    }
+    Ok(Some(done))
+}
+
+fn copy_to(content: &mut dyn Read, file: &Path) -> Result<()> {
+    let mut out = std::fs::File::create(file)
+        .map_err(|e| Error::io(format!("creating {}", file.display()), e))?;
+    std::io::copy(content, &mut out)
+        .map_err(|e| Error::io(format!("staging {}", file.display()), e))?;
+    Ok(())
+}
