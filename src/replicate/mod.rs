@@ -88,7 +88,15 @@ pub fn run(app: &App, target: &str, stop: &AtomicBool) -> Result<()> {
             "replicating {target} every {}",
             humantime::format_duration(every)
         );
-        rounds(app, &mut shipper, &mut lease, every, stop)
+        // A database replaced under the replicator (an in-place restore) is replicated
+        // from then on as a new generation, never the file moved aside.
+        while let Some(why) = rounds(app, &mut shipper, &mut lease, every, stop)? {
+            tracing::warn!(target = target, "{why}: starting a new generation from it");
+            shipper.release();
+            shipper = Shipper::open(target, &db, objects.clone(), lease::this_holder())?;
+            new_generation(app, &mut shipper, &why, false)?;
+        }
+        Ok(())
     });
     shipper.release();
     lease.release(objects.as_ref(), target);
@@ -101,7 +109,7 @@ fn rounds(
     lease: &mut lease::Held,
     every: Duration,
     stop: &AtomicBool,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let target = shipper.target.clone();
     let objects = shipper.objects.clone();
     let mut renewed = Instant::now();
@@ -113,6 +121,9 @@ fn rounds(
     loop {
         let round_started = Instant::now();
         let last = stop.load(Ordering::SeqCst);
+        if let Some(why) = shipper.replaced() {
+            return Ok(Some(why));
+        }
         if renewed.elapsed() >= every.max(Duration::from_secs(3)) {
             lease.renew(objects.as_ref(), &target)?;
             renewed = Instant::now();
@@ -144,7 +155,7 @@ fn rounds(
             }
         }
         if last {
-            return Ok(());
+            return Ok(None);
         }
         if tidied.elapsed() >= tidy_every {
             tidy(objects.as_ref(), &target, span, keep);

@@ -371,6 +371,21 @@ impl Shipper {
     }
 
     /// End the read transaction (stopping).
+    /// Why the database at this target's path is no longer the file this shipper holds
+    /// (a restore put another one in place, or it was removed), if it is not.
+    pub fn replaced(&self) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        let held = self._db_file.identity().ok()?;
+        match std::fs::metadata(&self.db) {
+            Ok(m) if (m.dev(), m.ino()) == held => None,
+            Ok(_) => Some(format!(
+                "{} was replaced by another file (a restore put one in place, or it was moved)",
+                self.db.display()
+            )),
+            Err(e) => Some(format!("{} is gone: {e}", self.db.display())),
+        }
+    }
+
     pub fn release(&self) {
         let _ = self.reader.execute_batch("ROLLBACK");
     }

@@ -28,6 +28,13 @@ pub struct Held {
 }
 
 impl Held {
+    /// The file held: its device and inode, to tell when another file took its path.
+    pub fn identity(&self) -> std::io::Result<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let m = self._file.metadata()?;
+        Ok((m.dev(), m.ino()))
+    }
+
     pub fn open(path: &Path) -> std::io::Result<Held> {
         let file = Arc::new(File::open(path)?);
         HELD.lock()
@@ -43,7 +50,12 @@ impl Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        if let Some(m) = HELD.lock().unwrap().as_mut() {
+        // Only its own entry: a replicator that reopened a replaced file holds the
+        // path anew before the old hold goes.
+        if let Some(m) = HELD.lock().unwrap().as_mut()
+            && m.get(&self.path)
+                .is_some_and(|f| Arc::ptr_eq(f, &self._file))
+        {
             m.remove(&self.path);
         }
     }

@@ -331,3 +331,38 @@ fn replication_behind_max_lag_alerts_once_and_recovers() {
     assert_eq!(behind, 1, "one alert, edited in place while it lasts");
     serve.stop();
 }
+
+#[test]
+fn an_in_place_restore_under_a_running_replicator_is_replicated_as_a_new_generation() {
+    let home = Home::with_config(&ConfigBuilder::new().raw(&target("local")));
+    let db = db_path(&home);
+    create_db(&db, true);
+    let mut rep = Replicator::start(home.command(&["replicate", "app"]));
+    rep.wait_for("replicating app");
+    let generation = position(&home)["generation"].as_str().unwrap().to_string();
+    let log = home.path("data/commits.log");
+    finish(writer(&db, 300, &log, &[]));
+    let rows = commits(&log);
+    home.wait_replicated_past(rows.last().unwrap().committed);
+
+    // The live database goes back to a moment while the replicator still runs: it must
+    // follow the file now at the path, not the one moved aside.
+    let at = (rows[99].committed + rows[100].began) / 2.0;
+    home.ok(&["restore", "app", "--at", &rfc3339(at), "--yes"]);
+    rep.wait_for("was replaced by another file");
+    rep.wait_for("new replication generation");
+    assert_ne!(position(&home)["generation"], generation.as_str());
+    let restored = restored_ids(&db);
+    let k = restored.len() as i64;
+    assert_eq!(restored, (1..=k).collect::<Vec<i64>>());
+
+    // The application writes on in the restored database; those rows are replicated.
+    let after = home.path("data/after.log");
+    finish(writer(&db, 50, &after, &[]));
+    let later = commits(&after);
+    home.wait_replicated_past(later.last().unwrap().committed);
+    let newest = home.path("restores/newest.db");
+    home.restore_at(home.status()["replicated_to"].as_str().unwrap(), &newest);
+    assert_eq!(restored_ids(&newest), (1..=k + 50).collect::<Vec<i64>>());
+    assert!(rep.stop().success());
+}
