@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::actions::catalog::{Selector, find_noted};
@@ -220,6 +220,9 @@ pub fn plan(
         notes.retain(|n| n != crate::sources::place::STOP_THE_APP);
     }
     notes.extend(inconsistent);
+    if point.is_none() && app.target(target)?.continuous.is_some() {
+        notes.extend(later_replicated(app, target, backup.created()));
+    }
     Ok(RestorePlan {
         target: target.to_string(),
         backup_age_seconds: (Utc::now() - backup.created()).num_seconds(),
@@ -234,6 +237,18 @@ pub fn plan(
         hooks,
         paths: Vec::new(),
         point,
+    })
+}
+
+/// A continuous target restored from a backup alone: the transactions shipped since it
+/// would be left out, so the plan says how far replication reaches and how to include them.
+fn later_replicated(app: &App, target: &str, backup_at: DateTime<Utc>) -> Option<String> {
+    let reached = crate::replicate::lag::of(app, target, Utc::now()).replicated_to?;
+    (reached > backup_at).then(|| {
+        let to = crate::units::time_text(reached);
+        format!(
+            "replication of {target} reaches {to}, later than this backup: this restore leaves out every transaction since the backup; restore with `--at {to}` (chat: `at {to}`) to include them"
+        )
     })
 }
 

@@ -77,6 +77,13 @@ fn print_status(all: &[actions::status::TargetStatus]) {
         let flag = if s.overdue { "  OVERDUE" } else { "" };
         println!("{} ({}){flag}", s.target, s.kind);
         println!("  last backup: {last}, {} kept", s.backups);
+        if s.health != actions::status::Health::Green {
+            println!(
+                "  health: {}: {}",
+                s.health.as_str(),
+                s.health_reasons.join("; ")
+            );
+        }
         match (&s.replicated_to, s.lag_seconds, &s.replication_problem) {
             (Some(at), Some(lag), _) => {
                 println!("  replicated to {at} (lag {} s)", lag.round() as i64)

@@ -420,6 +420,9 @@ fn a_replication_past_max_lag_turns_the_target_red_naming_it() {
     );
     assert_eq!(status["max_lag_seconds"], 1.0);
     assert!(status["lag_seconds"].as_f64().unwrap() > 1.0, "{status}");
+    // The terminal's status says it too, not only the JSON.
+    let text = home.ok(&["status"]);
+    assert!(text.contains("health: red: replication is"), "{text}");
 }
 
 #[test]
