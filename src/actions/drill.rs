@@ -39,7 +39,8 @@ pub struct DrillReport {
     pub objectives_met: bool,
     /// Drill start → verified restore (absent when the restore did not pass).
     pub rto_seconds: Option<f64>,
-    /// Age of the restored backup at drill start.
+    /// Age of the restored data at drill start: the backup's age, or for a continuous
+    /// target restored to its newest moment, the replication lag then.
     pub rpo_seconds: Option<f64>,
     pub rto_objective_seconds: Option<f64>,
     pub rpo_objective_seconds: Option<f64>,

@@ -224,7 +224,7 @@ pub fn render(r: &DrillReport) -> String {
         r.restore_ok,
     ));
     md.push_str(&objective_row(
-        "RPO (age of the restored backup)",
+        "RPO (age of the restored data at drill start)",
         r.rpo_seconds,
         r.rpo_objective_seconds,
         true,

@@ -100,7 +100,7 @@ fn a_sqlite_drill_restores_a_live_database_into_a_sandbox_and_passes_its_checks(
             "# Recovery drill of db: ✅ PASSED",
             "## Objectives",
             "| RTO (drill start → verified restore) | 10m |",
-            "| RPO (age of the restored backup) | 1h |",
+            "| RPO (age of the restored data at drill start) | 1h |",
             "✅ met",
             "## Timeline (UTC)",
             "find the backup",

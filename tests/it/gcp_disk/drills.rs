@@ -104,7 +104,7 @@ fn a_gcp_disk_drill_makes_a_disk_from_the_newest_snapshot_checks_it_and_deletes_
             &format!("- sandbox: new disk `{path}` (deleted afterwards)"),
             "## Objectives",
             "| RTO (drill start → verified restore) | 30m |",
-            "| RPO (age of the restored backup) | 1day |",
+            "| RPO (age of the restored data at drill start) | 1day |",
             "✅ met",
             "## Timeline (UTC)",
             "| 1 | find the snapshot |",
