@@ -86,13 +86,7 @@ impl Walker<'_, '_> {
     fn walk(&mut self, rel: &Path) -> Result<()> {
         let (root, filter, ctx) = (self.root, self.filter, self.ctx);
         let dir = root.join(rel);
-        let mut names: Vec<_> = fs::read_dir(&dir)
-            .map_err(|e| Error::Failed(format!("cannot list {}: {e}", dir.display())))?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<io::Result<_>>()
-            .map_err(|e| Error::Failed(format!("cannot list {}: {e}", dir.display())))?;
-        names.sort();
-        for name in names {
+        for name in super::sorted_names(&dir)? {
             ctx.cancel.check().map_err(|e| Error::io("archiving", e))?;
             let rel_path = rel.join(&name);
             let rel_text = rel_path.to_string_lossy().to_string();
@@ -100,21 +94,9 @@ impl Walker<'_, '_> {
                 continue;
             }
             let full = root.join(&rel_path);
-            let meta = match fs::symlink_metadata(&full) {
-                Ok(m) => m,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    // Listed, then deleted before it could be read.
-                    if filter.included(&rel_text) {
-                        self.notes.vanished(&rel_text);
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    return Err(Error::Failed(format!(
-                        "cannot read {}: {e}",
-                        full.display()
-                    )));
-                }
+            // Listed, then deleted before it could be read: noted, and skipped.
+            let Some(meta) = self.notes.stat(&full, &rel_text, filter)? else {
+                continue;
             };
             let ty = meta.file_type();
             let mut header = Header::new_gnu();

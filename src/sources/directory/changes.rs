@@ -48,6 +48,29 @@ pub(crate) struct ReadNotes {
 }
 
 impl ReadNotes {
+    /// The entry's own metadata (links not followed), or `None` when it was listed and
+    /// then deleted before it could be read: noted as vanished when the filter keeps it.
+    pub(crate) fn stat(
+        &mut self,
+        full: &Path,
+        rel: &str,
+        filter: &Filter,
+    ) -> crate::error::Result<Option<Metadata>> {
+        match fs::symlink_metadata(full) {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if filter.included(rel) {
+                    self.vanished(rel);
+                }
+                Ok(None)
+            }
+            Err(e) => Err(crate::error::Error::Failed(format!(
+                "cannot read {}: {e}",
+                full.display()
+            ))),
+        }
+    }
+
     pub(crate) fn root(&mut self, meta: &Metadata) {
         self.root = Some(Stamp::of(meta));
     }

@@ -143,11 +143,7 @@ impl Walk<'_> {
     /// tar walk uses and a restic tree needs.
     fn walk(&mut self, rel: &Path) -> Result<()> {
         let dir = self.root.join(rel);
-        let mut names: Vec<_> = fs::read_dir(&dir)
-            .and_then(|d| d.map(|e| e.map(|e| e.file_name())).collect())
-            .map_err(|e: io::Error| Error::Failed(format!("cannot list {}: {e}", dir.display())))?;
-        names.sort();
-        for name in names {
+        for name in super::sorted_names(&dir)? {
             self.ctx
                 .cancel
                 .check()
@@ -158,20 +154,8 @@ impl Walk<'_> {
                 continue;
             }
             let full = self.root.join(&rel_path);
-            let meta = match fs::symlink_metadata(&full) {
-                Ok(m) => m,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    if self.filter.included(&rel_text) {
-                        self.notes.vanished(&rel_text);
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    return Err(Error::Failed(format!(
-                        "cannot read {}: {e}",
-                        full.display()
-                    )));
-                }
+            let Some(meta) = self.notes.stat(&full, &rel_text, self.filter)? else {
+                continue;
             };
             let ty = meta.file_type();
             if ty.is_dir() {

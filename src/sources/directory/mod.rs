@@ -27,6 +27,7 @@ mod remote;
 pub mod snapshot;
 pub mod ssh;
 
+use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
@@ -199,4 +200,15 @@ impl super::Content for TreeContent {
     fn check_copy(&self, m: &Manifest, copy: &Path, ctx: &JobContext) -> Result<super::Checked> {
         check_copy(m, copy, ctx)
     }
+}
+
+/// The names in a directory, sorted, so every walk of a tree visits it in one order.
+pub(crate) fn sorted_names(dir: &Path) -> Result<Vec<OsString>> {
+    let mut names: Vec<OsString> = std::fs::read_dir(dir)
+        .and_then(|d| d.map(|e| e.map(|e| e.file_name())).collect())
+        .map_err(|e: std::io::Error| {
+            Error::Failed(format!("cannot list {}: {e}", dir.display()))
+        })?;
+    names.sort();
+    Ok(names)
 }
