@@ -120,7 +120,7 @@ fn a_failing_schedule_is_one_alert_updated_in_place_repeated_then_one_recovery()
             && edits.iter().any(|e| e.contains("missed backup: flaky")),
         "the count grows in the one message, which also says the due time was missed: {edits:#?}"
     );
-    api.wait_until(15, "the repeat", |_| count_matching(&api, "(still)") == 1);
+    api.wait_until(15, "the repeat", |_| count_matching(&api, "(still)") >= 1);
     assert!(
         first.elapsed() >= Duration::from_secs(7),
         "repeated only after realert"
@@ -151,10 +151,22 @@ fn a_failing_schedule_is_one_alert_updated_in_place_repeated_then_one_recovery()
         "{recovery}"
     );
     let repeats = count_matching(&api, "(still)");
+    let upto = texts
+        .iter()
+        .position(|t| t.contains("healthy again"))
+        .unwrap();
     assert_eq!(
-        texts.len(),
+        upto + 1,
         1 + repeats + 1,
         "one alert, its repeats, one recovery: {texts:#?}"
+    );
+    // After it, nothing of that alert. A backup that took longer than the 1 s grace on a
+    // busy machine is honestly a new "missed" alert, and only that may follow.
+    assert!(
+        texts[upto + 1..]
+            .iter()
+            .all(|t| t.starts_with("⚠\u{fe0f} missed backup: flaky")),
+        "only a new missed alert may follow the recovery: {texts:#?}"
     );
     assert!((1..=2).contains(&repeats), "{texts:#?}");
     serve.stop();
