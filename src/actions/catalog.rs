@@ -26,9 +26,36 @@ pub(crate) fn store_backups(app: &App, target: &str) -> Result<Vec<Manifest>> {
     Ok(found)
 }
 
-/// Resolve a selector to one backup, with an error that says what exists.
+/// Resolve a selector to one backup, with an error that says what exists; its per-file
+/// list read in when its store keeps it apart.
 pub fn find(app: &App, target: &str, selector: &Selector) -> Result<Manifest> {
-    pick(&backups(app, target)?, target, selector)
+    with_file_list(app, target, pick(&backups(app, target)?, target, selector)?)
+}
+
+/// Like [`find`], for a check that reads the backup through its store: a per-file list
+/// that cannot be read back is left for that read to report as damage, not an error.
+pub fn find_to_check(app: &App, target: &str, selector: &Selector) -> Result<Manifest> {
+    let listed = pick(&backups(app, target)?, target, selector)?;
+    if listed.file_list_apart().is_none() {
+        return Ok(listed);
+    }
+    let (_, store) = app.store_for(target)?;
+    match store.with_file_list(listed.clone()) {
+        Ok(whole) => Ok(whole),
+        Err(e) => {
+            tracing::warn!(target = target, backup = %listed.id, "{e}");
+            Ok(listed)
+        }
+    }
+}
+
+/// `m` with its per-file list, from its store when the listing left it out.
+fn with_file_list(app: &App, target: &str, m: Manifest) -> Result<Manifest> {
+    if m.file_list_apart().is_none() {
+        return Ok(m);
+    }
+    let (_, store) = app.store_for(target)?;
+    Ok(store.with_file_list(m)?)
 }
 
 /// A backup picked by `selector` with, when it changed while it was read, the note that
@@ -41,7 +68,7 @@ pub fn find_noted(
     let all = backups(app, target)?;
     let picked = pick(&all, target, selector)?;
     let note = inconsistency_note(&picked, &all);
-    Ok((picked, note))
+    Ok((with_file_list(app, target, picked)?, note))
 }
 
 /// What a restore plan or a drill says of a picked backup that changed while read.

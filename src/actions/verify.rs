@@ -5,7 +5,7 @@
 
 use std::io::{self, Read};
 
-use crate::actions::catalog::{Selector, find};
+use crate::actions::catalog::{Selector, find_to_check};
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::pipe::{HashReader, ProgressReader};
@@ -49,7 +49,7 @@ pub(crate) fn in_store(
     actor: &str,
     ctx: &JobContext,
 ) -> Result<VerifyReport> {
-    let manifest = find(app, target, selector)?;
+    let manifest = find_to_check(app, target, selector)?;
     let source = crate::actions::kind::source(app, target)?;
     let done = app.executor.run("verify", target, actor, ctx, |_, ctx| {
         // Hooks a stopped process owed for this target run first, under its lock.

@@ -139,6 +139,20 @@ pub trait BackupStore: Send + Sync {
         self.read(m)
     }
 
+    /// `m` with its per-file list read into `entries` when the store keeps the list
+    /// apart from the manifests it lists (a repository store keeps it in the backup's
+    /// tree); checked against what the manifest records of it.
+    fn with_file_list(&self, m: Manifest) -> Result<Manifest, StoreError> {
+        match m.file_list_apart() {
+            None => Ok(m),
+            Some(_) => Err(StoreError::Other(format!(
+                "{}: backup {} keeps its file list apart, which this store cannot read",
+                self.describe(),
+                m.id
+            ))),
+        }
+    }
+
     /// Forget one backup: it is no longer listed. Space may only come back at `reclaim`.
     fn remove(&self, m: &Manifest) -> Result<(), StoreError>;
 

@@ -107,6 +107,23 @@ pub struct TreeFacts {
     pub files_read: u64,
     /// Files taken unchanged from the parent without reading them.
     pub files_unchanged: u64,
+    /// Where the per-file list is when it is not in `entries`: a repository store keeps
+    /// it as a file of the backup's own tree, where the parts that did not change are
+    /// shared with earlier backups. `entries` is empty until it is read from there.
+    /// Absent when `entries` is the list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_list: Option<FileListApart>,
+}
+
+/// A per-file list kept apart from its manifest: where, and what it must be when read.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FileListApart {
+    /// The list's path in the backup's tree.
+    pub path: String,
+    /// How many entries it holds, its size and the SHA-256 of its bytes.
+    pub entries: u64,
+    pub bytes: u64,
+    pub sha256: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -162,6 +179,16 @@ impl Manifest {
     /// The paths that changed while the backup was read (none when consistent).
     pub fn changed_paths(&self) -> &[String] {
         self.changed_while_read.as_deref().unwrap_or_default()
+    }
+
+    /// The per-file list's place when it is kept apart and not read into `entries` yet.
+    pub fn file_list_apart(&self) -> Option<&FileListApart> {
+        let d = self.directory.as_ref()?;
+        d.tree
+            .as_ref()?
+            .file_list
+            .as_ref()
+            .filter(|_| d.entries.is_empty())
     }
 
     /// The manifest without the per-file list, for listings.

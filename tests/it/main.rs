@@ -38,5 +38,6 @@ mod sqlite_targets;
 mod ssh_targets;
 mod state_damage;
 mod status_page;
+mod tree_file_list;
 mod watchdog;
 mod watchdog_sim;

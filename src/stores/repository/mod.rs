@@ -7,8 +7,10 @@
 //! running backups and holds new ones back (`gate`): it must never see the packs of a
 //! backup still being written as unreferenced.
 
+mod file_list;
 mod flat;
 mod gate;
+mod key;
 mod location;
 mod reader;
 mod snapshots;
@@ -132,14 +134,30 @@ impl RepositoryStore {
                 // restic's own pack size: rustic_core's default of 32 MiB doubles the
                 // memory the archiver holds in packs being filled and written.
                 config.set_datapack_size = Some(bytesize::ByteSize::mib(16));
+                // Created with a master key and no key file; the key file is written
+                // here with restic's usual scrypt memory (`key`).
+                let master = MasterKey::new();
                 let repo = self
                     .unopened()?
                     .init(
-                        &Credentials::password(&self.password),
+                        &Credentials::Masterkey(master.clone()),
                         &KeyOptions::default(),
                         &config,
                     )
                     .map_err(|e| self.fail("initialising", e))?;
+                key::save(
+                    &self.backends,
+                    &master,
+                    &self.password,
+                    snapshots::hostname(),
+                )
+                .map_err(|why| {
+                    StoreError::Other(format!(
+                        "{}: the repository was created but its key could not be \
+                             written ({why}); remove what was created there and try again",
+                        self.describe()
+                    ))
+                })?;
                 tracing::info!(store = %self.name, location = %self.location, "initialised the repository");
                 *self.key.lock().unwrap() = Some(repo.key());
                 Ok(repo)
@@ -184,6 +202,17 @@ impl RepositoryStore {
         let repo = repo
             .to_indexed()
             .map_err(|e| self.fail("reading the index", e))?;
+        let published = match file_list::read_into(&repo, &snap, published) {
+            Ok(m) => m,
+            Err(why) => {
+                return Ok(Box::new(reader::SnapshotReader::failed(
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{}: snapshot {}: {why}", self.describe(), snap.id),
+                    ),
+                )));
+            }
+        };
         if published.is_native_tree() {
             return Ok(Box::new(tree_read::open(
                 self.describe(),
@@ -263,6 +292,20 @@ impl BackupStore for RepositoryStore {
         wanted: &[String],
     ) -> Result<Box<dyn Read + Send>, StoreError> {
         self.read_snapshot(m, Some(wanted))
+    }
+
+    fn with_file_list(&self, m: Manifest) -> Result<Manifest, StoreError> {
+        if m.file_list_apart().is_none() {
+            return Ok(m);
+        }
+        let repo = self.open_existing()?;
+        let snap = self.snapshot_of(&repo, &m)?;
+        let repo = repo
+            .to_indexed()
+            .map_err(|e| self.fail("reading the index", e))?;
+        file_list::read_into(&repo, &snap, m).map_err(|why| {
+            StoreError::Other(format!("{}: snapshot {}: {why}", self.describe(), snap.id))
+        })
     }
 
     fn remove(&self, m: &Manifest) -> Result<(), StoreError> {

@@ -33,6 +33,14 @@ impl SnapshotReader {
         }
     }
 
+    /// Content that fails at its first byte: damage found before any was read, so a
+    /// verify reports it and a restore writes nothing.
+    pub(super) fn failed(why: io::Error) -> SnapshotReader {
+        let (send, pieces) = sync_channel(1);
+        let _ = send.send(Err(why));
+        SnapshotReader::new(pieces)
+    }
+
     /// The content of `snap`: the one file at the root of its tree.
     pub fn open(
         describe: String,

@@ -53,13 +53,20 @@ pub fn manifest_of(snap: &SnapshotFile) -> Result<Manifest, Rejected> {
         .into());
     }
     let summary = snap.summary.as_ref().ok_or("it has no summary")?;
-    // One content file, or a native tree's files and links.
+    // One content file, or a native tree's files and links (and its file list).
+    let list = m
+        .directory
+        .as_ref()
+        .and_then(|d| d.tree.as_ref()?.file_list.as_ref())
+        .map_or((0, 0), |l| (1, l.bytes));
     let nodes = m
         .directory
         .as_ref()
         .filter(|_| m.is_native_tree())
-        .map_or(1, |d| d.files + d.symlinks);
-    if summary.total_files_processed != nodes || summary.total_bytes_processed != m.content_bytes {
+        .map_or(1, |d| d.files + d.symlinks + list.0);
+    if summary.total_files_processed != nodes
+        || summary.total_bytes_processed != m.content_bytes + list.1
+    {
         return Err(format!(
             "it holds {} file(s) of {} bytes, not the {} bytes of backup {}: an interrupted save",
             summary.total_files_processed, summary.total_bytes_processed, m.content_bytes, m.id

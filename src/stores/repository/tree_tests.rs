@@ -230,3 +230,68 @@ fn node_names_that_are_not_plain_names_refuse_the_whole_read() {
         }
     }
 }
+
+/// Backups made before file lists moved into the tree keep theirs in the description:
+/// such a snapshot (made here with rustic_core's own archiver) lists with its entries
+/// and reads back. A new backup keeps the list beside its tree and reads it from there.
+#[test]
+fn a_file_list_kept_in_the_description_as_older_backups_keep_it_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir);
+    let file = FileEntry {
+        path: "x".into(),
+        kind: "file".into(),
+        mode: 0o644,
+        size: Some(4),
+        sha256: Some(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"evil"))),
+        link: None,
+    };
+    let mut m = manifest("1", vec![file], &TreeWritten::default());
+    m.content_bytes = 4;
+    let mut snap = SnapshotFile {
+        description: Some(snapshots::description_of(&m)),
+        ..SnapshotFile::default()
+    };
+    for tag in [
+        snapshots::TAG.to_string(),
+        snapshots::target_tag("site"),
+        snapshots::id_tag("1"),
+    ] {
+        snap.tags.add(tag);
+    }
+    let repo = store.open_existing().unwrap().to_indexed_ids().unwrap();
+    let opts = BackupOptions::default().parent_opts(ParentOptions::default().force(true));
+    repo.archive(&opts, &Crafted { name: "x" }, snap, &[PathBuf::from(ROOT)])
+        .unwrap();
+    let (listed, _) = store.backups("site").unwrap();
+    let m = &listed[0];
+    assert!(m.file_list_apart().is_none());
+    assert_eq!(m.directory.as_ref().unwrap().entries.len(), 1, "{m:?}");
+    let m = store.with_file_list(m.clone()).unwrap();
+    let mut content = Vec::new();
+    store.read(&m).unwrap().read_to_end(&mut content).unwrap();
+    let names: Vec<String> = tar::Archive::new(&content[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["x"]);
+
+    let (written, published) = back_up(&store, "2", tree(100, 1_700_000_000));
+    let apart = written
+        .facts
+        .file_list
+        .clone()
+        .expect("kept beside the tree");
+    assert_eq!(apart.path, format!("{ROOT}.lifeboat-files"));
+    assert_eq!(apart.entries, 1);
+    assert_eq!(published.directory.as_ref().unwrap().entries.len(), 1);
+    let (listed, _) = store.backups("site").unwrap();
+    let m = listed.iter().find(|m| m.id == "2").unwrap();
+    assert!(m.file_list_apart().is_some(), "listings leave the list out");
+    let whole = store.with_file_list(m.clone()).unwrap();
+    assert_eq!(
+        whole.directory.as_ref().unwrap().entries,
+        published.directory.as_ref().unwrap().entries
+    );
+}

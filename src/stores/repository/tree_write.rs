@@ -6,16 +6,22 @@
 //! really used is checked on the saved snapshot, and the files read are counted here, not
 //! taken on trust.
 //!
+//! The per-file list goes into the same tree as its last node (`file_list`): the
+//! archiver opens it only once every file before it has been read or found unchanged
+//! (each file's opener reports when it is done with, read or not), so every SHA-256 is
+//! known when the list is made.
+//!
 //! The archiver saves the snapshot as soon as the tree is stored, before the manifest
 //! exists: that first snapshot carries the `lifeboat-unfinished` tag and no manifest, and
 //! publishing saves it again with the manifest and the `lifeboat` tag (the commit), then
 //! forgets the first. An unfinished one left by a crash is removed as a leftover.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use rustic_core::repofile::{Metadata, Node, NodeType, SnapshotFile, SnapshotId};
 use rustic_core::{
@@ -24,10 +30,11 @@ use rustic_core::{
 };
 use sha2::{Digest, Sha256};
 
+use super::file_list::{self, SharedEntries};
 use super::snapshots;
 use crate::progress::{Cancel, JobContext, Progress};
 use crate::stores::StoreError;
-use crate::stores::manifest::{Manifest, TreeFacts};
+use crate::stores::manifest::{FileEntry, Manifest, TreeFacts};
 use crate::stores::{Tree, TreeEntry, TreeEntryKind, TreeWritten};
 
 /// The tag of a snapshot whose tree is stored but whose backup is not published yet.
@@ -39,13 +46,12 @@ pub struct Stored {
 }
 
 /// The newest published native-tree backup of `target` with the same root: the parent's
-/// snapshot id and manifest. Only the manifests of the newest candidates are read (they
-/// can be large), and the snapshots themselves are not kept.
+/// snapshot and manifest (its file list not read yet when kept apart).
 fn parent_of(
     repo: &Repository<OpenStatus>,
     target: &str,
     root: &Path,
-) -> RusticResult<Option<(SnapshotId, Manifest)>> {
+) -> RusticResult<Option<(SnapshotFile, Manifest)>> {
     let root = root.to_string_lossy();
     let mut candidates: Vec<SnapshotFile> = repo.get_matching_snapshots(|s| {
         snapshots::is_ours(s)
@@ -55,7 +61,7 @@ fn parent_of(
     candidates.sort_by_key(|s| std::cmp::Reverse(s.time.timestamp()));
     Ok(candidates.into_iter().find_map(|s| {
         let m = snapshots::manifest_of(&s).ok()?;
-        m.is_native_tree().then_some((s.id, m))
+        m.is_native_tree().then_some((s, m))
     }))
 }
 
@@ -73,15 +79,6 @@ pub fn store(
         StoreError::Other(format!("{describe}: {doing}: {}", super::one_line(&e)))
     };
     let parent = parent_of(&repo, target, &tree.root).map_err(|e| fail("listing snapshots", e))?;
-    let opts = match &parent {
-        Some((p, _)) => BackupOptions::default().parent_opts(
-            ParentOptions::default()
-                .parents(vec![p.to_string()])
-                // In rustic_core 0.13 this flag turns the inode comparison on.
-                .ignore_inode(true),
-        ),
-        None => BackupOptions::default().parent_opts(ParentOptions::default().force(true)),
-    };
     snap.tags.add(UNFINISHED_TAG.to_string());
     let files = tree
         .entries
@@ -93,15 +90,55 @@ pub fn store(
         .iter()
         .filter(|e| matches!(e.kind, TreeEntryKind::Symlink(_)))
         .count() as u64;
+    // The whole index: the parent's file list is read with it.
+    let repo = repo
+        .to_indexed()
+        .map_err(|e| fail("reading the index", e))?;
+    let parent = match parent {
+        Some((p, m)) => match file_list::read_into(&repo, &p, m) {
+            Ok(m) => Some((p.id, m)),
+            Err(why) => {
+                // Not a parent then: every file is read, and nothing is taken from it.
+                tracing::warn!(target, parent = %p.id, "the previous backup cannot be the parent: {why}");
+                None
+            }
+        },
+        None => None,
+    };
+    let opts = match &parent {
+        Some((p, _)) => BackupOptions::default().parent_opts(
+            ParentOptions::default()
+                .parents(vec![p.to_string()])
+                // In rustic_core 0.13 this flag turns the inode comparison on.
+                .ignore_inode(true),
+        ),
+        None => BackupOptions::default().parent_opts(ParentOptions::default().force(true)),
+    };
     let log = Arc::new(ReadLog::default());
-    let source = TreeSource::new(tree, &log, ctx);
+    let parent_files: Option<(SnapshotId, String)> = parent.map(|(id, m)| {
+        // Moved, not copied: a manifest may list hundreds of thousands of files.
+        let entries = m.directory.map(|d| d.entries).unwrap_or_default();
+        let mut state = log.state.lock().unwrap();
+        state.parent.reserve(entries.len());
+        state.parent.extend(
+            entries
+                .into_iter()
+                .filter_map(|e| Some((e.path, e.sha256?))),
+        );
+        (id, m.id)
+    });
+    let list = file_list::path_beside(&tree.root).map(|path| ListPlan {
+        size: file_list::size_of(&tree.entries),
+        path,
+        files,
+    });
+    let with_list = list.is_some() as u64;
+    let source = TreeSource::new(tree, list, &log, ctx);
     let paths = [source.root.clone()];
     ctx.progress
         .phase("archiving new and changed files: chunking, encrypting, storing");
-    let repo = repo
-        .to_indexed_ids()
-        .map_err(|e| fail("reading the index", e))?;
     let saved = repo.archive(&opts, &source, snap, &paths);
+    drop(source);
     let repo = repo.drop_index();
     let saved = saved.map_err(|e| fail("writing the tree", e))?;
     let forget = |why: StoreError| {
@@ -123,40 +160,43 @@ pub fn store(
             log.failed.len()
         )));
     }
+    if with_list == 1 && log.list.is_none() {
+        return forget(StoreError::Other(format!(
+            "{describe}: the file list was not stored with the tree"
+        )));
+    }
     let vanished = log.vanished.len() as u64;
     let read = log.done.len() as u64;
     let summary = saved.summary.clone().unwrap_or_default();
     let kept = files + symlinks - vanished;
-    if summary.total_files_processed != kept {
+    if summary.total_files_processed != kept + with_list {
         return forget(StoreError::Other(format!(
             "{describe}: the tree was stored with {} of its {kept} files and links",
-            summary.total_files_processed
+            summary.total_files_processed.saturating_sub(with_list)
         )));
     }
     let mut written = TreeWritten {
         sha256: HashMap::new(),
-        vanished: log.vanished,
+        vanished: {
+            let mut v: Vec<String> = log.vanished.into_iter().collect();
+            v.sort();
+            v
+        },
         cut_short: log.short,
         facts: TreeFacts {
             parent: None,
             files_read: read,
             files_unchanged: files - vanished - read,
+            file_list: log.list,
         },
     };
-    if let Some((p, m)) = parent {
+    if let Some((p, id)) = parent_files {
         if saved.parent == Some(p) {
-            written.facts.parent = Some(m.id.clone());
-            // Moved, not copied: a manifest may list hundreds of thousands of files.
-            let entries = m.directory.map(|d| d.entries).unwrap_or_default();
-            written.sha256.reserve(entries.len());
-            written.sha256.extend(
-                entries
-                    .into_iter()
-                    .filter_map(|e| Some((e.path, e.sha256?))),
-            );
+            written.facts.parent = Some(id);
+            written.sha256 = log.parent;
         } else {
             // rustic_core falls back to no parent on some errors without saying so.
-            tracing::warn!(target, parent = %m.id, "the previous backup could not be the parent: every file was read");
+            tracing::warn!(target, parent = %id, "the previous backup could not be the parent: every file was read");
         }
     }
     if written.facts.files_unchanged > 0 && written.facts.parent.is_none() {
@@ -170,17 +210,38 @@ pub fn store(
     Ok((repo, Stored { snap: saved }, written))
 }
 
-/// Save the stored snapshot again as the published backup; the published snapshot.
+/// Save the stored snapshot again as the published backup; the published snapshot, and
+/// the manifest's entries when they were left out of it. A file list stored with the
+/// tree must be the manifest's entries, byte for byte; the description then carries the
+/// manifest without them.
 pub fn publish(
     repo: &Repository<OpenStatus>,
     stored: &Stored,
-    manifest: &Manifest,
-) -> RusticResult<SnapshotFile> {
+    mut manifest: Manifest,
+) -> RusticResult<(SnapshotFile, Vec<FileEntry>)> {
+    let apart = manifest
+        .directory
+        .as_ref()
+        .and_then(|d| d.tree.as_ref())
+        .and_then(|t| t.file_list.clone());
+    let mut left_out = Vec::new();
+    if let (Some(apart), Some(d)) = (apart, manifest.directory.as_mut()) {
+        let made = file_list::facts_of(&d.entries, Path::new(&apart.path), apart.bytes).map_err(
+            |why| RusticError::new(ErrorKind::Internal, "{why}").attach_context("why", why),
+        )?;
+        if made != apart {
+            return Err(RusticError::new(
+                ErrorKind::Internal,
+                "the file list stored with the tree differs from the manifest's entries",
+            ));
+        }
+        left_out = std::mem::take(&mut d.entries);
+    }
     let mut snap = stored.snap.clone();
     snap.tags
         .remove_all(&[UNFINISHED_TAG.parse().expect("a tag")]);
     snap.tags.add(snapshots::TAG.to_string());
-    snap.description = Some(snapshots::description_of(manifest));
+    snap.description = Some(snapshots::description_of(&manifest));
     let id_tag = snapshots::id_tag(&manifest.id);
     // The new snapshot's id is only known from the listing: the ids that were not there.
     let before: std::collections::HashSet<SnapshotId> = repo.list::<SnapshotId>()?.collect();
@@ -201,22 +262,46 @@ pub fn publish(
             )
         })?;
     repo.delete_snapshots(&[stored.snap.id])?;
-    Ok(published)
+    Ok((published, left_out))
 }
 
 /// What happened to the files the archiver opened.
 #[derive(Default)]
 struct ReadLog {
     state: Mutex<LogState>,
+    /// Signalled each time the archiver is done with a file, read or not.
+    settled: Condvar,
 }
 
 #[derive(Default)]
 struct LogState {
     /// SHA-256 of each file read to its end.
     done: HashMap<String, String>,
-    vanished: Vec<String>,
+    /// SHA-256 of each file of the parent backup, by path.
+    parent: HashMap<String, String>,
+    vanished: HashSet<String>,
     short: Vec<String>,
     failed: Vec<(String, String)>,
+    /// Files the archiver is done with: read, failed, or found unchanged and not opened.
+    settled: u64,
+    /// The file list, once stored.
+    list: Option<crate::stores::manifest::FileListApart>,
+}
+
+impl ReadLog {
+    fn settle(&self) {
+        self.state.lock().unwrap().settled += 1;
+        self.settled.notify_all();
+    }
+}
+
+/// Where the file list goes and what it will hold.
+struct ListPlan {
+    path: PathBuf,
+    /// Its size, every file counted (lines of files that vanish become padding).
+    size: u64,
+    /// The files of the tree: the list waits for the archiver to be done with them all.
+    files: u64,
 }
 
 /// The tree as rustic_core's archiver reads it: nodes made one by one as it asks.
@@ -227,12 +312,14 @@ struct TreeSource {
 }
 
 impl TreeSource {
-    fn new(tree: Tree, log: &Arc<ReadLog>, ctx: &JobContext) -> TreeSource {
+    fn new(tree: Tree, list: Option<ListPlan>, log: &Arc<ReadLog>, ctx: &JobContext) -> TreeSource {
         let size = tree.entries.iter().map(|e| e.size).sum();
         TreeSource {
             root: tree.root.clone(),
             entries: Mutex::new(Some(Entries {
-                entries: tree.entries.into_iter(),
+                entries: Arc::new(tree.entries),
+                next: 0,
+                list,
                 root: tree.root,
                 open: tree.open,
                 log: log.clone(),
@@ -244,9 +331,12 @@ impl TreeSource {
     }
 }
 
-/// The entries of a tree, each made into a node when the archiver takes it.
+/// The entries of a tree, each made into a node when the archiver takes it, then the
+/// file list.
 struct Entries {
-    entries: std::vec::IntoIter<TreeEntry>,
+    entries: SharedEntries,
+    next: usize,
+    list: Option<ListPlan>,
     root: PathBuf,
     open: crate::stores::backups::OpenFile,
     log: Arc<ReadLog>,
@@ -254,27 +344,63 @@ struct Entries {
     cancel: Cancel,
 }
 
+impl Entries {
+    /// The file list's node, the last of the snapshot: owned like the tree's root.
+    fn list_entry(&mut self) -> Option<ReadSourceEntry<Opener>> {
+        let plan = self.list.take()?;
+        let root = self.entries.first()?;
+        let now = rustic_core::jiff::Timestamp::now();
+        let meta = Metadata {
+            mode: Some(0o600),
+            mtime: Some(now),
+            atime: Some(now),
+            ctime: Some(now),
+            uid: Some(root.uid),
+            gid: Some(root.gid),
+            size: plan.size,
+            links: 1,
+            ..Metadata::default()
+        };
+        let name = plan.path.file_name()?.to_os_string();
+        Some(ReadSourceEntry {
+            node: Node::new_node(&name, NodeType::File, meta),
+            path: plan.path.clone(),
+            open: Some(Opener::List(ListOpen {
+                plan,
+                entries: self.entries.clone(),
+                log: self.log.clone(),
+                cancel: self.cancel.clone(),
+            })),
+        })
+    }
+}
+
 impl Iterator for Entries {
-    type Item = RusticResult<ReadSourceEntry<OpenLater>>;
+    type Item = RusticResult<ReadSourceEntry<Opener>>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let e = self.entries.next()?;
+        let Some(e) = self.entries.get(self.next) else {
+            return self.list_entry().map(Ok);
+        };
+        self.next += 1;
         let path = if e.rel.is_empty() {
             self.root.clone()
         } else {
             self.root.join(&e.rel)
         };
         let name = path.file_name().unwrap_or(OsStr::new("/")).to_os_string();
-        let open = (e.kind == TreeEntryKind::File).then(|| OpenLater {
-            rel: e.rel.clone(),
-            size: e.size,
-            open: self.open.clone(),
-            log: self.log.clone(),
-            progress: self.progress.clone(),
-            cancel: self.cancel.clone(),
+        let open = (e.kind == TreeEntryKind::File).then(|| {
+            Opener::File(OpenLater {
+                rel: e.rel.clone(),
+                size: e.size,
+                open: self.open.clone(),
+                log: self.log.clone(),
+                progress: self.progress.clone(),
+                cancel: self.cancel.clone(),
+            })
         });
         Some(Ok(ReadSourceEntry {
-            node: node_of(&name, &e),
+            node: node_of(&name, e),
             path,
             open,
         }))
@@ -282,7 +408,7 @@ impl Iterator for Entries {
 }
 
 impl ReadSource for TreeSource {
-    type Open = OpenLater;
+    type Open = Opener;
     type Iter = std::iter::Flatten<std::option::IntoIter<Entries>>;
 
     fn size(&self) -> RusticResult<Option<u64>> {
@@ -291,6 +417,79 @@ impl ReadSource for TreeSource {
 
     fn entries(&self) -> Self::Iter {
         self.entries.lock().unwrap().take().into_iter().flatten()
+    }
+}
+
+/// What the archiver opens: a file of the tree, or the file list after them.
+pub enum Opener {
+    File(OpenLater),
+    List(ListOpen),
+}
+
+impl ReadSourceOpen for Opener {
+    type Reader = Box<dyn Read + Send>;
+
+    fn open(self) -> RusticResult<Box<dyn Read + Send>> {
+        match self {
+            Opener::File(f) => Ok(Box::new(f.open()?)),
+            Opener::List(l) => Ok(Box::new(l.open().map_err(|e| {
+                RusticError::with_source(ErrorKind::InputOutput, "cannot make the file list", e)
+            })?)),
+        }
+    }
+}
+
+/// The file list, made when the archiver opens it.
+pub struct ListOpen {
+    plan: ListPlan,
+    entries: SharedEntries,
+    log: Arc<ReadLog>,
+    cancel: Cancel,
+}
+
+impl ListOpen {
+    /// Wait until the archiver is done with every file (they all come before the list,
+    /// and are in its other threads or done), then write the list to an unnamed
+    /// temporary file for it to read.
+    fn open(self) -> io::Result<std::fs::File> {
+        let made = self.make();
+        if let Err(e) = &made {
+            let mut log = self.log.state.lock().unwrap();
+            log.failed
+                .push((self.plan.path.to_string_lossy().into_owned(), e.to_string()));
+        }
+        made
+    }
+
+    fn make(&self) -> io::Result<std::fs::File> {
+        let mut state = self.log.state.lock().unwrap();
+        while state.settled < self.plan.files {
+            self.cancel.check()?;
+            // Woken by every file settled; the timeout only lets a cancel through.
+            state = self
+                .log
+                .settled
+                .wait_timeout(state, Duration::from_millis(200))
+                .unwrap()
+                .0;
+        }
+        let mut spool = std::io::BufWriter::new(tempfile::tempfile()?);
+        let hashes = file_list::Hashes {
+            read: &state.done,
+            parent: &state.parent,
+            vanished: &state.vanished,
+        };
+        let facts = file_list::write(
+            &self.entries,
+            &hashes,
+            &self.plan.path,
+            self.plan.size,
+            &mut spool,
+        )?;
+        state.list = Some(facts);
+        let mut file = spool.into_inner().map_err(|e| e.into_error())?;
+        file.rewind()?;
+        Ok(file)
     }
 }
 
@@ -366,9 +565,15 @@ pub struct OpenLater {
     cancel: Cancel,
 }
 
-impl ReadSourceOpen for OpenLater {
-    type Reader = HashingFile;
+/// Whether opened or not (unchanged since the parent), the archiver is done with a file
+/// when its opener is dropped (a reader keeps its opener to its end).
+impl Drop for OpenLater {
+    fn drop(&mut self) {
+        self.log.settle();
+    }
+}
 
+impl OpenLater {
     fn open(self) -> RusticResult<HashingFile> {
         match (self.open)(&self.rel) {
             Ok(file) => Ok(HashingFile {
@@ -382,7 +587,7 @@ impl ReadSourceOpen for OpenLater {
                 let mut log = self.log.state.lock().unwrap();
                 if e.kind() == io::ErrorKind::NotFound {
                     // Deleted between the listing and its reading: not in the backup.
-                    log.vanished.push(self.rel.clone());
+                    log.vanished.insert(self.rel.clone());
                 } else {
                     log.failed.push((self.rel.clone(), e.to_string()));
                 }

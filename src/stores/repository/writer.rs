@@ -240,16 +240,24 @@ impl SnapshotWriter {
             return forget(fail("writing", &"the manifest does not describe a tree"));
         }
         ctx.progress.phase("publishing the snapshot");
-        let saved = match tree_write::publish(&repo, &stored, &manifest) {
+        // The published manifest is read back from the snapshot, with the entries its
+        // description left out (kept in the tree) moved back in.
+        let (saved, left_out) = match tree_write::publish(&repo, &stored, manifest) {
             Ok(s) => s,
             Err(e) => return forget(fail("publishing", &super::one_line(&e))),
         };
-        // The published manifest is read back from the snapshot; this copy can go.
-        drop(manifest);
-        snapshots::manifest_of(&saved).map_err(|why| {
+        let mut published = snapshots::manifest_of(&saved).map_err(|why| {
             let _ = repo.delete_snapshots(&[saved.id]);
             fail("writing", &why)
-        })
+        })?;
+        if let Some(d) = published
+            .directory
+            .as_mut()
+            .filter(|_| !left_out.is_empty())
+        {
+            d.entries = left_out;
+        }
+        Ok(published)
     }
 }
 
