@@ -15,14 +15,17 @@
 //! keeps its list in the description, as every backup before this did.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{self, Write};
+use std::io::{self, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustic_core::repofile::{Node, SnapshotFile};
 use rustic_core::{IndexedFull, Repository};
 use sha2::{Digest, Sha256};
 
+use super::tree_write::ReadLog;
+use crate::progress::Cancel;
 use crate::stores::manifest::{FileEntry, FileListApart, Manifest};
 use crate::stores::{TreeEntry, TreeEntryKind};
 
@@ -263,6 +266,69 @@ impl Write for Lines {
 
 /// The tree's entries, shared between the archiver's walk and the list made at its end.
 pub type SharedEntries = Arc<Vec<TreeEntry>>;
+
+/// Where the file list goes and what it will hold.
+pub struct ListPlan {
+    pub path: PathBuf,
+    /// Its size, every file counted (lines of files that vanish become padding).
+    pub size: u64,
+    /// The files of the tree: the list waits for the archiver to be done with them all.
+    pub files: u64,
+}
+
+/// The file list, made when the archiver opens it.
+pub struct ListOpen {
+    pub plan: ListPlan,
+    pub entries: SharedEntries,
+    pub log: Arc<ReadLog>,
+    pub cancel: Cancel,
+}
+
+impl ListOpen {
+    /// Wait until the archiver is done with every file (they all come before the list,
+    /// and are in its other threads or done), then write the list to an unnamed
+    /// temporary file for it to read.
+    pub fn open(self) -> io::Result<std::fs::File> {
+        let made = self.make();
+        if let Err(e) = &made {
+            let mut log = self.log.state.lock().unwrap();
+            log.failed
+                .push((self.plan.path.to_string_lossy().into_owned(), e.to_string()));
+        }
+        made
+    }
+
+    fn make(&self) -> io::Result<std::fs::File> {
+        let mut state = self.log.state.lock().unwrap();
+        while state.settled < self.plan.files {
+            self.cancel.check()?;
+            // Woken by every file settled; the timeout only lets a cancel through.
+            state = self
+                .log
+                .settled
+                .wait_timeout(state, Duration::from_millis(200))
+                .unwrap()
+                .0;
+        }
+        let mut spool = std::io::BufWriter::new(tempfile::tempfile()?);
+        let hashes = Hashes {
+            read: &state.done,
+            parent: &state.parent,
+            vanished: &state.vanished,
+        };
+        let facts = write(
+            &self.entries,
+            &hashes,
+            &self.plan.path,
+            self.plan.size,
+            &mut spool,
+        )?;
+        state.list = Some(facts);
+        let mut file = spool.into_inner().map_err(|e| e.into_error())?;
+        file.rewind()?;
+        Ok(file)
+    }
+}
 
 #[cfg(test)]
 mod tests {

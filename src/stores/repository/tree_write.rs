@@ -18,10 +18,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
-use std::io::{self, Read, Seek};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
 
 use rustic_core::repofile::{Metadata, Node, NodeType, SnapshotFile, SnapshotId};
 use rustic_core::{
@@ -30,7 +29,7 @@ use rustic_core::{
 };
 use sha2::{Digest, Sha256};
 
-use super::file_list::{self, SharedEntries};
+use super::file_list::{self, ListOpen, ListPlan, SharedEntries};
 use super::snapshots;
 use crate::progress::{Cancel, JobContext, Progress};
 use crate::stores::StoreError;
@@ -267,25 +266,25 @@ pub fn publish(
 
 /// What happened to the files the archiver opened.
 #[derive(Default)]
-struct ReadLog {
-    state: Mutex<LogState>,
+pub(super) struct ReadLog {
+    pub(super) state: Mutex<LogState>,
     /// Signalled each time the archiver is done with a file, read or not.
-    settled: Condvar,
+    pub(super) settled: Condvar,
 }
 
 #[derive(Default)]
-struct LogState {
+pub(super) struct LogState {
     /// SHA-256 of each file read to its end.
-    done: HashMap<String, String>,
+    pub(super) done: HashMap<String, String>,
     /// SHA-256 of each file of the parent backup, by path.
-    parent: HashMap<String, String>,
-    vanished: HashSet<String>,
+    pub(super) parent: HashMap<String, String>,
+    pub(super) vanished: HashSet<String>,
     short: Vec<String>,
-    failed: Vec<(String, String)>,
+    pub(super) failed: Vec<(String, String)>,
     /// Files the archiver is done with: read, failed, or found unchanged and not opened.
-    settled: u64,
+    pub(super) settled: u64,
     /// The file list, once stored.
-    list: Option<crate::stores::manifest::FileListApart>,
+    pub(super) list: Option<crate::stores::manifest::FileListApart>,
 }
 
 impl ReadLog {
@@ -293,15 +292,6 @@ impl ReadLog {
         self.state.lock().unwrap().settled += 1;
         self.settled.notify_all();
     }
-}
-
-/// Where the file list goes and what it will hold.
-struct ListPlan {
-    path: PathBuf,
-    /// Its size, every file counted (lines of files that vanish become padding).
-    size: u64,
-    /// The files of the tree: the list waits for the archiver to be done with them all.
-    files: u64,
 }
 
 /// The tree as rustic_core's archiver reads it: nodes made one by one as it asks.
@@ -436,60 +426,6 @@ impl ReadSourceOpen for Opener {
                 RusticError::with_source(ErrorKind::InputOutput, "cannot make the file list", e)
             })?)),
         }
-    }
-}
-
-/// The file list, made when the archiver opens it.
-pub struct ListOpen {
-    plan: ListPlan,
-    entries: SharedEntries,
-    log: Arc<ReadLog>,
-    cancel: Cancel,
-}
-
-impl ListOpen {
-    /// Wait until the archiver is done with every file (they all come before the list,
-    /// and are in its other threads or done), then write the list to an unnamed
-    /// temporary file for it to read.
-    fn open(self) -> io::Result<std::fs::File> {
-        let made = self.make();
-        if let Err(e) = &made {
-            let mut log = self.log.state.lock().unwrap();
-            log.failed
-                .push((self.plan.path.to_string_lossy().into_owned(), e.to_string()));
-        }
-        made
-    }
-
-    fn make(&self) -> io::Result<std::fs::File> {
-        let mut state = self.log.state.lock().unwrap();
-        while state.settled < self.plan.files {
-            self.cancel.check()?;
-            // Woken by every file settled; the timeout only lets a cancel through.
-            state = self
-                .log
-                .settled
-                .wait_timeout(state, Duration::from_millis(200))
-                .unwrap()
-                .0;
-        }
-        let mut spool = std::io::BufWriter::new(tempfile::tempfile()?);
-        let hashes = file_list::Hashes {
-            read: &state.done,
-            parent: &state.parent,
-            vanished: &state.vanished,
-        };
-        let facts = file_list::write(
-            &self.entries,
-            &hashes,
-            &self.plan.path,
-            self.plan.size,
-            &mut spool,
-        )?;
-        state.list = Some(facts);
-        let mut file = spool.into_inner().map_err(|e| e.into_error())?;
-        file.rewind()?;
-        Ok(file)
     }
 }
 
