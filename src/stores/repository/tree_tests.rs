@@ -295,3 +295,55 @@ fn a_file_list_kept_in_the_description_as_older_backups_keep_it_reads_back() {
         published.directory.as_ref().unwrap().entries
     );
 }
+
+/// A file gone between the listing and its reading is not in the backup: its line of
+/// the file list becomes padding (the list's size was given before any file was read),
+/// and the list reads back as the manifest lists the tree, without it.
+#[test]
+fn a_file_gone_before_it_is_read_leaves_the_file_list_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir);
+    let tree = Tree {
+        root: PathBuf::from(ROOT),
+        entries: vec![
+            entry("", TreeEntryKind::Dir, 0, 10, 1_700_000_000),
+            entry("a.txt", TreeEntryKind::File, 5, 100, 1_700_000_000),
+            entry("gone.txt", TreeEntryKind::File, 3, 101, 1_700_000_000),
+        ],
+        open: Arc::new(|rel| match rel {
+            "gone.txt" => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+            _ => Ok(Box::new(Cursor::new(b"hello".to_vec())) as Box<dyn Read + Send>),
+        }),
+    };
+    let ctx = JobContext::silent();
+    let mut writer = store.begin(&new_backup("1")).unwrap();
+    let written = writer.as_tree().unwrap().write_tree(tree, &ctx).unwrap();
+    assert_eq!(written.vanished, ["gone.txt"]);
+    let apart = written.facts.file_list.clone().unwrap();
+    assert_eq!(apart.entries, 1);
+    let file = FileEntry {
+        path: "a.txt".into(),
+        kind: "file".into(),
+        mode: 0o644,
+        size: Some(5),
+        sha256: written.sha256.get("a.txt").cloned(),
+        link: None,
+    };
+    let m = manifest("1", vec![file.clone()], &written);
+    writer.publish(m, &ctx).unwrap();
+    let (listed, _) = store.backups("site").unwrap();
+    let whole = store.with_file_list(listed[0].clone()).unwrap();
+    assert_eq!(whole.directory.as_ref().unwrap().entries, [file]);
+    let mut content = Vec::new();
+    store
+        .read(&whole)
+        .unwrap()
+        .read_to_end(&mut content)
+        .unwrap();
+    let names: Vec<String> = tar::Archive::new(&content[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["a.txt"]);
+}
