@@ -349,8 +349,8 @@ fn new_generation(app: &App, shipper: &mut Shipper, why: &str, continuing: bool)
     shipper.replicated_to = at;
     shipper.save_position()?;
     let detail = format!("generation {generation}, base copy {}: {why}", base.id);
-    if joined {
-        // Routine: the history goes on unbroken into it.
+    if g.previous.is_none() {
+        // Routine (the history goes on unbroken into it) or the very first: no break.
         tracing::info!(target = %target, "new replication generation: {detail}");
     } else {
         tracing::warn!(target = %target, "new replication generation: {detail}");

@@ -56,10 +56,10 @@ impl PointInTime {
             ),
         };
         format!(
-            "  to the moment: {} (replicated to {})\n  replay:      {upto}, from {} segments onto base copy {base_id}, then integrity_check\n",
+            "  to the moment: {} (replicated to {})\n  replay:      {upto}, from {} onto base copy {base_id}, then integrity_check\n",
             self.at,
             self.replicated_to,
-            self.segments.len()
+            crate::units::count(self.segments.len() as u64, "segment", None)
         )
     }
 }

@@ -110,7 +110,7 @@ impl Replicator {
     pub fn start(mut cmd: Command) -> Replicator {
         let mut child = cmd
             .env("LIFEBOAT_LOG", "info")
-            .env("NO_COLOR", "1")
+            .env_remove("NO_COLOR")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -315,6 +315,14 @@ fn a_restore_to_a_moment_has_exactly_the_rows_committed_by_then() {
     create_db(&db, true);
     let mut rep = Replicator::start(home.command(&["replicate", "app"]));
     rep.wait_for("replicating app every 200ms");
+    // Written to a pipe, the log is plain text, and a first generation is no warning.
+    let started = rep.text();
+    assert!(!started.contains('\u{1b}'), "no colour codes: {started}");
+    let first = started
+        .lines()
+        .find(|l| l.contains("new replication generation"))
+        .unwrap_or_else(|| panic!("{started}"));
+    assert!(first.contains(" INFO "), "{first}");
     let log = home.path("data/commits.log");
     finish(writer(&db, 2500, &log, &[]));
     let rows = commits(&log);
