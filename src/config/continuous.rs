@@ -30,6 +30,14 @@ impl Config {
                 key("continuous")
             ));
         }
+        if t.max_lag() < every.0 {
+            return Err(format!(
+                "{}: {} is shorter than the shipping interval `continuous` ({}), so replication would count as late between any two rounds; make it several intervals",
+                key("max_lag"),
+                humantime::format_duration(t.max_lag()),
+                humantime::format_duration(every.0)
+            ));
+        }
         if let Some(host) = &t.host {
             return Err(format!(
                 "{}: not yet for a database on another host ({host}); run `lifeboat replicate {name}` on that host instead, with a config holding this target and its store",
@@ -117,6 +125,18 @@ mod tests {
             e.contains("targets.a.max_lag") && e.contains("continuous"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_max_lag_shorter_than_the_interval_is_refused() {
+        let e = parse(&format!("{BASE}continuous=\"10s\"\nmax_lag=\"5s\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("targets.a.max_lag") && e.contains("shorter than the shipping interval"),
+            "{e}"
+        );
+        assert!(parse(&format!("{BASE}continuous=\"10s\"\nmax_lag=\"30s\"\n")).is_ok());
     }
 
     #[test]
