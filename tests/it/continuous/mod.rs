@@ -11,6 +11,7 @@ mod faults;
 mod generation_alert;
 mod history;
 mod s3;
+mod vacuum;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -297,6 +298,12 @@ pub fn assert_exactly_by(ids: &[i64], log: &[Commit], at: f64, slack: f64) -> us
         );
     }
     ids.len()
+}
+
+/// The replication position record in the local store.
+pub fn position(home: &Home) -> serde_json::Value {
+    let text = std::fs::read_to_string(home.path("backups/app.wal/position.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
 }
 
 pub fn db_path(home: &Home) -> PathBuf {
