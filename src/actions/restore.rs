@@ -205,6 +205,7 @@ pub fn plan(
     source.restores_to_a_path()?;
     let (selector, point) = match selector {
         Selector::At(t) if app.target(target)?.continuous.is_some() => {
+            crate::replicate::point::replayed_here(app.target(target)?, target)?;
             let objects = crate::replicate::objects_for(app, target)?;
             let (base, point) = crate::replicate::point::plan(objects.as_ref(), target, *t)?;
             (Selector::Id(base), Some(point))
@@ -335,11 +336,6 @@ fn to_the_moment(
         .as_ref()
         .map(|f| f.page_size)
         .ok_or_else(|| Error::Failed(format!("backup {} has no database facts", plan.backup.id)))?;
-    if plan.host.is_some() {
-        return Err(Error::Usage(
-            "a restore to a moment is only for databases on this host".into(),
-        ));
-    }
     ctx.progress.phase("replaying shipped transactions");
     let objects = crate::replicate::objects_for(app, &plan.target)?;
     let done = crate::replicate::point::replay(objects.as_ref(), point, &plan.staging, page_size)?;

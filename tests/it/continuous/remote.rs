@@ -1,0 +1,126 @@
+//! A continuous target on another host: `lifeboat replicate` runs with the host's config
+//! (the target's local path and the store), the bot's config names the same target with
+//! `host` (the real sshd of the tests) and reads everything from the shared store — the
+//! lag in `status --json` and `/metrics`, the lag alert once the replicator is killed,
+//! the base copies the replicator takes on the schedule (the bot takes none), and a
+//! verify that compares the replayed history with them.
+
+use super::chain::{texts, verify};
+use super::*;
+use crate::common::fakes::{Call, FakeApi};
+use crate::common::sshd::Sshd;
+
+const ALERTS: &str = "C0ALERTS";
+
+/// The host's config: the target with its local path, a base copy every 2 s.
+fn host_config() -> ConfigBuilder {
+    ConfigBuilder::new().raw(&format!(
+        "{}schedule = \"*/2 * * * * *\"\n",
+        target("local")
+    ))
+}
+
+/// The bot's config: the same target on the sshd host, into the host's store directory.
+fn bot_config(host: &Home, sshd: &Sshd, api: &FakeApi) -> ConfigBuilder {
+    ConfigBuilder::new()
+        .slack(api, Some(ALERTS))
+        .local_store("shared", &host.path("backups").display().to_string())
+        .raw(&format!(
+            "[targets.app]\nkind = \"sqlite\"\npath = \"{}\"\nstore = \"shared\"\ncontinuous = \"{EVERY}\"\nmax_lag = \"2s\"\nschedule = \"*/2 * * * * *\"\n{}",
+            db_path(host).display(),
+            sshd.target_keys()
+        ))
+}
+
+fn lag_alerts(calls: &[Call]) -> usize {
+    calls
+        .iter()
+        .filter(|c| {
+            c.path.ends_with("chat.postMessage")
+                && c.body["channel"] == ALERTS
+                && c.body["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("replication of app is"))
+        })
+        .count()
+}
+
+#[test]
+fn a_target_on_another_host_is_replicated_there_and_watched_from_the_store() {
+    let sshd = Sshd::start();
+    let api = FakeApi::start();
+    let host = Home::with_config(&host_config());
+    let bot = Home::with_config(&bot_config(&host, &sshd, &api));
+    let db = db_path(&host);
+    create_db(&db, true);
+
+    // The bot runs no replicator for it, and says where to run one.
+    let out = bot.out(&["replicate", "app"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("app is on {}", sshd.url()))
+            && err.contains("run `lifeboat replicate app` on that host"),
+        "{err}"
+    );
+
+    let mut rep = Replicator::start(host.command(&["replicate", "app"]));
+    rep.wait_for("replicating app every 200ms");
+    let serve = fakes::Serve::start(&bot);
+    let log = host.path("data/commits.log");
+    finish(writer(&db, 300, &log, &[]));
+    let rows = commits(&log);
+    // The bot's status reads the lag from the store the replicator ships into.
+    let status = bot.wait_replicated_past(rows.last().unwrap().committed);
+    assert!(status["lag_seconds"].as_f64().unwrap() >= 0.0, "{status}");
+    let (_, metrics) = serve.get("/metrics");
+    assert!(
+        metrics.contains("lifeboat_replication_lag_seconds{target=\"app\"} "),
+        "{metrics}"
+    );
+
+    // Base copies on the schedule, taken by the replicator inside its generation; more
+    // rows between them so each records a later transaction.
+    rep.wait_times("scheduled base copy", 1);
+    finish(writer(&db, 300, &log, &[]));
+    let before = rep.times("scheduled base copy");
+    rep.wait_times("scheduled base copy", before + 1);
+
+    // Killed: nothing ships any more, and the bot's watchdog alerts once the lag passes
+    // max_lag.
+    let taken = rep.times("scheduled base copy");
+    rep.kill();
+    let calls = api.wait_until(60, "the lag alert", |calls| lag_alerts(calls) > 0);
+    assert_eq!(lag_alerts(&calls), 1, "one alert");
+    let status = bot.status();
+    assert_eq!(status["health"], "red", "{status}");
+    serve.stop();
+
+    // The bot's scheduler took no backup over SSH (it never logged into the host); the
+    // backups in the store are the replicator's: the first generation's base and the
+    // scheduled ones.
+    assert!(!sshd.log().contains("Accepted"), "{}", sshd.log());
+    let listed = bot.ok(&["list", "app"]);
+    let backups = listed.lines().count().saturating_sub(1);
+    assert!(backups > taken, "{listed}");
+
+    // The bot's verify proves the chain from the store, each scheduled base included.
+    let (ok, report) = verify(&bot);
+    assert!(ok, "{report}");
+    let proved = texts(&report["chain"]["proved"]);
+    assert!(proved.matches("page for page").count() >= 1, "{proved}");
+
+    // A restore to a moment is replayed on the host: the bot says so.
+    let newest = bot.status()["replicated_to"].as_str().unwrap().to_string();
+    let out = bot.out(&["restore", "app", "--at", &newest, "--dry-run"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("lifeboat restore app --at") && err.contains(&sshd.url()),
+        "{err}"
+    );
+    // ...and on the host it works, with every row.
+    let all = host.path("restores/all.db");
+    host.restore_at(&newest, &all);
+    assert_eq!(restored_ids(&all).len(), 600);
+}
