@@ -119,7 +119,11 @@ fn a_target_on_another_host_is_replicated_there_and_watched_from_the_store() {
         err.contains("lifeboat restore app --at") && err.contains(&sshd.url()),
         "{err}"
     );
-    // ...and on the host it works, with every row.
+    // A backup asked for by hand is still taken over SSH (and the log above would have
+    // shown any login: this one is there).
+    bot.ok(&["backup", "app"]);
+    assert!(sshd.log().contains("Accepted"), "{}", sshd.log());
+    // ...and on the host the restore to a moment works, with every row.
     let all = host.path("restores/all.db");
     host.restore_at(&newest, &all);
     assert_eq!(restored_ids(&all).len(), 600);
