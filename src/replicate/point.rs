@@ -64,18 +64,6 @@ impl PointInTime {
     }
 }
 
-/// Refuse a restore to a moment of a database on another host, saying where it is done:
-/// on that host, where the replicator and its config are (the replayed copy is put in
-/// place there with the same plan, approvals and move-aside).
-pub fn replayed_here(cfg: &crate::config::TargetConfig, target: &str) -> Result<()> {
-    match &cfg.host {
-        Some(host) => Err(Error::Usage(format!(
-            "{target} is on {host}: a restore to a moment is replayed on the database's own host; run `lifeboat restore {target} --at TIME` on {host} with the replicator's config (a restore of a backup by id works from here)"
-        ))),
-        None => Ok(()),
-    }
-}
-
 /// Plan a restore of `target` as of `at`: the base backup's id and the transactions.
 pub fn plan(store: &dyn Store, target: &str, at: DateTime<Utc>) -> Result<(String, PointInTime)> {
     let position: Position = read(store, &position_key(target))?.ok_or_else(|| {

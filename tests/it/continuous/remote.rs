@@ -2,8 +2,9 @@
 //! (the target's local path and the store), the bot's config names the same target with
 //! `host` (the real sshd of the tests) and reads everything from the shared store — the
 //! lag in `status --json` and `/metrics`, the lag alert once the replicator is killed,
-//! the base copies the replicator takes on the schedule (the bot takes none), and a
-//! verify that compares the replayed history with them.
+//! the base copies the replicator takes on the schedule (the bot takes none), a verify
+//! that compares the replayed history with them, and a restore to a moment from the bot
+//! (replayed on the bot, put in place on the host over SSH).
 
 use super::chain::{texts, verify};
 use super::*;
@@ -26,8 +27,9 @@ fn bot_config(host: &Home, sshd: &Sshd, api: &FakeApi) -> ConfigBuilder {
         .slack(api, Some(ALERTS))
         .local_store("shared", &host.path("backups").display().to_string())
         .raw(&format!(
-            "[targets.app]\nkind = \"sqlite\"\npath = \"{}\"\nstore = \"shared\"\ncontinuous = \"{EVERY}\"\nmax_lag = \"2s\"\nschedule = \"*/2 * * * * *\"\n{}",
+            "[targets.app]\nkind = \"sqlite\"\npath = \"{}\"\nstore = \"shared\"\ncontinuous = \"{EVERY}\"\nmax_lag = \"2s\"\nschedule = \"*/2 * * * * *\"\nrestore_roots = [\"{}\"]\n{}",
             db_path(host).display(),
+            host.path("restores").display(),
             sshd.target_keys()
         ))
 }
@@ -96,9 +98,9 @@ fn a_target_on_another_host_is_replicated_there_and_watched_from_the_store() {
     assert_eq!(status["health"], "red", "{status}");
     serve.stop();
 
-    // The bot's scheduler took no backup over SSH (it never logged into the host); the
-    // backups in the store are the replicator's: the first generation's base and the
-    // scheduled ones.
+    // The bot's scheduler took no backup over SSH: it never logged into the host (the
+    // restore below shows a login is logged). The backups in the store are the
+    // replicator's: the first generation's base and the scheduled ones.
     assert!(!sshd.log().contains("Accepted"), "{}", sshd.log());
     let listed = bot.ok(&["list", "app"]);
     let backups = listed.lines().count().saturating_sub(1);
@@ -110,20 +112,19 @@ fn a_target_on_another_host_is_replicated_there_and_watched_from_the_store() {
     let proved = texts(&report["chain"]["proved"]);
     assert!(proved.matches("page for page").count() >= 1, "{proved}");
 
-    // A restore to a moment is replayed on the host: the bot says so.
+    // A restore to a moment from the bot: replayed and checked here, staged on the host
+    // over SSH and checked there, renamed into place; every row.
     let newest = bot.status()["replicated_to"].as_str().unwrap().to_string();
-    let out = bot.out(&["restore", "app", "--at", &newest, "--dry-run"]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    assert!(
-        err.contains("lifeboat restore app --at") && err.contains(&sshd.url()),
-        "{err}"
-    );
-    // A backup asked for by hand is still taken over SSH (and the log above would have
-    // shown any login: this one is there).
-    bot.ok(&["backup", "app"]);
+    let from_bot = host.path("restores/from-bot.db");
+    let plan = bot.restore_at(&newest, &from_bot);
+    assert_eq!(plan["point"]["up_to_txid"].as_u64(), Some(600), "{plan}");
+    assert!(plan["host"].is_string(), "a plan on the host: {plan}");
+    assert_eq!(restored_ids(&from_bot), (1..=600).collect::<Vec<i64>>());
     assert!(sshd.log().contains("Accepted"), "{}", sshd.log());
-    // ...and on the host the restore to a moment works, with every row.
+
+    // A backup asked for by hand is still taken over SSH; on the host the restore to a
+    // moment works as well.
+    bot.ok(&["backup", "app"]);
     let all = host.path("restores/all.db");
     host.restore_at(&newest, &all);
     assert_eq!(restored_ids(&all).len(), 600);
