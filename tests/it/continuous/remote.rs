@@ -1,7 +1,8 @@
 //! A continuous target on another host: `lifeboat replicate` runs with the host's config
 //! (the target's local path and the store), the bot's config names the same target with
 //! `host` (the real sshd of the tests) and reads everything from the shared store — the
-//! lag in `status --json` and `/metrics`, the lag alert once the replicator is killed,
+//! lag in `status --json` and `/metrics`, the lag alert once the replicator is killed
+//! and the missed-backup alert once its base copies stop,
 //! the base copies the replicator takes on the schedule (the bot takes none), a verify
 //! that compares the replayed history with them, and a restore to a moment from the bot
 //! (replayed on the bot, put in place on the host over SSH).
@@ -13,39 +14,42 @@ use crate::common::sshd::Sshd;
 
 const ALERTS: &str = "C0ALERTS";
 
-/// The host's config: the target with its local path, a base copy every 2 s.
+/// The host's config: the target with its local path, a base copy every 5 s.
 fn host_config() -> ConfigBuilder {
     ConfigBuilder::new().raw(&format!(
-        "{}schedule = \"*/2 * * * * *\"\n",
+        "{}schedule = \"*/5 * * * * *\"\n",
         target("local")
     ))
 }
 
-/// The bot's config: the same target on the sshd host, into the host's store directory.
+/// The bot's config: the same target on the sshd host, into the host's store directory;
+/// a base copy is missed 3 s after it was due (the watchdog judges the latest due time,
+/// so the grace is shorter than the schedule's period).
 fn bot_config(host: &Home, sshd: &Sshd, api: &FakeApi) -> ConfigBuilder {
     ConfigBuilder::new()
         .slack(api, Some(ALERTS))
         .local_store("shared", &host.path("backups").display().to_string())
         .raw(&format!(
-            "[targets.app]\nkind = \"sqlite\"\npath = \"{}\"\nstore = \"shared\"\ncontinuous = \"{EVERY}\"\nmax_lag = \"2s\"\nschedule = \"*/2 * * * * *\"\nrestore_roots = [\"{}\"]\n{}",
+            "[targets.app]\nkind = \"sqlite\"\npath = \"{}\"\nstore = \"shared\"\ncontinuous = \"{EVERY}\"\nmax_lag = \"2s\"\ngrace = \"3s\"\nschedule = \"*/5 * * * * *\"\nrestore_roots = [\"{}\"]\n{}",
             db_path(host).display(),
             host.path("restores").display(),
             sshd.target_keys()
         ))
 }
 
-fn lag_alerts(calls: &[Call]) -> usize {
+fn alerts(calls: &[Call], needle: &str) -> usize {
     calls
         .iter()
         .filter(|c| {
             c.path.ends_with("chat.postMessage")
                 && c.body["channel"] == ALERTS
-                && c.body["text"]
-                    .as_str()
-                    .is_some_and(|t| t.contains("replication of app is"))
+                && c.body["text"].as_str().is_some_and(|t| t.contains(needle))
         })
         .count()
 }
+
+const LAG: &str = "replication of app is";
+const MISSED: &str = "missed backup: app";
 
 #[test]
 fn a_target_on_another_host_is_replicated_there_and_watched_from_the_store() {
@@ -90,10 +94,17 @@ fn a_target_on_another_host_is_replicated_there_and_watched_from_the_store() {
 
     // Killed: nothing ships any more, and the bot's watchdog alerts once the lag passes
     // max_lag.
+    // Meanwhile the bot, which took none itself, counted the replicator's base copies in
+    // the store as the scheduled backups: no missed-backup alert.
+    assert_eq!(alerts(&api.calls(), MISSED), 0, "{:?}", api.calls());
     let taken = rep.times("scheduled base copy");
     rep.kill();
-    let calls = api.wait_until(60, "the lag alert", |calls| lag_alerts(calls) > 0);
-    assert_eq!(lag_alerts(&calls), 1, "one alert");
+    let calls = api.wait_until(60, "the lag alert", |calls| alerts(calls, LAG) > 0);
+    assert_eq!(alerts(&calls, LAG), 1, "one alert");
+    // With no more base copies, the schedule's due time passes its grace: missed.
+    api.wait_until(60, "the missed-backup alert", |calls| {
+        alerts(calls, MISSED) > 0
+    });
     let status = bot.status();
     assert_eq!(status["health"], "red", "{status}");
     serve.stop();
