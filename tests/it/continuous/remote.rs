@@ -139,4 +139,36 @@ fn a_target_on_another_host_is_replicated_there_and_watched_from_the_store() {
     let all = host.path("restores/all.db");
     host.restore_at(&newest, &all);
     assert_eq!(restored_ids(&all).len(), 600);
+
+    // A damaged segment: the replay on the bot fails, and nothing reaches the host.
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(host.path("backups/app.wal"))
+        .unwrap()
+        .flatten()
+        .filter(|g| g.path().is_dir())
+        .flat_map(|g| std::fs::read_dir(g.path()).unwrap().flatten())
+        .map(|f| f.path())
+        .filter(|p| p.to_string_lossy().ends_with(".seg.zst"))
+        .collect();
+    segments.sort();
+    let last = segments.last().unwrap();
+    let mut bytes = std::fs::read(last).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(last, &bytes).unwrap();
+    let listing = || {
+        let mut names: Vec<_> = std::fs::read_dir(host.path("restores"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = listing();
+    let damaged = host.path("restores/damaged.db").display().to_string();
+    let out = bot.out(&["restore", "app", "--at", &newest, "--to", &damaged, "--yes"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("nothing was changed"), "{err}");
+    assert_eq!(before, listing(), "nothing was written on the host: {err}");
 }
