@@ -74,6 +74,11 @@ pub enum Command {
     Drill {
         target: String,
         backup: Option<String>,
+        /// The moment to drill: a continuous target restored to it (its base copy and the
+        /// shipped transactions); another, its newest backup at or before it (RFC 3339 or
+        /// "YYYY-MM-DD HH:MM", UTC)
+        #[arg(long)]
+        at: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -314,8 +319,9 @@ fn run(app: &App, command: Command) -> Result<i32, Error> {
         Command::Drill {
             target,
             backup,
+            at,
             json,
-        } => jobs::drill(app, &actor, &target, backup.as_deref(), json),
+        } => jobs::drill(app, &actor, &target, backup.as_deref(), at.as_deref(), json),
         Command::Restore(args) => restore::restore(app, &actor, args),
         Command::Ls {
             target,

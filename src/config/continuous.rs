@@ -1,7 +1,8 @@
 //! `continuous`, `max_lag` and `continuous_history` on a `sqlite` target: continuous
-//! replication's keys and what this build can replicate (a database on this host into an
-//! object store; a repository store or a database on another host is refused at load,
-//! saying so, rather than accepted and never shipped).
+//! replication's keys and what this build can replicate (into an object store; a
+//! repository store is refused at load, saying so, rather than accepted and never
+//! shipped). A database on another host (`host`) is replicated by `lifeboat replicate`
+//! run on that host; this config then reads its lag from the store.
 
 use super::{Config, StoreKind, TargetConfig};
 
@@ -36,12 +37,6 @@ impl Config {
                 key("max_lag"),
                 humantime::format_duration(t.max_lag()),
                 humantime::format_duration(every.0)
-            ));
-        }
-        if let Some(host) = &t.host {
-            return Err(format!(
-                "{}: not yet for a database on another host ({host}); run `lifeboat replicate {name}` on that host instead, with a config holding this target and its store",
-                key("continuous")
             ));
         }
         if t.built_in {
@@ -140,24 +135,39 @@ mod tests {
     }
 
     #[test]
-    fn a_repository_store_or_another_host_is_not_yet() {
+    fn a_repository_store_is_not_yet() {
         let repo = "[stores.r]\nkind=\"repository\"\nlocation=\"/tmp/r\"\npassword=\"${TOKEN}\"\n[targets.a]\nkind=\"sqlite\"\npath=\"/tmp/a.db\"\nstore=\"r\"\ncontinuous=\"1s\"\n";
         let e = parse(repo).unwrap_err().to_string();
         assert!(
             e.contains("targets.a.continuous") && e.contains("not yet"),
             "{e}"
         );
-        let far = format!(
-            "{BASE}continuous=\"1s\"\nhost=\"ssh://b@db1:22\"\nssh_identity=\"/k\"\nssh_known_hosts=\"/h\"\n"
-        );
-        let e = parse(&far).unwrap_err().to_string();
-        assert!(
-            e.contains("not yet") && e.contains("lifeboat replicate a"),
-            "{e}"
-        );
         let e = parse(&format!("{BASE}continuous=\"0s\"\n"))
             .unwrap_err()
             .to_string();
         assert!(e.contains("targets.a.continuous"), "{e}");
+    }
+
+    #[test]
+    fn a_database_on_another_host_is_continuous_there() {
+        let far = format!(
+            "{BASE}continuous=\"1s\"\nhost=\"ssh://b@db1:22\"\nssh_identity=\"/k\"\nssh_known_hosts=\"/h\"\nschedule=\"0 0 3 * * *\"\n"
+        );
+        let c = parse(&far).unwrap();
+        let t = &c.targets["a"];
+        assert!(crate::replicate::replicated_on_its_host(t));
+        // This lifeboat takes no scheduled backup of it: the replicator there does.
+        assert!(!crate::schedule::backed_up_on_schedule_here("a", t));
+        let here = parse(&format!(
+            "{BASE}continuous=\"1s\"\nschedule=\"0 0 3 * * *\"\n"
+        ))
+        .unwrap();
+        assert!(!crate::replicate::replicated_on_its_host(
+            &here.targets["a"]
+        ));
+        assert!(crate::schedule::backed_up_on_schedule_here(
+            "a",
+            &here.targets["a"]
+        ));
     }
 }

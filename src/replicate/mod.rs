@@ -12,11 +12,13 @@
 pub mod base;
 pub mod chain;
 pub mod compact;
+pub mod compare;
 pub mod history;
 pub mod lag;
 pub mod lease;
 pub mod point;
 pub mod record;
+pub mod scheduled;
 pub mod segment;
 pub mod shipper;
 
@@ -62,9 +64,23 @@ pub fn local_targets(app: &App) -> Vec<String> {
         .collect()
 }
 
+/// A continuous target whose database is on another host: a replicator there ships it
+/// (`lifeboat replicate` with that host's config) and takes its scheduled base copies;
+/// here its lag is read from the store and nothing backs it up on schedule.
+pub fn replicated_on_its_host(cfg: &crate::config::TargetConfig) -> bool {
+    cfg.continuous.is_some() && cfg.host.is_some()
+}
+
 /// Replicate `target` until `stop` is set; the lease is given up on the way out.
-pub fn run(app: &App, target: &str, stop: &AtomicBool) -> Result<()> {
+/// `bases_on_schedule`: take the target's scheduled base copies too (a replicator on its
+/// own; under `serve` the scheduler's backups are those copies).
+pub fn run(app: &App, target: &str, stop: &AtomicBool, bases_on_schedule: bool) -> Result<()> {
     let cfg = app.target(target)?;
+    if let Some(host) = cfg.host.as_ref().filter(|_| cfg.continuous.is_some()) {
+        return Err(Error::Usage(format!(
+            "{target} is on {host}: run `lifeboat replicate {target}` on that host, with a config holding this target (its local path, no host) and its store; here its lag is read from the store"
+        )));
+    }
     let every = cfg.continuous_every().ok_or_else(|| {
         Error::Usage(format!(
             "{target} is not replicated continuously; set `continuous = \"1s\"` on it"
@@ -80,6 +96,7 @@ pub fn run(app: &App, target: &str, stop: &AtomicBool) -> Result<()> {
     let mut shipper = Shipper::open(target, &db, objects.clone(), lease::this_holder())?;
     let mut lease = lease::Held::take(objects.as_ref(), target, ttl)?;
     let started = start(app, &mut shipper);
+    let mut bases = bases_on_schedule.then(|| scheduled::BaseSchedule::of(cfg));
     let outcome = started.and_then(|()| {
         tracing::info!(
             target = target,
@@ -90,7 +107,7 @@ pub fn run(app: &App, target: &str, stop: &AtomicBool) -> Result<()> {
         );
         // A database replaced under the replicator (an in-place restore) is replicated
         // from then on as a new generation, never the file moved aside.
-        while let Some(why) = rounds(app, &mut shipper, &mut lease, every, stop)? {
+        while let Some(why) = rounds(app, &mut shipper, &mut lease, every, stop, bases.as_mut())? {
             tracing::warn!(target = target, "{why}: starting a new generation from it");
             shipper.release();
             shipper = Shipper::open(target, &db, objects.clone(), lease::this_holder())?;
@@ -109,6 +126,7 @@ fn rounds(
     lease: &mut lease::Held,
     every: Duration,
     stop: &AtomicBool,
+    mut bases: Option<&mut scheduled::BaseSchedule>,
 ) -> Result<Option<String>> {
     let target = shipper.target.clone();
     let objects = shipper.objects.clone();
@@ -169,8 +187,36 @@ fn rounds(
                 )?;
             }
         }
+        if let Some(b) = bases.as_deref_mut()
+            && b.due(app, &target)
+        {
+            scheduled_base(app, shipper)?;
+        }
         while round_started.elapsed() < every && !stop.load(Ordering::SeqCst) {
             std::thread::sleep(every.min(Duration::from_millis(50)));
+        }
+    }
+}
+
+/// A scheduled base copy inside the generation; a log changed behind lifeboat's back
+/// starts a new generation instead (its base copy stands for the scheduled one), and a
+/// copy that could not be taken is logged and audited, not fatal.
+fn scheduled_base(app: &App, shipper: &mut Shipper) -> Result<()> {
+    let target = shipper.target.clone();
+    match scheduled::take(app, shipper) {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(why)) => new_generation(app, shipper, &why, false),
+        Err(e @ (Error::Usage(_) | Error::Busy(_))) => Err(e),
+        Err(e) => {
+            tracing::warn!(target = %target, "scheduled base copy failed: {e}");
+            app.db.audit(
+                "lifeboat",
+                "scheduled base copy",
+                Some(&target),
+                "failed",
+                Some(&e.to_string()),
+            )?;
+            Ok(())
         }
     }
 }
@@ -386,7 +432,7 @@ pub fn start_all(app: &App) -> Running {
                 .name(format!("replicate {target}"))
                 .spawn(move || {
                     while !stop.load(Ordering::SeqCst) {
-                        match run(&app, &target, &stop) {
+                        match run(&app, &target, &stop, false) {
                             Ok(()) => break,
                             Err(e) => tracing::error!(target = %target, "replication stopped: {e}"),
                         }

@@ -31,7 +31,6 @@ pub struct S3Server {
 /// Most tests run on moto only.
 pub type Moto = S3Server;
 
-
 impl S3Server {
     /// A server of this kind (the tests of both kinds use the credentials test/test).
     pub fn on(kind: S3Kind) -> S3Server {

@@ -10,6 +10,8 @@ mod drill;
 mod faults;
 mod generation_alert;
 mod history;
+mod later_base;
+mod remote;
 mod s3;
 mod vacuum;
 
@@ -151,6 +153,29 @@ impl Replicator {
             assert!(
                 start.elapsed() < DEADLINE,
                 "no {needle:?} in:\n{}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// How many times the log says `needle`.
+    pub fn times(&self, needle: &str) -> usize {
+        self.text().matches(needle).count()
+    }
+
+    /// Wait until the log said `needle` at least `n` times, the replicator still running.
+    pub fn wait_times(&mut self, needle: &str, n: usize) {
+        let start = Instant::now();
+        while self.times(needle) < n {
+            assert!(
+                self.child.try_wait().unwrap().is_none(),
+                "the replicator exited:\n{}",
+                self.text()
+            );
+            assert!(
+                start.elapsed() < DEADLINE,
+                "no {n} × {needle:?} in:\n{}",
                 self.text()
             );
             std::thread::sleep(Duration::from_millis(20));
