@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use super::Filter;
 use super::changes::ReadNotes;
+use super::tree_builder::{Stat, TreeBuilder};
 use crate::error::{Error, Result};
 use crate::pipe::HashReader;
 use crate::progress::JobContext;
-use super::tree_builder::{Stat, TreeBuilder};
 use crate::stores::manifest::DirectoryFacts;
 use crate::stores::{Tree, TreeWriter};
 

@@ -81,7 +81,11 @@ impl Fetch {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             moved: Condvar::new(),
-            order: list.iter().enumerate().map(|(i, p)| (p.clone(), i)).collect(),
+            order: list
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.clone(), i))
+                .collect(),
             list,
             bytes,
             alone,
@@ -206,7 +210,10 @@ impl Shared {
             // Not in the list (or asked for twice): fetched alone.
             _ => {
                 drop(state);
-                tracing::info!(file = rel, "a file the stream did not carry is fetched alone");
+                tracing::info!(
+                    file = rel,
+                    "a file the stream did not carry is fetched alone"
+                );
                 return (self.alone)(rel);
             }
         }

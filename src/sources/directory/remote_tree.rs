@@ -11,11 +11,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::Filter;
 use super::listing::hand_tree_over;
 use super::remote::{LIST, Record, changed, parse, script};
 use super::remote_fetch::{Counted, Fetch};
 use super::tree_builder::{Stat, TreeBuilder};
-use super::Filter;
 use crate::error::{Error, Result};
 use crate::pipe::HashReader;
 use crate::progress::JobContext;
@@ -59,7 +59,14 @@ pub fn backup(
         "archiving {} new and changed file(s) fetched from {host}: chunking, encrypting, storing",
         list.len()
     ));
-    let fetch = Fetch::start(session, &root_text, list, alone.clone(), fetched.clone(), ctx)?;
+    let fetch = Fetch::start(
+        session,
+        &root_text,
+        list,
+        alone.clone(),
+        fetched.clone(),
+        ctx,
+    )?;
     let tree = Tree {
         root: root.to_path_buf(),
         entries,
@@ -67,7 +74,8 @@ pub fn backup(
     };
     let handed = hand_tree_over(tree, facts, into, ctx, &|rel: &str| {
         // Neither read by the store nor known from the parent: hashed as fetched alone.
-        let mut file = HashReader::new(alone(rel).map_err(|e| Error::io(format!("reading {rel}"), e))?);
+        let mut file =
+            HashReader::new(alone(rel).map_err(|e| Error::io(format!("reading {rel}"), e))?);
         io::copy(&mut file, &mut io::sink()).map_err(|e| Error::io(format!("reading {rel}"), e))?;
         Ok(file.finish().1)
     });
@@ -100,7 +108,10 @@ pub fn backup(
 
 /// The tree (its root first, in tree order) and the manifest's facts from the host's
 /// listing, with the target's globs applied as a local walk applies them.
-fn build(listing: &[u8], filter: &Filter) -> Result<(Vec<crate::stores::TreeEntry>, DirectoryFacts)> {
+fn build(
+    listing: &[u8],
+    filter: &Filter,
+) -> Result<(Vec<crate::stores::TreeEntry>, DirectoryFacts)> {
     let mut records: Vec<Record> = parse(listing).collect();
     let root = records
         .iter()
@@ -108,7 +119,11 @@ fn build(listing: &[u8], filter: &Filter) -> Result<(Vec<crate::stores::TreeEntr
         .map(|i| records.swap_remove(i))
         .ok_or_else(|| Error::Failed("the host's listing names no root".into()))?;
     // Siblings by name, each directory's entries right after it.
-    records.sort_by(|a, b| a.path.split(|c| *c == b'/').cmp(b.path.split(|c| *c == b'/')));
+    records.sort_by(|a, b| {
+        a.path
+            .split(|c| *c == b'/')
+            .cmp(b.path.split(|c| *c == b'/'))
+    });
     let mut built = TreeBuilder::new(&stat_of(&root)?);
     let mut entered: Vec<&[u8]> = Vec::new();
     let mut left_out: Option<&[u8]> = None;
@@ -162,7 +177,11 @@ fn stat_of(r: &Record) -> Result<Stat> {
             String::from_utf8_lossy(r.path)
         ))
     };
-    let text = |b: &[u8]| std::str::from_utf8(b).map_err(|_| bad()).map(str::to_string);
+    let text = |b: &[u8]| {
+        std::str::from_utf8(b)
+            .map_err(|_| bad())
+            .map(str::to_string)
+    };
     let num = |b: &[u8]| text(b)?.parse::<u64>().map_err(|_| bad());
     let stamp: Vec<&[u8]> = r.stamp.split(|c| *c == b' ').collect();
     let [size, mtime, ctime, inode] = stamp[..] else {
@@ -213,10 +232,21 @@ fn one_file(
     fetched: &Arc<AtomicU64>,
     ctx: &JobContext,
 ) -> OpenFile {
-    let (session, root, fetched, ctx) = (session.clone(), root.to_string(), fetched.clone(), ctx.clone());
+    let (session, root, fetched, ctx) = (
+        session.clone(),
+        root.to_string(),
+        fetched.clone(),
+        ctx.clone(),
+    );
     Arc::new(move |rel: &str| {
         let child = session
-            .spawn(&script(ONE_FILE), &[&root, rel], false, "fetching a file", &ctx)
+            .spawn(
+                &script(ONE_FILE),
+                &[&root, rel],
+                false,
+                "fetching a file",
+                &ctx,
+            )
             .map_err(io::Error::other)?;
         Ok(Box::new(Alone {
             child: Some(child),
@@ -258,8 +288,10 @@ mod tests {
 
     fn record(out: &mut Vec<u8>, kind: &str, path: &str, link: &str) {
         out.extend_from_slice(
-            format!("{kind} 5 1700000000.2500000000 1700000001.0000000000 9 4755 1000 100 1 2049 {path}")
-                .as_bytes(),
+            format!(
+                "{kind} 5 1700000000.2500000000 1700000001.0000000000 9 4755 1000 100 1 2049 {path}"
+            )
+            .as_bytes(),
         );
         out.push(0);
         out.extend_from_slice(link.as_bytes());
@@ -268,7 +300,10 @@ mod tests {
 
     #[test]
     fn times_keep_their_nanoseconds() {
-        assert_eq!(time("1700000000.1234567890"), Some((1_700_000_000, 123_456_789)));
+        assert_eq!(
+            time("1700000000.1234567890"),
+            Some((1_700_000_000, 123_456_789))
+        );
         assert_eq!(time("12"), Some((12, 0)));
         assert_eq!(time("-1.5"), Some((-2, 500_000_000)));
         assert_eq!(time("x.1"), None);
@@ -294,11 +329,17 @@ mod tests {
             TreeEntryKind::Symlink("../b c\nd.txt".into())
         );
         let f = &entries[3];
-        assert_eq!((f.mode, f.uid, f.gid, f.size, f.inode), (0o4755, 1000, 100, 5, 9));
+        assert_eq!(
+            (f.mode, f.uid, f.gid, f.size, f.inode),
+            (0o4755, 1000, 100, 5, 9)
+        );
         assert_eq!(f.mtime, (1_700_000_000, 250_000_000));
         assert_eq!(f.ctime, (1_700_000_001, 0));
         assert_eq!((facts.files, facts.directories, facts.symlinks), (1, 1, 1));
-        assert_eq!(facts.skipped, ["fifo: not a regular file, directory or link"]);
+        assert_eq!(
+            facts.skipped,
+            ["fifo: not a regular file, directory or link"]
+        );
     }
 
     #[test]

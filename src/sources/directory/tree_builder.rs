@@ -107,7 +107,8 @@ impl TreeBuilder {
         self.facts
             .entries
             .push(entry(&rel, "file", stat, Some(stat.size), None));
-        self.entries.push(tree_entry(rel, TreeEntryKind::File, stat));
+        self.entries
+            .push(tree_entry(rel, TreeEntryKind::File, stat));
     }
 
     pub(crate) fn symlink(&mut self, rel: String, stat: &Stat, link: String) {
@@ -159,7 +160,13 @@ fn tree_entry(rel: String, kind: TreeEntryKind, stat: &Stat) -> TreeEntry {
     }
 }
 
-fn entry(path: &str, kind: &str, stat: &Stat, size: Option<u64>, link: Option<String>) -> FileEntry {
+fn entry(
+    path: &str,
+    kind: &str,
+    stat: &Stat,
+    size: Option<u64>,
+    link: Option<String>,
+) -> FileEntry {
     FileEntry {
         path: path.to_string(),
         kind: kind.to_string(),

@@ -17,7 +17,8 @@ use std::sync::Mutex;
 
 use rustic_core::repofile::{Metadata, Node, NodeType, SnapshotFile};
 use rustic_core::{
-    BackupOptions, IndexedIdsStatus, OpenStatus, ParentOptions, ReadSource, ReadSourceEntry, Repository, RusticResult,
+    BackupOptions, IndexedIdsStatus, OpenStatus, ParentOptions, ReadSource, ReadSourceEntry,
+    Repository, RusticResult,
 };
 
 use super::gate::WriterPass;
@@ -26,9 +27,7 @@ use super::tree_write;
 use super::unchanged;
 use crate::progress::{Cancel, JobContext, Progress};
 use crate::stores::StoreError;
-use crate::stores::backups::{
-    BackupWriter, NewBackup, Tree, TreeEntry, TreeWriter, TreeWritten,
-};
+use crate::stores::backups::{BackupWriter, NewBackup, Tree, TreeEntry, TreeWriter, TreeWritten};
 use crate::stores::manifest::Manifest;
 
 pub struct SnapshotWriter {
