@@ -78,6 +78,49 @@ impl Fetch {
         bytes: Arc<AtomicU64>,
         ctx: &JobContext,
     ) -> Result<Fetch> {
+        if list.is_empty() {
+            return Ok(Fetch::over(None, list, alone, bytes, ctx.cancel.clone()));
+        }
+        let mut child = session.spawn(
+            &super::remote::script(super::remote::ARCHIVE),
+            &[root],
+            true,
+            "fetching the new and changed files",
+            ctx,
+        )?;
+        let mut stdin = child.take_stdin().expect("spawned with stdin");
+        let names = list.clone();
+        // tar reads names while it writes the archive: fed from a thread of its own,
+        // which ends when the list is sent or the stream is stopped.
+        std::thread::spawn(move || -> io::Result<()> {
+            for p in names {
+                stdin.write_all(p.as_bytes())?;
+                stdin.write_all(b"\0")?;
+            }
+            stdin.flush()
+        });
+        let tar = TarOnHost {
+            child,
+            host: session.remote().host.to_string(),
+        };
+        let stream: Box<dyn Stream> = Box::new(tar);
+        Ok(Fetch::over(
+            Some(stream),
+            list,
+            alone,
+            bytes,
+            ctx.cancel.clone(),
+        ))
+    }
+
+    /// Hand out the files of `list` as `stream` carries them (nothing without one).
+    fn over(
+        stream: Option<Box<dyn Stream>>,
+        list: Vec<String>,
+        alone: OpenFile,
+        bytes: Arc<AtomicU64>,
+        cancel: Cancel,
+    ) -> Fetch {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             moved: Condvar::new(),
@@ -90,34 +133,21 @@ impl Fetch {
             bytes,
             alone,
         });
-        if shared.list.is_empty() {
-            return Ok(Fetch {
+        let Some(mut stream) = stream else {
+            shared
+                .state
+                .lock()
+                .unwrap()
+                .missing
+                .extend(shared.list.clone());
+            return Fetch {
                 shared,
                 reader: None,
-            });
-        }
-        let mut child = session.spawn(
-            &super::remote::script(super::remote::ARCHIVE),
-            &[root],
-            true,
-            "fetching the new and changed files",
-            ctx,
-        )?;
-        let mut stdin = child.take_stdin().expect("spawned with stdin");
-        let names = shared.list.clone();
-        // tar reads names while it writes the archive: fed from a thread of its own,
-        // which ends when the list is sent or the stream is stopped.
-        std::thread::spawn(move || -> io::Result<()> {
-            for p in names {
-                stdin.write_all(p.as_bytes())?;
-                stdin.write_all(b"\0")?;
-            }
-            stdin.flush()
-        });
-        let host = session.remote().host.to_string();
-        let (s, cancel) = (shared.clone(), ctx.cancel.clone());
+            };
+        };
+        let s = shared.clone();
         let reader = std::thread::spawn(move || {
-            let read = s.read(&mut child, &cancel);
+            let read = s.read(stream.reader(), &cancel);
             let mut state = s.state.lock().unwrap();
             let stopped = state.done;
             let why = match &read {
@@ -142,16 +172,12 @@ impl Fetch {
             s.moved.notify_all();
             drop(state);
             read?;
-            if stopped {
-                return Ok(()); // dropping the child ends tar: its exit says nothing
-            }
-            let (code, stderr) = child.finish_with_code()?;
-            super::remote::judge_tar(&host, code, &stderr)
+            stream.end(stopped)
         });
-        Ok(Fetch {
+        Fetch {
             shared,
             reader: Some(reader),
-        })
+        }
     }
 
     /// How the store opens a file of the tree.
@@ -234,10 +260,10 @@ impl Shared {
     }
 
     /// Read the stream to its end (or until the store needs nothing more).
-    fn read(&self, child: &mut RemoteChild, cancel: &Cancel) -> Result<()> {
+    fn read(&self, stream: &mut dyn Read, cancel: &Cancel) -> Result<()> {
         let err = |e| Error::io("receiving the new and changed files", e);
         let counted = Counted {
-            inner: child.stdout(),
+            inner: stream,
             bytes: &self.bytes,
             cancel,
         };
@@ -294,6 +320,33 @@ impl Shared {
             }
         }
         Ok(())
+    }
+}
+
+/// Where the archive comes from.
+trait Stream: Send {
+    fn reader(&mut self) -> &mut dyn Read;
+    /// The archive was read to its end, or (`stopped`) no further than the store needed.
+    fn end(self: Box<Self>, stopped: bool) -> Result<()>;
+}
+
+/// The host's tar, over the session.
+struct TarOnHost {
+    child: RemoteChild,
+    host: String,
+}
+
+impl Stream for TarOnHost {
+    fn reader(&mut self) -> &mut dyn Read {
+        self.child.stdout()
+    }
+
+    fn end(self: Box<Self>, stopped: bool) -> Result<()> {
+        if stopped {
+            return Ok(()); // dropping the child ends tar: its exit says nothing
+        }
+        let (code, stderr) = self.child.finish_with_code()?;
+        super::remote::judge_tar(&self.host, code, &stderr)
     }
 }
 
@@ -363,5 +416,95 @@ impl<R: Read + ?Sized> Read for Counted<'_, R> {
         let n = self.inner.read(buf)?;
         self.bytes.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct InMemory(io::Cursor<Vec<u8>>);
+
+    impl Stream for InMemory {
+        fn reader(&mut self) -> &mut dyn Read {
+            &mut self.0
+        }
+        fn end(self: Box<Self>, _: bool) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    fn archive(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_entry_type(EntryType::Regular);
+            b.append_data(&mut h, name, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn read_all(mut r: Box<dyn Read + Send>) -> Vec<u8> {
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        out
+    }
+
+    /// Files opened out of order, one the stream skipped, one not listed, one asked for
+    /// while an earlier one is kept: each gets its own bytes, in any order of asking.
+    #[test]
+    fn every_file_reaches_whoever_asks_whatever_the_order() {
+        let big = vec![5u8; 3 * PIECE + 17];
+        let stream = archive(&[("a", b"first"), ("b b\nb", &big), ("d", b"fourth")]);
+        let size = stream.len() as u64;
+        let list: Vec<String> = ["a", "b b\nb", "c", "d"].map(String::from).to_vec();
+        let alone: OpenFile = Arc::new(|rel: &str| {
+            Ok(
+                Box::new(io::Cursor::new(format!("alone {rel}").into_bytes()))
+                    as Box<dyn Read + Send>,
+            )
+        });
+        let bytes = Arc::new(AtomicU64::new(0));
+        let fetch = Fetch::over(
+            Some(Box::new(InMemory(io::Cursor::new(stream)))),
+            list,
+            alone,
+            bytes.clone(),
+            Cancel::new(),
+        );
+        let open = fetch.opener();
+        // The second file first: the first passes and is kept.
+        assert_eq!(read_all(open("b b\nb").unwrap()), big);
+        assert_eq!(read_all(open("a").unwrap()), b"first");
+        let gone = open("c").map(|_| ()).unwrap_err();
+        assert_eq!(gone.kind(), io::ErrorKind::NotFound);
+        assert_eq!(read_all(open("x").unwrap()), b"alone x");
+        // Asked for from another thread while this one waits for nothing.
+        let o = open.clone();
+        let d = std::thread::spawn(move || read_all(o("d").unwrap()));
+        assert_eq!(d.join().unwrap(), b"fourth");
+        fetch.finish().unwrap();
+        // Every file's bytes were counted (the archive's end blocks may not be read).
+        let counted = bytes.load(Ordering::Relaxed);
+        assert!(
+            counted + 1024 >= size && counted <= size,
+            "{counted} of {size}"
+        );
+    }
+
+    /// The store needing nothing more stops the stream, even with files not asked for.
+    #[test]
+    fn files_never_asked_for_do_not_hold_the_end() {
+        let stream = archive(&[("a", b"1"), ("b", b"2")]);
+        let fetch = Fetch::over(
+            Some(Box::new(InMemory(io::Cursor::new(stream)))),
+            vec!["a".into(), "b".into()],
+            Arc::new(|_: &str| Err(io::Error::other("not expected"))),
+            Arc::new(AtomicU64::new(0)),
+            Cancel::new(),
+        );
+        fetch.finish().unwrap();
     }
 }

@@ -86,10 +86,12 @@ impl SnapshotWriter {
         if let Some(indexed) = self.indexed.take() {
             return Ok(indexed);
         }
-        let repo = self
-            .repo
-            .take()
-            .expect("the repository is there between steps");
+        let repo = self.repo.take().ok_or_else(|| {
+            StoreError::Other(format!(
+                "{}: the repository could not be read earlier in this backup",
+                self.describe
+            ))
+        })?;
         repo.to_indexed_ids().map_err(|e| {
             StoreError::Other(format!(
                 "{}: reading the index: {}",
@@ -110,13 +112,15 @@ impl TreeWriter for SnapshotWriter {
         let repo = self.indexed()?;
         let found = unchanged::unchanged(&repo, &self.new.target, root, entries);
         self.indexed = Some(repo);
-        found.map_err(|e| {
-            StoreError::Other(format!(
-                "{}: reading the previous backup's tree: {}",
-                self.describe,
+        Ok(found.unwrap_or_else(|e| {
+            // The archiver then finds no usable parent either (it reads every file).
+            tracing::warn!(
+                target = %self.new.target,
+                "the previous backup's tree cannot be read, so every file is read: {}",
                 super::one_line(&e)
-            ))
-        })
+            );
+            HashSet::new()
+        }))
     }
 
     fn write_tree(&mut self, tree: Tree, ctx: &JobContext) -> Result<TreeWritten, StoreError> {
