@@ -12,7 +12,8 @@
 #   BENCH_TREE_MB=0 bash bench/ssh.sh                # only the database
 #
 # Needs root (sshd logs in as root on 127.0.0.1), openssh-server, sqlite3 and zstd.
-# Builds the release binary into $CARGO_TARGET_DIR (default target/).
+# Builds the release binary into $CARGO_TARGET_DIR (default target/), or runs
+# LIFEBOAT_BIN when given.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,8 +26,12 @@ TARGET_DIR=${CARGO_TARGET_DIR:-target}
 for cmd in /usr/sbin/sshd ssh ssh-keygen sqlite3 zstd; do
   command -v "$cmd" >/dev/null || { echo "missing $cmd (apt install openssh-server openssh-client sqlite3 zstd)" >&2; exit 2; }
 done
-cargo build --release --locked --quiet
-LIFEBOAT="$TARGET_DIR/release/lifeboat"
+if [ -n "${LIFEBOAT_BIN:-}" ]; then
+  LIFEBOAT=$(realpath "$LIFEBOAT_BIN")
+else
+  cargo build --release --locked --quiet
+  LIFEBOAT="$TARGET_DIR/release/lifeboat"
+fi
 
 WORK=$(mktemp -d /tmp/lifeboat-bench.XXXXXX)
 SSHD_PID=

@@ -3,6 +3,7 @@
 //! tree needs), the store reads only the files it does not already have, and the
 //! manifest takes each file's SHA-256 from what the store read or from the parent backup.
 //! Files the store did not read and whose SHA-256 it could not give are hashed here.
+//! Handing a tree over ([`hand_tree_over`]) is the same for a tree listed on another host.
 
 use std::fs::{self, File};
 use std::io::{self, Read};

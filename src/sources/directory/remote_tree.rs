@@ -6,6 +6,7 @@
 //! listing, compared with the first, tells what changed while it was read. The bytes of
 //! file content and of the listings that came through the connection are counted apart.
 
+use std::collections::HashSet;
 use std::io::{self, Read};
 use std::path::Path;
 use std::sync::Arc;
@@ -48,11 +49,21 @@ pub fn backup(
         .phase("comparing with the previous backup's tree");
     let unchanged = into.unchanged(root, &entries, ctx)?;
     // Empty files need no fetching: their content is known.
-    let list: Vec<String> = entries
+    let (empty, list): (HashSet<String>, Vec<String>) = entries
         .iter()
-        .filter(|e| e.kind == TreeEntryKind::File && e.size > 0 && !unchanged.contains(&e.rel))
-        .map(|e| e.rel.clone())
-        .collect();
+        .filter(|e| e.kind == TreeEntryKind::File && !unchanged.contains(&e.rel))
+        .map(|e| (e.size == 0, e.rel.clone()))
+        .fold(
+            Default::default(),
+            |(mut empty, mut list), (is_empty, rel)| {
+                if is_empty {
+                    empty.insert(rel);
+                } else {
+                    list.push(rel);
+                }
+                (empty, list)
+            },
+        );
     let fetched = Arc::new(AtomicU64::new(0));
     let alone = one_file(session, &root_text, &fetched, ctx);
     ctx.progress.phase(&format!(
@@ -67,10 +78,14 @@ pub fn backup(
         fetched.clone(),
         ctx,
     )?;
+    let streamed = fetch.opener();
     let tree = Tree {
         root: root.to_path_buf(),
         entries,
-        open: fetch.opener(),
+        open: Arc::new(move |rel: &str| match empty.contains(rel) {
+            true => Ok(Box::new(io::empty()) as Box<dyn Read + Send>),
+            false => streamed(rel),
+        }),
     };
     let handed = hand_tree_over(tree, facts, into, ctx, &|rel: &str| {
         // Neither read by the store nor known from the parent: hashed as fetched alone.

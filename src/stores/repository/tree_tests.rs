@@ -102,7 +102,11 @@ fn back_up(store: &RepositoryStore, id: &str, tree: Tree) -> (TreeWritten, Manif
     // What the store said beforehand it would take from the parent (a tree on another
     // host fetches the rest) is exactly what it did not read.
     assert_eq!(said.len() as u64, written.facts.files_unchanged, "{id}");
-    assert_eq!(said.contains("a.txt"), written.facts.files_read == 0, "{id}");
+    assert_eq!(
+        said.contains("a.txt"),
+        written.facts.files_read == 0,
+        "{id}"
+    );
     let file = FileEntry {
         path: "a.txt".into(),
         kind: "file".into(),

@@ -31,6 +31,7 @@ fn make_many(root: &Path) {
         .unwrap();
     }
     fs::write(root.join("many/changing.bin"), vec![1u8; 1 << 20]).unwrap();
+    fs::write(root.join("many/empty"), b"").unwrap();
     for (i, name) in HOSTILE.iter().enumerate() {
         fs::write(root.join(name), format!("hostile {i}\n")).unwrap();
     }
@@ -125,7 +126,7 @@ fn a_remote_tree_is_native_and_a_re_backup_fetches_only_the_changed_file() {
         "{listed}"
     );
     let shown = s.home.json(&["ls", "files", "many"]);
-    assert_eq!(shown["entries"].as_array().unwrap().len(), 61, "{shown}");
+    assert_eq!(shown["entries"].as_array().unwrap().len(), 62, "{shown}");
 
     // One file back alone, and every hostile name.
     let one = s.remote("restores/one");
