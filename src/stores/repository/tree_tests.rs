@@ -1,5 +1,6 @@
 //! Native trees in a real repository on disk: which files a re-backup reads (size,
-//! mtime, ctime and inode each make a file read again), and snapshots crafted through
+//! mtime, ctime and inode each make a file read again, and the store tells which
+//! beforehand), and snapshots crafted through
 //! rustic_core's own archiver with node names no tree of lifeboat's has, refused at the
 //! first byte read.
 
@@ -92,7 +93,20 @@ fn new_backup(id: &str) -> NewBackup {
 fn back_up(store: &RepositoryStore, id: &str, tree: Tree) -> (TreeWritten, Manifest) {
     let ctx = JobContext::silent();
     let mut writer = store.begin(&new_backup(id)).unwrap();
+    let said = writer
+        .as_tree()
+        .unwrap()
+        .unchanged(&tree.root, &tree.entries, &ctx)
+        .unwrap();
     let written = writer.as_tree().unwrap().write_tree(tree, &ctx).unwrap();
+    // What the store said beforehand it would take from the parent (a tree on another
+    // host fetches the rest) is exactly what it did not read.
+    assert_eq!(said.len() as u64, written.facts.files_unchanged, "{id}");
+    assert_eq!(
+        said.contains("a.txt"),
+        written.facts.files_read == 0,
+        "{id}"
+    );
     let file = FileEntry {
         path: "a.txt".into(),
         kind: "file".into(),

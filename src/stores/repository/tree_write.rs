@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex};
 
 use rustic_core::repofile::{Metadata, Node, NodeType, SnapshotFile, SnapshotId};
 use rustic_core::{
-    BackupOptions, ErrorKind, OpenStatus, ParentOptions, ReadSource, ReadSourceEntry,
-    ReadSourceOpen, Repository, RusticError, RusticResult,
+    BackupOptions, ErrorKind, IndexedIdsStatus, Open, OpenStatus, ParentOptions, ReadSource,
+    ReadSourceEntry, ReadSourceOpen, Repository, RusticError, RusticResult, TreeId,
 };
 use sha2::{Digest, Sha256};
 
@@ -39,13 +39,13 @@ pub struct Stored {
 }
 
 /// The newest published native-tree backup of `target` with the same root: the parent's
-/// snapshot id and manifest. Only the manifests of the newest candidates are read (they
-/// can be large), and the snapshots themselves are not kept.
-fn parent_of(
-    repo: &Repository<OpenStatus>,
+/// snapshot id, its tree and its manifest. Only the manifests of the newest candidates
+/// are read (they can be large), and the snapshots themselves are not kept.
+pub(super) fn parent_of<S: Open>(
+    repo: &Repository<S>,
     target: &str,
     root: &Path,
-) -> RusticResult<Option<(SnapshotId, Manifest)>> {
+) -> RusticResult<Option<(SnapshotId, TreeId, Manifest)>> {
     let root = root.to_string_lossy();
     let mut candidates: Vec<SnapshotFile> = repo.get_matching_snapshots(|s| {
         snapshots::is_ours(s)
@@ -55,7 +55,7 @@ fn parent_of(
     candidates.sort_by_key(|s| std::cmp::Reverse(s.time.timestamp()));
     Ok(candidates.into_iter().find_map(|s| {
         let m = snapshots::manifest_of(&s).ok()?;
-        m.is_native_tree().then_some((s.id, m))
+        m.is_native_tree().then_some((s.id, s.tree, m))
     }))
 }
 
@@ -63,7 +63,7 @@ fn parent_of(
 /// snapshot saved.
 pub fn store(
     describe: &str,
-    repo: Repository<OpenStatus>,
+    repo: Repository<IndexedIdsStatus>,
     target: &str,
     mut snap: SnapshotFile,
     tree: Tree,
@@ -74,7 +74,7 @@ pub fn store(
     };
     let parent = parent_of(&repo, target, &tree.root).map_err(|e| fail("listing snapshots", e))?;
     let opts = match &parent {
-        Some((p, _)) => BackupOptions::default().parent_opts(
+        Some((p, _, _)) => BackupOptions::default().parent_opts(
             ParentOptions::default()
                 .parents(vec![p.to_string()])
                 // In rustic_core 0.13 this flag turns the inode comparison on.
@@ -98,9 +98,6 @@ pub fn store(
     let paths = [source.root.clone()];
     ctx.progress
         .phase("archiving new and changed files: chunking, encrypting, storing");
-    let repo = repo
-        .to_indexed_ids()
-        .map_err(|e| fail("reading the index", e))?;
     let saved = repo.archive(&opts, &source, snap, &paths);
     let repo = repo.drop_index();
     let saved = saved.map_err(|e| fail("writing the tree", e))?;
@@ -141,9 +138,10 @@ pub fn store(
             parent: None,
             files_read: read,
             files_unchanged: files - vanished - read,
+            ..TreeFacts::default()
         },
     };
-    if let Some((p, m)) = parent {
+    if let Some((p, _, m)) = parent {
         if saved.parent == Some(p) {
             written.facts.parent = Some(m.id.clone());
             // Moved, not copied: a manifest may list hundreds of thousands of files.

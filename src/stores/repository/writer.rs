@@ -8,6 +8,7 @@
 //! snapshot with the manifest last: that one file is the commit. An abandoned writer
 //! leaves nothing in the repository; the spool vanishes with its file handle.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, Write};
 use std::iter::{Once, once};
@@ -16,22 +17,27 @@ use std::sync::Mutex;
 
 use rustic_core::repofile::{Metadata, Node, NodeType, SnapshotFile};
 use rustic_core::{
-    BackupOptions, OpenStatus, ParentOptions, ReadSource, ReadSourceEntry, Repository, RusticResult,
+    BackupOptions, IndexedIdsStatus, OpenStatus, ParentOptions, ReadSource, ReadSourceEntry,
+    Repository, RusticResult,
 };
 
 use super::gate::WriterPass;
 use super::snapshots;
 use super::tree_write;
+use super::unchanged;
 use crate::progress::{Cancel, JobContext, Progress};
 use crate::stores::StoreError;
-use crate::stores::backups::{BackupWriter, NewBackup, Tree, TreeWriter, TreeWritten};
+use crate::stores::backups::{BackupWriter, NewBackup, Tree, TreeEntry, TreeWriter, TreeWritten};
 use crate::stores::manifest::Manifest;
 
 pub struct SnapshotWriter {
     describe: String,
     new: NewBackup,
-    /// `None` only while a tree is being stored.
+    /// `None` only while a tree is being stored, or while its index is read (`indexed`).
     repo: Option<Repository<OpenStatus>>,
+    /// The repository with its index read to tell which files are unchanged, kept for
+    /// storing the tree.
+    indexed: Option<Repository<IndexedIdsStatus>>,
     spool: Option<BufWriter<File>>,
     /// A tree stored natively, its snapshot saved but not published yet.
     stored: Option<tree_write::Stored>,
@@ -56,6 +62,7 @@ impl SnapshotWriter {
             describe,
             new: new.clone(),
             repo: Some(repo),
+            indexed: None,
             spool: Some(BufWriter::with_capacity(1 << 20, spool)),
             stored: None,
             _pass: pass,
@@ -73,12 +80,51 @@ impl Drop for SnapshotWriter {
     }
 }
 
+impl SnapshotWriter {
+    /// The repository with its index read (once per backup).
+    fn indexed(&mut self) -> Result<Repository<IndexedIdsStatus>, StoreError> {
+        if let Some(indexed) = self.indexed.take() {
+            return Ok(indexed);
+        }
+        let repo = self.repo.take().ok_or_else(|| {
+            StoreError::Other(format!(
+                "{}: the repository could not be read earlier in this backup",
+                self.describe
+            ))
+        })?;
+        repo.to_indexed_ids().map_err(|e| {
+            StoreError::Other(format!(
+                "{}: reading the index: {}",
+                self.describe,
+                super::one_line(&e)
+            ))
+        })
+    }
+}
+
 impl TreeWriter for SnapshotWriter {
+    fn unchanged(
+        &mut self,
+        root: &std::path::Path,
+        entries: &[TreeEntry],
+        _ctx: &JobContext,
+    ) -> Result<HashSet<String>, StoreError> {
+        let repo = self.indexed()?;
+        let found = unchanged::unchanged(&repo, &self.new.target, root, entries);
+        self.indexed = Some(repo);
+        Ok(found.unwrap_or_else(|e| {
+            // The archiver then finds no usable parent either (it reads every file).
+            tracing::warn!(
+                target = %self.new.target,
+                "the previous backup's tree cannot be read, so every file is read: {}",
+                super::one_line(&e)
+            );
+            HashSet::new()
+        }))
+    }
+
     fn write_tree(&mut self, tree: Tree, ctx: &JobContext) -> Result<TreeWritten, StoreError> {
-        let repo = self
-            .repo
-            .take()
-            .expect("the repository is there between steps");
+        let repo = self.indexed()?;
         let snap = snapshot_of(&self.new, None);
         // The tree is the content: no spool.
         self.spool = None;
