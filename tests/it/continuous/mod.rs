@@ -11,6 +11,7 @@ mod faults;
 mod generation_alert;
 mod history;
 mod s3;
+mod spool;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
