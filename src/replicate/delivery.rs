@@ -115,9 +115,16 @@ impl Delivery {
         inner.taken_over.clone().map(Error::Busy)
     }
 
-    /// Whether the store has everything spooled (compaction waits for that).
-    pub fn caught_up(&self, shipper: &Shipper) -> bool {
-        !self.failing() && shipper.spool.bytes() == 0
+    /// Whether compaction may run: uploads work and nothing waits in the spool from
+    /// before the last `span` (compaction merges only spans older than that, so a
+    /// segment still on its way never lands in a span already merged).
+    pub fn caught_up(&self, shipper: &Shipper, span: Duration) -> bool {
+        let since = Utc::now().timestamp_millis() - span.as_millis() as i64;
+        !self.failing()
+            && shipper
+                .spool
+                .pending()
+                .is_ok_and(|p| p.iter().all(|s| s.seen_ms().is_some_and(|ms| ms >= since)))
     }
 
     /// Stop the uploader and wait for it (before a new generation, which uploads what

@@ -173,9 +173,8 @@ fn rounds(
             delivery.finish(shipper);
             return Ok(None);
         }
-        // Compaction only over a store that has everything: a late segment must never
-        // land in a span already merged.
-        if tidied.elapsed() >= tidy_every && delivery.caught_up(shipper) {
+        // Compaction only while no late segment could land in a span already merged.
+        if tidied.elapsed() >= tidy_every && delivery.caught_up(shipper, span) {
             tidy(objects.as_ref(), &target, span, keep);
             tidied = Instant::now();
             if base_older_than(shipper, keep / 2) {
@@ -263,7 +262,11 @@ fn start(app: &App, shipper: &mut Shipper) -> Result<()> {
     shipper.cursor = position.wal;
     // The log is the same and no one can write: ship what came since, then hold it.
     let shipped = shipper.ship();
-    let held = shipper.checkpoint_and_hold();
+    // Checkpointed only once spooled: a round that could not spool leaves the log as it is.
+    let held = match &shipped {
+        Ok(Round::Shipped(_)) => shipper.checkpoint_and_hold().map(|_| ()),
+        _ => Ok(()),
+    };
     shipper.unlock();
     match shipped? {
         Round::Shipped(n) => tracing::info!(

@@ -52,6 +52,13 @@ pub struct Spooled {
     bytes: u64,
 }
 
+impl Spooled {
+    /// When its transactions were seen committed, as its name says.
+    pub fn seen_ms(&self) -> Option<i64> {
+        super::segment::SegmentName::parse(&self.key).map(|n| n.seen_ms)
+    }
+}
+
 fn position_path_of(segment: &Path) -> PathBuf {
     let name = segment.file_name().unwrap_or_default().to_string_lossy();
     segment.with_file_name(format!(
@@ -362,5 +369,95 @@ impl Drop for SpoolWriter {
             self.file = None;
             let _ = fs::remove_file(&self.temp);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stores::memory::MemoryStore;
+
+    fn position(txid: u64) -> Position {
+        Position {
+            generation: "g".into(),
+            txid,
+            wal: None,
+            replicated_to: format!("2026-12-05T10:00:{txid:02}Z"),
+            holder: "test".into(),
+            stuck: None,
+        }
+    }
+
+    fn spool_one(spool: &Spool, first: u64, last: u64, bytes: &[u8]) {
+        let key = super::super::segment::SegmentName::key_for("db", "g", first, last, 1000);
+        let mut w = spool.writer(&key).unwrap();
+        w.write_all(bytes).unwrap();
+        let n = w.commit(&position(last)).unwrap();
+        spool.added(n);
+    }
+
+    #[test]
+    fn segments_go_up_in_order_each_with_its_position_and_leave_the_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(&dir.path().join("db"), "db", 1 << 20).unwrap();
+        // Out of order on purpose: the upload order is the transactions', not the files'.
+        spool_one(&spool, 11, 20, b"second");
+        spool_one(&spool, 1, 10, b"first");
+        assert_eq!(spool.bytes(), 11);
+        let store = MemoryStore::new();
+        let last = spool.upload(&store).unwrap().unwrap();
+        assert_eq!(last.txid, 20);
+        let keys: Vec<String> = store
+            .list("db.wal/")
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        assert!(
+            keys.iter()
+                .any(|k| k.contains("0000000000000001-000000000000000a")),
+            "{keys:?}"
+        );
+        let stored: Position = super::super::record::read(&store, &position_key("db"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.txid, 20);
+        assert_eq!(spool.bytes(), 0);
+        assert!(spool.pending().unwrap().is_empty());
+    }
+
+    #[test]
+    fn what_a_killed_round_left_goes_and_the_bound_refuses_the_next_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = dir.path().join("db");
+        let spool = Spool::open(&at, "db", 8).unwrap();
+        spool_one(&spool, 1, 1, b"0123456789");
+        // Half-written: a segment never renamed, a position whose segment never got its name.
+        fs::write(at.join("g/x.seg.zst.tmp"), b"half").unwrap();
+        fs::write(
+            at.join("g/0000000000000002-0000000000000002-0000000001000.position.json"),
+            b"{}",
+        )
+        .unwrap();
+        // Dropped uncommitted: nothing left behind.
+        drop(spool.writer("db.wal/g/0000000000000003-0000000000000003-0000000001000.seg.zst"));
+        let again = Spool::open(&at, "db", 8).unwrap();
+        let left: Vec<String> = again
+            .files()
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert_eq!(again.bytes(), 10);
+        let e = again
+            .writer("db.wal/g/x.seg.zst")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("its bound") && e.contains("continuous_spool_max"),
+            "{e}"
+        );
     }
 }
