@@ -68,6 +68,10 @@ pub struct TargetStatus {
     /// is unproven until a verify passes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unverified_generation: Option<String>,
+    /// Continuous targets replicated on this host: what waits in the spool, not in the
+    /// store yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spooled_bytes: Option<u64>,
     /// Continuous targets: `max_lag`, the lag past which replication counts as late.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_lag_seconds: Option<f64>,
@@ -194,6 +198,7 @@ pub fn one(app: &App, name: &str, cfg: &TargetConfig, now: DateTime<Utc>) -> Res
         lag_seconds: None,
         replication_problem: None,
         unverified_generation: None,
+        spooled_bytes: None,
         max_lag_seconds: None,
         health: Health::Green,
         health_reasons: Vec::new(),
@@ -203,6 +208,7 @@ pub fn one(app: &App, name: &str, cfg: &TargetConfig, now: DateTime<Utc>) -> Res
         status.replicated_to = lag.replicated_to.map(crate::units::time_text);
         status.lag_seconds = lag.lag_seconds;
         status.replication_problem = lag.problem;
+        status.spooled_bytes = lag.spooled_bytes;
         status.max_lag_seconds = Some(cfg.max_lag().as_secs_f64());
         status.unverified_generation = unverified_generation(app, name, verified_at);
     }

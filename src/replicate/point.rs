@@ -357,6 +357,7 @@ mod tests {
             wal: None,
             replicated_to: time_text(t(reached_ms)),
             holder: "test".into(),
+            stuck: None,
         };
         write(store, &position_key("db"), &p).unwrap();
     }

@@ -86,9 +86,11 @@ pub fn look(
     // A continuous target's replication, as far as its store says (none when unreadable:
     // status names that).
     let max_lag = cfg.max_lag();
-    let replicated = cfg
+    let lag = cfg
         .continuous
-        .and_then(|_| crate::replicate::lag::of(app, name, now).replicated_to);
+        .map(|_| crate::replicate::lag::of(app, name, now));
+    let replicated = lag.as_ref().and_then(|l| l.replicated_to);
+    let replication_stuck = lag.and_then(|l| l.stuck);
     // A generation that had to start over stays a problem until a verify passes after
     // it started (verify proves the new chain).
     let passing_verify_since = |started: &str| {
@@ -142,6 +144,7 @@ pub fn look(
             .clone()
             .zip(newest.newest_changed_while_read.clone()),
         replicated: replicated.map(|t| (t, max_lag)),
+        replication_stuck,
         restarted,
     };
     let problems = watchdog::problems(&facts);
