@@ -130,23 +130,31 @@ impl Config {
         Ok(config)
     }
 
-    /// Cross-section checks: references, required keys per kind, reachable paths.
+    /// Cross-section checks: references, required keys per kind, reachable paths. Every
+    /// store, target and section is checked, so one run names every problem (the first of
+    /// each), not only the first found.
     pub fn validate(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        let mut note = |checked: Result<(), String>| {
+            if let Err(e) = checked {
+                problems.push(e);
+            }
+        };
         for (name, store) in &self.stores {
-            check_name("stores", name)?;
-            store.validate(name)?;
+            note(check_name("stores", name).and_then(|()| store.validate(name)));
         }
         for (name, t) in &self.targets {
-            check_name("targets", name)?;
-            self.validate_target(name, t)?;
+            note(check_name("targets", name).and_then(|()| self.validate_target(name, t)));
         }
-        self.server.validate()?;
-        self.slack.as_ref().map_or(Ok(()), chat::validate_slack)?;
-        self.discord
-            .as_ref()
-            .map_or(Ok(()), chat::validate_discord)?;
-        self.web.validate()?;
-        Ok(())
+        note(self.server.validate());
+        note(self.slack.as_ref().map_or(Ok(()), chat::validate_slack));
+        note(self.discord.as_ref().map_or(Ok(()), chat::validate_discord));
+        note(self.web.validate());
+        match problems.len() {
+            0 => Ok(()),
+            1 => Err(problems.remove(0)),
+            n => Err(format!("{n} problems:\n  {}", problems.join("\n  "))),
+        }
     }
 
     pub fn target(&self, name: &str) -> Option<&TargetConfig> {
@@ -220,6 +228,19 @@ fn parse_test(text: &str) -> Result<Config, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_target_with_a_problem_is_named_in_one_run() {
+        let text = "[stores.l]\nkind=\"local\"\npath=\"/tmp\"\n\
+                    [targets.a]\nkind=\"sqlite\"\nstore=\"l\"\n\
+                    [targets.b]\nkind=\"sqlite\"\npath=\"/tmp/b.db\"\nstore=\"nowhere\"\n\
+                    [server]\nmax_jobs=0\n";
+        let e = parse_test(text).unwrap_err().to_string();
+        assert!(e.contains("3 problems:"), "{e}");
+        for key in ["targets.a", "targets.b", "server.max_jobs"] {
+            assert!(e.contains(key), "{key} in {e}");
+        }
+    }
 
     #[test]
     fn embedded_default_parses() {

@@ -232,18 +232,19 @@ impl Listing {
     /// The listing in words, at most `limit` entries, then how many more there are and
     /// where to see them all.
     pub fn text(&self, limit: Option<usize>) -> String {
+        // Paths are relative to the target's root, as `--path` and `ls <path>` take them.
         let shown = if self.path.is_empty() {
-            "/".to_string()
+            "the top folder".to_string()
         } else {
-            format!("/{}", self.path)
+            format!("{}/", self.path)
         };
         let mut out = format!(
-            "{} {} in backup {} (taken {}): {} entries\n",
+            "{}: {} in backup {} (taken {}): {}\n",
             self.target,
             shown,
             self.backup,
             self.created_at,
-            self.entries.len()
+            crate::units::count(self.entries.len() as u64, "entry", Some("entries"))
         );
         let limit = limit.unwrap_or(usize::MAX);
         for l in self.entries.iter().take(limit) {
@@ -288,6 +289,10 @@ pub struct Difference {
     /// For a changed path: what changed (content, type, mode, link).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub what: Vec<&'static str>,
+    /// For a changed type, mode or link: what it was and what it became, by what
+    /// changed ("mode": ["0644", "0755"]).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub values: BTreeMap<&'static str, [String; 2]>,
 }
 
 /// What changed between two backups of a target, from their manifests.
@@ -339,21 +344,30 @@ fn compare(
                 size_before: None,
                 size_after: size(new),
                 what: Vec::new(),
+                values: BTreeMap::new(),
             });
             continue;
         };
-        let mut what = Vec::new();
-        if old.kind != new.kind {
-            what.push("type");
-        } else if old.sha256 != new.sha256 || old.size != new.size {
-            what.push("content");
+        let link = |e: &FileEntry| e.link.clone().unwrap_or_else(|| "(none)".into());
+        let content = old.kind == new.kind && (old.sha256 != new.sha256 || old.size != new.size);
+        let mut values = BTreeMap::new();
+        for (name, was, is) in [
+            ("type", old.kind.clone(), new.kind.clone()),
+            (
+                "mode",
+                format!("{:04o}", old.mode),
+                format!("{:04o}", new.mode),
+            ),
+            ("link", link(old), link(new)),
+        ] {
+            if was != is {
+                values.insert(name, [was, is]);
+            }
         }
-        if old.mode != new.mode {
-            what.push("mode");
-        }
-        if old.link != new.link {
-            what.push("link");
-        }
+        let what: Vec<&'static str> = ["type", "content", "mode", "link"]
+            .into_iter()
+            .filter(|w| values.contains_key(w) || (*w == "content" && content))
+            .collect();
         if !what.is_empty() {
             diff.changed.push(Difference {
                 path: path.clone(),
@@ -361,6 +375,7 @@ fn compare(
                 size_before: size(old),
                 size_after: size(new),
                 what,
+                values,
             });
         }
     }
@@ -372,6 +387,7 @@ fn compare(
                 size_before: size(old),
                 size_after: None,
                 what: Vec::new(),
+                values: BTreeMap::new(),
             });
         }
     }
@@ -398,12 +414,20 @@ impl Diff {
             out.push_str(&format!("- {}  {}\n", d.path, size(d.size_before)));
         }
         for d in &self.changed {
+            let what: Vec<String> = d
+                .what
+                .iter()
+                .map(|w| match d.values.get(w) {
+                    Some([was, is]) => format!("{w} {was} -> {is}"),
+                    None => w.to_string(),
+                })
+                .collect();
             out.push_str(&format!(
                 "~ {}  {} -> {} ({})\n",
                 d.path,
                 size(d.size_before),
                 size(d.size_after),
-                d.what.join(", ")
+                what.join(", ")
             ));
         }
         out
@@ -503,5 +527,33 @@ mod tests {
                 "same Some(3) Some(3) [\"mode\"]"
             ]
         );
+        let text = d.text();
+        assert!(
+            text.contains("~ same  3 B -> 3 B (mode 0644 -> 0600)"),
+            "{text}"
+        );
+        assert!(text.contains("(content)"), "{text}");
+        let json = serde_json::to_value(&d.changed[1]).unwrap();
+        assert_eq!(json["values"]["mode"], serde_json::json!(["0644", "0600"]));
+        assert!(
+            serde_json::to_value(&d.changed[0])
+                .unwrap()
+                .get("values")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_link_pointed_elsewhere_or_a_file_become_a_link_names_both_values() {
+        let one = |e: FileEntry| -> BTreeMap<String, FileEntry> { [(e.path.clone(), e)].into() };
+        let mut link = e("cur", "symlink", 0, "");
+        link.link = Some("v1".into());
+        let mut moved = link.clone();
+        moved.link = Some("v2".into());
+        let text = compare("t", "1", "2", &one(link.clone()), &one(moved)).text();
+        assert!(text.contains("(link v1 -> v2)"), "{text}");
+        let text = compare("t", "1", "2", &one(e("cur", "file", 3, "s")), &one(link)).text();
+        assert!(text.contains("type file -> symlink"), "{text}");
+        assert!(text.contains("link (none) -> v1"), "{text}");
     }
 }

@@ -121,8 +121,13 @@ pub fn run(
 ) -> Result<DrillReport> {
     let cfg = app.target(target)?;
     refuse_unsupported(target, cfg)?;
-    if let Selector::Id(_) = selector {
-        find_backup(app, target, selector)?; // a mistyped id is the caller's mistake, not a drill
+    match selector {
+        // A mistyped id, or a moment nothing reaches, is the caller's mistake, not a drill.
+        Selector::Id(_) => {
+            find_backup(app, target, selector)?;
+        }
+        Selector::At(at) => crate::actions::drill_point::reachable(app, target, cfg, *at)?,
+        Selector::Latest => {}
     }
     let done = app.executor.run("drill", target, actor, ctx, |_, ctx| {
         // Hooks a stopped process owed for this target run first, under its lock.

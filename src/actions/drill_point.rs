@@ -1,6 +1,6 @@
 //! A drill of a continuously replicated target restores to a moment, not only a backup:
-//! by default the newest one replication reached when the drill started (`--backup` with
-//! an id still drills that backup alone). The base copy is restored as any backup is,
+//! by default the newest one replication reached when the drill started, or the one
+//! asked for (`drill <target> --at TIME`); a backup id still drills that backup alone. The base copy is restored as any backup is,
 //! the shipped transactions replayed onto it, and the copy checked whole with
 //! `integrity_check` (its row counts are no longer the base's). The achieved RPO is the
 //! replication lag at that moment, not the base copy's age.
@@ -49,6 +49,22 @@ pub fn of(d: &Drill, selector: &Selector) -> Result<Option<DrillPoint>> {
         base: Selector::Id(base),
         rpo_seconds: ((d.started - at).num_milliseconds() as f64 / 1000.0).max(0.0),
     }))
+}
+
+/// Refuse a drill to a moment nothing restores to, before it starts: past
+/// `replicated_to` or the kept history of a continuous target (named as `restore --at`
+/// names them), before the first backup of another.
+pub fn reachable(
+    app: &crate::app::App,
+    target: &str,
+    cfg: &crate::config::TargetConfig,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    if cfg.continuous.is_none() {
+        return crate::actions::drill::find_backup(app, target, &Selector::At(at)).map(drop);
+    }
+    let objects = crate::replicate::objects_for(app, target)?;
+    plan(objects.as_ref(), target, at).map(drop)
 }
 
 /// Replay the point's transactions onto the restored base copy, then `integrity_check`.

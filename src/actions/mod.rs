@@ -20,6 +20,7 @@ pub mod prune;
 pub mod rebuild; // the catalog made again from the stores
 pub mod recover; // a new host: the state from a store, then the catalog
 pub mod restore;
+pub mod restore_point; // a restore to a moment: the replay checked, staged here or on the host
 pub mod retention;
 pub mod shared; // the words actions and kinds share: Selector, VerifyReport
 pub mod status;

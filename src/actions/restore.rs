@@ -180,7 +180,7 @@ impl RestorePlan {
 
 impl RestorePlan {
     /// The part of the plan the target's source carries out.
-    fn placement(&self) -> Placement {
+    pub(crate) fn placement(&self) -> Placement {
         Placement {
             destination: self.destination.clone(),
             in_place: self.in_place,
@@ -288,24 +288,41 @@ fn apply_locked(
     let clock = std::time::Instant::now();
     let source = crate::actions::kind::source(app, &plan.target)?;
     let m = &plan.backup;
-    let mut restoring = source.restore(m, &plan.placement(), ctx)?;
-    let staged = if plan.paths.is_empty() {
-        stream_content(app, plan, ctx, |content| restoring.stage(content, ctx))
-    } else {
-        crate::actions::partial::stage(app, plan, source.as_ref(), restoring.as_mut(), ctx)
-    }
-    .and_then(|()| match &plan.point {
-        // The replayed copy is no longer the backup's recorded facts: check it whole.
-        Some(point) => to_the_moment(app, plan, point, ctx),
-        None => failed_checks(m, restoring.check(ctx)?),
-    });
-    if let Err(e) = staged {
-        restoring.discard();
-        return Err(match e {
-            Error::Cancelled => Error::Cancelled,
-            other => Error::Failed(format!("{other}; nothing was changed")),
-        });
-    }
+    let nothing_changed = |e| match e {
+        Error::Cancelled => Error::Cancelled,
+        other => Error::Failed(format!("{other}; nothing was changed")),
+    };
+    let mut restoring = match (&plan.point, &plan.host) {
+        // Another host: replayed and checked here, then staged there (see restore_point).
+        (Some(point), Some(_)) => {
+            crate::actions::restore_point::staged_on_host(app, plan, point, source.as_ref(), ctx)
+                .map_err(nothing_changed)?
+        }
+        _ => {
+            let mut restoring = source.restore(m, &plan.placement(), ctx)?;
+            let staged = if plan.paths.is_empty() {
+                stream_content(app, plan, ctx, |content| restoring.stage(content, ctx))
+            } else {
+                crate::actions::partial::stage(app, plan, source.as_ref(), restoring.as_mut(), ctx)
+            }
+            .and_then(|()| match &plan.point {
+                // The replayed copy is no longer the backup's recorded facts: check it whole.
+                Some(point) => crate::actions::restore_point::replay_checked(
+                    app,
+                    plan,
+                    point,
+                    &plan.staging,
+                    ctx,
+                ),
+                None => failed_checks(m, restoring.check(ctx)?),
+            });
+            if let Err(e) = staged {
+                restoring.discard();
+                return Err(nothing_changed(e));
+            }
+            restoring
+        }
+    };
     if let Err(e) = hooks.before(Some(&m.id)) {
         restoring.discard();
         return Err(e);
@@ -319,44 +336,6 @@ fn apply_locked(
         ok: true,
         duration_seconds: clock.elapsed().as_secs_f64(),
     })
-}
-
-/// Replay the shipped transactions onto the staged base copy and check the result with
-/// `integrity_check`.
-fn to_the_moment(
-    app: &App,
-    plan: &RestorePlan,
-    point: &crate::replicate::point::PointInTime,
-    ctx: &JobContext,
-) -> Result<()> {
-    let page_size = plan
-        .backup
-        .sqlite
-        .as_ref()
-        .map(|f| f.page_size)
-        .ok_or_else(|| Error::Failed(format!("backup {} has no database facts", plan.backup.id)))?;
-    if plan.host.is_some() {
-        return Err(Error::Usage(
-            "a restore to a moment is only for databases on this host".into(),
-        ));
-    }
-    ctx.progress.phase("replaying shipped transactions");
-    let objects = crate::replicate::objects_for(app, &plan.target)?;
-    let done = crate::replicate::point::replay(objects.as_ref(), point, &plan.staging, page_size)?;
-    ctx.progress.phase("integrity_check");
-    let conn = rusqlite::Connection::open(&plan.staging)
-        .map_err(|e| Error::sqlite("opening the replayed copy", e))?;
-    let check = crate::sources::sqlite::pragma_check(&conn, "integrity_check")?;
-    drop(conn);
-    if check != "ok" {
-        return Err(Error::Failed(format!(
-            "the copy replayed to {} failed integrity_check ({}): {done}",
-            point.at,
-            check.lines().take(5).collect::<Vec<_>>().join("; ")
-        )));
-    }
-    tracing::info!(target = %plan.target, "restore to {}: {done}; integrity_check ok", point.at);
-    Ok(())
 }
 
 /// An error naming the problems a restored copy's checks found, if any.

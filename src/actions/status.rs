@@ -63,6 +63,15 @@ pub struct TargetStatus {
     /// Continuous targets whose position could not be read: why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replication_problem: Option<String>,
+    /// Continuous targets whose replication had to start over (a new generation) after
+    /// the last passing verify: that generation and when and why it started. Its history
+    /// is unproven until a verify passes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unverified_generation: Option<String>,
+    /// Continuous targets replicated on this host: what waits in the spool, not in the
+    /// store yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spooled_bytes: Option<u64>,
     /// Continuous targets: `max_lag`, the lag past which replication counts as late.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_lag_seconds: Option<f64>,
@@ -140,6 +149,11 @@ pub fn one(app: &App, name: &str, cfg: &TargetConfig, now: DateTime<Utc>) -> Res
     });
     let drill = app.db.drill_last(name, false)?;
     let last_verify = app.db.job_last(name, "verify", false)?;
+    let verified_at = last_verify
+        .as_ref()
+        .filter(|j| j.state == JobState::Succeeded)
+        .and_then(|j| j.finished_at.as_deref())
+        .and_then(crate::units::parse_time);
     let running = app.db.jobs_running(Some(name))?.into_iter().next();
     let objective = |d: Option<crate::config::HumanDuration>| d.map(|d| d.0.as_secs_f64());
     let mut status = TargetStatus {
@@ -183,6 +197,8 @@ pub fn one(app: &App, name: &str, cfg: &TargetConfig, now: DateTime<Utc>) -> Res
         replicated_to: None,
         lag_seconds: None,
         replication_problem: None,
+        unverified_generation: None,
+        spooled_bytes: None,
         max_lag_seconds: None,
         health: Health::Green,
         health_reasons: Vec::new(),
@@ -192,10 +208,30 @@ pub fn one(app: &App, name: &str, cfg: &TargetConfig, now: DateTime<Utc>) -> Res
         status.replicated_to = lag.replicated_to.map(crate::units::time_text);
         status.lag_seconds = lag.lag_seconds;
         status.replication_problem = lag.problem;
+        status.spooled_bytes = lag.spooled_bytes;
         status.max_lag_seconds = Some(cfg.max_lag().as_secs_f64());
+        status.unverified_generation = unverified_generation(app, name, verified_at);
     }
     (status.health, status.health_reasons) = health(&status, now);
     Ok(status)
+}
+
+/// The generation a continuous target's replication had to start over with, when no
+/// verify passed after it started: "generation G, started at T: why".
+fn unverified_generation(
+    app: &App,
+    name: &str,
+    verified_at: Option<DateTime<Utc>>,
+) -> Option<String> {
+    let g = crate::replicate::lag::restarted(app, name)?;
+    let started = crate::units::parse_time(&g.started_at);
+    if verified_at.is_some_and(|v| started.is_some_and(|s| v >= s)) {
+        return None;
+    }
+    Some(format!(
+        "generation {}, started at {}: {}",
+        g.generation, g.started_at, g.reason
+    ))
 }
 
 /// The verdict on a status: red when recovery is in doubt (no backup, overdue, the last
@@ -251,6 +287,16 @@ pub fn health(s: &TargetStatus, now: DateTime<Utc>) -> (Health, Vec<String>) {
             format!(
                 "the newest backup {id} is inconsistent: {}",
                 crate::actions::backup::changed_files(paths)
+            ),
+        );
+    }
+    if let Some(generation) = &s.unverified_generation {
+        add(
+            Health::Amber,
+            format!(
+                "replication started over ({generation}) and no verify has passed since; \
+                 `lifeboat verify {}` proves the new history",
+                s.target
             ),
         );
     }

@@ -223,6 +223,8 @@ pub(crate) mod fixtures {
                     replicated_to: (i % 5 == 0).then(|| "2026-12-05T13:27:19.410Z".into()),
                     lag_seconds: (i % 5 == 0).then_some(0.6),
                     replication_problem: None,
+                    unverified_generation: None,
+                    spooled_bytes: None,
                     max_lag_seconds: (i % 5 == 0).then_some(60.0),
                     health,
                     health_reasons: vec!["the newest backup is 41m old".into()],

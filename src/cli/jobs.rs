@@ -35,11 +35,12 @@ pub fn drill(
     actor: &str,
     target: &str,
     backup: Option<&str>,
+    at: Option<&str>,
     json: bool,
 ) -> Result<i32, Error> {
     let job = Job::Drill {
         target: target.to_string(),
-        selector: Selector::from_args(backup, None)?,
+        selector: Selector::from_args(backup, at)?,
     };
     run_job(app, actor, &job, json)
 }

@@ -74,6 +74,11 @@ pub enum Command {
     Drill {
         target: String,
         backup: Option<String>,
+        /// The moment to drill: a continuous target restored to it (its base copy and the
+        /// shipped transactions); another, its newest backup at or before it (RFC 3339 or
+        /// "YYYY-MM-DD HH:MM", UTC)
+        #[arg(long)]
+        at: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -253,8 +258,10 @@ fn init_logging(serving: bool) {
     let default = if serving { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("LIFEBOAT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colours only for a person at a terminal: a log file or the journal gets plain text.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -312,8 +319,9 @@ fn run(app: &App, command: Command) -> Result<i32, Error> {
         Command::Drill {
             target,
             backup,
+            at,
             json,
-        } => jobs::drill(app, &actor, &target, backup.as_deref(), json),
+        } => jobs::drill(app, &actor, &target, backup.as_deref(), at.as_deref(), json),
         Command::Restore(args) => restore::restore(app, &actor, args),
         Command::Ls {
             target,

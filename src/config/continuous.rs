@@ -1,18 +1,68 @@
 //! `continuous`, `max_lag` and `continuous_history` on a `sqlite` target: continuous
-//! replication's keys and what this build can replicate (a database on this host into an
-//! object store; a repository store or a database on another host is refused at load,
-//! saying so, rather than accepted and never shipped).
+//! replication's keys and what this build can replicate (into an object store; a
+//! repository store is refused at load, saying so, rather than accepted and never
+//! shipped). A database on another host (`host`) is replicated by `lifeboat replicate`
+//! run on that host; this config then reads its lag from the store. The spool's keys
+//! (`continuous_spool`, `continuous_spool_max`) and where the spool is by default.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer};
 
 use super::{Config, StoreKind, TargetConfig};
+
+/// A size written as text, such as "1GiB", "512MiB" or "64KiB".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanBytes(pub u64);
+
+impl<'de> Deserialize<'de> for HumanBytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.trim()
+            .parse::<bytesize::ByteSize>()
+            .map(|b| HumanBytes(b.as_u64()))
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "invalid size {text:?} (such as \"1GiB\" or \"512MiB\"): {e}"
+                ))
+            })
+    }
+}
+
+impl Config {
+    /// Where a continuous target's spool is: `continuous_spool`, or `spool/` beside the
+    /// state database; each target in its own folder under it.
+    pub fn spool_dir(&self, name: &str) -> PathBuf {
+        let root = self
+            .targets
+            .get(name)
+            .and_then(|t| t.continuous_spool.clone())
+            .unwrap_or_else(|| {
+                self.server
+                    .state
+                    .parent()
+                    .map_or_else(|| PathBuf::from("spool"), |p| p.join("spool"))
+            });
+        root.join(name)
+    }
+}
 
 impl Config {
     pub(super) fn validate_continuous(&self, name: &str, t: &TargetConfig) -> Result<(), String> {
         let key = |k: &str| format!("targets.{name}.{k}");
         let Some(every) = t.continuous else {
-            for k in ["max_lag", "continuous_history", "continuous_compact"] {
+            for k in [
+                "max_lag",
+                "continuous_history",
+                "continuous_compact",
+                "continuous_spool",
+                "continuous_spool_max",
+            ] {
                 let set = match k {
                     "max_lag" => t.max_lag.is_some(),
                     "continuous_history" => t.continuous_history.is_some(),
+                    "continuous_spool" => t.continuous_spool.is_some(),
+                    "continuous_spool_max" => t.continuous_spool_max.is_some(),
                     _ => t.continuous_compact.is_some(),
                 };
                 if set {
@@ -30,10 +80,18 @@ impl Config {
                 key("continuous")
             ));
         }
-        if let Some(host) = &t.host {
+        if t.continuous_spool_max.is_some_and(|b| b.0 == 0) {
             return Err(format!(
-                "{}: not yet for a database on another host ({host}); run `lifeboat replicate {name}` on that host instead, with a config holding this target and its store",
-                key("continuous")
+                "{}: the spool needs room for at least one segment, such as \"1GiB\"",
+                key("continuous_spool_max")
+            ));
+        }
+        if t.max_lag() < every.0 {
+            return Err(format!(
+                "{}: {} is shorter than the shipping interval `continuous` ({}), so replication would count as late between any two rounds; make it several intervals",
+                key("max_lag"),
+                humantime::format_duration(t.max_lag()),
+                humantime::format_duration(every.0)
             ));
         }
         if t.built_in {
@@ -120,24 +178,83 @@ mod tests {
     }
 
     #[test]
-    fn a_repository_store_or_another_host_is_not_yet() {
+    fn a_max_lag_shorter_than_the_interval_is_refused() {
+        let e = parse(&format!("{BASE}continuous=\"10s\"\nmax_lag=\"5s\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("targets.a.max_lag") && e.contains("shorter than the shipping interval"),
+            "{e}"
+        );
+        assert!(parse(&format!("{BASE}continuous=\"10s\"\nmax_lag=\"30s\"\n")).is_ok());
+    }
+
+    #[test]
+    fn a_repository_store_is_not_yet() {
         let repo = "[stores.r]\nkind=\"repository\"\nlocation=\"/tmp/r\"\npassword=\"${TOKEN}\"\n[targets.a]\nkind=\"sqlite\"\npath=\"/tmp/a.db\"\nstore=\"r\"\ncontinuous=\"1s\"\n";
         let e = parse(repo).unwrap_err().to_string();
         assert!(
             e.contains("targets.a.continuous") && e.contains("not yet"),
             "{e}"
         );
-        let far = format!(
-            "{BASE}continuous=\"1s\"\nhost=\"ssh://b@db1:22\"\nssh_identity=\"/k\"\nssh_known_hosts=\"/h\"\n"
-        );
-        let e = parse(&far).unwrap_err().to_string();
-        assert!(
-            e.contains("not yet") && e.contains("lifeboat replicate a"),
-            "{e}"
-        );
         let e = parse(&format!("{BASE}continuous=\"0s\"\n"))
             .unwrap_err()
             .to_string();
         assert!(e.contains("targets.a.continuous"), "{e}");
+    }
+
+    #[test]
+    fn a_database_on_another_host_is_continuous_there() {
+        let far = format!(
+            "{BASE}continuous=\"1s\"\nhost=\"ssh://b@db1:22\"\nssh_identity=\"/k\"\nssh_known_hosts=\"/h\"\nschedule=\"0 0 3 * * *\"\n"
+        );
+        let c = parse(&far).unwrap();
+        let t = &c.targets["a"];
+        assert!(crate::replicate::replicated_on_its_host(t));
+        // This lifeboat takes no scheduled backup of it: the replicator there does.
+        assert!(!crate::schedule::backed_up_on_schedule_here("a", t));
+        let here = parse(&format!(
+            "{BASE}continuous=\"1s\"\nschedule=\"0 0 3 * * *\"\n"
+        ))
+        .unwrap();
+        assert!(!crate::replicate::replicated_on_its_host(
+            &here.targets["a"]
+        ));
+        assert!(crate::schedule::backed_up_on_schedule_here(
+            "a",
+            &here.targets["a"]
+        ));
+    }
+
+    #[test]
+    fn the_spool_is_beside_the_state_unless_set_and_its_bound_is_a_size() {
+        let c = parse(&format!("{BASE}continuous=\"1s\"\n")).unwrap();
+        let state_dir = c.server.state.parent().unwrap().to_path_buf();
+        assert_eq!(c.spool_dir("a"), state_dir.join("spool/a"));
+        assert_eq!(c.targets["a"].spool_max(), 1 << 30);
+        let c = parse(&format!(
+            "{BASE}continuous=\"1s\"\ncontinuous_spool=\"/var/spool/lb\"\ncontinuous_spool_max=\"64KiB\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.spool_dir("a"),
+            std::path::Path::new("/var/spool/lb/a").to_path_buf()
+        );
+        assert_eq!(c.targets["a"].spool_max(), 64 * 1024);
+        for bad in ["\"lots\"", "\"0B\""] {
+            let e = parse(&format!(
+                "{BASE}continuous=\"1s\"\ncontinuous_spool_max={bad}\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("continuous_spool_max") || e.contains("invalid size"),
+                "{e}"
+            );
+        }
+        let e = parse(&format!("{BASE}continuous_spool=\"/s\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("targets.a.continuous_spool"), "{e}");
     }
 }

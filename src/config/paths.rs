@@ -39,6 +39,9 @@ impl Config {
                 }
                 target.restore_roots.iter_mut().for_each(fix);
             }
+            if let Some(p) = target.continuous_spool.as_mut() {
+                fix(p);
+            }
             if let Some(p) = target.ssh_identity.as_mut() {
                 fix(p);
             }

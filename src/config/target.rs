@@ -146,6 +146,12 @@ pub struct TargetConfig {
     /// sqlite, continuous: the span whose shipped segments are merged into one object
     /// once it is that old (1h).
     pub continuous_compact: Option<HumanDuration>,
+    /// sqlite, continuous: the directory on the replicator's host where each round's
+    /// segment is made durable before it is uploaded (`<state dir>/spool`).
+    pub continuous_spool: Option<PathBuf>,
+    /// sqlite, continuous: how much the spool may hold while the store is unreachable
+    /// before the replicator stops advancing and alerts (1GiB).
+    pub continuous_spool_max: Option<super::continuous::HumanBytes>,
     /// Added by lifeboat itself (the state database's target), not written in the file.
     #[serde(skip)]
     pub built_in: bool,
@@ -181,6 +187,11 @@ impl TargetConfig {
             .map_or(std::time::Duration::from_secs(3600), |d| d.0)
     }
 
+    /// `continuous_spool_max`, or its default (1 GiB).
+    pub fn spool_max(&self) -> u64 {
+        self.continuous_spool_max.map_or(1 << 30, |b| b.0)
+    }
+
     /// The path the target's data lives at; validated to exist for local path kinds.
     pub fn data_path(&self) -> Option<&Path> {
         self.path.as_deref()
@@ -195,7 +206,7 @@ impl TargetConfig {
 
 /// The keys only some kinds of target read, and those kinds. Any other kind refuses
 /// them at load: a `disk` on a sqlite target is a mistake to say, not a key to ignore.
-const KIND_KEYS: [(&str, &[TargetKind]); 19] = [
+const KIND_KEYS: [(&str, &[TargetKind]); 21] = [
     ("path", &[TargetKind::Sqlite, TargetKind::Directory]),
     ("include", &[TargetKind::Directory]),
     ("exclude", &[TargetKind::Directory]),
@@ -216,6 +227,8 @@ const KIND_KEYS: [(&str, &[TargetKind]); 19] = [
     ("max_lag", &[TargetKind::Sqlite]),
     ("continuous_history", &[TargetKind::Sqlite]),
     ("continuous_compact", &[TargetKind::Sqlite]),
+    ("continuous_spool", &[TargetKind::Sqlite]),
+    ("continuous_spool_max", &[TargetKind::Sqlite]),
 ];
 
 /// The kinds whose backups lifeboat takes itself.
@@ -249,6 +262,8 @@ impl TargetConfig {
             "max_lag" => self.max_lag.is_some(),
             "continuous_history" => self.continuous_history.is_some(),
             "continuous_compact" => self.continuous_compact.is_some(),
+            "continuous_spool" => self.continuous_spool.is_some(),
+            "continuous_spool_max" => self.continuous_spool_max.is_some(),
             _ => false,
         }
     }

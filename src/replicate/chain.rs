@@ -3,9 +3,10 @@
 //! run is a gap naming its numbers); every segment reads back whole (zstd's content
 //! checksum over every byte, the end mark's frame count) and says of itself what its name
 //! says (generation, transaction numbers, page size, one commit frame per transaction);
-//! and the chain replayed onto its base copy passes `integrity_check`. What it could not
-//! prove is said too, never passed over: a base copy only starts a generation, so no
-//! later base records a transaction inside one to compare the replayed state with.
+//! and the chain replayed onto its base copy passes `integrity_check`; where a later base
+//! copy of the same generation records a transaction (a scheduled one, see
+//! [`super::scheduled`]), the chain replayed up to it equals that copy page for page. What
+//! it could not prove is said too, never passed over (no later base copy, one gone).
 
 use std::io::Read;
 use std::path::Path;
@@ -14,6 +15,7 @@ use serde::Serialize;
 
 use super::point::{Piece, PointInTime, replay};
 use super::record::{Generation, Position, generations, position_key, prefix, read};
+use super::scheduled::LaterBase;
 use super::segment::{SegmentName, SegmentReader};
 use crate::app::App;
 use crate::error::{Error, Result};
@@ -86,7 +88,9 @@ pub fn prove(app: &App, target: &str, scratch: &Path, ctx: &JobContext) -> Resul
             replicated_to: String::new(),
             segments: walked.pieces,
         };
-        match replayed(app, target, objects.as_ref(), g, &point, scratch, ctx) {
+        let later = super::scheduled::later_bases(objects.as_ref(), target, &g.generation)?;
+        let mut compared = ChainProof::default();
+        match replayed(app, target, objects.as_ref(), g, &point, &later, scratch, ctx, &mut compared) {
             Ok(Some(done)) => proof.proved.push(format!(
                 "generation {}: replayed onto base copy {} ({done}), integrity_check ok",
                 g.generation, g.base_backup
@@ -101,10 +105,15 @@ pub fn prove(app: &App, target: &str, scratch: &Path, ctx: &JobContext) -> Resul
                 g.generation, g.base_backup
             )),
         }
-        proof.not_proved.push(format!(
-            "generation {}: no later base copy records a transaction of it, so the replayed state was not compared with one",
-            g.generation
-        ));
+        proof.proved.extend(compared.proved);
+        proof.problems.extend(compared.problems);
+        proof.not_proved.extend(compared.not_proved);
+        if later.is_empty() {
+            proof.not_proved.push(format!(
+                "generation {}: no later base copy records a transaction of it, so the replayed state was not compared with one",
+                g.generation
+            ));
+        }
     }
     Ok(proof)
 }
@@ -218,36 +227,82 @@ fn check_segment(
 }
 
 /// Stage the generation's base copy (checked against its manifest as it is read) and
-/// replay the chain onto it; `None` when the base copy is gone.
+/// replay the chain onto it; `None` when the base copy is gone. On the way, at each
+/// later base copy's transaction, the replayed file is compared with that copy page for
+/// page ([`super::compare`]); what that proved, or found, goes into `compared`.
+#[allow(clippy::too_many_arguments)]
 fn replayed(
     app: &App,
     target: &str,
     objects: &dyn Store,
     g: &Generation,
     point: &PointInTime,
+    later: &[LaterBase],
     scratch: &Path,
     ctx: &JobContext,
+    compared: &mut ChainProof,
 ) -> Result<Option<String>> {
-    let selector = crate::actions::shared::Selector::Id(g.base_backup.clone());
-    let Ok(manifest) = crate::actions::catalog::find(app, target, &selector) else {
+    let file = scratch.join(format!("{}.replayed.sqlite", g.generation));
+    let Some(manifest) = stage_backup(app, target, &g.base_backup, &file, ctx)? else {
         return Ok(None);
     };
-    let (_, store) = app.store_for(target)?;
-    let file = scratch.join(format!("{}.replayed.sqlite", g.generation));
-    let problems =
-        crate::actions::verify::read_checked(store.as_ref(), &manifest, ctx, |content| {
-            copy_to(content, &file)?;
-            Ok(Vec::new())
-        })?;
-    if !problems.is_empty() {
-        return Err(Error::Failed(problems.join("; ")));
-    }
     let page_size = manifest
         .sqlite
         .as_ref()
         .map(|f| f.page_size)
         .ok_or_else(|| Error::Failed(format!("backup {} has no database facts", manifest.id)))?;
-    let done = replay(objects, point, &file, page_size)?;
+    let mut at = point.base_txid;
+    for b in later.iter().filter(|b| b.txid > point.base_txid) {
+        ctx.cancel.check().map_err(|e| Error::io("verifying", e))?;
+        if b.txid > point.up_to_txid {
+            compared.not_proved.push(format!(
+                "generation {}: base copy {} records transaction {}, past the {} shipped, so it was not compared",
+                g.generation, b.backup, b.txid, point.up_to_txid
+            ));
+            continue;
+        }
+        replay(objects, &between(point, at, b.txid), &file, page_size)?;
+        at = b.txid;
+        let other = scratch.join(format!("{}.base-{}.sqlite", g.generation, b.txid));
+        let staged = stage_backup(app, target, &b.backup, &other, ctx);
+        let outcome = match staged {
+            Ok(None) => {
+                compared.not_proved.push(format!(
+                    "generation {}: base copy {} (transaction {}) is no longer in the store, so it was not compared",
+                    g.generation, b.backup, b.txid
+                ));
+                continue;
+            }
+            Ok(Some(_)) => super::compare::first_difference(&file, &other, page_size),
+            Err(e) => Err(e),
+        };
+        let _ = std::fs::remove_file(&other);
+        match outcome {
+            Ok(None) => compared.proved.push(format!(
+                "generation {}: replayed from base copy {} to transaction {}, the database equals base copy {} page for page ({} pages)",
+                g.generation,
+                g.base_backup,
+                b.txid,
+                b.backup,
+                super::compare::pages(&file, page_size)
+            )),
+            Ok(Some(why)) => compared.problems.push(format!(
+                "generation {}: replayed from base copy {} to transaction {}, the database differs from base copy {}, which records that transaction: {why}",
+                g.generation, g.base_backup, b.txid, b.backup
+            )),
+            Err(Error::Cancelled) => return Err(Error::Cancelled),
+            Err(e) => compared.problems.push(format!(
+                "generation {}: base copy {} (transaction {}) could not be compared: {e}",
+                g.generation, b.backup, b.txid
+            )),
+        }
+    }
+    replay(
+        objects,
+        &between(point, at, point.up_to_txid),
+        &file,
+        page_size,
+    )?;
     let conn = rusqlite::Connection::open(&file)
         .map_err(|e| Error::sqlite("opening the replayed copy", e))?;
     let check = crate::sources::sqlite::pragma_check(&conn, "integrity_check")?;
@@ -259,7 +314,58 @@ fn replayed(
             check.lines().take(5).collect::<Vec<_>>().join("; ")
         )));
     }
-    Ok(Some(done))
+    Ok(Some(format!(
+        "{} transactions replayed",
+        point.up_to_txid - point.base_txid
+    )))
+}
+
+/// The part of `point` after transaction `after`, up to and including `to`.
+fn between(point: &PointInTime, after: u64, to: u64) -> PointInTime {
+    PointInTime {
+        base_txid: after,
+        up_to_txid: to,
+        segments: point
+            .segments
+            .iter()
+            .filter(|p| p.to_txid > after && p.from_txid <= to)
+            .map(|p| Piece {
+                key: p.key.clone(),
+                from_txid: p.from_txid.max(after + 1),
+                to_txid: p.to_txid.min(to),
+            })
+            .collect(),
+        ..point.clone()
+    }
+}
+
+/// Stage backup `id` of `target` at `file`, checked against its manifest as it is read;
+/// `None` when it is no longer in the store.
+fn stage_backup(
+    app: &App,
+    target: &str,
+    id: &str,
+    file: &Path,
+    ctx: &JobContext,
+) -> Result<Option<crate::stores::manifest::Manifest>> {
+    let selector = crate::actions::shared::Selector::Id(id.to_string());
+    let Ok(manifest) = crate::actions::catalog::find(app, target, &selector) else {
+        return Ok(None);
+    };
+    let (_, store) = app.store_for(target)?;
+    let problems =
+        crate::actions::verify::read_checked(store.as_ref(), &manifest, ctx, |content| {
+            copy_to(content, file)?;
+            Ok(Vec::new())
+        })?;
+    if !problems.is_empty() {
+        let _ = std::fs::remove_file(file);
+        return Err(Error::Failed(format!(
+            "backup {id} is damaged: {}",
+            problems.join("; ")
+        )));
+    }
+    Ok(Some(manifest))
 }
 
 fn copy_to(content: &mut dyn Read, file: &Path) -> Result<()> {

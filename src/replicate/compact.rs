@@ -264,6 +264,7 @@ mod tests {
             wal: None,
             replicated_to: time_text(t(50_000)),
             holder: "test".into(),
+            stuck: None,
         };
         write(&store, &position_key("db"), &p).unwrap();
         segment(&store, 1, 2, 1_000);

@@ -56,6 +56,7 @@ pub fn this_holder() -> String {
 }
 
 /// The lease this process holds on a target's replication.
+#[derive(Clone)]
 pub struct Held {
     pub lease: Lease,
     ttl: Duration,

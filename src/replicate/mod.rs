@@ -6,19 +6,25 @@
 //! position in the store when the log is still the one it describes, otherwise a new
 //! generation with a fresh base copy ([`base`]) — then rounds of [`shipper::Shipper::ship`]
 //! every interval, a checkpoint of lifeboat's own now and then, until asked to stop.
+//! Each round's segment is made durable in the [`spool`] on this host first and then
+//! uploaded in order ([`delivery`]), so an unreachable store loses nothing.
 //! [`point`] plans and replays a restore to a moment; [`lag`] reads how far it stands;
 //! [`chain`] is what `verify` proves of the shipped history.
 
 pub mod base;
 pub mod chain;
 pub mod compact;
+pub mod compare;
+pub mod delivery;
 pub mod history;
 pub mod lag;
 pub mod lease;
 pub mod point;
 pub mod record;
+pub mod scheduled;
 pub mod segment;
 pub mod shipper;
+pub mod spool;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +35,7 @@ use chrono::Utc;
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::stores::Store;
+use delivery::Delivery;
 use record::{Ended, Generation, Position, generation_key, position_key, read, write};
 use shipper::{Round, Shipper};
 
@@ -62,9 +69,23 @@ pub fn local_targets(app: &App) -> Vec<String> {
         .collect()
 }
 
+/// A continuous target whose database is on another host: a replicator there ships it
+/// (`lifeboat replicate` with that host's config) and takes its scheduled base copies;
+/// here its lag is read from the store and nothing backs it up on schedule.
+pub fn replicated_on_its_host(cfg: &crate::config::TargetConfig) -> bool {
+    cfg.continuous.is_some() && cfg.host.is_some()
+}
+
 /// Replicate `target` until `stop` is set; the lease is given up on the way out.
-pub fn run(app: &App, target: &str, stop: &AtomicBool) -> Result<()> {
+/// `bases_on_schedule`: take the target's scheduled base copies too (a replicator on its
+/// own; under `serve` the scheduler's backups are those copies).
+pub fn run(app: &App, target: &str, stop: &AtomicBool, bases_on_schedule: bool) -> Result<()> {
     let cfg = app.target(target)?;
+    if let Some(host) = cfg.host.as_ref().filter(|_| cfg.continuous.is_some()) {
+        return Err(Error::Usage(format!(
+            "{target} is on {host}: run `lifeboat replicate {target}` on that host, with a config holding this target (its local path, no host) and its store; here its lag is read from the store"
+        )));
+    }
     let every = cfg.continuous_every().ok_or_else(|| {
         Error::Usage(format!(
             "{target} is not replicated continuously; set `continuous = \"1s\"` on it"
@@ -77,9 +98,11 @@ pub fn run(app: &App, target: &str, stop: &AtomicBool) -> Result<()> {
     let objects = objects_for(app, target)?;
     let ttl = (every * 10).max(Duration::from_secs(30));
     // The database first: one that cannot be replicated leaves no lease behind.
-    let mut shipper = Shipper::open(target, &db, objects.clone(), lease::this_holder())?;
+    let spool = spool::Spool::for_target(app, target)?;
+    let mut shipper = Shipper::open(target, &db, objects.clone(), spool, lease::this_holder())?;
     let mut lease = lease::Held::take(objects.as_ref(), target, ttl)?;
     let started = start(app, &mut shipper);
+    let mut bases = bases_on_schedule.then(|| scheduled::BaseSchedule::of(cfg));
     let outcome = started.and_then(|()| {
         tracing::info!(
             target = target,
@@ -90,10 +113,11 @@ pub fn run(app: &App, target: &str, stop: &AtomicBool) -> Result<()> {
         );
         // A database replaced under the replicator (an in-place restore) is replicated
         // from then on as a new generation, never the file moved aside.
-        while let Some(why) = rounds(app, &mut shipper, &mut lease, every, stop)? {
+        while let Some(why) = rounds(app, &mut shipper, &mut lease, every, stop, bases.as_mut())? {
             tracing::warn!(target = target, "{why}: starting a new generation from it");
             shipper.release();
-            shipper = Shipper::open(target, &db, objects.clone(), lease::this_holder())?;
+            let spool = spool::Spool::for_target(app, target)?;
+            shipper = Shipper::open(target, &db, objects.clone(), spool, lease::this_holder())?;
             new_generation(app, &mut shipper, &why, false)?;
         }
         Ok(())
@@ -109,68 +133,109 @@ fn rounds(
     lease: &mut lease::Held,
     every: Duration,
     stop: &AtomicBool,
+    mut bases: Option<&mut scheduled::BaseSchedule>,
 ) -> Result<Option<String>> {
     let target = shipper.target.clone();
     let objects = shipper.objects.clone();
-    let mut renewed = Instant::now();
     let mut tidied = Instant::now();
     let cfg = app.target(&target)?;
     let (span, keep) = (cfg.compact_span(), cfg.continuous_history());
     let tidy_every = span.min(Duration::from_secs(60));
     let mut failing = false;
+    let renew_every = every.max(Duration::from_secs(3));
+    let mut delivery = Delivery::start(shipper, lease, renew_every);
     loop {
         let round_started = Instant::now();
         let last = stop.load(Ordering::SeqCst);
         if let Some(why) = shipper.replaced() {
             return Ok(Some(why));
         }
-        if renewed.elapsed() >= every.max(Duration::from_secs(3)) {
-            lease.renew(objects.as_ref(), &target)?;
-            renewed = Instant::now();
+        // The uploader renews the lease (an unreachable store never holds a round up).
+        if let Some(e) = delivery.taken_over() {
+            return Err(e);
         }
-        let round = if shipper.wants_checkpoint() {
+        let round = if shipper.wants_checkpoint() && delivery::may_checkpoint(shipper) {
             shipper.checkpoint()
         } else {
             shipper.ship()
         };
+        delivery::spooled(shipper, round.as_ref().err());
         match round {
             Ok(Round::Shipped(n)) => {
                 if failing {
-                    tracing::info!(target = %target, "shipping to the store works again");
+                    tracing::info!(target = %target, "shipping works again");
                     failing = false;
                 }
                 if n > 0 {
                     tracing::debug!(target = %target, txid = shipper.txid, "shipped {n} transactions");
                 }
             }
-            Ok(Round::Reset(why)) => new_generation(app, shipper, &why, false)?,
+            Ok(Round::Reset(why)) => {
+                delivery.stop();
+                new_generation(app, shipper, &why, false)?;
+                delivery = Delivery::start(shipper, lease, renew_every);
+            }
             Err(e @ (Error::Usage(_) | Error::Busy(_))) => return Err(e),
             Err(e) => {
-                // The store or the disk: keep the read transaction (nothing is lost
-                // while it is held) and try again next round.
+                // The spool's bound or its disk: keep the read transaction (nothing is
+                // lost while it is held, nothing unspooled is checkpointed) and try again
+                // next round.
                 if !failing {
                     tracing::warn!(target = %target, "shipping failed, trying again: {e}");
                 }
                 failing = true;
             }
         }
+        delivery.offer(shipper);
         if last {
+            delivery.finish(shipper);
             return Ok(None);
         }
-        if tidied.elapsed() >= tidy_every {
+        // Compaction only while no late segment could land in a span already merged.
+        if tidied.elapsed() >= tidy_every && delivery.caught_up(shipper, span) {
             tidy(objects.as_ref(), &target, span, keep);
             tidied = Instant::now();
             if base_older_than(shipper, keep / 2) {
+                delivery.stop();
                 new_generation(
                     app,
                     shipper,
                     "a fresh base copy, so history older than continuous_history can go",
                     true,
                 )?;
+                delivery = Delivery::start(shipper, lease, renew_every);
             }
+        }
+        if let Some(b) = bases.as_deref_mut()
+            && b.due(app, &target)
+        {
+            scheduled_base(app, shipper)?;
         }
         while round_started.elapsed() < every && !stop.load(Ordering::SeqCst) {
             std::thread::sleep(every.min(Duration::from_millis(50)));
+        }
+    }
+}
+
+/// A scheduled base copy inside the generation; a log changed behind lifeboat's back
+/// starts a new generation instead (its base copy stands for the scheduled one), and a
+/// copy that could not be taken is logged and audited, not fatal.
+fn scheduled_base(app: &App, shipper: &mut Shipper) -> Result<()> {
+    let target = shipper.target.clone();
+    match scheduled::take(app, shipper) {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(why)) => new_generation(app, shipper, &why, false),
+        Err(e @ (Error::Usage(_) | Error::Busy(_))) => Err(e),
+        Err(e) => {
+            tracing::warn!(target = %target, "scheduled base copy failed: {e}");
+            app.db.audit(
+                "lifeboat",
+                "scheduled base copy",
+                Some(&target),
+                "failed",
+                Some(&e.to_string()),
+            )?;
+            Ok(())
         }
     }
 }
@@ -209,6 +274,7 @@ fn tidy(objects: &dyn Store, target: &str, span: Duration, keep: Duration) {
 fn start(app: &App, shipper: &mut Shipper) -> Result<()> {
     let target = shipper.target.clone();
     let objects = shipper.objects.clone();
+    delivery::upload_leftovers(shipper)?;
     let position: Option<Position> = read(objects.as_ref(), &position_key(&target))?;
     let Some(position) = position else {
         return new_generation(
@@ -242,7 +308,11 @@ fn start(app: &App, shipper: &mut Shipper) -> Result<()> {
     shipper.cursor = position.wal;
     // The log is the same and no one can write: ship what came since, then hold it.
     let shipped = shipper.ship();
-    let held = shipper.checkpoint_and_hold();
+    // Checkpointed only once spooled: a round that could not spool leaves the log as it is.
+    let held = match &shipped {
+        Ok(Round::Shipped(_)) => shipper.checkpoint_and_hold().map(|_| ()),
+        _ => Ok(()),
+    };
     shipper.unlock();
     match shipped? {
         Round::Shipped(n) => tracing::info!(
@@ -300,6 +370,8 @@ fn new_generation(app: &App, shipper: &mut Shipper, why: &str, continuing: bool)
             }
         }
     };
+    // The old generation's segments into the store first, then its end is recorded.
+    shipper.spool.upload(objects.as_ref())?;
     let previous: Option<Position> = read(objects.as_ref(), &position_key(&target))?;
     let generation = record::new_generation_id(at);
     shipper.generation = generation.clone();
@@ -349,8 +421,8 @@ fn new_generation(app: &App, shipper: &mut Shipper, why: &str, continuing: bool)
     shipper.replicated_to = at;
     shipper.save_position()?;
     let detail = format!("generation {generation}, base copy {}: {why}", base.id);
-    if joined {
-        // Routine: the history goes on unbroken into it.
+    if g.previous.is_none() {
+        // Routine (the history goes on unbroken into it) or the very first: no break.
         tracing::info!(target = %target, "new replication generation: {detail}");
     } else {
         tracing::warn!(target = %target, "new replication generation: {detail}");
@@ -386,7 +458,7 @@ pub fn start_all(app: &App) -> Running {
                 .name(format!("replicate {target}"))
                 .spawn(move || {
                     while !stop.load(Ordering::SeqCst) {
-                        match run(&app, &target, &stop) {
+                        match run(&app, &target, &stop, false) {
                             Ok(()) => break,
                             Err(e) => tracing::error!(target = %target, "replication stopped: {e}"),
                         }

@@ -56,10 +56,10 @@ impl PointInTime {
             ),
         };
         format!(
-            "  to the moment: {} (replicated to {})\n  replay:      {upto}, from {} segments onto base copy {base_id}, then integrity_check\n",
+            "  to the moment: {} (replicated to {})\n  replay:      {upto}, from {} onto base copy {base_id}, then integrity_check\n",
             self.at,
             self.replicated_to,
-            self.segments.len()
+            crate::units::count(self.segments.len() as u64, "segment", None)
         )
     }
 }
@@ -224,20 +224,87 @@ fn mark_time(mark: Mark) -> DateTime<Utc> {
 /// segment that holds its transactions (written whole before any part is removed).
 fn open_piece(store: &dyn Store, piece: &Piece) -> Result<Box<dyn std::io::Read + Send>> {
     match store.open(&piece.key) {
-        Err(crate::stores::StoreError::NotFound { .. }) => {
-            let dir = piece.key.rsplit_once('/').map_or("", |(d, _)| d);
-            let covering = store
-                .list(&format!("{dir}/"))?
-                .iter()
-                .filter_map(|o| SegmentName::parse(&o.key))
-                .find(|n| n.first_txid <= piece.from_txid && n.last_txid >= piece.to_txid);
-            match covering {
-                Some(n) => Ok(store.open(&n.key)?),
-                None => Ok(store.open(&piece.key)?),
-            }
-        }
+        Err(crate::stores::StoreError::NotFound { .. }) => open_covering(store, piece),
         other => Ok(other?),
     }
+}
+
+/// The merged segment holding a piece's transactions (or the piece's own, to fail with
+/// its own name when there is none).
+fn open_covering(store: &dyn Store, piece: &Piece) -> Result<Box<dyn std::io::Read + Send>> {
+    let dir = piece.key.rsplit_once('/').map_or("", |(d, _)| d);
+    let covering = store
+        .list(&format!("{dir}/"))?
+        .iter()
+        .filter_map(|o| SegmentName::parse(&o.key))
+        .find(|n| n.first_txid <= piece.from_txid && n.last_txid >= piece.to_txid);
+    match covering {
+        Some(n) => Ok(store.open(&n.key)?),
+        None => Ok(store.open(&piece.key)?),
+    }
+}
+
+/// Whether a piece's own segment is gone from the store (merged away by compaction).
+fn vanished(store: &dyn Store, piece: &Piece) -> bool {
+    matches!(
+        store.open(&piece.key),
+        Err(crate::stores::StoreError::NotFound { .. })
+    )
+}
+
+/// What one piece gave: page images written, and the database's size in pages after its
+/// last commit.
+struct Applied {
+    pages: u64,
+    size_pages: Option<u64>,
+}
+
+/// Write a piece's transactions from `segment` into the database at `file`.
+fn apply(
+    piece: &Piece,
+    segment: Box<dyn std::io::Read + Send>,
+    db: &std::fs::File,
+    file: &Path,
+    page_size: u64,
+) -> Result<Applied> {
+    let damaged = |e| Error::io(format!("segment {} is damaged or unreadable", piece.key), e);
+    let mut segment = SegmentReader::new(segment).map_err(damaged)?;
+    if u64::from(segment.header.page_size) != page_size {
+        return Err(Error::Failed(format!(
+            "segment {} has pages of {} bytes, the base copy {page_size}",
+            piece.key, segment.header.page_size
+        )));
+    }
+    let mut applied = Applied {
+        pages: 0,
+        size_pages: None,
+    };
+    let mut txid = segment.header.first_txid;
+    while let Some(f) = segment.next_frame().map_err(damaged)? {
+        if txid > piece.to_txid {
+            break;
+        }
+        if txid >= piece.from_txid {
+            db.write_all_at(f.page, (u64::from(f.page_no) - 1) * page_size)
+                .map_err(|e| Error::io(format!("writing {}", file.display()), e))?;
+            applied.pages += 1;
+            if f.commit_pages > 0 {
+                applied.size_pages = Some(u64::from(f.commit_pages));
+            }
+        }
+        if f.commit_pages > 0 {
+            txid += 1;
+        }
+    }
+    if txid <= piece.to_txid {
+        return Err(Error::Failed(format!(
+            "segment {} ends at transaction {}, before {}",
+            piece.key,
+            txid - 1,
+            piece.to_txid
+        )));
+    }
+    Ok(applied)
 }
 
 /// Replay the planned transactions onto the staged base copy at `file`, then cut it to
@@ -255,39 +322,17 @@ pub fn replay(
     let mut pages_written = 0u64;
     let mut size_pages = None;
     for piece in &point.segments {
-        let damaged = |e| Error::io(format!("segment {} is damaged or unreadable", piece.key), e);
-        let mut segment = SegmentReader::new(open_piece(store, piece)?).map_err(damaged)?;
-        if u64::from(segment.header.page_size) != page_size {
-            return Err(Error::Failed(format!(
-                "segment {} has pages of {} bytes, the base copy {page_size}",
-                piece.key, segment.header.page_size
-            )));
-        }
-        let mut txid = segment.header.first_txid;
-        while let Some(f) = segment.next_frame().map_err(damaged)? {
-            if txid > piece.to_txid {
-                break;
+        let applied = match apply(piece, open_piece(store, piece)?, &db, file, page_size) {
+            // Compaction removed the segment while it was read: the merged segment holds
+            // the same transactions, and writing them again from the first gives the
+            // same pages.
+            Err(_) if vanished(store, piece) => {
+                apply(piece, open_covering(store, piece)?, &db, file, page_size)
             }
-            if txid >= piece.from_txid {
-                db.write_all_at(f.page, (u64::from(f.page_no) - 1) * page_size)
-                    .map_err(|e| Error::io(format!("writing {}", file.display()), e))?;
-                pages_written += 1;
-                if f.commit_pages > 0 {
-                    size_pages = Some(u64::from(f.commit_pages));
-                }
-            }
-            if f.commit_pages > 0 {
-                txid += 1;
-            }
-        }
-        if txid <= piece.to_txid {
-            return Err(Error::Failed(format!(
-                "segment {} ends at transaction {}, before {}",
-                piece.key,
-                txid - 1,
-                piece.to_txid
-            )));
-        }
+            other => other,
+        }?;
+        pages_written += applied.pages;
+        size_pages = applied.size_pages.or(size_pages);
     }
     if let Some(pages) = size_pages {
         db.set_len(pages * page_size)
@@ -357,6 +402,7 @@ mod tests {
             wal: None,
             replicated_to: time_text(t(reached_ms)),
             holder: "test".into(),
+            stuck: None,
         };
         write(store, &position_key("db"), &p).unwrap();
     }

@@ -33,6 +33,9 @@ pub struct Position {
     pub replicated_to: String,
     /// The replicator that wrote it (`host pid N`).
     pub holder: String,
+    /// Why that replicator cannot go on past it (its spool is full, its disk is full).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stuck: Option<String>,
 }
 
 /// One generation: an unbroken chain of transactions from its base copy on.

@@ -23,6 +23,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::record::{Position, position_key, write};
 use super::segment::{SegmentHeader, SegmentName, SegmentWriter};
+use super::spool::Spool;
 use crate::error::{Error, Result};
 use crate::sources::sqlite::wal::{self, Cursor, Frames, WalHeader, read_header, scan};
 use crate::stores::Store;
@@ -52,6 +53,11 @@ pub struct Shipper {
     restart_ok: bool,
     pub replicated_to: DateTime<Utc>,
     pub holder: String,
+    /// Where each round's segment is made durable before it goes to the store.
+    pub spool: Spool,
+    /// Why the last round could not spool (the spool's bound, a full disk): said in the
+    /// position, so a bot on another host sees it too.
+    pub stuck: Option<String>,
     /// The database file kept open for this process's own reads of it as long as the
     /// connections are (declared after them, so dropped after them); see
     /// [`held`](crate::sources::sqlite::held).
@@ -106,6 +112,7 @@ impl Shipper {
         target: &str,
         db: &Path,
         objects: Arc<dyn Store>,
+        spool: Spool,
         holder: String,
     ) -> Result<Shipper> {
         if !db.is_file() {
@@ -128,6 +135,8 @@ impl Shipper {
             restart_ok: false,
             replicated_to: Utc::now(),
             holder,
+            spool,
+            stuck: None,
             _db_file: crate::sources::sqlite::held::Held::open(db)
                 .map_err(|e| Error::io(format!("opening {}", db.display()), e))?,
             shm: File::open(shm_path(db)).ok(),
@@ -208,7 +217,8 @@ impl Shipper {
         Ok(Some(found.committed))
     }
 
-    /// One round: ship what was committed since the last, as one segment. Only frames
+    /// One round: spool what was committed since the last, as one segment (uploaded to
+    /// the store by [`delivery`](super::delivery)). Only frames
     /// SQLite's index counted as committed when the round began are read (or, when the
     /// index cannot be read, those already in the file), so every transaction shipped
     /// was committed by then and every one committed before is shipped: that moment is
@@ -268,8 +278,18 @@ impl Shipper {
             seen_ms: seen.timestamp_millis(),
             marks: Vec::new(),
         };
-        let write_err = |e| Error::io(format!("writing {key} to {}", self.objects.describe()), e);
-        let object = self.objects.create(&key)?;
+        let spool_dir = self.spool.dir.clone();
+        let write_err = |e| {
+            Error::io(
+                format!(
+                    "spooling transactions {first} to {last} into {} (nothing after transaction {} is checkpointed; the WAL keeps it until it can be spooled)",
+                    spool_dir.display(),
+                    first - 1
+                ),
+                e,
+            )
+        };
+        let object = self.spool.writer(&key)?;
         let mut segment = SegmentWriter::new(object, &header).map_err(write_err)?;
         let mut frames = Frames::new(&file, from, found.committed.frames)
             .map_err(|e| Error::io("reading the WAL", e))?;
@@ -287,18 +307,26 @@ impl Shipper {
                 "the WAL changed under lifeboat while it was read".into(),
             ));
         }
-        segment.finish().map_err(write_err)?.commit()?;
+        let spooled = segment.finish().map_err(write_err)?;
+        let after = Position {
+            generation: self.generation.clone(),
+            txid: last,
+            wal: Some(found.committed),
+            replicated_to: crate::units::time_text(seen_from),
+            holder: self.holder.clone(),
+            stuck: None,
+        };
+        let bytes = spooled.commit(&after)?;
+        self.spool.added(bytes);
         self.txid = last;
         self.cursor = Some(found.committed);
         self.replicated_to = seen_from;
-        self.save_position()?;
         Ok(Round::Shipped(found.transactions))
     }
 
     fn nothing_new(&mut self, seen_from: DateTime<Utc>, at: Option<Cursor>) -> Result<Round> {
         self.cursor = at.or(self.cursor);
         self.replicated_to = seen_from;
-        self.save_position()?;
         Ok(Round::Shipped(0))
     }
 
@@ -309,9 +337,12 @@ impl Shipper {
             wal: self.cursor,
             replicated_to: crate::units::time_text(self.replicated_to),
             holder: self.holder.clone(),
+            stuck: self.stuck.clone(),
         }
     }
 
+    /// Write the position to the store: only with nothing left in the spool, or the store
+    /// would say more is in it than is.
     pub fn save_position(&self) -> Result<()> {
         write(
             self.objects.as_ref(),

@@ -18,9 +18,21 @@ use crate::app::App;
 use crate::notify::{Notifier, NotifyError, with_retries};
 
 /// Posts (openings, repeats, recovery notices) handed to the queues and not yet through
-/// all of them, by alert and what is said, with how many queues still have them. A look
-/// while one is under way must not post it a second time.
-type Pending = Arc<Mutex<HashMap<(i64, Say), usize>>>;
+/// all of them, by alert and what is said, with how many queues still have them and
+/// whether any took it. A look while one is under way must not post it a second time.
+type Pending = Arc<Mutex<HashMap<(i64, Say), Left>>>;
+
+#[derive(Clone, Copy)]
+struct Left {
+    queues: usize,
+    taken: bool,
+}
+
+/// Per alert, the `posted_at` its last post was decided from. A look that read the alert
+/// before that post was recorded decides the same post again from the same stale view:
+/// that is no new repeat, only newer content for the message already there. Forgotten
+/// when no channel took the post, so a refused post is tried again.
+type Handed = Arc<Mutex<HashMap<i64, Option<String>>>>;
 
 /// One message for one alert channel, as the watchdog decided it at `now`.
 struct Job {
@@ -33,6 +45,7 @@ pub struct Courier {
     app: App,
     queues: Vec<mpsc::UnboundedSender<Job>>,
     pending: Pending,
+    handed: Handed,
 }
 
 impl Courier {
@@ -54,6 +67,7 @@ impl Courier {
             .map(|c| c.sink())
             .collect();
         let pending = Pending::default();
+        let handed = Handed::default();
         let queues = sinks
             .iter()
             .zip(names)
@@ -66,6 +80,7 @@ impl Courier {
                     unusable: known.contains(&sink),
                     sink,
                     pending: pending.clone(),
+                    handed: handed.clone(),
                     anchors: HashMap::new(),
                     reported: false,
                 };
@@ -77,11 +92,21 @@ impl Courier {
             app,
             queues,
             pending,
+            handed,
         }
     }
 
     /// Hand a message to every alert channel's queue; returns at once.
     pub fn send(&self, mut out: Outgoing, now: DateTime<Utc>) {
+        if out.say == Say::Post {
+            let mut handed = self.handed.lock().unwrap();
+            match handed.get(&out.alert.id) {
+                Some(view) if *view == out.alert.posted_at => out.say = Say::Edit,
+                _ => {
+                    handed.insert(out.alert.id, out.alert.posted_at.clone());
+                }
+            }
+        }
         if out.say != Say::Edit {
             let key = (out.alert.id, out.say);
             let mut pending = self.pending.lock().unwrap();
@@ -93,7 +118,10 @@ impl Courier {
                 // knows the message it made, so newer content is an edit of it.
                 Entry::Occupied(_) => out.say = Say::Edit,
                 Entry::Vacant(v) => {
-                    v.insert(self.queues.len().max(1));
+                    v.insert(Left {
+                        queues: self.queues.len().max(1),
+                        taken: false,
+                    });
                 }
             }
         }
@@ -101,9 +129,10 @@ impl Courier {
             // No alert channel: the log and the audit trail are the delivery.
             if out.say != Say::Edit {
                 let (app, pending) = (self.app.clone(), self.pending.clone());
+                let handed = self.handed.clone();
                 tokio::task::spawn_blocking(move || {
                     record(look::delivered(&app, &out, None, now));
-                    done(&pending, &out);
+                    done(&pending, &handed, &out, true);
                 });
             }
             return;
@@ -115,20 +144,32 @@ impl Courier {
             };
             if queue.send(job).is_err() {
                 tracing::error!("an alert channel's queue has stopped");
-                done(&self.pending, &out);
+                done(&self.pending, &self.handed, &out, false);
             }
         }
     }
 }
 
-/// One queue has finished with a post (delivered or given up on).
-fn done(pending: &Pending, out: &Outgoing) {
+/// One queue has finished with a post: `taken` when its channel took it. When the last
+/// queue is through and none took a post, the view it was decided from is forgotten so
+/// that the next look posts it again.
+fn done(pending: &Pending, handed: &Handed, out: &Outgoing, taken: bool) {
     let key = (out.alert.id, out.say);
     let mut pending = pending.lock().unwrap();
-    if let Some(left) = pending.get_mut(&key) {
-        *left -= 1;
-        if *left == 0 {
-            pending.remove(&key);
+    let Some(left) = pending.get_mut(&key) else {
+        return;
+    };
+    left.queues -= 1;
+    left.taken |= taken;
+    if left.queues > 0 {
+        return;
+    }
+    let taken = left.taken;
+    pending.remove(&key);
+    if !taken && out.say == Say::Post {
+        let mut handed = handed.lock().unwrap();
+        if handed.get(&out.alert.id) == Some(&out.alert.posted_at) {
+            handed.remove(&out.alert.id);
         }
     }
 }
@@ -147,6 +188,7 @@ struct Queue {
     /// "platform:channel", as alerts record where their messages are.
     sink: String,
     pending: Pending,
+    handed: Handed,
     /// The message each alert has in this channel, and what it last said there.
     anchors: HashMap<i64, (String, String)>,
     /// Recorded as a channel lifeboat cannot post to (this run or the one before).
@@ -161,13 +203,14 @@ impl Queue {
             if job.out.say == Say::Edit {
                 self.edit(&job).await;
             } else {
-                self.post(&job).await;
-                done(&self.pending, &job.out);
+                let taken = self.post(&job).await;
+                done(&self.pending, &self.handed, &job.out, taken);
             }
         }
     }
 
-    async fn post(&mut self, job: &Job) {
+    /// Post the job's message; whether the channel took it.
+    async fn post(&mut self, job: &Job) -> bool {
         let msg = job.out.message(job.now);
         let posted = with_retries("posting an alert", || {
             self.notifier.post(&self.channel, &msg)
@@ -192,8 +235,12 @@ impl Queue {
                 );
                 let to = move || look::delivered(&app, &out, Some((&sink, &message)), now);
                 record(tokio::task::spawn_blocking(to).await.unwrap_or(Ok(())));
+                true
             }
-            Err(e) => self.failed("post", &job.out, e).await,
+            Err(e) => {
+                self.failed("post", &job.out, e).await;
+                false
+            }
         }
     }
 
@@ -328,3 +375,7 @@ impl Queue {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "courier_tests.rs"]
+mod tests;

@@ -86,9 +86,11 @@ pub fn look(
     // A continuous target's replication, as far as its store says (none when unreadable:
     // status names that).
     let max_lag = cfg.max_lag();
-    let replicated = cfg
+    let lag = cfg
         .continuous
-        .and_then(|_| crate::replicate::lag::of(app, name, now).replicated_to);
+        .map(|_| crate::replicate::lag::of(app, name, now));
+    let replicated = lag.as_ref().and_then(|l| l.replicated_to);
+    let replication_stuck = lag.and_then(|l| l.stuck);
     // A generation that had to start over stays a problem until a verify passes after
     // it started (verify proves the new chain).
     let passing_verify_since = |started: &str| {
@@ -100,6 +102,11 @@ pub fn look(
         .continuous
         .and_then(|_| crate::replicate::lag::restarted(app, name))
         .filter(|g| !passing_verify_since(&g.started_at));
+    // A continuous target on another host is copied on schedule by its replicator there:
+    // its base copies, read from the store, are its scheduled backups.
+    let host_base = (crate::replicate::replicated_on_its_host(cfg) && cfg.schedule.is_some())
+        .then(|| crate::replicate::scheduled::newest_base(app, name))
+        .flatten();
     let facts = Facts {
         now,
         due: prev_due(cfg.schedule.as_ref(), cfg, now).filter(|due| *due >= watched_since),
@@ -107,7 +114,8 @@ pub fn look(
         last_ok: backups
             .last_ok
             .as_ref()
-            .and_then(|j| crate::units::parse_time(&j.started_at)),
+            .and_then(|j| crate::units::parse_time(&j.started_at))
+            .max(host_base.as_ref().map(|(created, _)| *created)),
         last_failure,
         consecutive_failures: backups.consecutive_failures,
         verify_failure: last_verify
@@ -136,6 +144,7 @@ pub fn look(
             .clone()
             .zip(newest.newest_changed_while_read.clone()),
         replicated: replicated.map(|t| (t, max_lag)),
+        replication_stuck,
         restarted,
     };
     let problems = watchdog::problems(&facts);
@@ -151,6 +160,10 @@ pub fn look(
     };
     let evidence = |a: &AlertRecord| -> Option<String> {
         match a.kind.as_str() {
+            "backup" if let Some((_, finished)) = &host_base => {
+                let at = after(Some(finished), a)?;
+                Some(format!("a base copy taken by the replicator at {at}"))
+            }
             "backup" => {
                 let last = backups
                     .last

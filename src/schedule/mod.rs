@@ -162,7 +162,7 @@ impl Scheduler {
             .unwrap_or(0);
         let courier = courier::Courier::start(self.app.clone(), &self.sinks);
         for (name, cfg) in self.app.config.targets.iter() {
-            if takes_backups(name, cfg)
+            if backed_up_on_schedule_here(name, cfg)
                 && let Some(next) = next_due(cfg, now)
             {
                 self.next_run.insert(name.clone(), next);
@@ -360,6 +360,13 @@ fn take_due(
 /// Whether lifeboat backs the target up itself (an external target only reports).
 pub(crate) fn takes_backups(name: &str, cfg: &TargetConfig) -> bool {
     crate::sources::choose(name, cfg).is_ok_and(|s| s.takes_backups())
+}
+
+/// Whether this lifeboat's scheduler takes the target's scheduled backups: not for an
+/// external target (it only reports) nor for a continuous target on another host (the
+/// replicator there takes its base copies on the same schedule).
+pub(crate) fn backed_up_on_schedule_here(name: &str, cfg: &TargetConfig) -> bool {
+    takes_backups(name, cfg) && !crate::replicate::replicated_on_its_host(cfg)
 }
 
 /// The next scheduled verify after `now`: the target's `verify_schedule`, else what its

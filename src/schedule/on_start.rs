@@ -4,7 +4,7 @@
 
 use crate::app::App;
 
-use super::{TargetWake, scheduled_backup, takes_backups};
+use super::{TargetWake, backed_up_on_schedule_here, scheduled_backup};
 
 /// Start a backup of every `backup_on_start` target with no backup in the catalog and no
 /// successful backup job. They run like scheduled backups (a slot each, retention after).
@@ -41,7 +41,7 @@ fn never_backed_up(app: &App) -> Result<Vec<String>, crate::db::DbError> {
     let catalog = app.db.catalog_counts()?;
     let mut out = Vec::new();
     for (name, cfg) in &app.config.targets {
-        if !cfg.backup_on_start || !takes_backups(name, cfg) {
+        if !cfg.backup_on_start || !backed_up_on_schedule_here(name, cfg) {
             continue;
         }
         let in_catalog = catalog.get(name).is_some_and(|n| *n > 0);

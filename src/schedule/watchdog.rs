@@ -46,10 +46,12 @@ pub enum Problem {
         started: DateTime<Utc>,
         reason: String,
     },
-    /// Continuous replication is further behind than `max_lag`.
+    /// Continuous replication is further behind than `max_lag`, or its replicator is
+    /// stuck: it cannot spool (`stuck`: its spool at its bound, its disk full).
     Behind {
         replicated_to: DateTime<Utc>,
         max: std::time::Duration,
+        stuck: Option<String>,
     },
 }
 
@@ -127,6 +129,8 @@ pub struct Facts {
     pub inconsistent: Option<(String, Vec<String>)>,
     /// A continuous target: how far replication reached, and its `max_lag`.
     pub replicated: Option<(DateTime<Utc>, std::time::Duration)>,
+    /// A continuous target whose replicator cannot go on: why (its spool is full).
+    pub replication_stuck: Option<String>,
     /// A continuous target whose current generation had to start over, with no passing
     /// verify (which proves the new chain) since it started.
     pub restarted: Option<crate::replicate::record::Generation>,
@@ -176,9 +180,14 @@ pub fn problems(f: &Facts) -> Vec<Problem> {
         });
     }
     if let Some((replicated_to, max)) = f.replicated
-        && f.now - replicated_to > chrono::Duration::from_std(max).unwrap_or_default()
+        && (f.replication_stuck.is_some()
+            || f.now - replicated_to > chrono::Duration::from_std(max).unwrap_or_default())
     {
-        out.push(Problem::Behind { replicated_to, max });
+        out.push(Problem::Behind {
+            replicated_to,
+            max,
+            stuck: f.replication_stuck.clone(),
+        });
     }
     if let Some(g) = &f.restarted {
         out.push(Problem::Restarted {
@@ -252,10 +261,23 @@ pub fn line(target: &str, p: &Problem, external: bool, now: DateTime<Utc>) -> St
             age(*started),
             humantime::format_duration(*max)
         ),
-        Problem::Behind { replicated_to, max } => format!(
+        Problem::Behind {
+            replicated_to,
+            max,
+            stuck: None,
+        } => format!(
             "⚠️ replication of {target} is {} behind, past its max_lag of {}: transactions committed since {} are not in the store yet; check `lifeboat replicate {target}` (or serve's log) and the store",
             age(*replicated_to),
             humantime::format_duration(*max),
+            at(*replicated_to)
+        ),
+        Problem::Behind {
+            replicated_to,
+            stuck: Some(why),
+            ..
+        } => format!(
+            "⚠️ replication of {target} is stuck, {} behind: {why}. Transactions committed since {} are not in the store yet; nothing is lost while the WAL keeps them; make room in the spool or bring the store back",
+            age(*replicated_to),
             at(*replicated_to)
         ),
         Problem::Restarted {
@@ -307,6 +329,7 @@ mod tests {
             last_drill_ok: None,
             inconsistent: None,
             replicated: None,
+            replication_stuck: None,
             restarted: None,
         }
     }
@@ -361,6 +384,19 @@ mod tests {
             problems(&f)[0].token(),
             p[0].token(),
             "still the same episode"
+        );
+        // A stuck replicator is the same alert before max_lag passes, saying why.
+        f.replicated = Some((t("2026-11-22T03:29:50Z"), max));
+        f.replication_stuck = Some("the spool /s holds 1.0 MiB, its bound".into());
+        let p = problems(&f);
+        assert_eq!(
+            (p[0].alert_kind(), p[0].token()),
+            ("replication", "behind".into())
+        );
+        let text = line("db", &p[0], false, f.now);
+        assert!(
+            text.contains("is stuck") && text.contains("the spool /s"),
+            "{text}"
         );
     }
 

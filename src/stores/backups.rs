@@ -52,6 +52,18 @@ pub trait BackupWriter: Write + Send {
 
 /// Taking a tree entry by entry (a repository store's native trees).
 pub trait TreeWriter {
+    /// The files among `entries` (a tree rooted at `root`, as [`Tree`] has them) that
+    /// [`write_tree`](TreeWriter::write_tree) will take unchanged from the store's
+    /// previous tree of the same target without reading them: a source that has to fetch
+    /// what it hands over (a tree on another host) fetches only the rest. Empty when
+    /// there is no previous tree.
+    fn unchanged(
+        &mut self,
+        root: &std::path::Path,
+        entries: &[TreeEntry],
+        ctx: &JobContext,
+    ) -> Result<std::collections::HashSet<String>, StoreError>;
+
     /// Store `tree`, reading the content of the files that are new or changed since the
     /// store's previous tree of the same target; the rest are not read. Stopped by `ctx`'s
     /// cancel. Nothing is listed until the writer is published.

@@ -107,6 +107,15 @@ pub struct TreeFacts {
     pub files_read: u64,
     /// Files taken unchanged from the parent without reading them.
     pub files_unchanged: u64,
+    /// A tree on another host: the bytes that came through the connection for file
+    /// content (the one stream of the new and changed files, its archive framing
+    /// included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_bytes_fetched: Option<u64>,
+    /// A tree on another host: the bytes of the metadata listings (the tree is listed
+    /// before the files are fetched and once more after).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listing_bytes_fetched: Option<u64>,
     /// Where the per-file list is when it is not in `entries`: a repository store keeps
     /// it as a file of the backup's own tree, where the parts that did not change are
     /// shared with earlier backups. `entries` is empty until it is read from there.

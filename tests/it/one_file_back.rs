@@ -405,7 +405,7 @@ fn chat_restores_a_quoted_path_after_approval_and_pages_backup_ls() {
     assert_contains_all(
         &page,
         &[
-            "site / in backup",
+            "site: the top folder in backup",
             "33 entries",
             "… and 13 more",
             "lifeboat ls site",

@@ -3,20 +3,21 @@
 //! tree needs), the store reads only the files it does not already have, and the
 //! manifest takes each file's SHA-256 from what the store read or from the parent backup.
 //! Files the store did not read and whose SHA-256 it could not give are hashed here.
+//! Handing a tree over ([`hand_tree_over`]) is the same for a tree listed on another host.
 
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 
 use super::Filter;
 use super::changes::ReadNotes;
+use super::tree_builder::{Stat, TreeBuilder};
 use crate::error::{Error, Result};
 use crate::pipe::HashReader;
 use crate::progress::JobContext;
-use crate::stores::manifest::{DirectoryFacts, FileEntry};
-use crate::stores::{Tree, TreeEntry, TreeEntryKind, TreeWriter};
+use crate::stores::manifest::DirectoryFacts;
+use crate::stores::{Tree, TreeWriter};
 
 /// The walk's result: the tree to hand over, the manifest's entries (files without their
 /// SHA-256 yet), and the notes for the change check.
@@ -51,30 +52,23 @@ pub(crate) fn list(
     let mut walk = Walk {
         root: read_root,
         filter,
-        entries: vec![tree_entry(String::new(), TreeEntryKind::Dir, &meta)],
-        facts: DirectoryFacts {
-            files: 0,
-            directories: 0,
-            symlinks: 0,
-            skipped: Vec::new(),
-            entries: Vec::new(),
-            tree: None,
-        },
+        built: TreeBuilder::new(&Stat::of(&meta)),
         notes: ReadNotes::default(),
         ctx,
     };
     walk.notes.root(&meta);
     walk.walk(Path::new(""))?;
     let root = read_root.to_path_buf();
+    let (entries, facts) = walk.built.finish();
     Ok(Listing {
         tree: Tree {
             root: shown_root.to_path_buf(),
-            entries: walk.entries,
+            entries,
             open: Arc::new(move |rel: &str| {
                 File::open(root.join(rel)).map(|f| Box::new(f) as Box<dyn Read + Send>)
             }),
         },
-        facts: walk.facts,
+        facts,
         notes: walk.notes,
     })
 }
@@ -90,16 +84,46 @@ pub(crate) fn hand_over(
 ) -> Result<(DirectoryFacts, Vec<String>)> {
     let Listing {
         tree,
-        mut facts,
+        facts,
         mut notes,
     } = listing;
-    let mut written = into.write_tree(tree, ctx)?;
-    for rel in &written.vanished {
+    let handed = hand_tree_over(tree, facts, into, ctx, &|rel: &str| {
+        hash_file(&read_root.join(rel), ctx)
+    })?;
+    for rel in &handed.vanished {
         notes.vanished(rel);
     }
-    for rel in &written.cut_short {
+    for rel in &handed.cut_short {
         notes.cut_short(rel);
     }
+    ctx.progress
+        .phase("looking for files that changed while read");
+    let changed = notes.changed(read_root, filter);
+    Ok((handed.facts, changed))
+}
+
+/// What handing a tree over made of its manifest facts.
+pub(crate) struct HandedOver {
+    /// The facts with every file's SHA-256 and the store's tree facts; files gone before
+    /// they were read are left out.
+    pub facts: DirectoryFacts,
+    /// Files gone when they were to be read.
+    pub vanished: Vec<String>,
+    /// Files that ended before their listed size while read.
+    pub cut_short: Vec<String>,
+}
+
+/// Hand `tree` to `into`, wherever it was listed: the store reads the files it does not
+/// already have; each file's SHA-256 comes from what the store read, else from the
+/// parent backup, else from `hash_unread`.
+pub(crate) fn hand_tree_over(
+    tree: Tree,
+    mut facts: DirectoryFacts,
+    into: &mut dyn TreeWriter,
+    ctx: &JobContext,
+    hash_unread: &dyn Fn(&str) -> Result<String>,
+) -> Result<HandedOver> {
+    let mut written = into.write_tree(tree, ctx)?;
     let gone: std::collections::HashSet<&str> =
         written.vanished.iter().map(String::as_str).collect();
     facts.entries.retain(|e| !gone.contains(e.path.as_str()));
@@ -107,14 +131,15 @@ pub(crate) fn hand_over(
     for e in facts.entries.iter_mut().filter(|e| e.kind == "file") {
         e.sha256 = Some(match written.sha256.remove(&e.path) {
             Some(sha) => sha,
-            None => hash_file(&read_root.join(&e.path), ctx)?,
+            None => hash_unread(&e.path)?,
         });
     }
     facts.tree = Some(written.facts);
-    ctx.progress
-        .phase("looking for files that changed while read");
-    let changed = notes.changed(read_root, filter);
-    Ok((facts, changed))
+    Ok(HandedOver {
+        facts,
+        vanished: written.vanished,
+        cut_short: written.cut_short,
+    })
 }
 
 fn hash_file(path: &Path, ctx: &JobContext) -> Result<String> {
@@ -132,8 +157,7 @@ fn hash_file(path: &Path, ctx: &JobContext) -> Result<String> {
 struct Walk<'a> {
     root: &'a Path,
     filter: &'a Filter,
-    entries: Vec<TreeEntry>,
-    facts: DirectoryFacts,
+    built: TreeBuilder,
     notes: ReadNotes,
     ctx: &'a JobContext,
 }
@@ -160,28 +184,10 @@ impl Walk<'_> {
             let ty = meta.file_type();
             if ty.is_dir() {
                 self.notes.read(&rel_text, &meta);
-                // A directory left out by `include` still holds entries that may be in.
                 let included = self.filter.included(&rel_text);
-                let at = self.entries.len();
-                self.entries
-                    .push(tree_entry(rel_text.clone(), TreeEntryKind::Dir, &meta));
-                let listed = self.facts.entries.len();
+                self.built.enter_dir(rel_text, &Stat::of(&meta), included);
                 self.walk(&rel_path)?;
-                if included {
-                    self.facts.directories += 1;
-                    self.facts
-                        .entries
-                        .insert(listed, entry(&rel_text, "dir", &meta, None, None));
-                } else if self.entries.len() == at + 1 {
-                    // Nothing under it is backed up: no node for it either.
-                    self.entries.pop();
-                } else {
-                    // Kept as the way to what is under it.
-                    self.facts.directories += 1;
-                    self.facts
-                        .entries
-                        .insert(listed, entry(&rel_text, "dir", &meta, None, None));
-                }
+                self.built.leave_dir();
             } else if !self.filter.included(&rel_text) {
                 continue;
             } else if ty.is_symlink() {
@@ -192,67 +198,15 @@ impl Walk<'_> {
                     })?
                     .to_string_lossy()
                     .to_string();
-                self.entries.push(tree_entry(
-                    rel_text.clone(),
-                    TreeEntryKind::Symlink(link.clone()),
-                    &meta,
-                ));
-                self.facts.symlinks += 1;
-                self.facts
-                    .entries
-                    .push(entry(&rel_text, "symlink", &meta, None, Some(link)));
+                self.built.symlink(rel_text, &Stat::of(&meta), link);
             } else if ty.is_file() {
                 self.notes.read(&rel_text, &meta);
-                self.entries
-                    .push(tree_entry(rel_text.clone(), TreeEntryKind::File, &meta));
-                self.facts.files += 1;
-                self.facts
-                    .entries
-                    .push(entry(&rel_text, "file", &meta, Some(meta.len()), None));
+                self.built.file(rel_text, &Stat::of(&meta));
             } else {
                 self.notes.other(&rel_text);
-                self.facts
-                    .skipped
-                    .push(format!("{rel_text}: not a regular file, directory or link"));
+                self.built.other(&rel_text);
             }
         }
         Ok(())
-    }
-}
-
-fn tree_entry(rel: String, kind: TreeEntryKind, meta: &fs::Metadata) -> TreeEntry {
-    TreeEntry {
-        rel,
-        size: if kind == TreeEntryKind::File {
-            meta.len()
-        } else {
-            0
-        },
-        kind,
-        mode: meta.mode() & 0o7777,
-        uid: meta.uid(),
-        gid: meta.gid(),
-        mtime: (meta.mtime(), meta.mtime_nsec()),
-        ctime: (meta.ctime(), meta.ctime_nsec()),
-        inode: meta.ino(),
-        device: meta.dev(),
-        links: meta.nlink(),
-    }
-}
-
-fn entry(
-    path: &str,
-    kind: &str,
-    meta: &fs::Metadata,
-    size: Option<u64>,
-    link: Option<String>,
-) -> FileEntry {
-    FileEntry {
-        path: path.to_string(),
-        kind: kind.to_string(),
-        mode: meta.mode() & 0o7777,
-        size,
-        sha256: None,
-        link,
     }
 }

@@ -24,8 +24,11 @@ mod listing;
 pub mod local;
 mod pick;
 mod remote;
+mod remote_fetch;
+mod remote_tree;
 pub mod snapshot;
 pub mod ssh;
+mod tree_builder;
 
 use std::ffi::OsString;
 use std::io::Read;

@@ -21,20 +21,22 @@ use crate::sources::place::ssh::PRELUDE;
 use crate::ssh::Session;
 use crate::stores::manifest::{DirectoryFacts, FileEntry};
 
-/// `$1`: the root. Every path below it as `<type letter> <size> <mtime> <ctime> <inode>
-/// <path>` NUL-terminated (times in seconds with their fraction).
-const LIST: &str = r#"
+/// `$1`: the root. The root (with an empty path) and every path below it as `<type
+/// letter> <size> <mtime> <ctime> <inode> <mode> <uid> <gid> <links> <device> <path>`
+/// NUL-terminated, then the link's target (empty for all but links) NUL-terminated;
+/// times in seconds with their fraction, the mode in octal.
+pub(super) const LIST: &str = r#"
 need find tar
 root=$1
 [ -e "$root" ] || say "the directory $root does not exist"
 [ -d "$root" ] || say "$root is not a directory"
 cd -- "$root" 2>/dev/null || say "$(id -un) may not enter $root"
-find . -mindepth 1 -printf '%y %s %T@ %C@ %i %P\0' || say "cannot list everything under $root"
+find . -printf '%y %s %T@ %C@ %i %m %U %G %n %D %P\0%l\0' || say "cannot list everything under $root"
 "#;
 
 /// `$1`: the root; stdin: the NUL-terminated paths to archive, nothing else.
 /// --hard-dereference: hard links are stored as plain files, as local backups store them.
-const ARCHIVE: &str = r#"
+pub(super) const ARCHIVE: &str = r#"
 need tar
 cd -- "$1" 2>/dev/null || say "$(id -un) may not enter $1"
 exec tar --create --file=- --null --verbatim-files-from --no-recursion --hard-dereference --files-from=-
@@ -52,7 +54,7 @@ tar -xpf - || say "tar could not unpack the restored copy into $staging"
 kept=1
 "#;
 
-fn script(body: &str) -> String {
+pub(super) fn script(body: &str) -> String {
     format!("{PRELUDE}{body}")
 }
 
@@ -62,7 +64,27 @@ fn harmless_tar_warning(line: &str) -> bool {
     line.contains("No such file or directory")
         || line.contains("file changed as we read it")
         || line.contains("File removed before we read it")
+        || line.contains("File shrank by")
         || line.contains("Exiting with failure status due to previous errors")
+}
+
+/// Judge how the host's tar ended: fine when it exited 0, or 1 or 2 with only warnings
+/// about files that changed or went away meanwhile (the change check names those).
+pub(super) fn judge_tar(host: &str, code: i32, stderr: &str) -> Result<()> {
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("tar: ")).collect();
+    if code != 0 && !(code <= 2 && warnings.iter().all(|l| harmless_tar_warning(l))) {
+        return Err(Error::Failed(format!(
+            "archiving the directory on {host}: tar failed (exit code {code}): {}",
+            warnings.last().copied().unwrap_or("no message")
+        )));
+    }
+    for w in warnings
+        .iter()
+        .filter(|l| !l.contains("Exiting with failure"))
+    {
+        tracing::info!(host = %host, "{w}");
+    }
+    Ok(())
 }
 
 /// Back up the tree at `root` on the session's host into `content`; returns what was
@@ -136,43 +158,71 @@ fn archive(
     // Waiting first: if the stream broke, ssh says why, and the feeder is released.
     let (code, stderr) = child.finish_with_code()?;
     let fed = feeder.join();
-    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("tar: ")).collect();
-    if code != 0 && !(code <= 2 && warnings.iter().all(|l| harmless_tar_warning(l))) {
-        return Err(Error::Failed(format!(
-            "archiving the directory on {host}: tar failed (exit code {code}): {}",
-            warnings.last().copied().unwrap_or("no message")
-        )));
-    }
+    judge_tar(&host, code, &stderr)?;
     if let Ok(Err(e)) = fed {
         return Err(Error::io("sending the file list", e));
-    }
-    for w in warnings
-        .iter()
-        .filter(|l| !l.contains("Exiting with failure"))
-    {
-        tracing::info!(host = %host, "{w}");
     }
     Ok(parsed)
 }
 
-/// One record of the host's listing: its type letter, its stamp (size, mtime, ctime,
-/// inode as the host wrote them) and its path.
-fn records(listing: &[u8]) -> impl Iterator<Item = (u8, &[u8], &[u8])> {
-    listing.split(|b| *b == 0).filter_map(|record| {
-        let mut fields = record.splitn(6, |b| *b == b' ');
-        let kind = *fields.next()?.first()?;
-        let stamp_len: usize = (0..4)
-            .map(|_| fields.next().map(|f| f.len() + 1))
-            .sum::<Option<usize>>()?;
-        let path = fields.next().filter(|p| !p.is_empty())?;
-        Some((kind, &record[2..1 + stamp_len], path))
+/// One entry of the host's listing, its fields as the host wrote them.
+pub(super) struct Record<'a> {
+    /// `find`'s type letter: `f`, `d`, `l`, ...
+    pub kind: u8,
+    /// Size, mtime, ctime and inode: what moves when the entry changes.
+    pub stamp: &'a [u8],
+    /// Mode (octal), uid, gid, links, device.
+    pub rest: [&'a [u8]; 5],
+    /// Relative to the root; empty for the root itself.
+    pub path: &'a [u8],
+    /// A link's target; empty for anything else.
+    pub link: &'a [u8],
+}
+
+/// Every entry of a listing, the root first.
+pub(super) fn parse(listing: &[u8]) -> impl Iterator<Item = Record<'_>> {
+    let mut fields = listing.split(|b| *b == 0);
+    std::iter::from_fn(move || {
+        loop {
+            let record = fields.next()?;
+            let link = fields.next().unwrap_or_default();
+            if let Some(r) = record_of(record, link) {
+                return Some(r);
+            }
+        }
     })
+}
+
+fn record_of<'a>(record: &'a [u8], link: &'a [u8]) -> Option<Record<'a>> {
+    let mut fields = record.splitn(11, |b| *b == b' ');
+    let kind = *fields.next()?.first()?;
+    let stamp_len: usize = (0..4)
+        .map(|_| fields.next().map(|f| f.len() + 1))
+        .sum::<Option<usize>>()?;
+    let mut rest = [&record[..0]; 5];
+    for r in &mut rest {
+        *r = fields.next()?;
+    }
+    Some(Record {
+        kind,
+        stamp: &record[2..1 + stamp_len],
+        rest,
+        path: fields.next()?,
+        link,
+    })
+}
+
+/// The entries below the root: type letter, stamp, path.
+fn records(listing: &[u8]) -> impl Iterator<Item = (u8, &[u8], &[u8])> {
+    parse(listing)
+        .filter(|r| !r.path.is_empty())
+        .map(|r| (r.kind, r.stamp, r.path))
 }
 
 /// The paths the target's globs choose that changed between two listings: a file or link
 /// whose stamp moved, an entry gone, an entry new. A directory's own stamp moves with
 /// every name made or removed in it, so its entries say what changed, not it.
-fn changed(before: &[u8], after: &[u8], filter: &Filter) -> Vec<String> {
+pub(super) fn changed(before: &[u8], after: &[u8], filter: &Filter) -> Vec<String> {
     let stamps = |listing| -> HashMap<&[u8], (u8, &[u8])> {
         records(listing)
             .map(|(kind, stamp, path)| (path, (kind, stamp)))
@@ -412,7 +462,10 @@ mod tests {
         let mut v = Vec::new();
         for (r, mtime) in records {
             let (kind, path) = r.split_once(' ').unwrap();
-            v.extend_from_slice(format!("{kind} 10 {mtime}.5 {mtime}.5 77 {path}").as_bytes());
+            v.extend_from_slice(
+                format!("{kind} 10 {mtime}.5 {mtime}.5 77 644 0 0 1 2049 {path}").as_bytes(),
+            );
+            v.push(0);
             v.push(0);
         }
         v

@@ -1,12 +1,15 @@
 //! A directory tree on another host, over one SSH connection per job: the host lists and
-//! archives it (see [`remote`](super::remote)); a restore checks every entry here and
+//! archives it (see [`remote`](super::remote)), or, for a store that keeps native trees,
+//! lists it and sends only the files new or changed since the previous backup (see
+//! [`remote_tree`](super::remote_tree)); a restore checks every entry here and
 //! streams a clean archive into `tar -x` in a staging directory there, which the host's
 //! shell renames in.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use super::{Filter, remote};
+use super::{Filter, remote, remote_tree};
 use crate::config::TargetKind;
 use crate::error::Result;
 use crate::progress::JobContext;
@@ -14,6 +17,7 @@ use crate::sources::directory;
 use crate::sources::place::{self, Placement, Roots};
 use crate::sources::{Content, Copied, Copier, CopyContext, Move, Restoring, Source};
 use crate::ssh::{Remote, Session};
+use crate::stores::TreeWriter;
 use crate::stores::manifest::Manifest;
 
 pub struct SshDirectory {
@@ -44,7 +48,7 @@ impl Source for SshDirectory {
     }
 
     fn connect(&self, ctx: &JobContext) -> Result<Box<dyn Copier + '_>> {
-        let session = Session::open(&self.remote, ctx)?;
+        let session = Arc::new(Session::open(&self.remote, ctx)?);
         Ok(Box::new(Copy {
             session,
             source: self,
@@ -87,7 +91,8 @@ impl Source for SshDirectory {
 }
 
 struct Copy<'a> {
-    session: Session,
+    /// Shared with the threads that fetch files while a tree is stored.
+    session: Arc<Session>,
     source: &'a SshDirectory,
 }
 
@@ -101,6 +106,23 @@ impl Copier for Copy<'_> {
             directory: Some(facts),
             changed_while_read: Some(changed),
         })
+    }
+
+    fn copy_tree(
+        &mut self,
+        into: &mut dyn TreeWriter,
+        cx: &CopyContext<'_>,
+    ) -> Option<Result<Copied>> {
+        let s = self.source;
+        Some(Filter::new(&s.include, &s.exclude).and_then(|filter| {
+            let (facts, changed) =
+                remote_tree::backup(&self.session, &s.path, &filter, into, cx.job)?;
+            Ok(Copied {
+                sqlite: None,
+                directory: Some(facts),
+                changed_while_read: Some(changed),
+            })
+        }))
     }
 }
 

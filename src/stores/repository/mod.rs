@@ -18,6 +18,7 @@ mod tree_read;
 #[cfg(test)]
 mod tree_tests;
 mod tree_write;
+mod unchanged;
 mod writer;
 
 use std::io::Read;

@@ -1,5 +1,6 @@
 //! Native trees in a real repository on disk: which files a re-backup reads (size,
-//! mtime, ctime and inode each make a file read again), and snapshots crafted through
+//! mtime, ctime and inode each make a file read again, and the store tells which
+//! beforehand), and snapshots crafted through
 //! rustic_core's own archiver with node names no tree of lifeboat's has, refused at the
 //! first byte read.
 
@@ -92,7 +93,20 @@ fn new_backup(id: &str) -> NewBackup {
 fn back_up(store: &RepositoryStore, id: &str, tree: Tree) -> (TreeWritten, Manifest) {
     let ctx = JobContext::silent();
     let mut writer = store.begin(&new_backup(id)).unwrap();
+    let said = writer
+        .as_tree()
+        .unwrap()
+        .unchanged(&tree.root, &tree.entries, &ctx)
+        .unwrap();
     let written = writer.as_tree().unwrap().write_tree(tree, &ctx).unwrap();
+    // What the store said beforehand it would take from the parent (a tree on another
+    // host fetches the rest) is exactly what it did not read.
+    assert_eq!(said.len() as u64, written.facts.files_unchanged, "{id}");
+    assert_eq!(
+        said.contains("a.txt"),
+        written.facts.files_read == 0,
+        "{id}"
+    );
     let file = FileEntry {
         path: "a.txt".into(),
         kind: "file".into(),
@@ -104,6 +118,31 @@ fn back_up(store: &RepositoryStore, id: &str, tree: Tree) -> (TreeWritten, Manif
     let m = manifest(id, vec![file], &written);
     let published = writer.publish(m, &ctx).unwrap();
     (written, published)
+}
+
+/// A previous backup whose file list does not read back (here its manifest records
+/// another SHA-256 for it) cannot give a re-backup the hashes of the files it would take
+/// unchanged: it is no parent, both when the store says beforehand which files it will
+/// not read (none) and when it stores the tree (every file read).
+#[test]
+fn a_parent_whose_file_list_does_not_read_back_is_no_parent_beforehand_either() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir);
+    back_up(&store, "1", tree(100, 1_700_000_000));
+    let repo = store.open_existing().unwrap();
+    let mut snap = repo.get_all_snapshots().unwrap().pop().unwrap();
+    let mut m = snapshots::manifest_of(&snap).unwrap();
+    let tree_facts = m.directory.as_mut().unwrap().tree.as_mut().unwrap();
+    tree_facts.file_list.as_mut().expect("kept apart").sha256 = "0".repeat(64);
+    snap.description = Some(snapshots::description_of(&m));
+    let old = snap.id;
+    repo.save_snapshots(vec![snap]).unwrap();
+    repo.delete_snapshots(&[old]).unwrap();
+
+    // `back_up` checks that what was said beforehand is what was not read.
+    let (second, _) = back_up(&store, "2", tree(100, 1_700_000_000));
+    assert_eq!((second.facts.files_read, second.facts.parent), (1, None));
+    assert_eq!(second.facts.files_unchanged, 0);
 }
 
 #[test]

@@ -24,8 +24,8 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use rustic_core::repofile::{Metadata, Node, NodeType, SnapshotFile, SnapshotId};
 use rustic_core::{
-    BackupOptions, ErrorKind, OpenStatus, ParentOptions, ReadSource, ReadSourceEntry,
-    ReadSourceOpen, Repository, RusticError, RusticResult,
+    BackupOptions, ErrorKind, IndexedFull, IndexedFullStatus, Open, OpenStatus, ParentOptions,
+    ReadSource, ReadSourceEntry, ReadSourceOpen, Repository, RusticError, RusticResult,
 };
 use sha2::{Digest, Sha256};
 
@@ -44,10 +44,11 @@ pub struct Stored {
     pub snap: SnapshotFile,
 }
 
-/// The newest published native-tree backup of `target` with the same root: the parent's
-/// snapshot and manifest (its file list not read yet when kept apart).
-fn parent_of(
-    repo: &Repository<OpenStatus>,
+/// The newest published native-tree backup of `target` with the same root: its snapshot
+/// (the parent's id and tree) and its manifest, its file list not read yet when kept
+/// apart. Only the manifests of the newest candidates are read (they can be large).
+fn parent_of<S: Open>(
+    repo: &Repository<S>,
     target: &str,
     root: &Path,
 ) -> RusticResult<Option<(SnapshotFile, Manifest)>> {
@@ -64,11 +65,39 @@ fn parent_of(
     }))
 }
 
-/// Store `tree` as the snapshot `snap` (tagged unfinished); what was read and the
-/// snapshot saved.
+/// The parent a backup's tree takes unchanged files from: its snapshot, and its manifest
+/// with the per-file list read in (from its tree, or its description for older backups).
+pub type Parent = (SnapshotFile, Manifest);
+
+/// The parent of a new tree of `target` at `root`: the newest native tree's backup
+/// ([`parent_of`]), when its file list reads back, because a file taken unchanged gets its
+/// SHA-256 from that list. A parent whose list cannot be read is no parent: every file
+/// is read. Chosen once per backup, and both [`unchanged`](super::unchanged::unchanged)
+/// and [`store`] are handed that choice, so the files said to be unchanged beforehand
+/// are those the archiver takes from the same parent.
+pub fn choose_parent<S: IndexedFull>(
+    repo: &Repository<S>,
+    target: &str,
+    root: &Path,
+) -> RusticResult<Option<Parent>> {
+    let Some((snap, m)) = parent_of(repo, target, root)? else {
+        return Ok(None);
+    };
+    match file_list::read_into(repo, &snap, m) {
+        Ok(m) => Ok(Some((snap, m))),
+        Err(why) => {
+            tracing::warn!(target, parent = %snap.id, "the previous backup cannot be the parent: {why}");
+            Ok(None)
+        }
+    }
+}
+
+/// Store `tree` as the snapshot `snap` (tagged unfinished), taking unchanged files from
+/// `parent` (see [`choose_parent`]); what was read and the snapshot saved.
 pub fn store(
     describe: &str,
-    repo: Repository<OpenStatus>,
+    repo: Repository<IndexedFullStatus>,
+    parent: Option<Parent>,
     target: &str,
     mut snap: SnapshotFile,
     tree: Tree,
@@ -77,7 +106,6 @@ pub fn store(
     let fail = |doing: &str, e: Box<RusticError>| {
         StoreError::Other(format!("{describe}: {doing}: {}", super::one_line(&e)))
     };
-    let parent = parent_of(&repo, target, &tree.root).map_err(|e| fail("listing snapshots", e))?;
     snap.tags.add(UNFINISHED_TAG.to_string());
     let files = tree
         .entries
@@ -89,32 +117,17 @@ pub fn store(
         .iter()
         .filter(|e| matches!(e.kind, TreeEntryKind::Symlink(_)))
         .count() as u64;
-    // The whole index: the parent's file list is read with it.
-    let repo = repo
-        .to_indexed()
-        .map_err(|e| fail("reading the index", e))?;
-    let parent = match parent {
-        Some((p, m)) => match file_list::read_into(&repo, &p, m) {
-            Ok(m) => Some((p.id, m)),
-            Err(why) => {
-                // Not a parent then: every file is read, and nothing is taken from it.
-                tracing::warn!(target, parent = %p.id, "the previous backup cannot be the parent: {why}");
-                None
-            }
-        },
-        None => None,
-    };
     let opts = match &parent {
         Some((p, _)) => BackupOptions::default().parent_opts(
             ParentOptions::default()
-                .parents(vec![p.to_string()])
+                .parents(vec![p.id.to_string()])
                 // In rustic_core 0.13 this flag turns the inode comparison on.
                 .ignore_inode(true),
         ),
         None => BackupOptions::default().parent_opts(ParentOptions::default().force(true)),
     };
     let log = Arc::new(ReadLog::default());
-    let parent_files: Option<(SnapshotId, String)> = parent.map(|(id, m)| {
+    let parent_files: Option<(SnapshotId, String)> = parent.map(|(p, m)| {
         // Moved, not copied: a manifest may list hundreds of thousands of files.
         let entries = m.directory.map(|d| d.entries).unwrap_or_default();
         let mut state = log.state.lock().unwrap();
@@ -124,7 +137,7 @@ pub fn store(
                 .into_iter()
                 .filter_map(|e| Some((e.path, e.sha256?))),
         );
-        (id, m.id)
+        (p.id, m.id)
     });
     let list = file_list::path_beside(&tree.root).map(|path| ListPlan {
         size: file_list::size_of(&tree.entries),
@@ -187,6 +200,7 @@ pub fn store(
             files_read: read,
             files_unchanged: files - vanished - read,
             file_list: log.list,
+            ..TreeFacts::default()
         },
     };
     if let Some((p, id)) = parent_files {

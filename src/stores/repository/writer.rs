@@ -8,30 +8,39 @@
 //! snapshot with the manifest last: that one file is the commit. An abandoned writer
 //! leaves nothing in the repository; the spool vanishes with its file handle.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, Write};
 use std::iter::{Once, once};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rustic_core::repofile::{Metadata, Node, NodeType, SnapshotFile};
 use rustic_core::{
-    BackupOptions, OpenStatus, ParentOptions, ReadSource, ReadSourceEntry, Repository, RusticResult,
+    BackupOptions, IndexedFullStatus, OpenStatus, ParentOptions, ReadSource, ReadSourceEntry,
+    Repository, RusticResult,
 };
 
 use super::gate::WriterPass;
 use super::snapshots;
 use super::tree_write;
+use super::unchanged;
 use crate::progress::{Cancel, JobContext, Progress};
 use crate::stores::StoreError;
-use crate::stores::backups::{BackupWriter, NewBackup, Tree, TreeWriter, TreeWritten};
+use crate::stores::backups::{BackupWriter, NewBackup, Tree, TreeEntry, TreeWriter, TreeWritten};
 use crate::stores::manifest::Manifest;
 
 pub struct SnapshotWriter {
     describe: String,
     new: NewBackup,
-    /// `None` only while a tree is being stored.
+    /// `None` only while a tree is being stored, or while its index is read (`indexed`).
     repo: Option<Repository<OpenStatus>>,
+    /// The repository with its index read to tell which files are unchanged, kept for
+    /// storing the tree.
+    indexed: Option<Repository<IndexedFullStatus>>,
+    /// The parent `unchanged` chose for a tree at this root (`None`: no parent), which
+    /// `write_tree` then uses, so what it said is unchanged is what is not read.
+    parent: Option<(PathBuf, Option<tree_write::Parent>)>,
     spool: Option<BufWriter<File>>,
     /// A tree stored natively, its snapshot saved but not published yet.
     stored: Option<tree_write::Stored>,
@@ -56,6 +65,8 @@ impl SnapshotWriter {
             describe,
             new: new.clone(),
             repo: Some(repo),
+            indexed: None,
+            parent: None,
             spool: Some(BufWriter::with_capacity(1 << 20, spool)),
             stored: None,
             _pass: pass,
@@ -73,18 +84,95 @@ impl Drop for SnapshotWriter {
     }
 }
 
+impl SnapshotWriter {
+    /// The repository with its whole index read (once per backup): the parent's file
+    /// list is read with it.
+    fn indexed(&mut self) -> Result<Repository<IndexedFullStatus>, StoreError> {
+        if let Some(indexed) = self.indexed.take() {
+            return Ok(indexed);
+        }
+        let repo = self.repo.take().ok_or_else(|| {
+            StoreError::Other(format!(
+                "{}: the repository could not be read earlier in this backup",
+                self.describe
+            ))
+        })?;
+        repo.to_indexed().map_err(|e| {
+            StoreError::Other(format!(
+                "{}: reading the index: {}",
+                self.describe,
+                super::one_line(&e)
+            ))
+        })
+    }
+
+    /// The parent chosen for a tree at `root` by [`unchanged`](TreeWriter::unchanged),
+    /// if it chose one for that root.
+    fn chosen_for(&mut self, root: &Path) -> Option<Option<tree_write::Parent>> {
+        match self.parent.take() {
+            Some((at, parent)) if at == root => Some(parent),
+            _ => None,
+        }
+    }
+}
+
 impl TreeWriter for SnapshotWriter {
+    fn unchanged(
+        &mut self,
+        root: &Path,
+        entries: &[TreeEntry],
+        _ctx: &JobContext,
+    ) -> Result<HashSet<String>, StoreError> {
+        let repo = self.indexed()?;
+        let target = self.new.target.clone();
+        let found = tree_write::choose_parent(&repo, &target, root).and_then(|parent| {
+            let same = match &parent {
+                Some((snap, _)) => unchanged::unchanged(&repo, snap.tree, root, entries)?,
+                None => HashSet::new(),
+            };
+            Ok((parent, same))
+        });
+        self.indexed = Some(repo);
+        // `write_tree` takes its unchanged files from this same parent, or from none.
+        let (parent, same) = found.unwrap_or_else(|e| {
+            tracing::warn!(
+                target = %target,
+                "the previous backup or its tree cannot be read, so there is no parent and every file is read: {}",
+                super::one_line(&e)
+            );
+            (None, HashSet::new())
+        });
+        self.parent = Some((root.to_path_buf(), parent));
+        Ok(same)
+    }
+
     fn write_tree(&mut self, tree: Tree, ctx: &JobContext) -> Result<TreeWritten, StoreError> {
-        let repo = self
-            .repo
-            .take()
-            .expect("the repository is there between steps");
+        let repo = self.indexed()?;
+        let parent = match self.chosen_for(&tree.root) {
+            Some(parent) => parent,
+            None => {
+                tree_write::choose_parent(&repo, &self.new.target, &tree.root).map_err(|e| {
+                    StoreError::Other(format!(
+                        "{}: listing snapshots: {}",
+                        self.describe,
+                        super::one_line(&e)
+                    ))
+                })?
+            }
+        };
         let snap = snapshot_of(&self.new, None);
         // The tree is the content: no spool.
         self.spool = None;
         // On failure the store forgot whatever it saved; the backup fails with it.
-        let (repo, stored, written) =
-            tree_write::store(&self.describe, repo, &self.new.target, snap, tree, ctx)?;
+        let (repo, stored, written) = tree_write::store(
+            &self.describe,
+            repo,
+            parent,
+            &self.new.target,
+            snap,
+            tree,
+            ctx,
+        )?;
         self.repo = Some(repo);
         self.stored = Some(stored);
         Ok(written)

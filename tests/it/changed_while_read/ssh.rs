@@ -80,3 +80,48 @@ fn over_ssh_on_change_fail_publishes_nothing() {
         home.store_files("files")
     );
 }
+
+/// Into a repository store, where only new and changed files come through the
+/// connection: a file written while the fetch streams is named, the backup kept and
+/// flagged, and the next backup, with nothing changing, is consistent again and fetches
+/// only that file.
+#[test]
+fn over_ssh_into_a_repository_a_file_written_during_the_fetch_is_named() {
+    let sshd = Sshd::start();
+    let remote = tempfile::tempdir().unwrap();
+    let root = remote.path().join("volume");
+    make_volume(&root);
+    let home = Home::new();
+    home.write_config(&format!(
+        "[stores.vault]\nkind = \"repository\"\nlocation = \"{}\"\n\
+         password = \"${{LIFEBOAT_REPO_PASSWORD}}\"\n\n\
+         [targets.files]\nkind = \"directory\"\npath = \"{}\"\nstore = \"vault\"\n{}",
+        home.path("vault").display(),
+        root.display(),
+        sshd.target_keys()
+    ));
+    home.ok(&["store", "init", "vault"]);
+    let app = open_app(&home);
+
+    let r = root.clone();
+    let written = backup_changing(&app, "files", move || {
+        append(&r.join("state/app.log"), b"more\n");
+    })
+    .unwrap();
+    assert!(written.is_native_tree(), "{written:?}");
+    assert_eq!(flagged(&written), ["state/app.log"]);
+
+    let again = home.json(&["backup", "files"]);
+    assert_eq!(again["consistent"], true, "{again}");
+    let tree = &again["directory"]["tree"];
+    assert_eq!(tree["parent"], written.id.as_str(), "{again}");
+    assert_eq!(
+        tree["files_read"], 1,
+        "only the file written meanwhile: {again}"
+    );
+    let fetched = tree["content_bytes_fetched"].as_u64().unwrap();
+    assert!(
+        fetched < 100_000,
+        "{fetched} bytes for one small file: {again}"
+    );
+}

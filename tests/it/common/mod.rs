@@ -12,6 +12,7 @@ pub mod fakes;
 pub mod gateway;
 pub mod history;
 pub mod moto;
+pub mod ports;
 pub mod rclone;
 pub mod sim;
 pub mod socket_mode;

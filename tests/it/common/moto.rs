@@ -1,14 +1,15 @@
 //! An S3 server on loopback for the tests, started and stopped by each test: moto's, or
 //! rclone's (`rclone.rs`); and a lifeboat home whose store `offsite` is a bucket in it.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 
-use super::{Home, wait_for};
+use super::Home;
+use super::ports::serve_on_free_port;
 
 /// Which S3 server a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,14 +30,6 @@ pub struct S3Server {
 
 /// Most tests run on moto only.
 pub type Moto = S3Server;
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 impl S3Server {
     /// A server of this kind (the tests of both kinds use the credentials test/test).
@@ -62,30 +55,27 @@ impl S3Server {
     }
 
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Moto {
-        let port = free_port();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .args(args)
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start moto_server ({e}); these tests need it: run scripts/test.sh, or pip install 'moto[server]==5.1.22'"
-                )
-            });
-        let moto = Moto {
+        let (child, port) = serve_on_free_port("moto_server", |port| {
+            Command::new("moto_server")
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .args(args)
+                .envs(env.iter().copied())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "cannot start moto_server ({e}); these tests need it: run scripts/test.sh, or pip install 'moto[server]==5.1.22'"
+                    )
+                })
+        });
+        Moto {
             child,
             port,
             rt: tokio::runtime::Runtime::new().unwrap(),
             kind: S3Kind::Moto,
             root: None,
-        };
-        wait_for(60, "moto_server to accept connections", || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        moto
+        }
     }
 
     pub fn url(&self) -> String {

@@ -80,3 +80,75 @@ fn a_drill_restores_to_the_newest_moment_and_its_rpo_is_the_lag() {
     );
     drop(rep);
 }
+
+#[test]
+fn a_drill_to_a_chosen_moment_restores_exactly_to_it() {
+    let home = Home::with_config(&ConfigBuilder::new().raw(&target("local")));
+    let db = db_path(&home);
+    create_db(&db, true);
+    let mut rep = Replicator::start(home.command(&["replicate", "app"]));
+    rep.wait_for("replicating app every 200ms");
+    let log = home.path("data/commits.log");
+    finish(writer(&db, 1500, &log, &[]));
+    let rows = commits(&log);
+    home.wait_replicated_past(rows.last().unwrap().committed);
+    assert!(rep.stop().success());
+
+    // A moment in the middle, between two commits.
+    let i = rows.len() / 2;
+    let at = (rows[i].committed + rows[i + 1].began) / 2.0;
+    let out = home.run(&["drill", "app", "--at", &rfc3339(at), "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(&out), stderr(&out)));
+    assert!(
+        out.status.success() && report["restore_ok"] == true,
+        "{report}"
+    );
+    let steps = report["steps"].as_array().unwrap();
+    let found = steps
+        .iter()
+        .find(|s| s["name"].as_str().unwrap().starts_with("find the backup"))
+        .unwrap()["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Transactions are rows: every row committed more than the slack before the moment is
+    // in, none that began after it.
+    let upto: u64 = found
+        .rsplit_once(" to ")
+        .and_then(|(_, r)| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{found}"));
+    let surely_in = rows.iter().filter(|c| c.committed + slack() <= at).count() as u64;
+    let began_by = rows.iter().filter(|c| c.began <= at).count() as u64;
+    assert!(
+        surely_in <= upto && upto <= began_by,
+        "{upto} not in {surely_in}..={began_by}: {found}"
+    );
+    assert!(upto < rows.len() as u64, "a moment in the middle: {found}");
+    assert!(
+        steps.iter().any(|s| s["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("replay shipped transactions to ")),
+        "{report}"
+    );
+    // The RPO is the age of the moment at drill start.
+    let rpo = report["rpo_seconds"].as_f64().unwrap();
+    let age = unix(report["started_at"].as_str().unwrap()) - at;
+    assert!((rpo - age).abs() < 0.01, "rpo {rpo}, age {age}");
+
+    // A moment past replication is refused before any drill, naming how far it reaches.
+    let drills = || home.status()["last_drill_at"].clone();
+    let before = drills();
+    assert!(before.is_string(), "the drill above is recorded");
+    let later = rfc3339(rows.last().unwrap().committed + 3600.0);
+    let out = home.run(&["drill", "app", "--at", &later]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("replicated to") && err.contains("is past it"),
+        "{err}"
+    );
+    assert_eq!(drills(), before, "no drill was recorded");
+}

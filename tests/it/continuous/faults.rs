@@ -6,11 +6,6 @@
 use super::*;
 
 /// The replicator's position as the local store holds it.
-fn position(home: &Home) -> serde_json::Value {
-    let text = std::fs::read_to_string(home.path("backups/app.wal/position.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
 #[test]
 fn a_replicator_killed_mid_load_resumes_with_no_gap() {
     let home = Home::with_config(&ConfigBuilder::new().raw(&target("local")));

@@ -62,8 +62,21 @@ fn a_new_generation_is_one_alert_and_a_passing_verify_one_recovery() {
     let said = alert.body["text"].as_str().unwrap();
     assert!(said.contains("app") && said.contains("WAL"), "{said}");
 
+    // Until a verify passes, status does not pass the old verify off as the new chain's.
+    let status = home.status();
+    let unproven = status["unverified_generation"].as_str().unwrap_or_default();
+    assert!(unproven.starts_with("generation "), "{status}");
+    assert_eq!(status["health"], "amber", "{status}");
+    let reasons = status["health_reasons"].to_string();
+    assert!(
+        reasons.contains("replication started over") && reasons.contains("lifeboat verify app"),
+        "{reasons}"
+    );
+
     // The new chain proved by a verify: one recovery notice.
     home.ok(&["verify", "app"]);
+    let status = home.status();
+    assert!(status.get("unverified_generation").is_none(), "{status}");
     let calls = api.wait_until(60, "the recovery notice", |calls| {
         posts(calls, "new replication chain of app is verified") > 0
     });

@@ -10,7 +10,11 @@ mod drill;
 mod faults;
 mod generation_alert;
 mod history;
+mod later_base;
+mod remote;
 mod s3;
+mod spool;
+mod vacuum;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -110,7 +114,7 @@ impl Replicator {
     pub fn start(mut cmd: Command) -> Replicator {
         let mut child = cmd
             .env("LIFEBOAT_LOG", "info")
-            .env("NO_COLOR", "1")
+            .env_remove("NO_COLOR")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -150,6 +154,29 @@ impl Replicator {
             assert!(
                 start.elapsed() < DEADLINE,
                 "no {needle:?} in:\n{}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// How many times the log says `needle`.
+    pub fn times(&self, needle: &str) -> usize {
+        self.text().matches(needle).count()
+    }
+
+    /// Wait until the log said `needle` at least `n` times, the replicator still running.
+    pub fn wait_times(&mut self, needle: &str, n: usize) {
+        let start = Instant::now();
+        while self.times(needle) < n {
+            assert!(
+                self.child.try_wait().unwrap().is_none(),
+                "the replicator exited:\n{}",
+                self.text()
+            );
+            assert!(
+                start.elapsed() < DEADLINE,
+                "no {n} × {needle:?} in:\n{}",
                 self.text()
             );
             std::thread::sleep(Duration::from_millis(20));
@@ -299,6 +326,12 @@ pub fn assert_exactly_by(ids: &[i64], log: &[Commit], at: f64, slack: f64) -> us
     ids.len()
 }
 
+/// The replication position record in the local store.
+pub fn position(home: &Home) -> serde_json::Value {
+    let text = std::fs::read_to_string(home.path("backups/app.wal/position.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
 pub fn db_path(home: &Home) -> PathBuf {
     home.path("data/app.db")
 }
@@ -315,6 +348,14 @@ fn a_restore_to_a_moment_has_exactly_the_rows_committed_by_then() {
     create_db(&db, true);
     let mut rep = Replicator::start(home.command(&["replicate", "app"]));
     rep.wait_for("replicating app every 200ms");
+    // Written to a pipe, the log is plain text, and a first generation is no warning.
+    let started = rep.text();
+    assert!(!started.contains('\u{1b}'), "no colour codes: {started}");
+    let first = started
+        .lines()
+        .find(|l| l.contains("new replication generation"))
+        .unwrap_or_else(|| panic!("{started}"));
+    assert!(first.contains(" INFO "), "{first}");
     let log = home.path("data/commits.log");
     finish(writer(&db, 2500, &log, &[]));
     let rows = commits(&log);

@@ -198,20 +198,57 @@ fn a_partial_restore_writes_only_the_paths_asked_for_on_the_host() {
     assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
 }
 
-/// A tree kept the older way (one tar file in a snapshot, as backups over SSH still are)
-/// keeps verifying, restoring, listing and comparing beside native trees of the same
-/// target once the target is read on this host.
+/// A backup as lifeboat kept trees over SSH before they were native trees: the tar stream
+/// of the local store's newest backup of `files`, written into the repository `vault` as
+/// one `files.tar` with the same manifest. The published manifest.
+fn as_tar_snapshot(s: &Setup, vault: &Path) -> serde_json::Value {
+    use lifeboat::stores::BackupStore;
+    let local = lifeboat::stores::objects::ObjectBackups::new(
+        std::sync::Arc::new(lifeboat::stores::local::LocalStore::new(
+            "local",
+            s.home.path("backups"),
+        )),
+        3,
+    );
+    let (found, _) = local.backups("files").unwrap();
+    let mut m = found[0].clone();
+    let repo = lifeboat::stores::repository::RepositoryStore::new(
+        "vault",
+        &vault.to_string_lossy(),
+        crate::common::vault::PASSWORD,
+        None,
+    )
+    .unwrap();
+    let mut writer = repo
+        .begin(&lifeboat::stores::NewBackup {
+            target: "files".into(),
+            id: m.id.clone(),
+            kind: m.kind,
+            artifact_ext: "tar",
+            file_name: "files.tar".into(),
+        })
+        .unwrap();
+    std::io::copy(&mut local.read(&m).unwrap(), &mut writer).unwrap();
+    m.store = "vault".into();
+    let published = writer
+        .publish(m, &lifeboat::progress::JobContext::silent())
+        .unwrap();
+    serde_json::to_value(published).unwrap()
+}
+
+/// A tree kept the older way (one tar file in a snapshot, as backups over SSH were before
+/// they were native trees) keeps verifying, restoring, listing and comparing beside
+/// native trees of the same target.
 #[test]
 fn tar_snapshots_and_native_trees_of_one_target_live_side_by_side() {
     let s = Setup::new();
-    let vault = s.use_repository();
     let tree = s.remote("data/tree");
     make_tree(&tree);
-    let old = s.home.json(&["backup", "files"]);
-    assert!(
-        old["directory"].get("tree").is_none(),
-        "over SSH: a tar: {old}"
-    );
+    s.home.json(&["backup", "files"]);
+    let vault = s.use_repository();
+    s.home.ok(&["store", "init", "vault"]);
+    let old = as_tar_snapshot(&s, &vault);
+    assert!(old["directory"].get("tree").is_none(), "a tar: {old}");
     // The same tree, now read on this host: a native tree, with no native parent.
     let r = s.remote.path().display();
     s.home.write_config(&format!(

@@ -8,6 +8,7 @@ mod directory;
 mod drills;
 mod faults;
 mod sqlite;
+mod trees;
 
 use std::path::{Path, PathBuf};
 
@@ -53,6 +54,11 @@ impl Setup {
 
     /// The same targets, backed up into a restic-format repository store `vault`.
     fn use_repository(&self) -> PathBuf {
+        self.use_repository_with("")
+    }
+
+    /// The same, with `extra` lines in the directory target's table.
+    fn use_repository_with(&self, extra: &str) -> PathBuf {
         let r = self.remote.path().display();
         let keys = self.sshd.target_keys();
         let vault = self.home.path("vault");
@@ -62,7 +68,7 @@ impl Setup {
              [targets.app-db]\nkind = \"sqlite\"\npath = \"{r}/data/app.db\"\nstore = \"vault\"\n\
              restore_roots = [\"{r}/restores\"]\n{keys}\n\
              [targets.files]\nkind = \"directory\"\npath = \"{r}/data/tree\"\nstore = \"vault\"\n\
-             restore_roots = [\"{r}/restores\"]\n{keys}\n",
+             restore_roots = [\"{r}/restores\"]\n{extra}{keys}\n",
             vault.display()
         ));
         vault
