@@ -12,6 +12,7 @@ mod flat;
 mod gate;
 mod key;
 mod location;
+mod node;
 mod reader;
 mod snapshots;
 mod tree_read;

@@ -19,8 +19,8 @@ use rustic_core::{IndexedFullStatus, Repository};
 use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
 
+use super::node::mode_from_go;
 use super::reader::{ChannelWriter, PIECES_WAITING, SnapshotReader};
-use super::tree_write::mode_from_go;
 use crate::stores::StoreError;
 use crate::stores::manifest::{FileEntry, Manifest, at_or_under};
 

@@ -13,7 +13,7 @@ use std::path::Path;
 use rustic_core::repofile::{Node, NodeType};
 use rustic_core::{IndexedTree, Repository, RusticResult, TreeId};
 
-use super::tree_write::node_of;
+use super::node::node_of;
 use crate::stores::{TreeEntry, TreeEntryKind};
 
 /// The relative paths of the files among `entries` (under `root`) whose node matches the
