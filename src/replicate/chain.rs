@@ -14,7 +14,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::point::{Piece, PointInTime, replay};
-use super::record::{Generation, Position, generations, position_key, prefix, read};
+use super::record::{Generation, Position, generations, position_key, read};
 use super::scheduled::LaterBase;
 use super::segment::{SegmentName, SegmentReader};
 use crate::app::App;
@@ -120,13 +120,7 @@ pub fn prove(app: &App, target: &str, scratch: &Path, ctx: &JobContext) -> Resul
 
 /// Walk a generation's segments in transaction order, reading each one whole.
 fn walk(store: &dyn Store, target: &str, g: &Generation) -> Result<Walked> {
-    let under = format!("{}{}/", prefix(target), g.generation);
-    let mut names: Vec<SegmentName> = store
-        .list(&under)?
-        .iter()
-        .filter_map(|o| SegmentName::parse(&o.key))
-        .collect();
-    names.sort_by_key(|n| (n.first_txid, n.last_txid));
+    let names = SegmentName::of_generation(store, target, &g.generation)?;
     let mut walked = Walked {
         pieces: Vec::new(),
         reached: g.base_txid,

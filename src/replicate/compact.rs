@@ -66,11 +66,7 @@ fn compact_generation(
     let cutoff = now.timestamp_millis() - span_ms;
     let bucket = |seen_ms: i64| seen_ms.div_euclid(span_ms);
     let ready = |seen_ms: i64| (bucket(seen_ms) + 1) * span_ms <= cutoff;
-    let mut names: Vec<SegmentName> = store
-        .list(&format!("{}{}/", prefix(target), g.generation))?
-        .iter()
-        .filter_map(|o| SegmentName::parse(&o.key))
-        .collect();
+    let mut names = SegmentName::list(store, &format!("{}{}/", prefix(target), g.generation))?;
     // The widest segment starting at a transaction first: a merged one is preferred.
     names.sort_by_key(|n| (n.first_txid, Reverse(n.last_txid)));
     let mut chain: Vec<Link> = Vec::new();

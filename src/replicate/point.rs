@@ -11,7 +11,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::record::{Generation, Position, generations, position_key, prefix, read};
+use super::record::{Generation, Position, generations, position_key, read};
 use super::segment::{Mark, SegmentName, SegmentReader};
 use crate::error::{Error, Result};
 use crate::stores::Store;
@@ -149,13 +149,7 @@ fn chain(
     g: &Generation,
     at: DateTime<Utc>,
 ) -> Result<(Vec<Piece>, u64, Option<DateTime<Utc>>)> {
-    let under = format!("{}{}/", prefix(target), g.generation);
-    let mut names: Vec<SegmentName> = store
-        .list(&under)?
-        .iter()
-        .filter_map(|o| SegmentName::parse(&o.key))
-        .collect();
-    names.sort_by_key(|n| (n.first_txid, n.last_txid));
+    let names = SegmentName::of_generation(store, target, &g.generation)?;
     let mut pieces = Vec::new();
     let mut txid = g.base_txid;
     let mut seen = None;
@@ -233,10 +227,8 @@ fn open_piece(store: &dyn Store, piece: &Piece) -> Result<Box<dyn std::io::Read 
 /// its own name when there is none).
 fn open_covering(store: &dyn Store, piece: &Piece) -> Result<Box<dyn std::io::Read + Send>> {
     let dir = piece.key.rsplit_once('/').map_or("", |(d, _)| d);
-    let covering = store
-        .list(&format!("{dir}/"))?
-        .iter()
-        .filter_map(|o| SegmentName::parse(&o.key))
+    let covering = SegmentName::list(store, &format!("{dir}/"))?
+        .into_iter()
         .find(|n| n.first_txid <= piece.from_txid && n.last_txid >= piece.to_txid);
     match covering {
         Some(n) => Ok(store.open(&n.key)?),

@@ -72,6 +72,30 @@ pub struct SegmentName {
 }
 
 impl SegmentName {
+    /// The segments in the store under `dir` (a generation's folder, ending in `/`), in
+    /// the store's order; anything else there is passed over.
+    pub fn list(
+        store: &dyn crate::stores::Store,
+        dir: &str,
+    ) -> crate::error::Result<Vec<SegmentName>> {
+        Ok(store
+            .list(dir)?
+            .iter()
+            .filter_map(|o| SegmentName::parse(&o.key))
+            .collect())
+    }
+
+    /// A generation's segments in transaction order.
+    pub fn of_generation(
+        store: &dyn crate::stores::Store,
+        target: &str,
+        generation: &str,
+    ) -> crate::error::Result<Vec<SegmentName>> {
+        let mut names = SegmentName::list(store, &format!("{}{generation}/", prefix(target)))?;
+        names.sort_by_key(|n| (n.first_txid, n.last_txid));
+        Ok(names)
+    }
+
     pub fn key_for(target: &str, generation: &str, first: u64, last: u64, seen_ms: i64) -> String {
         format!(
             "{}{generation}/{first:016x}-{last:016x}-{seen_ms:013}.seg.zst",

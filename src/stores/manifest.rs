@@ -80,7 +80,7 @@ pub struct SqliteFacts {
     pub tables: BTreeMap<String, u64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct DirectoryFacts {
     pub files: u64,
     pub directories: u64,

@@ -39,14 +39,7 @@ pub(crate) fn write_tar(
     ctx.progress.phase("archiving files");
     let mut notes = ReadNotes::default();
     notes.root(&meta);
-    let mut facts = DirectoryFacts {
-        files: 0,
-        directories: 0,
-        symlinks: 0,
-        skipped: Vec::new(),
-        entries: Vec::new(),
-        tree: None,
-    };
+    let mut facts = DirectoryFacts::default();
     let mut builder = tar::Builder::new(out);
     builder.follow_symlinks(false);
     let prefetch = Prefetch::default();

@@ -104,16 +104,27 @@ pub fn backup(
     let archived = archive(session, &root_text, paths, content, ctx)?;
     let mut facts = archived?;
     facts.skipped = skipped;
+    let after = list_again(session, &root_text, &host, ctx)?;
+    Ok((facts, changed(&listing, &after, filter)))
+}
+
+/// The second listing of the tree, after its files were read: compared with the first,
+/// it tells what changed, vanished or appeared meanwhile.
+pub(super) fn list_again(
+    session: &Session,
+    root_text: &str,
+    host: &str,
+    ctx: &JobContext,
+) -> Result<Vec<u8>> {
     ctx.progress.phase(&format!(
         "looking for files that changed while read on {host}"
     ));
-    let after = session.output(
+    session.output(
         &script(LIST),
-        &[&root_text],
+        &[root_text],
         "listing the directory again",
         ctx,
-    )?;
-    Ok((facts, changed(&listing, &after, filter)))
+    )
 }
 
 /// Archive `paths` under `root` on the host into `content`, hashing every file. The outer
@@ -307,14 +318,7 @@ impl<R: Read> Read for Tee<'_, R> {
 /// Walk the archive as it streams past, hashing every file; then read what follows the
 /// last entry (tar's padding) so the stored content is the whole stream.
 fn read_archive<R: Read>(tee: &mut Tee<'_, R>, ctx: &JobContext) -> Result<DirectoryFacts> {
-    let mut facts = DirectoryFacts {
-        files: 0,
-        directories: 0,
-        symlinks: 0,
-        skipped: Vec::new(),
-        entries: Vec::new(),
-        tree: None,
-    };
+    let mut facts = DirectoryFacts::default();
     let err = |e| Error::io("receiving the archive", e);
     let mut archive = tar::Archive::new(&mut *tee);
     for entry in archive.entries().map_err(err)? {

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Filter;
 use super::listing::hand_tree_over;
-use super::remote::{LIST, Record, changed, parse, script};
+use super::remote::{LIST, Record, changed, list_again, parse, script};
 use super::remote_fetch::{Counted, Fetch};
 use super::tree_builder::{Stat, TreeBuilder};
 use crate::error::{Error, Result};
@@ -100,15 +100,7 @@ pub fn backup(
         (Ok(h), Ok(())) => h,
         (_, Err(e)) | (Err(e), Ok(())) => return Err(e),
     };
-    ctx.progress.phase(&format!(
-        "looking for files that changed while read on {host}"
-    ));
-    let after = session.output(
-        &script(LIST),
-        &[&root_text],
-        "listing the directory again",
-        ctx,
-    )?;
+    let after = list_again(session, &root_text, &host, ctx)?;
     let mut found = changed(&listing, &after, filter);
     found.extend(handed.vanished.iter().cloned());
     found.extend(handed.cut_short.iter().cloned());

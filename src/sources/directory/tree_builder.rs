@@ -62,14 +62,7 @@ impl TreeBuilder {
     pub(crate) fn new(root: &Stat) -> TreeBuilder {
         TreeBuilder {
             entries: vec![tree_entry(String::new(), TreeEntryKind::Dir, root)],
-            facts: DirectoryFacts {
-                files: 0,
-                directories: 0,
-                symlinks: 0,
-                skipped: Vec::new(),
-                entries: Vec::new(),
-                tree: None,
-            },
+            facts: DirectoryFacts::default(),
             open: Vec::new(),
         }
     }
