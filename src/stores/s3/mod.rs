@@ -141,6 +141,26 @@ impl Store for S3Store {
         )))
     }
 
+    /// One GET, so a record rewritten while it is read (a replication position, a lease)
+    /// comes back whole as one version or the other. `open` asks for the size first and
+    /// holds its ranges to that version, which an object rewritten in between refuses.
+    fn get_bytes(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+        check_key(key)?;
+        let s = &self.shared;
+        let req = s.client.get_object().bucket(&s.bucket).key(s.full_key(key));
+        block(&self.handle, async {
+            let out = req.send().await.map_err(|e| s.error("reading", key, e))?;
+            let body = out.body.collect().await.map_err(|e| {
+                StoreError::Other(format!(
+                    "{}: reading {}: the download broke off: {e}",
+                    s.describe,
+                    s.url(key)
+                ))
+            })?;
+            Ok(body.to_vec())
+        })
+    }
+
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         let s = &self.shared;
         let mut out = Vec::new();
@@ -233,6 +253,74 @@ mod tests {
             compression_level: None,
         };
         S3Store::new("off", &cfg).unwrap()
+    }
+
+    /// A store of bucket `b` at `url` with test credentials.
+    fn store_at(url: &str) -> S3Store {
+        let runtime = Runtime::new().unwrap();
+        S3Store {
+            shared: Arc::new(Shared::for_tests("t", url)),
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
+        }
+    }
+
+    /// A server holding one object that was rewritten just after anyone asked for its
+    /// size: HEAD names the old version, a GET held to it is refused (412, as S3 does),
+    /// and a plain GET returns the new one.
+    fn rewritten_under_the_reader() -> String {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut out = conn.try_clone().unwrap();
+                    let mut lines = BufReader::new(conn).lines();
+                    let (mut head, mut held) = (false, false);
+                    while let Some(Ok(line)) = lines.next() {
+                        let lower = line.to_ascii_lowercase();
+                        if lower.starts_with("head ") {
+                            head = true;
+                        }
+                        if lower.starts_with("if-match:") {
+                            held = true;
+                        }
+                        if !line.is_empty() {
+                            continue;
+                        }
+                        let answer = if head {
+                            "HTTP/1.1 200 OK\r\netag: \"old\"\r\ncontent-length: 3\r\n\r\n"
+                                .to_string()
+                        } else if held {
+                            let body = "<Error><Code>PreconditionFailed</Code><Message>m</Message></Error>";
+                            format!(
+                                "HTTP/1.1 412 X\r\ncontent-length: {}\r\n\r\n{body}",
+                                body.len()
+                            )
+                        } else {
+                            "HTTP/1.1 200 OK\r\netag: \"new\"\r\ncontent-length: 5\r\n\r\nfresh"
+                                .to_string()
+                        };
+                        if out.write_all(answer.as_bytes()).is_err() {
+                            break;
+                        }
+                        (head, held) = (false, false);
+                    }
+                });
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn a_record_rewritten_while_it_is_read_comes_back_whole() {
+        let store = store_at(&rewritten_under_the_reader());
+        assert_eq!(store.get_bytes("t/position.json").unwrap(), b"fresh");
+        // A streamed read stays held to the version it started on and refuses the other.
+        let mut out = Vec::new();
+        let err = store.open("t/big").unwrap().read_to_end(&mut out);
+        assert!(err.unwrap_err().to_string().contains("PreconditionFailed"));
     }
 
     #[test]

@@ -166,3 +166,26 @@ pub(super) fn retain_until(days: u32) -> DateTime {
     let until = chrono::Utc::now() + chrono::Duration::days(days.into());
     DateTime::from_secs(until.timestamp())
 }
+
+#[cfg(test)]
+impl Shared {
+    /// What a store of the bucket `b` (prefix `p/`) at `url` shares, with test credentials.
+    pub(super) fn for_tests(name: &str, url: &str) -> Shared {
+        let creds = aws_sdk_s3::config::Credentials::new("k", "s", None, None, "test");
+        let conf = aws_sdk_s3::config::Builder::new()
+            .behavior_version_latest()
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(url)
+            .force_path_style(true)
+            .credentials_provider(creds)
+            .build();
+        Shared {
+            client: aws_sdk_s3::Client::from_conf(conf),
+            bucket: "b".into(),
+            prefix: "p/".into(),
+            describe: format!("s3 store {name:?}"),
+            settings: WriteSettings::default(),
+            sign_payload: true,
+        }
+    }
+}

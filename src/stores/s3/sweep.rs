@@ -140,28 +140,13 @@ mod tests {
     use std::net::TcpListener;
 
     use super::*;
-    use crate::stores::s3::shared::WriteSettings;
 
-    /// What a store of the bucket `b` at `url` shares, with test credentials, and the
-    /// runtime its requests run on.
+    /// What a store of the bucket `b` at `url` shares, and the runtime its requests run on.
     fn shared_at(name: &str, url: &str) -> (tokio::runtime::Runtime, Shared) {
-        let creds = aws_sdk_s3::config::Credentials::new("k", "s", None, None, "test");
-        let conf = aws_sdk_s3::config::Builder::new()
-            .behavior_version_latest()
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .endpoint_url(url)
-            .force_path_style(true)
-            .credentials_provider(creds)
-            .build();
-        let shared = Shared {
-            client: aws_sdk_s3::Client::from_conf(conf),
-            bucket: "b".into(),
-            prefix: "p/".into(),
-            describe: format!("s3 store {name:?}"),
-            settings: WriteSettings::default(),
-            sign_payload: true,
-        };
-        (tokio::runtime::Runtime::new().unwrap(), shared)
+        (
+            tokio::runtime::Runtime::new().unwrap(),
+            Shared::for_tests(name, url),
+        )
     }
 
     #[test]
