@@ -43,7 +43,8 @@ pub struct Seen<'a> {
     pub target: &'a str,
     pub kind: &'a str,
     pub problems: Vec<&'a Problem>,
-    pub external: bool,
+    /// What to do about a missed backup (see `watchdog::line`).
+    pub missed_fix: String,
 }
 
 /// Move one alert (or its absence) on. `evidence` is what would close it, if anything
@@ -126,7 +127,7 @@ fn take(alert: &mut AlertRecord, seen: &Seen<'_>, now: DateTime<Utc>) -> bool {
             *facet = Facet {
                 token,
                 count: facet.count + 1,
-                text: line(seen.target, p, seen.external, now),
+                text: line(seen.target, p, &seen.missed_fix, now),
             };
             changed = true;
         }
@@ -250,7 +251,7 @@ mod tests {
             target: "db",
             kind: "backup",
             problems: problems.iter().collect(),
-            external: false,
+            missed_fix: String::new(),
         }
     }
 

@@ -237,7 +237,13 @@ pub fn look(
             target: name,
             kind,
             problems: problems.iter().filter(|p| p.alert_kind() == kind).collect(),
-            external,
+            missed_fix: watchdog::missed_fix(
+                name,
+                cfg.host
+                    .as_deref()
+                    .filter(|_| crate::replicate::replicated_on_its_host(cfg)),
+                external,
+            ),
         };
         let Some(step) = alerts::advance(open.clone(), &seen, evidence, now, realert) else {
             if let Some(a) = &open {

@@ -210,8 +210,22 @@ pub fn problems(f: &Facts) -> Vec<Problem> {
     out
 }
 
-/// The line of an alert that says what is wrong and what to do.
-pub fn line(target: &str, p: &Problem, external: bool, now: DateTime<Utc>) -> String {
+/// What to do about a missed backup of `target`: take one from chat; or, when a job
+/// elsewhere reports its backups (`external`), check that job; or, when a replicator on
+/// the database's host takes its base copies, check that replicator.
+pub fn missed_fix(target: &str, replicator_host: Option<&str>, external: bool) -> String {
+    match replicator_host {
+        Some(host) => format!(
+            "check that `lifeboat replicate {target}` runs on {host}: it takes this target's base copies there"
+        ),
+        None if external => "check the job that should report to /hooks/ping".into(),
+        None => format!("take one now: `/backup now {target}`"),
+    }
+}
+
+/// The line of an alert that says what is wrong and what to do; `missed_fix` is what to
+/// do about a missed backup, which depends on who takes the target's backups.
+pub fn line(target: &str, p: &Problem, missed_fix: &str, now: DateTime<Utc>) -> String {
     let age = |t: DateTime<Utc>| crate::units::human_age((now - t).num_seconds());
     let at = |t: DateTime<Utc>| crate::units::time_text(t);
     match p {
@@ -220,13 +234,8 @@ pub fn line(target: &str, p: &Problem, external: bool, now: DateTime<Utc>) -> St
                 Some(t) => format!("last good backup {} ago ({})", age(*t), at(*t)),
                 None => "no good backup on record".into(),
             };
-            let fix = if external {
-                "check the job that should report to /hooks/ping".to_string()
-            } else {
-                format!("take one now: `/backup now {target}`")
-            };
             format!(
-                "⚠️ missed backup: {target} has had no successful backup since it was due at {} ({} overdue); {last}; {fix}",
+                "⚠️ missed backup: {target} has had no successful backup since it was due at {} ({} overdue); {last}; {missed_fix}",
                 at(*due),
                 age(*due)
             )
@@ -309,6 +318,10 @@ fn first_upper(text: &str) -> String {
 mod tests {
     use super::*;
 
+    fn missed_fix(target: &str) -> String {
+        super::missed_fix(target, None, false)
+    }
+
     fn t(s: &str) -> DateTime<Utc> {
         crate::units::parse_time(s).unwrap()
     }
@@ -355,7 +368,7 @@ mod tests {
             (p[0].alert_kind(), p[0].facet()),
             ("generation", "restarted")
         );
-        let text = line("db", &p[0], false, f.now);
+        let text = line("db", &p[0], &missed_fix("db"), f.now);
         assert!(
             text.contains("g1") && text.contains("after g0") && text.contains("the WAL was reset"),
             "{text}"
@@ -374,7 +387,7 @@ mod tests {
         f.replicated = Some((t("2026-11-22T03:25:00Z"), max));
         let p = problems(&f);
         assert_eq!((p[0].alert_kind(), p[0].facet()), ("replication", "behind"));
-        let text = line("db", &p[0], false, f.now);
+        let text = line("db", &p[0], &missed_fix("db"), f.now);
         assert!(
             text.contains("5m behind") && text.contains("max_lag of 1m"),
             "{text}"
@@ -393,7 +406,7 @@ mod tests {
             (p[0].alert_kind(), p[0].token()),
             ("replication", "behind".into())
         );
-        let text = line("db", &p[0], false, f.now);
+        let text = line("db", &p[0], &missed_fix("db"), f.now);
         assert!(
             text.contains("is stuck") && text.contains("the spool /s"),
             "{text}"
@@ -411,7 +424,7 @@ mod tests {
             (first[0].alert_kind(), first[0].facet()),
             ("inconsistent", "changed")
         );
-        let text = line("volume", &first[0], false, f.now);
+        let text = line("volume", &first[0], &missed_fix("volume"), f.now);
         for needle in [
             "20261122T030000Z",
             "state/system.duckdb",
@@ -446,7 +459,7 @@ mod tests {
         let p = problems(&f);
         assert_eq!((p[0].alert_kind(), p[0].facet()), ("drill", "failed"));
         assert_eq!(p[0].token(), "drill 4");
-        let text = line("db", &p[0], false, f.now);
+        let text = line("db", &p[0], &missed_fix("db"), f.now);
         assert!(
             text.contains("RTO missed by 3m") && text.contains("/drill db"),
             "{text}"
@@ -486,13 +499,20 @@ mod tests {
         assert_eq!(p.len(), 2);
         assert!(p.iter().all(|p| p.alert_kind() == "backup"));
         assert_eq!(p[1].token(), "job 12");
-        assert!(line("db", &p[1], false, f.now).contains("failed (2 in a row): disk full"));
+        assert!(
+            line("db", &p[1], &missed_fix("db"), f.now).contains("failed (2 in a row): disk full")
+        );
     }
 
     #[test]
     fn the_alert_says_what_to_do() {
         let p = problems(&facts("2026-11-23T05:00:00Z"));
-        let text = line("data-volume", &p[0], false, t("2026-11-23T05:00:00Z"));
+        let text = line(
+            "data-volume",
+            &p[0],
+            &missed_fix("data-volume"),
+            t("2026-11-23T05:00:00Z"),
+        );
         assert!(
             text.contains("missed backup") && text.contains("/backup now data-volume"),
             "{text}"
