@@ -8,6 +8,7 @@
 //! logged once and tried again every second; `state.json` in the spool says what waits
 //! there and why.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -23,6 +24,8 @@ use crate::stores::Store;
 
 /// How long the uploader waits before it tries a store that failed again.
 const RETRY: Duration = Duration::from_secs(1);
+/// How many recent deliveries the time a round takes to reach the store is judged by.
+const RECENT: usize = 16;
 
 #[derive(Default)]
 struct Inner {
@@ -35,6 +38,10 @@ struct Inner {
     /// Everything committed before this is in the store, as this replicator wrote it.
     stored_to: Option<DateTime<Utc>>,
     offered: bool,
+    /// When the newest offer not yet taken by a pass was made.
+    offered_at: Option<Instant>,
+    /// How long the last few offers took to be in the store, newest last.
+    delivered: VecDeque<Duration>,
     stop: bool,
     /// The lease was taken over by another replicator: why (this one stops).
     taken_over: Option<String>,
@@ -94,9 +101,17 @@ impl Delivery {
             let mut inner = self.shared.inner.lock().expect("uploader state");
             inner.latest = Some(shipper.position());
             inner.offered = true;
+            inner.offered_at.get_or_insert_with(Instant::now);
             note(&mut inner, &shipper.spool);
         }
         self.shared.wake.notify_all();
+    }
+
+    /// The longest a recent round's segment took from its offer to the store (zero
+    /// before any): what a round must leave room for to land within the interval.
+    pub fn recent_delivery(&self) -> Duration {
+        let inner = self.shared.inner.lock().expect("uploader state");
+        inner.delivered.iter().max().copied().unwrap_or_default()
     }
 
     /// Whether uploads are failing now (the store is unreachable).
@@ -231,6 +246,12 @@ fn uploads(
             }
             inner.offered = false;
         }
+        let served = shared
+            .inner
+            .lock()
+            .expect("uploader state")
+            .offered_at
+            .take();
         let renewed = if renewal.last.elapsed() >= renewal.every {
             match renewal.lease.renew(objects, target) {
                 Ok(()) => {
@@ -252,6 +273,14 @@ fn uploads(
                 let was = {
                     let mut inner = shared.inner.lock().expect("uploader state");
                     let was = inner.failing.take();
+                    // Only a pass that worked the first time says how long delivery takes
+                    // (one after an outage measures the outage, which the lag alert covers).
+                    if let Some(offered) = served.filter(|_| was.is_none()) {
+                        if inner.delivered.len() == RECENT {
+                            inner.delivered.pop_front();
+                        }
+                        inner.delivered.push_back(offered.elapsed());
+                    }
                     note(&mut inner, spool);
                     was
                 };

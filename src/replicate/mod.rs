@@ -26,6 +26,7 @@ pub mod segment;
 pub mod shipper;
 pub mod spool;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -144,6 +145,8 @@ fn rounds(
     let mut failing = false;
     let renew_every = every.max(Duration::from_secs(3));
     let mut delivery = Delivery::start(shipper, lease, renew_every);
+    // How long the last few rounds took to read the log and spool it, newest last.
+    let mut shipping: VecDeque<Duration> = VecDeque::new();
     loop {
         let round_started = Instant::now();
         let last = stop.load(Ordering::SeqCst);
@@ -160,6 +163,10 @@ fn rounds(
             shipper.ship()
         };
         delivery::spooled(shipper, round.as_ref().err());
+        if shipping.len() == 16 {
+            shipping.pop_front();
+        }
+        shipping.push_back(round_started.elapsed());
         match round {
             Ok(Round::Shipped(n)) => {
                 if failing {
@@ -211,10 +218,21 @@ fn rounds(
         {
             scheduled_base(app, shipper)?;
         }
-        while round_started.elapsed() < every && !stop.load(Ordering::SeqCst) {
-            std::thread::sleep(every.min(Duration::from_millis(50)));
+        let slowest = shipping.iter().max().copied().unwrap_or_default();
+        let period = round_period(every, slowest + delivery.recent_delivery());
+        while round_started.elapsed() < period && !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(period.min(Duration::from_millis(50)));
         }
     }
+}
+
+/// How long after one round starts the next one does: the interval, less what recent
+/// rounds took from reading the log to their segment being in the store, so that a
+/// transaction committed just after one round read the log is in the store within the
+/// interval of its commit. Never under half the interval: a store that slow is the lag
+/// alert's business, and rounds closer together would only ship hot pages more often.
+fn round_period(every: Duration, round_to_store: Duration) -> Duration {
+    every.saturating_sub(round_to_store).max(every / 2)
 }
 
 /// A scheduled base copy inside the generation; a log changed behind lifeboat's back
@@ -481,5 +499,23 @@ impl Running {
         for t in self.threads {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round_period;
+    use std::time::Duration;
+
+    #[test]
+    fn rounds_start_early_enough_to_land_within_the_interval() {
+        let ms = Duration::from_millis;
+        // Nothing measured yet: the interval itself.
+        assert_eq!(round_period(ms(1000), ms(0)), ms(1000));
+        // A round that takes 120 ms to reach the store starts 120 ms sooner.
+        assert_eq!(round_period(ms(1000), ms(120)), ms(880));
+        // A store slower than half the interval does not make rounds run back to back.
+        assert_eq!(round_period(ms(1000), ms(700)), ms(500));
+        assert_eq!(round_period(ms(1000), ms(5000)), ms(500));
     }
 }

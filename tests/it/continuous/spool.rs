@@ -328,7 +328,8 @@ fn a_full_spool_disk_stops_shipping_without_loss_and_it_resumes_when_there_is_ro
     );
     assert!(
         unix(status["replicated_to"].as_str().unwrap()) < rows.last().unwrap().began,
-        "{status}"
+        "{status}\n{}",
+        rep.text()
     );
 
     std::fs::remove_file(&filler).unwrap();
