@@ -178,7 +178,20 @@ pub fn open_objects(name: &str, cfg: &StoreConfig) -> Result<Arc<dyn Store>, Sto
             Arc::new(local::LocalStore::new(name, path))
         }
         StoreKind::S3 => Arc::new(s3::S3Store::new(name, cfg)?),
-        StoreKind::Repository => Arc::new(repository::sealed::SealedStore::new(name, cfg)?),
+        StoreKind::Repository => {
+            let location = cfg.location.as_deref().unwrap_or_default();
+            let password = cfg
+                .password
+                .as_ref()
+                .map(|p| p.expose())
+                .unwrap_or_default();
+            Arc::new(repository::sealed::SealedStore::new(
+                name,
+                location,
+                password,
+                cfg.compression_level,
+            )?)
+        }
     })
 }
 

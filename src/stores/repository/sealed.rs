@@ -52,14 +52,15 @@ pub struct SealedStore {
 }
 
 impl SealedStore {
-    pub fn new(name: &str, cfg: &StoreConfig) -> Result<SealedStore, StoreError> {
-        let location = cfg.location.as_deref().unwrap_or_default();
-        let password = cfg
-            .password
-            .as_ref()
-            .map(|p| p.expose())
-            .unwrap_or_default();
-        let repository = RepositoryStore::new(name, location, password, cfg.compression_level)?;
+    /// The sealed objects of the repository at `location`; `compression_level`: the
+    /// repository's, should the first write here be what creates it.
+    pub fn new(
+        name: &str,
+        location: &str,
+        password: &str,
+        compression_level: Option<i32>,
+    ) -> Result<SealedStore, StoreError> {
+        let repository = RepositoryStore::new(name, location, password, compression_level)?;
         let parsed = Location::parse(location)
             .map_err(|e| StoreError::Other(format!("stores.{name}: {e}")))?;
         let inner: Arc<dyn Store> = match parsed {
@@ -236,5 +237,91 @@ impl Store for SealedStore {
             .read_to_end(&mut out)
             .map_err(|e| StoreError::Other(format!("{}: {e}", self.describe)))?;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(dir: &std::path::Path, password: &str) -> SealedStore {
+        SealedStore::new("vault", dir.to_str().unwrap(), password, None).unwrap()
+    }
+
+    #[test]
+    fn objects_are_sealed_on_disk_and_read_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("vault");
+        let s = store(&repo, "pw");
+        // Reading needs no repository and creates none: nothing is there yet.
+        assert!(s.list("app.wal/").unwrap().is_empty());
+        assert!(
+            s.open("app.wal/position.json")
+                .err()
+                .unwrap()
+                .is_not_found()
+        );
+        assert!(!repo.exists());
+
+        let record = br#"{"secret":"position record plaintext"}"#;
+        s.put_bytes("app.wal/position.json", record).unwrap();
+        assert!(
+            repo.join("config").exists(),
+            "the first write made the repository"
+        );
+        let on_disk = std::fs::read(repo.join("lifeboat/app.wal/position.json")).unwrap();
+        assert!(on_disk.starts_with(super::super::seal::MAGIC));
+        assert!(!on_disk.windows(9).any(|w| w == b"plaintext"));
+        assert_eq!(s.get_bytes("app.wal/position.json").unwrap(), record);
+
+        // A streamed object of several frames, through open as a reader.
+        let big: Vec<u8> = (0..(5 << 19) + 7).map(|i| (i % 253) as u8).collect();
+        let mut w = s.create("app.wal/g/1-2-3.seg.zst").unwrap();
+        w.write_all(&big).unwrap();
+        w.commit().unwrap();
+        let mut back = Vec::new();
+        s.open("app.wal/g/1-2-3.seg.zst")
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, big);
+        let keys: Vec<String> = s
+            .list("app.wal/")
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        assert_eq!(keys, ["app.wal/g/1-2-3.seg.zst", "app.wal/position.json"]);
+
+        // Renamed on disk, an object reads as damaged, naming where it is.
+        std::fs::copy(
+            repo.join("lifeboat/app.wal/position.json"),
+            repo.join("lifeboat/app.wal/lease.json"),
+        )
+        .unwrap();
+        let e = s.get_bytes("app.wal/lease.json").unwrap_err().to_string();
+        assert!(
+            e.contains("lifeboat/app.wal/lease.json is damaged") && e.contains("another object"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_wrong_password_reads_nothing_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("vault");
+        store(&repo, "right").put_bytes("app.wal/a", b"x").unwrap();
+        let wrong = store(&repo, "wrong");
+        let e = wrong.get_bytes("app.wal/a").unwrap_err().to_string();
+        assert!(e.contains("the password does not open"), "{e}");
+        let e = wrong
+            .put_bytes("app.wal/b", b"y")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("the password does not open"), "{e}");
+        assert!(wrong.create("app.wal/c").is_err());
+        let keys: Vec<String> = wrong.list("").unwrap().into_iter().map(|o| o.key).collect();
+        assert_eq!(keys, ["app.wal/a"]);
     }
 }
