@@ -335,3 +335,39 @@ fn replication_into_a_repository_on_s3_is_sealed_and_restores_a_moment() {
     };
     sealed_replication(&v, &repo);
 }
+
+#[test]
+fn a_192_mib_transaction_is_sealed_in_bounded_memory() {
+    use super::faults::{one_192_mib_transaction, peak_rss_mib};
+    let v = Vault::local(&target("vault"));
+    let db = v.path("data/app.db");
+    create_db(&db, true);
+    let mut rep = Replicator::start(v.command(&["replicate", "app"]));
+    rep.wait_for("replicating app");
+    // After the start: the key derivation and the base snapshot are behind it.
+    let idle = peak_rss_mib(rep.child.id());
+    let committed = one_192_mib_transaction(&db);
+    let status = v.wait_replicated_past(committed);
+    let peak = peak_rss_mib(rep.child.id());
+    let sealed: u64 = OnDisk(PathBuf::from(&v.location))
+        .files()
+        .iter()
+        .filter(|(k, _)| k.ends_with(".seg.zst"))
+        .map(|(_, b)| b.len() as u64)
+        .sum();
+    eprintln!(
+        "a 192 MiB transaction sealed into {:.0} MiB of segments: peak RSS {peak:.1} MiB, {idle:.1} MiB before",
+        sealed as f64 / 1048576.0
+    );
+    // Rows of hex text of random bytes: zstd halves them, no more.
+    assert!(sealed > 90 << 20, "the segments hold the transaction: {sealed}");
+    assert!(
+        peak - idle < 32.0,
+        "the replicator grew by {} MiB sealing a 192 MiB transaction",
+        peak - idle
+    );
+    assert!(rep.stop().success());
+    let all = v.path("restores/all.db");
+    v.restore_at(status["replicated_to"].as_str().unwrap(), &all);
+    assert_eq!(restored_ids(&all), (1..=192).collect::<Vec<i64>>());
+}
