@@ -1,4 +1,4 @@
-//! Continuous replication into a repository store, on a local path and in moto's S3: the
+//! Continuous replication into a repository store, on a local path and in S3 (moto's and rclone's servers): the
 //! segments and records sealed with the repository's key in `lifeboat/` beside restic's
 //! folders, while a real application writes. A restore to a middle moment has exactly
 //! the rows committed by then; a marker the application wrote is in no file of the
@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::chain::texts;
 use super::*;
-use crate::common::moto::Moto;
+use crate::common::moto::{S3Kind, S3Server};
 use crate::common::vault::Vault;
 
 impl Lifeboat for Vault {
@@ -59,15 +59,15 @@ impl RepositoryBytes for OnDisk {
 }
 
 struct InBucket<'a> {
-    moto: &'a Moto,
+    server: &'a S3Server,
     bucket: &'static str,
     prefix: &'static str,
 }
 
 impl RepositoryBytes for InBucket<'_> {
     fn files(&self) -> BTreeMap<String, Vec<u8>> {
-        let c = self.moto.client();
-        self.moto.rt.block_on(async {
+        let c = self.server.client();
+        self.server.rt.block_on(async {
             let mut out = BTreeMap::new();
             let mut token = None;
             loop {
@@ -96,9 +96,9 @@ impl RepositoryBytes for InBucket<'_> {
     }
 
     fn put(&self, rel: &str, bytes: &[u8]) {
-        let c = self.moto.client();
+        let c = self.server.client();
         let key = format!("{}{rel}", self.prefix);
-        self.moto
+        self.server
             .rt
             .block_on(
                 c.put_object()
@@ -322,18 +322,27 @@ fn replication_into_a_local_repository_is_sealed_and_restores_a_moment() {
     sealed_replication(&v, &repo);
 }
 
-#[test]
-fn replication_into_a_repository_on_s3_is_sealed_and_restores_a_moment() {
-    let moto = Moto::start();
-    moto.create_bucket("vaults", false);
-    let location = format!("s3:{}/vaults/vault", moto.url());
+fn on_s3(kind: S3Kind) {
+    let server = S3Server::on(kind);
+    server.create_bucket("vaults", false);
+    let location = format!("s3:{}/vaults/vault", server.url());
     let v = Vault::with(Home::new(), location, &config(), true);
     let repo = InBucket {
-        moto: &moto,
+        server: &server,
         bucket: "vaults",
         prefix: "vault/",
     };
     sealed_replication(&v, &repo);
+}
+
+#[test]
+fn replication_into_a_repository_on_s3_is_sealed_and_restores_a_moment() {
+    on_s3(S3Kind::Moto);
+}
+
+#[test]
+fn replication_into_a_repository_on_rclones_s3_is_sealed_and_restores_a_moment() {
+    on_s3(S3Kind::Rclone);
 }
 
 #[test]
@@ -360,7 +369,10 @@ fn a_192_mib_transaction_is_sealed_in_bounded_memory() {
         sealed as f64 / 1048576.0
     );
     // Rows of hex text of random bytes: zstd halves them, no more.
-    assert!(sealed > 90 << 20, "the segments hold the transaction: {sealed}");
+    assert!(
+        sealed > 90 << 20,
+        "the segments hold the transaction: {sealed}"
+    );
     assert!(
         peak - idle < 32.0,
         "the replicator grew by {} MiB sealing a 192 MiB transaction",
