@@ -386,3 +386,106 @@ fn a_192_mib_transaction_is_sealed_in_bounded_memory() {
     v.restore_at(status["replicated_to"].as_str().unwrap(), &all);
     assert_eq!(restored_ids(&all), (1..=192).collect::<Vec<i64>>());
 }
+
+/// The generation folders holding objects under the local repository's
+/// `lifeboat/app.wal/` (their names are generation ids, readable without the key),
+/// oldest first.
+fn generations(v: &Vault) -> Vec<String> {
+    let dir = PathBuf::from(&v.location).join("lifeboat/app.wal");
+    let mut out: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    std::fs::read_dir(e.path()).is_ok_and(|mut files| files.next().is_some())
+                })
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_new_generation_a_drill_and_history_past_its_end_through_a_repository_store() {
+    let config = format!(
+        "{}continuous_history = \"1h\"\ncontinuous_compact = \"1s\"\n[targets.app.retention]\nlast = 1\n",
+        target("vault")
+    );
+    let v = Vault::local(&config);
+    let db = v.path("data/app.db");
+    create_db(&db, true);
+    let mut rep = Replicator::start(v.command(&["replicate", "app"]));
+    rep.wait_for("replicating app");
+    let log = v.path("data/commits.log");
+    finish(writer(&db, 300, &log, &["noauto"]));
+    let before = commits(&log);
+    v.wait_replicated_past(before.last().unwrap().committed);
+    rep.kill();
+    // Nothing of the first generation is shipped after this.
+    let killed = chrono::Utc::now().timestamp_micros() as f64 / 1e6;
+    // The log truncated while no replicator runs: the next one starts a new generation,
+    // reading the sealed position and generation records to find out.
+    finish(writer(&db, 100, &log, &["noauto", "truncate=400"]));
+    let mut rep = Replicator::start(v.command(&["replicate", "app"]));
+    rep.wait_for("new replication generation");
+    let rows = commits(&log);
+    v.wait_replicated_past(rows.last().unwrap().committed);
+    assert!(rep.stop().success());
+    let gens = generations(&v);
+    assert_eq!(gens.len(), 2, "{gens:?}");
+
+    // A drill restores the newest moment from the repository's snapshot and the
+    // sealed segments.
+    let out = v.run(&["drill", "app", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(&out), stderr(&out)));
+    assert!(
+        out.status.success() && report["restore_ok"] == true,
+        "{report}"
+    );
+
+    // Within continuous_history, prune keeps the first base copy (a snapshot).
+    let out = v.ok(&["prune", "app"]);
+    assert!(out.contains("base of kept continuous history"), "{out}");
+    let in_first = (before[149].committed + before[150].began) / 2.0;
+    let copy = v.path("restores/first.db");
+    v.restore_at(&rfc3339(in_first), &copy);
+    assert_exactly_by(&restored_ids(&copy), &rows, in_first, slack());
+
+    // Past it, the first generation goes whole: its sealed objects and its snapshot.
+    super::history::set_config(
+        &v.home,
+        "continuous_history = \"1h\"",
+        "continuous_history = \"2s\"",
+    );
+    while (chrono::Utc::now().timestamp_micros() as f64 / 1e6) < killed + 2.5 {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = v.ok(&["prune", "app"]);
+    assert!(
+        out.contains("removed shipped history of generation"),
+        "{out}"
+    );
+    assert_eq!(generations(&v), gens[1..], "{out}");
+    assert_eq!(v.ok(&["list", "app"]).lines().count() - 1, 1, "{out}");
+    let refused = v.run(&[
+        "restore",
+        "app",
+        "--at",
+        &rfc3339(in_first),
+        "--to",
+        "/tmp/never",
+    ]);
+    assert!(
+        stderr(&refused).contains("past the kept history"),
+        "{}",
+        stderr(&refused)
+    );
+    let newest = v.status()["replicated_to"].as_str().unwrap().to_string();
+    let all = v.path("restores/all.db");
+    v.restore_at(&newest, &all);
+    assert_eq!(restored_ids(&all), (1..=400).collect::<Vec<i64>>());
+    // The repository after lifeboat's own prune, checked by restic with every pack read.
+    v.restic_ok(&["check", "--read-data"]);
+}
