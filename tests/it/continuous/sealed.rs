@@ -216,10 +216,12 @@ fn sealed_replication(v: &Vault, repo: &dyn RepositoryBytes) {
         mine.len()
     );
 
-    // The real restic: the repository checks whole with every pack read, a prune passes,
-    // and neither touches lifeboat's objects; replication's history still proves whole.
+    // The real restic (and lifeboat's own store check): the repository checks whole with
+    // every pack read, a prune passes, and neither touches lifeboat's objects; replication's
+    // history still proves whole.
     let before = digests(&files);
     v.restic_ok(&["check", "--read-data"]);
+    v.ok(&["store", "check", "vault", "--read-data"]);
     v.restic_ok(&["prune"]);
     let after = digests(&repo.files());
     assert_eq!(under_lifeboat(&before), under_lifeboat(&after));
