@@ -17,7 +17,9 @@
 //! The master key is needed only to write or read an object's bytes (listing, deleting
 //! and a missing object need none); the first write into a location where no repository
 //! exists yet creates it, as a first backup would. The key is kept for the process once
-//! the password opened it, so status and metrics do not run the key derivation each time.
+//! the password opened it, so status and metrics do not run the key derivation each time
+//! (a repository deleted and created again at the same location under the same password
+//! is seen by a running process only once it restarts, as for its snapshots).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
