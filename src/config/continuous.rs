@@ -1,7 +1,6 @@
 //! `continuous`, `max_lag` and `continuous_history` on a `sqlite` target: continuous
-//! replication's keys and what this build can replicate (into an object store; a
-//! repository store is refused at load, saying so, rather than accepted and never
-//! shipped). A database on another host (`host`) is replicated by `lifeboat replicate`
+//! replication's keys and their checks (into any store: a repository store keeps the
+//! segments sealed with its key beside its snapshots). A database on another host (`host`) is replicated by `lifeboat replicate`
 //! run on that host; this config then reads its lag from the store. The spool's keys
 //! (`continuous_spool`, `continuous_spool_max`) and where the spool is by default.
 
@@ -9,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer};
 
-use super::{Config, StoreKind, TargetConfig};
+use super::{Config, TargetConfig};
 
 /// A size written as text, such as "1GiB", "512MiB" or "64KiB".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,15 +99,6 @@ impl Config {
                 key("continuous")
             ));
         }
-        if let Some(store) = t.store.as_ref().and_then(|s| self.stores.get(s))
-            && store.kind == StoreKind::Repository
-        {
-            return Err(format!(
-                "{}: not yet into a repository store ({}); continuous replication ships into `local` and `s3` stores for now",
-                key("continuous"),
-                t.store.as_deref().unwrap_or_default()
-            ));
-        }
         Ok(())
     }
 }
@@ -190,13 +180,10 @@ mod tests {
     }
 
     #[test]
-    fn a_repository_store_is_not_yet() {
+    fn a_repository_store_is_taken_and_a_zero_interval_is_not() {
         let repo = "[stores.r]\nkind=\"repository\"\nlocation=\"/tmp/r\"\npassword=\"${TOKEN}\"\n[targets.a]\nkind=\"sqlite\"\npath=\"/tmp/a.db\"\nstore=\"r\"\ncontinuous=\"1s\"\n";
-        let e = parse(repo).unwrap_err().to_string();
-        assert!(
-            e.contains("targets.a.continuous") && e.contains("not yet"),
-            "{e}"
-        );
+        let c = parse(repo).unwrap();
+        assert!(c.targets["a"].continuous.is_some());
         let e = parse(&format!("{BASE}continuous=\"0s\"\n"))
             .unwrap_err()
             .to_string();

@@ -44,7 +44,8 @@ use shipper::{Round, Shipper};
 /// checkpointed whole, and for how long.
 const BASE_TRIES: u32 = 100;
 
-/// The object store a continuous target ships into.
+/// The object store a continuous target ships into (for a repository store, its objects
+/// sealed with the repository's key beside the snapshots).
 pub fn objects_for(app: &App, target: &str) -> Result<Arc<dyn Store>> {
     let t = app.target(target)?;
     let name = t.store.as_deref().unwrap_or_default();
@@ -53,11 +54,7 @@ pub fn objects_for(app: &App, target: &str) -> Result<Arc<dyn Store>> {
         .stores
         .get(name)
         .ok_or_else(|| Error::Usage(format!("unknown store {name:?}")))?;
-    crate::stores::open_objects(name, cfg)?.ok_or_else(|| {
-        Error::Usage(format!(
-            "{target}: continuous replication into a repository store is not available yet"
-        ))
-    })
+    Ok(crate::stores::open_objects(name, cfg)?)
 }
 
 /// The continuous targets on this host, which `serve` replicates.

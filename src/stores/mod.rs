@@ -164,20 +164,34 @@ pub fn open_store(name: &str, cfg: &StoreConfig) -> Result<Arc<dyn BackupStore>,
     Ok(Arc::new(objects::ObjectBackups::new(objects, level)))
 }
 
-/// The object store under a `local` or `s3` store section, for what keeps objects of
-/// its own beside the backups (continuous replication's segments); `None` for a
-/// repository, which keeps only snapshots.
-pub fn open_objects(name: &str, cfg: &StoreConfig) -> Result<Option<Arc<dyn Store>>, StoreError> {
+/// The object store of a store section for what keeps objects of its own beside the
+/// backups (continuous replication's segments): a `local` or `s3` store itself, and for
+/// a repository its objects sealed with the repository's key beside the snapshots
+/// (`repository::sealed`).
+pub fn open_objects(name: &str, cfg: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match cfg.kind {
         StoreKind::Local => {
             let path = cfg
                 .path
                 .clone()
                 .ok_or_else(|| StoreError::Other(format!("stores.{name}: no path")))?;
-            Some(Arc::new(local::LocalStore::new(name, path)))
+            Arc::new(local::LocalStore::new(name, path))
         }
-        StoreKind::S3 => Some(Arc::new(s3::S3Store::new(name, cfg)?)),
-        StoreKind::Repository => None,
+        StoreKind::S3 => Arc::new(s3::S3Store::new(name, cfg)?),
+        StoreKind::Repository => {
+            let location = cfg.location.as_deref().unwrap_or_default();
+            let password = cfg
+                .password
+                .as_ref()
+                .map(|p| p.expose())
+                .unwrap_or_default();
+            Arc::new(repository::sealed::SealedStore::new(
+                name,
+                location,
+                password,
+                cfg.compression_level,
+            )?)
+        }
     })
 }
 

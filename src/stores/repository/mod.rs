@@ -14,6 +14,8 @@ mod key;
 mod location;
 mod node;
 mod reader;
+mod seal;
+pub mod sealed;
 mod snapshots;
 mod tree_read;
 #[cfg(test)]
@@ -115,6 +117,17 @@ impl RepositoryStore {
             .map_err(|e| self.fail("opening", e))?;
         *self.key.lock().unwrap() = Some(open.key());
         Ok(Some(open))
+    }
+
+    /// The repository's master key, for the objects sealed beside its snapshots
+    /// (`sealed`); `create`: initialise the repository first when there is none.
+    fn master_key(&self, create: bool) -> Result<MasterKey, StoreError> {
+        let repo = if create {
+            self.open_or_init()?
+        } else {
+            self.open_existing()?
+        };
+        Ok(repo.key())
     }
 
     fn open_existing(&self) -> Result<Repo, StoreError> {

@@ -33,7 +33,14 @@ fn txids(segment: &std::path::Path) -> (u64, u64) {
 }
 
 pub(super) fn verify(home: &Home) -> (bool, serde_json::Value) {
-    let out = home.run(&["verify", "app", "--json"]);
+    verify_with(|args| home.run(args))
+}
+
+/// `verify app --json` run by `run` (any home): whether it passed, and its report.
+pub(super) fn verify_with(
+    run: impl Fn(&[&str]) -> std::process::Output,
+) -> (bool, serde_json::Value) {
+    let out = run(&["verify", "app", "--json"]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(&out), stderr(&out)));
     (out.status.success(), report)

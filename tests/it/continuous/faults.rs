@@ -215,7 +215,7 @@ fn a_database_not_in_wal_mode_is_refused_and_left_as_it_was() {
 }
 
 /// The replicator's peak resident memory, from the kernel.
-fn peak_rss_mib(pid: u32) -> f64 {
+pub(super) fn peak_rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let kib: f64 = status
         .lines()
@@ -235,21 +235,7 @@ fn a_192_mib_transaction_is_shipped_in_bounded_memory() {
     let mut rep = Replicator::start(home.command(&["replicate", "app"]));
     rep.wait_for("replicating app");
     let idle = peak_rss_mib(rep.child.id());
-    // One transaction of 192 MiB of incompressible rows, by another process.
-    let script = format!(
-        "import sqlite3, time; c = sqlite3.connect({:?}, isolation_level=None, timeout=60); c.execute('BEGIN'); c.execute(\"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 192) INSERT INTO t(id, v) SELECT i, hex(randomblob(512 * 1024)) FROM n\"); c.execute('COMMIT'); print(time.time())",
-        db.display().to_string()
-    );
-    let out = Command::new("python3")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let committed: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let committed = one_192_mib_transaction(&db);
     home.wait_replicated_past(committed);
     let peak = peak_rss_mib(rep.child.id());
     let wal = std::fs::metadata(home.path("data/app.db-wal"))
@@ -266,6 +252,25 @@ fn a_192_mib_transaction_is_shipped_in_bounded_memory() {
     let all = home.path("restores/all.db");
     home.restore_at(position(&home)["replicated_to"].as_str().unwrap(), &all);
     assert_eq!(restored_ids(&all), (1..=192).collect::<Vec<i64>>());
+}
+
+/// One transaction of 192 MiB of incompressible rows (ids 1 to 192), by another process;
+/// when it committed.
+pub(super) fn one_192_mib_transaction(db: &Path) -> f64 {
+    let script = format!(
+        "import sqlite3, time; c = sqlite3.connect({:?}, isolation_level=None, timeout=60); c.execute('BEGIN'); c.execute(\"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 192) INSERT INTO t(id, v) SELECT i, hex(randomblob(512 * 1024)) FROM n\"); c.execute('COMMIT'); print(time.time())",
+        db.display().to_string()
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
 #[test]

@@ -58,7 +58,7 @@ fn wait_compacted(dir: &Path) -> Vec<String> {
     }
 }
 
-fn set_config(home: &Home, from: &str, to: &str) {
+pub(super) fn set_config(home: &Home, from: &str, to: &str) {
     let text = std::fs::read_to_string(home.config_path()).unwrap();
     assert!(text.contains(from), "{text}");
     std::fs::write(home.config_path(), text.replace(from, to)).unwrap();

@@ -13,6 +13,7 @@ mod history;
 mod later_base;
 mod remote;
 mod s3;
+mod sealed;
 mod spool;
 mod vacuum;
 
