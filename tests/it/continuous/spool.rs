@@ -257,6 +257,20 @@ fn a_spool_at_its_bound_is_one_alert_and_nothing_is_lost() {
     assert_eq!(restored_ids(&all), (1..=1600).collect::<Vec<i64>>());
 }
 
+/// Every file (not folder) under `dir`.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
 /// A small tmpfs mounted for the test, unmounted when dropped.
 struct SmallDisk(PathBuf);
 
@@ -311,6 +325,9 @@ fn a_full_spool_disk_stops_shipping_without_loss_and_it_resumes_when_there_is_ro
     let log = home.path("data/commits.log");
     finish(writer(&db, 100, &log, &["noauto", "noclose"]));
     home.wait_replicated_past(commits(&log).last().unwrap().committed);
+    // The uploader removes a segment's files just after its position is in the store:
+    // only once the spool holds no file can nothing it removes later make room again.
+    wait_for(60, "an empty spool", || files_under(&disk.0).is_empty());
 
     let filler = disk.fill();
     finish(writer(&db, 1200, &log, &["noauto", "noclose"]));
