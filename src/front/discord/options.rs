@@ -23,7 +23,7 @@ pub fn options_to_text(command: &str, options: &[CommandDataOption]) -> String {
                     _ => continue,
                 };
                 match (command, opt.name.as_str()) {
-                    ("restore", "at") => words.push(format!("at {text}")),
+                    ("restore" | "drill", "at") => words.push(format!("at {text}")),
                     ("restore", "to") => words.push(format!("to {}", quoted(&text))),
                     // A path may hold spaces: the grammar takes it in double quotes.
                     ("restore", "path") => words.push(format!("path {}", quoted(&text))),
