@@ -64,7 +64,7 @@ pub fn of(d: &Drill, selector: &Selector) -> Result<Option<DrillPoint>> {
         }
         _ => return Ok(None),
     };
-    let usable = crate::replicate::point::usable_in_store(d.app, d.target)?;
+    let usable = crate::replicate::base_choice::usable_in_store(d.app, d.target)?;
     let (base, point) = plan(objects.as_ref(), d.target, at, &usable)?;
     Ok(Some(DrillPoint {
         point,
@@ -93,7 +93,7 @@ pub fn reachable(
         ));
     }
     let objects = crate::replicate::objects_for(app, target)?;
-    let usable = crate::replicate::point::usable_in_store(app, target)?;
+    let usable = crate::replicate::base_choice::usable_in_store(app, target)?;
     let (base, p) = plan(objects.as_ref(), target, at, &usable)?;
     Ok(format!(
         "the drill restores {target} as of {moment}: base copy {base} and {} from {} (to transaction {} of generation {}; replicated to {})",

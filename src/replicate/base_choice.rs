@@ -76,6 +76,45 @@ pub fn choose(
     })
 }
 
+/// Whether each backup of `target` can be restored from, from one listing of its
+/// backups and one of its objects: a backup not listed (pruned, removed, its manifest
+/// damaged) cannot, nor one whose artifact is missing or not the size its manifest says.
+/// (A flipped byte inside an artifact of the right size shows only when it is read: the
+/// restore then fails with nothing changed, naming the backup.)
+pub fn usable_in_store(
+    app: &crate::app::App,
+    target: &str,
+) -> Result<impl Fn(&str) -> Option<String>> {
+    let objects = super::objects_for(app, target)?;
+    let sizes: std::collections::HashMap<String, u64> = objects
+        .list(&format!("{target}/"))?
+        .into_iter()
+        .map(|o| (o.key, o.size))
+        .collect();
+    let listed: std::collections::HashMap<String, Option<String>> =
+        crate::actions::catalog::backups(app, target)?
+            .into_iter()
+            .map(|m| {
+                let damage = match sizes.get(&m.artifact) {
+                    _ if m.artifact.is_empty() => None,
+                    None => Some(format!("has lost its artifact {}", m.artifact)),
+                    Some(&size) if size != m.size_bytes => Some(format!(
+                        "has an artifact of {size} bytes, its manifest says {}",
+                        m.size_bytes
+                    )),
+                    Some(_) => None,
+                };
+                (m.id, damage)
+            })
+            .collect();
+    Ok(move |id: &str| match listed.get(id) {
+        None => {
+            Some("is no longer in the store (pruned, removed, or its manifest damaged)".to_string())
+        }
+        Some(damage) => damage.clone(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -93,23 +93,6 @@ impl PointInTime {
     }
 }
 
-/// Whether each backup of `target` can be restored from, from one listing of its store:
-/// a backup not listed (pruned, removed, its manifest damaged) cannot.
-pub fn usable_in_store(
-    app: &crate::app::App,
-    target: &str,
-) -> Result<impl Fn(&str) -> Option<String>> {
-    let listed: std::collections::HashSet<String> = crate::actions::catalog::backups(app, target)?
-        .into_iter()
-        .map(|m| m.id)
-        .collect();
-    Ok(move |id: &str| {
-        (!listed.contains(id)).then(|| {
-            "is no longer in the store (pruned, removed, or its manifest damaged)".to_string()
-        })
-    })
-}
-
 /// Plan a restore of `target` as of `at`: the base backup's id and the transactions.
 /// The base is the newest of the covering generation at or before `at` that `usable`
 /// accepts, else the generation's first.

@@ -1,8 +1,9 @@
 //! A restore to a moment starts from the newest base copy of its generation at or before
 //! the moment — a standalone replicator's scheduled copy, or under `serve` a scheduled
 //! backup the replicator pinned — and replays only the transactions after it; a base
-//! copy whose backup is gone or whose manifest is damaged is passed over, named in the
-//! plan, and the restore still holds exactly the rows committed by the moment.
+//! copy whose backup is gone, whose manifest is damaged or whose artifact is cut short is
+//! passed over, named in the plan, and the restore still holds exactly the rows
+//! committed by the moment.
 
 use super::chain::{texts, verify};
 use super::later_base::base_records;
@@ -119,9 +120,14 @@ fn a_late_restore_replays_from_the_newest_scheduled_base_and_passes_over_a_lost_
         "{words}"
     );
 
-    // Every later base unusable (removed, the newest left's manifest damaged): the
-    // generation's first base copy and the whole history, still exactly right.
-    for (gone, _, _) in &bases[..bases.len() - 2] {
+    // Every later base unusable (the oldest's artifact cut short, the others removed,
+    // the newest left's manifest damaged): the generation's first base copy and the
+    // whole history, still exactly right.
+    let (short, _, _) = &bases[0];
+    let artifact = home.path(&format!("backups/app/{short}.sqlite.zst"));
+    let bytes = std::fs::read(&artifact).unwrap();
+    std::fs::write(&artifact, &bytes[..bytes.len() / 2]).unwrap();
+    for (gone, _, _) in &bases[1..bases.len() - 2] {
         remove_backup(&home, gone);
     }
     let manifest = home.path(&format!("backups/app/{older}.manifest.json"));
@@ -145,6 +151,12 @@ fn a_late_restore_replays_from_the_newest_scheduled_base_and_passes_over_a_lost_
         point["passed_over"].as_array().unwrap().len(),
         bases.len(),
         "{plan}"
+    );
+    let passed = texts(&point["passed_over"]);
+    assert!(
+        passed.contains(&format!("base copy {short} "))
+            && passed.contains(&format!("has an artifact of {} bytes", bytes.len() / 2)),
+        "{passed}"
     );
     eprintln!(
         "restore to a late moment: {replayed} transactions from {segments_late} segments after base copy {newest}, against {n} from {segments_all} segments from the generation's first"
