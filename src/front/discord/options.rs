@@ -93,6 +93,16 @@ mod tests {
             .unwrap(),
             "{text}"
         );
+        // A drill at a moment: the option after the target, as Slack's text has it.
+        let drill = [opt("at", s("2026-11-20 14:00")), opt("target", s("app"))];
+        assert_eq!(
+            crate::command::Command::parse("/drill", &options_to_text("drill", &drill)).unwrap(),
+            crate::command::Command::Drill {
+                target: "app".into(),
+                backup: None,
+                at: Some("2026-11-20 14:00".into())
+            }
+        );
         let partial = [
             opt("target", s("site")),
             opt("to", s("/r/back")),
