@@ -72,6 +72,25 @@ pub fn action_items(r: &DrillReport, cfg: &TargetConfig) -> Vec<String> {
     }
     if let (Some(rpo), Some(obj)) = (r.rpo_seconds, r.rpo_objective_seconds)
         && rpo > obj
+        && let Some(to) = &r.restored_to
+    {
+        // Restored to a moment: the RPO is that moment's age, not a backup's.
+        items.push(if to.asked {
+            format!(
+                "the moment drilled, {}, was {} before the drill started, past the RPO of {}: drill {t} without `at` (its newest replicated moment) to measure the RPO replication achieves now",
+                to.at,
+                human(rpo),
+                human(obj)
+            )
+        } else {
+            format!(
+                "replication of {t} was {} behind when the drill started, past the RPO of {}: see `lifeboat status {t}` (its lag, `max_lag` and whether its replicator runs)",
+                human(rpo),
+                human(obj)
+            )
+        });
+    } else if let (Some(rpo), Some(obj)) = (r.rpo_seconds, r.rpo_objective_seconds)
+        && rpo > obj
     {
         let schedule = match &cfg.schedule {
             Some(s) => format!(
