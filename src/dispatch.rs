@@ -218,15 +218,27 @@ fn run(app: &App, inv: &Invocation, command: Command, _role: Role) -> Result<Rep
                 },
             })
         }
-        Command::Drill { target, backup } => {
+        Command::Drill { target, backup, at } => {
             refuse_if_busy(app, &target)?;
-            actions::drill::refuse_unsupported(&target, app.target(&target)?)?;
-            let selector = Selector::from_args(backup.as_deref(), None)?;
-            actions::drill::find_backup(app, &target, &selector)?;
-            Ok(Reply::Job {
-                ack: format!(
-                    "Drilling {target}: restoring into a sandbox and checking it; the result and the report follow in the channel."
+            let cfg = app.target(&target)?;
+            actions::drill::refuse_unsupported(&target, cfg)?;
+            // One reading of the time for chat and the command line.
+            let selector = Selector::from_args(backup.as_deref(), at.as_deref())?;
+            let ack = match &selector {
+                // A moment nothing reaches is refused here, before any drill is recorded.
+                Selector::At(moment) => format!(
+                    "Drilling {target}: {}; the result and the report follow in the channel.",
+                    actions::drill_point::reachable(app, &target, cfg, *moment)?
                 ),
+                _ => {
+                    actions::drill::find_backup(app, &target, &selector)?;
+                    format!(
+                        "Drilling {target}: restoring into a sandbox and checking it; the result and the report follow in the channel."
+                    )
+                }
+            };
+            Ok(Reply::Job {
+                ack,
                 job: ChatJob::Job(Job::Drill { target, selector }),
             })
         }

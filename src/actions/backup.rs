@@ -146,6 +146,7 @@ pub(crate) fn backup_locked(
     hooks.reading_ended();
     drop(copier);
     let changed = copied.changed_while_read;
+    let replicated = copied.replicated;
     if let Some(paths) = changed.as_ref().filter(|p| !p.is_empty())
         && app.target(target)?.on_change == Some(OnChange::Fail)
     {
@@ -191,6 +192,9 @@ pub(crate) fn backup_locked(
         Err(e) => return Err(e.into()),
     };
     app.db.catalog_put(&manifest)?;
+    if let Some(mark) = replicated {
+        crate::replicate::scheduled::record_backup(app, &manifest, mark);
+    }
     Ok(manifest)
 }
 

@@ -40,8 +40,11 @@ pub struct DrillReport {
     /// Drill start → verified restore (absent when the restore did not pass).
     pub rto_seconds: Option<f64>,
     /// Age of the restored data at drill start: the backup's age, or for a continuous
-    /// target restored to its newest moment, the replication lag then.
+    /// target restored to a moment, the replication lag then (drill start minus it).
     pub rpo_seconds: Option<f64>,
+    /// A continuous target restored to a moment: which, from which base copy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restored_to: Option<crate::actions::drill_steps::RestoredTo>,
     pub rto_objective_seconds: Option<f64>,
     pub rpo_objective_seconds: Option<f64>,
     /// Where the copy was restored, removed at the end of the drill: a directory, or for
@@ -126,7 +129,9 @@ pub fn run(
         Selector::Id(_) => {
             find_backup(app, target, selector)?;
         }
-        Selector::At(at) => crate::actions::drill_point::reachable(app, target, cfg, *at)?,
+        Selector::At(at) => {
+            crate::actions::drill_point::reachable(app, target, cfg, *at)?;
+        }
         Selector::Latest => {}
     }
     let done = app.executor.run("drill", target, actor, ctx, |_, ctx| {
@@ -197,6 +202,7 @@ fn drill_locked(
             .rpo_seconds
             .or_else(|| done.backup.as_ref().map(|m| age(m, d.started))),
         backup: done.backup.map(|m| m.summary()),
+        restored_to: d.restored_to.take(),
         actor: actor.to_string(),
         started_at: crate::units::time_text(d.started),
         finished_at: crate::units::now_text(),
@@ -243,8 +249,21 @@ pub(crate) fn restore_in_sandbox(d: &mut Drill, selector: &Selector) -> Result<S
             drill_report::human(age(&m, started))
         );
         if let Some(p) = &point {
+            let which = if p.asked {
+                "the moment asked for"
+            } else {
+                "the newest moment replicated when the drill started"
+            };
+            let base = if p.point.first_base {
+                "its generation's first base copy".to_string()
+            } else {
+                format!(
+                    "the newest base copy at or before it (the database after transaction {})",
+                    p.point.base_txid
+                )
+            };
             detail.push_str(&format!(
-                ", the base copy of a restore to {}, the newest moment replicated when the drill started (lag {}): transactions {} to {} of generation {}",
+                ", {base}, for a restore to {}, {which} (lag {}): transactions {} to {} of generation {}",
                 p.point.at,
                 drill_report::human(p.rpo_seconds),
                 p.point.base_txid + 1,
@@ -260,6 +279,16 @@ pub(crate) fn restore_in_sandbox(d: &mut Drill, selector: &Selector) -> Result<S
         Ok(Ok(detail))
     })?;
     d.notes.extend(note);
+    if let Some(p) = &point {
+        d.restored_to = Some(p.restored_to());
+        // A later base copy that could not be used: the drill replays from an older one.
+        d.notes.extend(
+            p.point
+                .passed_over
+                .iter()
+                .map(|why| format!("passed over {why}")),
+        );
+    }
     let sandbox = new_sandbox(app, target)?;
     let sandbox_path = sandbox.path().to_path_buf();
     let mut rto_seconds = None;

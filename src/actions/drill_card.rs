@@ -31,12 +31,22 @@ pub fn card(r: &DrillReport, requester: Option<&str>) -> Card {
     } else {
         "a sandbox"
     };
-    let lead = match &r.backup_id {
-        Some(id) => asked.text("backup ").code(id).text(format!(
+    let lead = match (&r.backup_id, &r.restored_to) {
+        (Some(_), Some(to)) => asked
+            .text("restored to ")
+            .stored_time(&to.at)
+            .text(" (base copy ")
+            .code(&to.base_backup)
+            .text(format!(
+                " and {}) into {what} ({}); the live data was not touched.",
+                count(to.transactions, "shipped transaction", None),
+                sandbox_fate(r)
+            )),
+        (Some(id), None) => asked.text("backup ").code(id).text(format!(
             " restored into {what} ({}); the live data was not touched.",
             sandbox_fate(r)
         )),
-        None => asked.text("no backup could be restored; the live data was not touched."),
+        (None, _) => asked.text("no backup could be restored; the live data was not touched."),
     };
     let mut card = Card::new(tone, title)
         .lead(lead)
@@ -49,6 +59,9 @@ pub fn card(r: &DrillReport, requester: Option<&str>) -> Card {
             objective(r.rpo_seconds, r.rpo_objective_seconds, true),
         )
         .fact("Checks", checks(r));
+    if let Some(to) = &r.restored_to {
+        card = card.fact("Restored to", Line::new().stored_time(&to.at));
+    }
     if let Some(b) = &r.backup {
         card = card
             .fact("Backup taken", Line::new().stored_time(&b.created_at))
@@ -186,6 +199,7 @@ pub(crate) mod fixtures {
             objectives_met,
             rto_seconds: rto,
             rpo_seconds: rpo,
+            restored_to: None,
             rto_objective_seconds: rto_objective,
             rpo_objective_seconds: rto_objective.and(rpo_objective),
             sandbox: "/var/lib/lifeboat/drills/gitea-db-7".into(),

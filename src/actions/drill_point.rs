@@ -1,6 +1,8 @@
 //! A drill of a continuously replicated target restores to a moment, not only a backup:
 //! by default the newest one replication reached when the drill started, or the one
-//! asked for (`drill <target> --at TIME`); a backup id still drills that backup alone. The base copy is restored as any backup is,
+//! asked for (`drill <target> --at TIME`, chat `/drill <target> at <time>`); a backup id
+//! still drills that backup alone. The base copy (the newest of its generation at or
+//! before the moment) is restored as any backup is,
 //! the shipped transactions replayed onto it, and the copy checked whole with
 //! `integrity_check` (its row counts are no longer the base's). The achieved RPO is the
 //! replication lag at that moment, not the base copy's age.
@@ -8,7 +10,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::actions::catalog::Selector;
-use crate::actions::drill_steps::Drill;
+use crate::actions::drill_steps::{Drill, RestoredTo};
 use crate::error::{Error, Result};
 use crate::replicate::point::{PointInTime, plan, replay};
 use crate::stores::manifest::Manifest;
@@ -20,6 +22,25 @@ pub struct DrillPoint {
     pub base: Selector,
     /// The lag at the moment restored to: drill start minus the moment.
     pub rpo_seconds: f64,
+    /// Whether the moment was asked for rather than the newest replicated.
+    pub asked: bool,
+}
+
+impl DrillPoint {
+    /// What the drill restored to, for its report.
+    pub fn restored_to(&self) -> RestoredTo {
+        let p = &self.point;
+        RestoredTo {
+            at: p.at.clone(),
+            asked: self.asked,
+            base_backup: p.base_backup.clone(),
+            first_base: p.first_base,
+            generation: p.generation.clone(),
+            transactions: p.up_to_txid - p.base_txid,
+            segments: p.segments.len(),
+            up_to_txid: p.up_to_txid,
+        }
+    }
 }
 
 /// The moment a drill restores to, when the target is continuous and no backup id was
@@ -43,28 +64,45 @@ pub fn of(d: &Drill, selector: &Selector) -> Result<Option<DrillPoint>> {
         }
         _ => return Ok(None),
     };
-    let (base, point) = plan(objects.as_ref(), d.target, at)?;
+    let usable = crate::replicate::base_choice::usable_in_store(d.app, d.target)?;
+    let (base, point) = plan(objects.as_ref(), d.target, at, &usable)?;
     Ok(Some(DrillPoint {
         point,
         base: Selector::Id(base),
         rpo_seconds: ((d.started - at).num_milliseconds() as f64 / 1000.0).max(0.0),
+        asked: matches!(selector, Selector::At(_)),
     }))
 }
 
 /// Refuse a drill to a moment nothing restores to, before it starts: past
 /// `replicated_to` or the kept history of a continuous target (named as `restore --at`
-/// names them), before the first backup of another.
+/// names them), before the first backup of another. What the drill will restore, in
+/// words (chat says it when it takes the drill).
 pub fn reachable(
     app: &crate::app::App,
     target: &str,
     cfg: &crate::config::TargetConfig,
     at: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<String> {
+    let moment = crate::units::time_text(at);
     if cfg.continuous.is_none() {
-        return crate::actions::drill::find_backup(app, target, &Selector::At(at)).map(drop);
+        let m = crate::actions::drill::find_backup(app, target, &Selector::At(at))?;
+        return Ok(format!(
+            "{target} is not replicated continuously, so the drill restores its newest backup at or before {moment}: {} (taken {})",
+            m.id, m.created_at
+        ));
     }
     let objects = crate::replicate::objects_for(app, target)?;
-    plan(objects.as_ref(), target, at).map(drop)
+    let usable = crate::replicate::base_choice::usable_in_store(app, target)?;
+    let (base, p) = plan(objects.as_ref(), target, at, &usable)?;
+    Ok(format!(
+        "the drill restores {target} as of {moment}: base copy {base} and {} from {} (to transaction {} of generation {}; replicated to {})",
+        crate::units::count(p.up_to_txid - p.base_txid, "shipped transaction", None),
+        crate::units::count(p.segments.len() as u64, "segment", None),
+        p.up_to_txid,
+        p.generation,
+        p.replicated_to
+    ))
 }
 
 /// Replay the point's transactions onto the restored base copy, then `integrity_check`.

@@ -30,10 +30,17 @@ pub fn missed_objectives(r: &DrillReport) -> Vec<String> {
     if let (Some(obj), Some(rpo)) = (r.rpo_objective_seconds, r.rpo_seconds)
         && rpo > obj
     {
+        let what = match &r.restored_to {
+            Some(to) => format!(
+                "the moment restored to, {}, was {} before the drill started",
+                to.at,
+                human(rpo)
+            ),
+            None => format!("the newest usable backup was {} old", human(rpo)),
+        };
         out.push(format!(
-            "RPO missed by {}: the newest usable backup was {} old against an objective of {}",
+            "RPO missed by {}: {what} against an objective of {}",
             human(rpo - obj),
-            human(rpo),
             human(obj)
         ));
     }
@@ -64,6 +71,25 @@ pub fn action_items(r: &DrillReport, cfg: &TargetConfig) -> Vec<String> {
         ));
     }
     if let (Some(rpo), Some(obj)) = (r.rpo_seconds, r.rpo_objective_seconds)
+        && rpo > obj
+        && let Some(to) = &r.restored_to
+    {
+        // Restored to a moment: the RPO is that moment's age, not a backup's.
+        items.push(if to.asked {
+            format!(
+                "the moment drilled, {}, was {} before the drill started, past the RPO of {}: drill {t} without `at` (its newest replicated moment) to measure the RPO replication achieves now",
+                to.at,
+                human(rpo),
+                human(obj)
+            )
+        } else {
+            format!(
+                "replication of {t} was {} behind when the drill started, past the RPO of {}: see `lifeboat status {t}` (its lag, `max_lag` and whether its replicator runs)",
+                human(rpo),
+                human(obj)
+            )
+        });
+    } else if let (Some(rpo), Some(obj)) = (r.rpo_seconds, r.rpo_objective_seconds)
         && rpo > obj
     {
         let schedule = match &cfg.schedule {
@@ -197,6 +223,9 @@ pub fn render(r: &DrillReport) -> String {
         )),
         None => md.push_str("- backup: none found\n"),
     }
+    if let Some(to) = &r.restored_to {
+        md.push_str(&format!("- restored to: {}\n", to.describe()));
+    }
     for n in &r.notes {
         md.push_str(&format!("- ⚠️ {n}\n"));
     }
@@ -224,7 +253,11 @@ pub fn render(r: &DrillReport) -> String {
         r.restore_ok,
     ));
     md.push_str(&objective_row(
-        "RPO (age of the restored data at drill start)",
+        if r.restored_to.is_some() {
+            "RPO (replication lag at the moment restored to: drill start minus that moment)"
+        } else {
+            "RPO (age of the restored data at drill start)"
+        },
         r.rpo_seconds,
         r.rpo_objective_seconds,
         true,

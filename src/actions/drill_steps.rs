@@ -42,6 +42,53 @@ pub struct Drill<'a> {
     pub problems: Vec<String>,
     /// What the report must say beside the problems (a backup that changed while read).
     pub notes: Vec<String>,
+    /// A continuous target restored to a moment rather than a backup alone.
+    pub restored_to: Option<RestoredTo>,
+}
+
+/// A continuous target's drill restored to a moment: which, and how it got there.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoredTo {
+    /// The moment restored to.
+    pub at: String,
+    /// Whether the moment was asked for (`--at`, `at <time>`) rather than the newest one
+    /// replicated when the drill started.
+    pub asked: bool,
+    /// The base copy replayed onto: the newest of its generation at or before the moment.
+    pub base_backup: String,
+    /// Whether that is the generation's first base copy rather than a later one.
+    pub first_base: bool,
+    pub generation: String,
+    /// Transactions replayed onto the base, from how many segments, up to which.
+    pub transactions: u64,
+    pub segments: usize,
+    pub up_to_txid: u64,
+}
+
+impl RestoredTo {
+    /// "2026-12-05T20:00:00.000Z (the moment asked for): base copy X (…) and 12
+    /// transactions from 3 segments, up to transaction 812 of generation G".
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({}): base copy {} ({}) and {} from {}, up to transaction {} of generation {}",
+            self.at,
+            if self.asked {
+                "the moment asked for"
+            } else {
+                "the newest moment replicated when the drill started"
+            },
+            self.base_backup,
+            if self.first_base {
+                "the generation's first"
+            } else {
+                "the newest at or before the moment"
+            },
+            crate::units::count(self.transactions, "shipped transaction", None),
+            crate::units::count(self.segments as u64, "segment", None),
+            self.up_to_txid,
+            self.generation
+        )
+    }
 }
 
 /// What a kind's restore leaves for the report.
@@ -74,6 +121,7 @@ impl<'a> Drill<'a> {
             steps: Vec::new(),
             problems: Vec::new(),
             notes: Vec::new(),
+            restored_to: None,
         }
     }
 

@@ -206,7 +206,9 @@ pub fn plan(
     let (selector, point) = match selector {
         Selector::At(t) if app.target(target)?.continuous.is_some() => {
             let objects = crate::replicate::objects_for(app, target)?;
-            let (base, point) = crate::replicate::point::plan(objects.as_ref(), target, *t)?;
+            let usable = crate::replicate::base_choice::usable_in_store(app, target)?;
+            let (base, point) =
+                crate::replicate::point::plan(objects.as_ref(), target, *t, &usable)?;
             (Selector::Id(base), Some(point))
         }
         other => (other.clone(), None),

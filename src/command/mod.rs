@@ -36,6 +36,8 @@ pub enum Command {
     Drill {
         target: String,
         backup: Option<String>,
+        /// `at <time>`: RFC 3339 or `YYYY-MM-DD HH:MM` (two words in chat).
+        at: Option<String>,
     },
     Incident(incident::IncidentArgs),
     Runbook(runbook::RunbookArgs),
@@ -74,7 +76,7 @@ pub const SLASH_COMMANDS: &[(&str, &str, &[&str])] = &[
     ),
     (
         "drill",
-        "Restore a backup into a sandbox, check it and measure RTO/RPO",
+        "Restore a backup (or a moment of a continuous target) into a sandbox, check it, measure RTO/RPO",
         &[drill::USAGE],
     ),
     (
@@ -202,6 +204,19 @@ fn quoted_words(text: &str, command: &str) -> Result<Vec<String>, ParseError> {
     }
     words.extend(word);
     Ok(words)
+}
+
+/// The time after `at` (`/restore`, `/drill`) and how many words it took:
+/// "2026-11-20 14:00" arrives as two words, an RFC 3339 time as one. The time itself is
+/// read by the same parser as the command line's `--at` (`actions::shared::parse_at`).
+fn time_words(tail: &[&str]) -> Option<(String, usize)> {
+    match tail {
+        [date, time, ..] if time.contains(':') && !date.contains('T') => {
+            Some((format!("{date} {time}"), 2))
+        }
+        [one, ..] => Some((one.to_string(), 1)),
+        [] => None,
+    }
 }
 
 /// `<target> [<backup>]`, the arguments of `/verify` and `/drill`.

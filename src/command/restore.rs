@@ -49,13 +49,8 @@ pub fn parse(words: &[&str]) -> Result<RestoreArgs, ParseError> {
                 rest = tail;
             }
             "at" => {
-                // "2026-11-20 14:00" arrives as two words; an RFC 3339 time as one.
-                let (value, used) = match tail {
-                    [date, time, ..] if time.contains(':') && !date.contains('T') => {
-                        (format!("{date} {time}"), 2)
-                    }
-                    [one, ..] => (one.to_string(), 1),
-                    [] => return Err(err("`at` needs a time".into())),
+                let Some((value, used)) = super::time_words(tail) else {
+                    return Err(err("`at` needs a time".into()));
                 };
                 args.at = Some(value);
                 rest = &tail[used..];

@@ -132,8 +132,12 @@ pub fn discord_commands(config: &Config) -> Value {
         },
         {
             "name": "drill",
-            "description": "Restore a backup into a sandbox, check it and measure RTO/RPO",
-            "options": [target_option(config, true, "What to drill"), string_option("backup", "Backup id, or latest (default)")]
+            "description": "Restore a backup (or a moment of a continuous target) into a sandbox, check it, measure RTO/RPO",
+            "options": [
+                target_option(config, true, "What to drill"),
+                string_option("backup", "Backup id, or latest (default)"),
+                string_option("at", "As of this moment (UTC): a continuous target replayed to it, another its newest backup at or before"),
+            ]
         },
         {
             "name": "incident",

@@ -82,8 +82,13 @@ pub fn prove(app: &App, target: &str, scratch: &Path, ctx: &JobContext) -> Resul
         let point = PointInTime {
             at: String::new(),
             generation: g.generation.clone(),
+            base_backup: g.base_backup.clone(),
+            base_at: g.base_at.clone(),
+            first_base: true,
+            passed_over: Vec::new(),
             base_txid: g.base_txid,
             up_to_txid: walked.reached,
+            transactions: walked.reached - g.base_txid,
             up_to_committed_by: None,
             replicated_to: String::new(),
             segments: walked.pieces,
@@ -319,6 +324,7 @@ fn between(point: &PointInTime, after: u64, to: u64) -> PointInTime {
     PointInTime {
         base_txid: after,
         up_to_txid: to,
+        transactions: to.saturating_sub(after),
         segments: point
             .segments
             .iter()

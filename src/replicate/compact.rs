@@ -282,7 +282,7 @@ mod tests {
     }
 
     fn upto(store: &MemoryStore, ms: i64) -> (u64, Vec<u8>) {
-        let (_, p): (String, PointInTime) = plan(store, "db", t(ms)).unwrap();
+        let (_, p): (String, PointInTime) = plan(store, "db", t(ms), &|_| None).unwrap();
         let mut file = tempfile::NamedTempFile::new().unwrap();
         std::io::Write::write_all(&mut file, &[0; 512]).unwrap();
         super::super::point::replay(store, &p, file.path(), 512).unwrap();
@@ -348,7 +348,7 @@ mod tests {
             "parts and merged object both there: each once"
         );
         // A plan made with the parts, replayed after they went, reads the merged object.
-        let (_, p) = plan(&store, "db", t(13_000)).unwrap();
+        let (_, p) = plan(&store, "db", t(13_000), &|_| None).unwrap();
         let done = compact(&store, "db", Duration::from_secs(10), t(60_000)).unwrap();
         assert_eq!(done.merged, 1);
         assert_eq!(segments(&store).len(), 2, "{:?}", segments(&store));

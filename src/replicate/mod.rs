@@ -12,6 +12,7 @@
 //! [`chain`] is what `verify` proves of the shipped history.
 
 pub mod base;
+pub mod base_choice;
 pub mod chain;
 pub mod compact;
 pub mod compare;
@@ -35,6 +36,7 @@ use chrono::Utc;
 
 use crate::app::App;
 use crate::error::{Error, Result};
+use crate::sources::sqlite::replicator_pin::Door;
 use crate::stores::Store;
 use delivery::Delivery;
 use record::{Ended, Generation, Position, generation_key, position_key, read, write};
@@ -99,6 +101,8 @@ pub fn run(app: &App, target: &str, stop: &AtomicBool, bases_on_schedule: bool) 
     let spool = spool::Spool::for_target(app, target)?;
     let mut shipper = Shipper::open(target, &db, objects.clone(), spool, lease::this_holder())?;
     let mut lease = lease::Held::take(objects.as_ref(), target, ttl)?;
+    // This process's backups of the target are pinned by the shipper from now on.
+    let door = Door::open(target);
     let started = start(app, &mut shipper);
     let mut bases = bases_on_schedule.then(|| scheduled::BaseSchedule::of(cfg));
     let outcome = started.and_then(|()| {
@@ -111,7 +115,15 @@ pub fn run(app: &App, target: &str, stop: &AtomicBool, bases_on_schedule: bool) 
         );
         // A database replaced under the replicator (an in-place restore) is replicated
         // from then on as a new generation, never the file moved aside.
-        while let Some(why) = rounds(app, &mut shipper, &mut lease, every, stop, bases.as_mut())? {
+        while let Some(why) = rounds(
+            app,
+            &mut shipper,
+            &mut lease,
+            every,
+            stop,
+            bases.as_mut(),
+            &door,
+        )? {
             tracing::warn!(target = target, "{why}: starting a new generation from it");
             shipper.release();
             let spool = spool::Spool::for_target(app, target)?;
@@ -120,6 +132,7 @@ pub fn run(app: &App, target: &str, stop: &AtomicBool, bases_on_schedule: bool) 
         }
         Ok(())
     });
+    drop(door);
     shipper.release();
     lease.release(objects.as_ref(), target);
     outcome
@@ -132,6 +145,7 @@ fn rounds(
     every: Duration,
     stop: &AtomicBool,
     mut bases: Option<&mut scheduled::BaseSchedule>,
+    door: &Door,
 ) -> Result<Option<String>> {
     let target = shipper.target.clone();
     let objects = shipper.objects.clone();
@@ -217,7 +231,18 @@ fn rounds(
         }
         let slowest = shipping.iter().max().copied().unwrap_or_default();
         let period = round_period(every, slowest + delivery.recent_delivery());
-        while round_started.elapsed() < period && !stop.load(Ordering::SeqCst) {
+        loop {
+            // A backup waiting for its pin is answered at once, not after the interval.
+            if let Some(ask) = door.asked()
+                && let Some(why) = scheduled::answer(shipper, ask)?
+            {
+                delivery.stop();
+                new_generation(app, shipper, &why, false)?;
+                delivery = Delivery::start(shipper, lease, renew_every);
+            }
+            if round_started.elapsed() >= period || stop.load(Ordering::SeqCst) {
+                break;
+            }
             std::thread::sleep(period.min(Duration::from_millis(50)));
         }
     }

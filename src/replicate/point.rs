@@ -11,6 +11,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::base_choice::Usable;
 use super::record::{Generation, Position, generations, position_key, read};
 use super::segment::{Mark, SegmentName, SegmentReader};
 use crate::error::{Error, Result};
@@ -23,9 +24,25 @@ pub struct PointInTime {
     /// The moment asked for.
     pub at: String,
     pub generation: String,
+    /// The base copy the replay starts from: the newest of the generation whose state is
+    /// at or before the moment (see [`super::base_choice`]).
+    #[serde(default)]
+    pub base_backup: String,
+    /// When the base copy's state was current.
+    #[serde(default)]
+    pub base_at: String,
+    /// Whether the base is the generation's first copy rather than a later one.
+    #[serde(default)]
+    pub first_base: bool,
+    /// Newer base copies at or before the moment that could not be used, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub passed_over: Vec<String>,
     /// Transactions after the base's, up to and including `up_to_txid`, are replayed.
     pub base_txid: u64,
     pub up_to_txid: u64,
+    /// How many transactions are replayed: `up_to_txid - base_txid`.
+    #[serde(default)]
+    pub transactions: u64,
     /// When the last replayed transaction was seen committed (at or before `at`).
     pub up_to_committed_by: Option<String>,
     /// How far replication reached when planned.
@@ -55,17 +72,36 @@ impl PointInTime {
                 self.generation
             ),
         };
-        format!(
-            "  to the moment: {} (replicated to {})\n  replay:      {upto}, from {} onto base copy {base_id}, then integrity_check\n",
+        let which = if self.first_base {
+            format!("the first of generation {}", self.generation)
+        } else {
+            format!(
+                "the newest at or before the moment: the database after transaction {}, as of {}",
+                self.base_txid, self.base_at
+            )
+        };
+        let mut out = format!(
+            "  to the moment: {} (replicated to {})\n  base copy:   {base_id} ({which})\n  replay:      {upto}, from {} onto base copy {base_id}, then integrity_check\n",
             self.at,
             self.replicated_to,
             crate::units::count(self.segments.len() as u64, "segment", None)
-        )
+        );
+        for p in &self.passed_over {
+            out.push_str(&format!("  passed over: {p}\n"));
+        }
+        out
     }
 }
 
 /// Plan a restore of `target` as of `at`: the base backup's id and the transactions.
-pub fn plan(store: &dyn Store, target: &str, at: DateTime<Utc>) -> Result<(String, PointInTime)> {
+/// The base is the newest of the covering generation at or before `at` that `usable`
+/// accepts, else the generation's first.
+pub fn plan(
+    store: &dyn Store,
+    target: &str,
+    at: DateTime<Utc>,
+    usable: Usable<'_>,
+) -> Result<(String, PointInTime)> {
     let position: Position = read(store, &position_key(target))?.ok_or_else(|| {
         Error::Usage(format!(
             "{target} has no continuous replication in {} yet; run `lifeboat replicate {target}` (or `serve`), or restore a backup by id",
@@ -126,14 +162,23 @@ pub fn plan(store: &dyn Store, target: &str, at: DateTime<Utc>) -> Result<(Strin
             )),
         });
     };
-    let (pieces, up_to, seen) = chain(store, target, g, at)?;
+    let base = super::base_choice::choose(store, target, g, at, usable)?;
+    for p in &base.passed_over {
+        tracing::warn!(target = target, "restore to {}: {p}", time_text(at));
+    }
+    let (pieces, up_to, seen) = chain(store, target, g, base.txid, at)?;
     Ok((
-        g.base_backup.clone(),
+        base.backup.clone(),
         PointInTime {
             at: time_text(at),
             generation: g.generation.clone(),
-            base_txid: g.base_txid,
+            base_backup: base.backup,
+            base_at: base.at,
+            first_base: base.first,
+            passed_over: base.passed_over,
+            base_txid: base.txid,
             up_to_txid: up_to,
+            transactions: up_to - base.txid,
             up_to_committed_by: seen.map(time_text),
             replicated_to: position.replicated_to,
             segments: pieces,
@@ -141,17 +186,19 @@ pub fn plan(store: &dyn Store, target: &str, at: DateTime<Utc>) -> Result<(Strin
     ))
 }
 
-/// The segments from the base on, each transaction once, up to the last seen committed
-/// by `at`; a gap in the transaction numbers before that is an error naming it.
+/// The segments after transaction `from` (the base's), each transaction once, up to the
+/// last seen committed by `at`; a gap in the transaction numbers before that is an error
+/// naming it.
 fn chain(
     store: &dyn Store,
     target: &str,
     g: &Generation,
+    from: u64,
     at: DateTime<Utc>,
 ) -> Result<(Vec<Piece>, u64, Option<DateTime<Utc>>)> {
     let names = SegmentName::of_generation(store, target, &g.generation)?;
     let mut pieces = Vec::new();
-    let mut txid = g.base_txid;
+    let mut txid = from;
     let mut seen = None;
     // Whether a segment went past the moment: what follows a hole after it is history
     // past the moment too, not a gap before it.
@@ -414,7 +461,7 @@ mod tests {
         generation(&store, "g3", 12_000, None);
         position(&store, "g2", 6, 14_000);
 
-        let (base, p) = plan(&store, "db", t(2_500)).unwrap();
+        let (base, p) = plan(&store, "db", t(2_500), &|_| None).unwrap();
         assert_eq!(base, "base-g1");
         assert_eq!((p.base_txid, p.up_to_txid), (0, 8));
         let pieces: Vec<(u64, u64)> = p
@@ -429,18 +476,74 @@ mod tests {
         );
 
         // Between g1's end and g2's base: missing, and said so.
-        let e = plan(&store, "db", t(7_000)).unwrap_err().to_string();
+        let e = plan(&store, "db", t(7_000), &|_| None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("missing after") && e.contains("g1"), "{e}");
         // Before any base: named.
-        let e = plan(&store, "db", t(-1)).unwrap_err().to_string();
+        let e = plan(&store, "db", t(-1), &|_| None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no base copy"), "{e}");
         // Past replicated_to: refused naming it.
-        let e = plan(&store, "db", t(20_000)).unwrap_err().to_string();
+        let e = plan(&store, "db", t(20_000), &|_| None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(&time_text(t(14_000))), "{e}");
         // g2 up to 11.5 s: fine; past 13 s the hole in its transactions is an error.
-        let (base, p) = plan(&store, "db", t(12_500)).unwrap();
+        let (base, p) = plan(&store, "db", t(12_500), &|_| None).unwrap();
         assert_eq!((base.as_str(), p.up_to_txid), ("base-g2", 2));
-        let e = plan(&store, "db", t(13_500)).unwrap_err().to_string();
+        let e = plan(&store, "db", t(13_500), &|_| None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("gap") && e.contains("3 to 4"), "{e}");
+    }
+
+    #[test]
+    fn a_later_base_at_or_before_the_moment_is_replayed_from() {
+        let store = MemoryStore::new();
+        generation(&store, "g1", 0, None);
+        // Transactions 1 to 4 are missing: only a restore from the later base reaches on.
+        segment(&store, "g1", 5, 8, 2_000);
+        segment(&store, "g1", 9, 9, 3_000);
+        segment(&store, "g1", 10, 12, 4_000);
+        position(&store, "g1", 12, 5_000);
+        let later = crate::replicate::scheduled::LaterBase {
+            backup: "later-8".into(),
+            generation: "g1".into(),
+            txid: 8,
+            at: time_text(t(2_500)),
+        };
+        crate::replicate::scheduled::record(&store, "db", &later).unwrap();
+
+        let (base, p) = plan(&store, "db", t(3_500), &|_| None).unwrap();
+        assert_eq!(
+            (base.as_str(), p.base_backup.as_str()),
+            ("later-8", "later-8")
+        );
+        assert!(!p.first_base);
+        assert_eq!((p.base_txid, p.up_to_txid, p.transactions), (8, 9, 1));
+        assert_eq!(p.segments.len(), 1);
+        let words = p.describe(&base);
+        assert!(words.contains("after transaction 8"), "{words}");
+
+        // Before the later base: the first base, and its hole is a gap.
+        let e = plan(&store, "db", t(2_200), &|_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("gap") && e.contains("1 to 4"), "{e}");
+
+        // The later base pruned: back to the first, said so (here the gap then shows).
+        let pruned = |id: &str| (id == "later-8").then(|| "is no longer in the store".to_string());
+        let e = plan(&store, "db", t(4_500), &pruned)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("gap"), "{e}");
+        segment(&store, "g1", 1, 4, 1_000);
+        let (base, p) = plan(&store, "db", t(4_500), &pruned).unwrap();
+        assert_eq!((base.as_str(), p.first_base), ("base-g1", true));
+        assert_eq!((p.base_txid, p.up_to_txid, p.transactions), (0, 12, 12));
+        assert!(p.passed_over[0].contains("later-8"), "{:?}", p.passed_over);
+        assert!(p.describe(&base).contains("passed over: base copy later-8"));
     }
 }

@@ -5,7 +5,9 @@
 //! compare the replayed history with it ([`super::chain`]).
 //!
 //! Under `serve` the scheduler's backups are the scheduled copies instead, so a target is
-//! never copied twice on one schedule.
+//! never copied twice on one schedule: the backup asks the replicator to pin the file
+//! ([`answer`], through `sources::sqlite::replicator_pin`) and is recorded the same way
+//! once published ([`record_backup`]), so a restore to a moment finds both kinds.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -14,7 +16,10 @@ use super::record::{prefix, read, write};
 use super::shipper::{Round, Shipper};
 use crate::app::App;
 use crate::error::{Error, Result};
+use crate::sources::sqlite::Pinned;
+use crate::sources::sqlite::replicator_pin::{Ask, ReplicationMark};
 use crate::stores::Store;
+use crate::stores::manifest::Manifest;
 
 /// A base copy taken inside a generation: the backup that is the database exactly after
 /// transaction `txid` of `generation`.
@@ -31,21 +36,53 @@ pub fn later_base_key(target: &str, generation: &str, txid: u64) -> String {
     format!("{}{generation}/base-{txid:016x}.json", prefix(target))
 }
 
-/// The base copies recorded inside `generation`, in transaction order.
+/// The base copies recorded inside `generation`, in transaction order; a record that
+/// cannot be read is an error.
 pub fn later_bases(store: &dyn Store, target: &str, generation: &str) -> Result<Vec<LaterBase>> {
+    let (found, unreadable) = readable_later_bases(store, target, generation)?;
+    match unreadable.into_iter().next() {
+        Some(why) => Err(Error::Failed(why)),
+        None => Ok(found),
+    }
+}
+
+/// The base copies recorded inside `generation` that can be read, in transaction order,
+/// and a sentence for each record that cannot (a restore passes those over).
+pub fn readable_later_bases(
+    store: &dyn Store,
+    target: &str,
+    generation: &str,
+) -> Result<(Vec<LaterBase>, Vec<String>)> {
     let under = format!("{}{generation}/", prefix(target));
-    let mut out = Vec::new();
+    let mut found = Vec::new();
+    let mut unreadable = Vec::new();
     for o in store.list(&under)? {
         let name = o.key.rsplit('/').next().unwrap_or_default();
-        if name.starts_with("base-")
-            && name.ends_with(".json")
-            && let Some(b) = read::<LaterBase>(store, &o.key)?
-        {
-            out.push(b);
+        if !(name.starts_with("base-") && name.ends_with(".json")) {
+            continue;
+        }
+        match read::<LaterBase>(store, &o.key) {
+            Ok(Some(b)) => found.push(b),
+            Ok(None) => {} // removed since the listing
+            Err(e @ Error::Failed(_)) => unreadable.push(format!(
+                "the base copy record {} cannot be read: {e}",
+                o.key
+            )),
+            Err(e) => return Err(e),
         }
     }
-    out.sort_by_key(|b| b.txid);
-    Ok(out)
+    found.sort_by_key(|b| b.txid);
+    Ok((found, unreadable))
+}
+
+/// Record that backup `backup` of `target` is the database exactly after transaction
+/// `txid` of `generation`, as it was at `at`.
+pub fn record(store: &dyn Store, target: &str, base: &LaterBase) -> Result<()> {
+    write(
+        store,
+        &later_base_key(target, &base.generation, base.txid),
+        base,
+    )
 }
 
 /// When the next scheduled base copy is due (`None`: the target has no schedule).
@@ -94,6 +131,100 @@ const TRIES: u32 = 100;
 /// whose own base copy then stands for this one.
 pub fn take(app: &App, shipper: &mut Shipper) -> Result<std::result::Result<LaterBase, String>> {
     let target = shipper.target.clone();
+    let (pinned, at) = match pin_shipped(shipper)? {
+        Ok(pinned) => pinned,
+        Err(why) => return Ok(Err(why)),
+    };
+    let manifest = super::base::publish(app, &target, pinned, &shipper.db)?;
+    let base = LaterBase {
+        backup: manifest.id.clone(),
+        generation: shipper.generation.clone(),
+        txid: shipper.txid,
+        at: crate::units::time_text(at),
+    };
+    record(shipper.objects.as_ref(), &target, &base)?;
+    tracing::info!(
+        target = %target,
+        "scheduled base copy {} of generation {} at transaction {}",
+        base.backup,
+        base.generation,
+        base.txid
+    );
+    Ok(Ok(base))
+}
+
+/// Answer a backup of this process asking the replicator to pin the file (under `serve`
+/// the scheduler's backups are the base copies): pinned exactly after the transaction
+/// shipped last. A log changed behind lifeboat's back is refused to the backup and handed
+/// back (`Some(why)`) for a new generation.
+pub fn answer(shipper: &mut Shipper, ask: Ask) -> Result<Option<String>> {
+    let (answer, reset) = match pin_shipped(shipper) {
+        Ok(Ok((pinned, at))) => {
+            let mark = ReplicationMark {
+                generation: shipper.generation.clone(),
+                txid: shipper.txid,
+                at: crate::units::time_text(at),
+            };
+            (Ok((pinned, mark)), None)
+        }
+        Ok(Err(why)) => (Err(why.clone()), Some(why)),
+        Err(e @ (Error::Usage(_) | Error::Busy(_))) => {
+            let _ = ask.reply.send(Err(e.to_string()));
+            return Err(e);
+        }
+        Err(e) => (Err(e.to_string()), None),
+    };
+    // A backup that gave up waiting drops the pin with the answer.
+    let _ = ask.reply.send(answer);
+    Ok(reset)
+}
+
+/// Record a published backup pinned by this process's replicator as a base copy of the
+/// generation it was pinned in. A record that cannot be written leaves the backup as it
+/// is (a restore then starts from an older base copy), logged and audited.
+pub fn record_backup(app: &App, manifest: &Manifest, mark: ReplicationMark) {
+    let base = LaterBase {
+        backup: manifest.id.clone(),
+        generation: mark.generation,
+        txid: mark.txid,
+        at: mark.at,
+    };
+    let written = super::objects_for(app, &manifest.target)
+        .and_then(|objects| record(objects.as_ref(), &manifest.target, &base));
+    match written {
+        Ok(()) => tracing::info!(
+            target = %manifest.target,
+            "backup {} is a base copy of generation {} at transaction {}",
+            base.backup,
+            base.generation,
+            base.txid
+        ),
+        Err(e) => {
+            tracing::warn!(
+                target = %manifest.target,
+                "backup {} could not be recorded as a base copy of generation {} at transaction {}: {e}",
+                base.backup,
+                base.generation,
+                base.txid
+            );
+            let _ = app.db.audit(
+                "lifeboat",
+                "base copy record",
+                Some(&manifest.target),
+                "failed",
+                Some(&format!("backup {}: {e}", base.backup)),
+            );
+        }
+    }
+}
+
+/// With the write lock held: ship what is committed, checkpoint the whole log, and pin
+/// the file at exactly that transaction (tried again while another reader keeps the log
+/// from being checkpointed whole); the pin and when its state was current.
+fn pin_shipped(
+    shipper: &mut Shipper,
+) -> Result<std::result::Result<(Pinned, DateTime<Utc>), String>> {
+    let target = shipper.target.clone();
     let mut tries = 0;
     let (pinned, at) = loop {
         shipper.lock_writers()?;
@@ -124,26 +255,7 @@ pub fn take(app: &App, shipper: &mut Shipper) -> Result<std::result::Result<Late
             }
         }
     };
-    let manifest = super::base::publish(app, &target, pinned, &shipper.db)?;
-    let base = LaterBase {
-        backup: manifest.id.clone(),
-        generation: shipper.generation.clone(),
-        txid: shipper.txid,
-        at: crate::units::time_text(at),
-    };
-    write(
-        shipper.objects.as_ref(),
-        &later_base_key(&target, &base.generation, base.txid),
-        &base,
-    )?;
-    tracing::info!(
-        target = %target,
-        "scheduled base copy {} of generation {} at transaction {}",
-        base.backup,
-        base.generation,
-        base.txid
-    );
-    Ok(Ok(base))
+    Ok(Ok((pinned, at)))
 }
 
 #[cfg(test)]

@@ -343,6 +343,10 @@ pub struct Copied {
     /// source compared them at its end (directories); `None` for copies consistent by
     /// construction.
     pub changed_while_read: Option<Vec<String>>,
+    /// A database this process replicates, pinned by its replicator: the shipped
+    /// transaction the copy is the database after (recorded as a base copy once the
+    /// backup is published).
+    pub replicated: Option<sqlite::replicator_pin::ReplicationMark>,
 }
 
 /// A restore being carried out, step by step: the action streams the content into

@@ -60,3 +60,47 @@ fn objectives_are_facts_with_their_verdict_and_the_colour_follows_the_outcome() 
     assert_eq!(fact(&c, "RTO"), "13 s · no objective set");
     assert_eq!(fact(&c, "Checks"), "none configured");
 }
+
+#[test]
+fn a_drill_to_a_moment_names_it_its_base_copy_and_what_its_rpo_means() {
+    let mut r = drill(0, true, Some(7200.0), Some(300.0));
+    r.restored_to = Some(crate::actions::drill_steps::RestoredTo {
+        at: "2026-12-05T11:27:00.000Z".into(),
+        asked: true,
+        base_backup: "20261205T110000Z".into(),
+        first_base: false,
+        generation: "g1".into(),
+        transactions: 12,
+        segments: 3,
+        up_to_txid: 812,
+    });
+    let c = card(&r, Some("slack:U0OPS1"));
+    let lead = c.lead[0].plain();
+    assert!(
+        lead.contains("restored to ")
+            && lead.contains("`20261205T110000Z`")
+            && lead.contains("12 shipped transactions"),
+        "{lead}"
+    );
+    assert!(c.facts.iter().any(|f| f.label == "Restored to"));
+    let md = crate::actions::drill_report::render(&r);
+    assert!(
+        md.contains("- restored to: 2026-12-05T11:27:00.000Z (the moment asked for): base copy 20261205T110000Z (the newest at or before the moment) and 12 shipped transactions from 3 segments, up to transaction 812 of generation g1"),
+        "{md}"
+    );
+    assert!(md.contains("| RPO (replication lag at the moment restored to"));
+    let missed = crate::actions::drill_report::missed_objectives(&r);
+    assert!(
+        missed[0].contains("the moment restored to, 2026-12-05T11:27:00.000Z, was 2h"),
+        "{missed:?}"
+    );
+    // Its action item is about the moment chosen, not a backup schedule.
+    let cfg: crate::config::TargetConfig =
+        toml::from_str("kind = \"sqlite\"\npath = \"/srv/app.db\"\n").unwrap();
+    let items = crate::actions::drill_report::action_items(&r, &cfg);
+    assert!(
+        items.iter().any(|i| i.contains("the moment drilled"))
+            && !items.iter().any(|i| i.contains("backup older than RPO")),
+        "{items:?}"
+    );
+}

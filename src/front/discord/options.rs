@@ -23,7 +23,7 @@ pub fn options_to_text(command: &str, options: &[CommandDataOption]) -> String {
                     _ => continue,
                 };
                 match (command, opt.name.as_str()) {
-                    ("restore", "at") => words.push(format!("at {text}")),
+                    ("restore" | "drill", "at") => words.push(format!("at {text}")),
                     ("restore", "to") => words.push(format!("to {}", quoted(&text))),
                     // A path may hold spaces: the grammar takes it in double quotes.
                     ("restore", "path") => words.push(format!("path {}", quoted(&text))),
@@ -92,6 +92,16 @@ mod tests {
             )
             .unwrap(),
             "{text}"
+        );
+        // A drill at a moment: the option after the target, as Slack's text has it.
+        let drill = [opt("at", s("2026-11-20 14:00")), opt("target", s("app"))];
+        assert_eq!(
+            crate::command::Command::parse("/drill", &options_to_text("drill", &drill)).unwrap(),
+            crate::command::Command::Drill {
+                target: "app".into(),
+                backup: None,
+                at: Some("2026-11-20 14:00".into())
+            }
         );
         let partial = [
             opt("target", s("site")),

@@ -115,6 +115,7 @@ impl Copier for Copy<'_> {
             sqlite: None,
             directory: Some(facts),
             changed_while_read: Some(changed),
+            replicated: None,
         })
     }
 
@@ -145,6 +146,7 @@ impl Copy<'_> {
             sqlite: None,
             directory: Some(facts),
             changed_while_read: Some(changed),
+            replicated: None,
         })
     }
 }

@@ -105,6 +105,7 @@ impl Copier for Copy<'_> {
             sqlite: None,
             directory: Some(facts),
             changed_while_read: Some(changed),
+            replicated: None,
         })
     }
 
@@ -121,6 +122,7 @@ impl Copier for Copy<'_> {
                 sqlite: None,
                 directory: Some(facts),
                 changed_while_read: Some(changed),
+                replicated: None,
             })
         }))
     }

@@ -72,12 +72,34 @@ struct Copy<'a>(&'a LocalSqlite);
 
 impl Copier for Copy<'_> {
     fn copy(&mut self, into: &mut dyn Write, cx: &CopyContext<'_>) -> Result<Copied> {
+        // Replicated by this process: its replicator pins the file at a shipped
+        // transaction, so the copy is also a base copy of the replicated history.
+        match sqlite::replicator_pin::ask(&self.0.target) {
+            Some(Ok((pinned, mark))) => {
+                cx.job
+                    .progress
+                    .phase("reading the database (pinned by its replicator at one transaction)");
+                let facts = pinned.stream(&self.0.path, into, cx.write_err, cx.job)?;
+                return Ok(Copied {
+                    sqlite: Some(facts),
+                    directory: None,
+                    changed_while_read: None,
+                    replicated: Some(mark),
+                });
+            }
+            Some(Err(why)) => tracing::warn!(
+                target = %self.0.target,
+                "the replicator could not pin the database for this backup ({why}); the backup pins it itself"
+            ),
+            None => {}
+        }
         let scratch = (cx.scratch)()?;
         let (facts, _) = sqlite::backup(&self.0.path, scratch.path(), into, cx.write_err, cx.job)?;
         Ok(Copied {
             sqlite: Some(facts),
             directory: None,
             changed_while_read: None,
+            replicated: None,
         })
     }
 }

@@ -11,6 +11,7 @@ mod copy;
 pub mod held;
 pub mod local;
 mod remote;
+pub mod replicator_pin;
 pub mod ssh;
 pub mod wal;
 

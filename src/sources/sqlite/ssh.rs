@@ -94,6 +94,7 @@ impl Copier for Copy<'_> {
             sqlite: Some(facts),
             directory: None,
             changed_while_read: None,
+            replicated: None,
         })
     }
 }

@@ -7,7 +7,7 @@ use super::chain::{texts, verify};
 use super::*;
 
 /// The scheduled base records of the one generation: (path, backup id, txid), by txid.
-fn base_records(home: &Home) -> Vec<(PathBuf, String, u64)> {
+pub(super) fn base_records(home: &Home) -> Vec<(PathBuf, String, u64)> {
     let mut out = Vec::new();
     for g in std::fs::read_dir(home.path("backups/app.wal"))
         .unwrap()

@@ -6,11 +6,13 @@
 //! passing the writer's last commit, a process exiting.
 
 mod chain;
+mod chat_drill;
 mod drill;
 mod faults;
 mod generation_alert;
 mod history;
 mod later_base;
+mod newest_base;
 mod remote;
 mod s3;
 mod sealed;
