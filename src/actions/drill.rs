@@ -40,7 +40,7 @@ pub struct DrillReport {
     /// Drill start → verified restore (absent when the restore did not pass).
     pub rto_seconds: Option<f64>,
     /// Age of the restored data at drill start: the backup's age, or for a continuous
-    /// target restored to a moment, the replication lag then (drill start minus it).
+    /// target restored to a moment, the replication lag then (`drill_point::lag_at`).
     pub rpo_seconds: Option<f64>,
     /// A continuous target restored to a moment: which, from which base copy.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -20,7 +20,7 @@ pub struct DrillPoint {
     pub point: PointInTime,
     /// The base copy the point starts from.
     pub base: Selector,
-    /// The lag at the moment restored to: drill start minus the moment.
+    /// The lag at the moment restored to (see [`lag_at`]).
     pub rpo_seconds: f64,
     /// Whether the moment was asked for rather than the newest replicated.
     pub asked: bool,
@@ -66,12 +66,35 @@ pub fn of(d: &Drill, selector: &Selector) -> Result<Option<DrillPoint>> {
     };
     let usable = crate::replicate::base_choice::usable_in_store(d.app, d.target)?;
     let (base, point) = plan(objects.as_ref(), d.target, at, &usable)?;
+    let asked = matches!(selector, Selector::At(_));
     Ok(Some(DrillPoint {
+        rpo_seconds: lag_at(&point, asked, d.started),
         point,
         base: Selector::Id(base),
-        rpo_seconds: ((d.started - at).num_milliseconds() as f64 / 1000.0).max(0.0),
-        asked: matches!(selector, Selector::At(_)),
+        asked,
     }))
+}
+
+/// The replication lag at the moment restored to, in seconds. For the newest moment, the
+/// lag when the drill started: its start minus `replicated_to`. For a moment asked for,
+/// the moment minus when the last transaction replayed was seen committed (the base
+/// copy's time when none is): what a loss at that moment would have cost at most. It
+/// is an upper bound, since a quiet database ships nothing to say it was current.
+fn lag_at(point: &PointInTime, asked: bool, started: DateTime<Utc>) -> f64 {
+    let seconds = |later: DateTime<Utc>, earlier: DateTime<Utc>| {
+        ((later - earlier).num_milliseconds() as f64 / 1000.0).max(0.0)
+    };
+    let at = crate::units::parse_time(&point.at).unwrap_or(started);
+    let last_shipped = point
+        .up_to_committed_by
+        .as_deref()
+        .unwrap_or(&point.base_at);
+    match crate::units::parse_time(last_shipped) {
+        Some(current) if asked => seconds(at, current),
+        // Not known when the data was current: the moment's age at the drill's start
+        // is larger than any lag it could have had.
+        _ => seconds(started, at),
+    }
 }
 
 /// Refuse a drill to a moment nothing restores to, before it starts: past

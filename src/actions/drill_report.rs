@@ -254,7 +254,7 @@ pub fn render(r: &DrillReport) -> String {
     ));
     md.push_str(&objective_row(
         if r.restored_to.is_some() {
-            "RPO (replication lag at the moment restored to: drill start minus that moment)"
+            "RPO (replication lag at the moment restored to: for the newest, drill start minus it; for one asked for, at most that moment minus the last transaction shipped by it)"
         } else {
             "RPO (age of the restored data at drill start)"
         },
