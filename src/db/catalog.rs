@@ -7,8 +7,11 @@ use super::{Db, DbError};
 use crate::stores::manifest::Manifest;
 
 impl Db {
+    /// Record one backup. Its per-file list stays in the store, as `catalog_sync` keeps
+    /// it: a tree of many files would otherwise add megabytes to the state at every
+    /// backup.
     pub fn catalog_put(&self, m: &Manifest) -> Result<(), DbError> {
-        let json = serde_json::to_string(m).unwrap_or_default();
+        let json = serde_json::to_string(&m.summary()).unwrap_or_default();
         self.lock().execute(
             "INSERT OR REPLACE INTO catalog (target, id, store, kind, created_at, size_bytes, sha256, manifest)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
