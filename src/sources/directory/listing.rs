@@ -58,6 +58,7 @@ pub(crate) fn list(
     };
     walk.notes.root(&meta);
     walk.walk(Path::new(""))?;
+    walk.notes.walked();
     let root = read_root.to_path_buf();
     let (entries, facts) = walk.built.finish();
     Ok(Listing {
