@@ -192,7 +192,10 @@ pub(crate) fn backup_locked(
     };
     let clock = Instant::now();
     app.db.catalog_put(&manifest)?;
-    tracing::debug!(ms = clock.elapsed().as_millis() as u64, "TIMING catalog");
+    tracing::debug!(
+        ms = clock.elapsed().as_millis() as u64,
+        "backup recorded in the catalog"
+    );
     Ok(manifest)
 }
 

@@ -428,7 +428,7 @@ impl ListOpen {
         }
         tracing::debug!(
             ms = clock.elapsed().as_millis() as u64,
-            "TIMING list waited"
+            "file list: every file settled"
         );
         let mut spool = std::io::BufWriter::new(tempfile::tempfile()?);
         let hashes = Hashes {
@@ -446,7 +446,7 @@ impl ListOpen {
         state.list = Some(facts);
         tracing::debug!(
             ms = clock.elapsed().as_millis() as u64,
-            "TIMING list written"
+            "file list: written"
         );
         let mut file = spool.into_inner().map_err(|e| e.into_error())?;
         file.rewind()?;

@@ -149,7 +149,10 @@ impl TreeWriter for SnapshotWriter {
     fn write_tree(&mut self, tree: Tree, ctx: &JobContext) -> Result<TreeWritten, StoreError> {
         let clock = std::time::Instant::now();
         let repo = self.indexed()?;
-        tracing::debug!(ms = clock.elapsed().as_millis() as u64, "TIMING index read");
+        tracing::debug!(
+            ms = clock.elapsed().as_millis() as u64,
+            "tree: the index is read"
+        );
         let parent = match self.chosen_for(&tree.root) {
             Some(parent) => parent,
             None => {
@@ -164,7 +167,7 @@ impl TreeWriter for SnapshotWriter {
         };
         tracing::debug!(
             ms = clock.elapsed().as_millis() as u64,
-            "TIMING parent chosen"
+            "tree: the parent is chosen"
         );
         let snap = snapshot_of(&self.new, None);
         // The tree is the content: no spool.
@@ -181,10 +184,7 @@ impl TreeWriter for SnapshotWriter {
         )?;
         self.repo = Some(repo);
         self.stored = Some(stored);
-        tracing::debug!(
-            ms = clock.elapsed().as_millis() as u64,
-            "TIMING tree stored"
-        );
+        tracing::debug!(ms = clock.elapsed().as_millis() as u64, "tree: stored");
         Ok(written)
     }
 }
