@@ -18,6 +18,8 @@
 #   bash bench/repository.sh --quick          # SIZE_MB=64 unless SIZE_MB is set
 #   SIZE_MB=256 bash bench/repository.sh      # database SIZE_MB MiB, directory 2 × SIZE_MB
 #   WITH_DB=0 bash bench/repository.sh        # skip the database steps
+#   WITH_DIR=0 bash bench/repository.sh       # skip the 2 GiB directory's steps
+#   WITH_DB=0 WITH_DIR=0 bash bench/repository.sh   # the small-files tree alone
 #   SMALL_FILES=20000 bash bench/repository.sh  # the small-files tree's size (0: skip it)
 #   REPOSITORY=0 bash bench/repository.sh     # skip lifeboat's repository store
 #                                             # (default auto: on when `config check` takes it)
@@ -59,11 +61,13 @@ SIZE_MB=${SIZE_MB:-1024}
 TREE_MB=$((SIZE_MB * 2))
 REPOSITORY=${REPOSITORY:-auto}
 WITH_DB=${WITH_DB:-1}
+WITH_DIR=${WITH_DIR:-1}
 SMALL_FILES=${SMALL_FILES:-200000}
 WORK=${BENCH_DIR:-/tmp/lifeboat-bench-repository}
 [[ $SIZE_MB =~ ^[0-9]+$ ]] && ((SIZE_MB >= 16)) || die "SIZE_MB must be an integer >= 16 (got '$SIZE_MB')"
 [[ $REPOSITORY =~ ^(auto|0|1)$ ]] || die "REPOSITORY must be auto, 0 or 1 (got '$REPOSITORY')"
 [[ $WITH_DB =~ ^(0|1)$ ]] || die "WITH_DB must be 0 or 1 (got '$WITH_DB')"
+[[ $WITH_DIR =~ ^(0|1)$ ]] || die "WITH_DIR must be 0 or 1 (got '$WITH_DIR')"
 [[ $SMALL_FILES =~ ^[0-9]+$ ]] || die "SMALL_FILES must be an integer (got '$SMALL_FILES')"
 START_SECONDS=$SECONDS
 
@@ -71,8 +75,8 @@ START_SECONDS=$SECONDS
 bench_tools sqlite3 restic time
 command -v python3 >/dev/null || die "python3 is required to generate the data"
 bench_build
-bench_sqlite_db "$WORK/src/bench.db" "$SIZE_MB" 1
-bench_tree "$WORK/src/tree" "$TREE_MB"
+((WITH_DB)) && bench_sqlite_db "$WORK/src/bench.db" "$SIZE_MB" 1
+((WITH_DIR)) && bench_tree "$WORK/src/tree" "$TREE_MB"
 # small_tree DIR FILES: FILES text files of about 500 bytes in FILES/100 folders (fixed
 # seed; reused when already made with the same count).
 small_tree() {
@@ -109,8 +113,8 @@ mkdir -p "$OUT"/{logs,restore,data,state,full,restic-scratch}
 log "copying the data sets into $OUT/data"
 DB=$OUT/data/app.db
 TREE=$OUT/data/tree
-cp "$WORK/src/bench.db" "$DB"
-cp -a "$WORK/src/tree" "$TREE"
+if ((WITH_DB)); then cp "$WORK/src/bench.db" "$DB"; else : >"$DB"; fi
+if ((WITH_DIR)); then cp -a "$WORK/src/tree" "$TREE"; else mkdir -p "$TREE"; fi
 SMALL=$OUT/data/small
 ((SMALL_FILES)) && cp -a "$WORK/src/small" "$SMALL"
 
@@ -293,9 +297,13 @@ PY
 SMALL_BYTES=0
 ((SMALL_FILES)) && SMALL_BYTES=$(du -sb "$SMALL" | cut -f1)
 DB_BYTES=$(stat -c %s "$DB")
-DB_ROWS=$(sqlite3 "$DB" 'SELECT count(*) FROM events')
-TREE_BYTES=$(du -sb "$TREE" | cut -f1)
-TREE_FILES=$(find "$TREE" -type f | wc -l)
+DB_ROWS=0
+((WITH_DB)) && DB_ROWS=$(sqlite3 "$DB" 'SELECT count(*) FROM events')
+TREE_BYTES=0 TREE_FILES=0
+if ((WITH_DIR)); then
+    TREE_BYTES=$(du -sb "$TREE" | cut -f1)
+    TREE_FILES=$(find "$TREE" -type f | wc -l)
+fi
 
 U1_ROWS=0 U1_BYTES=0 U1_PAGES=0 U10_ROWS=0 U10_BYTES=0 U10_PAGES=0
 if ((WITH_DB)); then
@@ -311,18 +319,21 @@ if ((WITH_DB)); then
     restore_all "DB restore" db
 fi
 
-backup_all "dir first backup" dir
-log "changing the directory a little"
-DIR_CHANGED=$(change_tree)
-backup_all "dir re-backup, small change" dir
-restore_all "dir restore" dir
+DIR_CHANGED=0
 # One file back: the 512 KiB file the change made, alone.
 ONE=medium/m0/new.dat
-if ((WITH_REPO)); then
-    measure "dir partial restore, one file" "$T_REPO" - -- "${LBC[@]}" restore dir-vault --path "$ONE" --to "$OUT/restore/vault-one" --yes
+if ((WITH_DIR)); then
+    backup_all "dir first backup" dir
+    log "changing the directory a little"
+    DIR_CHANGED=$(change_tree)
+    backup_all "dir re-backup, small change" dir
+    restore_all "dir restore" dir
+    if ((WITH_REPO)); then
+        measure "dir partial restore, one file" "$T_REPO" - -- "${LBC[@]}" restore dir-vault --path "$ONE" --to "$OUT/restore/vault-one" --yes
+    fi
+    measure "dir partial restore, one file" "$T_RESTIC" - -- restic restore latest --tag dir --target "$OUT/restore/restic-one" --include "$TREE/$ONE" -q
+    measure "dir partial restore, one file" "$T_FULL" - -- "${LBC[@]}" restore dir-full --path "$ONE" --to "$OUT/restore/full-one" --yes
 fi
-measure "dir partial restore, one file" "$T_RESTIC" - -- restic restore latest --tag dir --target "$OUT/restore/restic-one" --include "$TREE/$ONE" -q
-measure "dir partial restore, one file" "$T_FULL" - -- "${LBC[@]}" restore dir-full --path "$ONE" --to "$OUT/restore/full-one" --yes
 if ((SMALL_FILES)); then
     backup_all "small files first backup" small
     log "changing one small file"
@@ -334,7 +345,8 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 # --- checks of the restored copies (not timed) ---------------------------------------------
 CHECKS=()
 db_facts() { sqlite3 "$1" 'PRAGMA quick_check; SELECT count(*), sum(length(message) + length(attachment)), max(ts) FROM events;' 2>&1 | tr '\n' ' '; }
-WANT_DB=$(db_facts "$DB")
+WANT_DB=
+((WITH_DB)) && WANT_DB=$(db_facts "$DB")
 check_db() {
     local got
     got=$(db_facts "$2")
@@ -348,12 +360,14 @@ fi
 check_one() { # name restored-file
     if cmp -s "$TREE/$ONE" "$2"; then CHECKS+=("$1: ok"); else CHECKS+=("$1: MISMATCH ($2)"); fi
 }
-((WITH_REPO)) && check_one "$T_REPO one file" "$OUT/restore/vault-one/$ONE"
-check_one "restic one file" "$OUT/restore/restic-one$TREE/$ONE"
-check_one "$T_FULL one file" "$OUT/restore/full-one/$ONE"
-((WITH_REPO)) && CHECKS+=("$T_REPO dir restore: $(bench_same_tree "$TREE" "$OUT/restore/vault-dir.d")")
-CHECKS+=("restic dir restore: $(bench_same_tree "$TREE" "$OUT/restore/restic-dir$TREE")")
-CHECKS+=("$T_FULL dir restore: $(bench_same_tree "$TREE" "$OUT/restore/full-dir.d")")
+if ((WITH_DIR)); then
+    ((WITH_REPO)) && check_one "$T_REPO one file" "$OUT/restore/vault-one/$ONE"
+    check_one "restic one file" "$OUT/restore/restic-one$TREE/$ONE"
+    check_one "$T_FULL one file" "$OUT/restore/full-one/$ONE"
+    ((WITH_REPO)) && CHECKS+=("$T_REPO dir restore: $(bench_same_tree "$TREE" "$OUT/restore/vault-dir.d")")
+    CHECKS+=("restic dir restore: $(bench_same_tree "$TREE" "$OUT/restore/restic-dir$TREE")")
+    CHECKS+=("$T_FULL dir restore: $(bench_same_tree "$TREE" "$OUT/restore/full-dir.d")")
+fi
 
 # --- report ------------------------------------------------------------------------------
 mib() { awk -v b="$1" 'BEGIN{printf "%.1f", b / 1048576}'; }
@@ -368,7 +382,7 @@ if ((WITH_DB)); then
     echo "- 1 % update: $U1_ROWS rows, $(mib "$U1_BYTES") MiB of row content rewritten, $(mib "$U1_PAGES") MiB of pages differ"
     echo "- 10 % update: $U10_ROWS rows, $(mib "$U10_BYTES") MiB of row content rewritten, $(mib "$U10_PAGES") MiB of pages differ"
 fi
-echo "- directory: $(mib "$TREE_BYTES") MiB, $TREE_FILES files; small change: $(mib "$DIR_CHANGED") MiB written (20 small files, 1 MiB appended, one new 512 KiB file, one file deleted)"
+((WITH_DIR)) && echo "- directory: $(mib "$TREE_BYTES") MiB, $TREE_FILES files; small change: $(mib "$DIR_CHANGED") MiB written (20 small files, 1 MiB appended, one new 512 KiB file, one file deleted)"
 ((SMALL_FILES)) && echo "- small files: $SMALL_FILES files in $((SMALL_FILES / 100)) folders, $(mib "$SMALL_BYTES") MiB"
 echo "- page cache dropped before each command: $CACHE_DROP; one run, tools in the order shown"
 echo
@@ -414,13 +428,16 @@ if a and b:
     not_slower(s1)
     line("re-backup after 1 % adds ≤ 2 × the changed bytes", a["added"] <= 2 * u1,
          f"{mb(a['added'])} MiB added, 2 × {mb(u1)} MiB = {mb(2 * u1)} MiB; restic added {mb(b['added'])} MiB")
-a, b = get("dir re-backup, small change", t_repo), get("dir re-backup, small change", t_restic)
-line("dir re-backup adds ≤ 1.5 × restic's bytes", a["added"] <= 1.5 * b["added"],
-     f"{mb(a['added'])} MiB vs {mb(b['added'])} MiB")
+for step in ["dir re-backup, small change", "small files re-backup, one file changed"]:
+    a, b = get(step, t_repo), get(step, t_restic)
+    if a and b:
+        line(f"{step} adds ≤ 1.5 × restic's bytes", a["added"] <= 1.5 * b["added"],
+             f"{mb(a['added'])} MiB vs {mb(b['added'])} MiB")
 for step in ["DB restore", "dir restore"]:
     not_slower(step)
 a = get("dir partial restore, one file", t_repo)
-line("partial restore of one file < 1 s", a["ok"] and a["secs"] < 1.0, f"{a['secs']:.2f} s; restic {get('dir partial restore, one file', t_restic)['secs']:.2f} s")
+if a:
+    line("partial restore of one file < 1 s", a["ok"] and a["secs"] < 1.0, f"{a['secs']:.2f} s; restic {get('dir partial restore, one file', t_restic)['secs']:.2f} s")
 for kind in ["dir", "small files"]:
     mine = [r["mib"] for (s, t), r in res.items() if t == t_repo and s.startswith(kind)]
     theirs = [r["mib"] for (s, t), r in res.items() if t == t_restic and s.startswith(kind)]

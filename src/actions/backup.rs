@@ -191,7 +191,12 @@ pub(crate) fn backup_locked(
         Err(_) if ctx.cancel.is_cancelled() => return Err(Error::Cancelled),
         Err(e) => return Err(e.into()),
     };
+    let clock = Instant::now();
     app.db.catalog_put(&manifest)?;
+    tracing::debug!(
+        ms = clock.elapsed().as_millis() as u64,
+        "backup recorded in the catalog"
+    );
     if let Some(mark) = replicated {
         crate::replicate::scheduled::record_backup(app, &manifest, mark);
     }

@@ -170,8 +170,26 @@ pub enum ConfigCommand {
     Check,
 }
 
+/// glibc gives each thread that finds the allocator busy an arena of its own (up to
+/// eight per core), and memory freed into one arena is not reused by the others: a
+/// re-backup of 200,000 files peaked ~15 MiB higher that way (measured: 174 MiB with
+/// glibc's default, 160 MiB with four arenas; two saved more but made some runs twice
+/// as slow, the archiver's threads then waiting on the allocator's locks).
+/// `MALLOC_ARENA_MAX` in the environment still decides when it is set.
+fn cap_allocator_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets a parameter of glibc's allocator; called before
+        // this process starts any thread.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 4);
+        }
+    }
+}
+
 /// Parse arguments, run, and return the process exit code.
 pub fn main() -> i32 {
+    cap_allocator_arenas();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

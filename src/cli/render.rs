@@ -110,6 +110,8 @@ struct NotesOnStderr(Arc<dyn Progress>);
 
 impl Progress for NotesOnStderr {
     fn phase(&self, name: &str) {
+        // With LIFEBOAT_LOG=lifeboat=debug, the log's timestamps give each phase's time.
+        tracing::debug!(phase = name, "phase");
         self.0.phase(name)
     }
     fn total(&self, bytes: Option<u64>) {

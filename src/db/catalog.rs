@@ -7,8 +7,11 @@ use super::{Db, DbError};
 use crate::stores::manifest::Manifest;
 
 impl Db {
+    /// Record one backup. Its per-file list stays in the store, as `catalog_sync` keeps
+    /// it: a tree of many files would otherwise add megabytes to the state at every
+    /// backup.
     pub fn catalog_put(&self, m: &Manifest) -> Result<(), DbError> {
-        let json = serde_json::to_string(m).unwrap_or_default();
+        let json = serde_json::to_string(&m.summary()).unwrap_or_default();
         self.lock().execute(
             "INSERT OR REPLACE INTO catalog (target, id, store, kind, created_at, size_bytes, sha256, manifest)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -190,5 +193,55 @@ impl Db {
             |r| r.get(0),
         )?;
         Ok(n as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stores::manifest::{DirectoryFacts, FileEntry};
+
+    /// A directory backup's row keeps its counts and tree facts, not every file's
+    /// entry: the state database would otherwise grow by the whole list at each backup.
+    #[test]
+    fn a_backup_is_recorded_without_its_per_file_list() {
+        let db = Db::in_memory();
+        let file = |i: usize| FileEntry {
+            path: format!("d/f{i:05}.txt"),
+            kind: "file".into(),
+            mode: 0o644,
+            size: Some(500),
+            sha256: Some("ab".repeat(32)),
+            link: None,
+        };
+        let m: Manifest = serde_json::from_value(serde_json::json!({
+            "format": 1, "id": "b1", "target": "site", "kind": "directory", "store": "vault",
+            "created_at": "2026-03-01T03:00:00.000Z", "finished_at": "2026-03-01T03:00:01.000Z",
+            "duration_seconds": 1.0, "status": "complete", "artifact": "snap", "compression": "",
+            "size_bytes": 0, "sha256": "", "content_bytes": 5_000_000, "content_sha256": "",
+            "lifeboat_version": "test",
+        }))
+        .unwrap();
+        let m = Manifest {
+            directory: Some(DirectoryFacts {
+                files: 10_000,
+                directories: 1,
+                entries: (0..10_000).map(file).collect(),
+                ..DirectoryFacts::default()
+            }),
+            ..m
+        };
+        db.catalog_put(&m).unwrap();
+        let listed = db.catalog_list("site").unwrap();
+        assert_eq!(listed.len(), 1);
+        let d = listed[0].directory.as_ref().unwrap();
+        assert!(d.entries.is_empty());
+        assert_eq!((d.files, d.directories), (10_000, 1));
+        assert_eq!(listed[0], m.summary());
+        let stored: i64 = db
+            .lock()
+            .query_row("SELECT length(manifest) FROM catalog", [], |r| r.get(0))
+            .unwrap();
+        assert!(stored < 2_000, "{stored} bytes recorded");
     }
 }

@@ -3,7 +3,6 @@
 //! backup); the restic-format repository implements it with one snapshot per backup.
 //! Actions never ask which kind of store they hold.
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -103,6 +102,26 @@ pub struct TreeEntry {
     pub links: u64,
 }
 
+impl TreeEntry {
+    /// The entry as the manifest lists it (its path moved, not copied); `sha256` for
+    /// files.
+    pub fn into_listed(self, sha256: Option<String>) -> super::manifest::FileEntry {
+        let (kind, link) = match self.kind {
+            TreeEntryKind::Dir => ("dir", None),
+            TreeEntryKind::File => ("file", None),
+            TreeEntryKind::Symlink(to) => ("symlink", Some(to)),
+        };
+        super::manifest::FileEntry {
+            size: (kind == "file").then_some(self.size),
+            path: self.rel,
+            kind: kind.into(),
+            mode: self.mode,
+            sha256,
+            link,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum TreeEntryKind {
     Dir,
@@ -113,9 +132,12 @@ pub enum TreeEntryKind {
 /// What storing a tree did.
 #[derive(Debug, Default)]
 pub struct TreeWritten {
+    /// The tree's entries, handed back (the root first): the manifest's list is made
+    /// from them once the tree is stored, so no second list is held while it is.
+    pub entries: Vec<TreeEntry>,
     /// The SHA-256 of every file, by relative path: of the bytes read for files read,
-    /// from the parent backup's manifest for files taken unchanged.
-    pub sha256: HashMap<String, String>,
+    /// from the parent backup's list for files taken unchanged.
+    pub sha256: super::file_hashes::FileHashes,
     /// Files that were gone when they were to be read (not in the backup).
     pub vanished: Vec<String>,
     /// Files that ended before their stat-ed size while read (padded with zeros).

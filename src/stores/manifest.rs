@@ -200,13 +200,39 @@ impl Manifest {
             .filter(|_| d.entries.is_empty())
     }
 
-    /// The manifest without the per-file list, for listings.
+    /// The manifest without the per-file list, for listings (the list is not copied).
     pub fn summary(&self) -> Manifest {
-        let mut m = self.clone();
-        if let Some(d) = m.directory.as_mut() {
-            d.entries.clear();
+        let directory = self.directory.as_ref().map(|d| DirectoryFacts {
+            files: d.files,
+            directories: d.directories,
+            symlinks: d.symlinks,
+            skipped: d.skipped.clone(),
+            entries: Vec::new(),
+            tree: d.tree.clone(),
+        });
+        Manifest {
+            format: self.format,
+            id: self.id.clone(),
+            target: self.target.clone(),
+            kind: self.kind,
+            store: self.store.clone(),
+            created_at: self.created_at.clone(),
+            finished_at: self.finished_at.clone(),
+            duration_seconds: self.duration_seconds,
+            status: self.status.clone(),
+            artifact: self.artifact.clone(),
+            compression: self.compression.clone(),
+            size_bytes: self.size_bytes,
+            sha256: self.sha256.clone(),
+            content_bytes: self.content_bytes,
+            content_sha256: self.content_sha256.clone(),
+            lifeboat_version: self.lifeboat_version.clone(),
+            sqlite: self.sqlite.clone(),
+            directory,
+            gcp: self.gcp.clone(),
+            consistent: self.consistent,
+            changed_while_read: self.changed_while_read.clone(),
         }
-        m
     }
 }
 

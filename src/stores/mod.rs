@@ -6,6 +6,7 @@
 
 pub mod backups;
 pub mod discover;
+pub mod file_hashes;
 pub mod local;
 pub mod manifest;
 pub mod memory;

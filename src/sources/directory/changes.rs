@@ -13,22 +13,27 @@ use std::path::Path;
 
 use super::Filter;
 
-/// What an entry looked like when the copy read it.
+/// What an entry looked like when the copy read it (kept for every entry of the tree,
+/// so kept small: nanoseconds fit in 32 bits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp {
     size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
+    mtime: i64,
+    ctime: i64,
     ino: u64,
+    mtime_nsec: u32,
+    ctime_nsec: u32,
 }
 
 impl Stamp {
     fn of(meta: &Metadata) -> Stamp {
         Stamp {
             size: meta.len(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
+            mtime: meta.mtime(),
+            ctime: meta.ctime(),
             ino: meta.ino(),
+            mtime_nsec: meta.mtime_nsec() as u32,
+            ctime_nsec: meta.ctime_nsec() as u32,
         }
     }
 }
@@ -39,7 +44,7 @@ pub(crate) struct ReadNotes {
     /// The root, stat-ed before it was listed (following a symlink, as the walk does).
     root: Option<Stamp>,
     /// Every entry the copy stat-ed, with whether it is a directory.
-    seen: Vec<(String, Stamp, bool)>,
+    seen: Vec<(Box<str>, Stamp, bool)>,
     /// Names listed but not backed up as entries (sockets, devices): not new at the end.
     other: Vec<String>,
     /// Names listed that were gone by the time the copy stat-ed or opened them, and
@@ -77,8 +82,12 @@ impl ReadNotes {
 
     /// An entry as stat-ed just before it was read (a file) or listed (a directory).
     pub(crate) fn read(&mut self, rel: &str, meta: &Metadata) {
-        self.seen
-            .push((rel.to_string(), Stamp::of(meta), meta.is_dir()));
+        self.seen.push((rel.into(), Stamp::of(meta), meta.is_dir()));
+    }
+
+    /// The walk is over: no room kept for more entries.
+    pub(crate) fn walked(&mut self) {
+        self.seen.shrink_to_fit();
     }
 
     pub(crate) fn other(&mut self, rel: &str) {
@@ -111,13 +120,13 @@ impl ReadNotes {
             }
         }
         for (rel, was, is_dir) in &self.seen {
-            match fs::symlink_metadata(root.join(rel)) {
+            match fs::symlink_metadata(root.join(&**rel)) {
                 Ok(now) if Stamp::of(&now) == *was => {}
                 Ok(_) if *is_dir => moved_dirs.push(rel),
-                Ok(_) => found.push(rel.clone()),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => found.push(rel.clone()),
+                Ok(_) => found.push(rel.to_string()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => found.push(rel.to_string()),
                 // Unreadable now (permissions changed): not the same as when read.
-                Err(_) => found.push(rel.clone()),
+                Err(_) => found.push(rel.to_string()),
             }
         }
         if !moved_dirs.is_empty() {
@@ -133,7 +142,7 @@ impl ReadNotes {
         let known: HashSet<&str> = self
             .seen
             .iter()
-            .map(|(rel, _, _)| rel.as_str())
+            .map(|(rel, _, _)| &**rel)
             .chain(self.other.iter().map(String::as_str))
             .chain(self.noticed.iter().map(String::as_str))
             .collect();

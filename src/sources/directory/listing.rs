@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::pipe::HashReader;
 use crate::progress::JobContext;
 use crate::stores::manifest::DirectoryFacts;
-use crate::stores::{Tree, TreeWriter};
+use crate::stores::{Tree, TreeEntryKind, TreeWriter};
 
 /// The walk's result: the tree to hand over, the manifest's entries (files without their
 /// SHA-256 yet), and the notes for the change check.
@@ -58,6 +58,7 @@ pub(crate) fn list(
     };
     walk.notes.root(&meta);
     walk.walk(Path::new(""))?;
+    walk.notes.walked();
     let root = read_root.to_path_buf();
     let (entries, facts) = walk.built.finish();
     Ok(Listing {
@@ -123,17 +124,27 @@ pub(crate) fn hand_tree_over(
     ctx: &JobContext,
     hash_unread: &dyn Fn(&str) -> Result<String>,
 ) -> Result<HandedOver> {
-    let mut written = into.write_tree(tree, ctx)?;
+    let written = into.write_tree(tree, ctx)?;
     let gone: std::collections::HashSet<&str> =
         written.vanished.iter().map(String::as_str).collect();
-    facts.entries.retain(|e| !gone.contains(e.path.as_str()));
-    facts.files = facts.entries.iter().filter(|e| e.kind == "file").count() as u64;
-    for e in facts.entries.iter_mut().filter(|e| e.kind == "file") {
-        e.sha256 = Some(match written.sha256.remove(&e.path) {
-            Some(sha) => sha,
-            None => hash_unread(&e.path)?,
-        });
+    // The manifest's list, made from the entries the store hands back (moved, the root
+    // left out) now that the tree is stored: never held twice while it was.
+    let mut entries = Vec::with_capacity(written.entries.len().saturating_sub(1));
+    for e in written.entries.into_iter().skip(1) {
+        if gone.contains(e.rel.as_str()) {
+            continue;
+        }
+        let sha = match e.kind {
+            TreeEntryKind::File => Some(match written.sha256.get(&e.rel) {
+                Some(sha) => sha,
+                None => hash_unread(&e.rel)?,
+            }),
+            _ => None,
+        };
+        entries.push(e.into_listed(sha));
     }
+    facts.entries = entries;
+    facts.files = facts.entries.iter().filter(|e| e.kind == "file").count() as u64;
     facts.tree = Some(written.facts);
     Ok(HandedOver {
         facts,

@@ -1,12 +1,14 @@
 //! A tree's entries and its manifest facts built from a walk in tree order (a directory,
 //! then everything under it, siblings by name), the same for a tree walked on this host
 //! and one listed by another host: a directory the `include` globs leave out is kept
-//! only as the way to what is under it that is backed up.
+//! only as the way to what is under it that is backed up. The manifest's per-file list
+//! is not built here: it is made from the entries once the store has them (each file's
+//! SHA-256 is known only then), so a tree of many files is not held twice meanwhile.
 
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 
-use crate::stores::manifest::{DirectoryFacts, FileEntry};
+use crate::stores::manifest::DirectoryFacts;
 use crate::stores::{TreeEntry, TreeEntryKind};
 
 /// An entry's metadata, from a local stat or a host's listing.
@@ -43,11 +45,8 @@ impl Stat {
 
 /// A directory entered and not left yet.
 struct OpenDir {
-    rel: String,
-    stat: Stat,
-    /// Where its node is in the entries, and where its manifest entry goes.
+    /// Where its node is in the entries.
     node_at: usize,
-    listed_at: usize,
     included: bool,
 }
 
@@ -72,10 +71,7 @@ impl TreeBuilder {
     pub(crate) fn enter_dir(&mut self, rel: String, stat: &Stat, included: bool) {
         self.open.push(OpenDir {
             node_at: self.entries.len(),
-            listed_at: self.facts.entries.len(),
             included,
-            stat: *stat,
-            rel: rel.clone(),
         });
         self.entries.push(tree_entry(rel, TreeEntryKind::Dir, stat));
     }
@@ -90,25 +86,16 @@ impl TreeBuilder {
         }
         // Chosen, or kept as the way to what is under it.
         self.facts.directories += 1;
-        self.facts
-            .entries
-            .insert(dir.listed_at, entry(&dir.rel, "dir", &dir.stat, None, None));
     }
 
     pub(crate) fn file(&mut self, rel: String, stat: &Stat) {
         self.facts.files += 1;
-        self.facts
-            .entries
-            .push(entry(&rel, "file", stat, Some(stat.size), None));
         self.entries
             .push(tree_entry(rel, TreeEntryKind::File, stat));
     }
 
     pub(crate) fn symlink(&mut self, rel: String, stat: &Stat, link: String) {
         self.facts.symlinks += 1;
-        self.facts
-            .entries
-            .push(entry(&rel, "symlink", stat, None, Some(link.clone())));
         self.entries
             .push(tree_entry(rel, TreeEntryKind::Symlink(link), stat));
     }
@@ -123,12 +110,14 @@ impl TreeBuilder {
         self.facts.skipped.push(format!("{rel}: {why}"));
     }
 
-    /// The tree's entries (the root first) and the manifest's facts (files without their
-    /// SHA-256 yet); every directory entered must have been left.
+    /// The tree's entries (the root first) and the manifest's facts (counts and what was
+    /// skipped; the per-file list is made once the tree is stored); every directory
+    /// entered must have been left.
     pub(crate) fn finish(mut self) -> (Vec<TreeEntry>, DirectoryFacts) {
         while !self.open.is_empty() {
             self.leave_dir();
         }
+        self.entries.shrink_to_fit();
         (self.entries, self.facts)
     }
 }
@@ -153,23 +142,6 @@ fn tree_entry(rel: String, kind: TreeEntryKind, stat: &Stat) -> TreeEntry {
     }
 }
 
-fn entry(
-    path: &str,
-    kind: &str,
-    stat: &Stat,
-    size: Option<u64>,
-    link: Option<String>,
-) -> FileEntry {
-    FileEntry {
-        path: path.to_string(),
-        kind: kind.to_string(),
-        mode: stat.mode,
-        size,
-        sha256: None,
-        link,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,8 +161,10 @@ mod tests {
         let (entries, facts) = b.finish();
         let rels: Vec<&str> = entries.iter().map(|e| e.rel.as_str()).collect();
         assert_eq!(rels, ["", "docs", "docs/z.md", "kept"]);
-        let listed: Vec<&str> = facts.entries.iter().map(|e| e.path.as_str()).collect();
-        assert_eq!(listed, ["docs", "docs/z.md", "kept"]);
+        assert!(
+            facts.entries.is_empty(),
+            "the list is made once the tree is stored"
+        );
         assert_eq!((facts.files, facts.directories), (1, 2));
         assert_eq!(
             facts.skipped,

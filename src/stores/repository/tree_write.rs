@@ -34,6 +34,7 @@ use super::node::node_of;
 use super::snapshots;
 use crate::progress::{Cancel, JobContext, Progress};
 use crate::stores::StoreError;
+use crate::stores::file_hashes::{FileHashes, FileShas};
 use crate::stores::manifest::{FileEntry, Manifest, TreeFacts};
 use crate::stores::{Tree, TreeEntryKind, TreeWritten};
 
@@ -66,9 +67,14 @@ fn parent_of<S: Open>(
     }))
 }
 
-/// The parent a backup's tree takes unchanged files from: its snapshot, and its manifest
-/// with the per-file list read in (from its tree, or its description for older backups).
-pub type Parent = (SnapshotFile, Manifest);
+/// The parent a backup's tree takes unchanged files from: its snapshot, its backup's id,
+/// and its files' hashes (from the list in its tree, or its description for older
+/// backups).
+pub struct Parent {
+    pub snap: SnapshotFile,
+    pub id: String,
+    pub shas: FileShas,
+}
 
 /// The parent of a new tree of `target` at `root`: the newest native tree's backup
 /// ([`parent_of`]), when its file list reads back, because a file taken unchanged gets its
@@ -84,13 +90,33 @@ pub fn choose_parent<S: IndexedFull>(
     let Some((snap, m)) = parent_of(repo, target, root)? else {
         return Ok(None);
     };
-    match file_list::read_into(repo, &snap, m) {
-        Ok(m) => Ok(Some((snap, m))),
+    let shas = match m.file_list_apart() {
+        Some(apart) => file_list::read_shas(repo, &snap, apart),
+        None => shas_of(m.directory.map(|d| d.entries).unwrap_or_default()),
+    };
+    match shas {
+        Ok(shas) => Ok(Some(Parent {
+            snap,
+            id: m.id,
+            shas,
+        })),
         Err(why) => {
             tracing::warn!(target, parent = %snap.id, "the previous backup cannot be the parent: {why}");
             Ok(None)
         }
     }
+}
+
+/// The files' hashes of a list held in a manifest.
+fn shas_of(entries: Vec<FileEntry>) -> Result<FileShas, String> {
+    let mut shas = FileShas::default();
+    for e in entries {
+        if let (true, Some(sha)) = (e.kind == "file", &e.sha256) {
+            shas.push(&e.path, sha)?;
+        }
+    }
+    shas.seal();
+    Ok(shas)
 }
 
 /// Store `tree` as the snapshot `snap` (tagged unfinished), taking unchanged files from
@@ -119,26 +145,18 @@ pub fn store(
         .filter(|e| matches!(e.kind, TreeEntryKind::Symlink(_)))
         .count() as u64;
     let opts = match &parent {
-        Some((p, _)) => BackupOptions::default().parent_opts(
+        Some(p) => BackupOptions::default().parent_opts(
             ParentOptions::default()
-                .parents(vec![p.id.to_string()])
+                .parents(vec![p.snap.id.to_string()])
                 // In rustic_core 0.13 this flag turns the inode comparison on.
                 .ignore_inode(true),
         ),
         None => BackupOptions::default().parent_opts(ParentOptions::default().force(true)),
     };
     let log = Arc::new(ReadLog::default());
-    let parent_files: Option<(SnapshotId, String)> = parent.map(|(p, m)| {
-        // Moved, not copied: a manifest may list hundreds of thousands of files.
-        let entries = m.directory.map(|d| d.entries).unwrap_or_default();
-        let mut state = log.state.lock().unwrap();
-        state.parent.reserve(entries.len());
-        state.parent.extend(
-            entries
-                .into_iter()
-                .filter_map(|e| Some((e.path, e.sha256?))),
-        );
-        (p.id, m.id)
+    let parent_files: Option<(SnapshotId, String)> = parent.map(|p| {
+        log.state.lock().unwrap().parent = p.shas;
+        (p.snap.id, p.id)
     });
     let list = file_list::path_beside(&tree.root).map(|path| ListPlan {
         size: file_list::size_of(&tree.entries),
@@ -146,12 +164,15 @@ pub fn store(
         files,
     });
     let with_list = list.is_some() as u64;
-    let source = TreeSource::new(tree, list, &log, ctx);
+    let entries: SharedEntries = Arc::new(tree.entries);
+    let source = TreeSource::new(tree.root, entries.clone(), tree.open, list, &log, ctx);
     let paths = [source.root.clone()];
     ctx.progress
         .phase("archiving new and changed files: chunking, encrypting, storing");
     let saved = repo.archive(&opts, &source, snap, &paths);
     drop(source);
+    // The archiver and the list are done with the entries: handed back, not copied.
+    let entries = Arc::try_unwrap(entries).unwrap_or_else(|shared| (*shared).clone());
     let repo = repo.drop_index();
     let saved = saved.map_err(|e| fail("writing the tree", e))?;
     let forget = |why: StoreError| {
@@ -189,7 +210,8 @@ pub fn store(
         )));
     }
     let mut written = TreeWritten {
-        sha256: HashMap::new(),
+        entries,
+        sha256: FileHashes::default(),
         vanished: {
             let mut v: Vec<String> = log.vanished.into_iter().collect();
             v.sort();
@@ -207,7 +229,7 @@ pub fn store(
     if let Some((p, id)) = parent_files {
         if saved.parent == Some(p) {
             written.facts.parent = Some(id);
-            written.sha256 = log.parent;
+            written.sha256.parent = log.parent;
         } else {
             // rustic_core falls back to no parent on some errors without saying so.
             tracing::warn!(target, parent = %id, "the previous backup could not be the parent: every file was read");
@@ -219,8 +241,8 @@ pub fn store(
             written.facts.files_unchanged
         )));
     }
-    // Files read now hash to what was read, whatever the parent's manifest said.
-    written.sha256.extend(log.done);
+    // Files read now hash to what was read, whatever the parent's list said.
+    written.sha256.read = log.done;
     Ok((repo, Stored { snap: saved }, written))
 }
 
@@ -292,7 +314,7 @@ pub(super) struct LogState {
     /// SHA-256 of each file read to its end.
     pub(super) done: HashMap<String, String>,
     /// SHA-256 of each file of the parent backup, by path.
-    pub(super) parent: HashMap<String, String>,
+    pub(super) parent: FileShas,
     pub(super) vanished: HashSet<String>,
     short: Vec<String>,
     pub(super) failed: Vec<(String, String)>,
@@ -317,16 +339,23 @@ struct TreeSource {
 }
 
 impl TreeSource {
-    fn new(tree: Tree, list: Option<ListPlan>, log: &Arc<ReadLog>, ctx: &JobContext) -> TreeSource {
-        let size = tree.entries.iter().map(|e| e.size).sum();
+    fn new(
+        root: PathBuf,
+        entries: SharedEntries,
+        open: crate::stores::backups::OpenFile,
+        list: Option<ListPlan>,
+        log: &Arc<ReadLog>,
+        ctx: &JobContext,
+    ) -> TreeSource {
+        let size = entries.iter().map(|e| e.size).sum();
         TreeSource {
-            root: tree.root.clone(),
+            root: root.clone(),
             entries: Mutex::new(Some(Entries {
-                entries: Arc::new(tree.entries),
+                entries,
                 next: 0,
                 list,
-                root: tree.root,
-                open: tree.open,
+                root,
+                open,
                 log: log.clone(),
                 progress: ctx.progress.clone(),
                 cancel: ctx.cancel.clone(),

@@ -127,7 +127,7 @@ impl TreeWriter for SnapshotWriter {
         let target = self.new.target.clone();
         let found = tree_write::choose_parent(&repo, &target, root).and_then(|parent| {
             let same = match &parent {
-                Some((snap, _)) => unchanged::unchanged(&repo, snap.tree, root, entries)?,
+                Some(p) => unchanged::unchanged(&repo, p.snap.tree, root, entries)?,
                 None => HashSet::new(),
             };
             Ok((parent, same))
@@ -147,7 +147,12 @@ impl TreeWriter for SnapshotWriter {
     }
 
     fn write_tree(&mut self, tree: Tree, ctx: &JobContext) -> Result<TreeWritten, StoreError> {
+        let clock = std::time::Instant::now();
         let repo = self.indexed()?;
+        tracing::debug!(
+            ms = clock.elapsed().as_millis() as u64,
+            "tree: the index is read"
+        );
         let parent = match self.chosen_for(&tree.root) {
             Some(parent) => parent,
             None => {
@@ -160,6 +165,10 @@ impl TreeWriter for SnapshotWriter {
                 })?
             }
         };
+        tracing::debug!(
+            ms = clock.elapsed().as_millis() as u64,
+            "tree: the parent is chosen"
+        );
         let snap = snapshot_of(&self.new, None);
         // The tree is the content: no spool.
         self.spool = None;
@@ -175,6 +184,7 @@ impl TreeWriter for SnapshotWriter {
         )?;
         self.repo = Some(repo);
         self.stored = Some(stored);
+        tracing::debug!(ms = clock.elapsed().as_millis() as u64, "tree: stored");
         Ok(written)
     }
 }
