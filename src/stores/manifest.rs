@@ -129,10 +129,13 @@ pub struct TreeFacts {
 pub struct FileListApart {
     /// The list's path in the backup's tree.
     pub path: String,
-    /// How many entries it holds, its size and the SHA-256 of its bytes.
+    /// How many entries it holds, its size and the SHA-256 of its lines (the padding of
+    /// files that vanished while read left out).
     pub entries: u64,
     pub bytes: u64,
     pub sha256: String,
+    /// How many shards the list is cut into (a folder of them at `path`).
+    pub shards: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -1,31 +1,31 @@
 //! A native tree's per-file list (path, kind, mode, size, SHA-256, link of every entry)
-//! kept as a file of the backup's own tree, not in the snapshot's description: the
-//! description is written whole at every backup, while the list is chunked like any
-//! file, so the parts that did not change share their chunks with the earlier backups'
-//! lists and a re-backup adds only the chunks around what changed.
+//! kept in the backup's own tree, not in the snapshot's description: the description is
+//! written whole at every backup, while the list is cut into small files (`list_shards`)
+//! of which a re-backup stores only those around what changed.
 //!
-//! The list sits beside the tree's root: `/srv/data.lifeboat-files` for a root
-//! `/srv/data`, the last node of the snapshot in restic's order (a name sorts right after
-//! its own prefix), so it is stored after every file of the tree has been read and
-//! hashed, and a restore of the root (`restic restore --include /srv/data`) does not see
-//! it. Being in the tree, it is reachable (no prune removes it) and encrypted like the
-//! rest. One JSON entry a line in the tree's order; the file is given its size before it
-//! is read, which counts every file, so a file that vanished while read leaves its
-//! line's bytes as newlines at the end. A tree rooted at `/` has no place beside it and
-//! keeps its list in the description, as every backup before this did.
+//! The list sits beside the tree's root: `/srv/data.lifeboat-files/` for a root
+//! `/srv/data`, the last nodes of the snapshot in restic's order (a name sorts right after
+//! its own prefix), so its shards are made after every file of the tree has been read
+//! and hashed, and a restore of the root (`restic restore --include /srv/data`) does not
+//! see it. Being in the tree, it is reachable (no prune removes it) and encrypted like
+//! the rest. One JSON entry a line in the tree's order; a shard is given its size before
+//! it is read, which counts every file, so a file that vanished while read leaves its
+//! line's bytes as newlines at the shard's end. A tree rooted at `/` has no place beside
+//! it and keeps its list in the description.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
-use std::io::{self, Seek, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustic_core::repofile::{Node, SnapshotFile};
-use rustic_core::{IndexedFull, Repository};
+use rustic_core::repofile::SnapshotFile;
+use rustic_core::{IndexedFull, Repository, TreeId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::list_shards::{self, ShardPlan};
 use super::tree_write::ReadLog;
 use crate::progress::Cancel;
 use crate::stores::file_hashes::FileShas;
@@ -101,53 +101,27 @@ impl<'a> LineOut<'a> {
 /// its file is hashed.
 const NO_SHA_YET: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// The list's size for `entries` (the root first, then every entry), every file kept.
-pub fn size_of(entries: &[TreeEntry]) -> u64 {
+/// An entry's line's size, newline included, with its file kept.
+pub fn line_len(e: &TreeEntry) -> u64 {
     let mut buf = Vec::with_capacity(256);
-    entries
-        .iter()
-        .skip(1)
-        .map(|e| {
-            let sha = (e.kind == TreeEntryKind::File).then_some(NO_SHA_YET);
-            LineOut::of_tree(e, sha).write_to(&mut buf);
-            buf.len() as u64
-        })
-        .sum()
+    let sha = (e.kind == TreeEntryKind::File).then_some(NO_SHA_YET);
+    LineOut::of_tree(e, sha).write_to(&mut buf);
+    buf.len() as u64
 }
 
-/// The list as stored for a manifest's entries, padded to `size`: its facts, or why it
-/// cannot be (more bytes than `size`).
-pub fn facts_of(entries: &[FileEntry], path: &Path, size: u64) -> Result<FileListApart, String> {
+/// The list's facts for a manifest's entries, stored as the shards of `apart`: their
+/// count, and the SHA-256 of their lines (the padding of files that vanished left out).
+pub fn facts_of(entries: &[FileEntry], apart: &FileListApart) -> FileListApart {
     let mut hasher = Sha256::new();
-    let mut bytes = 0u64;
     let mut buf = Vec::with_capacity(256);
     for e in entries {
         LineOut::of_manifest(e).write_to(&mut buf);
-        bytes += buf.len() as u64;
         hasher.update(&buf);
     }
-    if bytes > size {
-        return Err(format!(
-            "the file list holds {bytes} bytes, more than the {size} it was given"
-        ));
-    }
-    pad(&mut hasher, size - bytes);
-    Ok(FileListApart {
-        path: path.to_string_lossy().into_owned(),
+    FileListApart {
         entries: entries.len() as u64,
-        bytes: size,
         sha256: hex::encode(hasher.finalize()),
-    })
-}
-
-/// `n` newlines hashed, a block at a time.
-fn pad(hasher: &mut Sha256, n: u64) {
-    let block = [b'\n'; 4096];
-    let mut left = n;
-    while left > 0 {
-        let now = left.min(block.len() as u64) as usize;
-        hasher.update(&block[..now]);
-        left -= now as u64;
+        ..apart.clone()
     }
 }
 
@@ -159,20 +133,20 @@ pub struct Hashes<'a> {
     pub vanished: &'a HashSet<String>,
 }
 
-/// The list's bytes for the tree's `entries` (the root first), written to `out` line by
-/// line and padded with newlines to `size`; its facts.
-pub fn write(
+/// A shard's bytes: the lines of `entries` (a run of the tree's), each also hashed into
+/// `lines`, padded with newlines to `size`; how many lines it holds.
+fn shard_bytes(
     entries: &[TreeEntry],
     hashes: &Hashes<'_>,
-    path: &Path,
     size: u64,
-    out: &mut dyn Write,
-) -> io::Result<FileListApart> {
-    let mut hasher = Sha256::new();
-    let (mut bytes, mut count) = (0u64, 0u64);
+    lines: &mut Sha256,
+    out: &mut Vec<u8>,
+) -> io::Result<u64> {
+    out.clear();
+    let mut count = 0u64;
     let mut buf = Vec::with_capacity(256);
     let mut parent_hex = [0u8; 64];
-    for e in entries.iter().skip(1) {
+    for e in entries {
         let sha: Option<&str> = if e.kind != TreeEntryKind::File {
             None
         } else if hashes.vanished.contains(&e.rel) {
@@ -189,24 +163,58 @@ pub fn write(
             )));
         };
         LineOut::of_tree(e, sha).write_to(&mut buf);
-        bytes += buf.len() as u64;
+        lines.update(&buf);
+        out.extend_from_slice(&buf);
         count += 1;
-        if bytes > size {
-            return Err(io::Error::other(
-                "the file list grew past the size it was given",
+    }
+    if out.len() as u64 > size {
+        return Err(io::Error::other(
+            "a shard of the file list grew past the size it was given",
+        ));
+    }
+    out.resize(size as usize, b'\n');
+    Ok(count)
+}
+
+/// The list stored with the tree `tree` as `plan` cut it, checked shard by shard against
+/// the bytes meant for it (a shard the archiver took unchanged from the parent must be
+/// what it would have written); its facts.
+pub fn check_stored<S: rustic_core::IndexedTree>(
+    repo: &Repository<S>,
+    tree: TreeId,
+    plan: &ShardPlan,
+    entries: &[TreeEntry],
+    hashes: &Hashes<'_>,
+) -> Result<FileListApart, String> {
+    let stored = list_shards::stored_shards(repo, tree, &plan.dir)?;
+    if stored.len() != plan.shards.len() {
+        return Err(format!(
+            "its file list was stored as {} shards, not {}",
+            stored.len(),
+            plan.shards.len()
+        ));
+    }
+    let mut lines = Sha256::new();
+    let (mut count, mut bytes) = (0u64, Vec::new());
+    for (shard, node) in plan.shards.iter().zip(&stored) {
+        let run = &entries[shard.lines.clone()];
+        count += shard_bytes(run, hashes, shard.size, &mut lines, &mut bytes)
+            .map_err(|e| e.to_string())?;
+        if !list_shards::holds(node, &bytes) {
+            return Err(format!(
+                "shard {} of its file list was not stored as written",
+                plan.dir
+                    .join(format!("{:08}/{:08}", shard.group, shard.index))
+                    .display()
             ));
         }
-        hasher.update(&buf);
-        out.write_all(&buf)?;
     }
-    let padding = vec![b'\n'; (size - bytes) as usize];
-    hasher.update(&padding);
-    out.write_all(&padding)?;
     Ok(FileListApart {
-        path: path.to_string_lossy().into_owned(),
+        path: plan.dir.to_string_lossy().into_owned(),
         entries: count,
-        bytes: size,
-        sha256: hex::encode(hasher.finalize()),
+        bytes: plan.size(),
+        sha256: hex::encode(lines.finalize()),
+        shards: plan.shards.len() as u64,
     })
 }
 
@@ -253,24 +261,22 @@ fn read_checked<S: IndexedFull>(
     apart: &FileListApart,
     sink: Sink,
 ) -> Result<Sink, String> {
-    let node: Node = repo
-        .node_from_path(snap.tree, Path::new(&apart.path))
-        .map_err(|e| {
-            format!(
-                "finding its file list {}: {}",
-                apart.path,
-                super::one_line(&e)
-            )
-        })?;
-    if node.meta.size != apart.bytes {
+    let shards = list_shards::stored_shards(repo, snap.tree, Path::new(&apart.path))?;
+    let size: u64 = shards.iter().map(|n| n.meta.size).sum();
+    if shards.len() as u64 != apart.shards || size != apart.bytes {
         return Err(format!(
-            "its file list {} holds {} bytes, not the {} its manifest records",
-            apart.path, node.meta.size, apart.bytes
+            "its file list {} holds {} shards of {size} bytes, not the {} of {} its manifest records",
+            apart.path,
+            shards.len(),
+            apart.shards,
+            apart.bytes
         ));
     }
     let mut lines = Lines::new(sink);
-    repo.dump(&node, &mut lines)
-        .map_err(|e| format!("reading its file list: {}", super::one_line(&e)))?;
+    for node in &shards {
+        repo.dump(node, &mut lines)
+            .map_err(|e| format!("reading its file list: {}", super::one_line(&e)))?;
+    }
     lines.finish()?;
     let sha = hex::encode(std::mem::take(&mut lines.hasher).finalize());
     if sha != apart.sha256 || lines.count != apart.entries || lines.bytes != apart.bytes {
@@ -301,6 +307,7 @@ struct LineIn<'a> {
 
 /// The list's bytes as the dump writes them: hashed, and parsed line by line.
 struct Lines {
+    /// Of every line, newline included, padding left out.
     hasher: Sha256,
     bytes: u64,
     count: u64,
@@ -326,6 +333,8 @@ impl Lines {
             return;
         }
         self.count += 1;
+        self.hasher.update(line);
+        self.hasher.update(b"\n");
         let took = match &mut self.sink {
             Sink::Entries(entries) => serde_json::from_slice(line)
                 .map(|e| entries.push(e))
@@ -357,7 +366,6 @@ impl Lines {
 
 impl Write for Lines {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.hasher.update(data);
         self.bytes += data.len() as u64;
         let mut rest = data;
         while let Some(end) = rest.iter().position(|b| *b == b'\n') {
@@ -382,18 +390,12 @@ impl Write for Lines {
 /// The tree's entries, shared between the archiver's walk and the list made at its end.
 pub type SharedEntries = Arc<Vec<TreeEntry>>;
 
-/// Where the file list goes and what it will hold.
-pub struct ListPlan {
-    pub path: PathBuf,
-    /// Its size, every file counted (lines of files that vanish become padding).
-    pub size: u64,
+/// A shard of the file list, made when the archiver opens it.
+pub struct ListOpen {
+    pub plan: Arc<ShardPlan>,
+    pub shard: usize,
     /// The files of the tree: the list waits for the archiver to be done with them all.
     pub files: u64,
-}
-
-/// The file list, made when the archiver opens it.
-pub struct ListOpen {
-    pub plan: ListPlan,
     pub entries: SharedEntries,
     pub log: Arc<ReadLog>,
     pub cancel: Cancel,
@@ -401,22 +403,20 @@ pub struct ListOpen {
 
 impl ListOpen {
     /// Wait until the archiver is done with every file (they all come before the list,
-    /// and are in its other threads or done), then write the list to an unnamed
-    /// temporary file for it to read.
-    pub fn open(self) -> io::Result<std::fs::File> {
+    /// and are in its other threads or done), then make the shard's bytes for it to read.
+    pub fn open(self) -> io::Result<io::Cursor<Vec<u8>>> {
         let made = self.make();
         if let Err(e) = &made {
             let mut log = self.log.state.lock().unwrap();
-            log.failed
-                .push((self.plan.path.to_string_lossy().into_owned(), e.to_string()));
+            let path = self.plan.dir.to_string_lossy().into_owned();
+            log.failed.push((path, e.to_string()));
         }
         made
     }
 
-    fn make(&self) -> io::Result<std::fs::File> {
-        let clock = std::time::Instant::now();
+    fn make(&self) -> io::Result<io::Cursor<Vec<u8>>> {
         let mut state = self.log.state.lock().unwrap();
-        while state.settled < self.plan.files {
+        while state.settled < self.files {
             self.cancel.check()?;
             // Woken by every file settled; the timeout only lets a cancel through.
             state = self
@@ -426,31 +426,16 @@ impl ListOpen {
                 .unwrap()
                 .0;
         }
-        tracing::debug!(
-            ms = clock.elapsed().as_millis() as u64,
-            "file list: every file settled"
-        );
-        let mut spool = std::io::BufWriter::new(tempfile::tempfile()?);
         let hashes = Hashes {
             read: &state.done,
             parent: &state.parent,
             vanished: &state.vanished,
         };
-        let facts = write(
-            &self.entries,
-            &hashes,
-            &self.plan.path,
-            self.plan.size,
-            &mut spool,
-        )?;
-        state.list = Some(facts);
-        tracing::debug!(
-            ms = clock.elapsed().as_millis() as u64,
-            "file list: written"
-        );
-        let mut file = spool.into_inner().map_err(|e| e.into_error())?;
-        file.rewind()?;
-        Ok(file)
+        let shard = &self.plan.shards[self.shard];
+        let mut bytes = Vec::with_capacity(shard.size as usize);
+        let run = &self.entries[shard.lines.clone()];
+        shard_bytes(run, &hashes, shard.size, &mut Sha256::new(), &mut bytes)?;
+        Ok(io::Cursor::new(bytes))
     }
 }
 
@@ -484,18 +469,19 @@ mod tests {
         assert!("data" < "data.lifeboat-files");
     }
 
-    /// A file that vanished leaves its bytes as newlines: the size given before reading
-    /// holds, and the list read back has only what was kept.
+    /// A file that vanished leaves its bytes as newlines in its shard: the size given
+    /// before reading holds, the lines read back are what was kept, and their hash is the
+    /// one the manifest's entries give.
     #[test]
-    fn a_vanished_file_pads_and_the_list_reads_back_as_the_manifest_lists_it() {
-        let entries = vec![
+    fn a_vanished_file_pads_its_shard_and_the_lines_read_back_as_the_manifest_lists_them() {
+        let entries = [
             entry("", TreeEntryKind::Dir, 0),
             entry("a", TreeEntryKind::Dir, 0),
             entry("a/gone.txt", TreeEntryKind::File, 3),
             entry("a/kept.txt", TreeEntryKind::File, 4),
             entry("l", TreeEntryKind::Symlink("a/kept.txt".into()), 0),
         ];
-        let size = size_of(&entries);
+        let size: u64 = entries[1..].iter().map(line_len).sum();
         // The kept file's hash from the parent's list; a read one would win over it.
         let mut parent = FileShas::default();
         parent.push("a/kept.txt", &"ab".repeat(32)).unwrap();
@@ -507,15 +493,20 @@ mod tests {
             parent: &parent,
             vanished: &vanished,
         };
-        let path = Path::new("/srv/data.lifeboat-files");
-        let mut out = Vec::new();
-        let facts = write(&entries, &hashes, path, size, &mut out).unwrap();
+        let (mut out, mut hashed) = (Vec::new(), Sha256::new());
+        let count = shard_bytes(&entries[1..], &hashes, size, &mut hashed, &mut out).unwrap();
         assert_eq!(out.len() as u64, size);
-        assert_eq!(facts.entries, 3);
+        assert_eq!(count, 3);
+        assert!(
+            out.ends_with(b"\n\n\n"),
+            "the vanished line's bytes are padding"
+        );
         let mut lines = Lines::new(Sink::Entries(Vec::new()));
         lines.write_all(&out).unwrap();
         lines.finish().unwrap();
         assert_eq!(lines.count, 3);
+        let line_sha = hex::encode(std::mem::take(&mut lines.hasher).finalize());
+        assert_eq!(line_sha, hex::encode(hashed.finalize()));
         let Sink::Entries(back) = lines.sink else {
             unreachable!()
         };
@@ -526,8 +517,16 @@ mod tests {
         assert_eq!(back[1].sha256.as_deref(), Some("ab".repeat(32).as_str()));
         assert_eq!(back[2].link.as_deref(), Some("a/kept.txt"));
         assert_eq!(back[2].sha256, None, "only files carry a hash");
-        // The manifest's entries give the same bytes, so publishing can compare them.
-        assert_eq!(facts_of(&back, path, size).unwrap(), facts);
+        // The manifest's entries give the same facts, so publishing can compare them.
+        let apart = FileListApart {
+            path: "/srv/data.lifeboat-files".into(),
+            entries: 0,
+            bytes: size,
+            sha256: String::new(),
+            shards: 1,
+        };
+        let facts = facts_of(&back, &apart);
+        assert_eq!((facts.entries, facts.sha256), (3, line_sha));
         // Read back for a re-backup: only the files' hashes are kept.
         let mut lines = Lines::new(Sink::Shas(FileShas::default()));
         lines.write_all(&out).unwrap();
@@ -538,13 +537,14 @@ mod tests {
         shas.seal();
         assert_eq!(shas.len(), 1);
         assert_eq!(shas.get("a/kept.txt"), Some(&[0xab; 32]));
-        // A file with no hash from anywhere fails the list rather than leaving it out.
+        // A file with no hash from anywhere fails the shard rather than leaving it out.
         let none = HashMap::new();
         let missing = Hashes {
             read: &none,
             parent: &FileShas::default(),
             vanished: &HashSet::new(),
         };
-        assert!(write(&entries, &missing, path, size, &mut Vec::new()).is_err());
+        let made = shard_bytes(&entries[1..], &missing, size, &mut Sha256::new(), &mut out);
+        assert!(made.is_err());
     }
 }

@@ -11,6 +11,7 @@ mod file_list;
 mod flat;
 mod gate;
 mod key;
+mod list_shards;
 mod location;
 mod node;
 mod reader;

@@ -34,7 +34,7 @@ pub fn node_of(name: &OsStr, e: &TreeEntry) -> Node {
     Node::new_node(name, node_type, meta)
 }
 
-const GO_DIR: u32 = 1 << 31;
+pub(super) const GO_DIR: u32 = 1 << 31;
 const GO_SYMLINK: u32 = 1 << 27;
 const GO_SETUID: u32 = 1 << 23;
 const GO_SETGID: u32 = 1 << 22;

@@ -53,12 +53,12 @@ pub fn manifest_of(snap: &SnapshotFile) -> Result<Manifest, Rejected> {
         .into());
     }
     let summary = snap.summary.as_ref().ok_or("it has no summary")?;
-    // One content file, or a native tree's files and links (and its file list).
+    // One content file, or a native tree's files and links (and its file list's shards).
     let list = m
         .directory
         .as_ref()
         .and_then(|d| d.tree.as_ref()?.file_list.as_ref())
-        .map_or((0, 0), |l| (1, l.bytes));
+        .map_or((0, 0), |l| (l.shards, l.bytes));
     let nodes = m
         .directory
         .as_ref()

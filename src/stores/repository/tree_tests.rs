@@ -387,3 +387,44 @@ fn a_file_gone_before_it_is_read_leaves_the_file_list_without_it() {
         .collect();
     assert_eq!(names, ["a.txt"]);
 }
+
+/// What was stored of a file list is checked against the bytes meant for it, shard by
+/// shard: the list a backup stored passes with the hashes it was made from, and fails,
+/// naming the shard, with a file's hash other than the one it holds.
+#[test]
+fn a_stored_file_list_is_checked_against_the_bytes_meant_for_it() {
+    use super::file_list::{self, Hashes};
+    use super::list_shards::ShardPlan;
+    use crate::stores::file_hashes::FileShas;
+    use std::collections::{HashMap, HashSet};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir);
+    let (written, m) = back_up(&store, "1", tree(100, 1_700_000_000));
+    let recorded = written.facts.file_list.clone().expect("kept apart");
+    assert_eq!(recorded.shards, 1);
+    let repo = store.open_existing().unwrap().to_indexed_ids().unwrap();
+    let snap = repo.get_snapshot_from_str(&m.artifact, |_| true).unwrap();
+    let entries = tree(100, 1_700_000_000).entries;
+    let plan = ShardPlan::new(
+        PathBuf::from(format!("{ROOT}.lifeboat-files")),
+        &entries,
+        file_list::line_len,
+    );
+    let check = |sha: &str| {
+        let read = HashMap::from([("a.txt".to_string(), sha.to_string())]);
+        let hashes = Hashes {
+            read: &read,
+            parent: &FileShas::default(),
+            vanished: &HashSet::new(),
+        };
+        file_list::check_stored(&repo, snap.tree, &plan, &entries, &hashes)
+    };
+    let hello = written.sha256.get("a.txt").unwrap();
+    assert_eq!(check(&hello).unwrap(), recorded);
+    let why = check(&"ab".repeat(32)).unwrap_err();
+    assert!(
+        why.contains("00000000/00000000") && why.contains("not stored as written"),
+        "{why}"
+    );
+}

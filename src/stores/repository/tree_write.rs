@@ -6,10 +6,11 @@
 //! really used is checked on the saved snapshot, and the files read are counted here, not
 //! taken on trust.
 //!
-//! The per-file list goes into the same tree as its last node (`file_list`): the
-//! archiver opens it only once every file before it has been read or found unchanged
-//! (each file's opener reports when it is done with, read or not), so every SHA-256 is
-//! known when the list is made.
+//! The per-file list goes into the same tree as its last nodes (`file_list`, cut into
+//! shards by `list_shards`): the archiver opens a shard only once every file before it
+//! has been read or found unchanged (each file's opener reports when it is done with,
+//! read or not), so every SHA-256 is known when a shard is made. What was stored of the
+//! list is checked against what was meant, shard by shard, before the backup counts.
 //!
 //! The archiver saves the snapshot as soon as the tree is stored, before the manifest
 //! exists: that first snapshot carries the `lifeboat-unfinished` tag and no manifest, and
@@ -22,14 +23,15 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
-use rustic_core::repofile::{Metadata, Node, NodeType, SnapshotFile, SnapshotId};
+use rustic_core::repofile::{SnapshotFile, SnapshotId};
 use rustic_core::{
     BackupOptions, ErrorKind, IndexedFull, IndexedFullStatus, Open, OpenStatus, ParentOptions,
     ReadSource, ReadSourceEntry, ReadSourceOpen, Repository, RusticError, RusticResult,
 };
 use sha2::{Digest, Sha256};
 
-use super::file_list::{self, ListOpen, ListPlan, SharedEntries};
+use super::file_list::{self, Hashes, ListOpen, SharedEntries};
+use super::list_shards::{ListNode, ShardPlan};
 use super::node::node_of;
 use super::snapshots;
 use crate::progress::{Cancel, JobContext, Progress};
@@ -158,14 +160,18 @@ pub fn store(
         log.state.lock().unwrap().parent = p.shas;
         (p.snap.id, p.id)
     });
-    let list = file_list::path_beside(&tree.root).map(|path| ListPlan {
-        size: file_list::size_of(&tree.entries),
-        path,
-        files,
-    });
-    let with_list = list.is_some() as u64;
+    let list = file_list::path_beside(&tree.root)
+        .map(|dir| Arc::new(ShardPlan::new(dir, &tree.entries, file_list::line_len)));
+    let shards = list.as_ref().map_or(0, |p| p.shards.len() as u64);
     let entries: SharedEntries = Arc::new(tree.entries);
-    let source = TreeSource::new(tree.root, entries.clone(), tree.open, list, &log, ctx);
+    let source = TreeSource::new(
+        tree.root,
+        entries.clone(),
+        tree.open,
+        list.clone().map(|plan| (plan, files)),
+        &log,
+        ctx,
+    );
     let paths = [source.root.clone()];
     ctx.progress
         .phase("archiving new and changed files: chunking, encrypting, storing");
@@ -174,6 +180,24 @@ pub fn store(
     // The archiver and the list are done with the entries: handed back, not copied.
     let entries = Arc::try_unwrap(entries).unwrap_or_else(|shared| (*shared).clone());
     let repo = repo.drop_index();
+    // The list's new trees are only in the index the archiver wrote: read it again.
+    let (repo, list_stored) = match (&saved, &list) {
+        (Ok(saved), Some(plan)) => {
+            let repo = repo
+                .to_indexed_ids()
+                .map_err(|e| fail("reading the index to check the file list", e))?;
+            let state = log.state.lock().unwrap();
+            let hashes = Hashes {
+                read: &state.done,
+                parent: &state.parent,
+                vanished: &state.vanished,
+            };
+            let checked = file_list::check_stored(&repo, saved.tree, plan, &entries, &hashes);
+            drop(state);
+            (repo.drop_index(), Some(checked))
+        }
+        _ => (repo, None),
+    };
     let saved = saved.map_err(|e| fail("writing the tree", e))?;
     let forget = |why: StoreError| {
         let _ = repo.delete_snapshots(&[saved.id]);
@@ -194,19 +218,19 @@ pub fn store(
             log.failed.len()
         )));
     }
-    if with_list == 1 && log.list.is_none() {
-        return forget(StoreError::Other(format!(
-            "{describe}: the file list was not stored with the tree"
-        )));
-    }
+    let file_list = match list_stored {
+        Some(Err(why)) => return forget(StoreError::Other(format!("{describe}: {why}"))),
+        Some(Ok(facts)) => Some(facts),
+        None => None,
+    };
     let vanished = log.vanished.len() as u64;
     let read = log.done.len() as u64;
     let summary = saved.summary.clone().unwrap_or_default();
     let kept = files + symlinks - vanished;
-    if summary.total_files_processed != kept + with_list {
+    if summary.total_files_processed != kept + shards {
         return forget(StoreError::Other(format!(
             "{describe}: the tree was stored with {} of its {kept} files and links",
-            summary.total_files_processed.saturating_sub(with_list)
+            summary.total_files_processed.saturating_sub(shards)
         )));
     }
     let mut written = TreeWritten {
@@ -222,7 +246,7 @@ pub fn store(
             parent: None,
             files_read: read,
             files_unchanged: files - vanished - read,
-            file_list: log.list,
+            file_list,
             ..TreeFacts::default()
         },
     };
@@ -262,10 +286,7 @@ pub fn publish(
         .and_then(|t| t.file_list.clone());
     let mut left_out = Vec::new();
     if let (Some(apart), Some(d)) = (apart, manifest.directory.as_mut()) {
-        let made = file_list::facts_of(&d.entries, Path::new(&apart.path), apart.bytes).map_err(
-            |why| RusticError::new(ErrorKind::Internal, "{why}").attach_context("why", why),
-        )?;
-        if made != apart {
+        if file_list::facts_of(&d.entries, &apart) != apart {
             return Err(RusticError::new(
                 ErrorKind::Internal,
                 "the file list stored with the tree differs from the manifest's entries",
@@ -320,8 +341,6 @@ pub(super) struct LogState {
     pub(super) failed: Vec<(String, String)>,
     /// Files the archiver is done with: read, failed, or found unchanged and not opened.
     pub(super) settled: u64,
-    /// The file list, once stored.
-    pub(super) list: Option<crate::stores::manifest::FileListApart>,
 }
 
 impl ReadLog {
@@ -343,7 +362,7 @@ impl TreeSource {
         root: PathBuf,
         entries: SharedEntries,
         open: crate::stores::backups::OpenFile,
-        list: Option<ListPlan>,
+        list: Option<(Arc<ShardPlan>, u64)>,
         log: &Arc<ReadLog>,
         ctx: &JobContext,
     ) -> TreeSource {
@@ -354,6 +373,7 @@ impl TreeSource {
                 entries,
                 next: 0,
                 list,
+                list_nodes: None,
                 root,
                 open,
                 log: log.clone(),
@@ -370,7 +390,9 @@ impl TreeSource {
 struct Entries {
     entries: SharedEntries,
     next: usize,
-    list: Option<ListPlan>,
+    /// The file list's plan and how many files come before it.
+    list: Option<(Arc<ShardPlan>, u64)>,
+    list_nodes: Option<std::vec::IntoIter<ListNode>>,
     root: PathBuf,
     open: crate::stores::backups::OpenFile,
     log: Arc<ReadLog>,
@@ -379,32 +401,26 @@ struct Entries {
 }
 
 impl Entries {
-    /// The file list's node, the last of the snapshot: owned like the tree's root.
+    /// The file list's next node: its folders and shards come last in the snapshot.
     fn list_entry(&mut self) -> Option<ReadSourceEntry<Opener>> {
-        let plan = self.list.take()?;
-        let root = self.entries.first()?;
-        let now = rustic_core::jiff::Timestamp::now();
-        let meta = Metadata {
-            mode: Some(0o600),
-            mtime: Some(now),
-            atime: Some(now),
-            ctime: Some(now),
-            uid: Some(root.uid),
-            gid: Some(root.gid),
-            size: plan.size,
-            links: 1,
-            ..Metadata::default()
-        };
-        let name = plan.path.file_name()?.to_os_string();
+        let (plan, files) = self.list.clone()?;
+        let nodes = self
+            .list_nodes
+            .get_or_insert_with(|| plan.nodes().into_iter());
+        let ListNode { path, node, shard } = nodes.next()?;
         Some(ReadSourceEntry {
-            node: Node::new_node(&name, NodeType::File, meta),
-            path: plan.path.clone(),
-            open: Some(Opener::List(ListOpen {
-                plan,
-                entries: self.entries.clone(),
-                log: self.log.clone(),
-                cancel: self.cancel.clone(),
-            })),
+            node,
+            path,
+            open: shard.map(|shard| {
+                Opener::List(ListOpen {
+                    plan,
+                    shard,
+                    files,
+                    entries: self.entries.clone(),
+                    log: self.log.clone(),
+                    cancel: self.cancel.clone(),
+                })
+            }),
         })
     }
 }
