@@ -198,6 +198,7 @@ pub fn store(
         }
         _ => (repo, None),
     };
+    release_freed_memory();
     let saved = saved.map_err(|e| fail("writing the tree", e))?;
     let forget = |why: StoreError| {
         let _ = repo.delete_snapshots(&[saved.id]);
@@ -320,6 +321,17 @@ pub fn publish(
         })?;
     repo.delete_snapshots(&[stored.snap.id])?;
     Ok((published, left_out))
+}
+
+/// Hand the pages just freed (the archiver's buffers, the index with its pack locations)
+/// back to the system before the next allocations: glibc keeps them in its arenas
+/// otherwise, and the process's peak is what its host sees.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of glibc's heaps to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// What happened to the files the archiver opened.
