@@ -21,12 +21,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustic_core::repofile::{BlobType, SnapshotFile};
-use rustic_core::{IndexedFull, Repository, TreeId};
+use rustic_core::{IndexedFull, OpenStatus, Repository, RusticResult, TreeId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::list_shards::{self, ShardPlan};
-use super::tree_write::ReadLog;
+use super::tree_write::{LogState, ReadLog};
 use crate::progress::Cancel;
 use crate::stores::file_hashes::FileShas;
 use crate::stores::manifest::{FileEntry, FileListApart, Manifest};
@@ -133,6 +133,16 @@ pub struct Hashes<'a> {
     pub vanished: &'a HashSet<String>,
 }
 
+impl<'a> Hashes<'a> {
+    fn of(log: &'a LogState) -> Hashes<'a> {
+        Hashes {
+            read: &log.done,
+            parent: &log.parent,
+            vanished: &log.vanished,
+        }
+    }
+}
+
 /// A shard's bytes: the lines of `entries` (a run of the tree's), each also hashed into
 /// `lines`, padded with newlines to `size`; how many lines it holds.
 fn shard_bytes(
@@ -174,6 +184,35 @@ fn shard_bytes(
     }
     out.resize(size as usize, b'\n');
     Ok(count)
+}
+
+/// The list stored with `tree` checked ([`check_stored`]) against what the archiver's
+/// `log` says was read, with the index read again (the list's new trees are only in the
+/// index the archiver wrote); the repository handed back without its index.
+pub fn check_after_archive(
+    repo: Repository<OpenStatus>,
+    tree: TreeId,
+    plan: &ShardPlan,
+    entries: &[TreeEntry],
+    log: &ReadLog,
+) -> RusticResult<(Repository<OpenStatus>, Result<FileListApart, String>)> {
+    let repo = repo.to_indexed_ids()?;
+    let state = log.state.lock().unwrap();
+    let checked = check_stored(&repo, tree, plan, entries, &Hashes::of(&state));
+    drop(state);
+    let repo = repo.drop_index();
+    release_freed_memory();
+    Ok((repo, checked))
+}
+
+/// Hand the pages just freed (the archiver's buffers, both indexes) back to the system:
+/// glibc keeps them in its arenas otherwise, and the process's peak is what its host sees.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of glibc's heaps to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// The list stored with the tree `tree` as `plan` cut it, checked shard by shard against
@@ -430,11 +469,7 @@ impl ListOpen {
                 .unwrap()
                 .0;
         }
-        let hashes = Hashes {
-            read: &state.done,
-            parent: &state.parent,
-            vanished: &state.vanished,
-        };
+        let hashes = Hashes::of(&state);
         let shard = &self.plan.shards[self.shard];
         let mut bytes = Vec::with_capacity(shard.size as usize);
         let run = &self.entries[shard.lines.clone()];

@@ -30,7 +30,7 @@ use rustic_core::{
 };
 use sha2::{Digest, Sha256};
 
-use super::file_list::{self, Hashes, ListOpen, SharedEntries};
+use super::file_list::{self, ListOpen, SharedEntries};
 use super::list_shards::{ListNode, ShardPlan};
 use super::node::node_of;
 use super::snapshots;
@@ -180,25 +180,15 @@ pub fn store(
     // The archiver and the list are done with the entries: handed back, not copied.
     let entries = Arc::try_unwrap(entries).unwrap_or_else(|shared| (*shared).clone());
     let repo = repo.drop_index();
-    // The list's new trees are only in the index the archiver wrote: read it again.
     let (repo, list_stored) = match (&saved, &list) {
         (Ok(saved), Some(plan)) => {
-            let repo = repo
-                .to_indexed_ids()
-                .map_err(|e| fail("reading the index to check the file list", e))?;
-            let state = log.state.lock().unwrap();
-            let hashes = Hashes {
-                read: &state.done,
-                parent: &state.parent,
-                vanished: &state.vanished,
-            };
-            let checked = file_list::check_stored(&repo, saved.tree, plan, &entries, &hashes);
-            drop(state);
-            (repo.drop_index(), Some(checked))
+            let (repo, checked) =
+                file_list::check_after_archive(repo, saved.tree, plan, &entries, &log)
+                    .map_err(|e| fail("reading the index to check the file list", e))?;
+            (repo, Some(checked))
         }
         _ => (repo, None),
     };
-    release_freed_memory();
     let saved = saved.map_err(|e| fail("writing the tree", e))?;
     let forget = |why: StoreError| {
         let _ = repo.delete_snapshots(&[saved.id]);
@@ -321,17 +311,6 @@ pub fn publish(
         })?;
     repo.delete_snapshots(&[stored.snap.id])?;
     Ok((published, left_out))
-}
-
-/// Hand the pages just freed (the archiver's buffers, the index with its pack locations)
-/// back to the system before the next allocations: glibc keeps them in its arenas
-/// otherwise, and the process's peak is what its host sees.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free pages of glibc's heaps to the system.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// What happened to the files the archiver opened.
