@@ -20,12 +20,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustic_core::repofile::{BlobType, SnapshotFile};
+use rustic_core::repofile::SnapshotFile;
 use rustic_core::{IndexedFull, OpenStatus, Repository, RusticResult, TreeId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::list_shards::{self, ShardPlan};
+use super::reader::dump_once;
 use super::tree_write::{LogState, ReadLog};
 use crate::progress::Cancel;
 use crate::stores::file_hashes::FileShas;
@@ -312,13 +313,9 @@ fn read_checked<S: IndexedFull>(
         ));
     }
     let mut lines = Lines::new(sink);
-    // Read past rustic_core's blob cache, which would keep up to 32 MiB of a list read
-    // once (its small shards all fit in it).
-    for id in shards.iter().flat_map(|n| n.content.iter().flatten()) {
-        let bytes = repo
-            .cat_blob(BlobType::Data, id.to_hex().as_str())
+    for node in &shards {
+        dump_once(repo, node, &mut lines)
             .map_err(|e| format!("reading its file list: {}", super::one_line(&e)))?;
-        lines.write_all(&bytes).expect("lines take every byte");
     }
     lines.finish()?;
     let sha = hex::encode(std::mem::take(&mut lines.hasher).finalize());

@@ -19,7 +19,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use rustic_core::jiff::Timestamp;
-use rustic_core::repofile::{Metadata, Node, NodeType};
+use rustic_core::repofile::{Chunker, ConfigFile, Metadata, Node, NodeType};
 use rustic_core::{IndexedTree, Repository, TreeId};
 use sha2::{Digest, Sha256};
 
@@ -30,7 +30,8 @@ use crate::stores::{TreeEntry, TreeEntryKind};
 const SHARD_EVERY: u64 = 64;
 /// A path whose hash is a multiple of this starts a group: about 32 shards each.
 const GROUP_EVERY: u64 = SHARD_EVERY * 32;
-/// A shard never grows past this (long paths): half the chunker's 512 KiB minimum.
+/// A shard never grows past this (long paths): half the chunker's usual 512 KiB minimum,
+/// less where the repository's chunker would cut a smaller file ([`max_shard_bytes`]).
 const MAX_SHARD_BYTES: u64 = 256 * 1024;
 /// Changed only with the shards' format: it changes every shard's stamp.
 const STAMP_VERSION: &[u8] = b"lifeboat file list shard 1\0";
@@ -72,10 +73,40 @@ fn cut_key(rel: &str) -> u64 {
     u64::from_le_bytes(sha[..8].try_into().expect("eight bytes"))
 }
 
-/// What the archiver's parent match compares and the line shows, folded into a time.
-fn stamp_of(entries: &[TreeEntry]) -> Timestamp {
+/// The largest shard the repository's chunker stores as one blob, at most
+/// [`MAX_SHARD_BYTES`]: a content-defined chunker cuts nothing shorter than its minimum,
+/// a fixed-size one nothing shorter than its size.
+pub fn max_shard_bytes(config: &ConfigFile) -> u64 {
+    let whole = match config.chunker() {
+        Chunker::Rabin => config.chunk_min_size(),
+        Chunker::FixedSize => config.chunk_size(),
+    };
+    (whole as u64).min(MAX_SHARD_BYTES)
+}
+
+/// How one backup's list is cut.
+pub struct Cut<'a> {
+    /// A line's size with its file kept.
+    pub line_len: &'a dyn Fn(&TreeEntry) -> u64,
+    /// Whether a file's line cannot be known before the archiver reads the file (no
+    /// SHA-256 for it in the parent's list, e.g. it vanished while the parent was read):
+    /// its shard must be made again even when no entry's metadata changed.
+    pub unknown: &'a dyn Fn(&TreeEntry) -> bool,
+    /// This backup's own number, folded into the stamp of a shard with such a file so it
+    /// never matches the parent's.
+    pub nonce: u64,
+    /// The largest shard ([`max_shard_bytes`]).
+    pub max_bytes: u64,
+}
+
+/// What the archiver's parent match compares and the line shows, folded into a time
+/// (with the backup's `nonce` when a line of the shard cannot be known beforehand).
+fn stamp_of(entries: &[TreeEntry], nonce: Option<u64>) -> Timestamp {
     let mut h = Sha256::new();
     h.update(STAMP_VERSION);
+    if let Some(n) = nonce {
+        h.update(n.to_le_bytes());
+    }
     for e in entries {
         h.update(e.rel.as_bytes());
         h.update([0]);
@@ -107,17 +138,16 @@ fn stamp_of(entries: &[TreeEntry]) -> Timestamp {
 }
 
 impl ShardPlan {
-    /// The plan for `entries` (the root first, then the list's lines), `line_len` giving
-    /// each line's size with every file kept.
-    pub fn new(dir: PathBuf, entries: &[TreeEntry], line_len: impl Fn(&TreeEntry) -> u64) -> Self {
+    /// The plan for `entries` (the root first, then the list's lines).
+    pub fn new(dir: PathBuf, entries: &[TreeEntry], cut: &Cut<'_>) -> Self {
         let mut shards: Vec<Shard> = Vec::new();
         for (i, e) in entries.iter().enumerate().skip(1) {
-            let len = line_len(e);
+            let len = (cut.line_len)(e);
             let key = cut_key(&e.rel);
             let (group, index) = match shards.last() {
                 None => (0, 0),
                 Some(s) if key.is_multiple_of(GROUP_EVERY) => (s.group + 1, 0),
-                Some(s) if key.is_multiple_of(SHARD_EVERY) || s.size + len > MAX_SHARD_BYTES => {
+                Some(s) if key.is_multiple_of(SHARD_EVERY) || s.size + len > cut.max_bytes => {
                     (s.group, s.index + 1)
                 }
                 Some(_) => {
@@ -136,7 +166,9 @@ impl ShardPlan {
             });
         }
         for s in &mut shards {
-            s.stamp = stamp_of(&entries[s.lines.clone()]);
+            let lines = &entries[s.lines.clone()];
+            let nonce = lines.iter().any(cut.unknown).then_some(cut.nonce);
+            s.stamp = stamp_of(lines, nonce);
         }
         let owner = entries.first().map_or((0, 0), |r| (r.uid, r.gid));
         ShardPlan { dir, shards, owner }
@@ -260,10 +292,42 @@ mod tests {
         entries
     }
 
+    fn plan_with(entries: &[TreeEntry], unknown: &str, nonce: u64) -> ShardPlan {
+        let cut = Cut {
+            line_len: &|e| 40 + e.rel.len() as u64,
+            unknown: &|e| e.rel == unknown,
+            nonce,
+            max_bytes: MAX_SHARD_BYTES,
+        };
+        ShardPlan::new(PathBuf::from("/srv/data.lifeboat-files"), entries, &cut)
+    }
+
     fn plan(entries: &[TreeEntry]) -> ShardPlan {
-        ShardPlan::new(PathBuf::from("/srv/data.lifeboat-files"), entries, |e| {
-            40 + e.rel.len() as u64
-        })
+        plan_with(entries, "", 0)
+    }
+
+    /// A shard holding a file whose line cannot be known beforehand gets a stamp of this
+    /// backup's own, so the archiver makes it again; the other shards keep theirs.
+    #[test]
+    fn a_shard_with_a_file_unknown_beforehand_never_matches_the_parent() {
+        let entries = tree(5_000);
+        let known = plan(&entries);
+        let (a, b) = (
+            plan_with(&entries, "d012/f001234.txt", 1),
+            plan_with(&entries, "d012/f001234.txt", 2),
+        );
+        let differ = |x: &ShardPlan, y: &ShardPlan| {
+            (0..x.shards.len())
+                .filter(|i| x.shards[*i].stamp != y.shards[*i].stamp)
+                .collect::<Vec<_>>()
+        };
+        let holding = known
+            .shards
+            .iter()
+            .position(|s| s.lines.contains(&1_235))
+            .unwrap();
+        assert_eq!(differ(&a, &b), [holding]);
+        assert_eq!(differ(&known, &a), [holding]);
     }
 
     /// Shards are cut by paths alone: one file's new mtime changes only its shard's

@@ -7,8 +7,10 @@
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-use rustic_core::repofile::{NodeType, SnapshotFile};
-use rustic_core::{IndexedFullStatus, Repository};
+use rustic_core::repofile::{BlobType, Node, NodeType, SnapshotFile};
+use rustic_core::{
+    ErrorKind, IndexedFull, IndexedFullStatus, Repository, RusticError, RusticResult,
+};
 
 use crate::stores::StoreError;
 
@@ -69,7 +71,7 @@ impl SnapshotReader {
             .name("lifeboat-dump".into())
             .spawn(move || {
                 let mut out = ChannelWriter(send.clone());
-                if let Err(e) = repo.dump(&file, &mut out) {
+                if let Err(e) = dump_once(&repo, &file, &mut out) {
                     let _ = send.send(Err(io::Error::new(
                         io::ErrorKind::InvalidData,
                         format!("{describe}: {}", super::one_line(&e)),
@@ -105,6 +107,23 @@ impl Read for SnapshotReader {
         self.pos += n;
         Ok(n)
     }
+}
+
+/// A file node's content into `out`, past rustic_core's blob cache: its dump keeps every
+/// one-chunk file it reads (up to 32 MiB of them), which a backup read once never asks
+/// for again. A file of several chunks is dumped as rustic_core does, fetching several
+/// at once, uncached.
+pub(super) fn dump_once<S: IndexedFull>(
+    repo: &Repository<S>,
+    node: &Node,
+    out: &mut impl Write,
+) -> RusticResult<()> {
+    let Some([one]) = node.content.as_deref() else {
+        return repo.dump(node, out);
+    };
+    let data = repo.cat_blob(BlobType::Data, one.to_hex().as_str())?;
+    out.write_all(&data)
+        .map_err(|e| RusticError::with_source(ErrorKind::InputOutput, "writing a chunk out", e))
 }
 
 /// The dump's output: each chunk as one piece; fails once the reader is gone.

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
 
 use super::node::mode_from_go;
-use super::reader::{ChannelWriter, PIECES_WAITING, SnapshotReader};
+use super::reader::{ChannelWriter, PIECES_WAITING, SnapshotReader, dump_once};
 use crate::stores::StoreError;
 use crate::stores::manifest::{FileEntry, Manifest, at_or_under};
 
@@ -220,7 +220,7 @@ fn write_tar(
             hasher: Sha256::new(),
             bytes: 0,
         };
-        repo.dump(node, &mut body)
+        dump_once(repo, node, &mut body)
             .map_err(|e| format!("reading {rel}: {}", super::one_line(&e)))?;
         let (bytes, sha) = (body.bytes, hex::encode(body.hasher.finalize()));
         if bytes != node.meta.size || sums.get(rel) != Some(&sha) {

@@ -394,7 +394,7 @@ fn a_file_gone_before_it_is_read_leaves_the_file_list_without_it() {
 #[test]
 fn a_stored_file_list_is_checked_against_the_bytes_meant_for_it() {
     use super::file_list::{self, Hashes};
-    use super::list_shards::ShardPlan;
+    use super::list_shards::{self, Cut, ShardPlan};
     use crate::stores::file_hashes::FileShas;
     use std::collections::{HashMap, HashSet};
 
@@ -406,10 +406,16 @@ fn a_stored_file_list_is_checked_against_the_bytes_meant_for_it() {
     let repo = store.open_existing().unwrap().to_indexed_ids().unwrap();
     let snap = repo.get_snapshot_from_str(&m.artifact, |_| true).unwrap();
     let entries = tree(100, 1_700_000_000).entries;
+    let cut = Cut {
+        line_len: &file_list::line_len,
+        unknown: &|_| false,
+        nonce: 0,
+        max_bytes: list_shards::max_shard_bytes(repo.config()),
+    };
     let plan = ShardPlan::new(
         PathBuf::from(format!("{ROOT}.lifeboat-files")),
         &entries,
-        file_list::line_len,
+        &cut,
     );
     let check = |sha: &str| {
         let read = HashMap::from([("a.txt".to_string(), sha.to_string())]);
@@ -427,4 +433,68 @@ fn a_stored_file_list_is_checked_against_the_bytes_meant_for_it() {
         why.contains("00000000/00000000") && why.contains("not stored as written"),
         "{why}"
     );
+}
+
+/// A file that vanished while the parent was read and is there again, with the listing's
+/// very stat, in the next backup: the archiver reads it (the parent's tree does not hold
+/// it), so its shard of the list is made again, not taken from the parent where its line
+/// is padding; the re-backup stores and lists it.
+#[test]
+fn a_file_gone_while_the_parent_was_read_is_listed_when_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir);
+    let tree = |gone: bool| Tree {
+        root: PathBuf::from(ROOT),
+        entries: vec![
+            entry("", TreeEntryKind::Dir, 0, 10, 1_700_000_000),
+            entry("a.txt", TreeEntryKind::File, 5, 100, 1_700_000_000),
+            entry("gone.txt", TreeEntryKind::File, 3, 101, 1_700_000_000),
+        ],
+        open: Arc::new(move |rel| match rel {
+            "gone.txt" if gone => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+            "gone.txt" => Ok(Box::new(Cursor::new(b"abc".to_vec())) as Box<dyn Read + Send>),
+            _ => Ok(Box::new(Cursor::new(b"hello".to_vec())) as Box<dyn Read + Send>),
+        }),
+    };
+    let ctx = JobContext::silent();
+    let mut writer = store.begin(&new_backup("1")).unwrap();
+    let first = writer
+        .as_tree()
+        .unwrap()
+        .write_tree(tree(true), &ctx)
+        .unwrap();
+    assert_eq!(first.vanished, ["gone.txt"]);
+    let a = FileEntry {
+        path: "a.txt".into(),
+        kind: "file".into(),
+        mode: 0o644,
+        size: Some(5),
+        sha256: first.sha256.get("a.txt"),
+        link: None,
+    };
+    writer
+        .publish(manifest("1", vec![a.clone()], &first), &ctx)
+        .unwrap();
+
+    let mut writer = store.begin(&new_backup("2")).unwrap();
+    let second = writer.as_tree().unwrap().write_tree(tree(false), &ctx);
+    let second = second.expect("the re-backup stores the file that is back");
+    assert_eq!(
+        (second.facts.files_read, second.facts.files_unchanged),
+        (1, 1)
+    );
+    let back = FileEntry {
+        path: "gone.txt".into(),
+        size: Some(3),
+        sha256: second.sha256.get("gone.txt"),
+        ..a.clone()
+    };
+    assert!(back.sha256.is_some());
+    writer
+        .publish(manifest("2", vec![a, back.clone()], &second), &ctx)
+        .unwrap();
+    let (listed, _) = store.backups("site").unwrap();
+    let newest = listed.iter().find(|m| m.id == "2").unwrap().clone();
+    let whole = store.with_file_list(newest).unwrap();
+    assert!(whole.directory.unwrap().entries.contains(&back));
 }

@@ -31,7 +31,7 @@ use rustic_core::{
 use sha2::{Digest, Sha256};
 
 use super::file_list::{self, ListOpen, SharedEntries};
-use super::list_shards::{ListNode, ShardPlan};
+use super::list_shards::{self, Cut, ListNode, ShardPlan};
 use super::node::node_of;
 use super::snapshots;
 use crate::progress::{Cancel, JobContext, Progress};
@@ -160,8 +160,19 @@ pub fn store(
         log.state.lock().unwrap().parent = p.shas;
         (p.snap.id, p.id)
     });
-    let list = file_list::path_beside(&tree.root)
-        .map(|dir| Arc::new(ShardPlan::new(dir, &tree.entries, file_list::line_len)));
+    let list = file_list::path_beside(&tree.root).map(|dir| {
+        let state = log.state.lock().unwrap();
+        let cut = Cut {
+            line_len: &file_list::line_len,
+            unknown: &|e| e.kind == TreeEntryKind::File && state.parent.get(&e.rel).is_none(),
+            // Backups of a target follow one another: their start times differ.
+            nonce: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+            max_bytes: list_shards::max_shard_bytes(repo.config()),
+        };
+        Arc::new(ShardPlan::new(dir, &tree.entries, &cut))
+    });
     let shards = list.as_ref().map_or(0, |p| p.shards.len() as u64);
     let entries: SharedEntries = Arc::new(tree.entries);
     let source = TreeSource::new(
