@@ -58,6 +58,26 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
+    /// An `s3` store section with only its endpoint, bucket and prefix set: credentials
+    /// and region come from the usual AWS variables.
+    pub fn s3_at(endpoint: String, bucket: String, prefix: String) -> StoreConfig {
+        StoreConfig {
+            kind: StoreKind::S3,
+            path: None,
+            bucket: Some(bucket),
+            prefix,
+            region: None,
+            endpoint: Some(endpoint),
+            sse: None,
+            sse_kms_key_id: None,
+            object_lock_mode: None,
+            object_lock_days: None,
+            location: None,
+            password: None,
+            compression_level: None,
+        }
+    }
+
     /// The s3-only keys that are set, for refusing them on other kinds.
     pub(super) fn s3_keys_set(&self) -> Vec<&'static str> {
         let mut set = Vec::new();

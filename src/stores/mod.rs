@@ -134,35 +134,25 @@ pub trait Store: Send + Sync {
 
 /// Build the store a config section describes: the one place that looks at its kind.
 pub fn open_store(name: &str, cfg: &StoreConfig) -> Result<Arc<dyn BackupStore>, StoreError> {
-    let level = cfg
-        .compression_level
-        .unwrap_or(crate::pipe::DEFAULT_COMPRESSION_LEVEL);
-    let objects: Arc<dyn Store> = match cfg.kind {
-        StoreKind::Local => {
-            let path = cfg
-                .path
-                .clone()
-                .ok_or_else(|| StoreError::Other(format!("stores.{name}: no path")))?;
-            Arc::new(local::LocalStore::new(name, path))
+    match cfg.kind {
+        StoreKind::Local | StoreKind::S3 => {
+            let level = cfg
+                .compression_level
+                .unwrap_or(crate::pipe::DEFAULT_COMPRESSION_LEVEL);
+            let objects = open_objects(name, cfg)?;
+            Ok(Arc::new(objects::ObjectBackups::new(objects, level)))
         }
-        StoreKind::S3 => Arc::new(s3::S3Store::new(name, cfg)?),
         StoreKind::Repository => {
-            let location = cfg.location.as_deref().unwrap_or_default();
-            let password = cfg
-                .password
-                .as_ref()
-                .map(|p| p.expose())
-                .unwrap_or_default();
+            let (location, password) = repository_access(cfg);
             // Its compression is the repository's own, fixed when it is created.
-            return Ok(Arc::new(repository::RepositoryStore::new(
+            Ok(Arc::new(repository::RepositoryStore::new(
                 name,
                 location,
                 password,
                 cfg.compression_level,
-            )?));
+            )?))
         }
-    };
-    Ok(Arc::new(objects::ObjectBackups::new(objects, level)))
+    }
 }
 
 /// The object store of a store section for what keeps objects of its own beside the
@@ -180,12 +170,7 @@ pub fn open_objects(name: &str, cfg: &StoreConfig) -> Result<Arc<dyn Store>, Sto
         }
         StoreKind::S3 => Arc::new(s3::S3Store::new(name, cfg)?),
         StoreKind::Repository => {
-            let location = cfg.location.as_deref().unwrap_or_default();
-            let password = cfg
-                .password
-                .as_ref()
-                .map(|p| p.expose())
-                .unwrap_or_default();
+            let (location, password) = repository_access(cfg);
             Arc::new(repository::sealed::SealedStore::new(
                 name,
                 location,
@@ -194,6 +179,18 @@ pub fn open_objects(name: &str, cfg: &StoreConfig) -> Result<Arc<dyn Store>, Sto
             )?)
         }
     })
+}
+
+/// A repository store section's location and password (empty when unset: the
+/// repository refuses them with its own message).
+fn repository_access(cfg: &StoreConfig) -> (&str, &str) {
+    let location = cfg.location.as_deref().unwrap_or_default();
+    let password = cfg
+        .password
+        .as_ref()
+        .map(|p| p.expose())
+        .unwrap_or_default();
+    (location, password)
 }
 
 /// Keys are built from validated names; refuse anything that could leave the store.

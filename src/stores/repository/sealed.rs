@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 
 use super::seal::{Sealer, Sealing, Unsealer};
 use super::{Location, RepositoryStore};
-use crate::config::{StoreConfig, StoreKind};
+use crate::config::StoreConfig;
 use crate::stores::local::LocalStore;
 use crate::stores::s3::S3Store;
 use crate::stores::{ObjectInfo, ObjectWriter, Store, StoreError};
@@ -77,7 +77,10 @@ impl SealedStore {
                 } else {
                     format!("{prefix}/{FOLDER}/")
                 };
-                Arc::new(S3Store::new(name, &beside_on_s3(endpoint, bucket, prefix))?)
+                // The same endpoint and bucket, credentials and region from the same
+                // AWS variables.
+                let beside = StoreConfig::s3_at(endpoint, bucket, prefix);
+                Arc::new(S3Store::new(name, &beside)?)
             }
         };
         Ok(SealedStore {
@@ -130,26 +133,6 @@ impl SealedStore {
             key: key.to_string(),
             source,
         }
-    }
-}
-
-/// The S3 store section of the `lifeboat/` folder beside an `s3:` repository: the same
-/// endpoint and bucket, the credentials and region from the same AWS variables.
-fn beside_on_s3(endpoint: String, bucket: String, prefix: String) -> StoreConfig {
-    StoreConfig {
-        kind: StoreKind::S3,
-        path: None,
-        bucket: Some(bucket),
-        prefix,
-        region: None,
-        endpoint: Some(endpoint),
-        sse: None,
-        sse_kms_key_id: None,
-        object_lock_mode: None,
-        object_lock_days: None,
-        location: None,
-        password: None,
-        compression_level: None,
     }
 }
 

@@ -237,21 +237,7 @@ mod tests {
     use super::*;
 
     pub(super) fn offline_store() -> S3Store {
-        let cfg = StoreConfig {
-            kind: crate::config::StoreKind::S3,
-            path: None,
-            bucket: Some("b".into()),
-            prefix: "p/".into(),
-            region: None,
-            endpoint: Some("http://127.0.0.1:9".into()),
-            sse: None,
-            sse_kms_key_id: None,
-            object_lock_mode: None,
-            object_lock_days: None,
-            location: None,
-            password: None,
-            compression_level: None,
-        };
+        let cfg = StoreConfig::s3_at("http://127.0.0.1:9".into(), "b".into(), "p/".into());
         S3Store::new("off", &cfg).unwrap()
     }
 

@@ -35,10 +35,7 @@ pub(super) fn base_records(home: &Home) -> Vec<(PathBuf, String, u64)> {
 
 #[test]
 fn verify_compares_the_replay_with_each_later_base_and_names_a_tampered_one() {
-    let config = format!("{}schedule = \"* * * * * *\"\n", target("local"));
-    let home = Home::with_config(&ConfigBuilder::new().raw(&config));
-    let db = db_path(&home);
-    create_db(&db, true);
+    let (home, db) = scheduled_app("* * * * * *");
     let mut rep = Replicator::start(home.command(&["replicate", "app"]));
     rep.wait_for("replicating app every 200ms");
     let log = home.path("data/commits.log");

@@ -339,6 +339,16 @@ pub fn db_path(home: &Home) -> PathBuf {
     home.path("data/app.db")
 }
 
+/// A home whose `app` target (a local store) is also backed up on `schedule`, its
+/// database created in WAL mode.
+pub fn scheduled_app(schedule: &str) -> (Home, PathBuf) {
+    let config = format!("{}schedule = \"{schedule}\"\n", target("local"));
+    let home = Home::with_config(&ConfigBuilder::new().raw(&config));
+    let db = db_path(&home);
+    create_db(&db, true);
+    (home, db)
+}
+
 /// A moment the resolution is measured at: more than `slack` seconds of commits before it.
 pub fn slack() -> f64 {
     3.0
@@ -475,10 +485,7 @@ fn backups_in_the_same_process_as_the_replicator_leave_its_hold_on_the_log() {
     // and closed the database file itself would drop every POSIX lock the process holds
     // on it, SQLite's included; the application's last close would then checkpoint and
     // delete the WAL under the replicator, and the last rows would never be shipped.
-    let config = format!("{}schedule = \"*/2 * * * * *\"\n", target("local"));
-    let home = Home::with_config(&ConfigBuilder::new().raw(&config));
-    let db = db_path(&home);
-    create_db(&db, true);
+    let (home, db) = scheduled_app("*/2 * * * * *");
     let serve = fakes::Serve::start(&home);
     let log = home.path("data/commits.log");
     let backups = || home.ok(&["list", "app"]).lines().count().saturating_sub(1);

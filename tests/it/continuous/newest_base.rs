@@ -42,10 +42,7 @@ fn remove_backup(home: &Home, id: &str) {
 
 #[test]
 fn a_late_restore_replays_from_the_newest_scheduled_base_and_passes_over_a_lost_one() {
-    let config = format!("{}schedule = \"* * * * * *\"\n", target("local"));
-    let home = Home::with_config(&ConfigBuilder::new().raw(&config));
-    let db = db_path(&home);
-    create_db(&db, true);
+    let (home, db) = scheduled_app("* * * * * *");
     let mut rep = Replicator::start(home.command(&["replicate", "app"]));
     rep.wait_for("replicating app every 200ms");
     let log = home.path("data/commits.log");
@@ -165,10 +162,7 @@ fn a_late_restore_replays_from_the_newest_scheduled_base_and_passes_over_a_lost_
 
 #[test]
 fn under_serve_the_scheduled_backups_are_base_copies_a_restore_starts_from() {
-    let config = format!("{}schedule = \"*/2 * * * * *\"\n", target("local"));
-    let home = Home::with_config(&ConfigBuilder::new().raw(&config));
-    let db = db_path(&home);
-    create_db(&db, true);
+    let (home, db) = scheduled_app("*/2 * * * * *");
     let serve = fakes::Serve::start(&home);
     let log = home.path("data/commits.log");
     // Rows, then at least one backup pinned by the replicator after them, then more rows.
