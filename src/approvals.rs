@@ -325,6 +325,26 @@ mod tests {
     }
 
     #[test]
+    fn a_decision_made_while_the_message_was_posted_stands_when_its_place_is_saved() {
+        let (app, _dir) = app();
+        let id = request(&app, 0, 1);
+        let outcome = click(
+            &app,
+            &id,
+            ADMINS[1],
+            "slack:C0OPS",
+            Decision::Deny,
+            Utc::now(),
+        );
+        assert!(matches!(outcome.unwrap(), Outcome::Denied(..)));
+        app.db.approval_set_message(&id, "C0OPS:1.1").unwrap();
+        let stored = app.db.approval_get(&id).unwrap().unwrap();
+        assert_eq!(stored.status, ApprovalStatus::Denied);
+        assert_eq!(stored.denied_by.as_deref(), Some(ADMINS[1]));
+        assert_eq!(stored.message_ref.as_deref(), Some("C0OPS:1.1"));
+    }
+
+    #[test]
     fn two_approvals_that_arrive_together_both_count() {
         let (app, _dir) = app();
         for round in 0..100 {

@@ -150,18 +150,13 @@ impl Db {
             .optional()?)
     }
 
-    /// Save the mutable parts of a request: message, status, approvers, decision.
-    pub fn approval_update(&self, a: &ApprovalRecord) -> Result<(), DbError> {
+    /// Remember where a request's message was posted. Only that column is written: a
+    /// click may already have decided the request while its message was being posted,
+    /// and that decision must stand.
+    pub fn approval_set_message(&self, id: &str, message_ref: &str) -> Result<(), DbError> {
         self.lock().execute(
-            "UPDATE approvals SET message_ref = ?2, status = ?3, decided_at = ?4, approvers = ?5, denied_by = ?6 WHERE id = ?1",
-            params![
-                a.id,
-                a.message_ref,
-                a.status,
-                a.decided_at,
-                approvers_json(&a.approvers),
-                a.denied_by
-            ],
+            "UPDATE approvals SET message_ref = ?2 WHERE id = ?1",
+            params![id, message_ref],
         )?;
         Ok(())
     }

@@ -29,9 +29,10 @@ fn race_home(api: &FakeApi) -> Home {
 }
 
 /// The id of the newest pending request, once lifeboat has stored it with its message.
-fn newest_request(state: &Connection, after: usize) -> String {
-    let mut id = String::new();
-    wait_for(20, "the restore request with its message", || {
+/// On a timeout the panic shows the command's reply, the stored requests and serve's log.
+fn newest_request(state: &Connection, after: usize, reply: &str, serve: &Serve) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
         let found: Option<String> = state
             .query_row(
                 "SELECT id FROM approvals WHERE status = 'pending' AND message_ref IS NOT NULL \
@@ -40,16 +41,35 @@ fn newest_request(state: &Connection, after: usize) -> String {
                 |r| r.get(0),
             )
             .ok();
-        let total = count(state, "SELECT COUNT(*) FROM approvals");
-        match found {
-            Some(f) if total > after => {
-                id = f;
-                true
-            }
-            _ => false,
+        if let Some(id) = found.filter(|_| count(state, "SELECT COUNT(*) FROM approvals") > after) {
+            return id;
         }
-    });
-    id
+        if std::time::Instant::now() > deadline {
+            let mut rows = state
+                .prepare("SELECT id, status, message_ref, created_at FROM approvals")
+                .unwrap();
+            let rows: Vec<String> = rows
+                .query_map([], |r| {
+                    Ok(format!(
+                        "{} {} {:?} {}",
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, String>(3)?
+                    ))
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            panic!(
+                "request {} never stored with its message\nreply: {reply}\nrequests:\n{}\nserve's log:\n{}",
+                after + 1,
+                rows.join("\n"),
+                serve.log_text()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 fn count(state: &Connection, sql: &str) -> usize {
@@ -70,7 +90,7 @@ fn simultaneous_signed_clicks_decide_each_request_once() {
     for round in 0..rounds {
         let (code, body) = slack_command(&serve, REQUESTER, CHANNEL, "/restore", "app-db");
         assert_eq!(code, 200, "{body}");
-        let id = newest_request(&state, round);
+        let id = newest_request(&state, round, &body, &serve);
         let clicks = [(ADMIN2, "approve"), (ADMIN3, "approve"), (ADMIN3, "deny")];
         let barrier = Arc::new(Barrier::new(clicks.len()));
         std::thread::scope(|s| {
@@ -83,21 +103,17 @@ fn simultaneous_signed_clicks_decide_each_request_once() {
                 });
             }
         });
-        // Decided, and an approved restore finished, before the next round.
+        // Decided, and an approved restore finished, before the next round. One statement
+        // reads all three counts from one snapshot: counted one by one, a request still
+        // pending when approvals were counted and approved when pending ones were would
+        // pass for a denied one while its restore has not yet run.
         wait_for(60, "the decision and its restore", || {
-            let approved = count(
+            count(
                 &state,
-                "SELECT COUNT(*) FROM approvals WHERE status = 'approved'",
-            );
-            let restores = count(
-                &state,
-                "SELECT COUNT(*) FROM jobs WHERE kind = 'restore' AND finished_at IS NOT NULL",
-            );
-            let pending = count(
-                &state,
-                "SELECT COUNT(*) FROM approvals WHERE status = 'pending'",
-            );
-            pending == 0 && restores == approved
+                "SELECT (SELECT COUNT(*) FROM approvals WHERE status = 'pending') = 0 \
+                   AND (SELECT COUNT(*) FROM approvals WHERE status = 'approved') \
+                     = (SELECT COUNT(*) FROM jobs WHERE kind = 'restore' AND finished_at IS NOT NULL)",
+            ) == 1
         });
     }
     let approved = count(

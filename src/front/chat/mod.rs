@@ -116,7 +116,7 @@ impl Chat {
     pub fn post_approval(
         &self,
         platform: &'static str,
-        mut approval: crate::db::approvals::ApprovalRecord,
+        approval: crate::db::approvals::ApprovalRecord,
         plan: actions::restore::RestorePlan,
     ) {
         let Some(notifier) = self.notifier(platform) else {
@@ -132,10 +132,11 @@ impl Chat {
             .await
             {
                 Ok(message_ref) => {
-                    approval.message_ref = Some(message_ref);
                     let db = app.db.clone();
-                    let saved =
-                        tokio::task::spawn_blocking(move || db.approval_update(&approval)).await;
+                    let saved = tokio::task::spawn_blocking(move || {
+                        db.approval_set_message(&approval.id, &message_ref)
+                    })
+                    .await;
                     if let Ok(Err(e)) = saved {
                         tracing::error!("saving the approval message reference: {e}");
                     }
