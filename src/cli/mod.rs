@@ -170,26 +170,40 @@ pub enum ConfigCommand {
     Check,
 }
 
-/// glibc gives each thread that finds the allocator busy an arena of its own (up to
-/// eight per core), and memory freed into one arena is not reused by the others: a
-/// re-backup of 200,000 files peaked ~15 MiB higher that way (measured: 174 MiB with
-/// glibc's default, 160 MiB with four arenas; two saved more but made some runs twice
-/// as slow, the archiver's threads then waiting on the allocator's locks).
-/// `MALLOC_ARENA_MAX` in the environment still decides when it is set.
-fn cap_allocator_arenas() {
+/// Two settings of glibc's allocator that keep the peak of a backup or restore near what
+/// it holds, each left to the environment when set there (`MALLOC_ARENA_MAX`,
+/// `MALLOC_MMAP_THRESHOLD_`):
+/// - Arenas: glibc gives each thread that finds the allocator busy an arena of its own
+///   (up to eight per core), and memory freed into one arena is not reused by the others.
+///   A re-backup of 200,000 files peaked at 174 MiB with glibc's default and 160 MiB with
+///   four arenas; two saved more but made some runs twice as slow, the archiver's threads
+///   then waiting on the allocator's locks.
+/// - The mmap threshold: glibc raises it to the size of each large block freed (up to
+///   32 MiB), after which chunk and pack buffers of several MiB come from the arenas and
+///   stay there, scattered. Held at 4 MiB they go back to the system when freed; most
+///   chunks are smaller (1 MiB on average), so few pay for a fresh mapping. Measured:
+///   whole restore of the 2 GiB tree 174 → 112 MiB, re-backup of 200,000 files
+///   168 → 137 MiB, run times unchanged.
+fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only sets a parameter of glibc's allocator; called before
-        // this process starts any thread.
+    {
+        let unset = |name: &str| std::env::var_os(name).is_none();
+        // SAFETY: mallopt only sets parameters of glibc's allocator; called before this
+        // process starts any thread.
         unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 4);
+            if unset("MALLOC_ARENA_MAX") {
+                libc::mallopt(libc::M_ARENA_MAX, 4);
+            }
+            if unset("MALLOC_MMAP_THRESHOLD_") {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+            }
         }
     }
 }
 
 /// Parse arguments, run, and return the process exit code.
 pub fn main() -> i32 {
-    cap_allocator_arenas();
+    tune_allocator();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -28,6 +28,10 @@ type Repo = Repository<IndexedFullStatus>;
 
 /// The tree of `snap` (whose published manifest is `m`) as a tar stream; only the entries
 /// at or under `wanted` and the directories above them when given.
+///
+/// The tree is walked twice: once here, checking every node before a byte goes out, and
+/// again while the stream is written. Nodes are never all held at once, so memory stays
+/// the manifest's entries plus one directory per level, however many files the tree has.
 pub fn open(
     describe: String,
     repo: Repo,
@@ -48,18 +52,21 @@ pub fn open(
     let subtree = root_node
         .subtree
         .ok_or_else(|| fail(format!("{} is not a directory", root.display())))?;
-    let listed: HashMap<&str, &FileEntry> = m
+    let listed: HashMap<String, FileEntry> = m
         .directory
-        .iter()
-        .flat_map(|d| &d.entries)
-        .map(|e| (e.path.as_str(), e))
+        .map(|d| d.entries)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| (e.path.clone(), e))
         .collect();
-    let mut nodes = Vec::new();
-    let mut checked = walk(&repo, subtree, "", wanted, &listed, &mut nodes);
-    if checked.is_ok() && wanted.is_none() && nodes.len() != listed.len() {
+    let mut seen = 0usize;
+    let mut checked = walk(&repo, subtree, "", wanted, &listed, &mut |_, _, _| {
+        seen += 1;
+        Ok(())
+    });
+    if checked.is_ok() && wanted.is_none() && seen != listed.len() {
         checked = Err(format!(
-            "the tree holds {} entries, the manifest lists {}",
-            nodes.len(),
+            "the tree holds {seen} entries, the manifest lists {}",
             listed.len()
         ));
     }
@@ -73,15 +80,22 @@ pub fn open(
         )));
         return Ok(SnapshotReader::new(pieces));
     }
-    let sums: HashMap<String, String> = nodes
-        .iter()
-        .filter_map(|(rel, _)| Some((rel.clone(), listed.get(rel.as_str())?.sha256.clone()?)))
-        .collect();
+    let wanted = wanted.map(<[String]>::to_vec);
     std::thread::Builder::new()
         .name("lifeboat-tree".into())
         .spawn(move || {
             let mut out = ChannelWriter(send.clone());
-            if let Err(e) = write_tar(&repo, &nodes, &sums, &mut out) {
+            let mut tar = TarOut::new(&repo, &mut out);
+            let written = walk(
+                &repo,
+                subtree,
+                "",
+                wanted.as_deref(),
+                &listed,
+                &mut |rel, node, entry| tar.entry(rel, node, entry),
+            )
+            .and_then(|()| tar.finish());
+            if let Err(e) = written {
                 let _ = send.send(Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!("{describe}: {e}"),
@@ -111,15 +125,19 @@ fn component(name: &OsStr) -> Result<&str, String> {
         .ok_or_else(|| format!("the tree holds a name that is not UTF-8: {name:?}"))
 }
 
-/// The nodes under `tree` in tar order (each directory before what it holds), every one
-/// checked against the manifest; into a directory only when it may hold something asked.
+/// What the walk hands on: a node, its path under the root and its manifest entry.
+type Visit<'a> = dyn FnMut(&str, &Node, &FileEntry) -> Result<(), String> + 'a;
+
+/// The nodes under `tree` handed to `visit` in tar order (each directory before what it
+/// holds), every one checked against the manifest first; into a directory only when it
+/// may hold something asked.
 fn walk(
     repo: &Repo,
     tree: rustic_core::TreeId,
     prefix: &str,
     wanted: Option<&[String]>,
-    listed: &HashMap<&str, &FileEntry>,
-    out: &mut Vec<(String, Node)>,
+    listed: &HashMap<String, FileEntry>,
+    visit: &mut Visit<'_>,
 ) -> Result<(), String> {
     let tree = repo
         .get_tree(&tree)
@@ -138,7 +156,7 @@ fn walk(
             continue;
         }
         let entry = listed
-            .get(rel.as_str())
+            .get(&rel)
             .ok_or_else(|| format!("the tree holds {rel}, which the manifest does not list"))?;
         let kind = match &node.node_type {
             NodeType::Dir => "dir",
@@ -153,39 +171,49 @@ fn walk(
         if !same {
             return Err(format!("{rel} in the tree differs from the manifest"));
         }
-        let subtree = node.subtree;
-        out.push((rel.clone(), node));
+        visit(&rel, &node, entry)?;
         if kind == "dir" {
-            let subtree = subtree.ok_or_else(|| format!("directory {rel} has no tree"))?;
+            let subtree = node
+                .subtree
+                .ok_or_else(|| format!("directory {rel} has no tree"))?;
             walk(
                 repo,
                 subtree,
                 &rel,
                 if asked { None } else { wanted },
                 listed,
-                out,
+                visit,
             )?;
         }
     }
     Ok(())
 }
 
-/// The nodes as a tar stream, each file's content checked against its SHA-256.
-fn write_tar(
-    repo: &Repo,
-    nodes: &[(String, Node)],
-    sums: &HashMap<String, String>,
-    out: &mut ChannelWriter,
-) -> Result<(), String> {
-    let failed = |e: io::Error| format!("writing the stream: {e}");
-    // Headers (with the tar crate's long-name entries) are made in memory, then sent.
-    let mut headers = tar::Builder::new(Vec::new());
-    for (rel, node) in nodes {
+/// The walked nodes as a tar stream, each file's content checked against its SHA-256.
+struct TarOut<'a> {
+    repo: &'a Repo,
+    out: &'a mut ChannelWriter,
+    /// Headers (with the tar crate's long-name entries) are made here, then sent.
+    headers: tar::Builder<Vec<u8>>,
+}
+
+impl<'a> TarOut<'a> {
+    fn new(repo: &'a Repo, out: &'a mut ChannelWriter) -> Self {
+        TarOut {
+            repo,
+            out,
+            headers: tar::Builder::new(Vec::new()),
+        }
+    }
+
+    fn entry(&mut self, rel: &str, node: &Node, entry: &FileEntry) -> Result<(), String> {
+        let failed = |e: io::Error| format!("writing the stream: {e}");
         let mut header = Header::new_gnu();
         header.set_mode(mode_from_go(node.meta.mode.unwrap_or(0o644)));
         header.set_uid(node.meta.uid.unwrap_or(0).into());
         header.set_gid(node.meta.gid.unwrap_or(0).into());
         header.set_mtime(node.meta.mtime.map_or(0, |t| t.as_second().max(0) as u64));
+        let headers = &mut self.headers;
         match &node.node_type {
             NodeType::Dir => {
                 header.set_entry_type(EntryType::Directory);
@@ -210,29 +238,37 @@ fn write_tar(
                     .map_err(failed)?;
             }
         }
-        out.write_all(&std::mem::take(headers.get_mut()))
+        self.out
+            .write_all(&std::mem::take(headers.get_mut()))
             .map_err(failed)?;
         if node.node_type != NodeType::File {
-            continue;
+            return Ok(());
         }
         let mut body = Hashing {
-            out: &mut *out,
+            out: &mut *self.out,
             hasher: Sha256::new(),
             bytes: 0,
         };
-        dump_once(repo, node, &mut body)
+        dump_once(self.repo, node, &mut body)
             .map_err(|e| format!("reading {rel}: {}", super::one_line(&e)))?;
         let (bytes, sha) = (body.bytes, hex::encode(body.hasher.finalize()));
-        if bytes != node.meta.size || sums.get(rel) != Some(&sha) {
+        if bytes != node.meta.size || entry.sha256.as_deref() != Some(sha.as_str()) {
             return Err(format!(
                 "{rel}: content differs from the manifest (SHA-256 mismatch)"
             ));
         }
         let tail = (512 - bytes % 512) % 512;
-        out.write_all(&[0u8; 512][..tail as usize])
-            .map_err(failed)?;
+        self.out
+            .write_all(&[0u8; 512][..tail as usize])
+            .map_err(failed)
     }
-    out.write_all(&[0u8; 1024]).map_err(failed)
+
+    /// The end-of-archive blocks.
+    fn finish(self) -> Result<(), String> {
+        self.out
+            .write_all(&[0u8; 1024])
+            .map_err(|e| format!("writing the stream: {e}"))
+    }
 }
 
 /// The dump's output on its way out, hashed.
