@@ -107,6 +107,21 @@ fn a_re_backup_of_many_unchanged_files_shares_its_file_list_with_its_parent() {
             .flat_map(|n| n.content.unwrap())
             .collect()
     };
+    // A shard taken from the parent keeps the parent's node, stamp and all: the first
+    // backup's shards (all its files read, none known before) are found unchanged too.
+    let stamps = |m: &Value| -> Vec<_> {
+        list_shards(&repo, m, &canonical)
+            .into_iter()
+            .map(|n| n.meta.mtime)
+            .collect()
+    };
+    let (old_stamps, new_stamps) = (stamps(&first), stamps(&second));
+    let restamped = old_stamps
+        .iter()
+        .zip(&new_stamps)
+        .filter(|(a, b)| a != b)
+        .count();
+    assert_eq!(restamped, 1, "{restamped} shards stamped anew");
     let (old, new) = (blobs(&first), blobs(&second));
     assert_eq!(old.len(), new.len(), "the same shards");
     assert!(new.len() >= 100, "a list of {} shards", new.len());

@@ -90,7 +90,8 @@ pub struct Cut<'a> {
     pub line_len: &'a dyn Fn(&TreeEntry) -> u64,
     /// Whether a file's line cannot be known before the archiver reads the file (no
     /// SHA-256 for it in the parent's list, e.g. it vanished while the parent was read):
-    /// its shard must be made again even when no entry's metadata changed.
+    /// its shard must be made again even when no entry's metadata changed. Never, when
+    /// there is no parent to take a shard from.
     pub unknown: &'a dyn Fn(&TreeEntry) -> bool,
     /// This backup's own number, folded into the stamp of a shard with such a file so it
     /// never matches the parent's.

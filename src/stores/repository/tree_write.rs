@@ -17,7 +17,7 @@
 //! publishing saves it again with the manifest and the `lifeboat` tag (the commit), then
 //! forgets the first. An unfinished one left by a crash is removed as a leftover.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -162,9 +162,10 @@ pub fn store(
     });
     let list = file_list::path_beside(&tree.root).map(|dir| {
         let state = log.state.lock().unwrap();
+        let known = |rel: &str| parent_files.is_none() || state.parent.get(rel).is_some();
         let cut = Cut {
             line_len: &file_list::line_len,
-            unknown: &|e| e.kind == TreeEntryKind::File && state.parent.get(&e.rel).is_none(),
+            unknown: &|e| e.kind == TreeEntryKind::File && !known(&e.rel),
             // Backups of a target follow one another: their start times differ.
             nonce: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -238,11 +239,12 @@ pub fn store(
     let mut written = TreeWritten {
         entries,
         sha256: FileHashes::default(),
-        vanished: {
-            let mut v: Vec<String> = log.vanished.into_iter().collect();
-            v.sort();
-            v
-        },
+        vanished: log
+            .vanished
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect(),
         cut_short: log.short,
         facts: TreeFacts {
             parent: None,
