@@ -20,12 +20,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustic_core::repofile::SnapshotFile;
-use rustic_core::{IndexedFull, OpenStatus, Repository, RusticResult, TreeId};
+use rustic_core::repofile::{Node, SnapshotFile};
+use rustic_core::{IndexedFull, Repository};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::list_shards::{self, ShardPlan};
+use super::list_shards::{self, ParentShards, ShardPlan};
 use super::reader::dump_once;
 use super::tree_write::{LogState, ReadLog};
 use crate::progress::Cancel;
@@ -135,7 +135,7 @@ pub struct Hashes<'a> {
 }
 
 impl<'a> Hashes<'a> {
-    fn of(log: &'a LogState) -> Hashes<'a> {
+    pub(super) fn of(log: &'a LogState) -> Hashes<'a> {
         Hashes {
             read: &log.done,
             parent: &log.parent,
@@ -146,7 +146,7 @@ impl<'a> Hashes<'a> {
 
 /// A shard's bytes: the lines of `entries` (a run of the tree's), each also hashed into
 /// `lines`, padded with newlines to `size`; how many lines it holds.
-fn shard_bytes(
+pub(super) fn shard_bytes(
     entries: &[TreeEntry],
     hashes: &Hashes<'_>,
     size: u64,
@@ -187,77 +187,6 @@ fn shard_bytes(
     Ok(count)
 }
 
-/// The list stored with `tree` checked ([`check_stored`]) against what the archiver's
-/// `log` says was read, with the index read again (the list's new trees are only in the
-/// index the archiver wrote); the repository handed back without its index.
-pub fn check_after_archive(
-    repo: Repository<OpenStatus>,
-    tree: TreeId,
-    plan: &ShardPlan,
-    entries: &[TreeEntry],
-    log: &ReadLog,
-) -> RusticResult<(Repository<OpenStatus>, Result<FileListApart, String>)> {
-    let repo = repo.to_indexed_ids()?;
-    let state = log.state.lock().unwrap();
-    let checked = check_stored(&repo, tree, plan, entries, &Hashes::of(&state));
-    drop(state);
-    let repo = repo.drop_index();
-    release_freed_memory();
-    Ok((repo, checked))
-}
-
-/// Hand the pages just freed (the archiver's buffers, both indexes) back to the system:
-/// glibc keeps them in its arenas otherwise, and the process's peak is what its host sees.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free pages of glibc's heaps to the system.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-/// The list stored with the tree `tree` as `plan` cut it, checked shard by shard against
-/// the bytes meant for it (a shard the archiver took unchanged from the parent must be
-/// what it would have written); its facts.
-pub fn check_stored<S: rustic_core::IndexedTree>(
-    repo: &Repository<S>,
-    tree: TreeId,
-    plan: &ShardPlan,
-    entries: &[TreeEntry],
-    hashes: &Hashes<'_>,
-) -> Result<FileListApart, String> {
-    let stored = list_shards::stored_shards(repo, tree, &plan.dir)?;
-    if stored.len() != plan.shards.len() {
-        return Err(format!(
-            "its file list was stored as {} shards, not {}",
-            stored.len(),
-            plan.shards.len()
-        ));
-    }
-    let mut lines = Sha256::new();
-    let (mut count, mut bytes) = (0u64, Vec::new());
-    for (shard, node) in plan.shards.iter().zip(&stored) {
-        let run = &entries[shard.lines.clone()];
-        count += shard_bytes(run, hashes, shard.size, &mut lines, &mut bytes)
-            .map_err(|e| e.to_string())?;
-        if !list_shards::holds(node, &bytes) {
-            return Err(format!(
-                "shard {} of its file list was not stored as written",
-                plan.dir
-                    .join(format!("{:08}/{:08}", shard.group, shard.index))
-                    .display()
-            ));
-        }
-    }
-    Ok(FileListApart {
-        path: plan.dir.to_string_lossy().into_owned(),
-        entries: count,
-        bytes: plan.size(),
-        sha256: hex::encode(lines.finalize()),
-        shards: plan.shards.len() as u64,
-    })
-}
-
 /// `m` (whose list is kept apart in the tree of `snap`) with its entries read back from
 /// there, checked against the size, count and SHA-256 its manifest recorded.
 pub fn read_into<S: IndexedFull>(
@@ -268,7 +197,8 @@ pub fn read_into<S: IndexedFull>(
     let Some(apart) = m.file_list_apart().cloned() else {
         return Ok(m);
     };
-    let Sink::Entries(entries) = read_checked(repo, snap, &apart, Sink::Entries(Vec::new()))?
+    let shards = list_shards::stored_shards(repo, snap.tree, Path::new(&apart.path))?;
+    let Sink::Entries(entries) = read_checked(repo, &shards, &apart, Sink::Entries(Vec::new()))?
     else {
         unreachable!("the sink read into is the one given");
     };
@@ -279,30 +209,31 @@ pub fn read_into<S: IndexedFull>(
 }
 
 /// The SHA-256 of every file in the list `apart` of the tree of `snap`, checked as
-/// [`read_into`] checks the whole list; only paths and hashes are kept.
+/// [`read_into`] checks the whole list (only paths and hashes are kept), and the list's
+/// shards as stored.
 pub fn read_shas<S: IndexedFull>(
     repo: &Repository<S>,
     snap: &SnapshotFile,
     apart: &FileListApart,
-) -> Result<FileShas, String> {
-    let Sink::Shas(mut shas) = read_checked(repo, snap, apart, Sink::Shas(FileShas::default()))?
+) -> Result<(FileShas, ParentShards), String> {
+    let shards = list_shards::stored_shards(repo, snap.tree, Path::new(&apart.path))?;
+    let Sink::Shas(mut shas) = read_checked(repo, &shards, apart, Sink::Shas(FileShas::default()))?
     else {
         unreachable!("the sink read into is the one given");
     };
     shas.seal();
-    Ok(shas)
+    Ok((shas, list_shards::by_place(shards)))
 }
 
-/// The list `apart` read from the tree of `snap` into `sink`, checked against the size,
+/// The list `apart` read from its stored `shards` into `sink`, checked against the size,
 /// count and SHA-256 its manifest recorded.
 fn read_checked<S: IndexedFull>(
     repo: &Repository<S>,
-    snap: &SnapshotFile,
+    shards: &[(String, Node)],
     apart: &FileListApart,
     sink: Sink,
 ) -> Result<Sink, String> {
-    let shards = list_shards::stored_shards(repo, snap.tree, Path::new(&apart.path))?;
-    let size: u64 = shards.iter().map(|n| n.meta.size).sum();
+    let size: u64 = shards.iter().map(|(_, n)| n.meta.size).sum();
     if shards.len() as u64 != apart.shards || size != apart.bytes {
         return Err(format!(
             "its file list {} holds {} shards of {size} bytes, not the {} of {} its manifest records",
@@ -313,7 +244,7 @@ fn read_checked<S: IndexedFull>(
         ));
     }
     let mut lines = Lines::new(sink);
-    for node in &shards {
+    for (_, node) in shards {
         dump_once(repo, node, &mut lines)
             .map_err(|e| format!("reading its file list: {}", super::one_line(&e)))?;
     }
@@ -466,11 +397,19 @@ impl ListOpen {
                 .unwrap()
                 .0;
         }
-        let hashes = Hashes::of(&state);
         let shard = &self.plan.shards[self.shard];
         let mut bytes = Vec::with_capacity(shard.size as usize);
         let run = &self.entries[shard.lines.clone()];
-        shard_bytes(run, &hashes, shard.size, &mut Sha256::new(), &mut bytes)?;
+        shard_bytes(
+            run,
+            &Hashes::of(&state),
+            shard.size,
+            &mut Sha256::new(),
+            &mut bytes,
+        )?;
+        // What the archiver is handed is what the check after it holds the list to.
+        let handed = Sha256::digest(&bytes).into();
+        state.list_handed.insert(self.shard, handed);
         Ok(io::Cursor::new(bytes))
     }
 }

@@ -15,6 +15,7 @@
 //! does not open it, and the group's tree, being the same bytes, is stored once. The
 //! directories' nodes carry fixed times for the same reason.
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -175,6 +176,19 @@ impl ShardPlan {
         ShardPlan { dir, shards, owner }
     }
 
+    /// Where shard `i` goes under the list's folder: `GGGGGGGG/SSSSSSSS`.
+    pub fn place(&self, i: usize) -> String {
+        let s = &self.shards[i];
+        format!("{}/{}", name(s.group), name(s.index))
+    }
+
+    /// Give shard `i` a stamp of this backup's own (`nonce`), so the archiver makes it
+    /// again rather than take the parent's.
+    pub fn restamp(&mut self, i: usize, entries: &[TreeEntry], nonce: u64) {
+        let s = &mut self.shards[i];
+        s.stamp = stamp_of(&entries[s.lines.clone()], Some(nonce));
+    }
+
     /// The list's size: its shards' together.
     pub fn size(&self) -> u64 {
         self.shards.iter().map(|s| s.size).sum()
@@ -229,12 +243,13 @@ impl ShardPlan {
     }
 }
 
-/// The shards' nodes of the list stored at `dir` in `tree`, in the list's order.
+/// The shards' nodes of the list stored at `dir` in `tree`, in the list's order, each with
+/// its place in the list (`GGGGGGGG/SSSSSSSS`, as [`ShardPlan::place`] names it).
 pub fn stored_shards<S: IndexedTree>(
     repo: &Repository<S>,
     tree: TreeId,
     dir: &Path,
-) -> Result<Vec<Node>, String> {
+) -> Result<Vec<(String, Node)>, String> {
     let one_line = |e: Box<rustic_core::RusticError>| super::one_line(&e);
     let top = repo
         .node_from_path(tree, dir)
@@ -252,19 +267,64 @@ pub fn stored_shards<S: IndexedTree>(
     };
     let mut shards = Vec::new();
     for group in subtree(&top)?.nodes {
-        shards.extend(subtree(&group)?.nodes);
+        let folder = group.name().to_string_lossy().into_owned();
+        for shard in subtree(&group)?.nodes {
+            shards.push((
+                format!("{folder}/{}", shard.name().to_string_lossy()),
+                shard,
+            ));
+        }
     }
     Ok(shards)
 }
 
-/// Whether `node` holds exactly `bytes`: one blob, whose id is their SHA-256.
-pub fn holds(node: &Node, bytes: &[u8]) -> bool {
-    let id = hex::encode(Sha256::digest(bytes));
-    node.meta.size == bytes.len() as u64
-        && node
-            .content
-            .as_ref()
-            .is_some_and(|c| c.len() == 1 && c[0].to_hex().as_str() == id)
+/// A shard of a stored list, as much of it as the next backup compares: the archiver
+/// takes a shard from the parent when its place, size and stamp are the same.
+#[derive(Debug)]
+pub struct StoredShard {
+    stamp: Option<Timestamp>,
+    size: u64,
+    /// Its one blob, in hex; None when it was stored in several.
+    blob: Option<String>,
+}
+
+/// The parent's list's shards by place.
+pub type ParentShards = HashMap<String, StoredShard>;
+
+/// The shards of a stored list ([`stored_shards`]) by place.
+pub fn by_place(stored: Vec<(String, Node)>) -> ParentShards {
+    stored
+        .into_iter()
+        .map(|(place, node)| {
+            let blob = match node.content.as_deref() {
+                Some([one]) => Some(one.to_hex().to_string()),
+                _ => None,
+            };
+            let shard = StoredShard {
+                stamp: node.meta.mtime,
+                size: node.meta.size,
+                blob,
+            };
+            (place, shard)
+        })
+        .collect()
+}
+
+impl StoredShard {
+    /// Whether the archiver would take this shard for `shard` of a plan: same size and
+    /// stamp (the place is the map's key).
+    pub fn matches(&self, shard: &Shard) -> bool {
+        self.stamp == Some(shard.stamp) && self.size == shard.size
+    }
+
+    /// Whether it holds exactly `bytes`: one blob, whose id is their SHA-256.
+    pub fn holds(&self, bytes: &[u8]) -> bool {
+        self.size == bytes.len() as u64
+            && self
+                .blob
+                .as_deref()
+                .is_some_and(|b| b == hex::encode(Sha256::digest(bytes)))
+    }
 }
 
 #[cfg(test)]

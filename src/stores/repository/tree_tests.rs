@@ -388,15 +388,17 @@ fn a_file_gone_before_it_is_read_leaves_the_file_list_without_it() {
     assert_eq!(names, ["a.txt"]);
 }
 
-/// What was stored of a file list is checked against the bytes meant for it, shard by
-/// shard: the list a backup stored passes with the hashes it was made from, and fails,
-/// naming the shard, with a file's hash other than the one it holds.
+/// What was stored of a file list is held to the bytes meant for it, shard by shard,
+/// without reading it back: a shard taken from the parent passes when it holds the
+/// bytes made from the hashes known now, one opened by the archiver when it got them;
+/// either fails, naming the shard, when a file's hash differs. Before the archive, a
+/// parent's shard that would be taken while holding other bytes is stamped anew.
 #[test]
-fn a_stored_file_list_is_checked_against_the_bytes_meant_for_it() {
-    use super::file_list::{self, Hashes};
+fn a_stored_file_list_is_held_to_the_bytes_meant_for_it() {
+    use super::list_check::{check_stored, restamp_stale};
     use super::list_shards::{self, Cut, ShardPlan};
+    use super::tree_write::LogState;
     use crate::stores::file_hashes::FileShas;
-    use std::collections::{HashMap, HashSet};
 
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir);
@@ -405,34 +407,70 @@ fn a_stored_file_list_is_checked_against_the_bytes_meant_for_it() {
     assert_eq!(recorded.shards, 1);
     let repo = store.open_existing().unwrap().to_indexed_ids().unwrap();
     let snap = repo.get_snapshot_from_str(&m.artifact, |_| true).unwrap();
+    let list_dir = PathBuf::from(format!("{ROOT}.lifeboat-files"));
+    let parent =
+        list_shards::by_place(list_shards::stored_shards(&repo, snap.tree, &list_dir).unwrap());
     let entries = tree(100, 1_700_000_000).entries;
     let cut = Cut {
-        line_len: &file_list::line_len,
+        line_len: &super::file_list::line_len,
         unknown: &|_| false,
-        nonce: 0,
+        nonce: 7,
         max_bytes: list_shards::max_shard_bytes(repo.config()),
     };
-    let plan = ShardPlan::new(
-        PathBuf::from(format!("{ROOT}.lifeboat-files")),
-        &entries,
-        &cut,
-    );
-    let check = |sha: &str| {
-        let read = HashMap::from([("a.txt".to_string(), sha.to_string())]);
-        let hashes = Hashes {
-            read: &read,
-            parent: &FileShas::default(),
-            vanished: &HashSet::new(),
-        };
-        file_list::check_stored(&repo, snap.tree, &plan, &entries, &hashes)
+    let plan = || ShardPlan::new(list_dir.clone(), &entries, &cut);
+    let shas = |sha: &str| {
+        let mut shas = FileShas::default();
+        shas.push("a.txt", sha).unwrap();
+        shas.seal();
+        shas
     };
     let hello = written.sha256.get("a.txt").unwrap();
-    assert_eq!(check(&hello).unwrap(), recorded);
-    let why = check(&"ab".repeat(32)).unwrap_err();
+
+    // Before: the shard holding the hashes known is left to be taken; with another hash
+    // for a.txt it is stamped anew, so the archiver makes it again.
+    assert_eq!(
+        restamp_stale(&mut plan(), &entries, &parent, &shas(&hello), 7),
+        0
+    );
+    let mut stale = plan();
+    assert_eq!(
+        restamp_stale(&mut stale, &entries, &parent, &shas(&"ab".repeat(32)), 7),
+        1
+    );
+    assert_ne!(stale.shards, plan().shards, "its stamp changed");
+
+    // After, taken from the parent: passes with the hash it holds, fails with another.
+    let taken = |sha: &str| {
+        let mut log = LogState::default();
+        log.parent = shas(sha);
+        check_stored(&plan(), &entries, &log, &parent)
+    };
+    assert_eq!(taken(&hello).unwrap(), recorded);
+    let why = taken(&"ab".repeat(32)).unwrap_err();
     assert!(
         why.contains("00000000/00000000") && why.contains("not stored as written"),
         "{why}"
     );
+    // After, opened: held to the bytes the archiver was handed, whatever the parent's.
+    let opened = |handed: &str, now: &str| {
+        let mut log = LogState::default();
+        log.parent = shas(handed);
+        let mut made = Vec::new();
+        let hashes = super::file_list::Hashes::of(&log);
+        let shard = &plan().shards[0];
+        let run = &entries[shard.lines.clone()];
+        let mut lines = sha2::Sha256::default();
+        super::file_list::shard_bytes(run, &hashes, shard.size, &mut lines, &mut made).unwrap();
+        log.list_handed
+            .insert(0, <sha2::Sha256 as sha2::Digest>::digest(&made).into());
+        log.parent = shas(now);
+        check_stored(&plan(), &entries, &log, &Default::default())
+    };
+    assert_eq!(
+        opened(&"cd".repeat(32), &"cd".repeat(32)).unwrap().shards,
+        1
+    );
+    assert!(opened(&"cd".repeat(32), &hello).is_err());
 }
 
 /// A file that vanished while the parent was read and is there again, with the listing's

@@ -10,7 +10,8 @@
 //! shards by `list_shards`): the archiver opens a shard only once every file before it
 //! has been read or found unchanged (each file's opener reports when it is done with,
 //! read or not), so every SHA-256 is known when a shard is made. What was stored of the
-//! list is checked against what was meant, shard by shard, before the backup counts.
+//! list is held to what was meant, shard by shard, before the backup counts
+//! (`list_check`).
 //!
 //! The archiver saves the snapshot as soon as the tree is stored, before the manifest
 //! exists: that first snapshot carries the `lifeboat-unfinished` tag and no manifest, and
@@ -20,19 +21,21 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 
 use rustic_core::repofile::{SnapshotFile, SnapshotId};
 use rustic_core::{
-    BackupOptions, ErrorKind, IndexedFull, IndexedFullStatus, Open, OpenStatus, ParentOptions,
-    ReadSource, ReadSourceEntry, ReadSourceOpen, Repository, RusticError, RusticResult,
+    BackupOptions, ErrorKind, IndexedFullStatus, OpenStatus, ParentOptions, ReadSource,
+    ReadSourceEntry, ReadSourceOpen, Repository, RusticError, RusticResult,
 };
 use sha2::{Digest, Sha256};
 
 use super::file_list::{self, ListOpen, SharedEntries};
-use super::list_shards::{self, Cut, ListNode, ShardPlan};
+use super::list_check::{check_stored, restamp_stale};
+use super::list_shards::{self, Cut, ListNode, ParentShards, ShardPlan};
 use super::node::node_of;
+use super::parent::Parent;
 use super::snapshots;
 use crate::progress::{Cancel, JobContext, Progress};
 use crate::stores::StoreError;
@@ -46,79 +49,6 @@ pub const UNFINISHED_TAG: &str = "lifeboat-unfinished";
 /// A tree stored, waiting to be published.
 pub struct Stored {
     pub snap: SnapshotFile,
-}
-
-/// The newest published native-tree backup of `target` with the same root: its snapshot
-/// (the parent's id and tree) and its manifest, its file list not read yet when kept
-/// apart. Only the manifests of the newest candidates are read (they can be large).
-fn parent_of<S: Open>(
-    repo: &Repository<S>,
-    target: &str,
-    root: &Path,
-) -> RusticResult<Option<(SnapshotFile, Manifest)>> {
-    let root = root.to_string_lossy();
-    let mut candidates: Vec<SnapshotFile> = repo.get_matching_snapshots(|s| {
-        snapshots::is_ours(s)
-            && snapshots::target_of(s).as_deref() == Some(target)
-            && s.paths.iter().eq([root.as_ref()].iter().copied())
-    })?;
-    candidates.sort_by_key(|s| std::cmp::Reverse(s.time.timestamp()));
-    Ok(candidates.into_iter().find_map(|s| {
-        let m = snapshots::manifest_of(&s).ok()?;
-        m.is_native_tree().then_some((s, m))
-    }))
-}
-
-/// The parent a backup's tree takes unchanged files from: its snapshot, its backup's id,
-/// and its files' hashes (from the list in its tree, or its description for older
-/// backups).
-pub struct Parent {
-    pub snap: SnapshotFile,
-    pub id: String,
-    pub shas: FileShas,
-}
-
-/// The parent of a new tree of `target` at `root`: the newest native tree's backup
-/// ([`parent_of`]), when its file list reads back, because a file taken unchanged gets its
-/// SHA-256 from that list. A parent whose list cannot be read is no parent: every file
-/// is read. Chosen once per backup, and both [`unchanged`](super::unchanged::unchanged)
-/// and [`store`] are handed that choice, so the files said to be unchanged beforehand
-/// are those the archiver takes from the same parent.
-pub fn choose_parent<S: IndexedFull>(
-    repo: &Repository<S>,
-    target: &str,
-    root: &Path,
-) -> RusticResult<Option<Parent>> {
-    let Some((snap, m)) = parent_of(repo, target, root)? else {
-        return Ok(None);
-    };
-    let shas = match m.file_list_apart() {
-        Some(apart) => file_list::read_shas(repo, &snap, apart),
-        None => shas_of(m.directory.map(|d| d.entries).unwrap_or_default()),
-    };
-    match shas {
-        Ok(shas) => Ok(Some(Parent {
-            snap,
-            id: m.id,
-            shas,
-        })),
-        Err(why) => {
-            tracing::warn!(target, parent = %snap.id, "the previous backup cannot be the parent: {why}");
-            Ok(None)
-        }
-    }
-}
-
-/// The files' hashes of a list held in a manifest.
-fn shas_of(entries: Vec<FileEntry>) -> Result<FileShas, String> {
-    let mut shas = FileShas::default();
-    for e in entries {
-        if let (true, Some(sha)) = (e.kind == "file", &e.sha256) {
-            shas.push(&e.path, sha)?;
-        }
-    }
-    shas.seal();
-    Ok(shas)
 }
 
 /// Store `tree` as the snapshot `snap` (tagged unfinished), taking unchanged files from
@@ -156,8 +86,10 @@ pub fn store(
         None => BackupOptions::default().parent_opts(ParentOptions::default().force(true)),
     };
     let log = Arc::new(ReadLog::default());
+    let mut parent_shards = ParentShards::default();
     let parent_files: Option<(SnapshotId, String)> = parent.map(|p| {
         log.state.lock().unwrap().parent = p.shas;
+        parent_shards = p.shards;
         (p.snap.id, p.id)
     });
     let list = file_list::path_beside(&tree.root).map(|dir| {
@@ -172,7 +104,16 @@ pub fn store(
                 .map_or(0, |d| d.as_nanos() as u64),
             max_bytes: list_shards::max_shard_bytes(repo.config()),
         };
-        Arc::new(ShardPlan::new(dir, &tree.entries, &cut))
+        let mut plan = ShardPlan::new(dir, &tree.entries, &cut);
+        let stale = restamp_stale(
+            &mut plan,
+            &tree.entries,
+            &parent_shards,
+            &state.parent,
+            cut.nonce,
+        );
+        tracing::debug!(target, stale, "shards of the parent's list made again");
+        Arc::new(plan)
     });
     let shards = list.as_ref().map_or(0, |p| p.shards.len() as u64);
     let entries: SharedEntries = Arc::new(tree.entries);
@@ -192,14 +133,12 @@ pub fn store(
     // The archiver and the list are done with the entries: handed back, not copied.
     let entries = Arc::try_unwrap(entries).unwrap_or_else(|shared| (*shared).clone());
     let repo = repo.drop_index();
-    let (repo, list_stored) = match (&saved, &list) {
-        (Ok(saved), Some(plan)) => {
-            let (repo, checked) =
-                file_list::check_after_archive(repo, saved.tree, plan, &entries, &log)
-                    .map_err(|e| fail("reading the index to check the file list", e))?;
-            (repo, Some(checked))
+    let list_stored = match (&saved, &list) {
+        (Ok(_), Some(plan)) => {
+            let state = log.state.lock().unwrap();
+            Some(check_stored(plan, &entries, &state, &parent_shards))
         }
-        _ => (repo, None),
+        _ => None,
     };
     let saved = saved.map_err(|e| fail("writing the tree", e))?;
     let forget = |why: StoreError| {
@@ -343,6 +282,9 @@ pub(super) struct LogState {
     pub(super) vanished: HashSet<String>,
     short: Vec<String>,
     pub(super) failed: Vec<(String, String)>,
+    /// The SHA-256 of the bytes handed to the archiver for each shard of the list it
+    /// opened (the others it took from the parent).
+    pub(super) list_handed: HashMap<usize, [u8; 32]>,
     /// Files the archiver is done with: read, failed, or found unchanged and not opened.
     pub(super) settled: u64,
 }

@@ -1,7 +1,7 @@
 //! Which files of a tree a re-backup will take from its parent without reading them,
 //! known before the tree is handed over: a source that must fetch every file it hands
 //! over (a tree on another host) fetches only the others. The parent is the one chosen
-//! for the backup ([`choose_parent`](super::tree_write::choose_parent)), which
+//! for the backup ([`choose_parent`](super::parent::choose_parent)), which
 //! [`store`](super::tree_write::store) is then handed, and a file counts as unchanged by
 //! the comparison rustic_core's archiver makes on the nodes `store` hands it (type, size,
 //! mtime, ctime, and the inode as `store` has it compared), so the two agree.

@@ -22,6 +22,7 @@ use rustic_core::{
 };
 
 use super::gate::WriterPass;
+use super::parent;
 use super::snapshots;
 use super::tree_write;
 use super::unchanged;
@@ -40,7 +41,7 @@ pub struct SnapshotWriter {
     indexed: Option<Repository<IndexedFullStatus>>,
     /// The parent `unchanged` chose for a tree at this root (`None`: no parent), which
     /// `write_tree` then uses, so what it said is unchanged is what is not read.
-    parent: Option<(PathBuf, Option<tree_write::Parent>)>,
+    parent: Option<(PathBuf, Option<parent::Parent>)>,
     spool: Option<BufWriter<File>>,
     /// A tree stored natively, its snapshot saved but not published yet.
     stored: Option<tree_write::Stored>,
@@ -108,7 +109,7 @@ impl SnapshotWriter {
 
     /// The parent chosen for a tree at `root` by [`unchanged`](TreeWriter::unchanged),
     /// if it chose one for that root.
-    fn chosen_for(&mut self, root: &Path) -> Option<Option<tree_write::Parent>> {
+    fn chosen_for(&mut self, root: &Path) -> Option<Option<parent::Parent>> {
         match self.parent.take() {
             Some((at, parent)) if at == root => Some(parent),
             _ => None,
@@ -125,7 +126,7 @@ impl TreeWriter for SnapshotWriter {
     ) -> Result<HashSet<String>, StoreError> {
         let repo = self.indexed()?;
         let target = self.new.target.clone();
-        let found = tree_write::choose_parent(&repo, &target, root).and_then(|parent| {
+        let found = parent::choose_parent(&repo, &target, root).and_then(|parent| {
             let same = match &parent {
                 Some(p) => unchanged::unchanged(&repo, p.snap.tree, root, entries)?,
                 None => HashSet::new(),
@@ -155,15 +156,13 @@ impl TreeWriter for SnapshotWriter {
         );
         let parent = match self.chosen_for(&tree.root) {
             Some(parent) => parent,
-            None => {
-                tree_write::choose_parent(&repo, &self.new.target, &tree.root).map_err(|e| {
-                    StoreError::Other(format!(
-                        "{}: listing snapshots: {}",
-                        self.describe,
-                        super::one_line(&e)
-                    ))
-                })?
-            }
+            None => parent::choose_parent(&repo, &self.new.target, &tree.root).map_err(|e| {
+                StoreError::Other(format!(
+                    "{}: listing snapshots: {}",
+                    self.describe,
+                    super::one_line(&e)
+                ))
+            })?,
         };
         tracing::debug!(
             ms = clock.elapsed().as_millis() as u64,
