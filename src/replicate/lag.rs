@@ -43,7 +43,8 @@ pub fn of(app: &App, target: &str, now: DateTime<Utc>) -> Lag {
         Ok(Some(p)) => {
             let at = crate::units::parse_time(&p.replicated_to);
             let stuck = p.stuck.or(spool_stuck);
-            let problem = spool.as_ref().map(SpoolState::summary).or_else(|| {
+            let troubled = spool.as_ref().filter(|s| s.troubled(now));
+            let problem = troubled.map(SpoolState::summary).or_else(|| {
                 stuck
                     .as_ref()
                     .map(|why| format!("the replicator cannot go on: {why}"))

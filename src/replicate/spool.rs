@@ -288,6 +288,17 @@ impl SpoolState {
         serde_json::from_slice(&text).ok()
     }
 
+    /// Whether it says something is wrong: uploads failing, the replicator stuck, or
+    /// segments waiting in a state no replicator has written for a minute (it writes one
+    /// every round while anything waits). A segment on its way, spooled and being
+    /// uploaded, is how every round goes: status would flap if that were a problem.
+    pub fn troubled(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        let written = crate::units::parse_time(&self.at);
+        self.upload_failing.is_some()
+            || self.stuck.is_some()
+            || written.is_none_or(|at| now - at > chrono::Duration::minutes(1))
+    }
+
     /// In words, for status.
     pub fn summary(&self) -> String {
         let mut s = format!(
@@ -394,6 +405,36 @@ mod tests {
         w.write_all(bytes).unwrap();
         let n = w.commit(&position(last)).unwrap();
         spool.added(n);
+    }
+
+    #[test]
+    fn a_segment_on_its_way_is_no_problem_until_uploads_fail_or_nobody_writes_the_state() {
+        let now = chrono::Utc::now();
+        let state = SpoolState {
+            holder: "vm pid 1".into(),
+            at: crate::units::time_text(now),
+            segments: 1,
+            bytes: 4096,
+            max_bytes: 1 << 30,
+            stored_to: None,
+            spooled_to: crate::units::time_text(now),
+            upload_failing: None,
+            upload_failing_since: None,
+            stuck: None,
+        };
+        assert!(!state.troubled(now));
+        let later = now + chrono::Duration::seconds(61);
+        assert!(state.troubled(later), "no replicator wrote it for a minute");
+        let failing = SpoolState {
+            upload_failing: Some("connection refused".into()),
+            ..state.clone()
+        };
+        assert!(failing.troubled(now));
+        let stuck = SpoolState {
+            stuck: Some("no space left on device".into()),
+            ..state
+        };
+        assert!(stuck.troubled(now));
     }
 
     #[test]
