@@ -7,8 +7,8 @@
 //! only on the paths (a path whose hash is a multiple of [`SHARD_EVERY`] starts a shard,
 //! of [`GROUP_EVERY`] a group), so a change leaves every other shard's lines, and so its
 //! bytes, as they were. Every shard is smaller than the chunker's minimum chunk, so it is
-//! one blob whose id is the SHA-256 of its bytes: what was stored is checked against
-//! what was meant without reading it back.
+//! one blob whose id is the SHA-256 of its bytes: a parent's shard is compared with the
+//! bytes meant for it by that id alone, without reading it (`list_check`).
 //!
 //! A shard's node has the sizes, times and inodes of its entries folded into its mtime:
 //! when none of them changed, the archiver finds the shard unchanged in the parent and
